@@ -1,0 +1,103 @@
+//! Avro single-object encoding of log records.
+//!
+//! Layout: `C3 01`, the 8-byte CRC-64-AVRO fingerprint of the writer schema's Parsing
+//! Canonical Form (little-endian), then the Avro binary body. Any consumer holding
+//! `schemas/avro/` can decode any record.
+
+use apache_avro::types::Value;
+
+use crate::error::{Error, Result};
+use crate::records::AnyRecord;
+use crate::registry::{self, SchemaInfo};
+
+pub const MAGIC: [u8; 2] = [0xC3, 0x01];
+pub const HEADER_LEN: usize = 10;
+
+/// A Rust type with a schema in `schemas/avro/`.
+pub trait Record: Sized {
+    /// The schema's full name, e.g. `parley.MessagePosted`.
+    const NAME: &'static str;
+    fn to_avro(&self) -> Value;
+    fn from_avro(value: Value) -> Result<Self>;
+
+    fn schema() -> &'static SchemaInfo {
+        registry::by_name(Self::NAME)
+            .unwrap_or_else(|| panic!("{} is not in schemas::registry::SOURCES", Self::NAME))
+    }
+}
+
+/// Encodes `record` with its schema's single-object encoding.
+pub fn encode<R: Record>(record: &R) -> Result<Vec<u8>> {
+    let info = R::schema();
+    let body = apache_avro::to_avro_datum(&info.schema, record.to_avro()).map_err(|e| {
+        Error::Encode {
+            name: R::NAME,
+            problem: e.to_string(),
+        }
+    })?;
+    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&info.fingerprint);
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Decodes a record known to be an `R`.
+pub fn decode<R: Record>(bytes: &[u8]) -> Result<R> {
+    let (writer, body) = split(bytes)?;
+    if writer.name != R::NAME {
+        return Err(Error::WrongRecord {
+            expected: R::NAME,
+            found: writer.name,
+        });
+    }
+    R::from_avro(read_body(writer, R::schema(), body)?)
+}
+
+/// Decodes any record of the contract, whichever it is.
+pub fn decode_any(bytes: &[u8]) -> Result<AnyRecord> {
+    let (writer, body) = split(bytes)?;
+    let reader = registry::by_name(writer.name).ok_or_else(|| Error::UnknownSchema(writer.name.into()))?;
+    let value = read_body(writer, reader, body)?;
+    AnyRecord::from_avro(writer.name, value)
+}
+
+/// The writer schema named by the header, and the body after it.
+pub fn split(bytes: &[u8]) -> Result<(&'static SchemaInfo, &[u8])> {
+    if bytes.len() < HEADER_LEN {
+        return Err(Error::Truncated(bytes.len()));
+    }
+    if bytes[..2] != MAGIC {
+        return Err(Error::BadMagic(bytes[0], bytes[1]));
+    }
+    let mut fp = [0u8; 8];
+    fp.copy_from_slice(&bytes[2..HEADER_LEN]);
+    let info = registry::by_fingerprint(&fp)
+        .ok_or_else(|| Error::UnknownFingerprint(crate::fingerprint::to_hex(&fp)))?;
+    Ok((info, &bytes[HEADER_LEN..]))
+}
+
+/// Reads an Avro body written with `writer`, resolved to `reader`; the whole body must be used.
+pub fn read_body(writer: &SchemaInfo, reader: &SchemaInfo, body: &[u8]) -> Result<Value> {
+    let mut rest = body;
+    let reader_schema = (!std::ptr::eq(writer, reader)).then_some(&reader.schema);
+    let value = apache_avro::from_avro_datum(&writer.schema, &mut rest, reader_schema)
+        .map_err(|e| Error::Body(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(Error::TrailingBytes(rest.len()));
+    }
+    Ok(value)
+}
+
+/// Reads an Avro body written with `writer` into a value of an arbitrary `reader` schema
+/// (schema evolution: a newer reader reads older bytes).
+pub fn read_with_schema(bytes: &[u8], reader: &apache_avro::Schema) -> Result<Value> {
+    let (writer, body) = split(bytes)?;
+    let mut rest = body;
+    let value = apache_avro::from_avro_datum(&writer.schema, &mut rest, Some(reader))
+        .map_err(|e| Error::Body(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(Error::TrailingBytes(rest.len()));
+    }
+    Ok(value)
+}

@@ -1,0 +1,201 @@
+//! The client protocol: JSON frames over WebSocket (and the long-poll fallback), each an
+//! object with a `"type"`. `docs/protocol.md` describes them with examples. Frame and
+//! field names are public: fields may be added, never renamed.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::records::ReceiptKind;
+
+/// Frames a client sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientFrame {
+    /// Post a message. Answered by `sent` once the log has it, or by `error`.
+    Send {
+        client_msg_id: String,
+        conversation_id: String,
+        body: String,
+    },
+    /// Catch up: everything after each cursor (conversation → last seq seen); a
+    /// conversation not listed means from the beginning.
+    Sync {
+        #[serde(default)]
+        cursors: BTreeMap<String, i64>,
+    },
+    /// Delivery receipt: the client has everything of the conversation up to `seq`.
+    Ack { conversation_id: String, seq: i64 },
+    /// Read receipt.
+    Read { conversation_id: String, seq: i64 },
+    Typing {
+        conversation_id: String,
+        active: bool,
+    },
+    /// A page of history: messages with `after_seq < seq < before_seq`.
+    History {
+        conversation_id: String,
+        #[serde(default)]
+        after_seq: Option<i64>,
+        #[serde(default)]
+        before_seq: Option<i64>,
+        #[serde(default)]
+        limit: Option<u32>,
+        #[serde(default)]
+        request_id: Option<String>,
+    },
+    Ping {
+        #[serde(default)]
+        nonce: Option<String>,
+    },
+}
+
+/// A message as clients see it, live or in history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageView {
+    pub conversation_id: String,
+    pub seq: i64,
+    /// seq of the conversation's previous message; `null` when the router cannot know it.
+    pub prev_seq: Option<i64>,
+    pub message_id: Uuid,
+    pub sender_id: String,
+    pub body: String,
+    /// When the gateway accepted it, ms since the Unix epoch.
+    pub ts: i64,
+}
+
+/// Frames the server sends.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerFrame {
+    /// The send is in the log: `seq` is its offset there.
+    Sent {
+        client_msg_id: String,
+        message_id: Uuid,
+        conversation_id: String,
+        seq: i64,
+        ts: i64,
+    },
+    Message(MessageView),
+    SyncBatch {
+        conversation_id: String,
+        messages: Vec<MessageView>,
+        has_more: bool,
+    },
+    /// Catch-up is complete; live delivery follows.
+    Synced {},
+    History {
+        conversation_id: String,
+        request_id: Option<String>,
+        messages: Vec<MessageView>,
+        has_more: bool,
+    },
+    Receipt {
+        conversation_id: String,
+        user_id: String,
+        kind: ReceiptKind,
+        seq: i64,
+    },
+    Typing {
+        conversation_id: String,
+        user_id: String,
+        active: bool,
+    },
+    Pong {
+        nonce: Option<String>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        client_msg_id: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        request_id: Option<String>,
+    },
+}
+
+/// Why a request failed. Each maps to one HTTP status for REST.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Malformed frame or body, bad UTF-8, unknown frame type, missing field.
+    BadRequest,
+    /// Missing, malformed or expired token.
+    Unauthorized,
+    /// The caller is not a member of the conversation.
+    NotMember,
+    NotFound,
+    /// Frame or body over the size limit.
+    TooLarge,
+    RateLimited,
+    /// The log or a view could not be reached in time; retrying may help.
+    Unavailable,
+    /// The client could not keep up and was cut off; reconnect and sync.
+    SlowConsumer,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn http_status(self) -> u16 {
+        match self {
+            ErrorCode::BadRequest => 400,
+            ErrorCode::Unauthorized => 401,
+            ErrorCode::NotMember => 403,
+            ErrorCode::NotFound => 404,
+            ErrorCode::TooLarge => 413,
+            ErrorCode::RateLimited => 429,
+            ErrorCode::Unavailable | ErrorCode::SlowConsumer => 503,
+            ErrorCode::Internal => 500,
+        }
+    }
+
+    /// Whether the same request may succeed if retried later.
+    pub fn retryable(self) -> bool {
+        matches!(self, ErrorCode::Unavailable | ErrorCode::RateLimited)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_frame_parses_from_the_documented_json() {
+        let f: ClientFrame = serde_json::from_str(
+            r#"{"type":"send","client_msg_id":"c1","conversation_id":"k","body":"hi"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            f,
+            ClientFrame::Send {
+                client_msg_id: "c1".into(),
+                conversation_id: "k".into(),
+                body: "hi".into()
+            }
+        );
+    }
+
+    #[test]
+    fn unknown_types_and_fields_are_errors() {
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"nope"}"#).is_err());
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"ping","x":1}"#).is_err());
+        assert!(serde_json::from_str::<ClientFrame>(r#"{"type":"send"}"#).is_err());
+    }
+
+    #[test]
+    fn server_frames_carry_their_type() {
+        let j = serde_json::to_value(ServerFrame::Synced {}).unwrap();
+        assert_eq!(j, serde_json::json!({"type": "synced"}));
+        let e = ServerFrame::Error {
+            code: ErrorCode::NotMember,
+            message: "not a member".into(),
+            client_msg_id: Some("c1".into()),
+            request_id: None,
+        };
+        assert_eq!(
+            serde_json::to_value(e).unwrap(),
+            serde_json::json!({"type":"error","code":"not_member","message":"not a member","client_msg_id":"c1"})
+        );
+    }
+}

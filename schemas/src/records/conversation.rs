@@ -1,0 +1,133 @@
+//! Conversation lifecycle and membership: records of the `events` topic that share the
+//! conversation's partition with its messages.
+
+use apache_avro::types::Value;
+use serde::{Deserialize, Serialize};
+
+use super::{with_meta, Meta};
+use crate::codec::Record;
+use crate::error::{Error, Result};
+use crate::value::{nullable, strings, Fields};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationKind {
+    Direct,
+    Group,
+}
+
+impl ConversationKind {
+    const SYMBOLS: [&'static str; 2] = ["DIRECT", "GROUP"];
+
+    fn to_avro(self) -> Value {
+        let i = self as usize;
+        Value::Enum(i as u32, Self::SYMBOLS[i].to_string())
+    }
+
+    fn parse(symbol: &str) -> Result<Self> {
+        match symbol {
+            "DIRECT" => Ok(Self::Direct),
+            "GROUP" => Ok(Self::Group),
+            other => Err(Error::field("kind", format!("unknown symbol {other}"))),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationCreated {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub conversation_id: String,
+    pub kind: ConversationKind,
+    pub title: Option<String>,
+    pub members: Vec<String>,
+}
+
+impl Record for ConversationCreated {
+    const NAME: &'static str = "parley.ConversationCreated";
+
+    fn to_avro(&self) -> Value {
+        with_meta(
+            &self.meta,
+            vec![
+                ("conversation_id", Value::String(self.conversation_id.clone())),
+                ("kind", self.kind.to_avro()),
+                ("title", nullable(self.title.clone().map(Value::String))),
+                ("members", strings(&self.members)),
+            ],
+        )
+    }
+
+    fn from_avro(value: Value) -> Result<Self> {
+        let mut f = Fields::new(value, Self::NAME)?;
+        Ok(Self {
+            meta: Meta::take(&mut f)?,
+            conversation_id: f.string("conversation_id")?,
+            kind: ConversationKind::parse(&f.symbol("kind")?)?,
+            title: f.opt_string("title")?,
+            members: f.strings("members")?,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MembersAdded {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub conversation_id: String,
+    pub members: Vec<String>,
+}
+
+impl Record for MembersAdded {
+    const NAME: &'static str = "parley.MembersAdded";
+
+    fn to_avro(&self) -> Value {
+        with_meta(
+            &self.meta,
+            vec![
+                ("conversation_id", Value::String(self.conversation_id.clone())),
+                ("members", strings(&self.members)),
+            ],
+        )
+    }
+
+    fn from_avro(value: Value) -> Result<Self> {
+        let mut f = Fields::new(value, Self::NAME)?;
+        Ok(Self {
+            meta: Meta::take(&mut f)?,
+            conversation_id: f.string("conversation_id")?,
+            members: f.strings("members")?,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRemoved {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub conversation_id: String,
+    pub member: String,
+}
+
+impl Record for MemberRemoved {
+    const NAME: &'static str = "parley.MemberRemoved";
+
+    fn to_avro(&self) -> Value {
+        with_meta(
+            &self.meta,
+            vec![
+                ("conversation_id", Value::String(self.conversation_id.clone())),
+                ("member", Value::String(self.member.clone())),
+            ],
+        )
+    }
+
+    fn from_avro(value: Value) -> Result<Self> {
+        let mut f = Fields::new(value, Self::NAME)?;
+        Ok(Self {
+            meta: Meta::take(&mut f)?,
+            conversation_id: f.string("conversation_id")?,
+            member: f.string("member")?,
+        })
+    }
+}

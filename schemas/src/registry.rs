@@ -1,0 +1,79 @@
+//! The schemas this build knows: each `schemas/avro/*.avsc`, parsed once, with its
+//! Parsing Canonical Form and fingerprint.
+//!
+//! A decoder finds the writer's schema by the fingerprint in the record's header and
+//! resolves it to the current schema of the same name, so records written with an older
+//! version of a schema stay readable once that version is listed here too.
+
+use std::sync::LazyLock;
+
+use apache_avro::Schema;
+
+use crate::canonical::canonical_form;
+use crate::fingerprint::{fingerprint_bytes, to_hex};
+
+/// One schema of the contract.
+pub struct SchemaInfo {
+    /// Full name, e.g. `parley.MessagePosted`.
+    pub name: &'static str,
+    /// The `.avsc` text as shipped in `schemas/avro/`.
+    pub json: &'static str,
+    pub schema: Schema,
+    pub canonical_form: String,
+    /// CRC-64-AVRO of the canonical form, little-endian (as single-object encoding writes it).
+    pub fingerprint: [u8; 8],
+}
+
+impl SchemaInfo {
+    pub fn fingerprint_hex(&self) -> String {
+        to_hex(&self.fingerprint)
+    }
+}
+
+/// `(full name, file text)` of every schema of the contract.
+pub const SOURCES: &[(&str, &str)] = &[
+    ("parley.ConversationCreated", include_str!("../avro/ConversationCreated.avsc")),
+    ("parley.MembersAdded", include_str!("../avro/MembersAdded.avsc")),
+    ("parley.MemberRemoved", include_str!("../avro/MemberRemoved.avsc")),
+    ("parley.MessagePosted", include_str!("../avro/MessagePosted.avsc")),
+    ("parley.ReceiptRecorded", include_str!("../avro/ReceiptRecorded.avsc")),
+    ("parley.TypingChanged", include_str!("../avro/TypingChanged.avsc")),
+    ("parley.PresenceUpdated", include_str!("../avro/PresenceUpdated.avsc")),
+    ("parley.DeliveryBatch", include_str!("../avro/DeliveryBatch.avsc")),
+    ("parley.InboxEntry", include_str!("../avro/InboxEntry.avsc")),
+    ("parley.PushJob", include_str!("../avro/PushJob.avsc")),
+];
+
+static ALL: LazyLock<Vec<SchemaInfo>> = LazyLock::new(|| {
+    SOURCES
+        .iter()
+        .map(|(name, json)| {
+            // These files are compiled in and checked by the tests; failing here is a build defect.
+            let schema = Schema::parse_str(json)
+                .unwrap_or_else(|e| panic!("schemas/avro: {name} does not parse: {e}"));
+            let canonical_form = canonical_form(json)
+                .unwrap_or_else(|e| panic!("schemas/avro: {name} has no canonical form: {e}"));
+            let fingerprint = fingerprint_bytes(&canonical_form);
+            SchemaInfo {
+                name,
+                json,
+                schema,
+                canonical_form,
+                fingerprint,
+            }
+        })
+        .collect()
+});
+
+/// Every schema of the contract.
+pub fn all() -> &'static [SchemaInfo] {
+    &ALL
+}
+
+pub fn by_name(name: &str) -> Option<&'static SchemaInfo> {
+    ALL.iter().find(|s| s.name == name)
+}
+
+pub fn by_fingerprint(fp: &[u8; 8]) -> Option<&'static SchemaInfo> {
+    ALL.iter().find(|s| &s.fingerprint == fp)
+}

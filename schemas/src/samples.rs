@@ -1,0 +1,109 @@
+//! One fixed record of each kind. The golden tests pin their bytes, the interop check
+//! decodes them with a second Avro implementation, and examples print them.
+
+use uuid::Uuid;
+
+use crate::records::*;
+
+fn meta(n: u128, actor: &str) -> Meta {
+    Meta {
+        event_id: Uuid::from_u128(0x0192_0000_0000_7000_8000_0000_0000_0000 | n),
+        occurred_at: 1_767_225_600_000 + n as i64, // 2026-01-01T00:00:00Z
+        actor: actor.to_string(),
+    }
+}
+
+pub const CONVERSATION: &str = "0b7e5c3a-4c1f-5d2e-9a8b-1c2d3e4f5a6b";
+
+pub fn message_posted() -> MessagePosted {
+    MessagePosted {
+        meta: meta(4, "alice"),
+        conversation_id: CONVERSATION.into(),
+        message_id: crate::ids::message_id("alice", "c-1"),
+        client_msg_id: "c-1".into(),
+        body: "héllo, wörld ✓".into(),
+    }
+}
+
+/// One record of every kind, in [`crate::registry::SOURCES`] order.
+pub fn one_of_each() -> Vec<AnyRecord> {
+    vec![
+        ConversationCreated {
+            meta: meta(1, "alice"),
+            conversation_id: CONVERSATION.into(),
+            kind: ConversationKind::Group,
+            title: Some("Launch".into()),
+            members: vec!["alice".into(), "bob".into(), "carol".into()],
+        }
+        .into(),
+        MembersAdded {
+            meta: meta(2, "alice"),
+            conversation_id: CONVERSATION.into(),
+            members: vec!["dave".into()],
+        }
+        .into(),
+        MemberRemoved {
+            meta: meta(3, "carol"),
+            conversation_id: CONVERSATION.into(),
+            member: "carol".into(),
+        }
+        .into(),
+        message_posted().into(),
+        ReceiptRecorded {
+            meta: meta(5, "bob"),
+            conversation_id: CONVERSATION.into(),
+            kind: ReceiptKind::Read,
+            up_to_seq: 42,
+        }
+        .into(),
+        TypingChanged {
+            meta: meta(6, "bob"),
+            conversation_id: CONVERSATION.into(),
+            active: true,
+            expires_at: 1_767_225_605_000,
+        }
+        .into(),
+        PresenceUpdated {
+            meta: meta(7, "gateway:3"),
+            user_id: "bob".into(),
+            gateway_slot: 3,
+            sessions: 2,
+            expires_at: 1_767_225_630_000,
+        }
+        .into(),
+        DeliveryBatch {
+            meta: meta(8, "fanout:1"),
+            gateway_slot: 3,
+            conversation_id: CONVERSATION.into(),
+            recipients: vec!["bob".into(), "dave".into()],
+            broadcast: false,
+            source_topic: "parley.events".into(),
+            source_partition: 5,
+            source_offset: 42,
+            prev_seq: Some(40),
+            event: crate::codec::encode(&message_posted()).unwrap_or_default(),
+        }
+        .into(),
+        InboxEntry {
+            meta: meta(9, "fanout:1"),
+            user_id: "carol".into(),
+            conversation_id: CONVERSATION.into(),
+            seq: 42,
+            message_id: crate::ids::message_id("alice", "c-1"),
+            sender_id: "alice".into(),
+        }
+        .into(),
+        PushJob {
+            meta: meta(10, "fanout:1"),
+            user_id: "carol".into(),
+            conversation_id: CONVERSATION.into(),
+            seq: 42,
+            message_id: crate::ids::message_id("alice", "c-1"),
+            sender_id: "alice".into(),
+            title: "alice".into(),
+            preview: "héllo, wörld ✓".into(),
+            badge: None,
+        }
+        .into(),
+    ]
+}

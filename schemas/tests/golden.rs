@@ -1,0 +1,46 @@
+//! Golden bytes: the encoding of one fixed record of each kind, and every schema's
+//! fingerprint, are pinned. A change here breaks every consumer of the log.
+
+use parley_schemas::{decode_any, registry, samples};
+
+const RECORDS: &str = include_str!("golden/records.hex");
+const FINGERPRINTS: &str = include_str!("golden/fingerprints.txt");
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn fingerprints_are_pinned() {
+    let pinned: Vec<(&str, &str)> = FINGERPRINTS
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .collect();
+    assert_eq!(pinned.len(), registry::all().len(), "one pinned fingerprint per schema");
+    for (name, fp) in pinned {
+        let info = registry::by_name(name).unwrap_or_else(|| panic!("{name} not in registry"));
+        assert_eq!(info.fingerprint_hex(), fp, "fingerprint of {name}");
+    }
+}
+
+#[test]
+fn one_record_of_each_kind_encodes_to_the_pinned_bytes() {
+    let pinned: Vec<(&str, &str)> = RECORDS.lines().filter_map(|l| l.split_once(' ')).collect();
+    let samples = samples::one_of_each();
+    assert_eq!(pinned.len(), samples.len());
+    assert_eq!(samples.len(), registry::all().len(), "a sample of every kind");
+    for (record, (name, bytes)) in samples.iter().zip(pinned) {
+        assert_eq!(record.schema_name(), name);
+        let encoded = record.encode().unwrap();
+        assert_eq!(hex(&encoded), bytes, "bytes of {name}");
+        assert_eq!(&decode_any(&encoded).unwrap(), record);
+    }
+}
+
+#[test]
+fn the_header_is_magic_then_the_fingerprint() {
+    let encoded = samples::one_of_each()[3].encode().unwrap();
+    assert_eq!(&encoded[..2], &[0xC3, 0x01]);
+    let info = registry::by_name("parley.MessagePosted").unwrap();
+    assert_eq!(&encoded[2..10], &info.fingerprint);
+}

@@ -1,0 +1,55 @@
+//! Interop: the bytes are standard Avro. A second implementation (Python's fastavro)
+//! computes the same fingerprints, re-encodes Parley's golden records to the same bytes,
+//! and writes records that Parley decodes. Needs `python3` with `fastavro`
+//! (`.ci/run` installs it); a missing one fails the test, with the fix in the message.
+
+use std::path::Path;
+use std::process::Command;
+
+use parley_schemas::{decode_any, registry};
+
+#[test]
+fn fastavro_agrees_with_parley() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("python3")
+        .arg(root.join("interop/fastavro_check.py"))
+        .arg(root.join("avro"))
+        .arg(root.join("tests/golden/records.hex"))
+        .output()
+        .expect("python3 must be on PATH for the interop test");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No module named 'fastavro'"),
+        "fastavro is missing: python3 -m pip install fastavro"
+    );
+    assert!(out.status.success(), "fastavro check failed: {stderr}");
+
+    let mut fingerprints = 0;
+    let mut records = 0;
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let j: serde_json::Value = serde_json::from_str(line).unwrap();
+        let schema = j["schema"].as_str().unwrap();
+        match j["kind"].as_str().unwrap() {
+            "fingerprint" => {
+                let info = registry::by_name(schema).unwrap();
+                assert_eq!(info.fingerprint_hex(), j["fingerprint"].as_str().unwrap(), "{schema}");
+                fingerprints += 1;
+            }
+            "record" => {
+                assert_eq!(j["reencoded_identical"], true, "{schema}");
+                let hex = j["fresh"].as_str().unwrap();
+                let bytes: Vec<u8> = (0..hex.len())
+                    .step_by(2)
+                    .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                    .collect();
+                let decoded = decode_any(&bytes).unwrap();
+                assert_eq!(decoded.schema_name(), schema);
+                assert_eq!(decoded.meta().actor, "written-by-fastavro");
+                records += 1;
+            }
+            other => panic!("fastavro check reported {other}: {j}"),
+        }
+    }
+    assert_eq!(fingerprints, registry::all().len());
+    assert_eq!(records, registry::all().len());
+}

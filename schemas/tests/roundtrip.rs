@@ -1,0 +1,180 @@
+//! Property: every record survives encode → decode unchanged, whatever its contents.
+
+use parley_schemas::records::*;
+use parley_schemas::{decode, decode_any, encode, AnyRecord, Record};
+use proptest::prelude::*;
+use uuid::Uuid;
+
+fn meta() -> impl Strategy<Value = Meta> {
+    (any::<u128>(), any::<i64>(), ".{0,20}").prop_map(|(id, at, actor)| Meta {
+        event_id: Uuid::from_u128(id),
+        occurred_at: at,
+        actor,
+    })
+}
+
+fn names() -> impl Strategy<Value = Vec<String>> {
+    prop::collection::vec("[a-z0-9._-]{1,12}", 0..8)
+}
+
+fn kind() -> impl Strategy<Value = ConversationKind> {
+    prop_oneof![Just(ConversationKind::Direct), Just(ConversationKind::Group)]
+}
+
+fn receipt_kind() -> impl Strategy<Value = ReceiptKind> {
+    prop_oneof![Just(ReceiptKind::Delivered), Just(ReceiptKind::Read)]
+}
+
+fn any_record() -> impl Strategy<Value = AnyRecord> {
+    prop_oneof![
+        (meta(), ".*", kind(), prop::option::of(".*"), names()).prop_map(
+            |(meta, conversation_id, kind, title, members)| ConversationCreated {
+                meta,
+                conversation_id,
+                kind,
+                title,
+                members
+            }
+            .into()
+        ),
+        (meta(), ".*", names()).prop_map(|(meta, conversation_id, members)| MembersAdded {
+            meta,
+            conversation_id,
+            members
+        }
+        .into()),
+        (meta(), ".*", ".*").prop_map(|(meta, conversation_id, member)| MemberRemoved {
+            meta,
+            conversation_id,
+            member
+        }
+        .into()),
+        (meta(), ".*", any::<u128>(), ".*", ".*").prop_map(
+            |(meta, conversation_id, id, client_msg_id, body)| MessagePosted {
+                meta,
+                conversation_id,
+                message_id: Uuid::from_u128(id),
+                client_msg_id,
+                body
+            }
+            .into()
+        ),
+        (meta(), ".*", receipt_kind(), any::<i64>()).prop_map(
+            |(meta, conversation_id, kind, up_to_seq)| ReceiptRecorded {
+                meta,
+                conversation_id,
+                kind,
+                up_to_seq
+            }
+            .into()
+        ),
+        (meta(), ".*", any::<bool>(), any::<i64>()).prop_map(
+            |(meta, conversation_id, active, expires_at)| TypingChanged {
+                meta,
+                conversation_id,
+                active,
+                expires_at
+            }
+            .into()
+        ),
+        (meta(), ".*", any::<i32>(), any::<i32>(), any::<i64>()).prop_map(
+            |(meta, user_id, gateway_slot, sessions, expires_at)| PresenceUpdated {
+                meta,
+                user_id,
+                gateway_slot,
+                sessions,
+                expires_at
+            }
+            .into()
+        ),
+        (
+            meta(),
+            (any::<i32>(), ".*", names(), any::<bool>()),
+            (".*", any::<i32>(), any::<i64>(), prop::option::of(any::<i64>())),
+            prop::collection::vec(any::<u8>(), 0..64)
+        )
+            .prop_map(
+                |(
+                    meta,
+                    (gateway_slot, conversation_id, recipients, broadcast),
+                    (source_topic, source_partition, source_offset, prev_seq),
+                    event,
+                )| DeliveryBatch {
+                    meta,
+                    gateway_slot,
+                    conversation_id,
+                    recipients,
+                    broadcast,
+                    source_topic,
+                    source_partition,
+                    source_offset,
+                    prev_seq,
+                    event
+                }
+                .into()
+            ),
+        (meta(), ".*", ".*", any::<i64>(), any::<u128>(), ".*").prop_map(
+            |(meta, user_id, conversation_id, seq, id, sender_id)| InboxEntry {
+                meta,
+                user_id,
+                conversation_id,
+                seq,
+                message_id: Uuid::from_u128(id),
+                sender_id
+            }
+            .into()
+        ),
+        (
+            meta(),
+            (".*", ".*", any::<i64>(), any::<u128>()),
+            (".*", ".*", ".*", prop::option::of(any::<i32>()))
+        )
+            .prop_map(
+                |(meta, (user_id, conversation_id, seq, id), (sender_id, title, preview, badge))| {
+                    PushJob {
+                        meta,
+                        user_id,
+                        conversation_id,
+                        seq,
+                        message_id: Uuid::from_u128(id),
+                        sender_id,
+                        title,
+                        preview,
+                        badge,
+                    }
+                    .into()
+                }
+            ),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn any_record_round_trips(record in any_record()) {
+        let bytes = record.encode().unwrap();
+        prop_assert_eq!(decode_any(&bytes).unwrap(), record);
+    }
+
+    #[test]
+    fn typed_decode_round_trips(meta in meta(), body in ".*", cmid in ".*") {
+        let m = MessagePosted {
+            meta,
+            conversation_id: "k".into(),
+            message_id: parley_schemas::ids::message_id("s", &cmid),
+            client_msg_id: cmid,
+            body,
+        };
+        let bytes = encode(&m).unwrap();
+        prop_assert_eq!(decode::<MessagePosted>(&bytes).unwrap(), m);
+    }
+}
+
+#[test]
+fn typed_decode_refuses_another_record() {
+    let bytes = encode(&parley_schemas::samples::message_posted()).unwrap();
+    let err = decode::<InboxEntry>(&bytes).unwrap_err();
+    assert!(err.to_string().contains("expected a parley.InboxEntry"), "{err}");
+    assert_eq!(MessagePosted::NAME, "parley.MessagePosted");
+}
