@@ -70,14 +70,18 @@ fn write_schema(
                 }
                 "array" => {
                     out.push_str("{\"type\":\"array\",\"items\":");
-                    let items = obj.get("items").ok_or_else(|| invalid("array without items"))?;
+                    let items = obj
+                        .get("items")
+                        .ok_or_else(|| invalid("array without items"))?;
                     write_schema(items, namespace, defined, out)?;
                     out.push('}');
                     Ok(())
                 }
                 "map" => {
                     out.push_str("{\"type\":\"map\",\"values\":");
-                    let values = obj.get("values").ok_or_else(|| invalid("map without values"))?;
+                    let values = obj
+                        .get("values")
+                        .ok_or_else(|| invalid("map without values"))?;
                     write_schema(values, namespace, defined, out)?;
                     out.push('}');
                     Ok(())

@@ -29,12 +29,11 @@ pub trait Record: Sized {
 /// Encodes `record` with its schema's single-object encoding.
 pub fn encode<R: Record>(record: &R) -> Result<Vec<u8>> {
     let info = R::schema();
-    let body = apache_avro::to_avro_datum(&info.schema, record.to_avro()).map_err(|e| {
-        Error::Encode {
+    let body =
+        apache_avro::to_avro_datum(&info.schema, record.to_avro()).map_err(|e| Error::Encode {
             name: R::NAME,
             problem: e.to_string(),
-        }
-    })?;
+        })?;
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&info.fingerprint);
@@ -57,7 +56,8 @@ pub fn decode<R: Record>(bytes: &[u8]) -> Result<R> {
 /// Decodes any record of the contract, whichever it is.
 pub fn decode_any(bytes: &[u8]) -> Result<AnyRecord> {
     let (writer, body) = split(bytes)?;
-    let reader = registry::by_name(writer.name).ok_or_else(|| Error::UnknownSchema(writer.name.into()))?;
+    let reader =
+        registry::by_name(writer.name).ok_or_else(|| Error::UnknownSchema(writer.name.into()))?;
     let value = read_body(writer, reader, body)?;
     AnyRecord::from_avro(writer.name, value)
 }

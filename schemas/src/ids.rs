@@ -36,7 +36,13 @@ mod tests {
 
     #[test]
     fn direct_ids_ignore_order() {
-        assert_eq!(direct_conversation_id("a", "b"), direct_conversation_id("b", "a"));
-        assert_ne!(direct_conversation_id("a", "b"), direct_conversation_id("a", "c"));
+        assert_eq!(
+            direct_conversation_id("a", "b"),
+            direct_conversation_id("b", "a")
+        );
+        assert_ne!(
+            direct_conversation_id("a", "b"),
+            direct_conversation_id("a", "c")
+        );
     }
 }

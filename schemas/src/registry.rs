@@ -32,14 +32,38 @@ impl SchemaInfo {
 
 /// `(full name, file text)` of every schema of the contract.
 pub const SOURCES: &[(&str, &str)] = &[
-    ("parley.ConversationCreated", include_str!("../avro/ConversationCreated.avsc")),
-    ("parley.MembersAdded", include_str!("../avro/MembersAdded.avsc")),
-    ("parley.MemberRemoved", include_str!("../avro/MemberRemoved.avsc")),
-    ("parley.MessagePosted", include_str!("../avro/MessagePosted.avsc")),
-    ("parley.ReceiptRecorded", include_str!("../avro/ReceiptRecorded.avsc")),
-    ("parley.TypingChanged", include_str!("../avro/TypingChanged.avsc")),
-    ("parley.PresenceUpdated", include_str!("../avro/PresenceUpdated.avsc")),
-    ("parley.DeliveryBatch", include_str!("../avro/DeliveryBatch.avsc")),
+    (
+        "parley.ConversationCreated",
+        include_str!("../avro/ConversationCreated.avsc"),
+    ),
+    (
+        "parley.MembersAdded",
+        include_str!("../avro/MembersAdded.avsc"),
+    ),
+    (
+        "parley.MemberRemoved",
+        include_str!("../avro/MemberRemoved.avsc"),
+    ),
+    (
+        "parley.MessagePosted",
+        include_str!("../avro/MessagePosted.avsc"),
+    ),
+    (
+        "parley.ReceiptRecorded",
+        include_str!("../avro/ReceiptRecorded.avsc"),
+    ),
+    (
+        "parley.TypingChanged",
+        include_str!("../avro/TypingChanged.avsc"),
+    ),
+    (
+        "parley.PresenceUpdated",
+        include_str!("../avro/PresenceUpdated.avsc"),
+    ),
+    (
+        "parley.DeliveryBatch",
+        include_str!("../avro/DeliveryBatch.avsc"),
+    ),
     ("parley.InboxEntry", include_str!("../avro/InboxEntry.avsc")),
     ("parley.PushJob", include_str!("../avro/PushJob.avsc")),
 ];

@@ -15,7 +15,10 @@ impl Fields {
     pub fn new(value: Value, record: &'static str) -> Result<Self> {
         match value {
             Value::Record(fields) => Ok(Fields { record, fields }),
-            other => Err(Error::field(record, format!("expected a record, got {other:?}"))),
+            other => Err(Error::field(
+                record,
+                format!("expected a record, got {other:?}"),
+            )),
         }
     }
 
@@ -133,7 +136,12 @@ fn wrong(name: &str, expected: &str, got: &Value) -> Error {
 
 /// A record value from its fields, in schema order.
 pub fn record(fields: Vec<(&str, Value)>) -> Value {
-    Value::Record(fields.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+    Value::Record(
+        fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    )
 }
 
 /// `["null", T]` with `T` second.

@@ -26,7 +26,11 @@ fn every_rust_type_matches_its_schema() {
     for record in samples::one_of_each() {
         let info = registry::by_name(record.schema_name()).unwrap();
         let value = avro_value(&record);
-        assert!(value.validate(&info.schema), "{} does not validate", info.name);
+        assert!(
+            value.validate(&info.schema),
+            "{} does not validate",
+            info.name
+        );
 
         let Value::Record(fields) = &value else {
             panic!("{} is not a record value", info.name)
@@ -40,7 +44,12 @@ fn every_rust_type_matches_its_schema() {
 
         // And the JSON form (what replay prints) names the same fields.
         let json = record.to_json();
-        let mut json_fields: Vec<&str> = json.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut json_fields: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
         let mut sorted_schema = schema_fields.clone();
         json_fields.sort();
         sorted_schema.sort();

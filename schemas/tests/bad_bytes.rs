@@ -32,7 +32,10 @@ fn truncated_header_and_body() {
 fn trailing_bytes() {
     let mut b = encode(&samples::message_posted()).unwrap();
     b.push(0);
-    assert!(matches!(decode::<MessagePosted>(&b), Err(Error::TrailingBytes(1))));
+    assert!(matches!(
+        decode::<MessagePosted>(&b),
+        Err(Error::TrailingBytes(1))
+    ));
 }
 
 #[test]

@@ -11,9 +11,12 @@ fn a_reader_with_an_added_optional_field_reads_old_bytes() {
     // The current MessagePosted schema plus a field a later version might add.
     let mut json: serde_json::Value =
         serde_json::from_str(registry::by_name("parley.MessagePosted").unwrap().json).unwrap();
-    json["fields"].as_array_mut().unwrap().push(serde_json::json!({
-        "name": "reply_to", "type": ["null", "string"], "default": null
-    }));
+    json["fields"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "name": "reply_to", "type": ["null", "string"], "default": null
+        }));
     let newer = Schema::parse_str(&json.to_string()).unwrap();
 
     let value = codec::read_with_schema(&old, &newer).unwrap();
@@ -22,7 +25,10 @@ fn a_reader_with_an_added_optional_field_reads_old_bytes() {
     };
     let get = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     assert_eq!(get("body"), Some(Value::String("héllo, wörld ✓".into())));
-    assert_eq!(get("reply_to"), Some(Value::Union(0, Box::new(Value::Null))));
+    assert_eq!(
+        get("reply_to"),
+        Some(Value::Union(0, Box::new(Value::Null)))
+    );
 }
 
 #[test]

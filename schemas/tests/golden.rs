@@ -16,7 +16,11 @@ fn fingerprints_are_pinned() {
         .lines()
         .filter_map(|l| l.split_once(' '))
         .collect();
-    assert_eq!(pinned.len(), registry::all().len(), "one pinned fingerprint per schema");
+    assert_eq!(
+        pinned.len(),
+        registry::all().len(),
+        "one pinned fingerprint per schema"
+    );
     for (name, fp) in pinned {
         let info = registry::by_name(name).unwrap_or_else(|| panic!("{name} not in registry"));
         assert_eq!(info.fingerprint_hex(), fp, "fingerprint of {name}");
@@ -28,7 +32,11 @@ fn one_record_of_each_kind_encodes_to_the_pinned_bytes() {
     let pinned: Vec<(&str, &str)> = RECORDS.lines().filter_map(|l| l.split_once(' ')).collect();
     let samples = samples::one_of_each();
     assert_eq!(pinned.len(), samples.len());
-    assert_eq!(samples.len(), registry::all().len(), "a sample of every kind");
+    assert_eq!(
+        samples.len(),
+        registry::all().len(),
+        "a sample of every kind"
+    );
     for (record, (name, bytes)) in samples.iter().zip(pinned) {
         assert_eq!(record.schema_name(), name);
         let encoded = record.encode().unwrap();

@@ -32,7 +32,11 @@ fn fastavro_agrees_with_parley() {
         match j["kind"].as_str().unwrap() {
             "fingerprint" => {
                 let info = registry::by_name(schema).unwrap();
-                assert_eq!(info.fingerprint_hex(), j["fingerprint"].as_str().unwrap(), "{schema}");
+                assert_eq!(
+                    info.fingerprint_hex(),
+                    j["fingerprint"].as_str().unwrap(),
+                    "{schema}"
+                );
                 fingerprints += 1;
             }
             "record" => {

@@ -18,7 +18,10 @@ fn names() -> impl Strategy<Value = Vec<String>> {
 }
 
 fn kind() -> impl Strategy<Value = ConversationKind> {
-    prop_oneof![Just(ConversationKind::Direct), Just(ConversationKind::Group)]
+    prop_oneof![
+        Just(ConversationKind::Direct),
+        Just(ConversationKind::Group)
+    ]
 }
 
 fn receipt_kind() -> impl Strategy<Value = ReceiptKind> {
@@ -90,7 +93,12 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
         (
             meta(),
             (any::<i32>(), ".*", names(), any::<bool>()),
-            (".*", any::<i32>(), any::<i64>(), prop::option::of(any::<i64>())),
+            (
+                ".*",
+                any::<i32>(),
+                any::<i64>(),
+                prop::option::of(any::<i64>())
+            ),
             prop::collection::vec(any::<u8>(), 0..64)
         )
             .prop_map(
@@ -130,7 +138,11 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
             (".*", ".*", ".*", prop::option::of(any::<i32>()))
         )
             .prop_map(
-                |(meta, (user_id, conversation_id, seq, id), (sender_id, title, preview, badge))| {
+                |(
+                    meta,
+                    (user_id, conversation_id, seq, id),
+                    (sender_id, title, preview, badge),
+                )| {
                     PushJob {
                         meta,
                         user_id,
@@ -175,6 +187,9 @@ proptest! {
 fn typed_decode_refuses_another_record() {
     let bytes = encode(&parley_schemas::samples::message_posted()).unwrap();
     let err = decode::<InboxEntry>(&bytes).unwrap_err();
-    assert!(err.to_string().contains("expected a parley.InboxEntry"), "{err}");
+    assert!(
+        err.to_string().contains("expected a parley.InboxEntry"),
+        "{err}"
+    );
     assert_eq!(MessagePosted::NAME, "parley.MessagePosted");
 }

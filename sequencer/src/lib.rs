@@ -1,0 +1,28 @@
+//! Parley's ordered log.
+//!
+//! Module map:
+//! - [`log`]: the [`EventLog`] trait every backend implements (append → position, read a
+//!   partition from an offset, end offsets, topic provisioning), and its record types.
+//! - [`partition`]: key → partition, identical to Kafka's Java default partitioner (murmur2).
+//! - [`topics`]: the declarative topic spec of DESIGN.md §3 (names, partitions, retention).
+//! - [`kafka`]: the Kafka backend, on rdkafka.
+//! - [`error`]: the crate's error, which says whether a retry can help.
+//!
+//! **seq_no.** A message's seq_no is the offset of its `MessagePosted` record in its
+//! conversation's partition of `events`. All of a conversation's records share one
+//! partition (key = conversation id), so seq_no is strictly increasing per conversation,
+//! but not dense: other conversations and membership events take offsets in between.
+
+pub mod error;
+pub mod kafka;
+pub mod log;
+pub mod partition;
+pub mod topics;
+
+pub use error::{Error, Result};
+pub use kafka::{KafkaConfig, KafkaLog};
+pub use log::{EventLog, LogRecord, Position, RecordStream, StartAt};
+pub use topics::{TopicKind, TopicReport, TopicSettings, TopicSpec, TopicStatus};
+
+/// A message's position in its conversation: the offset of its record in `events`.
+pub type Seq = i64;

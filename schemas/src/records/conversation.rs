@@ -50,7 +50,10 @@ impl Record for ConversationCreated {
         with_meta(
             &self.meta,
             vec![
-                ("conversation_id", Value::String(self.conversation_id.clone())),
+                (
+                    "conversation_id",
+                    Value::String(self.conversation_id.clone()),
+                ),
                 ("kind", self.kind.to_avro()),
                 ("title", nullable(self.title.clone().map(Value::String))),
                 ("members", strings(&self.members)),
@@ -85,7 +88,10 @@ impl Record for MembersAdded {
         with_meta(
             &self.meta,
             vec![
-                ("conversation_id", Value::String(self.conversation_id.clone())),
+                (
+                    "conversation_id",
+                    Value::String(self.conversation_id.clone()),
+                ),
                 ("members", strings(&self.members)),
             ],
         )
@@ -116,7 +122,10 @@ impl Record for MemberRemoved {
         with_meta(
             &self.meta,
             vec![
-                ("conversation_id", Value::String(self.conversation_id.clone())),
+                (
+                    "conversation_id",
+                    Value::String(self.conversation_id.clone()),
+                ),
                 ("member", Value::String(self.member.clone())),
             ],
         )

@@ -37,7 +37,10 @@ impl Record for DeliveryBatch {
             &self.meta,
             vec![
                 ("gateway_slot", Value::Int(self.gateway_slot)),
-                ("conversation_id", Value::String(self.conversation_id.clone())),
+                (
+                    "conversation_id",
+                    Value::String(self.conversation_id.clone()),
+                ),
                 ("recipients", strings(&self.recipients)),
                 ("broadcast", Value::Boolean(self.broadcast)),
                 ("source_topic", Value::String(self.source_topic.clone())),

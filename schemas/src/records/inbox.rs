@@ -28,7 +28,10 @@ impl Record for InboxEntry {
             &self.meta,
             vec![
                 ("user_id", Value::String(self.user_id.clone())),
-                ("conversation_id", Value::String(self.conversation_id.clone())),
+                (
+                    "conversation_id",
+                    Value::String(self.conversation_id.clone()),
+                ),
                 ("seq", Value::Long(self.seq)),
                 ("message_id", Value::Uuid(self.message_id)),
                 ("sender_id", Value::String(self.sender_id.clone())),

@@ -34,7 +34,10 @@ impl Record for MessagePosted {
         with_meta(
             &self.meta,
             vec![
-                ("conversation_id", Value::String(self.conversation_id.clone())),
+                (
+                    "conversation_id",
+                    Value::String(self.conversation_id.clone()),
+                ),
                 ("message_id", Value::Uuid(self.message_id)),
                 ("client_msg_id", Value::String(self.client_msg_id.clone())),
                 ("body", Value::String(self.body.clone())),

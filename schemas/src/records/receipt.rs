@@ -49,7 +49,10 @@ impl Record for ReceiptRecorded {
         with_meta(
             &self.meta,
             vec![
-                ("conversation_id", Value::String(self.conversation_id.clone())),
+                (
+                    "conversation_id",
+                    Value::String(self.conversation_id.clone()),
+                ),
                 ("kind", self.kind.to_avro()),
                 ("up_to_seq", Value::Long(self.up_to_seq)),
             ],

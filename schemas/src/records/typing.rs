@@ -25,7 +25,10 @@ impl Record for TypingChanged {
         with_meta(
             &self.meta,
             vec![
-                ("conversation_id", Value::String(self.conversation_id.clone())),
+                (
+                    "conversation_id",
+                    Value::String(self.conversation_id.clone()),
+                ),
                 ("active", Value::Boolean(self.active)),
                 ("expires_at", Value::TimestampMillis(self.expires_at)),
             ],

@@ -1,0 +1,240 @@
+//! Provisioning, description, metadata and end offsets. librdkafka's metadata calls block,
+//! so they run on the blocking pool.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
+use tracing::info;
+
+use super::config::KafkaConfig;
+use super::errors::config as config_error;
+use crate::error::{Error, Result};
+use crate::topics::{TopicReport, TopicSpec, TopicStatus};
+
+pub(crate) fn create(config: &KafkaConfig) -> Result<AdminClient<DefaultClientContext>> {
+    config.client("admin").create().map_err(config_error)
+}
+
+pub(crate) fn metadata_consumer(config: &KafkaConfig) -> Result<BaseConsumer> {
+    config.consumer("meta").create().map_err(config_error)
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Unavailable(format!("metadata task failed: {e}")))?
+}
+
+fn timeout(config: &KafkaConfig) -> Duration {
+    Duration::from_millis(u64::from(config.request_timeout_ms))
+}
+
+pub(crate) async fn check_reachable(meta: &Arc<BaseConsumer>, config: &KafkaConfig) -> Result<()> {
+    let (meta, t, bootstrap) = (meta.clone(), timeout(config), config.bootstrap.clone());
+    blocking(move || {
+        let md = meta.fetch_metadata(None, t).map_err(|e| {
+            Error::Unavailable(format!(
+                "no Kafka broker answered at {bootstrap} within {} ms ({e}); is it running? (scripts/kafka.sh start)",
+                t.as_millis()
+            ))
+        })?;
+        if md.brokers().is_empty() {
+            return Err(Error::Unavailable(format!("{bootstrap} lists no brokers")));
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Partition counts of every existing topic.
+async fn topic_partitions(
+    meta: &Arc<BaseConsumer>,
+    config: &KafkaConfig,
+) -> Result<BTreeMap<String, i32>> {
+    let (meta, t) = (meta.clone(), timeout(config));
+    blocking(move || {
+        let md = meta
+            .fetch_metadata(None, t)
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        Ok(md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| (t.name().to_string(), t.partitions().len() as i32))
+            .collect())
+    })
+    .await
+}
+
+pub(crate) async fn partition_count(
+    meta: &Arc<BaseConsumer>,
+    config: &KafkaConfig,
+    topic: &str,
+) -> Result<i32> {
+    let (meta, t, name) = (meta.clone(), timeout(config), topic.to_string());
+    blocking(move || {
+        let md = meta
+            .fetch_metadata(Some(&name), t)
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        match md.topics().first() {
+            Some(tm) if tm.error().is_none() && !tm.partitions().is_empty() => {
+                Ok(tm.partitions().len() as i32)
+            }
+            _ => Err(Error::UnknownTopic(name)),
+        }
+    })
+    .await
+}
+
+pub(crate) async fn end_offsets(
+    meta: &Arc<BaseConsumer>,
+    config: &KafkaConfig,
+    topic: &str,
+) -> Result<Vec<i64>> {
+    let n = partition_count(meta, config, topic).await?;
+    let (meta, t, name) = (meta.clone(), timeout(config), topic.to_string());
+    blocking(move || {
+        (0..n)
+            .map(|p| {
+                meta.fetch_watermarks(&name, p, t)
+                    .map(|(_low, high)| high)
+                    .map_err(|e| Error::Unavailable(format!("end offset of {name}/{p}: {e}")))
+            })
+            .collect()
+    })
+    .await
+}
+
+async fn topic_configs(
+    admin: &AdminClient<DefaultClientContext>,
+    config: &KafkaConfig,
+    name: &str,
+) -> Result<BTreeMap<String, String>> {
+    let opts = AdminOptions::new().request_timeout(Some(timeout(config)));
+    let results = admin
+        .describe_configs([&ResourceSpecifier::Topic(name)], &opts)
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    let resource = results
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::Unavailable(format!("no configs returned for {name}")))?
+        .map_err(|code| Error::Unavailable(format!("describing {name}: {code}")))?;
+    Ok(resource
+        .entries
+        .into_iter()
+        .filter_map(|e| e.value.map(|v| (e.name, v)))
+        .collect())
+}
+
+pub(crate) async fn describe(
+    admin: &AdminClient<DefaultClientContext>,
+    meta: &Arc<BaseConsumer>,
+    config: &KafkaConfig,
+    specs: &[TopicSpec],
+) -> Result<Vec<TopicReport>> {
+    let existing = topic_partitions(meta, config).await?;
+    let mut reports = Vec::with_capacity(specs.len());
+    for spec in specs {
+        reports.push(match existing.get(&spec.name) {
+            None => TopicReport {
+                spec: spec.clone(),
+                partitions: None,
+                status: TopicStatus::Missing,
+            },
+            Some(&n) => {
+                let configs = topic_configs(admin, config, &spec.name).await?;
+                TopicReport::compare(spec, n, &configs)
+            }
+        });
+    }
+    Ok(reports)
+}
+
+pub(crate) async fn provision(
+    admin: &AdminClient<DefaultClientContext>,
+    meta: &Arc<BaseConsumer>,
+    config: &KafkaConfig,
+    specs: &[TopicSpec],
+) -> Result<Vec<TopicReport>> {
+    let mut reports = describe(admin, meta, config, specs).await?;
+    let missing: Vec<&TopicSpec> = reports
+        .iter()
+        .filter(|r| r.status == TopicStatus::Missing)
+        .map(|r| &r.spec)
+        .collect();
+    if missing.is_empty() {
+        return Ok(reports);
+    }
+    let new_topics: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|s| {
+            let mut t = NewTopic::new(
+                &s.name,
+                s.partitions,
+                TopicReplication::Fixed(i32::from(s.replication_factor)),
+            );
+            for (k, v) in &s.configs {
+                t = t.set(k, v);
+            }
+            t
+        })
+        .collect();
+    let opts = AdminOptions::new()
+        .request_timeout(Some(timeout(config)))
+        .operation_timeout(Some(timeout(config)));
+    let results = admin
+        .create_topics(new_topics.iter(), &opts)
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?;
+    let mut created = Vec::new();
+    for r in results {
+        match r {
+            Ok(name) => {
+                info!(topic = %name, "topic created");
+                created.push(name);
+            }
+            // Someone else created it meanwhile: compare it like any existing topic.
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((name, code)) => {
+                return Err(Error::Config(format!("creating topic {name}: {code}")));
+            }
+        }
+    }
+    wait_visible(meta, config, specs).await?;
+    let fresh = describe(admin, meta, config, specs).await?;
+    for (report, now) in reports.iter_mut().zip(fresh) {
+        *report = now;
+        if created.contains(&report.spec.name) && report.status == TopicStatus::Matches {
+            report.status = TopicStatus::Created;
+        }
+    }
+    Ok(reports)
+}
+
+/// Waits until the metadata shows every topic with its partitions, so that appends made
+/// right after provisioning find them.
+async fn wait_visible(
+    meta: &Arc<BaseConsumer>,
+    config: &KafkaConfig,
+    specs: &[TopicSpec],
+) -> Result<()> {
+    let deadline = Instant::now() + timeout(config);
+    loop {
+        let existing = topic_partitions(meta, config).await?;
+        if specs.iter().all(|s| existing.contains_key(&s.name)) {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(Error::Unavailable(
+                "created topics did not appear in metadata in time".into(),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

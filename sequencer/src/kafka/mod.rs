@@ -1,0 +1,133 @@
+//! The Kafka backend of [`EventLog`], on rdkafka (librdkafka).
+//!
+//! - [`config`]: connection and tuning settings, with low-latency defaults.
+//! - [`producer`]: appends (idempotent producer, acks=all, murmur2 partitioner).
+//! - [`reader`]: partition streams from an offset, one assigned consumer per stream.
+//! - [`admin`]: provisioning, description, metadata and end offsets.
+
+pub mod admin;
+pub mod config;
+mod errors;
+pub mod producer;
+pub mod reader;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use rdkafka::admin::AdminClient;
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::BaseConsumer;
+use rdkafka::producer::FutureProducer;
+
+pub use config::KafkaConfig;
+
+use crate::error::Result;
+use crate::log::{EventLog, Position, RecordStream, StartAt};
+use crate::topics::{TopicReport, TopicSpec};
+
+/// A connection to a Kafka cluster: one producer, one admin client and one metadata
+/// consumer, shared by every caller; readers get a consumer each.
+#[derive(Clone)]
+pub struct KafkaLog {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: KafkaConfig,
+    producer: FutureProducer,
+    admin: AdminClient<DefaultClientContext>,
+    meta: Arc<BaseConsumer>,
+}
+
+impl KafkaLog {
+    /// Connects and checks that a broker answers, so a wrong address fails now and clearly.
+    pub async fn connect(config: KafkaConfig) -> Result<Self> {
+        let producer = producer::create(&config)?;
+        let admin = admin::create(&config)?;
+        let meta = Arc::new(admin::metadata_consumer(&config)?);
+        let log = KafkaLog {
+            inner: Arc::new(Inner {
+                config,
+                producer,
+                admin,
+                meta,
+            }),
+        };
+        admin::check_reachable(&log.inner.meta, &log.inner.config).await?;
+        Ok(log)
+    }
+
+    pub fn config(&self) -> &KafkaConfig {
+        &self.inner.config
+    }
+
+    /// Waits until every queued append has been confirmed or failed.
+    pub async fn flush(&self) -> Result<()> {
+        producer::flush(&self.inner.producer, &self.inner.config).await
+    }
+}
+
+#[async_trait]
+impl EventLog for KafkaLog {
+    async fn append(&self, topic: &str, key: &[u8], value: Option<&[u8]>) -> Result<Position> {
+        producer::append(
+            &self.inner.producer,
+            &self.inner.config,
+            topic,
+            None,
+            key,
+            value,
+        )
+        .await
+    }
+
+    async fn append_to(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<Position> {
+        producer::append(
+            &self.inner.producer,
+            &self.inner.config,
+            topic,
+            Some(partition),
+            key,
+            value,
+        )
+        .await
+    }
+
+    fn read(&self, topic: &str, from: &[(i32, StartAt)]) -> Result<RecordStream> {
+        reader::read(&self.inner.config, topic, from)
+    }
+
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<i64>> {
+        admin::end_offsets(&self.inner.meta, &self.inner.config, topic).await
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<i32> {
+        admin::partition_count(&self.inner.meta, &self.inner.config, topic).await
+    }
+
+    async fn provision(&self, specs: &[TopicSpec]) -> Result<Vec<TopicReport>> {
+        admin::provision(
+            &self.inner.admin,
+            &self.inner.meta,
+            &self.inner.config,
+            specs,
+        )
+        .await
+    }
+
+    async fn describe(&self, specs: &[TopicSpec]) -> Result<Vec<TopicReport>> {
+        admin::describe(
+            &self.inner.admin,
+            &self.inner.meta,
+            &self.inner.config,
+            specs,
+        )
+        .await
+    }
+}

@@ -1,0 +1,60 @@
+//! Appends. The idempotent producer (acks=all) confirms a record only once every in-sync
+//! replica has it; [`append`] returns its position only after that confirmation.
+
+use std::time::Duration;
+
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::util::Timeout;
+
+use super::config::KafkaConfig;
+use super::errors::{classify, config as config_error};
+use crate::error::{Error, Result};
+use crate::log::Position;
+
+pub(crate) fn create(config: &KafkaConfig) -> Result<FutureProducer> {
+    config.producer().create().map_err(config_error)
+}
+
+pub(crate) async fn append(
+    producer: &FutureProducer,
+    config: &KafkaConfig,
+    topic: &str,
+    partition: Option<i32>,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Result<Position> {
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key);
+    if let Some(v) = value {
+        record = record.payload(v);
+    }
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
+    // The wait for queue space counts against the same budget as the delivery itself.
+    let queue_wait = Timeout::After(Duration::from_millis(u64::from(config.delivery_timeout_ms)));
+    match producer.send(record, queue_wait).await {
+        Ok(d) => Ok(Position {
+            partition: d.partition,
+            offset: d.offset,
+        }),
+        Err((e, _)) => {
+            let err = classify(&e, topic, config.delivery_timeout_ms);
+            Err(match (err, partition) {
+                (Error::UnknownPartition { topic, .. }, Some(p)) => Error::UnknownPartition {
+                    topic,
+                    partition: p,
+                },
+                (err, _) => err,
+            })
+        }
+    }
+}
+
+pub(crate) async fn flush(producer: &FutureProducer, config: &KafkaConfig) -> Result<()> {
+    let producer = producer.clone();
+    let timeout = Duration::from_millis(u64::from(config.delivery_timeout_ms));
+    tokio::task::spawn_blocking(move || producer.flush(timeout))
+        .await
+        .map_err(|e| Error::Unavailable(e.to_string()))?
+        .map_err(|e| Error::Unavailable(e.to_string()))
+}

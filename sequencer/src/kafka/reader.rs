@@ -1,0 +1,83 @@
+//! Partition streams. Each [`read`] gets its own consumer, assigned (not subscribed) to
+//! the requested partitions at the requested offsets, feeding a bounded channel. Dropping
+//! the stream stops the consumer.
+
+use bytes::Bytes;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::{debug, warn};
+
+use super::config::KafkaConfig;
+use super::errors::config as config_error;
+use crate::error::{Error, Result};
+use crate::log::{LogRecord, RecordStream, StartAt};
+
+pub(crate) fn read(
+    config: &KafkaConfig,
+    topic: &str,
+    from: &[(i32, StartAt)],
+) -> Result<RecordStream> {
+    let consumer: StreamConsumer = config.consumer("reader").create().map_err(config_error)?;
+    let mut tpl = TopicPartitionList::new();
+    for &(partition, start) in from {
+        let offset = match start {
+            StartAt::Beginning => Offset::Beginning,
+            StartAt::End => Offset::End,
+            StartAt::Offset(o) => Offset::Offset(o),
+        };
+        tpl.add_partition_offset(topic, partition, offset)
+            .map_err(|e| Error::Config(e.to_string()))?;
+    }
+    consumer.assign(&tpl).map_err(config_error)?;
+
+    let (tx, rx) = mpsc::channel(config.read_buffer.max(1));
+    let topic = topic.to_string();
+    tokio::spawn(async move {
+        loop {
+            let next = tokio::select! {
+                _ = tx.closed() => break,
+                next = consumer.recv() => next,
+            };
+            let item = match next {
+                Ok(m) => Ok(LogRecord {
+                    topic: m.topic().to_string(),
+                    partition: m.partition(),
+                    offset: m.offset(),
+                    timestamp_ms: m.timestamp().to_millis(),
+                    key: m.key().map(Bytes::copy_from_slice),
+                    value: m.payload().map(Bytes::copy_from_slice),
+                }),
+                Err(e) if is_fatal(&e) => Err(Error::Unavailable(e.to_string())),
+                Err(e) => {
+                    // Broker transport errors and the like: librdkafka reconnects by itself.
+                    warn!(topic = %topic, error = %e, "reader error; retrying");
+                    continue;
+                }
+            };
+            let fatal = item.is_err();
+            if tx.send(item).await.is_err() || fatal {
+                break;
+            }
+        }
+        debug!(topic = %topic, "reader stopped");
+    });
+    Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+fn is_fatal(e: &KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::UnknownTopicOrPartition
+                | C::UnknownTopic
+                | C::UnknownPartition
+                | C::Fatal
+                | C::TopicAuthorizationFailed
+        )
+    )
+}

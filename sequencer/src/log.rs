@@ -1,0 +1,82 @@
+//! The [`EventLog`] trait: what Parley needs of an ordered, replayable log.
+//!
+//! Kafka implements it for everything that runs on more than one machine; an embedded
+//! backend implements it for one-process mode. One conformance suite
+//! (`sequencer/tests/conformance.rs`) runs against each.
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::Stream;
+
+use crate::error::Result;
+use crate::topics::{TopicReport, TopicSpec};
+
+/// Where an appended record landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Position {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Where a reader starts in a partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StartAt {
+    /// The oldest record still retained.
+    Beginning,
+    /// Only records appended after the reader starts.
+    End,
+    /// This offset (the first record read has an offset ≥ it).
+    Offset(i64),
+}
+
+/// A record read back from the log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Milliseconds since the epoch, when the log stamped it.
+    pub timestamp_ms: Option<i64>,
+    pub key: Option<Bytes>,
+    /// `None` is a tombstone (a deletion in a compacted topic).
+    pub value: Option<Bytes>,
+}
+
+/// Records in offset order within each partition; bounded, so a slow reader slows only itself.
+pub type RecordStream = Pin<Box<dyn Stream<Item = Result<LogRecord>> + Send>>;
+
+/// An ordered, partitioned, replayable log.
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// Appends a record to the partition its key hashes to (Kafka's murmur2, see
+    /// [`crate::partition`]). Returns only once the log has durably accepted it
+    /// (Kafka: acks=all); on any doubt it returns an error, never a position.
+    async fn append(&self, topic: &str, key: &[u8], value: Option<&[u8]>) -> Result<Position>;
+
+    /// Appends to a chosen partition (e.g. `deliveries`, where partition = gateway slot).
+    async fn append_to(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<Position>;
+
+    /// Reads the given partitions of `topic`, each from its start, in offset order within
+    /// each partition. The stream never ends by itself; drop it to stop reading.
+    fn read(&self, topic: &str, from: &[(i32, StartAt)]) -> Result<RecordStream>;
+
+    /// For each partition (index = partition), the offset the next record will get.
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<i64>>;
+
+    async fn partition_count(&self, topic: &str) -> Result<i32>;
+
+    /// Creates what is missing of `specs`; reports, but never changes, existing topics
+    /// that differ from them. Running it twice changes nothing.
+    async fn provision(&self, specs: &[TopicSpec]) -> Result<Vec<TopicReport>>;
+
+    /// How the existing topics compare with `specs`, changing nothing.
+    async fn describe(&self, specs: &[TopicSpec]) -> Result<Vec<TopicReport>>;
+}

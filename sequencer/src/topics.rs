@@ -1,0 +1,299 @@
+//! The topics of DESIGN.md §3 as one declarative spec: names under a prefix, partition
+//! counts, retention and compaction. `parley topics create` applies it; `describe` compares.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+const MINUTE_MS: i64 = 60_000;
+const HOUR_MS: i64 = 60 * MINUTE_MS;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// Each topic of Parley, by role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TopicKind {
+    Events,
+    Receipts,
+    Ephemeral,
+    Presence,
+    Deliveries,
+    Inbox,
+    Push,
+}
+
+impl TopicKind {
+    pub const ALL: [TopicKind; 7] = [
+        TopicKind::Events,
+        TopicKind::Receipts,
+        TopicKind::Ephemeral,
+        TopicKind::Presence,
+        TopicKind::Deliveries,
+        TopicKind::Inbox,
+        TopicKind::Push,
+    ];
+
+    /// The name after the prefix.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            TopicKind::Events => "events",
+            TopicKind::Receipts => "receipts",
+            TopicKind::Ephemeral => "ephemeral",
+            TopicKind::Presence => "presence",
+            TopicKind::Deliveries => "deliveries",
+            TopicKind::Inbox => "inbox",
+            TopicKind::Push => "push",
+        }
+    }
+
+    pub fn key(self) -> &'static str {
+        match self {
+            TopicKind::Events | TopicKind::Receipts | TopicKind::Ephemeral => "conversation_id",
+            TopicKind::Presence => "user_id/gateway slot",
+            TopicKind::Deliveries => "gateway slot (partition chosen)",
+            TopicKind::Inbox | TopicKind::Push => "user_id",
+        }
+    }
+
+    pub fn contents(self) -> &'static str {
+        match self {
+            TopicKind::Events => "conversations, membership, messages (source of truth)",
+            TopicKind::Receipts => "delivered / read up to seq",
+            TopicKind::Ephemeral => "typing",
+            TopicKind::Presence => "user online at a gateway until a time",
+            TopicKind::Deliveries => "events routed to one gateway",
+            TopicKind::Inbox => "entries for offline users",
+            TopicKind::Push => "push jobs",
+        }
+    }
+}
+
+impl fmt::Display for TopicKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.suffix())
+    }
+}
+
+/// The knobs of the spec; the defaults are DESIGN.md §3's.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSettings {
+    /// Put before every topic name, e.g. `parley.` gives `parley.events`.
+    pub prefix: String,
+    /// Partitions of the keyed topics (all but deliveries).
+    pub partitions: i32,
+    /// Partitions of `deliveries`: one per gateway slot.
+    pub gateway_slots: i32,
+    pub replication_factor: i16,
+    /// `min.insync.replicas`; by default 2 when the replication factor is 3 or more.
+    pub min_insync_replicas: Option<i16>,
+}
+
+impl Default for TopicSettings {
+    fn default() -> Self {
+        TopicSettings {
+            prefix: "parley.".into(),
+            partitions: 16,
+            gateway_slots: 64,
+            replication_factor: 1,
+            min_insync_replicas: None,
+        }
+    }
+}
+
+impl TopicSettings {
+    pub fn name(&self, kind: TopicKind) -> String {
+        format!("{}{}", self.prefix, kind.suffix())
+    }
+
+    /// The spec of every topic.
+    pub fn spec(&self) -> Vec<TopicSpec> {
+        TopicKind::ALL.iter().map(|&k| self.spec_of(k)).collect()
+    }
+
+    pub fn spec_of(&self, kind: TopicKind) -> TopicSpec {
+        let mut configs = BTreeMap::new();
+        let mut set = |k: &str, v: i64| {
+            configs.insert(k.to_string(), v.to_string());
+        };
+        match kind {
+            TopicKind::Events => {
+                set("retention.ms", -1);
+                set("retention.bytes", -1);
+            }
+            TopicKind::Receipts => set("retention.ms", 7 * DAY_MS),
+            TopicKind::Ephemeral => {
+                set("retention.ms", MINUTE_MS);
+                set("segment.ms", MINUTE_MS);
+            }
+            TopicKind::Presence => {
+                set("segment.ms", HOUR_MS);
+                set("delete.retention.ms", HOUR_MS);
+            }
+            TopicKind::Deliveries => {
+                set("retention.ms", HOUR_MS);
+                set("segment.ms", 10 * MINUTE_MS);
+            }
+            TopicKind::Inbox => set("retention.ms", 30 * DAY_MS),
+            TopicKind::Push => set("retention.ms", DAY_MS),
+        }
+        let policy = if kind == TopicKind::Presence {
+            "compact"
+        } else {
+            "delete"
+        };
+        configs.insert("cleanup.policy".into(), policy.into());
+        let min_isr = self
+            .min_insync_replicas
+            .unwrap_or(if self.replication_factor >= 3 { 2 } else { 1 });
+        configs.insert("min.insync.replicas".into(), min_isr.to_string());
+        TopicSpec {
+            kind: Some(kind),
+            name: self.name(kind),
+            partitions: if kind == TopicKind::Deliveries {
+                self.gateway_slots
+            } else {
+                self.partitions
+            },
+            replication_factor: self.replication_factor,
+            configs,
+        }
+    }
+}
+
+/// One topic as it should be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSpec {
+    /// `None` for a topic outside Parley's own set (tests, tools).
+    pub kind: Option<TopicKind>,
+    pub name: String,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    /// Topic-level configs, e.g. `retention.ms`.
+    pub configs: BTreeMap<String, String>,
+}
+
+impl TopicSpec {
+    /// A plain topic with the broker's defaults.
+    pub fn plain(name: impl Into<String>, partitions: i32, replication_factor: i16) -> Self {
+        TopicSpec {
+            kind: None,
+            name: name.into(),
+            partitions,
+            replication_factor,
+            configs: BTreeMap::new(),
+        }
+    }
+}
+
+/// How an existing topic compares with its spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TopicStatus {
+    Created,
+    /// Exists and matches.
+    Matches,
+    Missing,
+    /// Exists but differs; each string names one difference.
+    Mismatch(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicReport {
+    pub spec: TopicSpec,
+    /// Partitions the topic has, if it exists.
+    pub partitions: Option<i32>,
+    pub status: TopicStatus,
+}
+
+impl TopicReport {
+    pub fn is_ok(&self) -> bool {
+        matches!(self.status, TopicStatus::Created | TopicStatus::Matches)
+    }
+
+    /// Differences between an existing topic and its spec.
+    pub fn compare(
+        spec: &TopicSpec,
+        partitions: i32,
+        configs: &BTreeMap<String, String>,
+    ) -> TopicReport {
+        let mut problems = Vec::new();
+        if partitions != spec.partitions {
+            problems.push(format!(
+                "has {partitions} partitions, the spec says {}",
+                spec.partitions
+            ));
+        }
+        for (k, want) in &spec.configs {
+            match configs.get(k) {
+                Some(have) if have == want => {}
+                Some(have) => problems.push(format!("{k} is {have}, the spec says {want}")),
+                None => problems.push(format!("{k} is unset, the spec says {want}")),
+            }
+        }
+        TopicReport {
+            spec: spec.clone(),
+            partitions: Some(partitions),
+            status: if problems.is_empty() {
+                TopicStatus::Matches
+            } else {
+                TopicStatus::Mismatch(problems)
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_spec_is_design_section_3() {
+        let spec = TopicSettings::default().spec();
+        let by_name = |n: &str| spec.iter().find(|s| s.name == n).unwrap();
+        assert_eq!(spec.len(), 7);
+        assert_eq!(by_name("parley.events").partitions, 16);
+        assert_eq!(by_name("parley.events").configs["retention.ms"], "-1");
+        assert_eq!(by_name("parley.deliveries").partitions, 64);
+        assert_eq!(
+            by_name("parley.presence").configs["cleanup.policy"],
+            "compact"
+        );
+        assert_eq!(by_name("parley.ephemeral").configs["retention.ms"], "60000");
+        assert_eq!(
+            by_name("parley.inbox").configs["retention.ms"],
+            "2592000000"
+        );
+        assert_eq!(
+            by_name("parley.receipts").configs["retention.ms"],
+            "604800000"
+        );
+        assert_eq!(by_name("parley.push").configs["retention.ms"], "86400000");
+    }
+
+    #[test]
+    fn replicated_clusters_get_min_isr_two() {
+        let s = TopicSettings {
+            replication_factor: 3,
+            ..Default::default()
+        };
+        assert_eq!(
+            s.spec_of(TopicKind::Events).configs["min.insync.replicas"],
+            "2"
+        );
+    }
+
+    #[test]
+    fn compare_names_each_difference() {
+        let spec = TopicSettings::default().spec_of(TopicKind::Events);
+        let mut configs = spec.configs.clone();
+        assert_eq!(
+            TopicReport::compare(&spec, 16, &configs).status,
+            TopicStatus::Matches
+        );
+        configs.insert("retention.ms".into(), "1000".into());
+        let r = TopicReport::compare(&spec, 8, &configs);
+        let TopicStatus::Mismatch(p) = r.status else {
+            panic!("expected a mismatch")
+        };
+        assert_eq!(p.len(), 2);
+        assert!(p[0].contains("8 partitions"));
+        assert!(p[1].contains("retention.ms is 1000"));
+    }
+}

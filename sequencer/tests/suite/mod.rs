@@ -1,0 +1,319 @@
+//! The conformance suite of [`EventLog`]: one set of test bodies, run against every
+//! backend. A backend passes when each body passes against it.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures::StreamExt;
+use parley_sequencer::partition::partition_for_key;
+use parley_sequencer::{EventLog, LogRecord, StartAt, TopicSpec};
+
+/// A topic of this test run only, so that tests neither see nor disturb each other.
+pub async fn fresh_topic(log: &dyn EventLog, partitions: i32) -> String {
+    let name = format!("conformance-{}", uuid::Uuid::new_v4().simple());
+    let reports = log
+        .provision(&[TopicSpec::plain(&name, partitions, 1)])
+        .await
+        .expect("provisioning a test topic");
+    assert!(reports[0].is_ok(), "{:?}", reports[0]);
+    name
+}
+
+/// Reads exactly `n` records from `from`, failing after a generous bound.
+pub async fn read_n(
+    log: &dyn EventLog,
+    topic: &str,
+    from: &[(i32, StartAt)],
+    n: usize,
+) -> Vec<LogRecord> {
+    let mut stream = log.read(topic, from).expect("read");
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        match tokio::time::timeout(Duration::from_secs(20), stream.next()).await {
+            Ok(Some(Ok(r))) => out.push(r),
+            Ok(Some(Err(e))) => panic!("read error after {} records: {e}", out.len()),
+            Ok(None) => panic!("stream ended after {} of {n} records", out.len()),
+            Err(_) => panic!("timed out after {} of {n} records", out.len()),
+        }
+    }
+    out
+}
+
+fn value_of(r: &LogRecord) -> String {
+    String::from_utf8(r.value.clone().expect("a value").to_vec()).unwrap()
+}
+
+/// Records of one key come back in the order they were appended, even when appends of
+/// many keys are in flight at once.
+pub async fn per_key_order(log: &dyn EventLog) {
+    let topic = fresh_topic(log, 4).await;
+    let keys: Vec<String> = (0..8).map(|k| format!("conversation-{k}")).collect();
+    let per_key = 50;
+    let appends = (0..per_key).flat_map(|i| keys.iter().map(move |k| (k.clone(), i)));
+    let positions = futures::future::join_all(appends.map(|(k, i)| {
+        let topic = topic.clone();
+        async move {
+            let v = format!("{k}:{i}");
+            let pos = log
+                .append(&topic, k.as_bytes(), Some(v.as_bytes()))
+                .await
+                .expect("append");
+            (k, i, pos)
+        }
+    }))
+    .await;
+
+    // Acked positions: per key, offsets rise with the append order.
+    let mut by_key: BTreeMap<&str, Vec<(usize, i64, i32)>> = BTreeMap::new();
+    for (k, i, pos) in &positions {
+        by_key
+            .entry(k.as_str())
+            .or_default()
+            .push((*i, pos.offset, pos.partition));
+    }
+    for (k, mut v) in by_key {
+        v.sort();
+        assert!(
+            v.windows(2).all(|w| w[0].1 < w[1].1),
+            "offsets of {k} not rising: {v:?}"
+        );
+        assert!(
+            v.iter().all(|x| x.2 == v[0].2),
+            "{k} spread over partitions"
+        );
+    }
+
+    // Read back: per key, values in append order.
+    let from: Vec<(i32, StartAt)> = (0..4).map(|p| (p, StartAt::Beginning)).collect();
+    let records = read_n(log, &topic, &from, keys.len() * per_key).await;
+    let mut seen: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for r in &records {
+        let v = value_of(r);
+        let (k, i) = v.rsplit_once(':').unwrap();
+        seen.entry(k.to_string())
+            .or_default()
+            .push(i.parse().unwrap());
+    }
+    for k in &keys {
+        assert_eq!(seen[k], (0..per_key).collect::<Vec<_>>(), "order of {k}");
+    }
+}
+
+/// Offsets are strictly increasing within a partition, in the order appends are confirmed.
+pub async fn offsets_strictly_increase(log: &dyn EventLog) {
+    let topic = fresh_topic(log, 2).await;
+    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
+    for i in 0..60 {
+        let key = format!("k{}", i % 5);
+        let pos = log
+            .append(&topic, key.as_bytes(), Some(b"x"))
+            .await
+            .expect("append");
+        if let Some(prev) = last.insert(pos.partition, pos.offset) {
+            assert!(
+                pos.offset > prev,
+                "offset {} after {prev} in partition {}",
+                pos.offset,
+                pos.partition
+            );
+        }
+    }
+    let from: Vec<(i32, StartAt)> = (0..2).map(|p| (p, StartAt::Beginning)).collect();
+    let records = read_n(log, &topic, &from, 60).await;
+    let mut prev: BTreeMap<i32, i64> = BTreeMap::new();
+    for r in records {
+        if let Some(p) = prev.insert(r.partition, r.offset) {
+            assert!(r.offset > p, "read offset {} after {p}", r.offset);
+        }
+    }
+}
+
+/// A returned position means the record is in the log: its end offset is past it and a
+/// reader finds it there, at once. An append that cannot be persisted is an error.
+pub async fn append_returns_only_after_the_log_has_it(log: &dyn EventLog) {
+    let topic = fresh_topic(log, 3).await;
+    for i in 0..20 {
+        let value = format!("durable-{i}");
+        let pos = log
+            .append(&topic, b"key", Some(value.as_bytes()))
+            .await
+            .expect("append");
+        let ends = log.end_offsets(&topic).await.expect("end offsets");
+        assert!(
+            ends[pos.partition as usize] > pos.offset,
+            "end {:?} not past {pos:?}",
+            ends
+        );
+        let got = read_n(
+            log,
+            &topic,
+            &[(pos.partition, StartAt::Offset(pos.offset))],
+            1,
+        )
+        .await;
+        assert_eq!((got[0].offset, value_of(&got[0])), (pos.offset, value));
+    }
+
+    let missing = format!("no-such-topic-{}", uuid::Uuid::new_v4().simple());
+    let err = log
+        .append(&missing, b"k", Some(b"v"))
+        .await
+        .expect_err("append to a missing topic");
+    assert!(!err.to_string().is_empty());
+    let err = log
+        .append_to(&topic, 99, b"k", Some(b"v"))
+        .await
+        .expect_err("append to a missing partition");
+    assert!(!err.to_string().is_empty());
+}
+
+/// Reading from an offset gives exactly the records from there on; end offsets count them.
+pub async fn read_from_offset_and_end_offsets(log: &dyn EventLog) {
+    let topic = fresh_topic(log, 2).await;
+    assert_eq!(log.partition_count(&topic).await.unwrap(), 2);
+    assert_eq!(log.end_offsets(&topic).await.unwrap(), vec![0, 0]);
+
+    let mut offsets = Vec::new();
+    for i in 0..10 {
+        let pos = log
+            .append_to(&topic, 1, b"k", Some(format!("v{i}").as_bytes()))
+            .await
+            .unwrap();
+        assert_eq!(pos.partition, 1);
+        offsets.push(pos.offset);
+    }
+    let ends = log.end_offsets(&topic).await.unwrap();
+    assert_eq!(ends[0], 0);
+    assert_eq!(ends[1], offsets[9] + 1);
+
+    let from_mid = read_n(log, &topic, &[(1, StartAt::Offset(offsets[4]))], 6).await;
+    let values: Vec<String> = from_mid.iter().map(value_of).collect();
+    assert_eq!(values, (4..10).map(|i| format!("v{i}")).collect::<Vec<_>>());
+    assert_eq!(from_mid[0].offset, offsets[4]);
+
+    let all = read_n(log, &topic, &[(1, StartAt::Beginning)], 10).await;
+    assert_eq!(all[0].offset, offsets[0]);
+    assert!(all
+        .iter()
+        .all(|r| r.topic == topic && r.partition == 1 && r.timestamp_ms.is_some()));
+    assert_eq!(all[3].key.as_deref(), Some(&b"k"[..]));
+
+    // From the end: only what is appended after the reader started.
+    let mut tail = log.read(&topic, &[(1, StartAt::End)]).unwrap();
+    // Give the reader a moment to position itself at the end before appending.
+    let early = tokio::time::timeout(Duration::from_millis(1500), tail.next()).await;
+    assert!(
+        early.is_err(),
+        "a reader from the end saw an old record: {early:?}"
+    );
+    let pos = log
+        .append_to(&topic, 1, b"k", Some(b"after"))
+        .await
+        .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(20), tail.next())
+        .await
+        .expect("the new record arrives")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (next.offset, value_of(&next)),
+        (pos.offset, "after".to_string())
+    );
+}
+
+/// A keyed record lands where Kafka's Java default partitioner puts that key.
+pub async fn key_partition_matches_kafka_java(log: &dyn EventLog) {
+    let topic = fresh_topic(log, 16).await;
+    // Kafka's own UtilsTest vectors, plus conversation-like keys.
+    let mut keys: Vec<String> = ["21", "foobar", "a-little-bit-long-string", "abc"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    keys.extend((0..40).map(|i| format!("{}", uuid::Uuid::from_u128(i * 7919 + 1))));
+    for key in &keys {
+        let pos = log
+            .append(&topic, key.as_bytes(), Some(b"v"))
+            .await
+            .unwrap();
+        assert_eq!(
+            pos.partition,
+            partition_for_key(key.as_bytes(), 16),
+            "key {key}"
+        );
+    }
+    // toPositive(murmur2("21")) % 16, computed with Kafka's published hash -973932308.
+    assert_eq!(partition_for_key(b"21", 16), 12);
+}
+
+/// A record without a value (a tombstone) reads back as one.
+pub async fn tombstones_read_back_as_none(log: &dyn EventLog) {
+    let topic = fresh_topic(log, 1).await;
+    log.append(&topic, b"user/1", Some(b"online"))
+        .await
+        .unwrap();
+    let pos = log.append(&topic, b"user/1", None).await.unwrap();
+    let got = read_n(log, &topic, &[(0, StartAt::Beginning)], 2).await;
+    assert_eq!(got[1].offset, pos.offset);
+    assert_eq!(got[1].value, None);
+    assert_eq!(got[1].key.as_deref(), Some(&b"user/1"[..]));
+}
+
+/// Provisioning creates what is missing, changes nothing the second time, and reports a
+/// topic that differs from its spec.
+pub async fn provisioning_is_idempotent_and_reports_mismatches(log: &dyn EventLog) {
+    use parley_sequencer::{TopicSettings, TopicStatus};
+    let settings = TopicSettings {
+        prefix: format!("conf-{}.", uuid::Uuid::new_v4().simple()),
+        partitions: 3,
+        gateway_slots: 4,
+        ..Default::default()
+    };
+    let spec = settings.spec();
+    let first = log.provision(&spec).await.unwrap();
+    assert!(
+        first.iter().all(|r| r.status == TopicStatus::Created),
+        "{first:?}"
+    );
+    let second = log.provision(&spec).await.unwrap();
+    assert!(
+        second.iter().all(|r| r.status == TopicStatus::Matches),
+        "{second:?}"
+    );
+
+    let mut wrong = spec.clone();
+    wrong[0].partitions = 5;
+    wrong[1]
+        .configs
+        .insert("retention.ms".into(), "12345".into());
+    let third = log.provision(&wrong).await.unwrap();
+    let TopicStatus::Mismatch(p) = &third[0].status else {
+        panic!("partition count mismatch not reported: {:?}", third[0])
+    };
+    assert!(p[0].contains("3 partitions"), "{p:?}");
+    assert!(matches!(&third[1].status, TopicStatus::Mismatch(p) if p[0].contains("retention.ms")));
+    // Reporting changed nothing.
+    assert_eq!(log.partition_count(&spec[0].name).await.unwrap(), 3);
+}
+
+/// Instantiates every body of the suite as `#[tokio::test]`s against one backend.
+#[macro_export]
+macro_rules! conformance_suite {
+    ($backend:ident, $make:expr) => {
+        mod $backend {
+            use super::*;
+            $crate::conformance_suite!(@case $make, per_key_order, offsets_strictly_increase,
+                append_returns_only_after_the_log_has_it, read_from_offset_and_end_offsets,
+                key_partition_matches_kafka_java, tombstones_read_back_as_none,
+                provisioning_is_idempotent_and_reports_mismatches);
+        }
+    };
+    (@case $make:expr, $($case:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let log = $make.await;
+                conformance::$case(&log).await;
+            }
+        )*
+    };
+}
