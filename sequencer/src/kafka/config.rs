@@ -25,7 +25,7 @@ impl Default for KafkaConfig {
     fn default() -> Self {
         KafkaConfig {
             bootstrap: "127.0.0.1:9092".into(),
-            linger_ms: 1,
+            linger_ms: 0,
             fetch_wait_ms: 5,
             delivery_timeout_ms: 10_000,
             request_timeout_ms: 10_000,

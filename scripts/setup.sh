@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs what building and testing Parley needs and a fresh machine may lack.
+# Idempotent: it installs only what is missing, and says what it does.
+#   - Debian packages: a C/C++ toolchain, cmake, libclang (RocksDB's bindings), zlib,
+#     Java 17 and Maven (the Kafka broker), python3 and pip
+#   - Python: fastavro (the second Avro implementation of the interop tests)
+#   - the Kafka broker jars, into ~/.cache/parley (scripts/kafka.sh fetch)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { echo "setup: $*" >&2; }
+
+packages=(build-essential cmake pkg-config libclang-dev clang zlib1g-dev openjdk-17-jre-headless maven python3 python3-pip)
+have() { # PACKAGE: installed from Debian, or an equivalent tool found on PATH
+  dpkg -s "$1" >/dev/null 2>&1 && return 0
+  case "$1" in
+    openjdk-17-jre-headless) command -v java >/dev/null && java -version 2>&1 | grep -qE '"(1[7-9]|2[0-9])' ;;
+    maven) command -v mvn >/dev/null ;;
+    python3) command -v python3 >/dev/null ;;
+    python3-pip) python3 -m pip --version >/dev/null 2>&1 ;;
+    *) return 1 ;;
+  esac
+}
+missing=()
+for p in "${packages[@]}"; do
+  have "$p" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null; then
+    say "missing Debian packages: ${missing[*]} (install them as root)"; exit 1
+  fi
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  say "installing ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import fastavro' 2>/dev/null; then
+  say "installing fastavro"
+  python3 -m pip install --quiet --disable-pip-version-check fastavro 2>/dev/null \
+    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages fastavro
+fi
+
+command -v cargo >/dev/null || { say "cargo not found: install Rust (rustup)"; exit 1; }
+
+scripts/kafka.sh fetch
+say "ready"

@@ -1,0 +1,174 @@
+//! `parley bench append`: the log's raw append path (200-byte records, acks=all).
+//!
+//! Phase 1 keeps `--in-flight` appends outstanding and reports appends/s.
+//! Phase 2 is open-loop: it starts `--rate` appends per second on a fixed schedule,
+//! whatever the previous ones are doing, and reports append→ack latency.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use futures::StreamExt;
+use parley_sequencer::{EventLog, KafkaLog, TopicSpec};
+use tokio::time::MissedTickBehavior;
+
+use super::report;
+use crate::cli::LogArgs;
+
+#[derive(Debug, Args)]
+pub struct AppendArgs {
+    /// Records in the throughput phase.
+    #[arg(long, default_value_t = 300_000)]
+    records: u64,
+    /// Record size in bytes.
+    #[arg(long, default_value_t = 200)]
+    size: usize,
+    /// Appends outstanding at once in the throughput phase.
+    #[arg(long, default_value_t = 20_000)]
+    in_flight: usize,
+    /// Appends per second in the latency phase.
+    #[arg(long, default_value_t = 1_000)]
+    rate: u32,
+    /// Seconds of the latency phase.
+    #[arg(long, default_value_t = 20)]
+    seconds: u64,
+    /// Distinct keys (conversations).
+    #[arg(long, default_value_t = 10_000)]
+    keys: u32,
+    /// Partitions of the benchmark's own topic.
+    #[arg(long, default_value_t = 16)]
+    partitions: i32,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+impl AppendArgs {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        anyhow::ensure!(
+            self.rate > 0 && self.in_flight > 0 && self.keys > 0,
+            "--rate, --in-flight and --keys must be positive"
+        );
+        let log = Arc::new(self.log.connect().await?);
+        let topic = format!("{}bench.append", self.log.topic_prefix);
+        let report = log
+            .provision(&[TopicSpec::plain(&topic, self.partitions, 1)])
+            .await?;
+        anyhow::ensure!(
+            report[0].is_ok(),
+            "benchmark topic {topic}: {:?}",
+            report[0].status
+        );
+        let payload = vec![b'x'; self.size];
+        println!("# parley bench append");
+        println!("machine: {}", report::machine());
+        println!(
+            "log: {} (linger.ms={}, acks=all, idempotent), topic {topic} ({} partitions), {}-byte records",
+            self.log.url, self.log.linger_ms, self.partitions, self.size
+        );
+
+        // Warm up connections and metadata.
+        for i in 0..100u32 {
+            log.append(&topic, &key(i, self.keys), Some(&payload))
+                .await?;
+        }
+
+        self.throughput(&log, &topic, &payload).await?;
+        self.latency(&log, &topic, &payload).await?;
+        Ok(ExitCode::SUCCESS)
+    }
+
+    async fn throughput(
+        &self,
+        log: &Arc<KafkaLog>,
+        topic: &str,
+        payload: &[u8],
+    ) -> anyhow::Result<()> {
+        eprintln!(
+            "throughput: {} appends, {} in flight…",
+            self.records, self.in_flight
+        );
+        let start = Instant::now();
+        let mut lat = report::histogram();
+        let mut done = 0u64;
+        let mut failed = 0u64;
+        let mut results = futures::stream::iter(0..self.records)
+            .map(|i| {
+                let log = log.clone();
+                let k = key(i as u32, self.keys);
+                async move {
+                    let t = Instant::now();
+                    let r = log.append(topic, &k, Some(payload)).await;
+                    (r, t.elapsed())
+                }
+            })
+            .buffer_unordered(self.in_flight);
+        let mut last_report = Instant::now();
+        while let Some((r, d)) = results.next().await {
+            match r {
+                Ok(_) => {
+                    done += 1;
+                    report::record(&mut lat, d);
+                }
+                Err(_) => failed += 1,
+            }
+            if last_report.elapsed() > Duration::from_secs(2) {
+                eprintln!("  {done} acked…");
+                last_report = Instant::now();
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "throughput: {done} acked in {secs:.2} s = {:.0} appends/s ({:.1} MB/s payload), {failed} failed, {} in flight",
+            done as f64 / secs,
+            done as f64 * self.size as f64 / secs / 1e6,
+            self.in_flight
+        );
+        println!("  append→ack under saturation: {}", report::summary(&lat));
+        Ok(())
+    }
+
+    async fn latency(
+        &self,
+        log: &Arc<KafkaLog>,
+        topic: &str,
+        payload: &[u8],
+    ) -> anyhow::Result<()> {
+        let total = u64::from(self.rate) * self.seconds;
+        eprintln!("latency: {} appends/s for {} s…", self.rate, self.seconds);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(self.rate)));
+        tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        for i in 0..total {
+            tick.tick().await;
+            let (log, tx, topic) = (log.clone(), tx.clone(), topic.to_string());
+            let (k, payload) = (key(i as u32, self.keys), payload.to_vec());
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let r = log.append(&topic, &k, Some(&payload)).await;
+                let _ = tx.send((r.is_ok(), t.elapsed()));
+            });
+        }
+        drop(tx);
+        let mut lat = report::histogram();
+        let mut failed = 0;
+        while let Some((ok, d)) = rx.recv().await {
+            if ok {
+                report::record(&mut lat, d);
+            } else {
+                failed += 1;
+            }
+        }
+        println!(
+            "latency at {} appends/s for {} s: {} ({failed} failed)",
+            self.rate,
+            self.seconds,
+            report::summary(&lat)
+        );
+        Ok(())
+    }
+}
+
+fn key(i: u32, keys: u32) -> Vec<u8> {
+    format!("conversation-{}", i % keys).into_bytes()
+}

@@ -1,0 +1,29 @@
+//! `parley bench …`: load generators. They print their figures; `docs/benchmarks.md`
+//! records them with the command and the machine.
+
+mod append;
+mod report;
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    which: Which,
+}
+
+#[derive(Debug, Subcommand)]
+enum Which {
+    /// Appends to the log: throughput with many in flight, and append→ack latency at a fixed rate.
+    Append(append::AppendArgs),
+}
+
+impl BenchArgs {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self.which {
+            Which::Append(a) => a.run().await,
+        }
+    }
+}

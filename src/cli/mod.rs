@@ -1,0 +1,47 @@
+//! The command line: one subcommand per role or tool.
+
+mod bench;
+mod log_args;
+mod replay;
+mod topics;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use log_args::LogArgs;
+
+/// Parley: an event-sourced chat backend on Apache Kafka.
+#[derive(Debug, Parser)]
+#[command(name = "parley", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create or inspect the topics of the log.
+    Topics(topics::TopicsArgs),
+    /// Print a topic as JSON lines, one decoded record per line.
+    Replay(replay::ReplayArgs),
+    /// Load generators whose figures go to docs/benchmarks.md.
+    Bench(bench::BenchArgs),
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        match self.command {
+            Command::Topics(a) => a.run().await,
+            Command::Replay(a) => a.run().await,
+            Command::Bench(a) => a.run().await,
+        }
+    }
+}
+
+/// Writes to stdout; a closed pipe (`parley … | head`) is not an error worth a word.
+pub fn print_stdout(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|_| out.flush());
+}
