@@ -61,6 +61,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../avro/PresenceUpdated.avsc"),
     ),
     (
+        "parley.PresenceAcked",
+        include_str!("../avro/PresenceAcked.avsc"),
+    ),
+    (
         "parley.DeliveryBatch",
         include_str!("../avro/DeliveryBatch.avsc"),
     ),

@@ -71,6 +71,16 @@ pub fn one_of_each() -> Vec<AnyRecord> {
             expires_at: 1_767_225_630_000,
         }
         .into(),
+        PresenceAcked {
+            meta: meta(11, "fanout:1"),
+            gateway_slot: 3,
+            user_id: "bob".into(),
+            presence_partition: 7,
+            presence_offset: 1234,
+            partitions: vec![0, 5, 9],
+            next_offsets: vec![10, 43, 0],
+        }
+        .into(),
         DeliveryBatch {
             meta: meta(8, "fanout:1"),
             gateway_slot: 3,

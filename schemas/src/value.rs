@@ -98,6 +98,32 @@ impl Fields {
         }
     }
 
+    pub fn ints(&mut self, name: &str) -> Result<Vec<i32>> {
+        match self.take(name)? {
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::Int(i) => Ok(i),
+                    other => Err(wrong(name, "an array of ints", &other)),
+                })
+                .collect(),
+            other => Err(wrong(name, "an array", &other)),
+        }
+    }
+
+    pub fn longs(&mut self, name: &str) -> Result<Vec<i64>> {
+        match self.take(name)? {
+            Value::Array(items) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::Long(i) => Ok(i),
+                    other => Err(wrong(name, "an array of longs", &other)),
+                })
+                .collect(),
+            other => Err(wrong(name, "an array", &other)),
+        }
+    }
+
     pub fn opt_string(&mut self, name: &str) -> Result<Option<String>> {
         match self.take(name)? {
             Value::Null => Ok(None),
@@ -154,10 +180,4 @@ pub fn nullable(v: Option<Value>) -> Value {
 
 pub fn strings(items: &[String]) -> Value {
     Value::Array(items.iter().cloned().map(Value::String).collect())
-}
-
-/// An enum value; `symbols` is the schema's list, `symbol` one of it.
-pub fn symbol(symbols: &[&str], symbol: &str) -> Value {
-    let i = symbols.iter().position(|s| *s == symbol).unwrap_or(0);
-    Value::Enum(i as u32, symbol.to_string())
 }

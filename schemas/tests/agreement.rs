@@ -15,6 +15,7 @@ fn avro_value(record: &AnyRecord) -> Value {
         AnyRecord::ReceiptRecorded(r) => r.to_avro(),
         AnyRecord::TypingChanged(r) => r.to_avro(),
         AnyRecord::PresenceUpdated(r) => r.to_avro(),
+        AnyRecord::PresenceAcked(r) => r.to_avro(),
         AnyRecord::DeliveryBatch(r) => r.to_avro(),
         AnyRecord::InboxEntry(r) => r.to_avro(),
         AnyRecord::PushJob(r) => r.to_avro(),

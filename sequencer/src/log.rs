@@ -79,4 +79,34 @@ pub trait EventLog: Send + Sync + 'static {
 
     /// How the existing topics compare with `specs`, changing nothing.
     async fn describe(&self, specs: &[TopicSpec]) -> Result<Vec<TopicReport>>;
+
+    /// Joins consumer group `group` on `topic`: the group spreads the partitions over
+    /// its members and moves them when members come and go. A partition with no
+    /// committed offset starts at the beginning.
+    async fn subscribe(&self, group: &str, topic: &str) -> Result<Box<dyn Subscription>>;
+}
+
+/// What a group member sees: its partitions coming and going, and their records.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GroupEvent {
+    /// These partitions are now this member's. Comes before any of their records.
+    Assigned(Vec<i32>),
+    /// These partitions are no longer this member's; what was committed for them stays.
+    Revoked(Vec<i32>),
+    Record(LogRecord),
+}
+
+/// A membership of a consumer group.
+#[async_trait]
+pub trait Subscription: Send {
+    /// The next event; `None` once the subscription is closed.
+    async fn next(&mut self) -> Option<Result<GroupEvent>>;
+
+    /// Records that everything before these offsets (partition, next offset to read) is
+    /// done, so a member that takes a partition over resumes there. Offsets of
+    /// partitions this member no longer owns are ignored.
+    fn commit(&self, offsets: &[(i32, i64)]) -> Result<()>;
+
+    /// The committed offsets (next offset to read) of these partitions, if any.
+    async fn committed(&self, partitions: &[i32]) -> Result<Vec<(i32, Option<i64>)>>;
 }

@@ -18,6 +18,7 @@ pub enum AnyRecord {
     ReceiptRecorded(ReceiptRecorded),
     TypingChanged(TypingChanged),
     PresenceUpdated(PresenceUpdated),
+    PresenceAcked(PresenceAcked),
     DeliveryBatch(DeliveryBatch),
     InboxEntry(InboxEntry),
     PushJob(PushJob),
@@ -33,6 +34,7 @@ macro_rules! each_record {
             ReceiptRecorded,
             TypingChanged,
             PresenceUpdated,
+            PresenceAcked,
             DeliveryBatch,
             InboxEntry,
             PushJob

@@ -19,6 +19,8 @@ pub struct KafkaConfig {
     pub read_buffer: usize,
     /// Prefix of the client ids this process shows to the broker.
     pub client_id: String,
+    /// Consumer-group session timeout: how soon a dead member's partitions move (ms).
+    pub session_timeout_ms: u32,
 }
 
 impl Default for KafkaConfig {
@@ -31,6 +33,7 @@ impl Default for KafkaConfig {
             request_timeout_ms: 10_000,
             read_buffer: 1024,
             client_id: "parley".into(),
+            session_timeout_ms: 10_000,
         }
     }
 }
@@ -77,6 +80,18 @@ impl KafkaConfig {
             .set("fetch.wait.max.ms", self.fetch_wait_ms.to_string())
             .set("fetch.min.bytes", "1")
             .set("isolation.level", "read_uncommitted");
+        c
+    }
+
+    pub(crate) fn group_consumer(&self, group: &str) -> ClientConfig {
+        let mut c = self.consumer("group");
+        c.set("group.id", group)
+            .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set(
+                "heartbeat.interval.ms",
+                (self.session_timeout_ms / 5).max(100).to_string(),
+            )
+            .set("partition.assignment.strategy", "cooperative-sticky");
         c
     }
 }

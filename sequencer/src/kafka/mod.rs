@@ -4,10 +4,12 @@
 //! - [`producer`]: appends (idempotent producer, acks=all, murmur2 partitioner).
 //! - [`reader`]: partition streams from an offset, one assigned consumer per stream.
 //! - [`admin`]: provisioning, description, metadata and end offsets.
+//! - [`group`]: consumer-group membership with our own offset commits.
 
 pub mod admin;
 pub mod config;
 mod errors;
+pub mod group;
 pub mod producer;
 pub mod reader;
 
@@ -22,7 +24,7 @@ use rdkafka::producer::FutureProducer;
 pub use config::KafkaConfig;
 
 use crate::error::Result;
-use crate::log::{EventLog, Position, RecordStream, StartAt};
+use crate::log::{EventLog, Position, RecordStream, StartAt, Subscription};
 use crate::topics::{TopicReport, TopicSpec};
 
 /// A connection to a Kafka cluster: one producer, one admin client and one metadata
@@ -129,5 +131,13 @@ impl EventLog for KafkaLog {
             specs,
         )
         .await
+    }
+
+    async fn subscribe(&self, group: &str, topic: &str) -> Result<Box<dyn Subscription>> {
+        Ok(Box::new(group::KafkaSubscription::new(
+            &self.inner.config,
+            group,
+            topic,
+        )?))
     }
 }

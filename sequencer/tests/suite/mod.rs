@@ -295,6 +295,167 @@ pub async fn provisioning_is_idempotent_and_reports_mismatches(log: &dyn EventLo
     assert_eq!(log.partition_count(&spec[0].name).await.unwrap(), 3);
 }
 
+/// Collects group events until `n` records have arrived; checks that each record's
+/// partition was assigned (and not since revoked) before it arrived.
+pub async fn group_records(
+    sub: &mut Box<dyn parley_sequencer::Subscription>,
+    n: usize,
+) -> Vec<LogRecord> {
+    use parley_sequencer::GroupEvent;
+    let mut owned = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let ev = tokio::time::timeout(Duration::from_secs(30), sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("timed out after {} of {n} records", out.len()))
+            .expect("subscription open")
+            .expect("no error");
+        match ev {
+            GroupEvent::Assigned(ps) => owned.extend(ps),
+            GroupEvent::Revoked(ps) => ps.iter().for_each(|p| {
+                owned.remove(p);
+            }),
+            GroupEvent::Record(r) => {
+                assert!(
+                    owned.contains(&r.partition),
+                    "record of unassigned partition {}",
+                    r.partition
+                );
+                out.push(r);
+            }
+        }
+    }
+    out
+}
+
+/// A group member gets every record; a later member of the same group resumes after
+/// what was committed.
+pub async fn group_resumes_from_committed_offsets(log: &dyn EventLog) {
+    let topic = fresh_topic(log, 3).await;
+    let group = format!("group-{}", uuid::Uuid::new_v4().simple());
+    for i in 0..30 {
+        log.append(
+            &topic,
+            format!("k{i}").as_bytes(),
+            Some(format!("first-{i}").as_bytes()),
+        )
+        .await
+        .unwrap();
+    }
+    let mut sub = log.subscribe(&group, &topic).await.unwrap();
+    let got = group_records(&mut sub, 30).await;
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for r in &got {
+        assert!(value_of(r).starts_with("first-"));
+        let e = next.entry(r.partition).or_default();
+        *e = (*e).max(r.offset + 1);
+    }
+    let offsets: Vec<(i32, i64)> = next.clone().into_iter().collect();
+    sub.commit(&offsets).unwrap();
+    let parts: Vec<i32> = (0..3).collect();
+    // Async commit: wait until the group coordinator reports it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let committed = sub.committed(&parts).await.unwrap();
+        let ok = committed
+            .iter()
+            .all(|(p, o)| next.get(p).is_none_or(|n| *o == Some(*n)));
+        if ok {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "commit not visible: {committed:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(sub);
+
+    for i in 0..10 {
+        log.append(
+            &topic,
+            format!("k{i}").as_bytes(),
+            Some(format!("second-{i}").as_bytes()),
+        )
+        .await
+        .unwrap();
+    }
+    let mut sub = log.subscribe(&group, &topic).await.unwrap();
+    let got = group_records(&mut sub, 10).await;
+    for r in &got {
+        assert!(
+            value_of(r).starts_with("second-"),
+            "replayed a committed record: {}",
+            value_of(r)
+        );
+    }
+}
+
+/// Two members of one group split the partitions; together they see every record.
+pub async fn group_members_share_partitions(log: &dyn EventLog) {
+    use parley_sequencer::GroupEvent;
+    let topic = fresh_topic(log, 4).await;
+    let group = format!("group-{}", uuid::Uuid::new_v4().simple());
+    let mut a = log.subscribe(&group, &topic).await.unwrap();
+    let mut b = log.subscribe(&group, &topic).await.unwrap();
+    // Wait until the partitions are spread over both members.
+    let (mut owned_a, mut owned_b) = (
+        std::collections::BTreeSet::new(),
+        std::collections::BTreeSet::new(),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while owned_a.len() + owned_b.len() < 4 || owned_a.is_empty() || owned_b.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no split: {owned_a:?} {owned_b:?}"
+        );
+        tokio::select! {
+            Some(Ok(ev)) = a.next() => match ev {
+                GroupEvent::Assigned(ps) => owned_a.extend(ps),
+                GroupEvent::Revoked(ps) => ps.iter().for_each(|p| { owned_a.remove(p); }),
+                GroupEvent::Record(_) => {}
+            },
+            Some(Ok(ev)) = b.next() => match ev {
+                GroupEvent::Assigned(ps) => owned_b.extend(ps),
+                GroupEvent::Revoked(ps) => ps.iter().for_each(|p| { owned_b.remove(p); }),
+                GroupEvent::Record(_) => {}
+            },
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    assert!(owned_a.is_disjoint(&owned_b), "{owned_a:?} {owned_b:?}");
+    let mut expected = std::collections::BTreeSet::new();
+    for i in 0..40 {
+        let pos = log
+            .append(&topic, format!("k{i}").as_bytes(), Some(b"v"))
+            .await
+            .unwrap();
+        expected.insert((pos.partition, pos.offset));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while seen.len() < expected.len() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "saw {} of {}",
+            seen.len(),
+            expected.len()
+        );
+        tokio::select! {
+            Some(Ok(GroupEvent::Record(r))) = a.next() => {
+                assert!(owned_a.contains(&r.partition));
+                seen.insert((r.partition, r.offset));
+            }
+            Some(Ok(GroupEvent::Record(r))) = b.next() => {
+                assert!(owned_b.contains(&r.partition));
+                seen.insert((r.partition, r.offset));
+            }
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+        }
+    }
+    assert_eq!(seen, expected);
+}
+
 /// Instantiates every body of the suite as `#[tokio::test]`s against one backend.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -304,7 +465,8 @@ macro_rules! conformance_suite {
             $crate::conformance_suite!(@case $make, per_key_order, offsets_strictly_increase,
                 append_returns_only_after_the_log_has_it, read_from_offset_and_end_offsets,
                 key_partition_matches_kafka_java, tombstones_read_back_as_none,
-                provisioning_is_idempotent_and_reports_mismatches);
+                provisioning_is_idempotent_and_reports_mismatches,
+                group_resumes_from_committed_offsets, group_members_share_partitions);
         }
     };
     (@case $make:expr, $($case:ident),*) => {
