@@ -1,1 +1,26 @@
+//! The projector: RocksDB views built from the log, and the query API over them.
+//!
+//! Module map:
+//! - [`store`]: the RocksDB database — column families, key layout, rows, the
+//!   deterministic [`store::apply`] of a batch of records (views and consumed offsets in
+//!   one write batch), and the read queries.
+//! - [`views`]: the [`Views`] trait other roles query, its types, and [`LocalViews`],
+//!   the in-process implementation.
+//! - [`client`]: [`HttpViews`], the same trait over the projector's HTTP API.
+//! - [`http`]: that HTTP API (internal: gateways and fanout-workers call it).
+//! - [`service`]: the consumer loop and [`run`], the role's entry point.
+//! - [`config`], [`error`].
 
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod service;
+pub mod store;
+pub mod views;
+
+pub use client::HttpViews;
+pub use config::ProjectorConfig;
+pub use error::{Error, Result};
+pub use service::{run, Projector};
+pub use views::{LocalViews, Views};

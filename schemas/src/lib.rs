@@ -10,6 +10,8 @@
 //! - [`value`]: helpers to build and take apart `apache_avro` values without panicking.
 //! - [`frames`]: the JSON frames of the client protocol (`docs/protocol.md`).
 //! - [`ids`]: derived identifiers (message ids, direct-conversation ids).
+//! - [`rules`]: what an `events` record means at its log position (membership, dedup),
+//!   shared by every consumer.
 //! - [`samples`]: one fixed record of each kind, for golden tests and examples.
 
 pub mod canonical;
@@ -20,6 +22,7 @@ pub mod frames;
 pub mod ids;
 pub mod records;
 pub mod registry;
+pub mod rules;
 pub mod samples;
 pub mod value;
 

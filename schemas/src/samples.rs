@@ -69,6 +69,7 @@ pub fn one_of_each() -> Vec<AnyRecord> {
             gateway_slot: 3,
             sessions: 2,
             expires_at: 1_767_225_630_000,
+            ack: true,
         }
         .into(),
         PresenceAcked {

@@ -80,16 +80,25 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
             }
             .into()
         ),
-        (meta(), ".*", any::<i32>(), any::<i32>(), any::<i64>()).prop_map(
-            |(meta, user_id, gateway_slot, sessions, expires_at)| PresenceUpdated {
-                meta,
-                user_id,
-                gateway_slot,
-                sessions,
-                expires_at
-            }
-            .into()
-        ),
+        (
+            meta(),
+            ".*",
+            any::<i32>(),
+            any::<i32>(),
+            any::<i64>(),
+            any::<bool>()
+        )
+            .prop_map(|(meta, user_id, gateway_slot, sessions, expires_at, ack)| {
+                PresenceUpdated {
+                    meta,
+                    user_id,
+                    gateway_slot,
+                    sessions,
+                    expires_at,
+                    ack,
+                }
+                .into()
+            }),
         (
             meta(),
             (any::<i32>(), ".*", names(), any::<bool>()),

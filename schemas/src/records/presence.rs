@@ -18,6 +18,8 @@ pub struct PresenceUpdated {
     pub gateway_slot: i32,
     pub sessions: i32,
     pub expires_at: i64,
+    /// Set when a session opened: fanout-workers answer with [`super::PresenceAcked`].
+    pub ack: bool,
 }
 
 impl PresenceUpdated {
@@ -38,6 +40,7 @@ impl Record for PresenceUpdated {
                 ("gateway_slot", Value::Int(self.gateway_slot)),
                 ("sessions", Value::Int(self.sessions)),
                 ("expires_at", Value::TimestampMillis(self.expires_at)),
+                ("ack", Value::Boolean(self.ack)),
             ],
         )
     }
@@ -50,6 +53,7 @@ impl Record for PresenceUpdated {
             gateway_slot: f.int("gateway_slot")?,
             sessions: f.int("sessions")?,
             expires_at: f.long("expires_at")?,
+            ack: f.boolean("ack")?,
         })
     }
 }

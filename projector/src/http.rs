@@ -1,0 +1,127 @@
+//! The projector's query API (internal: gateways and fanout-workers call it through
+//! [`crate::HttpViews`]). JSON in and out; errors are `{"error":{"code","message"}}`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::error::Error;
+use crate::views::{HistoryQuery, Views};
+
+type Shared = Arc<dyn Views>;
+
+pub fn router(views: Shared) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/status", get(status))
+        .route("/v1/checksum", get(checksum))
+        .route("/v1/conversations/{id}", get(conversation))
+        .route("/v1/conversations/{id}/members/{user}", get(member))
+        .route("/v1/conversations/{id}/messages", get(history))
+        .route("/v1/users/{user}/conversations", get(user_conversations))
+        .route("/v1/messages/{id}", get(message))
+        .route("/v1/partitions/{p}/snapshot", get(snapshot))
+        .route("/v1/wait", post(wait))
+        .with_state(views)
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
+            Error::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Unavailable(_) | Error::Log(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
+            Error::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        };
+        (
+            status,
+            Json(json!({"error": {"code": code, "message": self.to_string()}})),
+        )
+            .into_response()
+    }
+}
+
+type Answer = Result<Response, Error>;
+
+async fn status(State(v): State<Shared>) -> Answer {
+    Ok(Json(v.status().await?).into_response())
+}
+
+async fn checksum(State(v): State<Shared>) -> Answer {
+    let status = v.status().await?;
+    let checksum = v.checksum().await?;
+    Ok(Json(json!({"checksum": checksum, "applied": status.applied})).into_response())
+}
+
+async fn conversation(State(v): State<Shared>, Path(id): Path<String>) -> Answer {
+    match v.conversation(&id).await? {
+        Some(c) => Ok(Json(c).into_response()),
+        None => Err(Error::NotFound(format!("conversation {id}"))),
+    }
+}
+
+async fn member(State(v): State<Shared>, Path((id, user)): Path<(String, String)>) -> Answer {
+    Ok(Json(json!({"member": v.is_member(&id, &user).await?})).into_response())
+}
+
+#[derive(Deserialize)]
+struct HistoryParams {
+    after: Option<i64>,
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+async fn history(
+    State(v): State<Shared>,
+    Path(id): Path<String>,
+    Query(p): Query<HistoryParams>,
+) -> Answer {
+    let q = HistoryQuery {
+        after: p.after,
+        before: p.before,
+        limit: p.limit.unwrap_or(50),
+    };
+    Ok(Json(v.history(&id, q).await?).into_response())
+}
+
+async fn user_conversations(State(v): State<Shared>, Path(user): Path<String>) -> Answer {
+    Ok(Json(json!({"conversations": v.user_conversations(&user).await?})).into_response())
+}
+
+async fn message(State(v): State<Shared>, Path(id): Path<String>) -> Answer {
+    let id = Uuid::parse_str(&id).map_err(|e| Error::BadRequest(format!("message id: {e}")))?;
+    match v.message_by_id(id).await? {
+        Some(m) => Ok(Json(m).into_response()),
+        None => Err(Error::NotFound(format!("message {id}"))),
+    }
+}
+
+async fn snapshot(State(v): State<Shared>, Path(p): Path<i32>) -> Answer {
+    Ok(Json(v.partition_snapshot(p).await?).into_response())
+}
+
+#[derive(Deserialize)]
+struct WaitBody {
+    offsets: Vec<(i32, i64)>,
+    #[serde(default = "default_wait")]
+    timeout_ms: u64,
+}
+
+fn default_wait() -> u64 {
+    5_000
+}
+
+async fn wait(State(v): State<Shared>, Json(b): Json<WaitBody>) -> Answer {
+    let timeout = Duration::from_millis(b.timeout_ms.min(60_000));
+    Ok(Json(json!({"reached": v.wait_applied(&b.offsets, timeout).await?})).into_response())
+}

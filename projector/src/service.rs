@@ -1,0 +1,151 @@
+//! The projector role: consume the owned partitions of `events` from the stored
+//! offsets, apply them in batches, and serve the views.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::{FutureExt, StreamExt};
+use parley_sequencer::{EventLog, StartAt};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info};
+
+use crate::config::ProjectorConfig;
+use crate::error::{Error, Result};
+use crate::store::Store;
+use crate::views::LocalViews;
+
+/// A running projector: its consumer task and its views.
+pub struct Projector {
+    views: LocalViews,
+    task: tokio::task::JoinHandle<Result<()>>,
+}
+
+impl Projector {
+    /// Opens the store and starts consuming; returns once the consumer is running.
+    pub async fn start(
+        config: ProjectorConfig,
+        log: Arc<dyn EventLog>,
+        shutdown: CancellationToken,
+    ) -> Result<Self> {
+        let dir = config.data_dir.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+            .await
+            .map_err(|e| Error::Store(e.to_string()))??;
+        let count = log.partition_count(&config.events_topic).await?;
+        let owned: Vec<i32> = match &config.partitions {
+            Some(ps) => {
+                if let Some(p) = ps.iter().find(|p| !(0..count).contains(*p)) {
+                    return Err(Error::BadRequest(format!(
+                        "partition {p} does not exist ({} has {count})",
+                        config.events_topic
+                    )));
+                }
+                ps.clone()
+            }
+            None => (0..count).collect(),
+        };
+        let s = store.clone();
+        let stored = tokio::task::spawn_blocking(move || s.offsets())
+            .await
+            .map_err(|e| Error::Store(e.to_string()))??;
+        let from: Vec<(i32, StartAt)> = owned
+            .iter()
+            .map(|p| {
+                (
+                    *p,
+                    stored
+                        .get(p)
+                        .map_or(StartAt::Beginning, |o| StartAt::Offset(*o)),
+                )
+            })
+            .collect();
+        info!(topic = %config.events_topic, partitions = ?owned, resume = ?stored, "projector starting");
+        let (tx, rx) = watch::channel(stored);
+        let stream = log.read(&config.events_topic, &from)?;
+        let task = tokio::spawn(consume(config, store.clone(), stream, tx, shutdown));
+        Ok(Projector {
+            views: LocalViews {
+                store,
+                applied: rx,
+                owned,
+            },
+            task,
+        })
+    }
+
+    pub fn views(&self) -> LocalViews {
+        self.views.clone()
+    }
+
+    /// Waits for the consumer to stop (on shutdown or a fatal error).
+    pub async fn join(self) -> Result<()> {
+        self.task
+            .await
+            .map_err(|e| Error::Store(format!("consumer task: {e}")))?
+    }
+}
+
+async fn consume(
+    config: ProjectorConfig,
+    store: Store,
+    mut stream: parley_sequencer::RecordStream,
+    applied: watch::Sender<BTreeMap<i32, i64>>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    loop {
+        let first = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            next = stream.next() => next,
+        };
+        let Some(first) = first else { return Ok(()) };
+        let mut batch = vec![first?];
+        // Whatever else is ready now joins the batch.
+        while batch.len() < config.batch_max {
+            match stream.next().now_or_never() {
+                Some(Some(r)) => batch.push(r?),
+                _ => break,
+            }
+        }
+        if !config.apply_delay.is_zero() {
+            tokio::time::sleep(config.apply_delay).await;
+        }
+        let s = store.clone();
+        let result = tokio::task::spawn_blocking(move || s.apply(&batch))
+            .await
+            .map_err(|e| Error::Store(e.to_string()))?;
+        match result {
+            Ok(done) => {
+                debug!(offsets = ?done.offsets, messages = done.messages, skipped = done.skipped, "batch applied");
+                applied.send_modify(|a| a.extend(done.offsets));
+            }
+            Err(e) => {
+                error!(error = %e, "applying a batch failed; stopping (restart resumes from the stored offsets)");
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// The projector role: consume, and serve the query API on `listener` until `shutdown`.
+pub async fn run(
+    config: ProjectorConfig,
+    log: Arc<dyn EventLog>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let projector = Projector::start(config, log, shutdown.clone()).await?;
+    let app = crate::http::router(Arc::new(projector.views()));
+    info!(addr = %listener.local_addr()?, "projector query API listening");
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    tokio::select! {
+        r = server => r?,
+        r = projector.join() => {
+            shutdown.cancel();
+            r?;
+        }
+    }
+    Ok(())
+}

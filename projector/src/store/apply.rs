@@ -1,0 +1,247 @@
+//! Applying records to the views. Deterministic: the same records in the same order give
+//! the same bytes, which is what makes a rebuild from offset 0 equal a resumed projector.
+//!
+//! What each record changes is decided by [`parley_schemas::rules`], the rules every
+//! consumer of `events` shares. Undecodable records are skipped; their offsets still
+//! advance.
+
+use std::collections::{BTreeMap, HashMap};
+
+use parley_schemas::rules::{self, Effect, LogState};
+use parley_schemas::{decode_any, AnyRecord, ConversationKind};
+use parley_sequencer::LogRecord;
+use rocksdb::WriteBatch;
+use tracing::warn;
+use uuid::Uuid;
+
+use super::keys;
+use super::rows::{ConversationRow, MemberRow, MessageRef, MessageRow};
+use super::{
+    Store, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS, CF_OFFSETS, CF_USER_CONVS,
+};
+use crate::error::Result;
+
+/// What applying a batch did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Next offset to apply, per partition touched.
+    pub offsets: BTreeMap<i32, i64>,
+    pub messages: usize,
+    pub skipped: usize,
+}
+
+/// Changes of one batch, read through before the database.
+#[derive(Default)]
+struct Overlay {
+    conversations: HashMap<String, ConversationRow>,
+    members: HashMap<(String, String), Option<MemberRow>>,
+    messages: Vec<(String, i64, MessageRow)>,
+    message_ids: HashMap<Uuid, MessageRef>,
+}
+
+struct Batch<'a> {
+    store: &'a Store,
+    ov: Overlay,
+}
+
+impl LogState for Batch<'_> {
+    type Error = crate::error::Error;
+
+    fn kind(&self, conversation: &str) -> Result<Option<ConversationKind>> {
+        Ok(self.conversation(conversation)?.map(|c| c.kind))
+    }
+
+    fn is_member(&self, conversation: &str, user: &str) -> Result<bool> {
+        if let Some(m) = self
+            .ov
+            .members
+            .get(&(conversation.to_string(), user.to_string()))
+        {
+            return Ok(m.is_some());
+        }
+        self.store.is_member(conversation, user)
+    }
+
+    fn seen_message(&self, id: &Uuid) -> Result<bool> {
+        if self.ov.message_ids.contains_key(id) {
+            return Ok(true);
+        }
+        Ok(self
+            .store
+            .db()
+            .get_cf(self.store.cf(CF_MESSAGE_IDS)?, id.as_bytes())?
+            .is_some())
+    }
+}
+
+impl Batch<'_> {
+    fn conversation(&self, id: &str) -> Result<Option<ConversationRow>> {
+        if let Some(c) = self.ov.conversations.get(id) {
+            return Ok(Some(c.clone()));
+        }
+        self.store.get_json(CF_CONVERSATIONS, id.as_bytes())
+    }
+
+    fn apply(&mut self, partition: i32, offset: i64, record: &AnyRecord) -> Result<bool> {
+        match rules::effect(self, record)? {
+            Effect::Nothing => Ok(false),
+            Effect::Create(c) => {
+                let row = ConversationRow {
+                    kind: c.kind,
+                    title: c.title.clone(),
+                    partition,
+                    created_at: offset,
+                    last_seq: None,
+                };
+                self.ov.conversations.insert(c.conversation_id.clone(), row);
+                for m in &c.members {
+                    let key = (c.conversation_id.clone(), m.clone());
+                    self.ov
+                        .members
+                        .insert(key, Some(MemberRow { since: offset }));
+                }
+                Ok(true)
+            }
+            Effect::Add {
+                conversation,
+                members,
+            } => {
+                for m in members {
+                    let key = (conversation.to_string(), m.to_string());
+                    self.ov
+                        .members
+                        .insert(key, Some(MemberRow { since: offset }));
+                }
+                Ok(true)
+            }
+            Effect::Remove {
+                conversation,
+                member,
+            } => {
+                self.ov
+                    .members
+                    .insert((conversation.to_string(), member.to_string()), None);
+                Ok(true)
+            }
+            Effect::Post(m) => {
+                let Some(mut conv) = self.conversation(&m.conversation_id)? else {
+                    return Ok(false);
+                };
+                let row = MessageRow {
+                    message_id: m.message_id,
+                    sender_id: m.meta.actor.clone(),
+                    body: m.body.clone(),
+                    ts: m.meta.occurred_at,
+                    prev_seq: conv.last_seq,
+                };
+                conv.last_seq = Some(offset);
+                self.ov
+                    .conversations
+                    .insert(m.conversation_id.clone(), conv);
+                let at = MessageRef {
+                    conversation_id: m.conversation_id.clone(),
+                    seq: offset,
+                };
+                self.ov.message_ids.insert(m.message_id, at);
+                self.ov
+                    .messages
+                    .push((m.conversation_id.clone(), offset, row));
+                Ok(true)
+            }
+        }
+    }
+
+    fn into_write_batch(self, offsets: &BTreeMap<i32, i64>) -> Result<WriteBatch> {
+        let s = self.store;
+        let mut wb = WriteBatch::default();
+        let mut conversations: Vec<_> = self.ov.conversations.into_iter().collect();
+        conversations.sort_by(|a, b| a.0.cmp(&b.0));
+        for (id, row) in conversations {
+            wb.put_cf(
+                s.cf(CF_CONVERSATIONS)?,
+                id.as_bytes(),
+                serde_json::to_vec(&row)?,
+            );
+        }
+        let mut members: Vec<_> = self.ov.members.into_iter().collect();
+        members.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((conv, user), row) in members {
+            match row {
+                Some(row) => {
+                    wb.put_cf(
+                        s.cf(CF_MEMBERS)?,
+                        keys::pair(&conv, &user),
+                        serde_json::to_vec(&row)?,
+                    );
+                    wb.put_cf(s.cf(CF_USER_CONVS)?, keys::pair(&user, &conv), b"");
+                }
+                None => {
+                    wb.delete_cf(s.cf(CF_MEMBERS)?, keys::pair(&conv, &user));
+                    wb.delete_cf(s.cf(CF_USER_CONVS)?, keys::pair(&user, &conv));
+                }
+            }
+        }
+        for (conv, seq, row) in self.ov.messages {
+            wb.put_cf(
+                s.cf(CF_MESSAGES)?,
+                keys::message(&conv, seq),
+                serde_json::to_vec(&row)?,
+            );
+        }
+        for (id, r) in self.ov.message_ids {
+            wb.put_cf(
+                s.cf(CF_MESSAGE_IDS)?,
+                id.as_bytes(),
+                serde_json::to_vec(&r)?,
+            );
+        }
+        // The consumed offsets go in the same batch as the views they produced.
+        for (p, next) in offsets {
+            wb.put_cf(s.cf(CF_OFFSETS)?, keys::partition(*p), next.to_be_bytes());
+        }
+        Ok(wb)
+    }
+}
+
+impl Store {
+    /// Applies `records` (in log order within each partition) atomically. Blocking.
+    pub fn apply(&self, records: &[LogRecord]) -> Result<Applied> {
+        let mut batch = Batch {
+            store: self,
+            ov: Overlay::default(),
+        };
+        let mut applied = Applied::default();
+        for r in records {
+            applied.offsets.insert(r.partition, r.offset + 1);
+            let Some(value) = &r.value else { continue };
+            match decode_any(value) {
+                Ok(record) => {
+                    let is_message = matches!(record, AnyRecord::MessagePosted(_));
+                    if batch.apply(r.partition, r.offset, &record)? {
+                        applied.messages += usize::from(is_message);
+                    } else {
+                        applied.skipped += 1;
+                    }
+                }
+                Err(e) => {
+                    applied.skipped += 1;
+                    warn!(partition = r.partition, offset = r.offset, error = %e, "undecodable record skipped");
+                }
+            }
+        }
+        let wb = batch.into_write_batch(&applied.offsets)?;
+        self.db().write(wb)?;
+        Ok(applied)
+    }
+
+    pub(crate) fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        cf: &str,
+        key: &[u8],
+    ) -> Result<Option<T>> {
+        match self.db().get_cf(self.cf(cf)?, key)? {
+            Some(v) => Ok(Some(serde_json::from_slice(&v)?)),
+            None => Ok(None),
+        }
+    }
+}

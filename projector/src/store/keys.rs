@@ -1,0 +1,61 @@
+//! Key layout. A string component is length-prefixed (u16, big-endian) so that no id,
+//! whatever its bytes, can run into the next component; numbers are big-endian so that
+//! keys sort by them.
+
+/// `[len][a]`: the prefix of every key under `a`.
+pub fn prefix(a: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + a.len());
+    let len = u16::try_from(a.len()).unwrap_or(u16::MAX);
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(&a.as_bytes()[..usize::from(len)]);
+    k
+}
+
+/// `[len][a][b]`: e.g. (conversation, user) or (user, conversation).
+pub fn pair(a: &str, b: &str) -> Vec<u8> {
+    let mut k = prefix(a);
+    k.extend_from_slice(b.as_bytes());
+    k
+}
+
+/// `[len][conversation][seq]`.
+pub fn message(conversation: &str, seq: i64) -> Vec<u8> {
+    let mut k = prefix(conversation);
+    k.extend_from_slice(&(seq.max(0) as u64).to_be_bytes());
+    k
+}
+
+/// The second component of a [`pair`] key.
+pub fn second(key: &[u8]) -> Option<String> {
+    let len = usize::from(u16::from_be_bytes([*key.first()?, *key.get(1)?]));
+    String::from_utf8(key.get(2 + len..)?.to_vec()).ok()
+}
+
+/// The seq of a [`message`] key.
+pub fn seq_of(key: &[u8]) -> Option<i64> {
+    let tail: [u8; 8] = key.get(key.len().checked_sub(8)?..)?.try_into().ok()?;
+    Some(u64::from_be_bytes(tail) as i64)
+}
+
+pub fn partition(p: i32) -> [u8; 4] {
+    p.to_be_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn components_cannot_run_together() {
+        assert_ne!(pair("ab", "c"), pair("a", "bc"));
+        assert_eq!(second(&pair("conv", "user-1")).as_deref(), Some("user-1"));
+    }
+
+    #[test]
+    fn messages_sort_by_seq() {
+        assert!(message("c", 9) < message("c", 10));
+        assert!(message("c", 255) < message("c", 256));
+        assert_eq!(seq_of(&message("c", 1234)), Some(1234));
+        assert!(message("c", 5).starts_with(&prefix("c")));
+    }
+}

@@ -1,0 +1,69 @@
+//! The projector's RocksDB database.
+//!
+//! Column families (keys in [`keys`], values in [`rows`]):
+//! - `conversations`: conversation → kind, title, partition, last seq
+//! - `members`: conversation, user → since (offset of the event that added them)
+//! - `user_convs`: user, conversation → ()
+//! - `messages`: conversation, seq → message
+//! - `message_ids`: message id → conversation, seq (the dedup index)
+//! - `offsets`: partition → next offset to apply
+//!
+//! Every write is one batch holding view changes and the offsets that caused them.
+
+pub mod apply;
+pub mod keys;
+pub mod query;
+pub mod rows;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamily, Options, DB};
+
+use crate::error::{Error, Result};
+
+pub const CF_CONVERSATIONS: &str = "conversations";
+pub const CF_MEMBERS: &str = "members";
+pub const CF_USER_CONVS: &str = "user_convs";
+pub const CF_MESSAGES: &str = "messages";
+pub const CF_MESSAGE_IDS: &str = "message_ids";
+pub const CF_OFFSETS: &str = "offsets";
+
+/// The view column families, in checksum order.
+pub const VIEW_CFS: [&str; 5] = [
+    CF_CONVERSATIONS,
+    CF_MEMBERS,
+    CF_USER_CONVS,
+    CF_MESSAGES,
+    CF_MESSAGE_IDS,
+];
+
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `dir`. Blocking.
+    pub fn open(dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let cfs = VIEW_CFS.iter().chain([CF_OFFSETS].iter());
+        let db = DB::open_cf(&opts, dir, cfs)?;
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> Result<&ColumnFamily> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| Error::Store(format!("column family {name} missing")))
+    }
+
+    pub(crate) fn db(&self) -> &DB {
+        &self.db
+    }
+}

@@ -1,0 +1,262 @@
+//! Read queries over the views. Blocking (RocksDB); callers run them off the async threads.
+
+use std::collections::BTreeMap;
+
+use parley_schemas::frames::MessageView;
+use rocksdb::{Direction, IteratorMode};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use super::keys;
+use super::rows::{ConversationRow, MemberRow, MessageRef, MessageRow};
+use super::{
+    Store, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS, CF_OFFSETS, CF_USER_CONVS,
+    VIEW_CFS,
+};
+use crate::error::{Error, Result};
+use crate::views::{
+    ConversationSummary, ConversationView, HistoryPage, HistoryQuery, PartitionSnapshot,
+    SnapshotConversation,
+};
+
+/// The most messages one history page holds.
+pub const MAX_PAGE: u32 = 1000;
+
+impl Store {
+    /// Next offset to apply, per partition that has any.
+    pub fn offsets(&self) -> Result<BTreeMap<i32, i64>> {
+        let mut out = BTreeMap::new();
+        for item in self
+            .db()
+            .iterator_cf(self.cf(CF_OFFSETS)?, IteratorMode::Start)
+        {
+            let (k, v) = item?;
+            let p: [u8; 4] = k
+                .as_ref()
+                .try_into()
+                .map_err(|_| Error::Store("bad offset key".into()))?;
+            let o: [u8; 8] = v
+                .as_ref()
+                .try_into()
+                .map_err(|_| Error::Store("bad offset value".into()))?;
+            out.insert(i32::from_be_bytes(p), i64::from_be_bytes(o));
+        }
+        Ok(out)
+    }
+
+    pub fn conversation_row(&self, id: &str) -> Result<Option<ConversationRow>> {
+        self.get_json(CF_CONVERSATIONS, id.as_bytes())
+    }
+
+    /// Members of a conversation with the offset they joined at, in user order.
+    pub fn members(&self, conv: &str) -> Result<Vec<(String, i64)>> {
+        let prefix = keys::prefix(conv);
+        let mut out = Vec::new();
+        for item in self.db().iterator_cf(
+            self.cf(CF_MEMBERS)?,
+            IteratorMode::From(&prefix, Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let user = keys::second(&k).ok_or_else(|| Error::Store("bad member key".into()))?;
+            let row: MemberRow = serde_json::from_slice(&v)?;
+            out.push((user, row.since));
+        }
+        Ok(out)
+    }
+
+    pub fn is_member(&self, conv: &str, user: &str) -> Result<bool> {
+        Ok(self
+            .db()
+            .get_cf(self.cf(CF_MEMBERS)?, keys::pair(conv, user))?
+            .is_some())
+    }
+
+    pub fn conversation(&self, id: &str) -> Result<Option<ConversationView>> {
+        let Some(row) = self.conversation_row(id)? else {
+            return Ok(None);
+        };
+        Ok(Some(ConversationView {
+            conversation_id: id.to_string(),
+            kind: row.kind,
+            title: row.title,
+            members: self.members(id)?.into_iter().map(|(u, _)| u).collect(),
+            last_seq: row.last_seq,
+            partition: row.partition,
+        }))
+    }
+
+    pub fn user_conversations(&self, user: &str) -> Result<Vec<ConversationSummary>> {
+        let prefix = keys::prefix(user);
+        let mut out = Vec::new();
+        for item in self.db().iterator_cf(
+            self.cf(CF_USER_CONVS)?,
+            IteratorMode::From(&prefix, Direction::Forward),
+        ) {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let conv = keys::second(&k).ok_or_else(|| Error::Store("bad user_convs key".into()))?;
+            if let Some(row) = self.conversation_row(&conv)? {
+                out.push(ConversationSummary {
+                    conversation_id: conv,
+                    kind: row.kind,
+                    title: row.title,
+                    last_seq: row.last_seq,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    fn view(conv: &str, seq: i64, row: MessageRow) -> MessageView {
+        MessageView {
+            conversation_id: conv.to_string(),
+            seq,
+            prev_seq: row.prev_seq,
+            message_id: row.message_id,
+            sender_id: row.sender_id,
+            body: row.body,
+            ts: row.ts,
+        }
+    }
+
+    /// Messages with `after < seq < before`, oldest first. With only `before` (or
+    /// neither), the newest `limit` of them; otherwise the oldest `limit` after `after`.
+    /// `has_more` says whether the scan stopped at the limit.
+    pub fn history(&self, conv: &str, q: &HistoryQuery) -> Result<HistoryPage> {
+        let limit = q.limit.clamp(1, MAX_PAGE) as usize;
+        let prefix = keys::prefix(conv);
+        let cf = self.cf(CF_MESSAGES)?;
+        let mut messages = Vec::new();
+        let mut has_more = false;
+        if let Some(after) = q.after {
+            let start = keys::message(conv, after.saturating_add(1).max(0));
+            for item in self
+                .db()
+                .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
+            {
+                let (k, v) = item?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                let seq = keys::seq_of(&k).ok_or_else(|| Error::Store("bad message key".into()))?;
+                if q.before.is_some_and(|b| seq >= b) {
+                    break;
+                }
+                if messages.len() == limit {
+                    has_more = true;
+                    break;
+                }
+                messages.push(Self::view(conv, seq, serde_json::from_slice(&v)?));
+            }
+        } else {
+            let end = match q.before {
+                Some(b) => keys::message(conv, b),
+                None => {
+                    let mut e = prefix.clone();
+                    e.extend_from_slice(&[0xff; 9]);
+                    e
+                }
+            };
+            for item in self
+                .db()
+                .iterator_cf(cf, IteratorMode::From(&end, Direction::Reverse))
+            {
+                let (k, v) = item?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                let seq = keys::seq_of(&k).ok_or_else(|| Error::Store("bad message key".into()))?;
+                if q.before.is_some_and(|b| seq >= b) {
+                    continue;
+                }
+                if messages.len() == limit {
+                    has_more = true;
+                    break;
+                }
+                messages.push(Self::view(conv, seq, serde_json::from_slice(&v)?));
+            }
+            messages.reverse();
+        }
+        Ok(HistoryPage { messages, has_more })
+    }
+
+    pub fn message_by_id(&self, id: &Uuid) -> Result<Option<MessageView>> {
+        let Some(r): Option<MessageRef> = self.get_json(CF_MESSAGE_IDS, id.as_bytes())? else {
+            return Ok(None);
+        };
+        let row: Option<MessageRow> =
+            self.get_json(CF_MESSAGES, &keys::message(&r.conversation_id, r.seq))?;
+        Ok(row.map(|row| Self::view(&r.conversation_id, r.seq, row)))
+    }
+
+    /// Every conversation of one partition with its members and last seq, and the offset
+    /// the views stand at: what a fanout-worker taking the partition over starts from.
+    pub fn partition_snapshot(&self, partition: i32) -> Result<PartitionSnapshot> {
+        // One RocksDB snapshot, so the offset and the views agree.
+        let snap = self.db().snapshot();
+        let applied = match snap.get_cf(self.cf(CF_OFFSETS)?, keys::partition(partition))? {
+            Some(v) => i64::from_be_bytes(
+                v.as_slice()
+                    .try_into()
+                    .map_err(|_| Error::Store("bad offset".into()))?,
+            ),
+            None => 0,
+        };
+        let mut conversations = Vec::new();
+        for item in snap.iterator_cf(self.cf(CF_CONVERSATIONS)?, IteratorMode::Start) {
+            let (k, v) = item?;
+            let row: ConversationRow = serde_json::from_slice(&v)?;
+            if row.partition != partition {
+                continue;
+            }
+            let id = String::from_utf8_lossy(&k).to_string();
+            let prefix = keys::prefix(&id);
+            let mut members = Vec::new();
+            for m in snap.iterator_cf(
+                self.cf(CF_MEMBERS)?,
+                IteratorMode::From(&prefix, Direction::Forward),
+            ) {
+                let (mk, mv) = m?;
+                if !mk.starts_with(&prefix) {
+                    break;
+                }
+                let row: MemberRow = serde_json::from_slice(&mv)?;
+                members.push((keys::second(&mk).unwrap_or_default(), row.since));
+            }
+            conversations.push(SnapshotConversation {
+                conversation_id: id,
+                kind: row.kind,
+                members,
+                last_seq: row.last_seq,
+            });
+        }
+        Ok(PartitionSnapshot {
+            partition,
+            applied,
+            conversations,
+        })
+    }
+
+    /// SHA-256 over every view column family, keys and values in order: equal views,
+    /// equal checksums. The consumed offsets are not part of it.
+    pub fn checksum(&self) -> Result<String> {
+        let snap = self.db().snapshot();
+        let mut h = Sha256::new();
+        for name in VIEW_CFS {
+            h.update(name.as_bytes());
+            for item in snap.iterator_cf(self.cf(name)?, IteratorMode::Start) {
+                let (k, v) = item?;
+                h.update((k.len() as u64).to_be_bytes());
+                h.update(&k);
+                h.update((v.len() as u64).to_be_bytes());
+                h.update(&v);
+            }
+        }
+        Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+}

@@ -1,0 +1,40 @@
+//! The values stored in each column family (JSON: readable with `ldb`, and
+//! deterministic, which the rebuild checksum relies on).
+
+use parley_schemas::ConversationKind;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationRow {
+    pub kind: ConversationKind,
+    pub title: Option<String>,
+    /// The partition of `events` that holds it.
+    pub partition: i32,
+    /// Offset of its `ConversationCreated`.
+    pub created_at: i64,
+    /// seq of its latest message.
+    pub last_seq: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRow {
+    /// Offset of the event that made them a member.
+    pub since: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRow {
+    pub message_id: Uuid,
+    pub sender_id: String,
+    pub body: String,
+    pub ts: i64,
+    /// seq of the conversation's previous message.
+    pub prev_seq: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRef {
+    pub conversation_id: String,
+    pub seq: i64,
+}

@@ -1,0 +1,185 @@
+//! What the other roles ask of the projector, as a trait: [`LocalViews`] answers in
+//! process (`parley dev`), [`crate::HttpViews`] over the projector's HTTP API.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use parley_schemas::frames::MessageView;
+use parley_schemas::ConversationKind;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryQuery {
+    pub after: Option<i64>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HistoryPage {
+    pub messages: Vec<MessageView>,
+    pub has_more: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationView {
+    pub conversation_id: String,
+    #[serde(rename = "type")]
+    pub kind: ConversationKind,
+    pub title: Option<String>,
+    pub members: Vec<String>,
+    pub last_seq: Option<i64>,
+    pub partition: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationSummary {
+    pub conversation_id: String,
+    #[serde(rename = "type")]
+    pub kind: ConversationKind,
+    pub title: Option<String>,
+    pub last_seq: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotConversation {
+    pub conversation_id: String,
+    pub kind: ConversationKind,
+    /// (user, offset they joined at).
+    pub members: Vec<(String, i64)>,
+    pub last_seq: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionSnapshot {
+    pub partition: i32,
+    /// The views reflect every record of the partition before this offset.
+    pub applied: i64,
+    pub conversations: Vec<SnapshotConversation>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    /// Next offset to apply, per owned partition.
+    pub applied: BTreeMap<i32, i64>,
+}
+
+#[async_trait]
+pub trait Views: Send + Sync + 'static {
+    async fn conversation(&self, id: &str) -> Result<Option<ConversationView>>;
+    async fn is_member(&self, conversation: &str, user: &str) -> Result<bool>;
+    async fn user_conversations(&self, user: &str) -> Result<Vec<ConversationSummary>>;
+    async fn history(&self, conversation: &str, q: HistoryQuery) -> Result<HistoryPage>;
+    async fn message_by_id(&self, id: Uuid) -> Result<Option<MessageView>>;
+    /// Waits until the views reflect every record before `offsets` (partition, next
+    /// offset), at most `timeout`; false if they did not get there in time.
+    async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool>;
+    async fn partition_snapshot(&self, partition: i32) -> Result<PartitionSnapshot>;
+    async fn status(&self) -> Result<Status>;
+    async fn checksum(&self) -> Result<String>;
+}
+
+/// The views of a projector in this process.
+#[derive(Clone)]
+pub struct LocalViews {
+    pub(crate) store: Store,
+    pub(crate) applied: watch::Receiver<BTreeMap<i32, i64>>,
+    pub(crate) owned: Vec<i32>,
+}
+
+impl LocalViews {
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| Error::Unavailable(format!("query task: {e}")))?
+    }
+
+    fn reached(applied: &BTreeMap<i32, i64>, offsets: &[(i32, i64)]) -> bool {
+        offsets
+            .iter()
+            .all(|(p, o)| applied.get(p).copied().unwrap_or(0) >= *o)
+    }
+
+    fn check_owned(&self, partition: i32) -> Result<()> {
+        if self.owned.contains(&partition) {
+            Ok(())
+        } else {
+            Err(Error::BadRequest(format!(
+                "partition {partition} is not this projector's"
+            )))
+        }
+    }
+}
+
+#[async_trait]
+impl Views for LocalViews {
+    async fn conversation(&self, id: &str) -> Result<Option<ConversationView>> {
+        let id = id.to_string();
+        self.blocking(move |s| s.conversation(&id)).await
+    }
+
+    async fn is_member(&self, conversation: &str, user: &str) -> Result<bool> {
+        let (c, u) = (conversation.to_string(), user.to_string());
+        self.blocking(move |s| s.is_member(&c, &u)).await
+    }
+
+    async fn user_conversations(&self, user: &str) -> Result<Vec<ConversationSummary>> {
+        let u = user.to_string();
+        self.blocking(move |s| s.user_conversations(&u)).await
+    }
+
+    async fn history(&self, conversation: &str, q: HistoryQuery) -> Result<HistoryPage> {
+        let c = conversation.to_string();
+        self.blocking(move |s| s.history(&c, &q)).await
+    }
+
+    async fn message_by_id(&self, id: Uuid) -> Result<Option<MessageView>> {
+        self.blocking(move |s| s.message_by_id(&id)).await
+    }
+
+    async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool> {
+        for (p, _) in offsets {
+            self.check_owned(*p)?;
+        }
+        let mut rx = self.applied.clone();
+        let outcome = tokio::time::timeout(timeout, async {
+            rx.wait_for(|applied| Self::reached(applied, offsets))
+                .await
+                .is_ok()
+        })
+        .await;
+        match outcome {
+            Ok(true) => Ok(true),
+            Ok(false) => Err(Error::Unavailable("projector stopped".into())),
+            Err(_) => Ok(false),
+        }
+    }
+
+    async fn partition_snapshot(&self, partition: i32) -> Result<PartitionSnapshot> {
+        self.check_owned(partition)?;
+        self.blocking(move |s| s.partition_snapshot(partition))
+            .await
+    }
+
+    async fn status(&self) -> Result<Status> {
+        let mut applied = self.applied.borrow().clone();
+        for p in &self.owned {
+            applied.entry(*p).or_insert(0);
+        }
+        Ok(Status { applied })
+    }
+
+    async fn checksum(&self) -> Result<String> {
+        self.blocking(|s| s.checksum()).await
+    }
+}

@@ -1,0 +1,201 @@
+//! What a record of `events` means at its log position: the one set of rules every
+//! consumer applies, so that the projector's history and the fanout-worker's routing
+//! agree on who is a member and which messages count.
+//!
+//! - `ConversationCreated` creates a conversation once; later ones for the same id do
+//!   nothing (creating a direct conversation is idempotent).
+//! - `MembersAdded` applies if the conversation is a group and the actor is a member;
+//!   only users not yet members are added.
+//! - `MemberRemoved` applies if the removed user is a member and the actor is that user
+//!   or a member.
+//! - `MessagePosted` counts if the conversation exists, the sender is a member and the
+//!   message id was not seen before (first occurrence wins).
+
+use uuid::Uuid;
+
+use crate::records::{AnyRecord, ConversationCreated, ConversationKind, MessagePosted};
+
+/// What a consumer knows at a log position.
+pub trait LogState {
+    type Error;
+    fn kind(&self, conversation: &str) -> Result<Option<ConversationKind>, Self::Error>;
+    fn is_member(&self, conversation: &str, user: &str) -> Result<bool, Self::Error>;
+    fn seen_message(&self, id: &Uuid) -> Result<bool, Self::Error>;
+}
+
+/// What applying a record changes.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Effect<'a> {
+    Create(&'a ConversationCreated),
+    /// Users who become members (none of them members before).
+    Add {
+        conversation: &'a str,
+        members: Vec<&'a str>,
+    },
+    Remove {
+        conversation: &'a str,
+        member: &'a str,
+    },
+    Post(&'a MessagePosted),
+    /// The record changes nothing (refused, repeated, or not a conversation record).
+    Nothing,
+}
+
+/// The effect of `record` on `state`.
+pub fn effect<'a, S: LogState>(state: &S, record: &'a AnyRecord) -> Result<Effect<'a>, S::Error> {
+    Ok(match record {
+        AnyRecord::ConversationCreated(c) => match state.kind(&c.conversation_id)? {
+            Some(_) => Effect::Nothing,
+            None => Effect::Create(c),
+        },
+        AnyRecord::MembersAdded(a) => {
+            let group = state.kind(&a.conversation_id)? == Some(ConversationKind::Group);
+            if !group || !state.is_member(&a.conversation_id, &a.meta.actor)? {
+                return Ok(Effect::Nothing);
+            }
+            let mut members: Vec<&str> = Vec::new();
+            for m in &a.members {
+                if !members.contains(&m.as_str()) && !state.is_member(&a.conversation_id, m)? {
+                    members.push(m);
+                }
+            }
+            if members.is_empty() {
+                Effect::Nothing
+            } else {
+                Effect::Add {
+                    conversation: &a.conversation_id,
+                    members,
+                }
+            }
+        }
+        AnyRecord::MemberRemoved(r) => {
+            let allowed =
+                r.meta.actor == r.member || state.is_member(&r.conversation_id, &r.meta.actor)?;
+            if allowed && state.is_member(&r.conversation_id, &r.member)? {
+                Effect::Remove {
+                    conversation: &r.conversation_id,
+                    member: &r.member,
+                }
+            } else {
+                Effect::Nothing
+            }
+        }
+        AnyRecord::MessagePosted(m) => {
+            if state.kind(&m.conversation_id)?.is_some()
+                && state.is_member(&m.conversation_id, m.sender())?
+                && !state.seen_message(&m.message_id)?
+            {
+                Effect::Post(m)
+            } else {
+                Effect::Nothing
+            }
+        }
+        _ => Effect::Nothing,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{HashMap, HashSet};
+    use std::convert::Infallible;
+
+    use super::*;
+    use crate::records::{MemberRemoved, MembersAdded, Meta};
+
+    #[derive(Default)]
+    struct Mem {
+        kinds: HashMap<String, ConversationKind>,
+        members: HashSet<(String, String)>,
+        seen: HashSet<Uuid>,
+    }
+
+    impl LogState for Mem {
+        type Error = Infallible;
+        fn kind(&self, c: &str) -> Result<Option<ConversationKind>, Infallible> {
+            Ok(self.kinds.get(c).copied())
+        }
+        fn is_member(&self, c: &str, u: &str) -> Result<bool, Infallible> {
+            Ok(self.members.contains(&(c.into(), u.into())))
+        }
+        fn seen_message(&self, id: &Uuid) -> Result<bool, Infallible> {
+            Ok(self.seen.contains(id))
+        }
+    }
+
+    fn post(sender: &str, cmid: &str) -> AnyRecord {
+        MessagePosted {
+            meta: Meta::new(sender),
+            conversation_id: "c".into(),
+            message_id: crate::ids::message_id(sender, cmid),
+            client_msg_id: cmid.into(),
+            body: "hi".into(),
+        }
+        .into()
+    }
+
+    fn state() -> Mem {
+        let mut s = Mem::default();
+        s.kinds.insert("c".into(), ConversationKind::Group);
+        s.members.insert(("c".into(), "a".into()));
+        s
+    }
+
+    #[test]
+    fn only_members_post_and_ids_count_once() {
+        let mut s = state();
+        assert!(matches!(
+            effect(&s, &post("a", "1")).unwrap(),
+            Effect::Post(_)
+        ));
+        assert_eq!(effect(&s, &post("x", "1")).unwrap(), Effect::Nothing);
+        s.seen.insert(crate::ids::message_id("a", "1"));
+        assert_eq!(effect(&s, &post("a", "1")).unwrap(), Effect::Nothing);
+    }
+
+    #[test]
+    fn outsiders_cannot_add_and_direct_conversations_do_not_grow() {
+        let mut s = state();
+        let add = |actor: &str| -> AnyRecord {
+            MembersAdded {
+                meta: Meta::new(actor),
+                conversation_id: "c".into(),
+                members: vec!["b".into(), "a".into(), "b".into()],
+            }
+            .into()
+        };
+        assert_eq!(
+            effect(&s, &add("a")).unwrap(),
+            Effect::Add {
+                conversation: "c",
+                members: vec!["b"]
+            }
+        );
+        assert_eq!(effect(&s, &add("z")).unwrap(), Effect::Nothing);
+        s.kinds.insert("c".into(), ConversationKind::Direct);
+        assert_eq!(effect(&s, &add("a")).unwrap(), Effect::Nothing);
+    }
+
+    #[test]
+    fn members_leave_or_are_removed_by_members() {
+        let mut s = state();
+        s.members.insert(("c".into(), "b".into()));
+        let rm = |actor: &str, member: &str| -> AnyRecord {
+            MemberRemoved {
+                meta: Meta::new(actor),
+                conversation_id: "c".into(),
+                member: member.into(),
+            }
+            .into()
+        };
+        assert!(matches!(
+            effect(&s, &rm("b", "b")).unwrap(),
+            Effect::Remove { .. }
+        ));
+        assert!(matches!(
+            effect(&s, &rm("a", "b")).unwrap(),
+            Effect::Remove { .. }
+        ));
+        assert_eq!(effect(&s, &rm("z", "b")).unwrap(), Effect::Nothing);
+        assert_eq!(effect(&s, &rm("a", "nobody")).unwrap(), Effect::Nothing);
+    }
+}
