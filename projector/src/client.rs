@@ -125,8 +125,15 @@ impl Views for HttpViews {
             .ok_or_else(|| Error::Unavailable("history not served".into()))
     }
 
-    async fn message_by_id(&self, id: Uuid) -> Result<Option<MessageView>> {
-        self.get(&["v1", "messages", &id.to_string()]).await
+    async fn message_by_id(&self, conversation: &str, id: Uuid) -> Result<Option<MessageView>> {
+        self.get(&[
+            "v1",
+            "conversations",
+            conversation,
+            "messages",
+            &id.to_string(),
+        ])
+        .await
     }
 
     async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool> {

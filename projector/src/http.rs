@@ -27,7 +27,7 @@ pub fn router(views: Shared) -> Router {
         .route("/v1/conversations/{id}/members/{user}", get(member))
         .route("/v1/conversations/{id}/messages", get(history))
         .route("/v1/users/{user}/conversations", get(user_conversations))
-        .route("/v1/messages/{id}", get(message))
+        .route("/v1/conversations/{id}/messages/{message_id}", get(message))
         .route("/v1/partitions/{p}/snapshot", get(snapshot))
         .route("/v1/wait", post(wait))
         .with_state(views)
@@ -98,9 +98,9 @@ async fn user_conversations(State(v): State<Shared>, Path(user): Path<String>) -
     Ok(Json(json!({"conversations": v.user_conversations(&user).await?})).into_response())
 }
 
-async fn message(State(v): State<Shared>, Path(id): Path<String>) -> Answer {
+async fn message(State(v): State<Shared>, Path((conv, id)): Path<(String, String)>) -> Answer {
     let id = Uuid::parse_str(&id).map_err(|e| Error::BadRequest(format!("message id: {e}")))?;
-    match v.message_by_id(id).await? {
+    match v.message_by_id(&conv, id).await? {
         Some(m) => Ok(Json(m).into_response()),
         None => Err(Error::NotFound(format!("message {id}"))),
     }

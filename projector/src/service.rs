@@ -63,7 +63,7 @@ impl Projector {
             .collect();
         info!(topic = %config.events_topic, partitions = ?owned, resume = ?stored, "projector starting");
         let (tx, rx) = watch::channel(stored);
-        let stream = log.read(&config.events_topic, &from)?;
+        let stream = log.read(&config.events_topic, &from).await?;
         let task = tokio::spawn(consume(config, store.clone(), stream, tx, shutdown));
         Ok(Projector {
             views: LocalViews {

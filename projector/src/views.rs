@@ -76,7 +76,8 @@ pub trait Views: Send + Sync + 'static {
     async fn is_member(&self, conversation: &str, user: &str) -> Result<bool>;
     async fn user_conversations(&self, user: &str) -> Result<Vec<ConversationSummary>>;
     async fn history(&self, conversation: &str, q: HistoryQuery) -> Result<HistoryPage>;
-    async fn message_by_id(&self, id: Uuid) -> Result<Option<MessageView>>;
+    /// The message `id` of `conversation`, if the views hold it.
+    async fn message_by_id(&self, conversation: &str, id: Uuid) -> Result<Option<MessageView>>;
     /// Waits until the views reflect every record before `offsets` (partition, next
     /// offset), at most `timeout`; false if they did not get there in time.
     async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool>;
@@ -143,8 +144,9 @@ impl Views for LocalViews {
         self.blocking(move |s| s.history(&c, &q)).await
     }
 
-    async fn message_by_id(&self, id: Uuid) -> Result<Option<MessageView>> {
-        self.blocking(move |s| s.message_by_id(&id)).await
+    async fn message_by_id(&self, conversation: &str, id: Uuid) -> Result<Option<MessageView>> {
+        let c = conversation.to_string();
+        self.blocking(move |s| s.message_by_id(&c, &id)).await
     }
 
     async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool> {

@@ -69,6 +69,14 @@ pub struct MessageView {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
+    /// The session is open. With `live: true`, every message appended from now on will
+    /// be delivered live (the fanout-workers have seen this session's presence).
+    Ready {
+        user_id: String,
+        session_id: String,
+        gateway_id: i32,
+        live: bool,
+    },
     /// The send is in the log: `seq` is its offset there.
     Sent {
         client_msg_id: String,

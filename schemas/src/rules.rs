@@ -9,7 +9,7 @@
 //! - `MemberRemoved` applies if the removed user is a member and the actor is that user
 //!   or a member.
 //! - `MessagePosted` counts if the conversation exists, the sender is a member and the
-//!   message id was not seen before (first occurrence wins).
+//!   message id was not posted in the conversation before (first occurrence wins).
 
 use uuid::Uuid;
 
@@ -20,7 +20,8 @@ pub trait LogState {
     type Error;
     fn kind(&self, conversation: &str) -> Result<Option<ConversationKind>, Self::Error>;
     fn is_member(&self, conversation: &str, user: &str) -> Result<bool, Self::Error>;
-    fn seen_message(&self, id: &Uuid) -> Result<bool, Self::Error>;
+    /// Whether `id` was already posted in `conversation`.
+    fn seen_message(&self, conversation: &str, id: &Uuid) -> Result<bool, Self::Error>;
 }
 
 /// What applying a record changes.
@@ -83,7 +84,7 @@ pub fn effect<'a, S: LogState>(state: &S, record: &'a AnyRecord) -> Result<Effec
         AnyRecord::MessagePosted(m) => {
             if state.kind(&m.conversation_id)?.is_some()
                 && state.is_member(&m.conversation_id, m.sender())?
-                && !state.seen_message(&m.message_id)?
+                && !state.seen_message(&m.conversation_id, &m.message_id)?
             {
                 Effect::Post(m)
             } else {
@@ -106,7 +107,7 @@ mod tests {
     struct Mem {
         kinds: HashMap<String, ConversationKind>,
         members: HashSet<(String, String)>,
-        seen: HashSet<Uuid>,
+        seen: HashSet<(String, Uuid)>,
     }
 
     impl LogState for Mem {
@@ -117,8 +118,8 @@ mod tests {
         fn is_member(&self, c: &str, u: &str) -> Result<bool, Infallible> {
             Ok(self.members.contains(&(c.into(), u.into())))
         }
-        fn seen_message(&self, id: &Uuid) -> Result<bool, Infallible> {
-            Ok(self.seen.contains(id))
+        fn seen_message(&self, c: &str, id: &Uuid) -> Result<bool, Infallible> {
+            Ok(self.seen.contains(&(c.to_string(), *id)))
         }
     }
 
@@ -148,7 +149,8 @@ mod tests {
             Effect::Post(_)
         ));
         assert_eq!(effect(&s, &post("x", "1")).unwrap(), Effect::Nothing);
-        s.seen.insert(crate::ids::message_id("a", "1"));
+        s.seen
+            .insert(("c".into(), crate::ids::message_id("a", "1")));
         assert_eq!(effect(&s, &post("a", "1")).unwrap(), Effect::Nothing);
     }
 

@@ -65,8 +65,10 @@ pub trait EventLog: Send + Sync + 'static {
     ) -> Result<Position>;
 
     /// Reads the given partitions of `topic`, each from its start, in offset order within
-    /// each partition. The stream never ends by itself; drop it to stop reading.
-    fn read(&self, topic: &str, from: &[(i32, StartAt)]) -> Result<RecordStream>;
+    /// each partition. [`StartAt::End`] is the end when `read` is called: every record
+    /// appended after it returns is read. The stream never ends by itself; drop it to
+    /// stop reading.
+    async fn read(&self, topic: &str, from: &[(i32, StartAt)]) -> Result<RecordStream>;
 
     /// For each partition (index = partition), the offset the next record will get.
     async fn end_offsets(&self, topic: &str) -> Result<Vec<i64>>;
@@ -98,7 +100,7 @@ pub enum GroupEvent {
 
 /// A membership of a consumer group.
 #[async_trait]
-pub trait Subscription: Send {
+pub trait Subscription: Send + Sync {
     /// The next event; `None` once the subscription is closed.
     async fn next(&mut self) -> Option<Result<GroupEvent>>;
 

@@ -103,6 +103,19 @@ impl TopicSettings {
         format!("{}{}", self.prefix, kind.suffix())
     }
 
+    /// Every topic's full name.
+    pub fn names(&self) -> TopicNames {
+        TopicNames {
+            events: self.name(TopicKind::Events),
+            receipts: self.name(TopicKind::Receipts),
+            ephemeral: self.name(TopicKind::Ephemeral),
+            presence: self.name(TopicKind::Presence),
+            deliveries: self.name(TopicKind::Deliveries),
+            inbox: self.name(TopicKind::Inbox),
+            push: self.name(TopicKind::Push),
+        }
+    }
+
     /// The spec of every topic.
     pub fn spec(&self) -> Vec<TopicSpec> {
         TopicKind::ALL.iter().map(|&k| self.spec_of(k)).collect()
@@ -155,6 +168,29 @@ impl TopicSettings {
             replication_factor: self.replication_factor,
             configs,
         }
+    }
+}
+
+/// The full name of each of Parley's topics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicNames {
+    pub events: String,
+    pub receipts: String,
+    pub ephemeral: String,
+    pub presence: String,
+    pub deliveries: String,
+    pub inbox: String,
+    pub push: String,
+}
+
+impl TopicNames {
+    /// The names under `prefix` (e.g. `parley.`).
+    pub fn with_prefix(prefix: &str) -> Self {
+        TopicSettings {
+            prefix: prefix.to_string(),
+            ..TopicSettings::default()
+        }
+        .names()
     }
 }
 

@@ -3,6 +3,7 @@
 mod bench;
 mod log_args;
 mod replay;
+mod roles;
 mod topics;
 
 use std::process::ExitCode;
@@ -27,6 +28,14 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Load generators whose figures go to docs/benchmarks.md.
     Bench(bench::BenchArgs),
+    /// Every role in one process: projector, fanout-worker and gateway 0.
+    Dev(roles::DevArgs),
+    /// The client-facing role: WebSocket and REST.
+    Gateway(roles::GatewayArgs),
+    /// Routes events to gateways, inboxes and push (a consumer group: run several).
+    Fanout(roles::FanoutArgs),
+    /// Builds the RocksDB views of the log and serves them.
+    Projector(roles::ProjectorArgs),
 }
 
 impl Cli {
@@ -35,6 +44,10 @@ impl Cli {
             Command::Topics(a) => a.run().await,
             Command::Replay(a) => a.run().await,
             Command::Bench(a) => a.run().await,
+            Command::Dev(a) => a.run().await,
+            Command::Gateway(a) => a.run().await,
+            Command::Fanout(a) => a.run().await,
+            Command::Projector(a) => a.run().await,
         }
     }
 }

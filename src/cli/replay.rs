@@ -84,7 +84,7 @@ impl ReplayArgs {
         }
 
         let from: Vec<(i32, StartAt)> = partitions.iter().map(|&p| (p, start)).collect();
-        let mut stream = log.read(&topic, &from)?;
+        let mut stream = log.read(&topic, &from).await?;
         let stop = crate::shutdown::on_signal();
         let stdout = io::stdout();
         let mut out = io::BufWriter::new(stdout.lock());

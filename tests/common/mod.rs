@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests: the broker they run against, fresh topic
-//! prefixes, and the `parley` binary.
+//! prefixes, the `parley` binary, and whole stacks ([`stack`]).
 #![allow(dead_code)]
+
+pub mod stack;
 
 use std::process::Command;
 

@@ -15,7 +15,7 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::keys;
-use super::rows::{ConversationRow, MemberRow, MessageRef, MessageRow};
+use super::rows::{ConversationRow, MemberRow, MessageRow};
 use super::{
     Store, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS, CF_OFFSETS, CF_USER_CONVS,
 };
@@ -36,7 +36,8 @@ struct Overlay {
     conversations: HashMap<String, ConversationRow>,
     members: HashMap<(String, String), Option<MemberRow>>,
     messages: Vec<(String, i64, MessageRow)>,
-    message_ids: HashMap<Uuid, MessageRef>,
+    /// (conversation, message id) → seq.
+    message_ids: HashMap<(String, Uuid), i64>,
 }
 
 struct Batch<'a> {
@@ -62,14 +63,19 @@ impl LogState for Batch<'_> {
         self.store.is_member(conversation, user)
     }
 
-    fn seen_message(&self, id: &Uuid) -> Result<bool> {
-        if self.ov.message_ids.contains_key(id) {
+    fn seen_message(&self, conversation: &str, id: &Uuid) -> Result<bool> {
+        if self
+            .ov
+            .message_ids
+            .contains_key(&(conversation.to_string(), *id))
+        {
             return Ok(true);
         }
+        let key = keys::message_id(conversation, id);
         Ok(self
             .store
             .db()
-            .get_cf(self.store.cf(CF_MESSAGE_IDS)?, id.as_bytes())?
+            .get_cf(self.store.cf(CF_MESSAGE_IDS)?, key)?
             .is_some())
     }
 }
@@ -138,11 +144,9 @@ impl Batch<'_> {
                 self.ov
                     .conversations
                     .insert(m.conversation_id.clone(), conv);
-                let at = MessageRef {
-                    conversation_id: m.conversation_id.clone(),
-                    seq: offset,
-                };
-                self.ov.message_ids.insert(m.message_id, at);
+                self.ov
+                    .message_ids
+                    .insert((m.conversation_id.clone(), m.message_id), offset);
                 self.ov
                     .messages
                     .push((m.conversation_id.clone(), offset, row));
@@ -188,11 +192,11 @@ impl Batch<'_> {
                 serde_json::to_vec(&row)?,
             );
         }
-        for (id, r) in self.ov.message_ids {
+        for ((conv, id), seq) in self.ov.message_ids {
             wb.put_cf(
                 s.cf(CF_MESSAGE_IDS)?,
-                id.as_bytes(),
-                serde_json::to_vec(&r)?,
+                keys::message_id(&conv, &id),
+                seq.to_be_bytes(),
             );
         }
         // The consumed offsets go in the same batch as the views they produced.

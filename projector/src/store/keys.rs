@@ -37,6 +37,13 @@ pub fn seq_of(key: &[u8]) -> Option<i64> {
     Some(u64::from_be_bytes(tail) as i64)
 }
 
+/// `[len][conversation][message id]`: the dedup index.
+pub fn message_id(conversation: &str, id: &uuid::Uuid) -> Vec<u8> {
+    let mut k = prefix(conversation);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
 pub fn partition(p: i32) -> [u8; 4] {
     p.to_be_bytes()
 }

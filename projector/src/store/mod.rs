@@ -5,7 +5,7 @@
 //! - `members`: conversation, user → since (offset of the event that added them)
 //! - `user_convs`: user, conversation → ()
 //! - `messages`: conversation, seq → message
-//! - `message_ids`: message id → conversation, seq (the dedup index)
+//! - `message_ids`: conversation, message id → seq (the dedup index)
 //! - `offsets`: partition → next offset to apply
 //!
 //! Every write is one batch holding view changes and the offsets that caused them.

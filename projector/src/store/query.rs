@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::keys;
-use super::rows::{ConversationRow, MemberRow, MessageRef, MessageRow};
+use super::rows::{ConversationRow, MemberRow, MessageRow};
 use super::{
     Store, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS, CF_OFFSETS, CF_USER_CONVS,
     VIEW_CFS,
@@ -185,13 +185,20 @@ impl Store {
         Ok(HistoryPage { messages, has_more })
     }
 
-    pub fn message_by_id(&self, id: &Uuid) -> Result<Option<MessageView>> {
-        let Some(r): Option<MessageRef> = self.get_json(CF_MESSAGE_IDS, id.as_bytes())? else {
+    /// The message `id` of `conversation`, if the views hold it.
+    pub fn message_by_id(&self, conversation: &str, id: &Uuid) -> Result<Option<MessageView>> {
+        let cf = self.cf(CF_MESSAGE_IDS)?;
+        let Some(v) = self.db().get_cf(cf, keys::message_id(conversation, id))? else {
             return Ok(None);
         };
+        let seq = i64::from_be_bytes(
+            v.as_slice()
+                .try_into()
+                .map_err(|_| Error::Store("bad seq".into()))?,
+        );
         let row: Option<MessageRow> =
-            self.get_json(CF_MESSAGES, &keys::message(&r.conversation_id, r.seq))?;
-        Ok(row.map(|row| Self::view(&r.conversation_id, r.seq, row)))
+            self.get_json(CF_MESSAGES, &keys::message(conversation, seq))?;
+        Ok(row.map(|row| Self::view(conversation, seq, row)))
     }
 
     /// Every conversation of one partition with its members and last seq, and the offset

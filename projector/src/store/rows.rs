@@ -32,9 +32,3 @@ pub struct MessageRow {
     /// seq of the conversation's previous message.
     pub prev_seq: Option<i64>,
 }
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageRef {
-    pub conversation_id: String,
-    pub seq: i64,
-}

@@ -99,13 +99,66 @@ pub(crate) async fn end_offsets(
     let n = partition_count(meta, config, topic).await?;
     let (meta, t, name) = (meta.clone(), timeout(config), topic.to_string());
     blocking(move || {
+        let deadline = Instant::now() + t;
         (0..n)
-            .map(|p| {
-                meta.fetch_watermarks(&name, p, t)
-                    .map(|(_low, high)| high)
-                    .map_err(|e| Error::Unavailable(format!("end offset of {name}/{p}: {e}")))
+            .map(|p| loop {
+                match meta.fetch_watermarks(&name, p, t) {
+                    Ok((_low, high)) => return Ok(high),
+                    // A partition just created or moving has no leader for a moment.
+                    Err(e) if Instant::now() < deadline && is_transient(&e) => {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => {
+                        return Err(Error::Unavailable(format!("end offset of {name}/{p}: {e}")))
+                    }
+                }
             })
             .collect()
+    })
+    .await
+}
+
+fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::NotLeaderForPartition
+                | C::LeaderNotAvailable
+                | C::UnknownPartition
+                | C::UnknownTopicOrPartition
+                | C::BrokerNotAvailable
+                | C::NotCoordinator
+                | C::RequestTimedOut
+                | C::OperationTimedOut
+                | C::BrokerTransportFailure
+                | C::AllBrokersDown
+        )
+    )
+}
+
+/// Whether every partition of each of `topics` has a leader.
+async fn leaders_elected(
+    meta: &Arc<BaseConsumer>,
+    config: &KafkaConfig,
+    topics: Vec<String>,
+) -> Result<bool> {
+    let (meta, t) = (meta.clone(), timeout(config));
+    blocking(move || {
+        let md = meta
+            .fetch_metadata(None, t)
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        Ok(topics.iter().all(|name| {
+            md.topics().iter().any(|tm| {
+                tm.name() == name
+                    && tm.error().is_none()
+                    && !tm.partitions().is_empty()
+                    && tm
+                        .partitions()
+                        .iter()
+                        .all(|p| p.error().is_none() && p.leader() >= 0)
+            })
+        }))
     })
     .await
 }
@@ -217,22 +270,22 @@ pub(crate) async fn provision(
     Ok(reports)
 }
 
-/// Waits until the metadata shows every topic with its partitions, so that appends made
-/// right after provisioning find them.
+/// Waits until every partition of every topic has a leader, so that appends and reads
+/// made right after provisioning find them.
 async fn wait_visible(
     meta: &Arc<BaseConsumer>,
     config: &KafkaConfig,
     specs: &[TopicSpec],
 ) -> Result<()> {
     let deadline = Instant::now() + timeout(config);
+    let names: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     loop {
-        let existing = topic_partitions(meta, config).await?;
-        if specs.iter().all(|s| existing.contains_key(&s.name)) {
+        if leaders_elected(meta, config, names.clone()).await? {
             return Ok(());
         }
         if Instant::now() > deadline {
             return Err(Error::Unavailable(
-                "created topics did not appear in metadata in time".into(),
+                "created topics did not get partition leaders in time".into(),
             ));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

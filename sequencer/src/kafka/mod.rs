@@ -101,8 +101,8 @@ impl EventLog for KafkaLog {
         .await
     }
 
-    fn read(&self, topic: &str, from: &[(i32, StartAt)]) -> Result<RecordStream> {
-        reader::read(&self.inner.config, topic, from)
+    async fn read(&self, topic: &str, from: &[(i32, StartAt)]) -> Result<RecordStream> {
+        reader::read(&self.inner.config, &self.inner.meta, topic, from).await
     }
 
     async fn end_offsets(&self, topic: &str) -> Result<Vec<i64>> {

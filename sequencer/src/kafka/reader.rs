@@ -2,8 +2,10 @@
 //! the requested partitions at the requested offsets, feeding a bounded channel. Dropping
 //! the stream stops the consumer.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -16,17 +18,28 @@ use super::errors::config as config_error;
 use crate::error::{Error, Result};
 use crate::log::{LogRecord, RecordStream, StartAt};
 
-pub(crate) fn read(
+pub(crate) async fn read(
     config: &KafkaConfig,
+    meta: &Arc<BaseConsumer>,
     topic: &str,
     from: &[(i32, StartAt)],
 ) -> Result<RecordStream> {
+    // librdkafka resolves "end" only when it first fetches, which may be well after this
+    // call: pin it now, so that nothing appended after `read` returns is skipped.
+    let ends = if from.iter().any(|(_, s)| *s == StartAt::End) {
+        super::admin::end_offsets(meta, config, topic).await?
+    } else {
+        Vec::new()
+    };
     let consumer: StreamConsumer = config.consumer("reader").create().map_err(config_error)?;
     let mut tpl = TopicPartitionList::new();
     for &(partition, start) in from {
         let offset = match start {
             StartAt::Beginning => Offset::Beginning,
-            StartAt::End => Offset::End,
+            StartAt::End => match ends.get(partition as usize) {
+                Some(&end) => Offset::Offset(end),
+                None => Offset::End,
+            },
             StartAt::Offset(o) => Offset::Offset(o),
         };
         tpl.add_partition_offset(topic, partition, offset)

@@ -26,7 +26,7 @@ pub async fn read_n(
     from: &[(i32, StartAt)],
     n: usize,
 ) -> Vec<LogRecord> {
-    let mut stream = log.read(topic, from).expect("read");
+    let mut stream = log.read(topic, from).await.expect("read");
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         match tokio::time::timeout(Duration::from_secs(20), stream.next()).await {
@@ -199,7 +199,7 @@ pub async fn read_from_offset_and_end_offsets(log: &dyn EventLog) {
     assert_eq!(all[3].key.as_deref(), Some(&b"k"[..]));
 
     // From the end: only what is appended after the reader started.
-    let mut tail = log.read(&topic, &[(1, StartAt::End)]).unwrap();
+    let mut tail = log.read(&topic, &[(1, StartAt::End)]).await.unwrap();
     // Give the reader a moment to position itself at the end before appending.
     let early = tokio::time::timeout(Duration::from_millis(1500), tail.next()).await;
     assert!(

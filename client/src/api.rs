@@ -1,0 +1,182 @@
+//! The REST side of the protocol (docs/protocol.md).
+
+use parley_schemas::frames::MessageView;
+use reqwest::{Client, StatusCode};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::session::SessionError;
+
+/// A user's REST client for one gateway.
+#[derive(Clone)]
+pub struct Api {
+    base: String,
+    token: String,
+    http: Client,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Page {
+    pub messages: Vec<MessageView>,
+    pub has_more: bool,
+}
+
+/// A REST answer that was not a success: its status and body.
+#[derive(Debug, Clone)]
+pub struct Refused {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Refused {
+    pub fn code(&self) -> &str {
+        self.body["error"]["code"].as_str().unwrap_or("")
+    }
+}
+
+impl Api {
+    /// `base` like `http://127.0.0.1:8080`.
+    pub fn new(base: &str, token: &str) -> Self {
+        Api {
+            base: base.trim_end_matches('/').to_string(),
+            token: token.to_string(),
+            http: Client::new(),
+        }
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// A dev token for `user` (the gateway must run with `--dev-auth`).
+    pub async fn dev_token(base: &str, user: &str) -> Result<String, SessionError> {
+        let v: Value = Client::new()
+            .post(format!("{}/v1/dev/token", base.trim_end_matches('/')))
+            .json(&json!({ "user_id": user }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        v["token"]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| SessionError::Protocol("no token in reply".into()))
+    }
+
+    /// A request with the caller's token; `Err(Refused)` for a non-2xx answer.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Result<Value, Refused>, SessionError> {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await?;
+        let status = resp.status();
+        let text = resp.text().await?;
+        let body: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Ok(if status.is_success() {
+            Ok(body)
+        } else {
+            Err(Refused { status, body })
+        })
+    }
+
+    async fn ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, SessionError> {
+        self.call(method, path, body)
+            .await?
+            .map_err(|r| SessionError::Refused(format!("{}: {}", r.status, r.body)))
+    }
+
+    pub async fn create_direct(&self, other: &str) -> Result<String, SessionError> {
+        let v = self
+            .ok(
+                reqwest::Method::POST,
+                "/v1/conversations",
+                Some(json!({"type": "direct", "members": [other]})),
+            )
+            .await?;
+        conversation_id(&v)
+    }
+
+    pub async fn create_group(
+        &self,
+        title: &str,
+        members: &[&str],
+    ) -> Result<String, SessionError> {
+        let body = json!({"type": "group", "title": title, "members": members});
+        let v = self
+            .ok(reqwest::Method::POST, "/v1/conversations", Some(body))
+            .await?;
+        conversation_id(&v)
+    }
+
+    pub async fn conversations(&self) -> Result<Vec<Value>, SessionError> {
+        let v = self
+            .ok(reqwest::Method::GET, "/v1/conversations", None)
+            .await?;
+        Ok(v["conversations"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// One page of history: `after < seq < before`.
+    pub async fn history(
+        &self,
+        conversation: &str,
+        after: Option<i64>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Page, SessionError> {
+        let mut q = format!("?limit={limit}");
+        if let Some(a) = after {
+            q.push_str(&format!("&after={a}"));
+        }
+        if let Some(b) = before {
+            q.push_str(&format!("&before={b}"));
+        }
+        let v = self
+            .ok(
+                reqwest::Method::GET,
+                &format!("/v1/conversations/{conversation}/messages{q}"),
+                None,
+            )
+            .await?;
+        serde_json::from_value(v).map_err(|e| SessionError::Protocol(e.to_string()))
+    }
+
+    /// Every message of a conversation, oldest first.
+    pub async fn all_messages(&self, conversation: &str) -> Result<Vec<MessageView>, SessionError> {
+        let mut out: Vec<MessageView> = Vec::new();
+        loop {
+            let after = out.last().map(|m| m.seq).or(Some(-1));
+            let page = self.history(conversation, after, None, 1000).await?;
+            let more = page.has_more;
+            out.extend(page.messages);
+            if !more {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+fn conversation_id(v: &Value) -> Result<String, SessionError> {
+    v["conversation_id"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(|| SessionError::Protocol(format!("no conversation_id in {v}")))
+}

@@ -1,0 +1,15 @@
+//! A Parley client, as the tests, the benchmarks and a Rust application use it.
+//!
+//! - [`api`]: the REST calls (tokens, conversations, history).
+//! - [`session`]: a WebSocket session: sends with their acks, and received messages
+//!   ordered by seq, deduplicated by message id, with gaps (a `prev_seq` the client has
+//!   not seen) filled from history.
+//! - [`store`]: the per-conversation message store the session keeps.
+
+pub mod api;
+pub mod session;
+pub mod store;
+
+pub use api::Api;
+pub use session::{Session, SessionError};
+pub use store::Store;

@@ -1,0 +1,464 @@
+//! A WebSocket session with a Parley gateway.
+//!
+//! A reader task takes every frame: `sent` and `error` answer pending sends; `message`
+//! frames go into the [`Store`] (ordered by seq, each message id once), and one whose
+//! `prev_seq` the store lacks triggers a `history` request for the gap. Waiters are woken
+//! on every change.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use parley_schemas::frames::{MessageView, ServerFrame};
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, watch, Notify};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use uuid::Uuid;
+
+use crate::store::{Inserted, Store};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("connection: {0}")]
+    Connect(String),
+    #[error("http: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("the server answered with an error: {code}: {message}")]
+    Server { code: String, message: String },
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("timed out waiting for {0}")]
+    Timeout(String),
+    #[error("session closed: {0}")]
+    Closed(String),
+}
+
+/// A send the log has acknowledged.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub message_id: Uuid,
+    pub seq: i64,
+    pub ts: i64,
+}
+
+type Reply = Result<Sent, SessionError>;
+
+/// A message this session sent, kept until its acknowledgement.
+struct Outgoing {
+    conversation_id: String,
+    body: String,
+}
+
+#[derive(Default)]
+struct State {
+    store: Store,
+    /// `message` frames in arrival order.
+    arrivals: Vec<MessageView>,
+    pending: HashMap<String, Vec<(Outgoing, oneshot::Sender<Reply>)>>,
+    /// `error` frames not tied to a send.
+    errors: Vec<Value>,
+    ready: Option<bool>,
+    synced: u64,
+    user: String,
+    closed: Option<String>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    changed: Notify,
+    requests: AtomicU64,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct Session {
+    out: mpsc::Sender<Message>,
+    shared: Arc<Shared>,
+    user: String,
+    _closed: watch::Receiver<()>,
+}
+
+impl Session {
+    /// Connects to `base` (`ws://host:port` or `http://host:port`) with `token`.
+    pub async fn connect(base: &str, token: &str) -> Result<Session, SessionError> {
+        let url = format!(
+            "{}/v1/ws",
+            base.trim_end_matches('/').replacen("http://", "ws://", 1)
+        );
+        let mut req = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| SessionError::Connect(e.to_string()))?;
+        let auth = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| SessionError::Connect("token is not a valid header value".into()))?;
+        req.headers_mut().insert("authorization", auth);
+        let (ws, _) = tokio_tungstenite::connect_async(req)
+            .await
+            .map_err(|e| SessionError::Connect(e.to_string()))?;
+        let (mut sink, mut stream) = ws.split();
+        let (out, mut out_rx) = mpsc::channel::<Message>(4096);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State::default()),
+            changed: Notify::new(),
+            requests: AtomicU64::new(0),
+        });
+        let (closed_tx, closed_rx) = watch::channel(());
+        tokio::spawn(async move {
+            while let Some(m) = out_rx.recv().await {
+                if sink.send(m).await.is_err() {
+                    break;
+                }
+            }
+            let _ = sink.close().await;
+        });
+        let reader_shared = shared.clone();
+        let reader_out = out.clone();
+        tokio::spawn(async move {
+            let reason = loop {
+                match stream.next().await {
+                    Some(Ok(Message::Text(t))) => on_frame(&reader_shared, &reader_out, t.as_str()),
+                    Some(Ok(Message::Close(f))) => {
+                        break f
+                            .map(|f| format!("{} {}", u16::from(f.code), f.reason))
+                            .unwrap_or_else(|| "closed".into())
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => break e.to_string(),
+                    None => break "connection ended".into(),
+                }
+            };
+            let mut st = reader_shared.lock();
+            st.closed = Some(reason.clone());
+            for (_, waiters) in st.pending.drain() {
+                for (_, w) in waiters {
+                    let _ = w.send(Err(SessionError::Closed(reason.clone())));
+                }
+            }
+            drop(st);
+            reader_shared.changed.notify_waiters();
+            drop(closed_tx);
+        });
+        let user = token_subject(token).unwrap_or_default();
+        shared.lock().user = user.clone();
+        Ok(Session {
+            out,
+            shared,
+            user,
+            _closed: closed_rx,
+        })
+    }
+
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// Waits, at most `timeout`, for a `ready` frame saying the session is live; false
+    /// if only a not-live one came (the gateway sends a live one later when it can).
+    pub async fn ready(&self, timeout: Duration) -> Result<bool, SessionError> {
+        match self
+            .wait("ready", timeout, |st| {
+                (st.ready == Some(true)).then_some(())
+            })
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(SessionError::Timeout(_)) if self.shared.lock().ready == Some(false) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sends a raw frame.
+    pub async fn send_json(&self, frame: Value) -> Result<(), SessionError> {
+        self.send_text(frame.to_string()).await
+    }
+
+    pub async fn send_text(&self, text: String) -> Result<(), SessionError> {
+        self.out
+            .send(Message::Text(text.into()))
+            .await
+            .map_err(|_| SessionError::Closed("writer stopped".into()))
+    }
+
+    /// Sends a message and waits for the log's acknowledgement (or the error).
+    pub async fn send(
+        &self,
+        conversation: &str,
+        client_msg_id: &str,
+        body: &str,
+    ) -> Result<Sent, SessionError> {
+        let rx = self.send_nowait(conversation, client_msg_id, body).await?;
+        match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(_)) => Err(SessionError::Closed("reply dropped".into())),
+            Err(_) => Err(SessionError::Timeout(format!("sent {client_msg_id}"))),
+        }
+    }
+
+    /// Sends a message; the receiver gets its acknowledgement (pipelining).
+    pub async fn send_nowait(
+        &self,
+        conversation: &str,
+        client_msg_id: &str,
+        body: &str,
+    ) -> Result<oneshot::Receiver<Reply>, SessionError> {
+        let (tx, rx) = oneshot::channel();
+        let outgoing = Outgoing {
+            conversation_id: conversation.to_string(),
+            body: body.to_string(),
+        };
+        self.shared
+            .lock()
+            .pending
+            .entry(client_msg_id.to_string())
+            .or_default()
+            .push((outgoing, tx));
+        let frame = json!({"type": "send", "client_msg_id": client_msg_id, "conversation_id": conversation, "body": body});
+        self.send_json(frame).await?;
+        Ok(rx)
+    }
+
+    /// Asks for everything after `cursors` (conversation → last seq seen) and waits for `synced`.
+    pub async fn sync(
+        &self,
+        cursors: BTreeMap<String, i64>,
+        timeout: Duration,
+    ) -> Result<(), SessionError> {
+        let before = self.shared.lock().synced;
+        self.send_json(json!({"type": "sync", "cursors": cursors}))
+            .await?;
+        self.wait("synced", timeout, |st| (st.synced > before).then_some(()))
+            .await
+    }
+
+    /// The conversation's messages, ordered by seq, each once.
+    pub fn messages(&self, conversation: &str) -> Vec<MessageView> {
+        self.shared.lock().store.messages(conversation)
+    }
+
+    /// Every `message` frame received, in arrival order (duplicates included).
+    pub fn arrivals(&self) -> Vec<MessageView> {
+        self.shared.lock().arrivals.clone()
+    }
+
+    pub fn errors(&self) -> Vec<Value> {
+        self.shared.lock().errors.clone()
+    }
+
+    pub fn cursors(&self) -> BTreeMap<String, i64> {
+        self.shared.lock().store.cursors()
+    }
+
+    pub fn duplicates(&self, conversation: &str) -> usize {
+        self.shared
+            .lock()
+            .store
+            .conversations
+            .get(conversation)
+            .map(|c| c.duplicates)
+            .unwrap_or(0)
+    }
+
+    /// Why the session closed, once it has.
+    pub fn closed(&self) -> Option<String> {
+        self.shared.lock().closed.clone()
+    }
+
+    /// Waits until the conversation holds at least `n` messages.
+    pub async fn wait_messages(
+        &self,
+        conversation: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<(), SessionError> {
+        let what = format!("{n} messages in {conversation}");
+        self.wait(&what, timeout, |st| {
+            let have = st
+                .store
+                .conversations
+                .get(conversation)
+                .map(|c| c.messages.len())
+                .unwrap_or(0);
+            (have >= n).then_some(())
+        })
+        .await
+    }
+
+    /// Waits until `n` messages from `sender` have arrived live in the conversation.
+    pub async fn wait_arrivals(
+        &self,
+        conversation: &str,
+        sender: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<(), SessionError> {
+        let what = format!("{n} messages from {sender} in {conversation}");
+        self.wait(&what, timeout, |st| {
+            let have = st
+                .arrivals
+                .iter()
+                .filter(|m| m.conversation_id == conversation && m.sender_id == sender)
+                .count();
+            (have >= n).then_some(())
+        })
+        .await
+    }
+
+    /// Waits until the session closes; returns the reason.
+    pub async fn wait_closed(&self, timeout: Duration) -> Result<String, SessionError> {
+        self.wait("close", timeout, |st| st.closed.clone()).await
+    }
+
+    async fn wait<T>(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut check: impl FnMut(&State) -> Option<T>,
+    ) -> Result<T, SessionError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.changed.notified();
+            {
+                let st = self.shared.lock();
+                if let Some(v) = check(&st) {
+                    return Ok(v);
+                }
+                if let Some(reason) = &st.closed {
+                    if what != "close" {
+                        return Err(SessionError::Closed(reason.clone()));
+                    }
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(SessionError::Timeout(what.to_string()));
+            }
+        }
+    }
+
+    /// Closes the connection.
+    pub async fn close(self) {
+        let _ = self.out.send(Message::Close(None)).await;
+    }
+}
+
+fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
+    let frame: ServerFrame = match serde_json::from_str(text) {
+        Ok(f) => f,
+        Err(_) => {
+            let v = serde_json::from_str(text).unwrap_or(Value::String(text.to_string()));
+            shared.lock().errors.push(json!({"unparsed": v}));
+            shared.changed.notify_waiters();
+            return;
+        }
+    };
+    let mut fetch = Vec::new();
+    {
+        let mut st = shared.lock();
+        match frame {
+            ServerFrame::Ready { live, .. } => st.ready = Some(live),
+            ServerFrame::Sent {
+                client_msg_id,
+                message_id,
+                seq,
+                ts,
+                ..
+            } => {
+                if let Some((out, w)) = take_waiter(&mut st, &client_msg_id) {
+                    // The gateway does not echo a session's own messages: keep it here.
+                    let user = st.user.clone();
+                    st.store.insert_own(MessageView {
+                        conversation_id: out.conversation_id,
+                        seq,
+                        prev_seq: None,
+                        message_id,
+                        sender_id: user,
+                        body: out.body,
+                        ts,
+                    });
+                    let _ = w.send(Ok(Sent {
+                        message_id,
+                        seq,
+                        ts,
+                    }));
+                }
+            }
+            ServerFrame::Error {
+                code,
+                message,
+                client_msg_id: Some(id),
+                ..
+            } => {
+                let code = serde_json::to_value(code)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                match take_waiter(&mut st, &id) {
+                    Some((_, w)) => {
+                        let _ = w.send(Err(SessionError::Server { code, message }));
+                    }
+                    None => st
+                        .errors
+                        .push(json!({"code": code, "message": message, "client_msg_id": id})),
+                }
+            }
+            ServerFrame::Error { .. } => {
+                st.errors
+                    .push(serde_json::from_str(text).unwrap_or(Value::Null));
+            }
+            ServerFrame::Message(m) => {
+                st.arrivals.push(m.clone());
+                if let Inserted::Gap { after, before } = st.store.insert(m.clone()) {
+                    fetch.push((m.conversation_id, after, before));
+                }
+            }
+            ServerFrame::SyncBatch { messages, .. } | ServerFrame::History { messages, .. } => {
+                for m in messages {
+                    st.store.insert(m);
+                }
+            }
+            ServerFrame::Synced {} => st.synced += 1,
+            ServerFrame::Receipt { .. } | ServerFrame::Typing { .. } | ServerFrame::Pong { .. } => {
+            }
+        }
+    }
+    for (conversation, after, before) in fetch {
+        let n = shared.requests.fetch_add(1, Ordering::Relaxed);
+        let frame = json!({"type": "history", "conversation_id": conversation, "after_seq": after,
+            "before_seq": before, "limit": 1000, "request_id": format!("gap-{n}")});
+        let _ = out.try_send(Message::Text(frame.to_string().into()));
+    }
+    shared.changed.notify_waiters();
+}
+
+fn take_waiter(st: &mut State, client_msg_id: &str) -> Option<(Outgoing, oneshot::Sender<Reply>)> {
+    let list = st.pending.get_mut(client_msg_id)?;
+    let w = if list.is_empty() {
+        None
+    } else {
+        Some(list.remove(0))
+    };
+    if list.is_empty() {
+        st.pending.remove(client_msg_id);
+    }
+    w
+}
+
+/// The `sub` of a JWT, read without verifying it (for naming only).
+fn token_subject(token: &str) -> Option<String> {
+    use base64::Engine;
+    let payload = token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    let v: Value = serde_json::from_slice(&bytes).ok()?;
+    v["sub"].as_str().map(str::to_string)
+}

@@ -1,0 +1,33 @@
+//! What a fanout-worker needs to know.
+
+use std::time::Duration;
+
+use parley_sequencer::TopicNames;
+
+#[derive(Clone, Debug)]
+pub struct FanoutConfig {
+    pub topics: TopicNames,
+    /// The consumer group all fanout-workers share.
+    pub group: String,
+    /// This worker's name, as `actor` of the records it writes.
+    pub worker_id: String,
+    /// Records whose outputs may be in flight at once.
+    pub max_in_flight: usize,
+    /// How often done offsets are committed.
+    pub commit_interval: Duration,
+    /// Message ids remembered per partition to drop repeats.
+    pub dedup_window: usize,
+}
+
+impl FanoutConfig {
+    pub fn new(topics: TopicNames, group: impl Into<String>, worker_id: impl Into<String>) -> Self {
+        FanoutConfig {
+            topics,
+            group: group.into(),
+            worker_id: worker_id.into(),
+            max_in_flight: 2048,
+            commit_interval: Duration::from_millis(200),
+            dedup_window: 20_000,
+        }
+    }
+}

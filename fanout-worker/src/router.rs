@@ -1,0 +1,256 @@
+//! The routing state every task of a worker shares, behind one lock: the presence view
+//! and, per owned partition, its state and the next offset to route.
+//!
+//! Routing a record and acknowledging a presence record both take the lock, so when a
+//! worker acknowledges "user U is online at gateway G from offset N of partition P",
+//! every record of P at or after N is routed with U online.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use parley_schemas::{
+    decode_any, now_millis, DeliveryBatch, InboxEntry, Meta, PresenceAcked, PushJob,
+};
+use parley_sequencer::LogRecord;
+use tracing::warn;
+
+use crate::presence::{AckRequest, PresenceView};
+use crate::state::PartitionState;
+
+/// A record to append, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// To the deliveries partition of a gateway slot.
+    Delivery {
+        slot: i32,
+        key: String,
+        value: Vec<u8>,
+    },
+    Inbox {
+        user: String,
+        value: Vec<u8>,
+    },
+    Push {
+        user: String,
+        value: Vec<u8>,
+    },
+}
+
+struct Part {
+    /// `None` while the partition is being taken over.
+    state: Option<PartitionState>,
+    /// The next offset to route.
+    next: i64,
+}
+
+#[derive(Default)]
+struct Inner {
+    presence: PresenceView,
+    parts: HashMap<i32, Part>,
+}
+
+pub struct Router {
+    inner: Mutex<Inner>,
+    actor: String,
+    events_topic: String,
+}
+
+impl Router {
+    pub fn new(worker_id: &str, events_topic: &str) -> Self {
+        Router {
+            inner: Mutex::new(Inner::default()),
+            actor: format!("fanout:{worker_id}"),
+            events_topic: events_topic.to_string(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A partition is ours from `start` on; it routes nothing until [`Router::ready`].
+    pub fn assign(&self, partition: i32, start: i64) {
+        self.lock().parts.insert(
+            partition,
+            Part {
+                state: None,
+                next: start,
+            },
+        );
+    }
+
+    /// The partition's state is built: route from here.
+    pub fn ready(&self, partition: i32, state: PartitionState) {
+        if let Some(part) = self.lock().parts.get_mut(&partition) {
+            part.state = Some(state);
+        }
+    }
+
+    pub fn revoke(&self, partitions: &[i32]) {
+        let mut inner = self.lock();
+        for p in partitions {
+            inner.parts.remove(p);
+        }
+    }
+
+    pub fn owns(&self, partition: i32) -> bool {
+        self.lock().parts.contains_key(&partition)
+    }
+
+    /// Applies a presence record; for one that asks, the acknowledgement to send.
+    pub fn apply_presence(&self, record: &LogRecord) -> Option<(i32, PresenceAcked)> {
+        let mut inner = self.lock();
+        let request = inner.presence.apply(record, now_millis())?;
+        Some(self.ack(&inner, request))
+    }
+
+    /// Acknowledgements, with the partitions owned now, of every open request: sent
+    /// after taking partitions over, so that a session that connected while this worker
+    /// owned nothing still becomes live.
+    pub fn acknowledge_open_requests(&self) -> Vec<(i32, PresenceAcked)> {
+        let inner = self.lock();
+        inner
+            .presence
+            .open_requests(now_millis())
+            .into_iter()
+            .map(|r| self.ack(&inner, r))
+            .collect()
+    }
+
+    /// The acknowledgement of `request`: the partitions owned now and their next offsets.
+    /// Called with the lock held, so no record is routed in between.
+    fn ack(&self, inner: &Inner, request: AckRequest) -> (i32, PresenceAcked) {
+        let next: BTreeMap<i32, i64> = inner
+            .parts
+            .iter()
+            .map(|(p, part)| (*p, part.next))
+            .collect();
+        let ack = PresenceAcked {
+            meta: Meta::new(self.actor.clone()),
+            gateway_slot: request.gateway_slot,
+            user_id: request.user_id,
+            presence_partition: request.presence_partition,
+            presence_offset: request.presence_offset,
+            partitions: next.keys().copied().collect(),
+            next_offsets: next.values().copied().collect(),
+        };
+        (request.gateway_slot, ack)
+    }
+
+    pub fn presence_caught_up(&self, ends: &[i64]) -> bool {
+        self.lock().presence.caught_up(ends)
+    }
+
+    /// Routes one record of `events`: updates the partition's state and returns what to
+    /// append. A record of a partition not (or not yet) ours, or already routed, gives
+    /// nothing.
+    pub fn route(&self, record: &LogRecord) -> Vec<Output> {
+        let decoded = match record.value.as_deref().map(decode_any) {
+            Some(Ok(r)) => Some(r),
+            Some(Err(e)) => {
+                warn!(partition = record.partition, offset = record.offset, error = %e, "undecodable event skipped");
+                None
+            }
+            None => None,
+        };
+        let now = now_millis();
+        let mut inner = self.lock();
+        let Inner { presence, parts } = &mut *inner;
+        let Some(part) = parts.get_mut(&record.partition) else {
+            return Vec::new();
+        };
+        let Some(state) = part.state.as_mut() else {
+            return Vec::new();
+        };
+        if record.offset < part.next {
+            return Vec::new();
+        }
+        part.next = record.offset + 1;
+        let Some(any) = decoded.as_ref() else {
+            return Vec::new();
+        };
+        let Some(posted) = state.apply(record.offset, any) else {
+            return Vec::new();
+        };
+        let Some(raw) = record.value.as_deref() else {
+            return Vec::new();
+        };
+        let m = posted.message;
+
+        let mut by_slot: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        let mut offline = Vec::new();
+        for user in posted.recipients {
+            let slots = presence.online_slots(&user, now);
+            if slots.is_empty() {
+                if user != m.sender() {
+                    offline.push(user);
+                }
+            } else {
+                for s in slots {
+                    by_slot.entry(s).or_default().push(user.clone());
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(by_slot.len() + 2 * offline.len());
+        for (slot, recipients) in by_slot {
+            let batch = DeliveryBatch {
+                meta: Meta::new(self.actor.clone()),
+                gateway_slot: slot,
+                conversation_id: m.conversation_id.clone(),
+                recipients,
+                broadcast: false,
+                source_topic: self.events_topic.clone(),
+                source_partition: record.partition,
+                source_offset: record.offset,
+                prev_seq: posted.prev_seq,
+                event: raw.to_vec(),
+            };
+            if let Some(value) = encode_logged(&batch) {
+                out.push(Output::Delivery {
+                    slot,
+                    key: m.conversation_id.clone(),
+                    value,
+                });
+            }
+        }
+        for user in offline {
+            let entry = InboxEntry {
+                meta: Meta::new(self.actor.clone()),
+                user_id: user.clone(),
+                conversation_id: m.conversation_id.clone(),
+                seq: record.offset,
+                message_id: m.message_id,
+                sender_id: m.sender().to_string(),
+            };
+            let job = PushJob {
+                meta: Meta::new(self.actor.clone()),
+                user_id: user.clone(),
+                conversation_id: m.conversation_id.clone(),
+                seq: record.offset,
+                message_id: m.message_id,
+                sender_id: m.sender().to_string(),
+                title: m.sender().to_string(),
+                preview: PushJob::preview_of(&m.body),
+                badge: None,
+            };
+            if let (Some(e), Some(j)) = (encode_logged(&entry), encode_logged(&job)) {
+                out.push(Output::Inbox {
+                    user: user.clone(),
+                    value: e,
+                });
+                out.push(Output::Push { user, value: j });
+            }
+        }
+        out
+    }
+}
+
+fn encode_logged<R: parley_schemas::Record>(r: &R) -> Option<Vec<u8>> {
+    match parley_schemas::encode(r) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            warn!(error = %e, "encoding an output failed");
+            None
+        }
+    }
+}

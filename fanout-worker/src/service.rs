@@ -1,0 +1,286 @@
+//! The fanout-worker role. One task follows `presence`; the main loop is a member of
+//! the fanout consumer group on `events`: it routes each record, appends the outputs
+//! (pipelined, in order), and commits a record's offset only once all its outputs are
+//! acknowledged by the log.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::FuturesOrdered;
+use futures::StreamExt;
+use parley_projector::Views;
+use parley_schemas::encode;
+use parley_sequencer::{EventLog, GroupEvent, StartAt};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::config::FanoutConfig;
+use crate::router::{Output, Router};
+use crate::warm::warm;
+
+/// The fanout-worker role, until `shutdown`.
+pub async fn run(
+    config: FanoutConfig,
+    log: Arc<dyn EventLog>,
+    views: Option<Arc<dyn Views>>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let router = Arc::new(Router::new(&config.worker_id, &config.topics.events));
+    let presence = tokio::spawn(follow_presence(
+        log.clone(),
+        router.clone(),
+        config.clone(),
+        shutdown.clone(),
+    ));
+    let result = route_events(&config, &log, views.as_ref(), &router, &shutdown).await;
+    if let Err(e) = &result {
+        error!(error = %e, "fanout-worker failed");
+    }
+    shutdown.cancel();
+    let _ = presence.await;
+    result
+}
+
+async fn follow_presence(
+    log: Arc<dyn EventLog>,
+    router: Arc<Router>,
+    config: FanoutConfig,
+    shutdown: CancellationToken,
+) {
+    let topics = &config.topics;
+    let count = match log.partition_count(&topics.presence).await {
+        Ok(n) => n,
+        Err(e) => {
+            error!(error = %e, "presence topic unavailable; no one will be seen online");
+            return;
+        }
+    };
+    let from: Vec<(i32, StartAt)> = (0..count).map(|p| (p, StartAt::Beginning)).collect();
+    let mut stream = match log.read(&topics.presence, &from).await {
+        Ok(s) => s,
+        Err(e) => {
+            error!(error = %e, "cannot read presence");
+            return;
+        }
+    };
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            n = stream.next() => n,
+        };
+        let record = match next {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                error!(error = %e, "presence stream failed");
+                return;
+            }
+            None => return,
+        };
+        if let Some((slot, ack)) = router.apply_presence(&record) {
+            let Ok(value) = encode(&ack) else { continue };
+            let key = ack.user_id.clone();
+            let (log, topic, stop) = (log.clone(), topics.deliveries.clone(), shutdown.clone());
+            // Acks go out concurrently; a slow one does not hold up the presence view.
+            tokio::spawn(async move {
+                append_retrying(&*log, &topic, Some(slot), key.as_bytes(), &value, &stop).await;
+            });
+        }
+    }
+}
+
+async fn route_events(
+    config: &FanoutConfig,
+    log: &Arc<dyn EventLog>,
+    views: Option<&Arc<dyn Views>>,
+    router: &Arc<Router>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let topics = &config.topics;
+    let mut sub = log.subscribe(&config.group, &topics.events).await?;
+    info!(group = %config.group, topic = %topics.events, worker = %config.worker_id, "fanout-worker joined");
+    type Done = std::pin::Pin<Box<dyn std::future::Future<Output = (i32, i64, bool)> + Send>>;
+    let mut pipeline: FuturesOrdered<Done> = FuturesOrdered::new();
+    let mut done: BTreeMap<i32, i64> = BTreeMap::new();
+    let mut failed: Vec<i32> = Vec::new();
+    let mut dirty = false;
+    let mut tick = tokio::time::interval(config.commit_interval);
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            Some((p, next, ok)) = pipeline.next(), if !pipeline.is_empty() => {
+                if !ok {
+                    failed.push(p);
+                } else if !failed.contains(&p) {
+                    done.insert(p, next);
+                    dirty = true;
+                }
+            }
+            _ = tick.tick() => {
+                if dirty {
+                    let offsets: Vec<(i32, i64)> = done.iter().map(|(p, o)| (*p, *o)).collect();
+                    if let Err(e) = sub.commit(&offsets) {
+                        warn!(error = %e, "commit failed; will retry");
+                    } else {
+                        dirty = false;
+                    }
+                }
+            }
+            ev = sub.next(), if pipeline.len() < config.max_in_flight => {
+                let Some(ev) = ev else { break };
+                match ev? {
+                    GroupEvent::Assigned(parts) => {
+                        take_over(config, &**log, views, router, &mut *sub, &parts).await?;
+                    }
+                    GroupEvent::Revoked(parts) => {
+                        router.revoke(&parts);
+                        for p in &parts {
+                            done.remove(p);
+                            failed.retain(|f| f != p);
+                        }
+                    }
+                    GroupEvent::Record(record) => {
+                        let (p, next) = (record.partition, record.offset + 1);
+                        let outputs = router.route(&record);
+                        let (log, topics, stop) = (log.clone(), topics.clone(), shutdown.clone());
+                        pipeline.push_back(Box::pin(async move {
+                            let mut ok = true;
+                            for o in outputs {
+                                let appended = match &o {
+                                    Output::Delivery { slot, key, value } => {
+                                        append_retrying(&*log, &topics.deliveries, Some(*slot), key.as_bytes(), value, &stop).await
+                                    }
+                                    Output::Inbox { user, value } => {
+                                        append_retrying(&*log, &topics.inbox, None, user.as_bytes(), value, &stop).await
+                                    }
+                                    Output::Push { user, value } => {
+                                        append_retrying(&*log, &topics.push, None, user.as_bytes(), value, &stop).await
+                                    }
+                                };
+                                ok &= appended;
+                            }
+                            (p, next, ok)
+                        }));
+                    }
+                }
+            }
+        }
+    }
+    // Finish what is in flight (briefly), then commit it.
+    let drain = async {
+        while let Some((p, next, ok)) = pipeline.next().await {
+            if ok && !failed.contains(&p) {
+                done.insert(p, next);
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+    let offsets: Vec<(i32, i64)> = done.into_iter().collect();
+    if !offsets.is_empty() {
+        let _ = sub.commit(&offsets);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    info!(worker = %config.worker_id, "fanout-worker stopped");
+    Ok(())
+}
+
+/// Takes newly assigned partitions over: presence first (so that nobody online is
+/// routed to an inbox), then each partition's state as of its committed offset.
+async fn take_over(
+    config: &FanoutConfig,
+    log: &dyn EventLog,
+    views: Option<&Arc<dyn Views>>,
+    router: &Router,
+    sub: &mut dyn parley_sequencer::Subscription,
+    parts: &[i32],
+) -> anyhow::Result<()> {
+    let committed = retry("committed offsets", || sub.committed(parts)).await?;
+    for (p, c) in &committed {
+        router.assign(*p, c.unwrap_or(0));
+    }
+    let ends = retry("presence end offsets", || {
+        log.end_offsets(&config.topics.presence)
+    })
+    .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !router.presence_caught_up(&ends) {
+        if tokio::time::Instant::now() > deadline {
+            warn!("presence not caught up after 10 s; routing anyway");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for (p, c) in committed {
+        let state = warm(log, views, &config.topics.events, p, c, config.dedup_window).await?;
+        info!(partition = p, resume = ?c, conversations = state.conversations(), "partition taken over");
+        router.ready(p, state);
+    }
+    for (slot, ack) in router.acknowledge_open_requests() {
+        if let Ok(value) = encode(&ack) {
+            let key = ack.user_id.clone();
+            let stop = CancellationToken::new();
+            append_retrying(
+                log,
+                &config.topics.deliveries,
+                Some(slot),
+                key.as_bytes(),
+                &value,
+                &stop,
+            )
+            .await;
+        }
+    }
+    Ok(())
+}
+
+/// Tries `f` for up to 30 s, backing off: a topic just created, or a coordinator
+/// moving, fails for a moment.
+async fn retry<T, F, Fut>(what: &str, mut f: F) -> parley_sequencer::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = parley_sequencer::Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                warn!(what, error = %e, "retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Appends until the log accepts, backing off; false only if shut down first.
+async fn append_retrying(
+    log: &dyn EventLog,
+    topic: &str,
+    partition: Option<i32>,
+    key: &[u8],
+    value: &[u8],
+    stop: &CancellationToken,
+) -> bool {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let r = match partition {
+            Some(p) => log.append_to(topic, p, key, Some(value)).await,
+            None => log.append(topic, key, Some(value)).await,
+        };
+        match r {
+            Ok(_) => return true,
+            Err(e) => {
+                warn!(topic, error = %e, "append failed; retrying");
+                tokio::select! {
+                    _ = stop.cancelled() => return false,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+//! What a gateway needs to know.
+
+use std::time::Duration;
+
+use parley_sequencer::TopicNames;
+
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// This gateway's slot: its partition of `deliveries`.
+    pub gateway_id: i32,
+    pub topics: TopicNames,
+    /// HS256 secret of client tokens.
+    pub jwt_secret: String,
+    /// Serve `POST /v1/dev/token` (never in production).
+    pub dev_auth: bool,
+    /// How often presence is refreshed.
+    pub heartbeat: Duration,
+    /// How long a presence record lasts without a refresh.
+    pub presence_ttl: Duration,
+    /// How long a new session waits for fanout-workers to acknowledge its presence.
+    pub ack_timeout: Duration,
+    /// Frames queued for one session before it counts as too slow and is cut off.
+    pub session_queue: usize,
+    /// Largest client frame or request body, in bytes.
+    pub max_frame_bytes: usize,
+    /// Longest message body, in characters.
+    pub max_body_chars: usize,
+}
+
+impl GatewayConfig {
+    pub fn new(gateway_id: i32, topics: TopicNames, jwt_secret: impl Into<String>) -> Self {
+        GatewayConfig {
+            gateway_id,
+            topics,
+            jwt_secret: jwt_secret.into(),
+            dev_auth: false,
+            heartbeat: Duration::from_secs(10),
+            presence_ttl: Duration::from_secs(30),
+            ack_timeout: Duration::from_secs(5),
+            session_queue: 1024,
+            max_frame_bytes: 64 * 1024,
+            max_body_chars: 16 * 1024,
+        }
+    }
+}

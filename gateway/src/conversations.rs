@@ -1,0 +1,264 @@
+//! The REST endpoints for conversations. Each change appends a record to the log (after
+//! the membership pre-check); each read asks the projector's views.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use parley_projector::views::HistoryQuery;
+use parley_schemas::frames::ErrorCode;
+use parley_schemas::{
+    ids, AnyRecord, ConversationCreated, ConversationKind, MemberRemoved, MembersAdded, Meta,
+};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::auth::{valid_user_id, Caller};
+use crate::error::ApiError;
+use crate::membership::ensure_member;
+use crate::service::Shared;
+
+/// The most members one request may name.
+const MAX_MEMBERS: usize = 10_000;
+const MAX_TITLE_CHARS: usize = 200;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateBody {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    members: Vec<String>,
+    #[serde(default)]
+    title: Option<String>,
+}
+
+fn check_members(members: &[String]) -> Result<(), ApiError> {
+    if members.len() > MAX_MEMBERS {
+        return Err(ApiError::new(
+            ErrorCode::TooLarge,
+            format!("at most {MAX_MEMBERS} members per request"),
+        ));
+    }
+    if let Some(bad) = members.iter().find(|m| !valid_user_id(m)) {
+        return Err(ApiError::bad_request(format!(
+            "{bad:?} is not a valid user id (1 to 64 of A-Z a-z 0-9 . _ @ : -)"
+        )));
+    }
+    Ok(())
+}
+
+async fn append(state: &Shared, conversation: &str, record: AnyRecord) -> Result<i64, ApiError> {
+    let value = record
+        .encode()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let pos = state
+        .log
+        .append(
+            &state.config.topics.events,
+            conversation.as_bytes(),
+            Some(&value),
+        )
+        .await?;
+    Ok(pos.offset)
+}
+
+/// `POST /v1/conversations`
+pub async fn create(
+    State(state): State<Shared>,
+    Caller(me): Caller,
+    body: Result<Json<CreateBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    check_members(&body.members)?;
+    let (kind, id, mut members) = match body.kind.as_str() {
+        "direct" => {
+            let others: Vec<&String> = body.members.iter().filter(|m| **m != me).collect();
+            if others.len() != 1 || body.members.len() > 2 {
+                return Err(ApiError::bad_request(
+                    "a direct conversation has exactly one other member",
+                ));
+            }
+            let other = others[0].clone();
+            let id = ids::direct_conversation_id(&me, &other);
+            (ConversationKind::Direct, id, vec![me.clone(), other])
+        }
+        "group" => (
+            ConversationKind::Group,
+            uuid::Uuid::new_v4().to_string(),
+            body.members.clone(),
+        ),
+        other => {
+            return Err(ApiError::bad_request(format!(
+                "type must be \"direct\" or \"group\", not {other:?}"
+            )))
+        }
+    };
+    if let Some(t) = &body.title {
+        if t.chars().count() > MAX_TITLE_CHARS {
+            return Err(ApiError::new(
+                ErrorCode::TooLarge,
+                format!("title is longer than {MAX_TITLE_CHARS} characters"),
+            ));
+        }
+    }
+    if !members.contains(&me) {
+        members.insert(0, me.clone());
+    }
+    let mut seen = std::collections::HashSet::new();
+    members.retain(|m| seen.insert(m.clone()));
+
+    if kind == ConversationKind::Direct && state.views.conversation(&id).await?.is_some() {
+        return Ok((
+            StatusCode::OK,
+            Json(json!({"conversation_id": id, "created": false})),
+        )
+            .into_response());
+    }
+    let record = ConversationCreated {
+        meta: Meta::new(me.clone()),
+        conversation_id: id.clone(),
+        kind,
+        title: if kind == ConversationKind::Group {
+            body.title
+        } else {
+            None
+        },
+        members,
+    };
+    let offset = append(&state, &id, record.into()).await?;
+    tracing::info!(conversation = %id, creator = %me, offset, "conversation created");
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"conversation_id": id, "created": true})),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddBody {
+    members: Vec<String>,
+}
+
+/// `POST /v1/conversations/{id}/members`
+pub async fn add_members(
+    State(state): State<Shared>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    body: Result<Json<AddBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    check_members(&body.members)?;
+    if body.members.is_empty() {
+        return Err(ApiError::bad_request("members is empty"));
+    }
+    ensure_member(&state, &id, &me).await?;
+    let conv = state
+        .views
+        .conversation(&id)
+        .await?
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no conversation {id}")))?;
+    if conv.kind == ConversationKind::Direct {
+        return Err(ApiError::bad_request(
+            "a direct conversation cannot gain members; create a group",
+        ));
+    }
+    let record = MembersAdded {
+        meta: Meta::new(me),
+        conversation_id: id.clone(),
+        members: body.members.clone(),
+    };
+    append(&state, &id, record.into()).await?;
+    Ok(Json(json!({"conversation_id": id, "members": body.members})).into_response())
+}
+
+/// `DELETE /v1/conversations/{id}/members/{user_id}`
+pub async fn remove_member(
+    State(state): State<Shared>,
+    Caller(me): Caller,
+    Path((id, user)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    if !valid_user_id(&user) {
+        return Err(ApiError::bad_request(format!(
+            "{user:?} is not a valid user id"
+        )));
+    }
+    ensure_member(&state, &id, &me).await?;
+    if user != me && !state.views.is_member(&id, &user).await? {
+        return Err(ApiError::new(
+            ErrorCode::NotFound,
+            format!("{user} is not a member of {id}"),
+        ));
+    }
+    let record = MemberRemoved {
+        meta: Meta::new(me),
+        conversation_id: id.clone(),
+        member: user,
+    };
+    append(&state, &id, record.into()).await?;
+    state.members.forget(&id);
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /v1/conversations`
+pub async fn list(State(state): State<Shared>, Caller(me): Caller) -> Result<Response, ApiError> {
+    let conversations = state.views.user_conversations(&me).await?;
+    Ok(Json(json!({"conversations": conversations})).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryParams {
+    after: Option<i64>,
+    before: Option<i64>,
+    limit: Option<u32>,
+}
+
+/// `GET /v1/conversations/{id}/messages?after=&before=&limit=`
+pub async fn history(
+    State(state): State<Shared>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    params: Result<Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    ensure_member(&state, &id, &me).await?;
+    let page = state
+        .views
+        .history(
+            &id,
+            HistoryQuery {
+                after: p.after,
+                before: p.before,
+                limit: p.limit.unwrap_or(50).clamp(1, 1000),
+            },
+        )
+        .await?;
+    Ok(
+        Json(json!({"conversation_id": id, "messages": page.messages, "has_more": page.has_more}))
+            .into_response(),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    user_id: String,
+}
+
+/// `POST /v1/dev/token` (only with `--dev-auth`).
+pub async fn dev_token(
+    State(state): State<Shared>,
+    body: Result<Json<TokenBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    if !valid_user_id(&body.user_id) {
+        return Err(ApiError::bad_request(format!(
+            "{:?} is not a valid user id",
+            body.user_id
+        )));
+    }
+    let token = state.auth.issue(&body.user_id, 24 * 3600)?;
+    Ok(Json(json!({"token": token, "user_id": body.user_id, "expires_in": 86400})).into_response())
+}

@@ -1,0 +1,225 @@
+//! Presence: this gateway tells the log who is connected to it (one record per user,
+//! keyed `user/slot`, refreshed every heartbeat, a tombstone when the user's last
+//! session here closes).
+//!
+//! When a user's first session opens, its presence record asks for acknowledgements;
+//! the session is *live* once acknowledgements from fanout-workers cover every
+//! partition of `events`: from then on every message to the user is routed here.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use parley_schemas::{encode, now_millis, Meta, PresenceAcked, PresenceUpdated};
+use parley_sequencer::{EventLog, Position};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::config::GatewayConfig;
+
+#[derive(Default)]
+struct UserPresence {
+    sessions: usize,
+    /// Where this user's latest acknowledged-for presence record is.
+    pending: Option<Position>,
+    covered: BTreeSet<i32>,
+    live: bool,
+    /// Acknowledgements that came before `pending` was known.
+    early: Vec<PresenceAcked>,
+    notify: Arc<Notify>,
+}
+
+pub struct PresenceAgent {
+    log: Arc<dyn EventLog>,
+    config: GatewayConfig,
+    partitions: usize,
+    users: Mutex<HashMap<String, UserPresence>>,
+}
+
+impl PresenceAgent {
+    /// `partitions`: how many partitions `events` has (acknowledgements must cover them all).
+    pub fn new(log: Arc<dyn EventLog>, config: GatewayConfig, partitions: usize) -> Self {
+        PresenceAgent {
+            log,
+            config,
+            partitions,
+            users: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, UserPresence>> {
+        self.users.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn record(&self, user: &str, sessions: usize, ack: bool) -> PresenceUpdated {
+        PresenceUpdated {
+            meta: Meta::new(format!("gateway:{}", self.config.gateway_id)),
+            user_id: user.to_string(),
+            gateway_slot: self.config.gateway_id,
+            sessions: sessions as i32,
+            expires_at: now_millis() + self.config.presence_ttl.as_millis() as i64,
+            ack,
+        }
+    }
+
+    async fn publish(
+        &self,
+        user: &str,
+        sessions: usize,
+        ack: bool,
+    ) -> parley_sequencer::Result<Position> {
+        let key = PresenceUpdated::key(user, self.config.gateway_id);
+        let value = encode(&self.record(user, sessions, ack))
+            .map_err(|e| parley_sequencer::Error::Rejected(e.to_string()))?;
+        self.log
+            .append(&self.config.topics.presence, key.as_bytes(), Some(&value))
+            .await
+    }
+
+    /// A session of `user` opened: the user's presence here is published (by its first
+    /// session), asking fanout-workers to acknowledge it.
+    pub async fn session_opened(&self, user: &str) {
+        let first = {
+            let mut users = self.lock();
+            let entry = users.entry(user.to_string()).or_default();
+            entry.sessions += 1;
+            entry.sessions == 1
+        };
+        if !first {
+            return;
+        }
+        match self.publish(user, 1, true).await {
+            Ok(pos) => {
+                let mut users = self.lock();
+                if let Some(entry) = users.get_mut(user) {
+                    entry.pending = Some(pos);
+                    let early = std::mem::take(&mut entry.early);
+                    for ack in early {
+                        Self::absorb(entry, &ack, self.partitions);
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(user, error = %e, "publishing presence failed; the next heartbeat retries")
+            }
+        }
+    }
+
+    /// Waits, at most `timeout`, until `user` is live here: until every message to the
+    /// user appended from now on will be routed to this gateway.
+    pub async fn wait_live(&self, user: &str, timeout: Duration) -> bool {
+        let Some(notify) = self.lock().get(user).map(|e| e.notify.clone()) else {
+            return false;
+        };
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = notify.notified();
+            if self.lock().get(user).is_some_and(|e| e.live) {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                let covered = self.lock().get(user).map(|e| e.covered.len()).unwrap_or(0);
+                debug!(
+                    user,
+                    covered,
+                    partitions = self.partitions,
+                    "presence not acknowledged yet"
+                );
+                return false;
+            }
+        }
+    }
+
+    fn absorb(entry: &mut UserPresence, ack: &PresenceAcked, partitions: usize) {
+        let Some(pos) = entry.pending else {
+            entry.early.push(ack.clone());
+            return;
+        };
+        if ack.presence_partition != pos.partition || ack.presence_offset < pos.offset {
+            return;
+        }
+        entry.covered.extend(ack.partitions.iter().copied());
+        if entry.covered.len() >= partitions && !entry.live {
+            entry.live = true;
+            entry.notify.notify_waiters();
+        }
+    }
+
+    /// A fanout-worker acknowledged a presence record of this gateway.
+    pub fn on_ack(&self, ack: &PresenceAcked) {
+        let mut users = self.lock();
+        if let Some(entry) = users.get_mut(&ack.user_id) {
+            Self::absorb(entry, ack, self.partitions);
+            debug!(user = %ack.user_id, covered = entry.covered.len(), live = entry.live, "presence acknowledged");
+        }
+    }
+
+    /// A session of `user` closed; the last one ends the user's presence here.
+    pub async fn session_closed(&self, user: &str) {
+        let last = {
+            let mut users = self.lock();
+            match users.get_mut(user) {
+                Some(e) if e.sessions > 1 => {
+                    e.sessions -= 1;
+                    false
+                }
+                Some(_) => {
+                    users.remove(user);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last {
+            let key = PresenceUpdated::key(user, self.config.gateway_id);
+            if let Err(e) = self
+                .log
+                .append(&self.config.topics.presence, key.as_bytes(), None)
+                .await
+            {
+                warn!(user, error = %e, "presence tombstone failed; the record expires by itself");
+            }
+        }
+    }
+
+    /// Refreshes every connected user's presence until `shutdown`.
+    pub async fn heartbeat(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(self.config.heartbeat);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let users: Vec<(String, usize)> = self
+                .lock()
+                .iter()
+                .map(|(u, e)| (u.clone(), e.sessions))
+                .collect();
+            for (user, sessions) in users {
+                if let Err(e) = self.publish(&user, sessions, false).await {
+                    warn!(user, error = %e, "presence heartbeat failed");
+                }
+            }
+        }
+    }
+
+    /// Ends the presence of every user still connected (on shutdown).
+    pub async fn clear(&self) {
+        let users: Vec<String> = self.lock().drain().map(|(u, _)| u).collect();
+        let waits = users.iter().map(|user| {
+            let key = PresenceUpdated::key(user, self.config.gateway_id);
+            let topic = self.config.topics.presence.clone();
+            let log = self.log.clone();
+            async move {
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(2),
+                    log.append(&topic, key.as_bytes(), None),
+                )
+                .await;
+            }
+        });
+        futures::future::join_all(waits).await;
+    }
+}

@@ -1,0 +1,136 @@
+//! The gateway role: its shared state, its HTTP router, and [`run`].
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use parley_projector::Views;
+use parley_schemas::frames::ErrorCode;
+use parley_sequencer::EventLog;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::auth::Auth;
+use crate::config::GatewayConfig;
+use crate::conversations;
+use crate::error::ApiError;
+use crate::membership::MemberCache;
+use crate::presence::PresenceAgent;
+use crate::sessions::Sessions;
+use crate::ws;
+
+/// What every request handler of a gateway shares.
+pub struct Gateway {
+    pub config: GatewayConfig,
+    pub log: Arc<dyn EventLog>,
+    pub views: Arc<dyn Views>,
+    pub sessions: Arc<Sessions>,
+    pub presence: Arc<PresenceAgent>,
+    pub auth: Auth,
+    pub members: MemberCache,
+    /// Partitions of `events`.
+    pub events_partitions: i32,
+    pub shutdown: CancellationToken,
+}
+
+pub type Shared = Arc<Gateway>;
+
+pub fn router(state: Shared) -> Router {
+    let mut app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/v1/ws", get(ws::upgrade))
+        .route(
+            "/v1/conversations",
+            post(conversations::create).get(conversations::list),
+        )
+        .route(
+            "/v1/conversations/{id}/members",
+            post(conversations::add_members),
+        )
+        .route(
+            "/v1/conversations/{id}/members/{user_id}",
+            delete(conversations::remove_member),
+        )
+        .route(
+            "/v1/conversations/{id}/messages",
+            get(conversations::history),
+        );
+    if state.config.dev_auth {
+        app = app.route("/v1/dev/token", post(conversations::dev_token));
+    }
+    app.fallback(|| async {
+        ApiError::new(ErrorCode::NotFound, "no such endpoint").into_response()
+    })
+    .layer(DefaultBodyLimit::max(state.config.max_frame_bytes))
+    .with_state(state)
+}
+
+/// The gateway role: serve clients on `listener` until `shutdown`.
+pub async fn run(
+    config: GatewayConfig,
+    log: Arc<dyn EventLog>,
+    views: Arc<dyn Views>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let events_partitions = log.partition_count(&config.topics.events).await?;
+    let slots = log.partition_count(&config.topics.deliveries).await?;
+    anyhow::ensure!(
+        (0..slots).contains(&config.gateway_id),
+        "gateway id {} has no slot: {} has {slots} partitions (0..{})",
+        config.gateway_id,
+        config.topics.deliveries,
+        slots - 1
+    );
+    let sessions = Arc::new(Sessions::default());
+    let presence = Arc::new(PresenceAgent::new(
+        log.clone(),
+        config.clone(),
+        events_partitions as usize,
+    ));
+    let state = Arc::new(Gateway {
+        auth: Auth::new(&config.jwt_secret),
+        config: config.clone(),
+        log: log.clone(),
+        views,
+        sessions: sessions.clone(),
+        presence: presence.clone(),
+        members: MemberCache::default(),
+        events_partitions,
+        shutdown: shutdown.clone(),
+    });
+
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+    let deliveries = tokio::spawn(crate::deliveries::follow(
+        log.clone(),
+        config.topics.deliveries.clone(),
+        config.gateway_id,
+        sessions,
+        presence.clone(),
+        started_tx,
+        shutdown.clone(),
+    ));
+    let _ = started_rx.await;
+    let heartbeat = tokio::spawn(presence.clone().heartbeat(shutdown.clone()));
+
+    info!(addr = %listener.local_addr()?, gateway = config.gateway_id, "gateway listening");
+    let app = router(state);
+    let server =
+        axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let result = tokio::select! {
+        r = server => r.map_err(anyhow::Error::from),
+        r = deliveries => match r {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(e) => Err(e.into()),
+        },
+    };
+    shutdown.cancel();
+    let _ = heartbeat.await;
+    presence.clear().await;
+    info!(gateway = config.gateway_id, "gateway stopped");
+    result
+}

@@ -1,0 +1,129 @@
+//! The sessions connected to this gateway. Each has a bounded outbound queue: a session
+//! that lets it fill up is cut off (it resyncs when it reconnects) and never slows the
+//! others down.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// A serialized frame, shared by every session it goes to.
+pub type Frame = Arc<str>;
+
+/// The messages a session sent itself, not to be echoed back to it (bounded).
+const OWN_ECHOES: usize = 1024;
+
+pub struct Session {
+    pub id: u64,
+    pub user: String,
+    tx: mpsc::Sender<Frame>,
+    /// Cancelled when the session must close (too slow, or the gateway stops).
+    pub cut: CancellationToken,
+    own: Mutex<VecDeque<Uuid>>,
+}
+
+impl Session {
+    /// Queues a frame; false (and the session is cut off) if its queue is full.
+    pub fn push(&self, frame: Frame) -> bool {
+        match self.tx.try_send(frame) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.cut.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Remembers that this session sent `id`, so its delivery is not echoed back.
+    pub fn sent(&self, id: Uuid) {
+        let mut own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+        own.push_back(id);
+        if own.len() > OWN_ECHOES {
+            own.pop_front();
+        }
+    }
+
+    fn is_own(&self, id: &Uuid) -> bool {
+        let mut own = self.own.lock().unwrap_or_else(|p| p.into_inner());
+        match own.iter().position(|x| x == id) {
+            Some(i) => {
+                own.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct Sessions {
+    next_id: AtomicU64,
+    by_user: Mutex<HashMap<String, Vec<Arc<Session>>>>,
+}
+
+impl Sessions {
+    /// A new session of `user` and the receiving end of its queue.
+    pub fn open(&self, user: &str, queue: usize) -> (Arc<Session>, mpsc::Receiver<Frame>) {
+        let (tx, rx) = mpsc::channel(queue.max(1));
+        let session = Arc::new(Session {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
+            user: user.to_string(),
+            tx,
+            cut: CancellationToken::new(),
+            own: Mutex::new(VecDeque::new()),
+        });
+        self.lock()
+            .entry(user.to_string())
+            .or_default()
+            .push(session.clone());
+        (session, rx)
+    }
+
+    /// Removes a session; true if it was the user's last one here.
+    pub fn close(&self, session: &Session) -> bool {
+        let mut by_user = self.lock();
+        let Some(list) = by_user.get_mut(&session.user) else {
+            return false;
+        };
+        list.retain(|s| s.id != session.id);
+        if list.is_empty() {
+            by_user.remove(&session.user);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Queues `frame` to every session of `user`, except the one that sent `message_id`.
+    /// Returns how many sessions got it.
+    pub fn deliver(&self, user: &str, frame: &Frame, message_id: Option<&Uuid>) -> usize {
+        let targets: Vec<Arc<Session>> = self.lock().get(user).cloned().unwrap_or_default();
+        let mut n = 0;
+        for s in targets {
+            if message_id.is_some_and(|id| s.is_own(id)) {
+                continue;
+            }
+            n += usize::from(s.push(frame.clone()));
+        }
+        n
+    }
+
+    pub fn users(&self) -> Vec<(String, usize)> {
+        self.lock()
+            .iter()
+            .map(|(u, l)| (u.clone(), l.len()))
+            .collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Arc<Session>>>> {
+        self.by_user.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}

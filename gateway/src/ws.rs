@@ -1,0 +1,262 @@
+//! `GET /v1/ws`: a client's WebSocket. The token is checked before the upgrade (a bad
+//! one gets 401 and no socket). Each session has a writer fed by its bounded queue, and
+//! a sender task that handles its `send` frames one after another, so a client's
+//! messages reach the log in the order it sent them.
+
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::response::Response;
+use futures::{SinkExt, StreamExt};
+use parley_projector::views::HistoryQuery;
+use parley_schemas::frames::{ClientFrame, ErrorCode, ServerFrame};
+use parley_schemas::ids;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::membership::ensure_member;
+use crate::send::send;
+use crate::service::Shared;
+use crate::sessions::{Frame, Session};
+
+/// Close code for a session cut off for being too slow (the 4000–4999 range is ours).
+pub const CLOSE_SLOW: u16 = 4008;
+/// Close code when the gateway shuts down: reconnect elsewhere and sync.
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+
+pub async fn upgrade(
+    State(state): State<Shared>,
+    Caller(user): Caller,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // The transport accepts more than a frame may hold, so that an oversized frame gets
+    // a clear error frame rather than a dropped connection.
+    let transport_max = state.config.max_frame_bytes * 4;
+    ws.max_message_size(transport_max)
+        .max_frame_size(transport_max)
+        .on_upgrade(move |socket| session(state, user, socket))
+}
+
+fn encode(frame: &ServerFrame) -> Frame {
+    serde_json::to_string(frame)
+        .unwrap_or_else(|_| {
+            r#"{"type":"error","code":"internal","message":"unencodable frame"}"#.to_string()
+        })
+        .into()
+}
+
+async fn session(state: Shared, user: String, socket: WebSocket) {
+    let (session, mut outbound) = state.sessions.open(&user, state.config.session_queue);
+    info!(user = %user, session = session.id, "session opened");
+    let (mut sink, mut stream) = socket.split();
+
+    let cut = session.cut.clone();
+    let shutdown = state.shutdown.clone();
+    let writer = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                biased;
+                frame = outbound.recv() => match frame {
+                    Some(f) => {
+                        if sink.send(Message::Text(Utf8Bytes::from(f.as_ref()))).await.is_err() {
+                            break;
+                        }
+                    }
+                    None => break,
+                },
+                _ = cut.cancelled() => {
+                    let reason = "slow_consumer: reconnect and sync";
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code: CLOSE_SLOW, reason: reason.into() }))).await;
+                    break;
+                }
+                _ = shutdown.cancelled() => {
+                    let _ = sink.send(Message::Close(Some(CloseFrame { code: CLOSE_GOING_AWAY, reason: "gateway shutting down".into() }))).await;
+                    break;
+                }
+            }
+        }
+    });
+
+    let (send_tx, send_rx) = mpsc::channel::<(String, String, String)>(256);
+    let sender = tokio::spawn(sender(state.clone(), session.clone(), send_rx));
+
+    state.presence.session_opened(&user).await;
+    let ready = |live| {
+        encode(&ServerFrame::Ready {
+            user_id: user.clone(),
+            session_id: session.id.to_string(),
+            gateway_id: state.config.gateway_id,
+            live,
+        })
+    };
+    let live = state
+        .presence
+        .wait_live(&user, state.config.ack_timeout)
+        .await;
+    session.push(ready(live));
+    if !live {
+        // Late acknowledgements (a fanout-worker still joining) still make it live.
+        let (state, session, frame) = (state.clone(), session.clone(), ready(true));
+        tokio::spawn(async move {
+            if state
+                .presence
+                .wait_live(&session.user, state.config.presence_ttl * 2)
+                .await
+                && !session.cut.is_cancelled()
+            {
+                session.push(frame);
+            } else {
+                warn!(user = %session.user, "session never became live; it will only see messages through sync and history");
+            }
+        });
+    }
+
+    loop {
+        let msg = tokio::select! {
+            _ = session.cut.cancelled() => break,
+            _ = state.shutdown.cancelled() => break,
+            m = stream.next() => m,
+        };
+        let text = match msg {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Binary(_))) => {
+                reply_error(
+                    &session,
+                    ApiError::bad_request("frames are JSON text, not binary"),
+                    None,
+                );
+                continue;
+            }
+            Some(Ok(Message::Close(_))) | None => break,
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => {
+                debug!(session = session.id, error = %e, "socket error");
+                break;
+            }
+        };
+        if text.len() > state.config.max_frame_bytes {
+            let e = ApiError::new(
+                ErrorCode::TooLarge,
+                format!(
+                    "frame is larger than {} bytes",
+                    state.config.max_frame_bytes
+                ),
+            );
+            reply_error(&session, e, None);
+            continue;
+        }
+        let frame: ClientFrame = match serde_json::from_str(text.as_str()) {
+            Ok(f) => f,
+            Err(e) => {
+                reply_error(
+                    &session,
+                    ApiError::bad_request(format!("malformed frame: {e}")),
+                    None,
+                );
+                continue;
+            }
+        };
+        match frame {
+            ClientFrame::Send {
+                client_msg_id,
+                conversation_id,
+                body,
+            } => {
+                if send_tx
+                    .send((client_msg_id, conversation_id, body))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            ClientFrame::Ping { nonce } => {
+                session.push(encode(&ServerFrame::Pong { nonce }));
+            }
+            ClientFrame::History {
+                conversation_id,
+                after_seq,
+                before_seq,
+                limit,
+                request_id,
+            } => {
+                let (state, session) = (state.clone(), session.clone());
+                tokio::spawn(async move {
+                    let q = HistoryQuery {
+                        after: after_seq,
+                        before: before_seq,
+                        limit: limit.unwrap_or(100).clamp(1, 1000),
+                    };
+                    let result = async {
+                        ensure_member(&state, &conversation_id, &session.user).await?;
+                        Ok::<_, ApiError>(state.views.history(&conversation_id, q).await?)
+                    }
+                    .await;
+                    match result {
+                        Ok(page) => {
+                            session.push(encode(&ServerFrame::History {
+                                conversation_id,
+                                request_id,
+                                messages: page.messages,
+                                has_more: page.has_more,
+                            }));
+                        }
+                        Err(e) => reply_error(&session, e, request_id),
+                    }
+                });
+            }
+            ClientFrame::Sync { .. }
+            | ClientFrame::Ack { .. }
+            | ClientFrame::Read { .. }
+            | ClientFrame::Typing { .. } => {
+                reply_error(
+                    &session,
+                    ApiError::bad_request("this gateway does not support that frame yet"),
+                    None,
+                );
+            }
+        }
+    }
+
+    drop(send_tx);
+    let _ = sender.await;
+    if state.sessions.close(&session) {
+        state.presence.session_closed(&user).await;
+    }
+    // Dropping the last handle of the session ends the writer after it drains.
+    drop(session);
+    let _ = writer.await;
+    info!(user = %user, "session closed");
+}
+
+fn reply_error(session: &Session, e: ApiError, request_id: Option<String>) {
+    session.push(encode(&e.frame(None, request_id)));
+}
+
+/// Handles a session's sends one after another.
+async fn sender(
+    state: Shared,
+    session: Arc<Session>,
+    mut rx: mpsc::Receiver<(String, String, String)>,
+) {
+    while let Some((client_msg_id, conversation_id, body)) = rx.recv().await {
+        // Mark it before the log has it: the delivery may overtake the reply.
+        session.sent(ids::message_id(&session.user, &client_msg_id));
+        let frame = match send(
+            &state,
+            &session.user,
+            &conversation_id,
+            &client_msg_id,
+            &body,
+        )
+        .await
+        {
+            Ok(sent) => sent.frame(&client_msg_id, &conversation_id),
+            Err(e) => e.frame(Some(client_msg_id), None),
+        };
+        session.push(encode(&frame));
+    }
+}

@@ -1,0 +1,280 @@
+//! The roles: `parley projector`, `parley fanout`, `parley gateway`, and `parley dev`
+//! (all of them in one process). Each parses its options, connects to the log, and calls
+//! the role crate's `run` with a shutdown token that SIGINT/SIGTERM cancel.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use parley_fanout::FanoutConfig;
+use parley_gateway::GatewayConfig;
+use parley_projector::{HttpViews, Projector, ProjectorConfig, Views};
+use parley_sequencer::{EventLog, KafkaLog};
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+use super::LogArgs;
+
+async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))
+}
+
+async fn connect(
+    log: &LogArgs,
+    session_timeout_ms: Option<u32>,
+) -> anyhow::Result<Arc<dyn EventLog>> {
+    let mut config = log.kafka_config()?;
+    if let Some(ms) = session_timeout_ms {
+        config.session_timeout_ms = ms;
+    }
+    let kafka = KafkaLog::connect(config)
+        .await
+        .with_context(|| format!("connecting to {}", log.url))?;
+    Ok(Arc::new(kafka))
+}
+
+fn projector_config(
+    log: &LogArgs,
+    data_dir: PathBuf,
+    partitions: &[i32],
+    apply_delay_ms: u64,
+) -> ProjectorConfig {
+    let mut c = ProjectorConfig::new(data_dir, log.settings().names().events);
+    if !partitions.is_empty() {
+        c.partitions = Some(partitions.to_vec());
+    }
+    c.apply_delay = Duration::from_millis(apply_delay_ms);
+    c
+}
+
+fn default_worker_id() -> String {
+    format!("{}-{}", hostname(), std::process::id())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "parley".into())
+}
+
+#[derive(Debug, Args)]
+pub struct ProjectorArgs {
+    /// Address of the query API (internal: gateways and fanout-workers call it).
+    #[arg(long, env = "PARLEY_PROJECTOR_HTTP", default_value = "127.0.0.1:8090")]
+    http: SocketAddr,
+    /// Where the RocksDB views live.
+    #[arg(long, env = "PARLEY_DATA_DIR", default_value = "parley-data/projector")]
+    data_dir: PathBuf,
+    /// Partitions of events this projector owns (comma-separated; default all).
+    #[arg(long, value_delimiter = ',')]
+    partitions: Vec<i32>,
+    /// Slow every batch down by this many ms (tests of the read-your-log barrier only).
+    #[arg(long, hide = true, default_value_t = 0)]
+    debug_apply_delay_ms: u64,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+impl ProjectorArgs {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let log = connect(&self.log, None).await?;
+        let config = projector_config(
+            &self.log,
+            self.data_dir,
+            &self.partitions,
+            self.debug_apply_delay_ms,
+        );
+        let listener = bind(self.http).await?;
+        parley_projector::run(config, log, listener, crate::shutdown::on_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct FanoutArgs {
+    /// The projector's query API, for taking partitions over quickly (without it, state
+    /// is rebuilt from the log).
+    #[arg(long, env = "PARLEY_PROJECTOR_URL")]
+    projector: Option<String>,
+    /// This worker's name (default: host-pid).
+    #[arg(long, env = "PARLEY_WORKER_ID")]
+    worker_id: Option<String>,
+    /// How soon a dead worker's partitions move to the others (ms).
+    #[arg(long, env = "PARLEY_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    session_timeout_ms: u32,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+impl FanoutArgs {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let log = connect(&self.log, Some(self.session_timeout_ms)).await?;
+        let views: Option<Arc<dyn Views>> = match &self.projector {
+            Some(url) => Some(Arc::new(HttpViews::new(url)?)),
+            None => None,
+        };
+        let config = FanoutConfig::new(
+            self.log.settings().names(),
+            format!("{}fanout", self.log.topic_prefix),
+            self.worker_id.clone().unwrap_or_else(default_worker_id),
+        );
+        parley_fanout::run(config, log, views, crate::shutdown::on_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GatewayArgs {
+    /// Address clients connect to.
+    #[arg(long, env = "PARLEY_HTTP", default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// This gateway's slot: its partition of the deliveries topic (unique per gateway).
+    #[arg(long, env = "PARLEY_GATEWAY_ID", default_value_t = 0)]
+    gateway_id: i32,
+    /// The projector's query API.
+    #[arg(
+        long,
+        env = "PARLEY_PROJECTOR_URL",
+        default_value = "http://127.0.0.1:8090"
+    )]
+    projector: String,
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+/// Options of the client-facing side.
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Serve POST /v1/dev/token, which hands a token to anyone: local use only.
+    #[arg(long, env = "PARLEY_DEV_AUTH")]
+    dev_auth: bool,
+    /// HS256 secret of client tokens (required unless --dev-auth).
+    #[arg(long, env = "PARLEY_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
+    /// Seconds between presence heartbeats.
+    #[arg(long, env = "PARLEY_HEARTBEAT_S", default_value_t = 10)]
+    heartbeat_s: u64,
+}
+
+impl ClientArgs {
+    fn gateway_config(&self, gateway_id: i32, log: &LogArgs) -> anyhow::Result<GatewayConfig> {
+        let secret = match (&self.jwt_secret, self.dev_auth) {
+            (Some(s), _) if !s.is_empty() => s.clone(),
+            (_, true) => {
+                warn!("PARLEY_JWT_SECRET is not set: using a random secret; only tokens from /v1/dev/token work");
+                format!(
+                    "{}{}",
+                    uuid::Uuid::new_v4().simple(),
+                    uuid::Uuid::new_v4().simple()
+                )
+            }
+            _ => anyhow::bail!(
+                "set PARLEY_JWT_SECRET (or --jwt-secret), or run with --dev-auth for local use"
+            ),
+        };
+        let mut c = GatewayConfig::new(gateway_id, log.settings().names(), secret);
+        c.dev_auth = self.dev_auth;
+        c.heartbeat = Duration::from_secs(self.heartbeat_s.max(1));
+        c.presence_ttl = c.heartbeat * 3;
+        Ok(c)
+    }
+}
+
+impl GatewayArgs {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let config = self.client.gateway_config(self.gateway_id, &self.log)?;
+        let log = connect(&self.log, None).await?;
+        let views: Arc<dyn Views> = Arc::new(HttpViews::new(&self.projector)?);
+        let listener = bind(self.http).await?;
+        parley_gateway::run(config, log, views, listener, crate::shutdown::on_signal()).await?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Address clients connect to.
+    #[arg(long, env = "PARLEY_HTTP", default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// Also serve the projector's query API here.
+    #[arg(long)]
+    projector_http: Option<SocketAddr>,
+    /// Where the RocksDB views live.
+    #[arg(long, env = "PARLEY_DATA_DIR", default_value = "parley-data/projector")]
+    data_dir: PathBuf,
+    #[command(flatten)]
+    client: ClientArgs,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+impl DevArgs {
+    /// Every role in this process: the topics (created if missing), a projector, a
+    /// fanout-worker and gateway 0, sharing one connection to the log.
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let gateway_config = self.client.gateway_config(0, &self.log)?;
+        let log = connect(&self.log, None).await?;
+        let reports = log.provision(&self.log.settings().spec()).await?;
+        if let Some(bad) = reports.iter().find(|r| !r.is_ok()) {
+            anyhow::bail!(
+                "topic {} differs from the spec: {:?} (see `parley topics describe`)",
+                bad.spec.name,
+                bad.status
+            );
+        }
+        let shutdown = crate::shutdown::on_signal();
+        let projector = Projector::start(
+            projector_config(&self.log, self.data_dir.clone(), &[], 0),
+            log.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        let views: Arc<dyn Views> = Arc::new(projector.views());
+        if let Some(addr) = self.projector_http {
+            let listener = bind(addr).await?;
+            let app = parley_projector::http::router(views.clone());
+            let stop = shutdown.clone();
+            tokio::spawn(async move { axum_serve(listener, app, stop).await });
+        }
+        let fanout = FanoutConfig::new(
+            self.log.settings().names(),
+            format!("{}fanout", self.log.topic_prefix),
+            default_worker_id(),
+        );
+        let fanout = tokio::spawn(parley_fanout::run(
+            fanout,
+            log.clone(),
+            Some(views.clone()),
+            shutdown.clone(),
+        ));
+        let listener = bind(self.http).await?;
+        info!(http = %self.http, "parley dev: every role in one process");
+        let gateway =
+            parley_gateway::run(gateway_config, log, views, listener, shutdown.clone()).await;
+        shutdown.cancel();
+        let _ = fanout.await;
+        let _ = projector.join().await;
+        gateway?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+async fn axum_serve(
+    listener: TcpListener,
+    app: axum::Router,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let _ = axum::serve(listener, app)
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await;
+}

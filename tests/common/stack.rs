@@ -1,0 +1,286 @@
+//! A whole Parley on fresh topics, for one test: in this process (the role crates'
+//! `run` functions on 127.0.0.1:0) or as separate `parley` processes.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parley_fanout::FanoutConfig;
+use parley_gateway::GatewayConfig;
+use parley_projector::{LocalViews, Projector, ProjectorConfig, Views};
+use parley_sequencer::{EventLog, KafkaConfig, KafkaLog, TopicNames, TopicSettings};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub const SECRET: &str = "test-secret-of-parley";
+
+/// Partitions of the test topics: fewer than production, so tests start fast.
+pub const PARTITIONS: i32 = 4;
+pub const SLOTS: i32 = 4;
+
+pub async fn kafka() -> Arc<dyn EventLog> {
+    let config = KafkaConfig {
+        session_timeout_ms: 6_000,
+        ..KafkaConfig::with_bootstrap(super::bootstrap())
+    };
+    Arc::new(
+        KafkaLog::connect(config)
+            .await
+            .expect("Kafka (scripts/kafka.sh start)"),
+    )
+}
+
+pub fn settings(prefix: &str) -> TopicSettings {
+    TopicSettings {
+        prefix: prefix.to_string(),
+        partitions: PARTITIONS,
+        gateway_slots: SLOTS,
+        ..TopicSettings::default()
+    }
+}
+
+pub async fn provision(log: &dyn EventLog, prefix: &str) {
+    let reports = log
+        .provision(&settings(prefix).spec())
+        .await
+        .expect("topics");
+    assert!(reports.iter().all(|r| r.is_ok()), "{reports:?}");
+}
+
+/// Sum of the end offsets of a topic: grows with every append.
+pub async fn appended(log: &dyn EventLog, topic: &str) -> i64 {
+    log.end_offsets(topic)
+        .await
+        .expect("end offsets")
+        .iter()
+        .sum()
+}
+
+/// Roles running in this process.
+pub struct InProcess {
+    pub log: Arc<dyn EventLog>,
+    pub prefix: String,
+    pub topics: TopicNames,
+    /// `http://127.0.0.1:port` of each gateway.
+    pub gateways: Vec<String>,
+    pub views: LocalViews,
+    pub shutdown: CancellationToken,
+    _data: tempfile::TempDir,
+}
+
+impl InProcess {
+    pub async fn start(name: &str, gateways: usize) -> InProcess {
+        let log = kafka().await;
+        let prefix = super::fresh_prefix(name);
+        provision(&*log, &prefix).await;
+        let topics = settings(&prefix).names();
+        let data = tempfile::tempdir().unwrap();
+        let shutdown = CancellationToken::new();
+        let projector = Projector::start(
+            ProjectorConfig::new(data.path().join("projector"), topics.events.clone()),
+            log.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .expect("projector");
+        let views = projector.views();
+        tokio::spawn(projector.join());
+        let fanout = FanoutConfig::new(topics.clone(), format!("{prefix}fanout"), "test-worker");
+        let shared: Arc<dyn Views> = Arc::new(views.clone());
+        tokio::spawn(report(
+            "fanout",
+            parley_fanout::run(fanout, log.clone(), Some(shared.clone()), shutdown.clone()),
+        ));
+        let mut urls = Vec::new();
+        for id in 0..gateways {
+            let mut config = GatewayConfig::new(id as i32, topics.clone(), SECRET);
+            config.dev_auth = true;
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            urls.push(format!("http://{}", listener.local_addr().unwrap()));
+            tokio::spawn(report(
+                "gateway",
+                parley_gateway::run(
+                    config,
+                    log.clone(),
+                    shared.clone(),
+                    listener,
+                    shutdown.clone(),
+                ),
+            ));
+        }
+        for u in &urls {
+            wait_healthy(u).await;
+        }
+        InProcess {
+            log,
+            prefix,
+            topics,
+            gateways: urls,
+            views,
+            shutdown,
+            _data: data,
+        }
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Runs a role; prints why it stopped, if it failed (a test then fails on its effects).
+async fn report(role: &str, f: impl std::future::Future<Output = anyhow::Result<()>>) {
+    if let Err(e) = f.await {
+        eprintln!("{role} failed: {e:#}");
+    }
+}
+
+pub async fn wait_healthy(base: &str) {
+    let client = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(r) = client.get(format!("{base}/healthz")).send().await {
+            if r.status().is_success() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{base} never became healthy");
+}
+
+pub fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+/// A `parley` process, killed when dropped.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, prefix: &str, args: &[&str]) -> Proc {
+        let log_path =
+            std::env::temp_dir().join(format!("{}{name}.log", prefix.trim_end_matches('.')));
+        let log_file = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_parley"))
+            .args(args)
+            .env("PARLEY_LOG", super::log_url())
+            .env("PARLEY_TOPIC_PREFIX", prefix)
+            .env("PARLEY_JWT_SECRET", SECRET)
+            .env("PARLEY_LOG_LEVEL", "info")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn parley");
+        Proc {
+            name: format!("{name} (log {})", log_path.display()),
+            child,
+        }
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.kill();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Roles as separate processes: a projector, a fanout-worker, and gateways.
+pub struct Processes {
+    pub prefix: String,
+    pub topics: TopicNames,
+    pub projector_url: String,
+    pub gateways: Vec<String>,
+    pub procs: Vec<Proc>,
+    _data: tempfile::TempDir,
+}
+
+impl Processes {
+    pub async fn start(name: &str, gateways: usize) -> Processes {
+        let log = kafka().await;
+        let prefix = super::fresh_prefix(name);
+        provision(&*log, &prefix).await;
+        let data = tempfile::tempdir().unwrap();
+        let p_addr = free_port();
+        let projector_url = format!("http://{p_addr}");
+        let mut procs = vec![Proc::spawn(
+            "projector",
+            &prefix,
+            &[
+                "projector",
+                "--http",
+                &p_addr.to_string(),
+                "--data-dir",
+                data.path().join("p").to_str().unwrap(),
+            ],
+        )];
+        wait_healthy(&projector_url).await;
+        procs.push(Proc::spawn(
+            "fanout",
+            &prefix,
+            &[
+                "fanout",
+                "--projector",
+                &projector_url,
+                "--worker-id",
+                "w1",
+                "--session-timeout-ms",
+                "6000",
+            ],
+        ));
+        let mut urls = Vec::new();
+        for id in 0..gateways {
+            let addr = free_port();
+            procs.push(Proc::spawn(
+                &format!("gateway{id}"),
+                &prefix,
+                &[
+                    "gateway",
+                    "--http",
+                    &addr.to_string(),
+                    "--gateway-id",
+                    &id.to_string(),
+                    "--projector",
+                    &projector_url,
+                    "--dev-auth",
+                ],
+            ));
+            urls.push(format!("http://{addr}"));
+        }
+        for u in &urls {
+            wait_healthy(u).await;
+        }
+        Processes {
+            topics: settings(&prefix).names(),
+            prefix,
+            projector_url,
+            gateways: urls,
+            procs,
+            _data: data,
+        }
+    }
+}

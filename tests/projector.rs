@@ -1,0 +1,174 @@
+//! The projector is killed mid-stream and restarted: it resumes from the offsets it
+//! stored with its views, and its views equal a rebuild from offset 0 (same checksum).
+
+mod common;
+
+use std::time::Duration;
+
+use common::stack::{free_port, kafka, provision, settings, wait_healthy, Proc};
+use parley_schemas::{encode, ids, ConversationCreated, ConversationKind, MessagePosted, Meta};
+use serde_json::Value;
+
+async fn get(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// Waits until the projector at `url` has applied everything up to `ends`.
+async fn caught_up(url: &str, ends: &[i64]) -> Value {
+    for _ in 0..600 {
+        let v = get(&format!("{url}/v1/checksum")).await;
+        let applied = &v["applied"];
+        if ends
+            .iter()
+            .enumerate()
+            .all(|(p, e)| applied[p.to_string()].as_i64().unwrap_or(0) >= *e)
+        {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} did not catch up to {ends:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_projector_resumes_and_equals_a_rebuild() {
+    let log = kafka().await;
+    let prefix = common::fresh_prefix("projector");
+    provision(&*log, &prefix).await;
+    let topic = settings(&prefix).names().events;
+    let convs: Vec<String> = (0..6).map(|i| format!("conv-{i}")).collect();
+    for c in &convs {
+        let created = ConversationCreated {
+            meta: Meta::new("alice"),
+            conversation_id: c.clone(),
+            kind: ConversationKind::Group,
+            title: Some(c.clone()),
+            members: vec!["alice".into(), "bob".into()],
+        };
+        log.append(&topic, c.as_bytes(), Some(&encode(&created).unwrap()))
+            .await
+            .unwrap();
+    }
+
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("resumed");
+    let addr = free_port().to_string();
+    let url = format!("http://{addr}");
+    let args = |d: &std::path::Path, a: &str| -> Vec<String> {
+        vec![
+            "projector".into(),
+            "--http".into(),
+            a.into(),
+            "--data-dir".into(),
+            d.to_str().unwrap().into(),
+        ]
+    };
+    let spawn = |d: &std::path::Path, a: &str, name: &str| {
+        let v = args(d, a);
+        let refs: Vec<&str> = v.iter().map(String::as_str).collect();
+        Proc::spawn(name, &prefix, &refs)
+    };
+    let mut projector = spawn(&dir, &addr, "projector");
+    wait_healthy(&url).await;
+
+    // A producer appends 1500 posts: repeats of earlier message ids, and posts by a
+    // non-member, mixed in; the projector is killed in the middle of it.
+    let producer = {
+        let (log, topic, convs) = (log.clone(), topic.clone(), convs.clone());
+        tokio::spawn(async move {
+            for i in 0..1500u32 {
+                let (c, sender, cmid) = match i % 10 {
+                    // A retry of message i-7 (alice's, in its conversation).
+                    7 => (
+                        &convs[((i - 7) % 6) as usize],
+                        "alice",
+                        format!("m-{}", i - 7),
+                    ),
+                    // Not a member.
+                    9 => (&convs[(i % 6) as usize], "mallory", format!("m-{i}")),
+                    _ => (
+                        &convs[(i % 6) as usize],
+                        if i % 2 == 0 { "alice" } else { "bob" },
+                        format!("m-{i}"),
+                    ),
+                };
+                let m = MessagePosted {
+                    meta: Meta::new(sender),
+                    conversation_id: c.clone(),
+                    message_id: ids::message_id(sender, &cmid),
+                    client_msg_id: cmid,
+                    body: format!("message {i}"),
+                };
+                log.append(&topic, c.as_bytes(), Some(&encode(&m).unwrap()))
+                    .await
+                    .unwrap();
+                if i % 50 == 0 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        })
+    };
+    // Kill it once it has applied some of the posts, while more are coming.
+    let mut applied = 0;
+    for _ in 0..100 {
+        let status = get(&format!("{url}/v1/status")).await;
+        applied = status["applied"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_i64().unwrap())
+            .sum::<i64>();
+        if applied > 100 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(applied > 100, "the projector applied nothing");
+    assert!(
+        !producer.is_finished(),
+        "the producer finished before the kill"
+    );
+    projector.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut projector = spawn(&dir, &addr, "projector-restarted");
+    wait_healthy(&url).await;
+    producer.await.unwrap();
+
+    let ends = log.end_offsets(&topic).await.unwrap();
+    let resumed = caught_up(&url, &ends).await;
+
+    // A rebuild from offset 0 in a fresh directory.
+    let addr2 = free_port().to_string();
+    let url2 = format!("http://{addr2}");
+    let _rebuild = spawn(&data.path().join("rebuilt"), &addr2, "projector-rebuild");
+    wait_healthy(&url2).await;
+    let rebuilt = caught_up(&url2, &ends).await;
+    assert_eq!(
+        resumed["checksum"], rebuilt["checksum"],
+        "resumed views differ from a rebuild"
+    );
+    assert_eq!(resumed["applied"], rebuilt["applied"]);
+
+    // And the views say what the rules say: no repeats, no non-member posts.
+    let mut total = 0;
+    for c in &convs {
+        let page = get(&format!(
+            "{url}/v1/conversations/{c}/messages?after=-1&limit=1000"
+        ))
+        .await;
+        let msgs = page["messages"].as_array().unwrap();
+        assert!(msgs.iter().all(|m| m["sender_id"] != "mallory"));
+        let mut ids: Vec<&str> = msgs
+            .iter()
+            .map(|m| m["message_id"].as_str().unwrap())
+            .collect();
+        let n = ids.len();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), n, "a message id twice in {c}");
+        total += n;
+    }
+    // 1500 posts: 150 repeats and 150 by a non-member are dropped.
+    assert_eq!(total, 1200);
+    projector.stop();
+}
