@@ -65,6 +65,8 @@ struct State {
     ready: Option<bool>,
     synced: u64,
     user: String,
+    /// Where `message` frames are also sent, with their arrival time (benchmarks).
+    tap: Option<mpsc::UnboundedSender<(std::time::Instant, MessageView)>>,
     closed: Option<String>,
 }
 
@@ -245,6 +247,13 @@ impl Session {
         self.shared.lock().store.messages(conversation)
     }
 
+    /// From now on, every `message` frame also goes here with its arrival time.
+    pub fn tap(&self) -> mpsc::UnboundedReceiver<(std::time::Instant, MessageView)> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.shared.lock().tap = Some(tx);
+        rx
+    }
+
     /// Every `message` frame received, in arrival order (duplicates included).
     pub fn arrivals(&self) -> Vec<MessageView> {
         self.shared.lock().arrivals.clone()
@@ -415,6 +424,9 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                     .push(serde_json::from_str(text).unwrap_or(Value::Null));
             }
             ServerFrame::Message(m) => {
+                if let Some(tap) = &st.tap {
+                    let _ = tap.send((std::time::Instant::now(), m.clone()));
+                }
                 st.arrivals.push(m.clone());
                 if let Inserted::Gap { after, before } = st.store.insert(m.clone()) {
                     fetch.push((m.conversation_id, after, before));

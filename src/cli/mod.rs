@@ -3,7 +3,7 @@
 mod bench;
 mod log_args;
 mod replay;
-mod roles;
+pub mod roles;
 mod topics;
 
 use std::process::ExitCode;

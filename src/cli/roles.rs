@@ -19,13 +19,13 @@ use tracing::{info, warn};
 
 use super::LogArgs;
 
-async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))
 }
 
-async fn connect(
+pub async fn connect(
     log: &LogArgs,
     session_timeout_ms: Option<u32>,
 ) -> anyhow::Result<Arc<dyn EventLog>> {
@@ -224,7 +224,46 @@ impl DevArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let gateway_config = self.client.gateway_config(0, &self.log)?;
         let log = connect(&self.log, None).await?;
-        let reports = log.provision(&self.log.settings().spec()).await?;
+        let shutdown = crate::shutdown::on_signal();
+        let listener = bind(self.http).await?;
+        info!(http = %self.http, "parley dev: every role in one process");
+        let all = AllRoles::start(AllRolesConfig {
+            log,
+            settings: self.log.settings(),
+            data_dir: self.data_dir,
+            gateway: gateway_config,
+            listener,
+            projector_http: self.projector_http,
+            shutdown,
+        })
+        .await?;
+        all.wait().await?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// What [`AllRoles::start`] needs.
+pub struct AllRolesConfig {
+    pub log: Arc<dyn EventLog>,
+    pub settings: parley_sequencer::TopicSettings,
+    pub data_dir: PathBuf,
+    pub gateway: GatewayConfig,
+    pub listener: TcpListener,
+    pub projector_http: Option<SocketAddr>,
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+/// Every role in one process (`parley dev`, `parley bench e2e`).
+pub struct AllRoles {
+    projector: Projector,
+    fanout: tokio::task::JoinHandle<anyhow::Result<()>>,
+    gateway: tokio::task::JoinHandle<anyhow::Result<()>>,
+    shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl AllRoles {
+    pub async fn start(c: AllRolesConfig) -> anyhow::Result<AllRoles> {
+        let reports = c.log.provision(&c.settings.spec()).await?;
         if let Some(bad) = reports.iter().find(|r| !r.is_ok()) {
             anyhow::bail!(
                 "topic {} differs from the spec: {:?} (see `parley topics describe`)",
@@ -232,40 +271,57 @@ impl DevArgs {
                 bad.status
             );
         }
-        let shutdown = crate::shutdown::on_signal();
-        let projector = Projector::start(
-            projector_config(&self.log, self.data_dir.clone(), &[], 0),
-            log.clone(),
-            shutdown.clone(),
-        )
-        .await?;
+        let names = c.settings.names();
+        let mut pc = ProjectorConfig::new(c.data_dir, names.events.clone());
+        pc.apply_delay = Duration::ZERO;
+        let projector = Projector::start(pc, c.log.clone(), c.shutdown.clone()).await?;
         let views: Arc<dyn Views> = Arc::new(projector.views());
-        if let Some(addr) = self.projector_http {
+        if let Some(addr) = c.projector_http {
             let listener = bind(addr).await?;
             let app = parley_projector::http::router(views.clone());
-            let stop = shutdown.clone();
+            let stop = c.shutdown.clone();
             tokio::spawn(async move { axum_serve(listener, app, stop).await });
         }
         let fanout = FanoutConfig::new(
-            self.log.settings().names(),
-            format!("{}fanout", self.log.topic_prefix),
+            names,
+            format!("{}fanout", c.settings.prefix),
             default_worker_id(),
         );
         let fanout = tokio::spawn(parley_fanout::run(
             fanout,
-            log.clone(),
+            c.log.clone(),
             Some(views.clone()),
-            shutdown.clone(),
+            c.shutdown.clone(),
         ));
-        let listener = bind(self.http).await?;
-        info!(http = %self.http, "parley dev: every role in one process");
-        let gateway =
-            parley_gateway::run(gateway_config, log, views, listener, shutdown.clone()).await;
-        shutdown.cancel();
-        let _ = fanout.await;
-        let _ = projector.join().await;
-        gateway?;
-        Ok(ExitCode::SUCCESS)
+        let gateway = tokio::spawn(parley_gateway::run(
+            c.gateway,
+            c.log,
+            views,
+            c.listener,
+            c.shutdown.clone(),
+        ));
+        Ok(AllRoles {
+            projector,
+            fanout,
+            gateway,
+            shutdown: c.shutdown,
+        })
+    }
+
+    /// Waits until every role has stopped (after shutdown, or when one fails).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let gateway = self.gateway.await;
+        self.shutdown.cancel();
+        let fanout = self.fanout.await;
+        let projector = self.projector.join().await;
+        gateway??;
+        fanout??;
+        projector?;
+        Ok(())
+    }
+
+    pub fn stop(&self) {
+        self.shutdown.cancel();
     }
 }
 

@@ -2,6 +2,7 @@
 //! records them with the command and the machine.
 
 mod append;
+mod e2e;
 mod report;
 
 use std::process::ExitCode;
@@ -18,12 +19,15 @@ pub struct BenchArgs {
 enum Which {
     /// Appends to the log: throughput with many in flight, and append→ack latency at a fixed rate.
     Append(append::AppendArgs),
+    /// A chat message end to end: send → `message` at the peer, through every role.
+    E2e(e2e::E2eArgs),
 }
 
 impl BenchArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self.which {
             Which::Append(a) => a.run().await,
+            Which::E2e(a) => a.run().await,
         }
     }
 }
