@@ -104,7 +104,7 @@ impl Session {
             .parse()
             .map_err(|_| SessionError::Connect("token is not a valid header value".into()))?;
         req.headers_mut().insert("authorization", auth);
-        let (ws, _) = tokio_tungstenite::connect_async(req)
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true)
             .await
             .map_err(|e| SessionError::Connect(e.to_string()))?;
         let (mut sink, mut stream) = ws.split();

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use parley_projector::Views;
 use parley_schemas::frames::ErrorCode;
@@ -118,6 +119,10 @@ pub async fn run(
 
     info!(addr = %listener.local_addr()?, gateway = config.gateway_id, "gateway listening");
     let app = router(state);
+    // Small frames must leave at once, not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let result = tokio::select! {

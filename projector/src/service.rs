@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use futures::{FutureExt, StreamExt};
 use parley_sequencer::{EventLog, StartAt};
 use tokio::net::TcpListener;
@@ -138,6 +139,10 @@ pub async fn run(
     let projector = Projector::start(config, log, shutdown.clone()).await?;
     let app = crate::http::router(Arc::new(projector.views()));
     info!(addr = %listener.local_addr()?, "projector query API listening");
+    // Small frames must leave at once, not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
     tokio::select! {
