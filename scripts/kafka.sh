@@ -234,6 +234,11 @@ cluster() {
       say "logs: $root/broker-*/logs/server.log"
       ;;
     stop)
+      # All at once: stopped one by one, the last ones lose their controller quorum
+      # and cannot shut down cleanly.
+      for n in 1 2 3; do
+        if is_running "$root/broker-$n"; then kill -TERM "$(cat "$root/broker-$n/broker.pid")" 2>/dev/null || true; fi
+      done
       for n in 1 2 3; do stop_dir "$root/broker-$n"; done
       say "cluster stopped"
       ;;
