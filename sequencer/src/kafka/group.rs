@@ -8,12 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::{info, warn};
 
@@ -134,14 +132,7 @@ impl Subscription for KafkaSubscription {
             }
             match self.consumer.recv().await {
                 Ok(m) => {
-                    let record = LogRecord {
-                        topic: m.topic().to_string(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        timestamp_ms: m.timestamp().to_millis(),
-                        key: m.key().map(Bytes::copy_from_slice),
-                        value: m.payload().map(Bytes::copy_from_slice),
-                    };
+                    let record = super::reader::to_record(&m);
                     // A rebalance served during this recv comes first.
                     self.stash = Some(record);
                 }

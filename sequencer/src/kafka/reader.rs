@@ -56,14 +56,7 @@ pub(crate) async fn read(
                 next = consumer.recv() => next,
             };
             let item = match next {
-                Ok(m) => Ok(LogRecord {
-                    topic: m.topic().to_string(),
-                    partition: m.partition(),
-                    offset: m.offset(),
-                    timestamp_ms: m.timestamp().to_millis(),
-                    key: m.key().map(Bytes::copy_from_slice),
-                    value: m.payload().map(Bytes::copy_from_slice),
-                }),
+                Ok(m) => Ok(to_record(&m)),
                 Err(e) if is_fatal(&e) => Err(Error::Unavailable(e.to_string())),
                 Err(e) => {
                     // Broker transport errors and the like: librdkafka reconnects by itself.
@@ -79,6 +72,18 @@ pub(crate) async fn read(
         debug!(topic = %topic, "reader stopped");
     });
     Ok(Box::pin(ReceiverStream::new(rx)))
+}
+
+/// A record as the rest of Parley sees it (copied out of librdkafka's buffer).
+pub(crate) fn to_record<M: Message>(m: &M) -> LogRecord {
+    LogRecord {
+        topic: m.topic().to_string(),
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp_ms: m.timestamp().to_millis(),
+        key: m.key().map(Bytes::copy_from_slice),
+        value: m.payload().map(Bytes::copy_from_slice),
+    }
 }
 
 fn is_fatal(e: &KafkaError) -> bool {
