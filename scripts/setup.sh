@@ -44,5 +44,15 @@ fi
 
 command -v cargo >/dev/null || { say "cargo not found: install Rust (rustup)"; exit 1; }
 
+# rust-toolchain.toml pins a version. Where rustup cannot download it but the installed
+# stable toolchain is that version, link it under the pinned name.
+channel=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
+if command -v rustup >/dev/null && [ -n "$channel" ] && ! rustup toolchain list | grep -q "^$channel"; then
+  if rustc +stable --version 2>/dev/null | grep -q "^rustc $channel "; then
+    say "linking the installed stable toolchain as $channel"
+    rustup toolchain link "$channel" "$(rustc +stable --print sysroot)"
+  fi
+fi
+
 scripts/kafka.sh fetch
 say "ready"
