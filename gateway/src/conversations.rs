@@ -49,18 +49,7 @@ fn check_members(members: &[String]) -> Result<(), ApiError> {
 }
 
 async fn append(state: &Shared, conversation: &str, record: AnyRecord) -> Result<i64, ApiError> {
-    let value = record
-        .encode()
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let pos = state
-        .log
-        .append(
-            &state.config.topics.events,
-            conversation.as_bytes(),
-            Some(&value),
-        )
-        .await?;
-    Ok(pos.offset)
+    Ok(state.append_event(conversation, &record).await?.offset)
 }
 
 /// `POST /v1/conversations`

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use parley_schemas::frames::ServerFrame;
-use parley_schemas::{encode, ids, MessagePosted, Meta};
+use parley_schemas::{ids, MessagePosted, Meta};
 use uuid::Uuid;
 
 use crate::error::ApiError;
@@ -83,19 +83,12 @@ pub async fn send(
         client_msg_id: client_msg_id.to_string(),
         body: body.to_string(),
     };
-    let value = encode(&record).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let pos = state
-        .log
-        .append(
-            &state.config.topics.events,
-            conversation.as_bytes(),
-            Some(&value),
-        )
-        .await?;
+    let ts = record.meta.occurred_at;
+    let pos = state.append_event(conversation, &record.into()).await?;
     let mut sent = Sent {
         message_id,
         seq: pos.offset,
-        ts: record.meta.occurred_at,
+        ts,
     };
     // Which occurrence did the log keep? Only a racing retry makes this differ.
     let p = partition_of(state, conversation);

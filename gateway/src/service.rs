@@ -39,6 +39,28 @@ pub struct Gateway {
 
 pub type Shared = Arc<Gateway>;
 
+impl Gateway {
+    /// Appends a record about `conversation` to `events` (key = the conversation); the
+    /// position comes back only once the broker has acknowledged it.
+    pub async fn append_event(
+        &self,
+        conversation: &str,
+        record: &parley_schemas::AnyRecord,
+    ) -> Result<parley_sequencer::Position, ApiError> {
+        let value = record
+            .encode()
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(self
+            .log
+            .append(
+                &self.config.topics.events,
+                conversation.as_bytes(),
+                Some(&value),
+            )
+            .await?)
+    }
+}
+
 pub fn router(state: Shared) -> Router {
     let mut app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
