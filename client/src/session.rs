@@ -63,7 +63,6 @@ struct State {
     /// `error` frames not tied to a send.
     errors: Vec<Value>,
     ready: Option<bool>,
-    synced: u64,
     user: String,
     /// Where `message` frames are also sent, with their arrival time (benchmarks).
     tap: Option<mpsc::UnboundedSender<(std::time::Instant, MessageView)>>,
@@ -227,19 +226,6 @@ impl Session {
         let frame = json!({"type": "send", "client_msg_id": client_msg_id, "conversation_id": conversation, "body": body});
         self.send_json(frame).await?;
         Ok(rx)
-    }
-
-    /// Asks for everything after `cursors` (conversation → last seq seen) and waits for `synced`.
-    pub async fn sync(
-        &self,
-        cursors: BTreeMap<String, i64>,
-        timeout: Duration,
-    ) -> Result<(), SessionError> {
-        let before = self.shared.lock().synced;
-        self.send_json(json!({"type": "sync", "cursors": cursors}))
-            .await?;
-        self.wait("synced", timeout, |st| (st.synced > before).then_some(()))
-            .await
     }
 
     /// The conversation's messages, ordered by seq, each once.
@@ -437,9 +423,10 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                     st.store.insert(m);
                 }
             }
-            ServerFrame::Synced {} => st.synced += 1,
-            ServerFrame::Receipt { .. } | ServerFrame::Typing { .. } | ServerFrame::Pong { .. } => {
-            }
+            ServerFrame::Synced {}
+            | ServerFrame::Receipt { .. }
+            | ServerFrame::Typing { .. }
+            | ServerFrame::Pong { .. } => {}
         }
     }
     for (conversation, after, before) in fetch {

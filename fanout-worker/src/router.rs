@@ -93,10 +93,6 @@ impl Router {
         }
     }
 
-    pub fn owns(&self, partition: i32) -> bool {
-        self.lock().parts.contains_key(&partition)
-    }
-
     /// Applies a presence record; for one that asks, the acknowledgement to send.
     pub fn apply_presence(&self, record: &LogRecord) -> Option<(i32, PresenceAcked)> {
         let mut inner = self.lock();

@@ -112,17 +112,6 @@ impl Sessions {
         n
     }
 
-    pub fn users(&self) -> Vec<(String, usize)> {
-        self.lock()
-            .iter()
-            .map(|(u, l)| (u.clone(), l.len()))
-            .collect()
-    }
-
-    pub fn count(&self) -> usize {
-        self.lock().values().map(Vec::len).sum()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<Arc<Session>>>> {
         self.by_user.lock().unwrap_or_else(|p| p.into_inner())
     }

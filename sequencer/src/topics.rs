@@ -43,27 +43,6 @@ impl TopicKind {
             TopicKind::Push => "push",
         }
     }
-
-    pub fn key(self) -> &'static str {
-        match self {
-            TopicKind::Events | TopicKind::Receipts | TopicKind::Ephemeral => "conversation_id",
-            TopicKind::Presence => "user_id/gateway slot",
-            TopicKind::Deliveries => "gateway slot (partition chosen)",
-            TopicKind::Inbox | TopicKind::Push => "user_id",
-        }
-    }
-
-    pub fn contents(self) -> &'static str {
-        match self {
-            TopicKind::Events => "conversations, membership, messages (source of truth)",
-            TopicKind::Receipts => "delivered / read up to seq",
-            TopicKind::Ephemeral => "typing",
-            TopicKind::Presence => "user online at a gateway until a time",
-            TopicKind::Deliveries => "events routed to one gateway",
-            TopicKind::Inbox => "entries for offline users",
-            TopicKind::Push => "push jobs",
-        }
-    }
 }
 
 impl fmt::Display for TopicKind {
@@ -181,17 +160,6 @@ pub struct TopicNames {
     pub deliveries: String,
     pub inbox: String,
     pub push: String,
-}
-
-impl TopicNames {
-    /// The names under `prefix` (e.g. `parley.`).
-    pub fn with_prefix(prefix: &str) -> Self {
-        TopicSettings {
-            prefix: prefix.to_string(),
-            ..TopicSettings::default()
-        }
-        .names()
-    }
 }
 
 /// One topic as it should be.

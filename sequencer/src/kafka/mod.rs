@@ -59,10 +59,6 @@ impl KafkaLog {
         Ok(log)
     }
 
-    pub fn config(&self) -> &KafkaConfig {
-        &self.inner.config
-    }
-
     /// Waits until every queued append has been confirmed or failed.
     pub async fn flush(&self) -> Result<()> {
         producer::flush(&self.inner.producer, &self.inner.config).await
