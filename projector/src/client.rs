@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::store::mailbox::{InboxPage, ReceiptView};
 use crate::views::{
     ConversationSummary, ConversationView, HistoryPage, HistoryQuery, PartitionSnapshot, Status,
     Views,
@@ -149,6 +150,24 @@ impl Views for HttpViews {
     async fn partition_snapshot(&self, partition: i32) -> Result<PartitionSnapshot> {
         self.must(&["v1", "partitions", &partition.to_string(), "snapshot"])
             .await
+    }
+
+    async fn inbox(&self, user: &str, limit: u32) -> Result<InboxPage> {
+        let req = self
+            .client
+            .get(self.url(&["v1", "users", user, "inbox"]))
+            .query(&[("limit", limit)]);
+        self.send(req)
+            .await?
+            .ok_or_else(|| Error::Unavailable("inbox not served".into()))
+    }
+
+    async fn receipts(&self, conversation: &str) -> Result<Vec<ReceiptView>> {
+        let v: Value = self
+            .must(&["v1", "conversations", conversation, "receipts"])
+            .await?;
+        serde_json::from_value(v["receipts"].clone())
+            .map_err(|e| Error::Unavailable(e.to_string()))
     }
 
     async fn status(&self) -> Result<Status> {

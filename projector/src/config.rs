@@ -3,13 +3,20 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use parley_sequencer::TopicNames;
+
 #[derive(Clone, Debug)]
 pub struct ProjectorConfig {
     /// Where the RocksDB database lives.
     pub data_dir: PathBuf,
     /// The `events` topic.
     pub events_topic: String,
-    /// Partitions of `events` this projector owns; `None` means all.
+    /// The `inbox` topic (entries for offline users).
+    pub inbox_topic: String,
+    /// The `receipts` topic.
+    pub receipts_topic: String,
+    /// Partitions this projector owns (the same numbers of `events`, `inbox` and
+    /// `receipts`); `None` means all.
     pub partitions: Option<Vec<i32>>,
     /// Most records applied in one write batch.
     pub batch_max: usize,
@@ -19,10 +26,12 @@ pub struct ProjectorConfig {
 }
 
 impl ProjectorConfig {
-    pub fn new(data_dir: impl Into<PathBuf>, events_topic: impl Into<String>) -> Self {
+    pub fn new(data_dir: impl Into<PathBuf>, topics: &TopicNames) -> Self {
         ProjectorConfig {
             data_dir: data_dir.into(),
-            events_topic: events_topic.into(),
+            events_topic: topics.events.clone(),
+            inbox_topic: topics.inbox.clone(),
+            receipts_topic: topics.receipts.clone(),
             partitions: None,
             batch_max: 1000,
             apply_delay: Duration::ZERO,

@@ -29,6 +29,8 @@ pub fn router(views: Shared) -> Router {
         .route("/v1/users/{user}/conversations", get(user_conversations))
         .route("/v1/conversations/{id}/messages/{message_id}", get(message))
         .route("/v1/partitions/{p}/snapshot", get(snapshot))
+        .route("/v1/users/{user}/inbox", get(inbox))
+        .route("/v1/conversations/{id}/receipts", get(receipts))
         .route("/v1/wait", post(wait))
         .with_state(views)
 }
@@ -104,6 +106,23 @@ async fn message(State(v): State<Shared>, Path((conv, id)): Path<(String, String
         Some(m) => Ok(Json(m).into_response()),
         None => Err(Error::NotFound(format!("message {id}"))),
     }
+}
+
+#[derive(Deserialize)]
+struct InboxParams {
+    limit: Option<u32>,
+}
+
+async fn inbox(
+    State(v): State<Shared>,
+    Path(user): Path<String>,
+    Query(p): Query<InboxParams>,
+) -> Answer {
+    Ok(Json(v.inbox(&user, p.limit.unwrap_or(100)).await?).into_response())
+}
+
+async fn receipts(State(v): State<Shared>, Path(id): Path<String>) -> Answer {
+    Ok(Json(json!({"receipts": v.receipts(&id).await?})).into_response())
 }
 
 async fn snapshot(State(v): State<Shared>, Path(p): Path<i32>) -> Answer {

@@ -1,5 +1,5 @@
-//! The projector role: consume the owned partitions of `events` from the stored
-//! offsets, apply them in batches, and serve the views.
+//! The projector role: consume the owned partitions of `events`, `inbox` and
+//! `receipts` from the stored offsets, apply them in batches, and serve the views.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use tracing::{debug, error, info};
 
 use crate::config::ProjectorConfig;
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{Store, Stream};
 use crate::views::LocalViews;
 
 /// A running projector: its consumer task and its views.
@@ -51,20 +51,32 @@ impl Projector {
         let stored = tokio::task::spawn_blocking(move || s.offsets())
             .await
             .map_err(|e| Error::Store(e.to_string()))??;
-        let from: Vec<(i32, StartAt)> = owned
-            .iter()
-            .map(|p| {
-                (
-                    *p,
-                    stored
-                        .get(p)
-                        .map_or(StartAt::Beginning, |o| StartAt::Offset(*o)),
-                )
-            })
-            .collect();
         info!(topic = %config.events_topic, partitions = ?owned, resume = ?stored, "projector starting");
-        let (tx, rx) = watch::channel(stored);
-        let stream = log.read(&config.events_topic, &from).await?;
+        let mut streams = Vec::new();
+        for (stream, topic) in [
+            (Stream::Events, &config.events_topic),
+            (Stream::Inbox, &config.inbox_topic),
+            (Stream::Receipts, &config.receipts_topic),
+        ] {
+            let from: Vec<(i32, StartAt)> = owned
+                .iter()
+                .map(|p| {
+                    let start = stored
+                        .get(&(stream, *p))
+                        .map_or(StartAt::Beginning, |o| StartAt::Offset(*o));
+                    (*p, start)
+                })
+                .collect();
+            let records = log.read(topic, &from).await?;
+            streams.push(records.map(move |r| r.map(|r| (stream, r))).boxed());
+        }
+        let events_applied: BTreeMap<i32, i64> = stored
+            .iter()
+            .filter(|((s, _), _)| *s == Stream::Events)
+            .map(|((_, p), o)| (*p, *o))
+            .collect();
+        let (tx, rx) = watch::channel(events_applied);
+        let stream = futures::stream::select_all(streams).boxed();
         let task = tokio::spawn(consume(config, store.clone(), stream, tx, shutdown));
         Ok(Projector {
             views: LocalViews {
@@ -91,7 +103,10 @@ impl Projector {
 async fn consume(
     config: ProjectorConfig,
     store: Store,
-    mut stream: parley_sequencer::RecordStream,
+    mut stream: futures::stream::BoxStream<
+        'static,
+        parley_sequencer::Result<(Stream, parley_sequencer::LogRecord)>,
+    >,
     applied: watch::Sender<BTreeMap<i32, i64>>,
     shutdown: CancellationToken,
 ) -> Result<()> {
@@ -119,7 +134,12 @@ async fn consume(
         match result {
             Ok(done) => {
                 debug!(offsets = ?done.offsets, messages = done.messages, skipped = done.skipped, "batch applied");
-                applied.send_modify(|a| a.extend(done.offsets));
+                let events = done
+                    .offsets
+                    .iter()
+                    .filter(|((s, _), _)| *s == Stream::Events)
+                    .map(|((_, p), o)| (*p, *o));
+                applied.send_modify(|a| a.extend(events));
             }
             Err(e) => {
                 error!(error = %e, "applying a batch failed; stopping (restart resumes from the stored offsets)");

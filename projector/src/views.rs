@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::store::mailbox::{InboxPage, ReceiptView};
 use crate::store::Store;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -82,6 +83,10 @@ pub trait Views: Send + Sync + 'static {
     /// offset), at most `timeout`; false if they did not get there in time.
     async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool>;
     async fn partition_snapshot(&self, partition: i32) -> Result<PartitionSnapshot>;
+    /// Messages waiting for `user` (offline when they were routed, not acknowledged yet).
+    async fn inbox(&self, user: &str, limit: u32) -> Result<InboxPage>;
+    /// How far each member has received and read `conversation`.
+    async fn receipts(&self, conversation: &str) -> Result<Vec<ReceiptView>>;
     async fn status(&self) -> Result<Status>;
     async fn checksum(&self) -> Result<String>;
 }
@@ -171,6 +176,16 @@ impl Views for LocalViews {
         self.check_owned(partition)?;
         self.blocking(move |s| s.partition_snapshot(partition))
             .await
+    }
+
+    async fn inbox(&self, user: &str, limit: u32) -> Result<InboxPage> {
+        let u = user.to_string();
+        self.blocking(move |s| s.inbox(&u, limit)).await
+    }
+
+    async fn receipts(&self, conversation: &str) -> Result<Vec<ReceiptView>> {
+        let c = conversation.to_string();
+        self.blocking(move |s| s.receipts(&c)).await
     }
 
     async fn status(&self) -> Result<Status> {

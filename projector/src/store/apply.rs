@@ -1,9 +1,10 @@
 //! Applying records to the views. Deterministic: the same records in the same order give
 //! the same bytes, which is what makes a rebuild from offset 0 equal a resumed projector.
 //!
-//! What each record changes is decided by [`parley_schemas::rules`], the rules every
-//! consumer of `events` shares. Undecodable records are skipped; their offsets still
-//! advance.
+//! What each record of `events` changes is decided by [`parley_schemas::rules`], the
+//! rules every consumer of `events` shares; inbox entries and receipts are applied by
+//! [`super::mailbox`]. Undecodable records, and records of a kind their stream does not
+//! carry, are skipped; their offsets still advance.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -15,17 +16,19 @@ use tracing::warn;
 use uuid::Uuid;
 
 use super::keys;
+use super::mailbox::MailboxOverlay;
 use super::rows::{ConversationRow, MemberRow, MessageRow};
 use super::{
-    Store, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS, CF_OFFSETS, CF_USER_CONVS,
+    Store, Stream, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS, CF_OFFSETS,
+    CF_USER_CONVS,
 };
 use crate::error::Result;
 
 /// What applying a batch did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Applied {
-    /// Next offset to apply, per partition touched.
-    pub offsets: BTreeMap<i32, i64>,
+    /// Next offset to apply, per stream and partition touched.
+    pub offsets: BTreeMap<(Stream, i32), i64>,
     pub messages: usize,
     pub skipped: usize,
 }
@@ -40,9 +43,10 @@ struct Overlay {
     message_ids: HashMap<(String, Uuid), i64>,
 }
 
-struct Batch<'a> {
-    store: &'a Store,
+pub(super) struct Batch<'a> {
+    pub(super) store: &'a Store,
     ov: Overlay,
+    pub(super) mail: MailboxOverlay,
 }
 
 impl LogState for Batch<'_> {
@@ -155,9 +159,26 @@ impl Batch<'_> {
         }
     }
 
-    fn into_write_batch(self, offsets: &BTreeMap<i32, i64>) -> Result<WriteBatch> {
+    /// Applies one record of `stream`; true if it changed the views.
+    fn apply_from(
+        &mut self,
+        stream: Stream,
+        partition: i32,
+        offset: i64,
+        record: &AnyRecord,
+    ) -> Result<bool> {
+        match (stream, record) {
+            (Stream::Events, r) => self.apply(partition, offset, r),
+            (Stream::Inbox, AnyRecord::InboxEntry(e)) => self.apply_inbox(e),
+            (Stream::Receipts, AnyRecord::ReceiptRecorded(r)) => self.apply_receipt(r),
+            _ => Ok(false),
+        }
+    }
+
+    fn into_write_batch(self, offsets: &BTreeMap<(Stream, i32), i64>) -> Result<WriteBatch> {
         let s = self.store;
         let mut wb = WriteBatch::default();
+        self.mail.write(s, &mut wb)?;
         let mut conversations: Vec<_> = self.ov.conversations.into_iter().collect();
         conversations.sort_by(|a, b| a.0.cmp(&b.0));
         for (id, row) in conversations {
@@ -200,28 +221,30 @@ impl Batch<'_> {
             );
         }
         // The consumed offsets go in the same batch as the views they produced.
-        for (p, next) in offsets {
-            wb.put_cf(s.cf(CF_OFFSETS)?, keys::partition(*p), next.to_be_bytes());
+        for ((stream, p), next) in offsets {
+            wb.put_cf(s.cf(CF_OFFSETS)?, stream.offset_key(*p), next.to_be_bytes());
         }
         Ok(wb)
     }
 }
 
 impl Store {
-    /// Applies `records` (in log order within each partition) atomically. Blocking.
-    pub fn apply(&self, records: &[LogRecord]) -> Result<Applied> {
+    /// Applies `records` (each with the stream it was read from, in log order within
+    /// each partition) atomically. Blocking.
+    pub fn apply(&self, records: &[(Stream, LogRecord)]) -> Result<Applied> {
         let mut batch = Batch {
             store: self,
             ov: Overlay::default(),
+            mail: MailboxOverlay::default(),
         };
         let mut applied = Applied::default();
-        for r in records {
-            applied.offsets.insert(r.partition, r.offset + 1);
+        for (stream, r) in records {
+            applied.offsets.insert((*stream, r.partition), r.offset + 1);
             let Some(value) = &r.value else { continue };
             match decode_any(value) {
                 Ok(record) => {
                     let is_message = matches!(record, AnyRecord::MessagePosted(_));
-                    if batch.apply(r.partition, r.offset, &record)? {
+                    if batch.apply_from(*stream, r.partition, r.offset, &record)? {
                         applied.messages += usize::from(is_message);
                     } else {
                         applied.skipped += 1;

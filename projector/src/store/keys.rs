@@ -48,6 +48,38 @@ pub fn partition(p: i32) -> [u8; 4] {
     p.to_be_bytes()
 }
 
+/// Offsets of a stream other than `events`: `[tag][partition]` (events keep the bare
+/// 4-byte [`partition`] key).
+pub fn stream_partition(tag: u8, p: i32) -> [u8; 5] {
+    let b = p.to_be_bytes();
+    [tag, b[0], b[1], b[2], b[3]]
+}
+
+/// `[len][user][len][conversation]`: the prefix of a user's inbox entries of one
+/// conversation.
+pub fn inbox_prefix(user: &str, conversation: &str) -> Vec<u8> {
+    let mut k = prefix(user);
+    k.extend_from_slice(&prefix(conversation));
+    k
+}
+
+/// `[len][user][len][conversation][seq]`: one inbox entry.
+pub fn inbox(user: &str, conversation: &str, seq: i64) -> Vec<u8> {
+    let mut k = inbox_prefix(user, conversation);
+    k.extend_from_slice(&(seq.max(0) as u64).to_be_bytes());
+    k
+}
+
+/// The conversation and seq of an [`inbox`] key.
+pub fn inbox_parts(key: &[u8]) -> Option<(String, i64)> {
+    let user_len = usize::from(u16::from_be_bytes([*key.first()?, *key.get(1)?]));
+    let rest = key.get(2 + user_len..)?;
+    let conv_len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+    let conv = String::from_utf8(rest.get(2..2 + conv_len)?.to_vec()).ok()?;
+    let seq: [u8; 8] = rest.get(2 + conv_len..)?.try_into().ok()?;
+    Some((conv, u64::from_be_bytes(seq) as i64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,5 +96,13 @@ mod tests {
         assert!(message("c", 255) < message("c", 256));
         assert_eq!(seq_of(&message("c", 1234)), Some(1234));
         assert!(message("c", 5).starts_with(&prefix("c")));
+    }
+
+    #[test]
+    fn inbox_keys_sort_by_seq_within_a_conversation() {
+        assert!(inbox("u", "c", 9) < inbox("u", "c", 10));
+        assert!(inbox("u", "c", 10).starts_with(&inbox_prefix("u", "c")));
+        assert!(!inbox("u", "cd", 1).starts_with(&inbox_prefix("u", "c")));
+        assert_eq!(inbox_parts(&inbox("u", "conv", 77)), Some(("conv".into(), 77)));
     }
 }

@@ -6,12 +6,15 @@
 //! - `user_convs`: user, conversation → ()
 //! - `messages`: conversation, seq → message
 //! - `message_ids`: conversation, message id → seq (the dedup index)
-//! - `offsets`: partition → next offset to apply
+//! - `inbox`: user, conversation, seq → message waiting for the offline user
+//! - `receipts`: conversation, user → delivered / read up to seq
+//! - `offsets`: (stream, partition) → next offset to apply
 //!
 //! Every write is one batch holding view changes and the offsets that caused them.
 
 pub mod apply;
 pub mod keys;
+pub mod mailbox;
 pub mod query;
 pub mod rows;
 
@@ -27,16 +30,58 @@ pub const CF_MEMBERS: &str = "members";
 pub const CF_USER_CONVS: &str = "user_convs";
 pub const CF_MESSAGES: &str = "messages";
 pub const CF_MESSAGE_IDS: &str = "message_ids";
+pub const CF_INBOX: &str = "inbox";
+pub const CF_RECEIPTS: &str = "receipts";
 pub const CF_OFFSETS: &str = "offsets";
 
 /// The view column families, in checksum order.
-pub const VIEW_CFS: [&str; 5] = [
+pub const VIEW_CFS: [&str; 7] = [
     CF_CONVERSATIONS,
     CF_MEMBERS,
     CF_USER_CONVS,
     CF_MESSAGES,
     CF_MESSAGE_IDS,
+    CF_INBOX,
+    CF_RECEIPTS,
 ];
+
+/// The topics a projector consumes, each into its own views.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stream {
+    /// Conversations, members and messages.
+    Events,
+    /// Inbox entries for offline users.
+    Inbox,
+    /// Delivery and read receipts.
+    Receipts,
+}
+
+impl Stream {
+    pub const ALL: [Stream; 3] = [Stream::Events, Stream::Inbox, Stream::Receipts];
+
+    /// Key of this stream's consumed offset of partition `p`.
+    pub fn offset_key(self, p: i32) -> Vec<u8> {
+        match self {
+            Stream::Events => keys::partition(p).to_vec(),
+            Stream::Inbox => keys::stream_partition(b'i', p).to_vec(),
+            Stream::Receipts => keys::stream_partition(b'r', p).to_vec(),
+        }
+    }
+
+    /// The stream and partition of an offset key.
+    pub fn of_key(key: &[u8]) -> Option<(Stream, i32)> {
+        let (stream, p) = match key.len() {
+            4 => (Stream::Events, key),
+            5 => match key[0] {
+                b'i' => (Stream::Inbox, &key[1..]),
+                b'r' => (Stream::Receipts, &key[1..]),
+                _ => return None,
+            },
+            _ => return None,
+        };
+        Some((stream, i32::from_be_bytes(p.try_into().ok()?)))
+    }
+}
 
 #[derive(Clone)]
 pub struct Store {

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::keys;
 use super::rows::{ConversationRow, MemberRow, MessageRow};
 use super::{
-    Store, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS, CF_OFFSETS, CF_USER_CONVS,
-    VIEW_CFS,
+    Store, Stream, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS, CF_OFFSETS,
+    CF_USER_CONVS, VIEW_CFS,
 };
 use crate::error::{Error, Result};
 use crate::views::{
@@ -23,23 +23,20 @@ use crate::views::{
 pub const MAX_PAGE: u32 = 1000;
 
 impl Store {
-    /// Next offset to apply, per partition that has any.
-    pub fn offsets(&self) -> Result<BTreeMap<i32, i64>> {
+    /// Next offset to apply, per stream and partition that has any.
+    pub fn offsets(&self) -> Result<BTreeMap<(Stream, i32), i64>> {
         let mut out = BTreeMap::new();
         for item in self
             .db()
             .iterator_cf(self.cf(CF_OFFSETS)?, IteratorMode::Start)
         {
             let (k, v) = item?;
-            let p: [u8; 4] = k
-                .as_ref()
-                .try_into()
-                .map_err(|_| Error::Store("bad offset key".into()))?;
+            let key = Stream::of_key(&k).ok_or_else(|| Error::Store("bad offset key".into()))?;
             let o: [u8; 8] = v
                 .as_ref()
                 .try_into()
                 .map_err(|_| Error::Store("bad offset value".into()))?;
-            out.insert(i32::from_be_bytes(p), i64::from_be_bytes(o));
+            out.insert(key, i64::from_be_bytes(o));
         }
         Ok(out)
     }

@@ -32,3 +32,18 @@ pub struct MessageRow {
     /// seq of the conversation's previous message.
     pub prev_seq: Option<i64>,
 }
+
+/// A message waiting for an offline user (`inbox`: user, conversation, seq → row).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InboxRow {
+    pub message_id: Uuid,
+    pub sender_id: String,
+}
+
+/// How far a member has received and read a conversation (`receipts`: conversation,
+/// user → row). Both only grow; reading implies having received.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReceiptRow {
+    pub delivered: Option<i64>,
+    pub read: Option<i64>,
+}
