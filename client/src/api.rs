@@ -93,7 +93,8 @@ impl Api {
         })
     }
 
-    async fn ok(
+    /// A request with the caller's token; a non-2xx answer is an error.
+    pub async fn ok(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -157,6 +158,24 @@ impl Api {
             )
             .await?;
         serde_json::from_value(v).map_err(|e| SessionError::Protocol(e.to_string()))
+    }
+
+    /// The caller's inbox: messages routed while it was offline, not acknowledged yet.
+    pub async fn inbox(&self) -> Result<Vec<Value>, SessionError> {
+        let v = self
+            .ok(reqwest::Method::GET, "/v1/inbox?limit=1000", None)
+            .await?;
+        Ok(v["entries"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// A delivery receipt over REST: the caller has everything up to `seq`.
+    pub async fn ack(&self, conversation: &str, seq: i64) -> Result<Value, SessionError> {
+        self.ok(
+            reqwest::Method::POST,
+            &format!("/v1/conversations/{conversation}/receipts"),
+            Some(json!({"kind": "delivered", "seq": seq})),
+        )
+        .await
     }
 
     /// Every message of a conversation, oldest first.

@@ -4,12 +4,15 @@
 //! - [`session`]: a WebSocket session: sends with their acks, and received messages
 //!   ordered by seq, deduplicated by message id, with gaps (a `prev_seq` the client has
 //!   not seen) filled from history.
+//! - [`poll`]: [`Poller`], the long-polling client, with the same store.
 //! - [`store`]: the per-conversation message store the session keeps.
 
 pub mod api;
+pub mod poll;
 pub mod session;
 pub mod store;
 
 pub use api::Api;
+pub use poll::Poller;
 pub use session::{Session, SessionError};
 pub use store::Store;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use parley_schemas::frames::{MessageView, ServerFrame};
+use parley_schemas::ReceiptKind;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -63,6 +64,10 @@ struct State {
     /// `error` frames not tied to a send.
     errors: Vec<Value>,
     ready: Option<bool>,
+    /// request ids of the syncs that finished.
+    synced: std::collections::HashSet<String>,
+    /// `receipt` frames: (conversation, kind, seq).
+    receipts: Vec<(String, ReceiptKind, i64)>,
     user: String,
     /// Where `message` frames are also sent, with their arrival time (benchmarks).
     tap: Option<mpsc::UnboundedSender<(std::time::Instant, MessageView)>>,
@@ -91,6 +96,15 @@ pub struct Session {
 impl Session {
     /// Connects to `base` (`ws://host:port` or `http://host:port`) with `token`.
     pub async fn connect(base: &str, token: &str) -> Result<Session, SessionError> {
+        Self::connect_with(base, token, Store::default()).await
+    }
+
+    /// Connects, holding what an earlier session held (to sync from its cursors).
+    pub async fn connect_with(
+        base: &str,
+        token: &str,
+        store: Store,
+    ) -> Result<Session, SessionError> {
         let url = format!(
             "{}/v1/ws",
             base.trim_end_matches('/').replacen("http://", "ws://", 1)
@@ -109,7 +123,10 @@ impl Session {
         let (mut sink, mut stream) = ws.split();
         let (out, mut out_rx) = mpsc::channel::<Message>(4096);
         let shared = Arc::new(Shared {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                store,
+                ..State::default()
+            }),
             changed: Notify::new(),
             requests: AtomicU64::new(0),
         });
@@ -226,6 +243,57 @@ impl Session {
         let frame = json!({"type": "send", "client_msg_id": client_msg_id, "conversation_id": conversation, "body": body});
         self.send_json(frame).await?;
         Ok(rx)
+    }
+
+    /// Catches up: sends `sync` with the store's cursors and waits for `synced`. Messages
+    /// arriving meanwhile (live or in `sync_batch` pages) go into the store.
+    pub async fn sync(&self, timeout: Duration) -> Result<(), SessionError> {
+        let n = self.shared.requests.fetch_add(1, Ordering::Relaxed);
+        let request_id = format!("sync-{n}");
+        let cursors = self.cursors();
+        let frame = json!({"type": "sync", "cursors": cursors, "request_id": request_id});
+        self.send_json(frame).await?;
+        let what = format!("synced {request_id}");
+        self.wait(&what, timeout, |st| {
+            if st.synced.contains(&request_id) {
+                return Some(Ok(()));
+            }
+            st.errors
+                .iter()
+                .find(|e| e["request_id"].as_str() == Some(request_id.as_str()))
+                .map(|e| {
+                    Err(SessionError::Server {
+                        code: e["code"].as_str().unwrap_or_default().to_string(),
+                        message: e["message"].as_str().unwrap_or_default().to_string(),
+                    })
+                })
+        })
+        .await?
+    }
+
+    /// Sends a delivery receipt (`ack`): this client has everything of the conversation
+    /// up to `seq`. Waits for the gateway to confirm it is recorded.
+    pub async fn ack(
+        &self,
+        conversation: &str,
+        seq: i64,
+        timeout: Duration,
+    ) -> Result<(), SessionError> {
+        let frame = json!({"type": "ack", "conversation_id": conversation, "seq": seq});
+        self.send_json(frame).await?;
+        let what = format!("receipt of {conversation} up to {seq}");
+        self.wait(&what, timeout, |st| {
+            st.receipts
+                .iter()
+                .any(|(c, k, s)| c == conversation && *k == ReceiptKind::Delivered && *s >= seq)
+                .then_some(())
+        })
+        .await
+    }
+
+    /// Everything this session holds, to carry over to the next session.
+    pub fn into_store(self) -> Store {
+        std::mem::take(&mut self.shared.lock().store)
     }
 
     /// The conversation's messages, ordered by seq, each once.
@@ -423,10 +491,16 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                     st.store.insert(m);
                 }
             }
-            ServerFrame::Synced {}
-            | ServerFrame::Receipt { .. }
-            | ServerFrame::Typing { .. }
-            | ServerFrame::Pong { .. } => {}
+            ServerFrame::Synced { request_id } => {
+                st.synced.insert(request_id.unwrap_or_default());
+            }
+            ServerFrame::Receipt {
+                conversation_id,
+                kind,
+                seq,
+                ..
+            } => st.receipts.push((conversation_id, kind, seq)),
+            ServerFrame::Typing { .. } | ServerFrame::Pong { .. } => {}
         }
     }
     for (conversation, after, before) in fetch {

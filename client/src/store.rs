@@ -1,4 +1,11 @@
 //! What a client holds of each conversation: messages by seq, each message id once.
+//!
+//! A message is *linked* when its `prev_seq` is held (or is null: the conversation's
+//! first message). The cursor of a conversation, sent in a sync, is the last seq of the
+//! linked run from its start: a message held after a gap never moves the cursor past
+//! the gap. A message this client sent is held from its `sent` reply, which does not
+//! say `prev_seq`; it is linked once a copy from the server (sync, history or another
+//! session's delivery) says it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -9,6 +16,8 @@ use uuid::Uuid;
 pub struct Conversation {
     pub messages: BTreeMap<i64, MessageView>,
     ids: HashSet<Uuid>,
+    /// Seqs of own messages whose `prev_seq` is not known yet.
+    unlinked: HashSet<i64>,
     /// Frames that carried a message already held (overlap, redelivery): dropped.
     pub duplicates: usize,
 }
@@ -38,6 +47,11 @@ impl Store {
             .entry(m.conversation_id.clone())
             .or_default();
         if !conv.ids.insert(m.message_id) {
+            if conv.unlinked.remove(&m.seq) {
+                if let Some(held) = conv.messages.get_mut(&m.seq) {
+                    held.prev_seq = m.prev_seq;
+                }
+            }
             conv.duplicates += 1;
             return Inserted::Duplicate;
         }
@@ -63,6 +77,7 @@ impl Store {
             .entry(m.conversation_id.clone())
             .or_default();
         if conv.ids.insert(m.message_id) {
+            conv.unlinked.insert(m.seq);
             conv.messages.insert(m.seq, m);
         }
     }
@@ -75,12 +90,38 @@ impl Store {
             .unwrap_or_default()
     }
 
-    /// Last seq held, per conversation: the cursors of a sync.
+    /// The last seq of each conversation's linked run from its start: the cursors of a
+    /// sync. A conversation with no linked start has none (sync it from the beginning).
     pub fn cursors(&self) -> BTreeMap<String, i64> {
         self.conversations
             .iter()
-            .filter_map(|(k, c)| c.messages.keys().next_back().map(|s| (k.clone(), *s)))
+            .filter_map(|(k, c)| c.cursor().map(|s| (k.clone(), s)))
             .collect()
+    }
+
+    /// Every message held, whatever the conversation.
+    pub fn len(&self) -> usize {
+        self.conversations.values().map(|c| c.messages.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Conversation {
+    /// See [`Store::cursors`].
+    pub fn cursor(&self) -> Option<i64> {
+        let mut cursor = None;
+        for (seq, m) in &self.messages {
+            let linked = !self.unlinked.contains(seq)
+                && m.prev_seq.is_none_or(|p| self.messages.contains_key(&p));
+            if !linked {
+                break;
+            }
+            cursor = Some(*seq);
+        }
+        cursor
     }
 }
 
@@ -118,5 +159,22 @@ mod tests {
         assert_eq!(seqs, vec![3, 7, 9, 12]);
         assert_eq!(s.cursors()["c"], 12);
         assert_eq!(s.conversations["c"].duplicates, 1);
+    }
+
+    #[test]
+    fn cursors_stop_before_gaps_and_unlinked_own_messages() {
+        let mut s = Store::default();
+        s.insert(m(3, None));
+        s.insert(m(7, Some(3)));
+        s.insert(m(12, Some(9)));
+        assert_eq!(s.cursors()["c"], 7, "9 is missing: resume after 7");
+        s.insert_own(m(9, None));
+        assert_eq!(s.cursors()["c"], 7, "own 9 has no prev_seq yet");
+        assert_eq!(s.insert(m(9, Some(7))), Inserted::Duplicate);
+        assert_eq!(s.cursors()["c"], 12);
+
+        let mut late = Store::default();
+        late.insert(m(40, Some(30)));
+        assert!(late.cursors().is_empty(), "nothing linked from the start");
     }
 }

@@ -19,6 +19,11 @@ pub struct GatewayConfig {
     pub presence_ttl: Duration,
     /// How long a new session waits for fanout-workers to acknowledge its presence.
     pub ack_timeout: Duration,
+    /// How long a sync (or a long poll) waits for the session's presence to be
+    /// acknowledged, and for the projector to reach the log's end offsets.
+    pub sync_wait: Duration,
+    /// How long a long-poll user still counts as online after a poll returns.
+    pub poll_linger: Duration,
     /// Frames queued for one session before it counts as too slow and is cut off.
     pub session_queue: usize,
     /// Largest client frame or request body, in bytes.
@@ -37,6 +42,8 @@ impl GatewayConfig {
             heartbeat: Duration::from_secs(10),
             presence_ttl: Duration::from_secs(30),
             ack_timeout: Duration::from_secs(5),
+            sync_wait: Duration::from_secs(15),
+            poll_linger: Duration::from_secs(30),
             session_queue: 1024,
             max_frame_bytes: 64 * 1024,
             max_body_chars: 16 * 1024,

@@ -11,8 +11,12 @@
 //! - [`deliveries`]: the consumer of this gateway's partition of `deliveries`.
 //! - [`membership`]: the (cached, read-your-log) membership pre-check.
 //! - [`send`]: the send flow shared by every transport.
+//! - [`sync`]: catching a session up from its cursors, behind the read-your-log barrier.
+//! - [`history`]: history pages (with a barrier when bounded above).
+//! - [`receipts`]: delivery and read receipts.
 //! - [`conversations`]: the REST endpoints.
 //! - [`ws`]: the WebSocket endpoint.
+//! - [`longpoll`]: the long-polling fallback (`GET /v1/events` with a cursor).
 //! - [`service`]: the router, shared state and [`run`].
 
 pub mod auth;
@@ -20,11 +24,15 @@ pub mod config;
 pub mod conversations;
 pub mod deliveries;
 pub mod error;
+pub mod history;
+pub mod longpoll;
 pub mod membership;
 pub mod presence;
+pub mod receipts;
 pub mod send;
 pub mod service;
 pub mod sessions;
+pub mod sync;
 pub mod ws;
 
 pub use config::GatewayConfig;

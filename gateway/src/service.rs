@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::membership::MemberCache;
 use crate::presence::PresenceAgent;
 use crate::sessions::Sessions;
-use crate::ws;
+use crate::{longpoll, receipts, ws};
 
 /// What every request handler of a gateway shares.
 pub struct Gateway {
@@ -79,8 +79,14 @@ pub fn router(state: Shared) -> Router {
         )
         .route(
             "/v1/conversations/{id}/messages",
-            get(conversations::history),
-        );
+            get(conversations::history).post(longpoll::post_message),
+        )
+        .route(
+            "/v1/conversations/{id}/receipts",
+            get(receipts::list).post(receipts::post),
+        )
+        .route("/v1/inbox", get(receipts::inbox))
+        .route("/v1/events", get(longpoll::poll));
     if state.config.dev_auth {
         app = app.route("/v1/dev/token", post(conversations::dev_token));
     }

@@ -1,6 +1,10 @@
 //! The sessions connected to this gateway. Each has a bounded outbound queue: a session
 //! that lets it fill up is cut off (it resyncs when it reconnects) and never slows the
 //! others down.
+//!
+//! Bulk answers (sync pages, history) go through a second, small queue that the writer
+//! drains only when the live queue is empty: the task producing them waits for room, so
+//! a large catch-up is paced by the socket instead of filling the live queue.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,11 +19,20 @@ pub type Frame = Arc<str>;
 
 /// The messages a session sent itself, not to be echoed back to it (bounded).
 const OWN_ECHOES: usize = 1024;
+/// Bulk frames queued ahead of the socket.
+const BULK_QUEUE: usize = 4;
+
+/// The receiving ends of a session's queues, for its writer.
+pub struct Outbound {
+    pub live: mpsc::Receiver<Frame>,
+    pub bulk: mpsc::Receiver<Frame>,
+}
 
 pub struct Session {
     pub id: u64,
     pub user: String,
     tx: mpsc::Sender<Frame>,
+    bulk: mpsc::Sender<Frame>,
     /// Cancelled when the session must close (too slow, or the gateway stops).
     pub cut: CancellationToken,
     own: Mutex<VecDeque<Uuid>>,
@@ -35,6 +48,14 @@ impl Session {
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    /// Queues a bulk frame, waiting for room; false if the session is gone.
+    pub async fn push_bulk(&self, frame: Frame) -> bool {
+        tokio::select! {
+            r = self.bulk.send(frame) => r.is_ok(),
+            _ = self.cut.cancelled() => false,
         }
     }
 
@@ -67,12 +88,14 @@ pub struct Sessions {
 
 impl Sessions {
     /// A new session of `user` and the receiving end of its queue.
-    pub fn open(&self, user: &str, queue: usize) -> (Arc<Session>, mpsc::Receiver<Frame>) {
-        let (tx, rx) = mpsc::channel(queue.max(1));
+    pub fn open(&self, user: &str, queue: usize) -> (Arc<Session>, Outbound) {
+        let (tx, live) = mpsc::channel(queue.max(1));
+        let (bulk_tx, bulk) = mpsc::channel(BULK_QUEUE);
         let session = Arc::new(Session {
             id: self.next_id.fetch_add(1, Ordering::Relaxed) + 1,
             user: user.to_string(),
             tx,
+            bulk: bulk_tx,
             cut: CancellationToken::new(),
             own: Mutex::new(VecDeque::new()),
         });
@@ -80,7 +103,7 @@ impl Sessions {
             .entry(user.to_string())
             .or_default()
             .push(session.clone());
-        (session, rx)
+        (session, Outbound { live, bulk })
     }
 
     /// Removes a session; true if it was the user's last one here.

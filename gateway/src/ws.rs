@@ -3,6 +3,7 @@
 //! a sender task that handles its `send` frames one after another, so a client's
 //! messages reach the log in the order it sent them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
@@ -11,16 +12,16 @@ use axum::response::Response;
 use futures::{SinkExt, StreamExt};
 use parley_projector::views::HistoryQuery;
 use parley_schemas::frames::{ClientFrame, ErrorCode, ServerFrame};
-use parley_schemas::ids;
+use parley_schemas::{ids, ReceiptKind};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::membership::ensure_member;
 use crate::send::send;
 use crate::service::Shared;
 use crate::sessions::{Frame, Session};
+use crate::{history, receipts, sync};
 
 /// Close code for a session cut off for being too slow (the 4000–4999 range is ours).
 pub const CLOSE_SLOW: u16 = 4008;
@@ -40,7 +41,7 @@ pub async fn upgrade(
         .on_upgrade(move |socket| session(state, user, socket))
 }
 
-fn encode(frame: &ServerFrame) -> Frame {
+pub fn encode(frame: &ServerFrame) -> Frame {
     serde_json::to_string(frame)
         .unwrap_or_else(|_| {
             r#"{"type":"error","code":"internal","message":"unencodable frame"}"#.to_string()
@@ -59,7 +60,7 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
         loop {
             tokio::select! {
                 biased;
-                frame = outbound.recv() => match frame {
+                frame = outbound.live.recv() => match frame {
                     Some(f) => {
                         if sink.send(Message::Text(Utf8Bytes::from(f.as_ref()))).await.is_err() {
                             break;
@@ -67,6 +68,11 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
                     }
                     None => break,
                 },
+                Some(f) = outbound.bulk.recv() => {
+                    if sink.send(Message::Text(Utf8Bytes::from(f.as_ref()))).await.is_err() {
+                        break;
+                    }
+                }
                 _ = cut.cancelled() => {
                     let reason = "slow_consumer: reconnect and sync";
                     let _ = sink.send(Message::Close(Some(CloseFrame { code: CLOSE_SLOW, reason: reason.into() }))).await;
@@ -114,6 +120,7 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
         });
     }
 
+    let syncing = Arc::new(AtomicBool::new(false));
     loop {
         let msg = tokio::select! {
             _ = session.cut.cancelled() => break,
@@ -159,77 +166,129 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
                 continue;
             }
         };
-        match frame {
-            ClientFrame::Send {
-                client_msg_id,
-                conversation_id,
-                body,
-            } => {
-                if send_tx
-                    .send((client_msg_id, conversation_id, body))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
+        if let ClientFrame::Send {
+            client_msg_id,
+            conversation_id,
+            body,
+        } = frame
+        {
+            if send_tx
+                .send((client_msg_id, conversation_id, body))
+                .await
+                .is_err()
+            {
+                break;
             }
-            ClientFrame::Ping { nonce } => {
-                session.push(encode(&ServerFrame::Pong { nonce }));
-            }
-            ClientFrame::History {
-                conversation_id,
-                after_seq,
-                before_seq,
-                limit,
-                request_id,
-            } => {
-                let (state, session) = (state.clone(), session.clone());
-                tokio::spawn(async move {
-                    let q = HistoryQuery {
-                        after: after_seq,
-                        before: before_seq,
-                        limit: limit.unwrap_or(100).clamp(1, 1000),
-                    };
-                    let result = async {
-                        ensure_member(&state, &conversation_id, &session.user).await?;
-                        Ok::<_, ApiError>(state.views.history(&conversation_id, q).await?)
-                    }
-                    .await;
-                    match result {
-                        Ok(page) => {
-                            session.push(encode(&ServerFrame::History {
-                                conversation_id,
-                                request_id,
-                                messages: page.messages,
-                                has_more: page.has_more,
-                            }));
-                        }
-                        Err(e) => reply_error(&session, e, request_id),
-                    }
-                });
-            }
-            ClientFrame::Sync { .. }
-            | ClientFrame::Ack { .. }
-            | ClientFrame::Read { .. }
-            | ClientFrame::Typing { .. } => {
-                reply_error(
-                    &session,
-                    ApiError::bad_request("this gateway does not support that frame yet"),
-                    None,
-                );
-            }
+            continue;
         }
+        dispatch(&state, &session, &syncing, frame);
     }
 
     drop(send_tx);
     let _ = sender.await;
-    if state.sessions.close(&session) {
-        state.presence.session_closed(&user).await;
-    }
+    // The presence agent counts the user's sessions itself.
+    state.sessions.close(&session);
+    state.presence.session_closed(&user).await;
     // Dropping the last handle of the session ends the writer after it drains.
     drop(session);
     let _ = writer.await;
     info!(user = %user, "session closed");
+}
+
+/// Answers every frame but `send` (which the sender task takes, in order). Anything that
+/// reads the views runs in a task of its own, so the socket keeps being read.
+fn dispatch(state: &Shared, session: &Arc<Session>, syncing: &Arc<AtomicBool>, frame: ClientFrame) {
+    let (state, session) = (state.clone(), session.clone());
+    match frame {
+        ClientFrame::Send { .. } => {}
+        ClientFrame::Ping { nonce } => {
+            session.push(encode(&ServerFrame::Pong { nonce }));
+        }
+        ClientFrame::History {
+            conversation_id,
+            after_seq,
+            before_seq,
+            limit,
+            request_id,
+        } => {
+            tokio::spawn(async move {
+                let q = HistoryQuery {
+                    after: after_seq,
+                    before: before_seq,
+                    limit: limit.unwrap_or(100).clamp(1, 1000),
+                };
+                match history::page(&state, &session.user, &conversation_id, q).await {
+                    Ok(page) => {
+                        let frame = ServerFrame::History {
+                            conversation_id,
+                            request_id,
+                            messages: page.messages,
+                            has_more: page.has_more,
+                        };
+                        session.push_bulk(encode(&frame)).await;
+                    }
+                    Err(e) => reply_error(&session, e, request_id),
+                }
+            });
+        }
+        ClientFrame::Sync {
+            cursors,
+            request_id,
+        } => {
+            if syncing.swap(true, Ordering::AcqRel) {
+                let e = ApiError::bad_request("a sync of this session is already running");
+                reply_error(&session, e, request_id);
+                return;
+            }
+            let syncing = syncing.clone();
+            tokio::spawn(async move {
+                let started = std::time::Instant::now();
+                match sync::run(&state, &session, cursors, request_id.clone()).await {
+                    Ok(done) => debug!(
+                        user = %session.user,
+                        conversations = done.conversations,
+                        messages = done.messages,
+                        ms = started.elapsed().as_millis() as u64,
+                        "synced"
+                    ),
+                    Err(e) => reply_error(&session, e, request_id),
+                }
+                syncing.store(false, Ordering::Release);
+            });
+        }
+        ClientFrame::Ack {
+            conversation_id,
+            seq,
+        } => receipt(state, session, conversation_id, ReceiptKind::Delivered, seq),
+        ClientFrame::Read {
+            conversation_id,
+            seq,
+        } => receipt(state, session, conversation_id, ReceiptKind::Read, seq),
+        ClientFrame::Typing { .. } => {
+            reply_error(
+                &session,
+                ApiError::bad_request("this gateway does not support typing yet"),
+                None,
+            );
+        }
+    }
+}
+
+fn receipt(
+    state: Shared,
+    session: Arc<Session>,
+    conversation: String,
+    kind: ReceiptKind,
+    seq: i64,
+) {
+    tokio::spawn(async move {
+        match receipts::record(&state, &session.user, &conversation, kind, seq).await {
+            Ok(frame) => {
+                session.push(encode(&frame));
+            }
+            Err(e) => reply_error(&session, e, None),
+        }
+    });
 }
 
 fn reply_error(session: &Session, e: ApiError, request_id: Option<String>) {

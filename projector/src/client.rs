@@ -166,8 +166,7 @@ impl Views for HttpViews {
         let v: Value = self
             .must(&["v1", "conversations", conversation, "receipts"])
             .await?;
-        serde_json::from_value(v["receipts"].clone())
-            .map_err(|e| Error::Unavailable(e.to_string()))
+        serde_json::from_value(v["receipts"].clone()).map_err(|e| Error::Unavailable(e.to_string()))
     }
 
     async fn status(&self) -> Result<Status> {

@@ -24,6 +24,9 @@ pub enum ClientFrame {
     Sync {
         #[serde(default)]
         cursors: BTreeMap<String, i64>,
+        /// Echoed in `synced` (or in the `error` if the sync fails).
+        #[serde(default)]
+        request_id: Option<String>,
     },
     /// Delivery receipt: the client has everything of the conversation up to `seq`.
     Ack { conversation_id: String, seq: i64 },
@@ -92,7 +95,10 @@ pub enum ServerFrame {
         has_more: bool,
     },
     /// Catch-up is complete; live delivery follows.
-    Synced {},
+    Synced {
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        request_id: Option<String>,
+    },
     History {
         conversation_id: String,
         request_id: Option<String>,
@@ -193,7 +199,7 @@ mod tests {
 
     #[test]
     fn server_frames_carry_their_type() {
-        let j = serde_json::to_value(ServerFrame::Synced {}).unwrap();
+        let j = serde_json::to_value(ServerFrame::Synced { request_id: None }).unwrap();
         assert_eq!(j, serde_json::json!({"type": "synced"}));
         let e = ServerFrame::Error {
             code: ErrorCode::NotMember,

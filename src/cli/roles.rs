@@ -45,7 +45,7 @@ fn projector_config(
     partitions: &[i32],
     apply_delay_ms: u64,
 ) -> ProjectorConfig {
-    let mut c = ProjectorConfig::new(data_dir, log.settings().names().events);
+    let mut c = ProjectorConfig::new(data_dir, &log.settings().names());
     if !partitions.is_empty() {
         c.partitions = Some(partitions.to_vec());
     }
@@ -272,7 +272,7 @@ impl AllRoles {
             );
         }
         let names = c.settings.names();
-        let mut pc = ProjectorConfig::new(c.data_dir, names.events.clone());
+        let mut pc = ProjectorConfig::new(c.data_dir, &names);
         pc.apply_delay = Duration::ZERO;
         let projector = Projector::start(pc, c.log.clone(), c.shutdown.clone()).await?;
         let views: Arc<dyn Views> = Arc::new(projector.views());

@@ -79,7 +79,7 @@ impl InProcess {
         let data = tempfile::tempdir().unwrap();
         let shutdown = CancellationToken::new();
         let projector = Projector::start(
-            ProjectorConfig::new(data.path().join("projector"), topics.events.clone()),
+            ProjectorConfig::new(data.path().join("projector"), &topics),
             log.clone(),
             shutdown.clone(),
         )

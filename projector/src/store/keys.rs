@@ -103,6 +103,9 @@ mod tests {
         assert!(inbox("u", "c", 9) < inbox("u", "c", 10));
         assert!(inbox("u", "c", 10).starts_with(&inbox_prefix("u", "c")));
         assert!(!inbox("u", "cd", 1).starts_with(&inbox_prefix("u", "c")));
-        assert_eq!(inbox_parts(&inbox("u", "conv", 77)), Some(("conv".into(), 77)));
+        assert_eq!(
+            inbox_parts(&inbox("u", "conv", 77)),
+            Some(("conv".into(), 77))
+        );
     }
 }

@@ -1,0 +1,135 @@
+//! A long-polling client (`GET /v1/events`), for where a WebSocket cannot be held. It
+//! keeps the same [`Store`] as a WebSocket session: ordered by seq, each message id once,
+//! gaps filled from history. Each poll may go to another gateway: the cursor carries
+//! the state.
+
+use std::time::Duration;
+
+use parley_schemas::frames::{MessageView, ServerFrame};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::api::Api;
+use crate::session::{Sent, SessionError};
+use crate::store::{Inserted, Store};
+
+#[derive(Deserialize)]
+struct Reply {
+    frames: Vec<ServerFrame>,
+    cursor: String,
+    has_more: bool,
+}
+
+/// What one poll brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Polled {
+    /// `message` frames received (duplicates included).
+    pub messages: usize,
+    /// More is ready: poll again at once.
+    pub has_more: bool,
+}
+
+pub struct Poller {
+    apis: Vec<Api>,
+    turn: usize,
+    cursor: Option<String>,
+    user: String,
+    pub store: Store,
+}
+
+impl Poller {
+    /// A client of `user` polling the gateways at `bases` in turn.
+    pub fn new(bases: &[String], token: &str, user: &str) -> Poller {
+        Poller {
+            apis: bases.iter().map(|b| Api::new(b, token)).collect(),
+            turn: 0,
+            cursor: None,
+            user: user.to_string(),
+            store: Store::default(),
+        }
+    }
+
+    fn api(&mut self) -> Api {
+        self.turn += 1;
+        self.apis[self.turn % self.apis.len()].clone()
+    }
+
+    /// One poll: waits up to `timeout` for something new.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Polled, SessionError> {
+        let api = self.api();
+        let mut path = format!("/v1/events?timeout_ms={}", timeout.as_millis());
+        if let Some(c) = &self.cursor {
+            path.push_str(&format!("&cursor={c}"));
+        }
+        let v = api.ok(reqwest::Method::GET, &path, None).await?;
+        let reply: Reply =
+            serde_json::from_value(v).map_err(|e| SessionError::Protocol(e.to_string()))?;
+        let mut messages = 0;
+        for frame in reply.frames {
+            if let ServerFrame::Message(m) = frame {
+                messages += 1;
+                self.take(&api, m).await?;
+            }
+        }
+        self.cursor = Some(reply.cursor);
+        Ok(Polled {
+            messages,
+            has_more: reply.has_more,
+        })
+    }
+
+    async fn take(&mut self, api: &Api, m: MessageView) -> Result<(), SessionError> {
+        let conversation = m.conversation_id.clone();
+        if let Inserted::Gap { after, before } = self.store.insert(m) {
+            let page = api
+                .history(&conversation, after, Some(before), 1000)
+                .await?;
+            for m in page.messages {
+                self.store.insert(m);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends over REST; the reply carries the seq the log gave it.
+    pub async fn send(
+        &mut self,
+        conversation: &str,
+        client_msg_id: &str,
+        body: &str,
+    ) -> Result<Sent, SessionError> {
+        let api = self.api();
+        let v = api
+            .ok(
+                reqwest::Method::POST,
+                &format!("/v1/conversations/{conversation}/messages"),
+                Some(json!({"client_msg_id": client_msg_id, "body": body})),
+            )
+            .await?;
+        let frame: ServerFrame =
+            serde_json::from_value(v).map_err(|e| SessionError::Protocol(e.to_string()))?;
+        let ServerFrame::Sent {
+            message_id,
+            seq,
+            ts,
+            ..
+        } = frame
+        else {
+            return Err(SessionError::Protocol("expected a sent frame".into()));
+        };
+        self.store.insert_own(MessageView {
+            conversation_id: conversation.to_string(),
+            seq,
+            prev_seq: None,
+            message_id,
+            sender_id: self.user.clone(),
+            body: body.to_string(),
+            ts,
+        });
+        Ok(Sent {
+            message_id,
+            seq,
+            ts,
+        })
+    }
+}

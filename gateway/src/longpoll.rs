@@ -1,0 +1,254 @@
+//! The long-polling fallback, for clients that cannot hold a WebSocket:
+//! `POST /v1/conversations/{id}/messages` sends, `GET /v1/events` receives.
+//!
+//! `GET /v1/events?cursor=…&timeout_ms=…&limit=…` answers with the same `message`
+//! frames a WebSocket gets, and a cursor to continue from. The cursor holds the whole
+//! state, so any gateway can serve any poll: it is the next offset to read in each
+//! partition of `events` (a message's seq is its offset there, so "every message of the
+//! user's conversations in partition p from offset n on" is exact). A poll reads the
+//! views behind the read-your-log barrier; when they have nothing new it waits, up to
+//! `timeout_ms`, for a delivery to the user to reach this gateway (the poll makes the
+//! user present here), and looks again.
+//!
+//! Messages of a conversation are ordered by seq; a conversation the user joins is
+//! followed from the cursor on (older messages are in its history).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
+use axum::Json;
+use base64::Engine;
+use parley_projector::views::HistoryQuery;
+use parley_schemas::frames::{MessageView, ServerFrame};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::membership::partition_of;
+use crate::send::send;
+use crate::service::Shared;
+use crate::sync::barrier;
+
+/// Default and longest wait of a poll.
+const DEFAULT_TIMEOUT_MS: u64 = 25_000;
+const MAX_TIMEOUT_MS: u64 = 60_000;
+/// Default and largest number of messages per poll.
+const DEFAULT_LIMIT: u32 = 500;
+const MAX_LIMIT: u32 = 1000;
+/// How often a waiting poll looks again even without a delivery (a backstop for a
+/// presence not acknowledged yet).
+const RECHECK: Duration = Duration::from_secs(1);
+/// Deliveries queued for a waiting poll (only a wake-up signal).
+const WAKE_QUEUE: usize = 64;
+
+/// Where a long-poll client stands: the next offset to read, per partition of `events`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    v: u8,
+    next: Vec<i64>,
+}
+
+impl Cursor {
+    /// From the beginning of every partition.
+    pub fn start(partitions: i32) -> Cursor {
+        Cursor {
+            v: 1,
+            next: vec![0; partitions.max(0) as usize],
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+    }
+
+    pub fn decode(s: &str, partitions: i32) -> Result<Cursor, ApiError> {
+        let bad = |why: &str| ApiError::bad_request(format!("malformed cursor: {why}"));
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| bad("not base64url"))?;
+        let c: Cursor = serde_json::from_slice(&bytes).map_err(|_| bad("not a cursor"))?;
+        if c.v != 1 {
+            return Err(bad("unknown version"));
+        }
+        if c.next.len() != partitions as usize {
+            return Err(bad("it is from a deployment with another partition count"));
+        }
+        if c.next.iter().any(|o| *o < 0) {
+            return Err(bad("negative offset"));
+        }
+        Ok(c)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollParams {
+    cursor: Option<String>,
+    timeout_ms: Option<u64>,
+    limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PollReply {
+    pub frames: Vec<ServerFrame>,
+    /// Pass it to the next poll.
+    pub cursor: String,
+    /// More is ready: poll again at once.
+    pub has_more: bool,
+}
+
+/// `GET /v1/events`
+pub async fn poll(
+    State(state): State<Shared>,
+    Caller(me): Caller,
+    params: Result<Query<PollParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<PollReply>, ApiError> {
+    let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let mut cursor = match &p.cursor {
+        Some(c) => Cursor::decode(c, state.events_partitions)?,
+        None => Cursor::start(state.events_partitions),
+    };
+    let timeout = Duration::from_millis(
+        p.timeout_ms
+            .unwrap_or(DEFAULT_TIMEOUT_MS)
+            .min(MAX_TIMEOUT_MS),
+    );
+    let limit = p.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let deadline = Instant::now() + timeout;
+
+    // Present here while polling (and a while after): deliveries to the user come to
+    // this gateway and wake the poll, and no inbox entries pile up for an online user.
+    let (session, mut wake) = state.sessions.open(&me, WAKE_QUEUE);
+    state.presence.session_opened(&me).await;
+    let result = async {
+        loop {
+            let (messages, has_more) = collect(&state, &me, &mut cursor, limit).await?;
+            if !messages.is_empty() || Instant::now() >= deadline {
+                return Ok::<_, ApiError>((messages, has_more));
+            }
+            let recheck = deadline.min(Instant::now() + RECHECK);
+            tokio::select! {
+                _ = wake.live.recv() => {}
+                _ = tokio::time::sleep_until(recheck) => {}
+                _ = state.shutdown.cancelled() => return Ok((messages, false)),
+            }
+            while wake.live.try_recv().is_ok() {}
+        }
+    }
+    .await;
+    state.sessions.close(&session);
+    let linger = state.config.poll_linger;
+    let (agent, user) = (state.presence.clone(), me.clone());
+    tokio::spawn(async move {
+        tokio::time::sleep(linger).await;
+        agent.session_closed(&user).await;
+    });
+    let (messages, has_more) = result?;
+    Ok(Json(PollReply {
+        frames: messages.into_iter().map(ServerFrame::Message).collect(),
+        cursor: cursor.encode(),
+        has_more,
+    }))
+}
+
+/// The next messages after `cursor` (at most `limit`) of `user`'s conversations, read
+/// behind the barrier; advances `cursor` past what they cover.
+async fn collect(
+    state: &Shared,
+    user: &str,
+    cursor: &mut Cursor,
+    limit: u32,
+) -> Result<(Vec<MessageView>, bool), ApiError> {
+    let ends = barrier(state).await?;
+    let mut by_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    for c in state.views.user_conversations(user).await? {
+        let p = partition_of(state, &c.conversation_id);
+        let from = cursor.next.get(p as usize).copied().unwrap_or(0);
+        if c.last_seq.is_some_and(|last| last >= from) {
+            by_partition.entry(p).or_default().push(c.conversation_id);
+        }
+    }
+    let mut out = Vec::new();
+    let mut has_more = false;
+    for (p, next) in cursor.next.iter_mut().enumerate() {
+        let end = ends.get(p).copied().unwrap_or(0);
+        let Some(conversations) = by_partition.get(&(p as i32)) else {
+            *next = (*next).max(end);
+            continue;
+        };
+        let room = limit as usize - out.len();
+        if room == 0 {
+            has_more = true;
+            break;
+        }
+        let q = HistoryQuery {
+            after: Some(*next - 1),
+            before: Some(end),
+            limit: room as u32,
+        };
+        let mut found: Vec<MessageView> = Vec::new();
+        let mut capped = false;
+        for c in conversations {
+            let page = state.views.history(c, q.clone()).await?;
+            capped |= page.has_more;
+            found.extend(page.messages);
+        }
+        found.sort_by_key(|m| m.seq);
+        if found.len() > room {
+            found.truncate(room);
+            capped = true;
+        }
+        if capped {
+            has_more = true;
+            *next = found.last().map_or(*next, |m| m.seq + 1);
+        } else {
+            *next = (*next).max(end);
+        }
+        out.extend(found);
+    }
+    Ok((out, has_more))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendBody {
+    client_msg_id: String,
+    body: String,
+}
+
+/// `POST /v1/conversations/{id}/messages`: answers with the `sent` frame.
+pub async fn post_message(
+    State(state): State<Shared>,
+    Caller(me): Caller,
+    Path(id): Path<String>,
+    body: Result<Json<SendBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<ServerFrame>, ApiError> {
+    let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let sent = send(&state, &me, &id, &b.client_msg_id, &b.body).await?;
+    Ok(Json(sent.frame(&b.client_msg_id, &id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_bad_ones_are_refused() {
+        let c = Cursor {
+            v: 1,
+            next: vec![0, 7, 12, 3],
+        };
+        assert_eq!(Cursor::decode(&c.encode(), 4).unwrap(), c);
+        assert!(Cursor::decode(&c.encode(), 8).is_err());
+        assert!(Cursor::decode("!!!", 4).is_err());
+        assert!(Cursor::decode("e30", 4).is_err());
+        let neg = Cursor {
+            v: 1,
+            next: vec![0, -1, 0, 0],
+        };
+        assert!(Cursor::decode(&neg.encode(), 4).is_err());
+    }
+}

@@ -1,0 +1,140 @@
+//! Catching a session up: `sync {cursors}` → `sync_batch` pages → `synced`.
+//!
+//! The order is what makes it gap-free:
+//! 1. the session's presence is acknowledged first (it is *live*): every message
+//!    appended from then on is routed to this gateway;
+//! 2. the log's end offsets are taken, and the projector must have applied them (the
+//!    read-your-log barrier), so every message appended before that moment is in the
+//!    views;
+//! 3. the views answer with everything after each cursor.
+//!
+//! What 1 covers and what 3 covers overlap; nothing falls between them. Clients drop the
+//! overlap by message id.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use parley_projector::views::{ConversationSummary, HistoryPage, HistoryQuery};
+use parley_schemas::frames::ServerFrame;
+
+use crate::error::ApiError;
+use crate::service::Shared;
+use crate::sessions::Session;
+use crate::ws::encode;
+
+/// Messages per `sync_batch` frame.
+pub const PAGE: u32 = 500;
+/// Most cursors one `sync` may carry.
+pub const MAX_CURSORS: usize = 100_000;
+/// Conversations whose first page is read ahead while earlier ones are being sent.
+const READ_AHEAD: usize = 8;
+
+/// What a sync sent.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Synced {
+    pub conversations: usize,
+    pub messages: usize,
+}
+
+/// The log's end offsets of `events`, once the projector has applied them.
+pub async fn barrier(state: &Shared) -> Result<Vec<i64>, ApiError> {
+    let ends = state.log.end_offsets(&state.config.topics.events).await?;
+    let offsets: Vec<(i32, i64)> = ends
+        .iter()
+        .enumerate()
+        .map(|(p, o)| (p as i32, *o))
+        .collect();
+    if !state
+        .views
+        .wait_applied(&offsets, state.config.sync_wait)
+        .await?
+    {
+        return Err(ApiError::unavailable(
+            "the views are behind the log; retry the sync",
+        ));
+    }
+    Ok(ends)
+}
+
+/// Runs one sync of `session`, ending with `synced` (or an error for the caller to send).
+pub async fn run(
+    state: &Shared,
+    session: &Arc<Session>,
+    cursors: BTreeMap<String, i64>,
+    request_id: Option<String>,
+) -> Result<Synced, ApiError> {
+    if cursors.len() > MAX_CURSORS {
+        return Err(ApiError::bad_request(format!(
+            "at most {MAX_CURSORS} cursors per sync"
+        )));
+    }
+    let user = &session.user;
+    if !state.presence.wait_live(user, state.config.sync_wait).await {
+        return Err(ApiError::unavailable(
+            "presence is not acknowledged yet; retry the sync",
+        ));
+    }
+    barrier(state).await?;
+    let todo: Vec<(ConversationSummary, Option<i64>)> = state
+        .views
+        .user_conversations(user)
+        .await?
+        .into_iter()
+        .map(|c| {
+            let after = cursors.get(&c.conversation_id).copied();
+            (c, after)
+        })
+        .filter(|(c, after)| match (c.last_seq, after) {
+            (None, _) => false,
+            (Some(last), Some(after)) => last > *after,
+            (Some(_), None) => true,
+        })
+        .collect();
+    let first_pages = futures::stream::iter(todo)
+        .map(|(c, after)| async move {
+            let page = read(state, &c.conversation_id, after).await;
+            (c.conversation_id, page)
+        })
+        .buffered(READ_AHEAD);
+    futures::pin_mut!(first_pages);
+    let mut done = Synced::default();
+    while let Some((conversation, page)) = first_pages.next().await {
+        let mut page = page?;
+        done.conversations += 1;
+        loop {
+            let next_after = page.messages.last().map(|m| m.seq);
+            let has_more = page.has_more && next_after.is_some();
+            done.messages += page.messages.len();
+            let frame = ServerFrame::SyncBatch {
+                conversation_id: conversation.clone(),
+                messages: page.messages,
+                has_more,
+            };
+            if !session.push_bulk(encode(&frame)).await {
+                return Ok(done);
+            }
+            if !has_more {
+                break;
+            }
+            page = read(state, &conversation, next_after).await?;
+        }
+    }
+    session
+        .push_bulk(encode(&ServerFrame::Synced { request_id }))
+        .await;
+    Ok(done)
+}
+
+async fn read(
+    state: &Shared,
+    conversation: &str,
+    after: Option<i64>,
+) -> Result<HistoryPage, ApiError> {
+    let q = HistoryQuery {
+        after: Some(after.unwrap_or(-1)),
+        before: None,
+        limit: PAGE,
+    };
+    Ok(state.views.history(conversation, q).await?)
+}
