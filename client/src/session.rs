@@ -96,15 +96,6 @@ pub struct Session {
 impl Session {
     /// Connects to `base` (`ws://host:port` or `http://host:port`) with `token`.
     pub async fn connect(base: &str, token: &str) -> Result<Session, SessionError> {
-        Self::connect_with(base, token, Store::default()).await
-    }
-
-    /// Connects, holding what an earlier session held (to sync from its cursors).
-    pub async fn connect_with(
-        base: &str,
-        token: &str,
-        store: Store,
-    ) -> Result<Session, SessionError> {
         let url = format!(
             "{}/v1/ws",
             base.trim_end_matches('/').replacen("http://", "ws://", 1)
@@ -123,10 +114,7 @@ impl Session {
         let (mut sink, mut stream) = ws.split();
         let (out, mut out_rx) = mpsc::channel::<Message>(4096);
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                store,
-                ..State::default()
-            }),
+            state: Mutex::new(State::default()),
             changed: Notify::new(),
             requests: AtomicU64::new(0),
         });
@@ -289,6 +277,11 @@ impl Session {
                 .then_some(())
         })
         .await
+    }
+
+    /// Takes in what an earlier session held, before a sync from its cursors.
+    pub fn absorb(&self, store: Store) {
+        self.shared.lock().store.absorb(store);
     }
 
     /// Everything this session holds, to carry over to the next session.

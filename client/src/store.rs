@@ -99,6 +99,19 @@ impl Store {
             .collect()
     }
 
+    /// Takes in everything `other` holds (e.g. what an earlier session held).
+    pub fn absorb(&mut self, other: Store) {
+        for (_, conv) in other.conversations {
+            for (seq, m) in conv.messages {
+                if conv.unlinked.contains(&seq) {
+                    self.insert_own(m);
+                } else {
+                    self.insert(m);
+                }
+            }
+        }
+    }
+
     /// Every message held, whatever the conversation.
     pub fn len(&self) -> usize {
         self.conversations.values().map(|c| c.messages.len()).sum()

@@ -2,6 +2,7 @@
 //! prefixes, the `parley` binary, and whole stacks ([`stack`]).
 #![allow(dead_code)]
 
+pub mod chat;
 pub mod stack;
 
 use std::process::Command;

@@ -209,78 +209,122 @@ impl Drop for Proc {
     }
 }
 
-/// Roles as separate processes: a projector, a fanout-worker, and gateways.
+/// What a [`Processes`] stack runs.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub gateways: usize,
+    pub fanout_workers: usize,
+    /// Extra arguments of the projector (e.g. `--debug-apply-delay-ms`).
+    pub projector_args: Vec<String>,
+}
+
+impl Options {
+    pub fn gateways(n: usize) -> Options {
+        Options {
+            gateways: n,
+            fanout_workers: 1,
+            projector_args: Vec::new(),
+        }
+    }
+}
+
+/// Roles as separate processes: a projector, fanout-workers, and gateways.
 pub struct Processes {
     pub prefix: String,
     pub topics: TopicNames,
     pub projector_url: String,
     pub gateways: Vec<String>,
-    pub procs: Vec<Proc>,
+    pub projector: Proc,
+    pub fanouts: Vec<Proc>,
+    pub gateway_procs: Vec<Proc>,
     _data: tempfile::TempDir,
 }
 
 impl Processes {
     pub async fn start(name: &str, gateways: usize) -> Processes {
+        Self::start_with(name, Options::gateways(gateways)).await
+    }
+
+    pub async fn start_with(name: &str, options: Options) -> Processes {
         let log = kafka().await;
         let prefix = super::fresh_prefix(name);
         provision(&*log, &prefix).await;
         let data = tempfile::tempdir().unwrap();
         let p_addr = free_port();
         let projector_url = format!("http://{p_addr}");
-        let mut procs = vec![Proc::spawn(
-            "projector",
-            &prefix,
-            &[
-                "projector",
-                "--http",
-                &p_addr.to_string(),
-                "--data-dir",
-                data.path().join("p").to_str().unwrap(),
-            ],
-        )];
+        let data_dir = data.path().join("p");
+        let mut args = vec![
+            "projector".to_string(),
+            "--http".into(),
+            p_addr.to_string(),
+            "--data-dir".into(),
+            data_dir.to_str().unwrap().to_string(),
+        ];
+        args.extend(options.projector_args.iter().cloned());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let projector = Proc::spawn("projector", &prefix, &args);
         wait_healthy(&projector_url).await;
-        procs.push(Proc::spawn(
-            "fanout",
-            &prefix,
-            &[
-                "fanout",
-                "--projector",
-                &projector_url,
-                "--worker-id",
-                "w1",
-                "--session-timeout-ms",
-                "6000",
-            ],
-        ));
-        let mut urls = Vec::new();
-        for id in 0..gateways {
-            let addr = free_port();
-            procs.push(Proc::spawn(
-                &format!("gateway{id}"),
-                &prefix,
-                &[
-                    "gateway",
-                    "--http",
-                    &addr.to_string(),
-                    "--gateway-id",
-                    &id.to_string(),
-                    "--projector",
-                    &projector_url,
-                    "--dev-auth",
-                ],
-            ));
-            urls.push(format!("http://{addr}"));
-        }
-        for u in &urls {
-            wait_healthy(u).await;
-        }
-        Processes {
+        let fanouts = (0..options.fanout_workers)
+            .map(|i| {
+                Proc::spawn(
+                    &format!("fanout{i}"),
+                    &prefix,
+                    &[
+                        "fanout",
+                        "--projector",
+                        &projector_url,
+                        "--worker-id",
+                        &format!("w{i}"),
+                        "--session-timeout-ms",
+                        "6000",
+                    ],
+                )
+            })
+            .collect();
+        let mut stack = Processes {
             topics: settings(&prefix).names(),
             prefix,
             projector_url,
-            gateways: urls,
-            procs,
+            gateways: Vec::new(),
+            projector,
+            fanouts,
+            gateway_procs: Vec::new(),
             _data: data,
+        };
+        for id in 0..options.gateways {
+            let addr = free_port();
+            stack.gateways.push(format!("http://{addr}"));
+            let proc = stack.spawn_gateway(id);
+            stack.gateway_procs.push(proc);
         }
+        for u in &stack.gateways {
+            wait_healthy(u).await;
+        }
+        stack
+    }
+
+    fn spawn_gateway(&self, id: usize) -> Proc {
+        let addr = self.gateways[id].trim_start_matches("http://").to_string();
+        Proc::spawn(
+            &format!("gateway{id}"),
+            &self.prefix,
+            &[
+                "gateway",
+                "--http",
+                &addr,
+                "--gateway-id",
+                &id.to_string(),
+                "--projector",
+                &self.projector_url,
+                "--dev-auth",
+            ],
+        )
+    }
+
+    /// Starts gateway `id` again (same slot, same address) after it was killed.
+    pub async fn restart_gateway(&mut self, id: usize) {
+        self.gateway_procs[id].kill();
+        self.gateway_procs[id] = self.spawn_gateway(id);
+        wait_healthy(&self.gateways[id]).await;
     }
 }

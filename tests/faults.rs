@@ -1,0 +1,113 @@
+//! Crashes under continuous traffic: gateways and fanout-workers are SIGKILLed while
+//! clients chat, and every client still ends up holding every acknowledged message of
+//! its conversations, in order, each once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::chat::{self, Member, Timing};
+use common::stack::{Options, Processes};
+use parley_client::Api;
+use tokio_util::sync::CancellationToken;
+
+/// Four users on two gateways, in two direct conversations and one group.
+async fn members(stack: &Processes) -> Vec<Member> {
+    let g = &stack.gateways[0];
+    let mut tokens = Vec::new();
+    for u in ["u0", "u1", "u2", "u3"] {
+        tokens.push(Api::dev_token(g, u).await.expect("token"));
+    }
+    let api = |i: usize| Api::new(g, &tokens[i]);
+    let d01 = api(0).create_direct("u1").await.unwrap();
+    let d23 = api(2).create_direct("u3").await.unwrap();
+    let group = api(0)
+        .create_group("all", &["u1", "u2", "u3"])
+        .await
+        .unwrap();
+    (0..4)
+        .map(|i| Member {
+            user: format!("u{i}"),
+            token: tokens[i].clone(),
+            conversations: vec![if i < 2 { d01.clone() } else { d23.clone() }, group.clone()],
+            home: i % stack.gateways.len(),
+        })
+        .collect()
+}
+
+fn start_clients(
+    stack: &Processes,
+    members: &[Member],
+    sending: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<chat::Outcome>> {
+    members
+        .iter()
+        .map(|m| {
+            let timing = Timing {
+                every: Duration::from_millis(40),
+                sending: sending.clone(),
+                settle: Duration::from_secs(45),
+            };
+            tokio::spawn(chat::run(stack.gateways.clone(), m.clone(), timing))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_gateways_lose_no_acked_message() {
+    let mut stack = Processes::start("gwcrash", 2).await;
+    let members = members(&stack).await;
+    let sending = CancellationToken::new();
+    let clients = start_clients(&stack, &members, &sending);
+
+    // Kill a gateway (SIGKILL) three times, alternating, each brought back a second later.
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let victim = round % 2;
+        stack.gateway_procs[victim].kill();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        stack.restart_gateway(victim).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sending.cancel();
+
+    let mut outcomes = Vec::new();
+    for c in clients {
+        outcomes.push(c.await.expect("client task"));
+    }
+    let reconnects: usize = outcomes.iter().map(|o| o.reconnects).sum();
+    let acked: usize = outcomes.iter().map(|o| o.acked.len()).sum();
+    eprintln!("{acked} messages acked, {reconnects} reconnects");
+    assert!(
+        reconnects >= 3,
+        "the kills should have cut sessions ({reconnects})"
+    );
+    chat::check(&members, &outcomes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_fanout_worker_is_replaced_by_the_other() {
+    let options = Options {
+        fanout_workers: 2,
+        ..Options::gateways(2)
+    };
+    let mut stack = Processes::start_with("fancrash", options).await;
+    let members = members(&stack).await;
+    let sending = CancellationToken::new();
+    let clients = start_clients(&stack, &members, &sending);
+
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stack.fanouts[0].kill();
+    // The group notices after its session timeout (6 s) and hands the partitions over.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    sending.cancel();
+
+    let mut outcomes = Vec::new();
+    for c in clients {
+        outcomes.push(c.await.expect("client task"));
+    }
+    chat::check(&members, &outcomes);
+    // Delivery went on live: the clients never had to reconnect.
+    let reconnects: usize = outcomes.iter().map(|o| o.reconnects).sum();
+    assert_eq!(reconnects, 0);
+}
