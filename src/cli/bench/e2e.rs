@@ -13,12 +13,11 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use parley_client::{Api, Session};
-use parley_gateway::GatewayConfig;
 use tokio::time::MissedTickBehavior;
 use uuid::Uuid;
 
 use super::report;
-use crate::cli::roles::{bind, connect, AllRoles, AllRolesConfig};
+use super::stack::OwnStack;
 use crate::cli::LogArgs;
 
 #[derive(Debug, Args)]
@@ -48,42 +47,16 @@ impl E2eArgs {
             self.rate > 0 && self.pairs > 0,
             "--rate and --pairs must be positive"
         );
-        let mut own_stack = None;
-        let base = match &self.gateway {
-            Some(url) => url.clone(),
+        let (base, own) = match &self.gateway {
+            Some(url) => (url.clone(), None),
             None => {
-                let prefix = format!("bench-{}.", &Uuid::new_v4().simple().to_string()[..8]);
-                let settings = parley_sequencer::TopicSettings {
-                    prefix: prefix.clone(),
-                    ..self.log.settings()
-                };
-                let log = connect(&self.log, None).await?;
-                let listener = bind("127.0.0.1:0".parse()?).await?;
-                let base = format!("http://{}", listener.local_addr()?);
-                let mut gateway =
-                    GatewayConfig::new(0, settings.names(), Uuid::new_v4().simple().to_string());
-                gateway.dev_auth = true;
-                let data = std::env::temp_dir().join(format!("parley-{prefix}projector"));
-                let all = AllRoles::start(AllRolesConfig {
-                    log,
-                    settings,
-                    data_dir: data.clone(),
-                    gateway,
-                    listener,
-                    projector_http: None,
-                    shutdown: tokio_util::sync::CancellationToken::new(),
-                })
-                .await?;
-                own_stack = Some((all, data, prefix));
-                base
+                let own = OwnStack::start(&self.log).await?;
+                (own.base.clone(), Some(own))
             }
         };
         let result = self.measure(&base).await;
-        if let Some((all, data, prefix)) = own_stack {
-            all.stop();
-            let _ = all.wait().await;
-            let _ = std::fs::remove_dir_all(data);
-            eprintln!("(topics under the prefix {prefix} are left in the log)");
+        if let Some(own) = own {
+            own.stop().await;
         }
         result?;
         Ok(ExitCode::SUCCESS)

@@ -4,6 +4,8 @@
 mod append;
 mod e2e;
 mod report;
+mod resync;
+mod stack;
 
 use std::process::ExitCode;
 
@@ -21,6 +23,8 @@ enum Which {
     Append(append::AppendArgs),
     /// A chat message end to end: send → `message` at the peer, through every role.
     E2e(e2e::E2eArgs),
+    /// Catch-up: a client offline for many messages syncs; messages per second.
+    Resync(resync::ResyncArgs),
 }
 
 impl BenchArgs {
@@ -28,6 +32,7 @@ impl BenchArgs {
         match self.which {
             Which::Append(a) => a.run().await,
             Which::E2e(a) => a.run().await,
+            Which::Resync(a) => a.run().await,
         }
     }
 }

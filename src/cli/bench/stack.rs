@@ -1,0 +1,57 @@
+//! Every role in this process on fresh topics, for a benchmark run without `--gateway`.
+
+use std::path::PathBuf;
+
+use parley_gateway::GatewayConfig;
+use uuid::Uuid;
+
+use crate::cli::roles::{bind, connect, AllRoles, AllRolesConfig};
+use crate::cli::LogArgs;
+
+pub struct OwnStack {
+    all: AllRoles,
+    data: PathBuf,
+    prefix: String,
+    /// `http://127.0.0.1:port` of its gateway.
+    pub base: String,
+}
+
+impl OwnStack {
+    pub async fn start(log_args: &LogArgs) -> anyhow::Result<OwnStack> {
+        let prefix = format!("bench-{}.", &Uuid::new_v4().simple().to_string()[..8]);
+        let settings = parley_sequencer::TopicSettings {
+            prefix: prefix.clone(),
+            ..log_args.settings()
+        };
+        let log = connect(log_args, None).await?;
+        let listener = bind("127.0.0.1:0".parse()?).await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let mut gateway =
+            GatewayConfig::new(0, settings.names(), Uuid::new_v4().simple().to_string());
+        gateway.dev_auth = true;
+        let data = std::env::temp_dir().join(format!("parley-{prefix}projector"));
+        let all = AllRoles::start(AllRolesConfig {
+            log,
+            settings,
+            data_dir: data.clone(),
+            gateway,
+            listener,
+            projector_http: None,
+            shutdown: tokio_util::sync::CancellationToken::new(),
+        })
+        .await?;
+        Ok(OwnStack {
+            all,
+            data,
+            prefix,
+            base,
+        })
+    }
+
+    pub async fn stop(self) {
+        self.all.stop();
+        let _ = self.all.wait().await;
+        let _ = std::fs::remove_dir_all(self.data);
+        eprintln!("(topics under the prefix {} are left in the log)", self.prefix);
+    }
+}
