@@ -47,13 +47,7 @@ impl E2eArgs {
             self.rate > 0 && self.pairs > 0,
             "--rate and --pairs must be positive"
         );
-        let (base, own) = match &self.gateway {
-            Some(url) => (url.clone(), None),
-            None => {
-                let own = OwnStack::start(&self.log).await?;
-                (own.base.clone(), Some(own))
-            }
-        };
+        let (base, own) = OwnStack::unless(self.gateway.as_deref(), &self.log).await?;
         let result = self.measure(&base).await;
         if let Some(own) = own {
             own.stop().await;

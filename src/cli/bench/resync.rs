@@ -45,13 +45,7 @@ impl ResyncArgs {
             self.conversations > 0 && self.messages > 0 && self.rounds > 0,
             "--conversations, --messages and --rounds must be positive"
         );
-        let (base, own) = match &self.gateway {
-            Some(url) => (url.clone(), None),
-            None => {
-                let own = OwnStack::start(&self.log).await?;
-                (own.base.clone(), Some(own))
-            }
-        };
+        let (base, own) = OwnStack::unless(self.gateway.as_deref(), &self.log).await?;
         let result = self.measure(&base).await;
         if let Some(own) = own {
             own.stop().await;
@@ -77,12 +71,12 @@ impl ResyncArgs {
             convs.push(api.create_group(&format!("g{i}"), &[&reader]).await?);
         }
 
-        eprintln!("posting {} messages while {reader} is offline…", self.messages);
-        let w = Session::connect(base, &tw).await?;
-        anyhow::ensure!(
-            w.ready(Duration::from_secs(30)).await?,
-            "writer not live"
+        eprintln!(
+            "posting {} messages while {reader} is offline…",
+            self.messages
         );
+        let w = Session::connect(base, &tw).await?;
+        anyhow::ensure!(w.ready(Duration::from_secs(30)).await?, "writer not live");
         let body = "x".repeat(self.size);
         let started = Instant::now();
         let mut inflight = std::collections::VecDeque::new();
@@ -131,10 +125,7 @@ impl ResyncArgs {
         let mut rates = Vec::new();
         for round in 1..=self.rounds {
             let r = Session::connect(base, &tr).await?;
-            anyhow::ensure!(
-                r.ready(Duration::from_secs(30)).await?,
-                "reader not live"
-            );
+            anyhow::ensure!(r.ready(Duration::from_secs(30)).await?, "reader not live");
             let t0 = Instant::now();
             r.sync(Duration::from_secs(120)).await?;
             let took = t0.elapsed();

@@ -48,10 +48,27 @@ impl OwnStack {
         })
     }
 
+    /// The gateway to measure: `gateway` if given, else a stack started here.
+    pub async fn unless(
+        gateway: Option<&str>,
+        log_args: &LogArgs,
+    ) -> anyhow::Result<(String, Option<OwnStack>)> {
+        Ok(match gateway {
+            Some(url) => (url.to_string(), None),
+            None => {
+                let own = OwnStack::start(log_args).await?;
+                (own.base.clone(), Some(own))
+            }
+        })
+    }
+
     pub async fn stop(self) {
         self.all.stop();
         let _ = self.all.wait().await;
         let _ = std::fs::remove_dir_all(self.data);
-        eprintln!("(topics under the prefix {} are left in the log)", self.prefix);
+        eprintln!(
+            "(topics under the prefix {} are left in the log)",
+            self.prefix
+        );
     }
 }
