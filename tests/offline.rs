@@ -174,8 +174,9 @@ async fn a_long_poll_client_and_a_websocket_client_chat() {
 
     // Lee polls the two gateways in turn while sending over REST.
     let poll_conv = conv.clone();
+    let lee_token = lee.clone();
     let lee_task = tokio::spawn(async move {
-        let mut p = Poller::new(&gws, &lee, "lee");
+        let mut p = Poller::new(&gws, &lee_token, "lee");
         let mut sent = Vec::new();
         let deadline = tokio::time::Instant::now() + LONG;
         while p.store.messages(&poll_conv).len() < 2 * N {
@@ -231,6 +232,26 @@ async fn a_long_poll_client_and_a_websocket_client_chat() {
     // (Overlap is allowed: a gap fetch may bring back what the `sent` reply also held.)
     let acked: BTreeSet<i64> = l_sent.iter().chain(&w_sent).map(|s| s.seq).collect();
     assert_eq!(acked, want.iter().map(|(s, _)| *s).collect());
+
+    // A newcomer's first polls page through everything from the beginning, any gateway
+    // continuing where the other left off.
+    let mut fresh = Poller::new(&stack.gateways, &lee, "lee");
+    fresh.limit = Some(7);
+    let mut polls = 0;
+    loop {
+        polls += 1;
+        assert!(polls < 100, "paging never ended");
+        if !fresh.poll(Duration::ZERO).await.expect("poll").has_more {
+            break;
+        }
+    }
+    assert!(polls >= 2 * N / 7, "pages of 7: {polls} polls");
+    assert_eq!(
+        held(fresh.store.messages(&conv)),
+        want,
+        "paged polls hold it all"
+    );
+    assert_eq!(fresh.store.conversations[&conv].duplicates, 0);
 
     // A bad cursor is a 400 with a JSON error, not a reset.
     let api = Api::new(&stack.gateways[1], &wes);

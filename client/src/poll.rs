@@ -34,6 +34,8 @@ pub struct Poller {
     turn: usize,
     cursor: Option<String>,
     user: String,
+    /// Messages per poll (the gateway's default if `None`).
+    pub limit: Option<u32>,
     pub store: Store,
 }
 
@@ -45,6 +47,7 @@ impl Poller {
             turn: 0,
             cursor: None,
             user: user.to_string(),
+            limit: None,
             store: Store::default(),
         }
     }
@@ -60,6 +63,9 @@ impl Poller {
         let mut path = format!("/v1/events?timeout_ms={}", timeout.as_millis());
         if let Some(c) = &self.cursor {
             path.push_str(&format!("&cursor={c}"));
+        }
+        if let Some(l) = self.limit {
+            path.push_str(&format!("&limit={l}"));
         }
         let v = api.ok(reqwest::Method::GET, &path, None).await?;
         let reply: Reply =

@@ -212,18 +212,12 @@ pub async fn history(
     params: Result<Query<HistoryParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    ensure_member(&state, &id, &me).await?;
-    let page = state
-        .views
-        .history(
-            &id,
-            HistoryQuery {
-                after: p.after,
-                before: p.before,
-                limit: p.limit.unwrap_or(50).clamp(1, 1000),
-            },
-        )
-        .await?;
+    let q = HistoryQuery {
+        after: p.after,
+        before: p.before,
+        limit: p.limit.unwrap_or(50).clamp(1, 1000),
+    };
+    let page = crate::history::page(&state, &me, &id, q).await?;
     Ok(
         Json(json!({"conversation_id": id, "messages": page.messages, "has_more": page.has_more}))
             .into_response(),
