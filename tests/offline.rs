@@ -89,6 +89,22 @@ async fn an_offline_user_gets_all_500_messages_once_in_order_and_acks_its_inbox_
         bob_api.inbox().await.unwrap().is_empty()
     })
     .await;
+    // The projector reports how far it has consumed each of its streams.
+    let status: serde_json::Value = reqwest::get(format!("{}/v1/status", stack.projector_url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sum = |k: &str| -> i64 {
+        status[k]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_i64().unwrap())
+            .sum()
+    };
+    assert!(sum("inbox") >= 500 && sum("receipts") >= 1, "{status}");
     let receipts = bob_api
         .ok(
             reqwest::Method::GET,

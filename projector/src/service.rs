@@ -70,12 +70,7 @@ impl Projector {
             let records = log.read(topic, &from).await?;
             streams.push(records.map(move |r| r.map(|r| (stream, r))).boxed());
         }
-        let events_applied: BTreeMap<i32, i64> = stored
-            .iter()
-            .filter(|((s, _), _)| *s == Stream::Events)
-            .map(|((_, p), o)| (*p, *o))
-            .collect();
-        let (tx, rx) = watch::channel(events_applied);
+        let (tx, rx) = watch::channel(stored);
         let stream = futures::stream::select_all(streams).boxed();
         let task = tokio::spawn(consume(config, store.clone(), stream, tx, shutdown));
         Ok(Projector {
@@ -107,7 +102,7 @@ async fn consume(
         'static,
         parley_sequencer::Result<(Stream, parley_sequencer::LogRecord)>,
     >,
-    applied: watch::Sender<BTreeMap<i32, i64>>,
+    applied: watch::Sender<BTreeMap<(Stream, i32), i64>>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     loop {
@@ -134,12 +129,7 @@ async fn consume(
         match result {
             Ok(done) => {
                 debug!(offsets = ?done.offsets, messages = done.messages, skipped = done.skipped, "batch applied");
-                let events = done
-                    .offsets
-                    .iter()
-                    .filter(|((s, _), _)| *s == Stream::Events)
-                    .map(|((_, p), o)| (*p, *o));
-                applied.send_modify(|a| a.extend(events));
+                applied.send_modify(|a| a.extend(done.offsets));
             }
             Err(e) => {
                 error!(error = %e, "applying a batch failed; stopping (restart resumes from the stored offsets)");

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::store::mailbox::{InboxPage, ReceiptView};
-use crate::store::Store;
+use crate::store::{Store, Stream};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryQuery {
@@ -67,8 +67,14 @@ pub struct PartitionSnapshot {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Status {
-    /// Next offset to apply, per owned partition.
+    /// Next offset to apply, per owned partition of `events`.
     pub applied: BTreeMap<i32, i64>,
+    /// The same, of `inbox`.
+    #[serde(default)]
+    pub inbox: BTreeMap<i32, i64>,
+    /// The same, of `receipts`.
+    #[serde(default)]
+    pub receipts: BTreeMap<i32, i64>,
 }
 
 #[async_trait]
@@ -95,7 +101,8 @@ pub trait Views: Send + Sync + 'static {
 #[derive(Clone)]
 pub struct LocalViews {
     pub(crate) store: Store,
-    pub(crate) applied: watch::Receiver<BTreeMap<i32, i64>>,
+    /// Next offset to apply, per stream and partition.
+    pub(crate) applied: watch::Receiver<BTreeMap<(Stream, i32), i64>>,
     pub(crate) owned: Vec<i32>,
 }
 
@@ -110,10 +117,10 @@ impl LocalViews {
             .map_err(|e| Error::Unavailable(format!("query task: {e}")))?
     }
 
-    fn reached(applied: &BTreeMap<i32, i64>, offsets: &[(i32, i64)]) -> bool {
+    fn reached(applied: &BTreeMap<(Stream, i32), i64>, offsets: &[(i32, i64)]) -> bool {
         offsets
             .iter()
-            .all(|(p, o)| applied.get(p).copied().unwrap_or(0) >= *o)
+            .all(|(p, o)| applied.get(&(Stream::Events, *p)).copied().unwrap_or(0) >= *o)
     }
 
     fn check_owned(&self, partition: i32) -> Result<()> {
@@ -189,11 +196,18 @@ impl Views for LocalViews {
     }
 
     async fn status(&self) -> Result<Status> {
-        let mut applied = self.applied.borrow().clone();
-        for p in &self.owned {
-            applied.entry(*p).or_insert(0);
-        }
-        Ok(Status { applied })
+        let all = self.applied.borrow().clone();
+        let of = |stream: Stream| -> BTreeMap<i32, i64> {
+            self.owned
+                .iter()
+                .map(|p| (*p, all.get(&(stream, *p)).copied().unwrap_or(0)))
+                .collect()
+        };
+        Ok(Status {
+            applied: of(Stream::Events),
+            inbox: of(Stream::Inbox),
+            receipts: of(Stream::Receipts),
+        })
     }
 
     async fn checksum(&self) -> Result<String> {
