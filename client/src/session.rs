@@ -49,6 +49,15 @@ pub struct Sent {
 
 type Reply = Result<Sent, SessionError>;
 
+/// A `receipt` frame: `user` has received (or read) the conversation up to `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub conversation_id: String,
+    pub user_id: String,
+    pub kind: ReceiptKind,
+    pub seq: i64,
+}
+
 /// A message this session sent, kept until its acknowledgement.
 struct Outgoing {
     conversation_id: String,
@@ -66,8 +75,10 @@ struct State {
     ready: Option<bool>,
     /// request ids of the syncs that finished.
     synced: std::collections::HashSet<String>,
-    /// `receipt` frames: (conversation, kind, seq).
-    receipts: Vec<(String, ReceiptKind, i64)>,
+    /// `receipt` frames: this session's own confirmed, and other members' routed.
+    receipts: Vec<Receipt>,
+    /// `typing` frames: (conversation, user, active).
+    typing: Vec<(String, String, bool)>,
     user: String,
     /// Where `message` frames are also sent, with their arrival time (benchmarks).
     tap: Option<mpsc::UnboundedSender<(std::time::Instant, MessageView)>>,
@@ -270,13 +281,54 @@ impl Session {
         let frame = json!({"type": "ack", "conversation_id": conversation, "seq": seq});
         self.send_json(frame).await?;
         let what = format!("receipt of {conversation} up to {seq}");
+        let me = self.user.clone();
         self.wait(&what, timeout, |st| {
             st.receipts
                 .iter()
-                .any(|(c, k, s)| c == conversation && *k == ReceiptKind::Delivered && *s >= seq)
+                .any(|r| {
+                    r.conversation_id == conversation
+                        && r.user_id == me
+                        && r.kind == ReceiptKind::Delivered
+                        && r.seq >= seq
+                })
                 .then_some(())
         })
         .await
+    }
+
+    /// Sends a typing indicator (no answer unless it fails).
+    pub async fn typing(&self, conversation: &str, active: bool) -> Result<(), SessionError> {
+        let frame = json!({"type": "typing", "conversation_id": conversation, "active": active});
+        self.send_json(frame).await
+    }
+
+    /// Every `receipt` frame received so far.
+    pub fn receipts(&self) -> Vec<Receipt> {
+        self.shared.lock().receipts.clone()
+    }
+
+    /// Every `typing` frame received so far: (conversation, user, active).
+    pub fn typing_seen(&self) -> Vec<(String, String, bool)> {
+        self.shared.lock().typing.clone()
+    }
+
+    /// Waits until `check` holds of the session's received state, at most `timeout`.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&Session) -> bool,
+    ) -> Result<(), SessionError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.shared.changed.notified();
+            if check(self) {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Err(SessionError::Timeout(what.to_string()));
+            }
+        }
     }
 
     /// Takes in what an earlier session held, before a sync from its cursors.
@@ -489,11 +541,22 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
             }
             ServerFrame::Receipt {
                 conversation_id,
+                user_id,
                 kind,
                 seq,
+            } => st.receipts.push(Receipt {
+                conversation_id,
+                user_id,
+                kind,
+                seq,
+            }),
+            ServerFrame::Typing {
+                conversation_id,
+                user_id,
+                active,
                 ..
-            } => st.receipts.push((conversation_id, kind, seq)),
-            ServerFrame::Typing { .. } | ServerFrame::Pong { .. } => {}
+            } => st.typing.push((conversation_id, user_id, active)),
+            ServerFrame::Pong { .. } => {}
         }
     }
     for (conversation, after, before) in fetch {

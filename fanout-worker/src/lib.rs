@@ -9,12 +9,14 @@
 //!   log itself by the shared rules (`parley_schemas::rules`).
 //! - [`router`]: the shared routing state and the routing of one record into outputs.
 //! - [`warm`]: taking a partition over: a projector snapshot plus a catch-up scan.
+//! - [`signals`]: receipts and typing, routed live to online members.
 //! - [`service`]: the consumer-group loop, pipelined appends, offset commits; [`run`].
 
 pub mod config;
 pub mod presence;
 pub mod router;
 pub mod service;
+pub mod signals;
 pub mod state;
 pub mod warm;
 

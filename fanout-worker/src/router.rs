@@ -36,22 +36,22 @@ pub enum Output {
     },
 }
 
-struct Part {
+pub(crate) struct Part {
     /// `None` while the partition is being taken over.
-    state: Option<PartitionState>,
+    pub(crate) state: Option<PartitionState>,
     /// The next offset to route.
     next: i64,
 }
 
 #[derive(Default)]
-struct Inner {
-    presence: PresenceView,
-    parts: HashMap<i32, Part>,
+pub(crate) struct Inner {
+    pub(crate) presence: PresenceView,
+    pub(crate) parts: HashMap<i32, Part>,
 }
 
 pub struct Router {
     inner: Mutex<Inner>,
-    actor: String,
+    pub(crate) actor: String,
     events_topic: String,
 }
 
@@ -64,7 +64,7 @@ impl Router {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -84,6 +84,13 @@ impl Router {
         if let Some(part) = self.lock().parts.get_mut(&partition) {
             part.state = Some(state);
         }
+    }
+
+    /// The partitions this worker owns, in order.
+    pub fn owned(&self) -> Vec<i32> {
+        let mut owned: Vec<i32> = self.lock().parts.keys().copied().collect();
+        owned.sort_unstable();
+        owned
     }
 
     pub fn revoke(&self, partitions: &[i32]) {

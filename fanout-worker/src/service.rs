@@ -17,6 +17,7 @@ use tracing::{error, info, warn};
 
 use crate::config::FanoutConfig;
 use crate::router::{Output, Router};
+use crate::signals::Signals;
 use crate::warm::warm;
 
 /// The fanout-worker role, until `shutdown`.
@@ -105,6 +106,7 @@ async fn route_events(
     let mut failed: Vec<i32> = Vec::new();
     let mut dirty = false;
     let mut tick = tokio::time::interval(config.commit_interval);
+    let mut signals = Signals::default();
     loop {
         tokio::select! {
             biased;
@@ -132,6 +134,7 @@ async fn route_events(
                 match ev? {
                     GroupEvent::Assigned(parts) => {
                         take_over(config, &**log, views, router, &mut *sub, &parts).await?;
+                        signals.restart(config, log, router, shutdown);
                     }
                     GroupEvent::Revoked(parts) => {
                         router.revoke(&parts);
@@ -139,6 +142,7 @@ async fn route_events(
                             done.remove(p);
                             failed.retain(|f| f != p);
                         }
+                        signals.restart(config, log, router, shutdown);
                     }
                     GroupEvent::Record(record) => {
                         let (p, next) = (record.partition, record.offset + 1);

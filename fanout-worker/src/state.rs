@@ -152,6 +152,13 @@ impl PartitionState {
         }
     }
 
+    /// The members of `conversation` now, if this partition knows it.
+    pub fn members(&self, conversation: &str) -> Option<Vec<String>> {
+        self.conversations
+            .get(conversation)
+            .map(|c| c.members.keys().cloned().collect())
+    }
+
     pub fn conversations(&self) -> usize {
         self.conversations.len()
     }

@@ -14,6 +14,7 @@
 //! - [`sync`]: catching a session up from its cursors, behind the read-your-log barrier.
 //! - [`history`]: history pages (with a barrier when bounded above).
 //! - [`receipts`]: delivery and read receipts.
+//! - [`typing`]: typing indicators (ephemeral).
 //! - [`conversations`]: the REST endpoints.
 //! - [`ws`]: the WebSocket endpoint.
 //! - [`longpoll`]: the long-polling fallback (`GET /v1/events` with a cursor).
@@ -33,6 +34,7 @@ pub mod send;
 pub mod service;
 pub mod sessions;
 pub mod sync;
+pub mod typing;
 pub mod ws;
 
 pub use config::GatewayConfig;

@@ -21,7 +21,7 @@ use crate::error::ApiError;
 use crate::send::send;
 use crate::service::Shared;
 use crate::sessions::{Frame, Session};
-use crate::{history, receipts, sync};
+use crate::{history, receipts, sync, typing};
 
 /// Close code for a session cut off for being too slow (the 4000–4999 range is ours).
 pub const CLOSE_SLOW: u16 = 4008;
@@ -264,12 +264,17 @@ fn dispatch(state: &Shared, session: &Arc<Session>, syncing: &Arc<AtomicBool>, f
             conversation_id,
             seq,
         } => receipt(state, session, conversation_id, ReceiptKind::Read, seq),
-        ClientFrame::Typing { .. } => {
-            reply_error(
-                &session,
-                ApiError::bad_request("this gateway does not support typing yet"),
-                None,
-            );
+        ClientFrame::Typing {
+            conversation_id,
+            active,
+        } => {
+            tokio::spawn(async move {
+                if let Err(e) =
+                    typing::record(&state, &session.user, &conversation_id, active).await
+                {
+                    reply_error(&session, e, None);
+                }
+            });
         }
     }
 }

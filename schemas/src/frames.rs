@@ -115,6 +115,8 @@ pub enum ServerFrame {
         conversation_id: String,
         user_id: String,
         active: bool,
+        /// Drop the indicator after this instant (ms since the Unix epoch) unless refreshed.
+        expires_at: i64,
     },
     Pong {
         nonce: Option<String>,
