@@ -6,7 +6,7 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use parley_projector::store::mailbox::InboxPage;
 use parley_schemas::frames::ServerFrame;
-use parley_schemas::{encode, Meta, ReceiptKind, ReceiptRecorded};
+use parley_schemas::{Meta, ReceiptKind, ReceiptRecorded};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -40,14 +40,8 @@ pub async fn record(
         kind,
         up_to_seq: seq,
     };
-    let value = encode(&record).map_err(|e| ApiError::bad_request(e.to_string()))?;
     state
-        .log
-        .append(
-            &state.config.topics.receipts,
-            conversation.as_bytes(),
-            Some(&value),
-        )
+        .append_about(&state.config.topics.receipts, conversation, &record)
         .await?;
     Ok(ServerFrame::Receipt {
         conversation_id: conversation.to_string(),

@@ -40,6 +40,22 @@ pub struct Gateway {
 pub type Shared = Arc<Gateway>;
 
 impl Gateway {
+    /// Appends `record` to `topic` keyed by `conversation` (receipts, typing: the same
+    /// partition number as the conversation's in `events`), once the broker has it.
+    pub async fn append_about<R: parley_schemas::Record>(
+        &self,
+        topic: &str,
+        conversation: &str,
+        record: &R,
+    ) -> Result<parley_sequencer::Position, ApiError> {
+        let value =
+            parley_schemas::encode(record).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        Ok(self
+            .log
+            .append(topic, conversation.as_bytes(), Some(&value))
+            .await?)
+    }
+
     /// Appends a record about `conversation` to `events` (key = the conversation); the
     /// position comes back only once the broker has acknowledged it.
     pub async fn append_event(

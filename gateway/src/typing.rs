@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use parley_schemas::{encode, now_millis, Meta, TypingChanged};
+use parley_schemas::{now_millis, Meta, TypingChanged};
 
 use crate::error::ApiError;
 use crate::membership::ensure_member;
@@ -27,14 +27,8 @@ pub async fn record(
         active,
         expires_at: now_millis() + TYPING_TTL.as_millis() as i64,
     };
-    let value = encode(&record).map_err(|e| ApiError::bad_request(e.to_string()))?;
     state
-        .log
-        .append(
-            &state.config.topics.ephemeral,
-            conversation.as_bytes(),
-            Some(&value),
-        )
+        .append_about(&state.config.topics.ephemeral, conversation, &record)
         .await?;
     Ok(())
 }
