@@ -111,3 +111,37 @@ async fn a_killed_fanout_worker_is_replaced_by_the_other() {
     let reconnects: usize = outcomes.iter().map(|o| o.reconnects).sum();
     assert_eq!(reconnects, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_gateway_ends_the_presence_its_crash_left() {
+    let mut stack = Processes::start("stalepresence", 2).await;
+    let (g0, g1) = (stack.gateways[0].clone(), stack.gateways[1].clone());
+    let amy = Api::dev_token(&g0, "amy").await.unwrap();
+    let bob = Api::dev_token(&g0, "bob").await.unwrap();
+    let conv = Api::new(&g0, &amy).create_direct("bob").await.unwrap();
+    let b = parley_client::Session::connect(&g1, &bob).await.unwrap();
+    assert!(b.ready(Duration::from_secs(60)).await.unwrap());
+
+    // Bob's gateway crashes; he does not come back. Its restart ends his presence, so
+    // a message to him lands in his inbox at once, not after his record's 30 s TTL.
+    stack.gateway_procs[1].kill();
+    stack.restart_gateway(1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let a = parley_client::Session::connect(&g0, &amy).await.unwrap();
+    a.send(&conv, "after-crash", "are you there?")
+        .await
+        .unwrap();
+    let bob_api = Api::new(&g0, &bob);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let inbox = bob_api.inbox().await.unwrap();
+        if inbox.len() == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no inbox entry: bob still counted as online at the crashed gateway"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -10,8 +10,9 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use parley_schemas::{encode, now_millis, Meta, PresenceAcked, PresenceUpdated};
-use parley_sequencer::{EventLog, Position};
+use futures::StreamExt;
+use parley_schemas::{decode, encode, now_millis, Meta, PresenceAcked, PresenceUpdated};
+use parley_sequencer::{EventLog, Position, StartAt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -203,6 +204,60 @@ impl PresenceAgent {
                 }
             }
         }
+    }
+
+    /// Ends whatever presence an earlier run of this slot left behind (a crash leaves
+    /// its users "online" here until their records expire; until then their messages
+    /// would be routed here instead of to their inboxes). Reads `presence` up to its
+    /// end as of now, at most `limit` long, and tombstones this slot's live records.
+    /// Returns how many it ended.
+    pub async fn clear_stale(&self, limit: Duration) -> parley_sequencer::Result<usize> {
+        let topic = &self.config.topics.presence;
+        let ends = self.log.end_offsets(topic).await?;
+        let mut open: HashMap<i32, i64> = ends
+            .iter()
+            .enumerate()
+            .filter(|(_, end)| **end > 0)
+            .map(|(p, end)| (p as i32, *end))
+            .collect();
+        if open.is_empty() {
+            return Ok(0);
+        }
+        let from: Vec<(i32, StartAt)> = open.keys().map(|p| (*p, StartAt::Beginning)).collect();
+        let mut stream = self.log.read(topic, &from).await?;
+        let mut stale: BTreeSet<Vec<u8>> = BTreeSet::new();
+        let deadline = tokio::time::Instant::now() + limit;
+        while !open.is_empty() {
+            let next = match tokio::time::timeout_at(deadline, stream.next()).await {
+                Ok(Some(r)) => r?,
+                Ok(None) => break,
+                Err(_) => {
+                    warn!("presence not read to its end in time; stale records left to expire");
+                    break;
+                }
+            };
+            if open
+                .get(&next.partition)
+                .is_some_and(|end| next.offset + 1 >= *end)
+            {
+                open.remove(&next.partition);
+            }
+            let Some(key) = next.key else { continue };
+            let mine = next
+                .value
+                .as_deref()
+                .and_then(|v| decode::<PresenceUpdated>(v).ok())
+                .is_some_and(|u| u.gateway_slot == self.config.gateway_id);
+            if mine {
+                stale.insert(key.to_vec());
+            } else {
+                stale.remove(key.as_ref());
+            }
+        }
+        for key in &stale {
+            self.log.append(topic, key, None).await?;
+        }
+        Ok(stale.len())
     }
 
     /// Ends the presence of every user still connected (on shutdown).

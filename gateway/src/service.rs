@@ -148,6 +148,17 @@ pub async fn run(
         shutdown: shutdown.clone(),
     });
 
+    match presence
+        .clear_stale(std::time::Duration::from_secs(10))
+        .await
+    {
+        Ok(0) => {}
+        Ok(n) => info!(
+            ended = n,
+            "ended presence left by an earlier run of this slot"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not end stale presence; it expires by itself"),
+    }
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let deliveries = tokio::spawn(crate::deliveries::follow(
         log.clone(),
