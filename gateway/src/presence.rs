@@ -19,6 +19,9 @@ use tracing::{debug, warn};
 
 use crate::config::GatewayConfig;
 
+/// Heartbeat records in flight at once.
+const HEARTBEATS_IN_FLIGHT: usize = 256;
+
 #[derive(Default)]
 struct UserPresence {
     sessions: usize,
@@ -198,11 +201,15 @@ impl PresenceAgent {
                 .iter()
                 .map(|(u, e)| (u.clone(), e.sessions))
                 .collect();
-            for (user, sessions) in users {
-                if let Err(e) = self.publish(&user, sessions, false).await {
-                    warn!(user, error = %e, "presence heartbeat failed");
-                }
-            }
+            // Many at once: one round trip per heartbeat, not one per user.
+            let agent: &PresenceAgent = &self;
+            futures::stream::iter(users)
+                .for_each_concurrent(HEARTBEATS_IN_FLIGHT, |(user, sessions)| async move {
+                    if let Err(e) = agent.publish(&user, sessions, false).await {
+                        warn!(user, error = %e, "presence heartbeat failed");
+                    }
+                })
+                .await;
         }
     }
 
