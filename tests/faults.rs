@@ -145,3 +145,31 @@ async fn a_restarted_gateway_ends_the_presence_its_crash_left() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_a_connected_user_online_past_the_ttl() {
+    // Heartbeat every second: a presence record lives 3 s unless refreshed.
+    let options = Options {
+        gateway_args: vec!["--heartbeat-s".into(), "1".into()],
+        ..Options::gateways(1)
+    };
+    let stack = Processes::start_with("heartbeat", options).await;
+    let g = &stack.gateways[0];
+    let amy = Api::dev_token(g, "amy").await.unwrap();
+    let bob = Api::dev_token(g, "bob").await.unwrap();
+    let conv = Api::new(g, &amy).create_direct("bob").await.unwrap();
+    let b = parley_client::Session::connect(g, &bob).await.unwrap();
+    assert!(b.ready(Duration::from_secs(60)).await.unwrap());
+    let a = parley_client::Session::connect(g, &amy).await.unwrap();
+    assert!(a.ready(Duration::from_secs(60)).await.unwrap());
+
+    // Twice the TTL later, Bob is still online: the message reaches him live and
+    // leaves nothing in his inbox.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    a.send(&conv, "still-there", "hi").await.unwrap();
+    b.wait_arrivals(&conv, "amy", 1, Duration::from_secs(30))
+        .await
+        .expect("delivered live");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(Api::new(g, &bob).inbox().await.unwrap().is_empty());
+}

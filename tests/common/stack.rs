@@ -216,6 +216,8 @@ pub struct Options {
     pub fanout_workers: usize,
     /// Extra arguments of the projector (e.g. `--debug-apply-delay-ms`).
     pub projector_args: Vec<String>,
+    /// Extra arguments of every gateway.
+    pub gateway_args: Vec<String>,
 }
 
 impl Options {
@@ -224,6 +226,7 @@ impl Options {
             gateways: n,
             fanout_workers: 1,
             projector_args: Vec::new(),
+            gateway_args: Vec::new(),
         }
     }
 }
@@ -237,6 +240,7 @@ pub struct Processes {
     pub projector: Proc,
     pub fanouts: Vec<Proc>,
     pub gateway_procs: Vec<Proc>,
+    gateway_args: Vec<String>,
     _data: tempfile::TempDir,
 }
 
@@ -289,6 +293,7 @@ impl Processes {
             projector,
             fanouts,
             gateway_procs: Vec::new(),
+            gateway_args: options.gateway_args.clone(),
             _data: data,
         };
         for id in 0..options.gateways {
@@ -305,20 +310,19 @@ impl Processes {
 
     fn spawn_gateway(&self, id: usize) -> Proc {
         let addr = self.gateways[id].trim_start_matches("http://").to_string();
-        Proc::spawn(
-            &format!("gateway{id}"),
-            &self.prefix,
-            &[
-                "gateway",
-                "--http",
-                &addr,
-                "--gateway-id",
-                &id.to_string(),
-                "--projector",
-                &self.projector_url,
-                "--dev-auth",
-            ],
-        )
+        let id_arg = id.to_string();
+        let mut args = vec![
+            "gateway",
+            "--http",
+            &addr,
+            "--gateway-id",
+            &id_arg,
+            "--projector",
+            &self.projector_url,
+            "--dev-auth",
+        ];
+        args.extend(self.gateway_args.iter().map(String::as_str));
+        Proc::spawn(&format!("gateway{id}"), &self.prefix, &args)
     }
 
     /// Starts gateway `id` again (same slot, same address) after it was killed.
