@@ -172,3 +172,69 @@ async fn a_killed_projector_resumes_and_equals_a_rebuild() {
     assert_eq!(total, 1200);
     projector.stop();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_ahead_of_the_log_are_refused_or_rebuilt() {
+    use parley_projector::{Projector, ProjectorConfig, Views};
+    let log = kafka().await;
+    let (old, new) = (
+        common::fresh_prefix("ahead-old"),
+        common::fresh_prefix("ahead-new"),
+    );
+    provision(&*log, &old).await;
+    provision(&*log, &new).await;
+    let old_topics = settings(&old).names();
+    let created = ConversationCreated {
+        meta: Meta::new("alice"),
+        conversation_id: "c".into(),
+        kind: ConversationKind::Group,
+        title: None,
+        members: vec!["alice".into()],
+    };
+    let pos = log
+        .append(&old_topics.events, b"c", Some(&encode(&created).unwrap()))
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("views");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let p = Projector::start(
+        ProjectorConfig::new(&dir, &old_topics),
+        log.clone(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
+    assert!(p
+        .views()
+        .wait_applied(&[(pos.partition, pos.offset + 1)], Duration::from_secs(30))
+        .await
+        .unwrap());
+    stop.cancel();
+    p.join().await.unwrap();
+
+    // The same views against a log that never had that record (as after a reset).
+    let new_topics = settings(&new).names();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let refused = Projector::start(
+        ProjectorConfig::new(&dir, &new_topics),
+        log.clone(),
+        stop.clone(),
+    )
+    .await;
+    let err = refused.err().expect("refused").to_string();
+    assert!(err.contains("ahead of the log"), "{err}");
+    assert!(dir.exists(), "refusing changes nothing");
+
+    let mut config = ProjectorConfig::new(&dir, &new_topics);
+    config.rebuild_if_ahead = true;
+    let rebuilt = Projector::start(config, log.clone(), stop.clone())
+        .await
+        .unwrap();
+    assert!(
+        rebuilt.views().conversation("c").await.unwrap().is_none(),
+        "rebuilt from the new log"
+    );
+    stop.cancel();
+    rebuilt.join().await.unwrap();
+}

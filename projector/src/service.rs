@@ -10,7 +10,7 @@ use parley_sequencer::{EventLog, StartAt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info};
+use tracing::{debug, error, info, warn};
 
 use crate::config::ProjectorConfig;
 use crate::error::{Error, Result};
@@ -30,10 +30,7 @@ impl Projector {
         log: Arc<dyn EventLog>,
         shutdown: CancellationToken,
     ) -> Result<Self> {
-        let dir = config.data_dir.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&dir))
-            .await
-            .map_err(|e| Error::Store(e.to_string()))??;
+        let (store, stored) = open_checked(&config, &*log).await?;
         let count = log.partition_count(&config.events_topic).await?;
         let owned: Vec<i32> = match &config.partitions {
             Some(ps) => {
@@ -47,10 +44,6 @@ impl Projector {
             }
             None => (0..count).collect(),
         };
-        let s = store.clone();
-        let stored = tokio::task::spawn_blocking(move || s.offsets())
-            .await
-            .map_err(|e| Error::Store(e.to_string()))??;
         info!(topic = %config.events_topic, partitions = ?owned, resume = ?stored, "projector starting");
         let mut streams = Vec::new();
         for (stream, topic) in [
@@ -93,6 +86,55 @@ impl Projector {
             .await
             .map_err(|e| Error::Store(format!("consumer task: {e}")))?
     }
+}
+
+async fn open_store(dir: std::path::PathBuf) -> Result<(Store, BTreeMap<(Stream, i32), i64>)> {
+    tokio::task::spawn_blocking(move || {
+        let store = Store::open(&dir)?;
+        let stored = store.offsets()?;
+        Ok((store, stored))
+    })
+    .await
+    .map_err(|e| Error::Store(e.to_string()))?
+}
+
+/// Opens the store, and checks that its offsets are not past the log's end: views of
+/// another log must not be mixed with this one's.
+async fn open_checked(
+    config: &ProjectorConfig,
+    log: &dyn EventLog,
+) -> Result<(Store, BTreeMap<(Stream, i32), i64>)> {
+    let (store, stored) = open_store(config.data_dir.clone()).await?;
+    let mut ahead = None;
+    for (stream, topic) in [
+        (Stream::Events, &config.events_topic),
+        (Stream::Inbox, &config.inbox_topic),
+        (Stream::Receipts, &config.receipts_topic),
+    ] {
+        let ends = log.end_offsets(topic).await?;
+        for ((s, p), at) in &stored {
+            let end = ends.get(*p as usize).copied().unwrap_or(0);
+            if *s == stream && *at > end {
+                ahead = Some(format!(
+                    "{topic} partition {p}: views at {at}, log ends at {end}"
+                ));
+            }
+        }
+    }
+    let Some(why) = ahead else {
+        return Ok((store, stored));
+    };
+    let dir = config.data_dir.display();
+    if !config.rebuild_if_ahead {
+        return Err(Error::BadRequest(format!(
+            "the views in {dir} are ahead of the log ({why}): the log was reset, or they are \
+             another cluster's. Move {dir} away to rebuild them from the log"
+        )));
+    }
+    warn!(%why, dir = %dir, "the views are ahead of the log (was it reset?): rebuilding them from the log");
+    drop(store);
+    std::fs::remove_dir_all(&config.data_dir).map_err(|e| Error::Store(format!("{dir}: {e}")))?;
+    open_store(config.data_dir.clone()).await
 }
 
 async fn consume(

@@ -274,6 +274,8 @@ impl AllRoles {
         let names = c.settings.names();
         let mut pc = ProjectorConfig::new(c.data_dir, &names);
         pc.apply_delay = Duration::ZERO;
+        // One machine, a local data dir: views of a log that was reset are rebuilt.
+        pc.rebuild_if_ahead = true;
         let projector = Projector::start(pc, c.log.clone(), c.shutdown.clone()).await?;
         let views: Arc<dyn Views> = Arc::new(projector.views());
         if let Some(addr) = c.projector_http {
