@@ -15,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use parley_schemas::{InboxEntry, ReceiptKind, ReceiptRecorded};
-use rocksdb::{Direction, IteratorMode, WriteBatch};
+use rocksdb::WriteBatch;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -155,14 +155,8 @@ impl Store {
         let prefix = keys::prefix(user);
         let mut entries = Vec::new();
         let mut has_more = false;
-        for item in self.db().iterator_cf(
-            self.cf(CF_INBOX)?,
-            IteratorMode::From(&prefix, Direction::Forward),
-        ) {
+        for item in self.scan_prefix(CF_INBOX, &prefix)? {
             let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
             if entries.len() == limit {
                 has_more = true;
                 break;
@@ -188,14 +182,8 @@ impl Store {
     pub fn receipts(&self, conversation: &str) -> Result<Vec<ReceiptView>> {
         let prefix = keys::prefix(conversation);
         let mut out = Vec::new();
-        for item in self.db().iterator_cf(
-            self.cf(CF_RECEIPTS)?,
-            IteratorMode::From(&prefix, Direction::Forward),
-        ) {
+        for item in self.scan_prefix(CF_RECEIPTS, &prefix)? {
             let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
             let user_id =
                 keys::second(&k).ok_or_else(|| Error::Store("bad receipts key".into()))?;
             let row: ReceiptRow = serde_json::from_slice(&v)?;

@@ -83,6 +83,9 @@ impl Stream {
     }
 }
 
+/// A key and its value, as RocksDB hands them out.
+pub(crate) type Entry = (Box<[u8]>, Box<[u8]>);
+
 #[derive(Clone)]
 pub struct Store {
     db: Arc<DB>,
@@ -110,5 +113,23 @@ impl Store {
 
     pub(crate) fn db(&self) -> &DB {
         &self.db
+    }
+
+    /// The entries of column family `cf` whose key starts with `prefix`, in key order.
+    pub(crate) fn scan_prefix<'a>(
+        &'a self,
+        cf: &str,
+        prefix: &'a [u8],
+    ) -> Result<impl Iterator<Item = Result<Entry>> + 'a> {
+        let items = self.db.iterator_cf(
+            self.cf(cf)?,
+            rocksdb::IteratorMode::From(prefix, rocksdb::Direction::Forward),
+        );
+        Ok(items
+            .map(|item| item.map_err(Error::from))
+            .take_while(move |item| match item {
+                Ok((k, _)) => k.starts_with(prefix),
+                Err(_) => true,
+            }))
     }
 }

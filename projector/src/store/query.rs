@@ -49,14 +49,8 @@ impl Store {
     pub fn members(&self, conv: &str) -> Result<Vec<(String, i64)>> {
         let prefix = keys::prefix(conv);
         let mut out = Vec::new();
-        for item in self.db().iterator_cf(
-            self.cf(CF_MEMBERS)?,
-            IteratorMode::From(&prefix, Direction::Forward),
-        ) {
+        for item in self.scan_prefix(CF_MEMBERS, &prefix)? {
             let (k, v) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
             let user = keys::second(&k).ok_or_else(|| Error::Store("bad member key".into()))?;
             let row: MemberRow = serde_json::from_slice(&v)?;
             out.push((user, row.since));
@@ -88,14 +82,8 @@ impl Store {
     pub fn user_conversations(&self, user: &str) -> Result<Vec<ConversationSummary>> {
         let prefix = keys::prefix(user);
         let mut out = Vec::new();
-        for item in self.db().iterator_cf(
-            self.cf(CF_USER_CONVS)?,
-            IteratorMode::From(&prefix, Direction::Forward),
-        ) {
+        for item in self.scan_prefix(CF_USER_CONVS, &prefix)? {
             let (k, _) = item?;
-            if !k.starts_with(&prefix) {
-                break;
-            }
             let conv = keys::second(&k).ok_or_else(|| Error::Store("bad user_convs key".into()))?;
             if let Some(row) = self.conversation_row(&conv)? {
                 out.push(ConversationSummary {
