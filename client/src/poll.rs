@@ -52,14 +52,17 @@ impl Poller {
         }
     }
 
-    fn api(&mut self) -> Api {
+    fn api(&mut self) -> Result<Api, SessionError> {
         self.turn += 1;
-        self.apis[self.turn % self.apis.len()].clone()
+        match self.apis.len() {
+            0 => Err(SessionError::Connect("no gateway to poll".into())),
+            n => Ok(self.apis[self.turn % n].clone()),
+        }
     }
 
     /// One poll: waits up to `timeout` for something new.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Polled, SessionError> {
-        let api = self.api();
+        let api = self.api()?;
         let mut path = format!("/v1/events?timeout_ms={}", timeout.as_millis());
         if let Some(c) = &self.cursor {
             path.push_str(&format!("&cursor={c}"));
@@ -104,7 +107,7 @@ impl Poller {
         client_msg_id: &str,
         body: &str,
     ) -> Result<Sent, SessionError> {
-        let api = self.api();
+        let api = self.api()?;
         let v = api
             .ok(
                 reqwest::Method::POST,

@@ -111,15 +111,6 @@ impl Store {
             }
         }
     }
-
-    /// Every message held, whatever the conversation.
-    pub fn len(&self) -> usize {
-        self.conversations.values().map(|c| c.messages.len()).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl Conversation {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use parley_projector::views::{HistoryPage, HistoryQuery};
 
 use crate::error::ApiError;
-use crate::membership::{ensure_member, partition_of};
+use crate::membership::{ensure_member, log_end};
 use crate::service::Shared;
 
 /// How long a history read waits for the projector to reach its upper bound.
@@ -24,10 +24,8 @@ pub async fn page(
 ) -> Result<HistoryPage, ApiError> {
     ensure_member(state, conversation, user).await?;
     if let Some(before) = q.before {
-        let p = partition_of(state, conversation);
-        let ends = state.log.end_offsets(&state.config.topics.events).await?;
-        let end = ends.get(p as usize).copied().unwrap_or(0);
-        let target = before.clamp(0, end);
+        let (p, end) = log_end(state, conversation).await?;
+        let target = before.min(end).max(0);
         if !state
             .views
             .wait_applied(&[(p, target)], BARRIER_WAIT)

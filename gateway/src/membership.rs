@@ -52,12 +52,17 @@ pub fn partition_of(state: &Shared, conversation: &str) -> i32 {
     partition_for_key(conversation.as_bytes(), state.events_partitions)
 }
 
+/// `conversation`'s partition of `events` and the offset its next record will get.
+pub async fn log_end(state: &Shared, conversation: &str) -> Result<(i32, i64), ApiError> {
+    let p = partition_of(state, conversation);
+    let ends = state.log.end_offsets(&state.config.topics.events).await?;
+    Ok((p, ends.get(p as usize).copied().unwrap_or(0)))
+}
+
 /// Waits until the projector has applied everything in `conversation`'s partition that
 /// the log holds now.
 pub async fn read_your_log(state: &Shared, conversation: &str) -> Result<bool, ApiError> {
-    let p = partition_of(state, conversation);
-    let ends = state.log.end_offsets(&state.config.topics.events).await?;
-    let end = ends.get(p as usize).copied().unwrap_or(0);
+    let (p, end) = log_end(state, conversation).await?;
     Ok(state.views.wait_applied(&[(p, end)], BARRIER_WAIT).await?)
 }
 

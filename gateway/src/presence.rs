@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use parley_schemas::{decode, encode, now_millis, Meta, PresenceAcked, PresenceUpdated};
 use parley_sequencer::{EventLog, Position, StartAt};
 use tokio::sync::Notify;
@@ -19,7 +19,7 @@ use tracing::{debug, warn};
 
 use crate::config::GatewayConfig;
 
-/// Heartbeat records in flight at once.
+/// Heartbeat (and startup tombstone) records in flight at once.
 const HEARTBEATS_IN_FLIGHT: usize = 256;
 
 #[derive(Default)]
@@ -261,10 +261,13 @@ impl PresenceAgent {
                 stale.remove(key.as_ref());
             }
         }
-        for key in &stale {
-            self.log.append(topic, key, None).await?;
-        }
-        Ok(stale.len())
+        let ended = stale.len();
+        futures::stream::iter(stale)
+            .map(|key| async move { self.log.append(topic, &key, None).await })
+            .buffer_unordered(HEARTBEATS_IN_FLIGHT)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(ended)
     }
 
     /// Ends the presence of every user still connected (on shutdown).

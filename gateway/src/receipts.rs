@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::membership::{ensure_member, partition_of};
+use crate::membership::{ensure_member, log_end};
 use crate::service::Shared;
 
 /// Records `user`'s receipt; answers with the `receipt` frame once the log has it.
@@ -27,9 +27,8 @@ pub async fn record(
         return Err(ApiError::bad_request("seq must be 0 or more"));
     }
     ensure_member(state, conversation, user).await?;
-    let p = partition_of(state, conversation);
-    let ends = state.log.end_offsets(&state.config.topics.events).await?;
-    if seq >= ends.get(p as usize).copied().unwrap_or(0) {
+    let (_, end) = log_end(state, conversation).await?;
+    if seq >= end {
         return Err(ApiError::bad_request(format!(
             "seq {seq} is beyond the end of conversation {conversation}"
         )));

@@ -106,18 +106,15 @@ impl Sessions {
         (session, Outbound { live, bulk })
     }
 
-    /// Removes a session; true if it was the user's last one here.
-    pub fn close(&self, session: &Session) -> bool {
+    /// Removes a session (the presence agent counts a user's sessions itself).
+    pub fn close(&self, session: &Session) {
         let mut by_user = self.lock();
         let Some(list) = by_user.get_mut(&session.user) else {
-            return false;
+            return;
         };
         list.retain(|s| s.id != session.id);
         if list.is_empty() {
             by_user.remove(&session.user);
-            true
-        } else {
-            false
         }
     }
 

@@ -32,7 +32,7 @@ const READ_AHEAD: usize = 8;
 
 /// What a sync sent.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Synced {
+pub struct SyncStats {
     pub conversations: usize,
     pub messages: usize,
 }
@@ -63,7 +63,7 @@ pub async fn run(
     session: &Arc<Session>,
     cursors: BTreeMap<String, i64>,
     request_id: Option<String>,
-) -> Result<Synced, ApiError> {
+) -> Result<SyncStats, ApiError> {
     if cursors.len() > MAX_CURSORS {
         return Err(ApiError::bad_request(format!(
             "at most {MAX_CURSORS} cursors per sync"
@@ -98,7 +98,7 @@ pub async fn run(
         })
         .buffered(READ_AHEAD);
     futures::pin_mut!(first_pages);
-    let mut done = Synced::default();
+    let mut done = SyncStats::default();
     while let Some((conversation, page)) = first_pages.next().await {
         let mut page = page?;
         done.conversations += 1;

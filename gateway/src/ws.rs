@@ -200,6 +200,7 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
 fn dispatch(state: &Shared, session: &Arc<Session>, syncing: &Arc<AtomicBool>, frame: ClientFrame) {
     let (state, session) = (state.clone(), session.clone());
     match frame {
+        // The caller hands sends to the session's sender task.
         ClientFrame::Send { .. } => {}
         ClientFrame::Ping { nonce } => {
             session.push(encode(&ServerFrame::Pong { nonce }));

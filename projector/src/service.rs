@@ -88,8 +88,18 @@ impl Projector {
     }
 }
 
-async fn open_store(dir: std::path::PathBuf) -> Result<(Store, BTreeMap<(Stream, i32), i64>)> {
+/// Opens the store in `dir` (emptied first if `wipe` holds it) and reads its offsets.
+/// Off the async threads: RocksDB and the file system block.
+async fn open_store(
+    dir: std::path::PathBuf,
+    wipe: Option<Store>,
+) -> Result<(Store, BTreeMap<(Stream, i32), i64>)> {
     tokio::task::spawn_blocking(move || {
+        if let Some(old) = wipe {
+            drop(old);
+            std::fs::remove_dir_all(&dir)
+                .map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
+        }
         let store = Store::open(&dir)?;
         let stored = store.offsets()?;
         Ok((store, stored))
@@ -104,7 +114,7 @@ async fn open_checked(
     config: &ProjectorConfig,
     log: &dyn EventLog,
 ) -> Result<(Store, BTreeMap<(Stream, i32), i64>)> {
-    let (store, stored) = open_store(config.data_dir.clone()).await?;
+    let (store, stored) = open_store(config.data_dir.clone(), None).await?;
     let mut ahead = None;
     for (stream, topic) in [
         (Stream::Events, &config.events_topic),
@@ -132,9 +142,7 @@ async fn open_checked(
         )));
     }
     warn!(%why, dir = %dir, "the views are ahead of the log (was it reset?): rebuilding them from the log");
-    drop(store);
-    std::fs::remove_dir_all(&config.data_dir).map_err(|e| Error::Store(format!("{dir}: {e}")))?;
-    open_store(config.data_dir.clone()).await
+    open_store(config.data_dir.clone(), Some(store)).await
 }
 
 async fn consume(

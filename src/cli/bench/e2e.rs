@@ -47,13 +47,10 @@ impl E2eArgs {
             self.rate > 0 && self.pairs > 0,
             "--rate and --pairs must be positive"
         );
-        let (base, own) = OwnStack::unless(self.gateway.as_deref(), &self.log).await?;
-        let result = self.measure(&base).await;
-        if let Some(own) = own {
-            own.stop().await;
-        }
-        result?;
-        Ok(ExitCode::SUCCESS)
+        OwnStack::measure_against(self.gateway.as_deref(), &self.log, async |base| {
+            self.measure(base).await
+        })
+        .await
     }
 
     async fn measure(&self, base: &str) -> anyhow::Result<()> {

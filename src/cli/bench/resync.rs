@@ -45,13 +45,10 @@ impl ResyncArgs {
             self.conversations > 0 && self.messages > 0 && self.rounds > 0,
             "--conversations, --messages and --rounds must be positive"
         );
-        let (base, own) = OwnStack::unless(self.gateway.as_deref(), &self.log).await?;
-        let result = self.measure(&base).await;
-        if let Some(own) = own {
-            own.stop().await;
-        }
-        result?;
-        Ok(ExitCode::SUCCESS)
+        OwnStack::measure_against(self.gateway.as_deref(), &self.log, async |base| {
+            self.measure(base).await
+        })
+        .await
     }
 
     async fn measure(&self, base: &str) -> anyhow::Result<()> {

@@ -1,6 +1,7 @@
 //! Every role in this process on fresh topics, for a benchmark run without `--gateway`.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use parley_gateway::GatewayConfig;
 use uuid::Uuid;
@@ -48,18 +49,26 @@ impl OwnStack {
         })
     }
 
-    /// The gateway to measure: `gateway` if given, else a stack started here.
-    pub async fn unless(
+    /// Runs `measure` against `gateway` if given, else against a stack started here
+    /// (and stopped afterwards, whatever `measure` returned).
+    pub async fn measure_against(
         gateway: Option<&str>,
         log_args: &LogArgs,
-    ) -> anyhow::Result<(String, Option<OwnStack>)> {
-        Ok(match gateway {
+        measure: impl AsyncFnOnce(&str) -> anyhow::Result<()>,
+    ) -> anyhow::Result<ExitCode> {
+        let (base, own) = match gateway {
             Some(url) => (url.to_string(), None),
             None => {
                 let own = OwnStack::start(log_args).await?;
                 (own.base.clone(), Some(own))
             }
-        })
+        };
+        let result = measure(&base).await;
+        if let Some(own) = own {
+            own.stop().await;
+        }
+        result?;
+        Ok(ExitCode::SUCCESS)
     }
 
     pub async fn stop(self) {
