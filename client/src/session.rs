@@ -194,6 +194,11 @@ impl Session {
         }
     }
 
+    /// Whether a `ready` frame with `live: true` has come.
+    pub fn is_live(&self) -> bool {
+        self.shared.lock().ready == Some(true)
+    }
+
     /// Sends a raw frame.
     pub async fn send_json(&self, frame: Value) -> Result<(), SessionError> {
         self.send_text(frame.to_string()).await

@@ -18,10 +18,11 @@ pub enum TopicKind {
     Deliveries,
     Inbox,
     Push,
+    DeadLetters,
 }
 
 impl TopicKind {
-    pub const ALL: [TopicKind; 7] = [
+    pub const ALL: [TopicKind; 8] = [
         TopicKind::Events,
         TopicKind::Receipts,
         TopicKind::Ephemeral,
@@ -29,6 +30,7 @@ impl TopicKind {
         TopicKind::Deliveries,
         TopicKind::Inbox,
         TopicKind::Push,
+        TopicKind::DeadLetters,
     ];
 
     /// The name after the prefix.
@@ -41,6 +43,7 @@ impl TopicKind {
             TopicKind::Deliveries => "deliveries",
             TopicKind::Inbox => "inbox",
             TopicKind::Push => "push",
+            TopicKind::DeadLetters => "dead-letters",
         }
     }
 }
@@ -92,6 +95,7 @@ impl TopicSettings {
             deliveries: self.name(TopicKind::Deliveries),
             inbox: self.name(TopicKind::Inbox),
             push: self.name(TopicKind::Push),
+            dead_letters: self.name(TopicKind::DeadLetters),
         }
     }
 
@@ -125,6 +129,7 @@ impl TopicSettings {
             }
             TopicKind::Inbox => set("retention.ms", 30 * DAY_MS),
             TopicKind::Push => set("retention.ms", DAY_MS),
+            TopicKind::DeadLetters => set("retention.ms", 30 * DAY_MS),
         }
         let policy = if kind == TopicKind::Presence {
             "compact"
@@ -160,6 +165,8 @@ pub struct TopicNames {
     pub deliveries: String,
     pub inbox: String,
     pub push: String,
+    /// Outputs the log refused (too large, invalid), parked with why.
+    pub dead_letters: String,
 }
 
 /// One topic as it should be.
@@ -251,7 +258,7 @@ mod tests {
     fn the_default_spec_is_design_section_3() {
         let spec = TopicSettings::default().spec();
         let by_name = |n: &str| spec.iter().find(|s| s.name == n).unwrap();
-        assert_eq!(spec.len(), 7);
+        assert_eq!(spec.len(), 8);
         assert_eq!(by_name("parley.events").partitions, 16);
         assert_eq!(by_name("parley.events").configs["retention.ms"], "-1");
         assert_eq!(by_name("parley.deliveries").partitions, 64);

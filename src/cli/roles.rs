@@ -110,6 +110,9 @@ pub struct FanoutArgs {
     /// How soon a dead worker's partitions move to the others (ms).
     #[arg(long, env = "PARLEY_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
     session_timeout_ms: u32,
+    /// Message ids remembered per partition to drop repeated sends.
+    #[arg(long, env = "PARLEY_DEDUP_WINDOW", default_value_t = 20_000)]
+    dedup_window: usize,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -121,11 +124,12 @@ impl FanoutArgs {
             Some(url) => Some(Arc::new(HttpViews::new(url)?)),
             None => None,
         };
-        let config = FanoutConfig::new(
+        let mut config = FanoutConfig::new(
             self.log.settings().names(),
             format!("{}fanout", self.log.topic_prefix),
             self.worker_id.clone().unwrap_or_else(default_worker_id),
         );
+        config.dedup_window = self.dedup_window.max(1);
         parley_fanout::run(config, log, views, crate::shutdown::on_signal()).await?;
         Ok(ExitCode::SUCCESS)
     }

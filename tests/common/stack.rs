@@ -218,6 +218,8 @@ pub struct Options {
     pub projector_args: Vec<String>,
     /// Extra arguments of every gateway.
     pub gateway_args: Vec<String>,
+    /// Extra arguments of every fanout-worker (e.g. `--dedup-window`).
+    pub fanout_args: Vec<String>,
 }
 
 impl Options {
@@ -227,6 +229,7 @@ impl Options {
             fanout_workers: 1,
             projector_args: Vec::new(),
             gateway_args: Vec::new(),
+            fanout_args: Vec::new(),
         }
     }
 }
@@ -241,6 +244,7 @@ pub struct Processes {
     pub fanouts: Vec<Proc>,
     pub gateway_procs: Vec<Proc>,
     gateway_args: Vec<String>,
+    fanout_args: Vec<String>,
     _data: tempfile::TempDir,
 }
 
@@ -269,21 +273,7 @@ impl Processes {
         let projector = Proc::spawn("projector", &prefix, &args);
         wait_healthy(&projector_url).await;
         let fanouts = (0..options.fanout_workers)
-            .map(|i| {
-                Proc::spawn(
-                    &format!("fanout{i}"),
-                    &prefix,
-                    &[
-                        "fanout",
-                        "--projector",
-                        &projector_url,
-                        "--worker-id",
-                        &format!("w{i}"),
-                        "--session-timeout-ms",
-                        "6000",
-                    ],
-                )
-            })
+            .map(|i| spawn_fanout(&prefix, &projector_url, &options.fanout_args, i))
             .collect();
         let mut stack = Processes {
             topics: settings(&prefix).names(),
@@ -294,6 +284,7 @@ impl Processes {
             fanouts,
             gateway_procs: Vec::new(),
             gateway_args: options.gateway_args.clone(),
+            fanout_args: options.fanout_args.clone(),
             _data: data,
         };
         for id in 0..options.gateways {
@@ -325,10 +316,31 @@ impl Processes {
         Proc::spawn(&format!("gateway{id}"), &self.prefix, &args)
     }
 
+    /// Starts fanout-worker `i` again (same worker id) after it was killed.
+    pub fn restart_fanout(&mut self, i: usize) {
+        self.fanouts[i].kill();
+        self.fanouts[i] = spawn_fanout(&self.prefix, &self.projector_url, &self.fanout_args, i);
+    }
+
     /// Starts gateway `id` again (same slot, same address) after it was killed.
     pub async fn restart_gateway(&mut self, id: usize) {
         self.gateway_procs[id].kill();
         self.gateway_procs[id] = self.spawn_gateway(id);
         wait_healthy(&self.gateways[id]).await;
     }
+}
+
+fn spawn_fanout(prefix: &str, projector_url: &str, extra: &[String], i: usize) -> Proc {
+    let worker = format!("w{i}");
+    let mut args = vec![
+        "fanout",
+        "--projector",
+        projector_url,
+        "--worker-id",
+        &worker,
+        "--session-timeout-ms",
+        "6000",
+    ];
+    args.extend(extra.iter().map(String::as_str));
+    Proc::spawn(&format!("fanout{i}"), prefix, &args)
 }

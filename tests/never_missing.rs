@@ -1,0 +1,324 @@
+//! The loss paths of "never missing", each reproduced against separate processes and
+//! the real broker: every `sent` names a message history keeps, under the same seq;
+//! cursors never stick or step over a hole; sessions become live after a failover; a
+//! record the broker refuses does not wedge routing.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::stack::{appended, Options, Processes};
+use parley_client::{Api, Session};
+use reqwest::Method;
+use serde_json::{json, Value};
+
+const LONG: Duration = Duration::from_secs(60);
+
+async fn token(base: &str, user: &str) -> String {
+    Api::dev_token(base, user).await.expect("dev token")
+}
+
+async fn live(base: &str, token: &str) -> Session {
+    let s = Session::connect(base, token).await.expect("connect");
+    assert!(s.ready(LONG).await.expect("ready"), "session not live");
+    s
+}
+
+/// Waits until `check` holds, at most `timeout`.
+async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// `POST /v1/conversations/{id}/messages`: the `sent` frame, or the refusal.
+async fn post(api: &Api, conv: &str, client_msg_id: &str, body: &str) -> Result<Value, Value> {
+    let body = json!({"client_msg_id": client_msg_id, "body": body});
+    match api
+        .call(
+            Method::POST,
+            &format!("/v1/conversations/{conv}/messages"),
+            Some(body),
+        )
+        .await
+        .expect("request")
+    {
+        Ok(v) => Ok(v),
+        Err(r) => Err(json!({"status": r.status.as_u16(), "body": r.body})),
+    }
+}
+
+/// History of a conversation as message id → seq.
+async fn history_seqs(api: &Api, conv: &str) -> BTreeMap<String, i64> {
+    api.all_messages(conv)
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|m| (m.message_id.to_string(), m.seq))
+        .collect()
+}
+
+/// Scenario 0: with the projector 3 s behind, the same message is posted to two
+/// gateways at once. Both appends reach the log; whatever each caller is told, a `sent`
+/// names the seq history keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_retries_are_only_ever_told_the_seq_history_keeps() {
+    let options = Options {
+        projector_args: vec!["--debug-apply-delay-ms".into(), "3000".into()],
+        ..Options::gateways(2)
+    };
+    let stack = Processes::start_with("race", options).await;
+    let (g0, g1) = (&stack.gateways[0], &stack.gateways[1]);
+    let amy = token(g0, "amy").await;
+    let conv = Api::new(g0, &amy).create_direct("bob").await.unwrap();
+    let (a0, a1) = (Api::new(g0, &amy), Api::new(g1, &amy));
+
+    let mut replies = Vec::new();
+    for i in 0..3 {
+        let id = format!("race-{i}");
+        let (r0, r1) = tokio::join!(
+            post(&a0, &conv, &id, "same message"),
+            post(&a1, &conv, &id, "same message")
+        );
+        replies.push(r0);
+        replies.push(r1);
+    }
+    let kept = history_seqs(&a0, &conv).await;
+    assert_eq!(kept.len(), 3, "history keeps each message once: {kept:?}");
+    let mut told = 0;
+    for r in &replies {
+        match r {
+            Ok(sent) => {
+                told += 1;
+                let id = sent["message_id"].as_str().unwrap();
+                assert_eq!(
+                    kept.get(id).copied(),
+                    sent["seq"].as_i64(),
+                    "a sent names the seq history keeps: {sent} (history {kept:?})"
+                );
+            }
+            Err(e) => assert_eq!(e["body"]["error"]["code"], "unavailable", "{e}"),
+        }
+    }
+    assert!(told >= 3, "every message was confirmed at least once");
+}
+
+/// Scenario 5: Bob's membership is cached at gateway 1 when Amy removes him through
+/// gateway 0. His next send must be refused, not acknowledged for a message the log's
+/// rules drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_removed_at_another_gateway_is_never_told_sent() {
+    let stack = Processes::start("removed", 2).await;
+    let (g0, g1) = (&stack.gateways[0], &stack.gateways[1]);
+    let (amy, bob) = (token(g0, "amy").await, token(g1, "bob").await);
+    let conv = Api::new(g0, &amy)
+        .create_group("team", &["bob"])
+        .await
+        .unwrap();
+    let bob_api = Api::new(g1, &bob);
+    post(&bob_api, &conv, "before", "still here")
+        .await
+        .expect("a member posts");
+    Api::new(g0, &amy)
+        .ok(
+            Method::DELETE,
+            &format!("/v1/conversations/{conv}/members/bob"),
+            None,
+        )
+        .await
+        .expect("removed");
+    let after = post(&bob_api, &conv, "after", "am I still here?").await;
+    let kept = history_seqs(&Api::new(g0, &amy), &conv).await;
+    assert_eq!(kept.len(), 1, "history keeps only the first: {kept:?}");
+    match after {
+        Ok(sent) => panic!("sent for a message history does not keep: {sent}"),
+        Err(e) => assert_eq!(e["status"], 403, "{e}"),
+    }
+}
+
+/// Scenario 2: Bob connects while no fanout-worker owns the partitions. His gateway's
+/// heartbeats go on. When a worker takes the partitions over, Bob must become live,
+/// receive Amy's messages live and be able to sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_opened_while_no_worker_runs_becomes_live_when_one_takes_over() {
+    let options = Options {
+        gateway_args: vec!["--heartbeat-s".into(), "1".into()],
+        ..Options::gateways(1)
+    };
+    let mut stack = Processes::start_with("ownerless", options).await;
+    let g = stack.gateways[0].clone();
+    let (amy, bob) = (token(&g, "amy").await, token(&g, "bob").await);
+    let conv = Api::new(&g, &amy).create_direct("bob").await.unwrap();
+    let a = live(&g, &amy).await;
+
+    stack.fanouts[0].kill();
+    // The group forgets the dead worker (6 s session timeout).
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let b = Session::connect(&g, &bob).await.expect("connect");
+    // Several heartbeats go out while nobody owns the partitions.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stack.restart_fanout(0);
+    b.wait_for("bob live", LONG, |s| s.is_live())
+        .await
+        .expect("bob becomes live once a worker owns the partitions");
+    a.send(&conv, "hello", "hello bob").await.expect("sent");
+    b.wait_arrivals(&conv, "amy", 1, LONG)
+        .await
+        .expect("delivered live");
+    b.sync(LONG).await.expect("sync works");
+}
+
+/// Scenario 12c: a sender's own messages join its linked run, so its cursor follows
+/// them and a sync after a reconnect does not fetch them again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_active_senders_cursor_follows_its_own_messages() {
+    let stack = Processes::start("owncursor", 1).await;
+    let g = &stack.gateways[0];
+    let amy = token(g, "amy").await;
+    let conv = Api::new(g, &amy).create_direct("bob").await.unwrap();
+    let a = live(g, &amy).await;
+    let mut last = 0;
+    for i in 0..20 {
+        last = a.send(&conv, &format!("m{i}"), "mine").await.unwrap().seq;
+    }
+    a.wait_for("cursor at the last own message", LONG, |s| {
+        s.cursors().get(&conv) == Some(&last)
+    })
+    .await
+    .unwrap_or_else(|_| panic!("amy's cursor is {:?}, not {last}", a.cursors()));
+}
+
+/// Scenario 12a/b: with the projector behind, a second create of the same direct
+/// conversation appends nothing and says so, and the conversation list shows a
+/// conversation the caller just created.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creates_are_read_your_writes_with_a_slow_projector() {
+    let options = Options {
+        projector_args: vec!["--debug-apply-delay-ms".into(), "1500".into()],
+        ..Options::gateways(1)
+    };
+    let stack = Processes::start_with("creates", options).await;
+    let g = &stack.gateways[0];
+    let amy = Api::new(g, &token(g, "amy").await);
+    let log = common::stack::kafka().await;
+    let before = appended(&*log, &stack.topics.events).await;
+    let body = json!({"type": "direct", "members": ["bob"]});
+    let first = amy
+        .ok(Method::POST, "/v1/conversations", Some(body.clone()))
+        .await
+        .unwrap();
+    let second = amy
+        .ok(Method::POST, "/v1/conversations", Some(body))
+        .await
+        .unwrap();
+    assert_eq!(first["created"], true);
+    assert_eq!(second["created"], false, "{second}");
+    assert_eq!(
+        appended(&*log, &stack.topics.events).await - before,
+        1,
+        "one creation record"
+    );
+    let group = amy.create_group("fresh", &["carl"]).await.unwrap();
+    let listed = amy.conversations().await.unwrap();
+    assert!(
+        listed.iter().any(|c| c["conversation_id"] == group.as_str()),
+        "the list shows what the caller just created: {listed:?}"
+    );
+}
+
+/// Scenario 6: a retry appended after the router's dedup memory has forgotten its
+/// original is routed again; the next message's `prev_seq` then names a seq history
+/// never keeps. Bob's cursor must still reach the newest message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_beyond_the_dedup_window_does_not_stick_cursors() {
+    let options = Options {
+        projector_args: vec!["--debug-apply-delay-ms".into(), "2500".into()],
+        fanout_args: vec!["--dedup-window".into(), "2".into()],
+        ..Options::gateways(1)
+    };
+    let stack = Processes::start_with("window", options).await;
+    let g = &stack.gateways[0];
+    let (amy, bob) = (token(g, "amy").await, token(g, "bob").await);
+    let conv = Api::new(g, &amy).create_direct("bob").await.unwrap();
+    let a = live(g, &amy).await;
+    let b = live(g, &bob).await;
+    let mut pending = Vec::new();
+    for i in 0..5 {
+        pending.push(a.send_nowait(&conv, &format!("m{i}"), "x").await.unwrap());
+    }
+    // All five are in the log; the projector has not applied m0 yet, so a late retry of
+    // m0 is appended again, more than two messages after the original.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let retry = post(&Api::new(g, &amy), &conv, "m0", "x").await;
+    for p in pending {
+        p.await.unwrap().expect("sent");
+    }
+    let last = a.send(&conv, "after", "y").await.expect("sent").seq;
+    let kept = history_seqs(&Api::new(g, &amy), &conv).await;
+    assert_eq!(kept.len(), 6, "the retry is not a second message");
+    if let Ok(sent) = retry {
+        let id = sent["message_id"].as_str().unwrap();
+        assert_eq!(kept.get(id).copied(), sent["seq"].as_i64());
+    }
+    b.wait_for("bob's cursor at the newest message", LONG, |s| {
+        s.cursors().get(&conv) == Some(&last)
+    })
+    .await
+    .unwrap_or_else(|_| panic!("bob's cursor is {:?}, not {last}", b.cursors()));
+    assert_eq!(b.messages(&conv).len(), 6);
+}
+
+/// Scenario 8: a delivery the broker refuses (larger than the deliveries topic takes)
+/// goes to the dead-letter topic, and the records after it are still routed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_delivery_is_dead_lettered_and_routing_goes_on() {
+    let stack = Processes::start("refused", 1).await;
+    let g = &stack.gateways[0];
+    shrink_max_message_bytes(&stack.topics.deliveries, 4096).await;
+    let (amy, bob) = (token(g, "amy").await, token(g, "bob").await);
+    let conv = Api::new(g, &amy).create_direct("bob").await.unwrap();
+    let a = live(g, &amy).await;
+    let b = live(g, &bob).await;
+    let big = "x".repeat(8000);
+    a.send(&conv, "big", &big).await.expect("the log takes it");
+    a.send(&conv, "small", "hi").await.expect("sent");
+    b.wait_for("the small message live", LONG, |s| {
+        s.arrivals().iter().any(|m| m.body == "hi")
+    })
+    .await
+    .expect("routing goes on after a refused output");
+    let log = common::stack::kafka().await;
+    eventually("one dead letter", LONG, || async {
+        appended(&*log, &stack.topics.dead_letters).await == 1
+    })
+    .await;
+    // Bob still gets the big one, from history.
+    b.sync(LONG).await.expect("sync");
+    assert_eq!(b.messages(&conv).len(), 2);
+}
+
+async fn shrink_max_message_bytes(topic: &str, bytes: usize) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::ClientConfig;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", common::bootstrap())
+        .create()
+        .expect("admin client");
+    let value = bytes.to_string();
+    let alter = AlterConfig::new(ResourceSpecifier::Topic(topic)).set("max.message.bytes", &value);
+    let results = admin
+        .alter_configs(&[alter], &AdminOptions::new())
+        .await
+        .expect("alter configs");
+    for r in results {
+        r.expect("topic config changed");
+    }
+}
