@@ -90,7 +90,14 @@ async fn racing_retries_are_only_ever_told_the_seq_history_keeps() {
         replies.push(r0);
         replies.push(r1);
     }
-    let kept = history_seqs(&a0, &conv).await;
+    let mut kept = BTreeMap::new();
+    for _ in 0..100 {
+        kept = history_seqs(&a0, &conv).await;
+        if kept.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert_eq!(kept.len(), 3, "history keeps each message once: {kept:?}");
     let mut told = 0;
     for r in &replies {
@@ -249,29 +256,48 @@ async fn a_retry_beyond_the_dedup_window_does_not_stick_cursors() {
     let conv = Api::new(g, &amy).create_direct("bob").await.unwrap();
     let a = live(g, &amy).await;
     let b = live(g, &bob).await;
+    // m0, then m1..m4, each posted at once (their answers wait for the projector, 2.5 s
+    // behind); then a late retry of m0: the projector has not applied m0 yet, so it is
+    // appended again, four messages after the original.
+    let amy_api = Api::new(g, &amy);
+    // The views know the conversation (so sends are appended at once, not after a
+    // membership barrier).
+    eventually("the conversation in the views", LONG, || async {
+        amy_api
+            .conversations()
+            .await
+            .unwrap()
+            .iter()
+            .any(|c| c["conversation_id"] == conv.as_str())
+    })
+    .await;
     let mut pending = Vec::new();
     for i in 0..5 {
-        pending.push(a.send_nowait(&conv, &format!("m{i}"), "x").await.unwrap());
+        let (api, conv) = (amy_api.clone(), conv.clone());
+        pending.push(tokio::spawn(async move {
+            post(&api, &conv, &format!("m{i}"), "x").await
+        }));
+        if i == 0 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
-    // All five are in the log; the projector has not applied m0 yet, so a late retry of
-    // m0 is appended again, more than two messages after the original.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let retry = post(&Api::new(g, &amy), &conv, "m0", "x").await;
+    let retry = post(&amy_api, &conv, "m0", "x").await;
     for p in pending {
-        p.await.unwrap().expect("sent");
+        let _ = p.await.unwrap();
     }
     let last = a.send(&conv, "after", "y").await.expect("sent").seq;
+    b.wait_for("bob's cursor at the newest message", LONG, |s| {
+        s.cursors().get(&conv) == Some(&last)
+    })
+    .await
+    .unwrap_or_else(|_| panic!("bob's cursor is {:?}, not {last}", b.cursors()));
     let kept = history_seqs(&Api::new(g, &amy), &conv).await;
     assert_eq!(kept.len(), 6, "the retry is not a second message");
     if let Ok(sent) = retry {
         let id = sent["message_id"].as_str().unwrap();
         assert_eq!(kept.get(id).copied(), sent["seq"].as_i64());
     }
-    b.wait_for("bob's cursor at the newest message", LONG, |s| {
-        s.cursors().get(&conv) == Some(&last)
-    })
-    .await
-    .unwrap_or_else(|_| panic!("bob's cursor is {:?}, not {last}", b.cursors()));
     assert_eq!(b.messages(&conv).len(), 6);
 }
 
@@ -321,4 +347,286 @@ async fn shrink_max_message_bytes(topic: &str, bytes: usize) {
     for r in results {
         r.expect("topic config changed");
     }
+}
+
+/// A raw WebSocket of `user` on gateway `base`, which this test reads from only if it
+/// wants to (a client that stopped reading, or vanished). Its receive buffer is small
+/// and fixed (no autotuning), so a client that does not read stops taking bytes soon.
+async fn raw_socket(
+    base: &str,
+    token: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("{}/v1/ws", base.replacen("http://", "ws://", 1));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let tcp = socket.connect(addr).await.expect("tcp");
+    tokio_tungstenite::client_async(req, tcp).await.expect("ws").0
+}
+
+/// Sends from `sender` until `user`'s inbox holds an entry (at most `timeout`).
+async fn until_inbox(sender: &Session, conv: &str, user: &Api, timeout: Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut i = 0;
+    loop {
+        sender
+            .send(conv, &format!("probe-{i}"), "are you there?")
+            .await
+            .expect("sent");
+        i += 1;
+        if !user.inbox().await.unwrap().is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the user still counts as online"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Scenario 4a: a client that vanishes (its socket stays open, it never answers a
+/// ping) is closed and counted offline within the idle timeout (3 pings).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_client_is_closed_and_counted_offline() {
+    let options = Options {
+        gateway_args: vec!["--ping-interval-s".into(), "1".into()],
+        ..Options::gateways(1)
+    };
+    let stack = Processes::start_with("vanished", options).await;
+    let g = &stack.gateways[0];
+    let (amy, bob) = (token(g, "amy").await, token(g, "bob").await);
+    let conv = Api::new(g, &amy).create_direct("bob").await.unwrap();
+    let a = live(g, &amy).await;
+    let _silent = raw_socket(g, &bob).await;
+    // Bob is online: Amy's first message is delivered to his socket, not his inbox.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    until_inbox(&a, &conv, &Api::new(g, &bob), Duration::from_secs(20)).await;
+}
+
+/// Scenario 4b: a client that keeps talking but stops reading. The gateway's writes
+/// to it block once the socket buffers are full; the write timeout closes it, and it
+/// counts as offline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_is_closed_and_counted_offline() {
+    use futures::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let options = Options {
+        gateway_args: vec!["--write-timeout-s".into(), "2".into()],
+        ..Options::gateways(1)
+    };
+    let stack = Processes::start_with("unread", options).await;
+    let g = &stack.gateways[0];
+    let (amy, bob) = (token(g, "amy").await, token(g, "bob").await);
+    let conv = Api::new(g, &amy).create_direct("bob").await.unwrap();
+    let a = live(g, &amy).await;
+    let mut deaf = raw_socket(g, &bob).await;
+    let talking = tokio::spawn(async move {
+        // Frames keep coming from Bob, so he is never idle; he reads nothing. (Bounded:
+        // the test aborts it long before.)
+        for _ in 0..480 {
+            let ping = Message::Text(r#"{"type":"ping"}"#.into());
+            if deaf.send(ping).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Fewer frames than the slow-consumer queue holds (1,024), more bytes than the
+    // sockets buffer (the gateway's send buffer grows to 4 MiB at most).
+    let body = "z".repeat(15_000);
+    let mut pending = Vec::new();
+    for i in 0..350 {
+        pending.push(a.send_nowait(&conv, &format!("big-{i}"), &body).await.unwrap());
+    }
+    for p in pending {
+        p.await.unwrap().expect("sent");
+    }
+    until_inbox(&a, &conv, &Api::new(g, &bob), Duration::from_secs(30)).await;
+    talking.abort();
+}
+
+/// Scenario 3: Bob's gateway hangs (SIGSTOP) longer than the presence TTL, so the
+/// workers route Amy's message to his inbox; when it resumes, Bob's session must not
+/// stay silently deaf: it receives the message or is closed (then it resyncs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_whose_presence_lapsed_is_closed_not_left_deaf() {
+    let options = Options {
+        gateway_args: vec!["--heartbeat-s".into(), "1".into()],
+        ..Options::gateways(2)
+    };
+    let stack = Processes::start_with("lapse", options).await;
+    let (g0, g1) = (&stack.gateways[0], &stack.gateways[1]);
+    let (amy, bob) = (token(g0, "amy").await, token(g1, "bob").await);
+    let conv = Api::new(g0, &amy).create_direct("bob").await.unwrap();
+    let a = live(g0, &amy).await;
+    let b = live(g1, &bob).await;
+    stack.gateway_procs[1].pause();
+    // TTL is 3 s: after 5 s the workers see Bob offline.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let sent = a.send(&conv, "while-hung", "hello?").await.expect("sent");
+    let bob_api = Api::new(g0, &bob);
+    eventually("the message in bob's inbox", LONG, || async {
+        !bob_api.inbox().await.unwrap().is_empty()
+    })
+    .await;
+    stack.gateway_procs[1].resume();
+    let outcome = b
+        .wait_for("the message, or a close", Duration::from_secs(20), |s| {
+            s.closed().is_some() || s.messages(&conv).iter().any(|m| m.seq == sent.seq)
+        })
+        .await;
+    assert!(
+        outcome.is_ok(),
+        "bob's session neither got the message nor was closed: it is deaf"
+    );
+    if let Some(reason) = b.closed() {
+        assert!(reason.contains("presence_lapsed"), "{reason}");
+    }
+}
+
+/// Scenario 9: a presence record that outlives its session (here written by hand, as a
+/// stale heartbeat would) routes Amy's message to a gateway where Bob has no session.
+/// The message must reach Bob's inbox, not vanish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_routed_to_a_gateway_without_the_users_session_reaches_the_inbox() {
+    use parley_schemas::{encode, now_millis, Meta, PresenceUpdated};
+    let stack = Processes::start("ghost", 2).await;
+    let g0 = &stack.gateways[0];
+    let (amy, bob) = (token(g0, "amy").await, token(g0, "bob").await);
+    let conv = Api::new(g0, &amy).create_direct("bob").await.unwrap();
+    let a = live(g0, &amy).await;
+    let ghost = PresenceUpdated {
+        meta: Meta::new("gateway:1"),
+        user_id: "bob".into(),
+        gateway_slot: 1,
+        sessions: 1,
+        expires_at: now_millis() + 120_000,
+        ack: false,
+    };
+    let log = common::stack::kafka().await;
+    log.append(
+        &stack.topics.presence,
+        PresenceUpdated::key("bob", 1).as_bytes(),
+        Some(&encode(&ghost).unwrap()),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let sent = a.send(&conv, "to-a-ghost", "anyone?").await.expect("sent");
+    let bob_api = Api::new(g0, &bob);
+    eventually("the message in bob's inbox", LONG, || async {
+        bob_api
+            .inbox()
+            .await
+            .unwrap()
+            .iter()
+            .any(|e| e["seq"].as_i64() == Some(sent.seq))
+    })
+    .await;
+}
+
+/// Scenario 10: a second gateway started with the same `--gateway-id` takes the slot
+/// over; the first stops (with an error saying why) instead of both tombstoning each
+/// other's users, and clients of the slot keep working through the new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_gateway_with_the_same_id_fences_the_first() {
+    let mut stack = Processes::start("fence", 1).await;
+    let g = stack.gateways[0].clone();
+    let (amy, bob) = (token(&g, "amy").await, token(&g, "bob").await);
+    let conv = Api::new(&g, &amy).create_direct("bob").await.unwrap();
+    let old = live(&g, &bob).await;
+
+    let addr = common::stack::free_port().to_string();
+    let mut newer = stack.spawn_gateway_at(0, &addr);
+    let g2 = format!("http://{addr}");
+    common::stack::wait_healthy(&g2).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = stack.gateway_procs[0].exited() {
+            break s;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first gateway still runs"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(!status.success(), "it stops with an error");
+    old.wait_closed(LONG).await.expect("its sessions are closed");
+    assert!(newer.exited().is_none(), "the newer one keeps the slot");
+
+    let a = live(&g2, &amy).await;
+    let b = live(&g2, &bob).await;
+    a.send(&conv, "after-fence", "hi").await.expect("sent");
+    b.wait_arrivals(&conv, "amy", 1, LONG)
+        .await
+        .expect("delivered through the new gateway");
+    newer.kill();
+}
+
+/// Scenario 1: a worker takes a partition over from a projector snapshot that is ahead
+/// of the committed offset, and routes the records in between again without knowing
+/// their predecessors. A client that never held the conversation's start must not
+/// take those messages as linked: its cursor never steps over a message it lacks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_takeover_from_a_snapshot_ahead_never_moves_a_cursor_over_a_hole() {
+    let options = Options {
+        // Offsets are committed only when the worker stops cleanly.
+        fanout_args: vec!["--commit-interval-ms".into(), "3600000".into()],
+        ..Options::gateways(1)
+    };
+    let mut stack = Processes::start_with("takeover", options).await;
+    let g = stack.gateways[0].clone();
+    let (amy, bob) = (token(&g, "amy").await, token(&g, "bob").await);
+    let conv = Api::new(&g, &amy).create_direct("bob").await.unwrap();
+    let amy_api = Api::new(&g, &amy);
+    let a = live(&g, &amy).await;
+    for i in 0..5 {
+        a.send(&conv, &format!("early-{i}"), "early").await.unwrap();
+    }
+    // A clean stop commits past the early ones.
+    stack.fanouts[0].stop();
+    stack.restart_fanout(0);
+    let after_restart = live(&g, &amy).await;
+    drop(after_restart);
+    // The burst is routed (to Bob's inbox: he is offline) but never committed.
+    let mut last = 0;
+    for i in 0..20 {
+        last = a.send(&conv, &format!("burst-{i}"), "burst").await.unwrap().seq;
+    }
+    let bob_api = Api::new(&g, &bob);
+    eventually("the burst in bob's inbox", LONG, || async {
+        bob_api.inbox().await.unwrap().len() >= 25
+    })
+    .await;
+    // Bob connects (live, no sync); then the worker dies and its successor takes over
+    // from the committed offset with a projector snapshot that has the whole burst.
+    let b = live(&g, &bob).await;
+    stack.fanouts[0].kill();
+    stack.restart_fanout(0);
+    b.wait_for("the burst routed again", LONG, |s| !s.arrivals().is_empty())
+        .await
+        .expect("the burst is routed again");
+    let history = history_seqs(&amy_api, &conv).await;
+    let mut want: Vec<i64> = history.values().copied().collect();
+    want.sort_unstable();
+    assert_eq!(want.len(), 25);
+    b.wait_for("bob holds all 25", LONG, |s| s.messages(&conv).len() == 25)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "bob holds {} messages with cursor {:?}: the hole before the burst was never filled",
+                b.messages(&conv).len(),
+                b.cursors()
+            )
+        });
+    let held: Vec<i64> = b.messages(&conv).iter().map(|m| m.seq).collect();
+    assert_eq!(held, want);
+    assert_eq!(b.cursors().get(&conv), Some(&last));
 }

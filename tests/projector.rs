@@ -227,7 +227,7 @@ async fn views_ahead_of_the_log_are_refused_or_rebuilt() {
     assert!(dir.exists(), "refusing changes nothing");
 
     let mut config = ProjectorConfig::new(&dir, &new_topics);
-    config.rebuild_if_ahead = true;
+    config.rebuild_if_unfit = true;
     let rebuilt = Projector::start(config, log.clone(), stop.clone())
         .await
         .unwrap();
@@ -237,4 +237,92 @@ async fn views_ahead_of_the_log_are_refused_or_rebuilt() {
     );
     stop.cancel();
     rebuilt.join().await.unwrap();
+}
+
+/// Views whose stored offsets are behind the log's start (retention deleted records
+/// they never applied) are refused with a clear error; told to rebuild, the projector
+/// rebuilds them from what the log holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_behind_the_log_start_are_refused_unless_told_to_rebuild() {
+    use parley_projector::{Projector, ProjectorConfig, Views};
+    let log = kafka().await;
+    let prefix = common::fresh_prefix("behind");
+    provision(&*log, &prefix).await;
+    let topics = settings(&prefix).names();
+    let create = |id: &str| ConversationCreated {
+        meta: Meta::new("alice"),
+        conversation_id: id.into(),
+        kind: ConversationKind::Group,
+        title: None,
+        members: vec!["alice".into()],
+    };
+    let first = log
+        .append(&topics.events, b"c", Some(&encode(&create("c")).unwrap()))
+        .await
+        .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("views");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let p = Projector::start(ProjectorConfig::new(&dir, &topics), log.clone(), stop.clone())
+        .await
+        .unwrap();
+    assert!(p
+        .views()
+        .wait_applied(&[(first.partition, first.offset + 1)], Duration::from_secs(30))
+        .await
+        .unwrap());
+    stop.cancel();
+    p.join().await.unwrap();
+
+    // While the projector is down, two more records arrive and retention deletes them
+    // (and the first) before it comes back.
+    let mut last = first;
+    for _ in 0..2 {
+        last = log
+            .append(&topics.events, b"c", Some(&encode(&create("c")).unwrap()))
+            .await
+            .unwrap();
+    }
+    delete_records_before(&topics.events, last.partition, last.offset + 1).await;
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let refused =
+        Projector::start(ProjectorConfig::new(&dir, &topics), log.clone(), stop.clone()).await;
+    let err = refused.err().expect("refused").to_string();
+    assert!(err.contains("behind the log's start"), "{err}");
+    assert!(err.contains("--rebuild"), "the error says what to do: {err}");
+    assert!(dir.exists(), "refusing changes nothing");
+
+    let mut config = ProjectorConfig::new(&dir, &topics);
+    config.rebuild_if_unfit = true;
+    let rebuilt = Projector::start(config, log.clone(), stop.clone())
+        .await
+        .unwrap();
+    assert!(
+        rebuilt.views().conversation("c").await.unwrap().is_none(),
+        "rebuilt from what the log holds now"
+    );
+    stop.cancel();
+    rebuilt.join().await.unwrap();
+}
+
+/// Deletes the records of a partition before `offset`, as retention would.
+async fn delete_records_before(topic: &str, partition: i32, offset: i64) {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", common::bootstrap())
+        .create()
+        .expect("admin client");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Offset(offset))
+        .unwrap();
+    let done = admin
+        .delete_records(&tpl, &AdminOptions::new())
+        .await
+        .expect("delete records");
+    for e in done.elements() {
+        e.error().expect("records deleted");
+    }
 }

@@ -11,7 +11,7 @@ use serde_json::json;
 
 use crate::api::Api;
 use crate::session::{Sent, SessionError};
-use crate::store::{Inserted, Store};
+use crate::store::{Inserted, Source, Store};
 
 #[derive(Deserialize)]
 struct Reply {
@@ -77,7 +77,7 @@ impl Poller {
         for frame in reply.frames {
             if let ServerFrame::Message(m) = frame {
                 messages += 1;
-                self.take(&api, m).await?;
+                self.take(&api, m, Source::Live).await?;
             }
         }
         self.cursor = Some(reply.cursor);
@@ -87,14 +87,19 @@ impl Poller {
         })
     }
 
-    async fn take(&mut self, api: &Api, m: MessageView) -> Result<(), SessionError> {
+    async fn take(
+        &mut self,
+        api: &Api,
+        m: MessageView,
+        source: Source,
+    ) -> Result<(), SessionError> {
         let conversation = m.conversation_id.clone();
-        if let Inserted::Gap { after, before } = self.store.insert(m) {
+        if let Inserted::Gap { after, before } = self.store.insert(m, source) {
             let page = api
                 .history(&conversation, after, Some(before), 1000)
                 .await?;
             for m in page.messages {
-                self.store.insert(m);
+                self.store.insert(m, Source::History);
             }
         }
         Ok(())
@@ -120,21 +125,24 @@ impl Poller {
         let ServerFrame::Sent {
             message_id,
             seq,
+            prev_seq,
             ts,
             ..
         } = frame
         else {
             return Err(SessionError::Protocol("expected a sent frame".into()));
         };
-        self.store.insert_own(MessageView {
+        let own = MessageView {
             conversation_id: conversation.to_string(),
             seq,
-            prev_seq: None,
+            prev_seq,
+            prev_unknown: false,
             message_id,
             sender_id: self.user.clone(),
             body: body.to_string(),
             ts,
-        });
+        };
+        self.take(&api, own, Source::Sent).await?;
         Ok(Sent {
             message_id,
             seq,

@@ -19,7 +19,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;
 
-use crate::store::{Inserted, Store};
+use crate::store::{Inserted, Source, Store};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -482,21 +482,27 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                 client_msg_id,
                 message_id,
                 seq,
+                prev_seq,
                 ts,
                 ..
             } => {
                 if let Some((out, w)) = take_waiter(&mut st, &client_msg_id) {
                     // The gateway does not echo a session's own messages: keep it here.
                     let user = st.user.clone();
-                    st.store.insert_own(MessageView {
+                    let conversation = out.conversation_id.clone();
+                    let own = MessageView {
                         conversation_id: out.conversation_id,
                         seq,
-                        prev_seq: None,
+                        prev_seq,
+                        prev_unknown: false,
                         message_id,
                         sender_id: user,
                         body: out.body,
                         ts,
-                    });
+                    };
+                    if let Inserted::Gap { after, before } = st.store.insert(own, Source::Sent) {
+                        fetch.push((conversation, after, before));
+                    }
                     let _ = w.send(Ok(Sent {
                         message_id,
                         seq,
@@ -532,13 +538,13 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                     let _ = tap.send((std::time::Instant::now(), m.clone()));
                 }
                 st.arrivals.push(m.clone());
-                if let Inserted::Gap { after, before } = st.store.insert(m.clone()) {
+                if let Inserted::Gap { after, before } = st.store.insert(m.clone(), Source::Live) {
                     fetch.push((m.conversation_id, after, before));
                 }
             }
             ServerFrame::SyncBatch { messages, .. } | ServerFrame::History { messages, .. } => {
                 for m in messages {
-                    st.store.insert(m);
+                    st.store.insert(m, Source::History);
                 }
             }
             ServerFrame::Synced { request_id } => {

@@ -1,11 +1,16 @@
 //! What a client holds of each conversation: messages by seq, each message id once.
 //!
-//! A message is *linked* when its `prev_seq` is held (or is null: the conversation's
-//! first message). The cursor of a conversation, sent in a sync, is the last seq of the
+//! A message is *linked* when its predecessor is known and held: its `prev_seq` is
+//! null without `prev_unknown` (the conversation's first message), or names a seq this
+//! client holds. The cursor of a conversation, sent in a sync, is the last seq of the
 //! linked run from its start: a message held after a gap never moves the cursor past
-//! the gap. A message this client sent is held from its `sent` reply, which does not
-//! say `prev_seq`; it is linked once a copy from the server (sync, history or another
-//! session's delivery) says it.
+//! the gap.
+//!
+//! A live copy's `prev_seq` comes from a router, which may not know it (`prev_unknown`)
+//! or, rarely, name a repeated send that history does not keep. History is the
+//! authority: a gap is filled by fetching history up to *and including* the message
+//! that revealed it, and a copy from history or sync replaces the `prev_seq` of the copy
+//! held. So no `prev_seq` can hold a cursor back for good.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -16,8 +21,6 @@ use uuid::Uuid;
 pub struct Conversation {
     pub messages: BTreeMap<i64, MessageView>,
     ids: HashSet<Uuid>,
-    /// Seqs of own messages whose `prev_seq` is not known yet.
-    unlinked: HashSet<i64>,
     /// Frames that carried a message already held (overlap, redelivery): dropped.
     pub duplicates: usize,
 }
@@ -27,58 +30,57 @@ pub struct Store {
     pub conversations: HashMap<String, Conversation>,
 }
 
+/// Where a copy of a message comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Routed live (`message` frames): `prev_seq` is the router's.
+    Live,
+    /// The sender's `sent` reply: `prev_seq` is history's.
+    Sent,
+    /// `history` and `sync_batch` pages: `prev_seq` is history's.
+    History,
+}
+
 /// What [`Store::insert`] found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Inserted {
     New,
     Duplicate,
-    /// New, and its `prev_seq` is a message this client does not hold: fetch
-    /// `after < seq < before` to fill the gap.
-    Gap {
-        after: Option<i64>,
-        before: i64,
-    },
+    /// Its predecessor is unknown or not held: fetch history with
+    /// `after < seq < before` (`before` is one past the message itself, so that its
+    /// history copy, with history's `prev_seq`, comes too).
+    Gap { after: Option<i64>, before: i64 },
 }
 
 impl Store {
-    pub fn insert(&mut self, m: MessageView) -> Inserted {
+    /// Takes in a copy of a message; says whether a gap must be filled.
+    pub fn insert(&mut self, m: MessageView, source: Source) -> Inserted {
         let conv = self
             .conversations
             .entry(m.conversation_id.clone())
             .or_default();
         if !conv.ids.insert(m.message_id) {
-            if conv.unlinked.remove(&m.seq) {
+            conv.duplicates += 1;
+            if source != Source::Live {
                 if let Some(held) = conv.messages.get_mut(&m.seq) {
                     held.prev_seq = m.prev_seq;
+                    held.prev_unknown = m.prev_unknown;
                 }
             }
-            conv.duplicates += 1;
             return Inserted::Duplicate;
         }
-        let gap = match m.prev_seq {
-            Some(p) if !conv.messages.contains_key(&p) => {
-                // Fill from the newest message held before it (or from the start).
-                let after = conv.messages.range(..m.seq).next_back().map(|(s, _)| *s);
-                Some(Inserted::Gap {
-                    after,
-                    before: m.seq,
-                })
-            }
-            _ => None,
-        };
-        conv.messages.insert(m.seq, m);
-        gap.unwrap_or(Inserted::New)
-    }
-
-    /// A message this client sent (acknowledged): held without gap checks.
-    pub fn insert_own(&mut self, m: MessageView) {
-        let conv = self
-            .conversations
-            .entry(m.conversation_id.clone())
-            .or_default();
-        if conv.ids.insert(m.message_id) {
-            conv.unlinked.insert(m.seq);
-            conv.messages.insert(m.seq, m);
+        let seq = m.seq;
+        let linked = conv.links(&m);
+        conv.messages.insert(seq, m);
+        if linked || source == Source::History {
+            // History pages are filled by the caller page after page.
+            return Inserted::New;
+        }
+        // Fill from the newest message held before it (or from the start).
+        let after = conv.messages.range(..seq).next_back().map(|(s, _)| *s);
+        Inserted::Gap {
+            after,
+            before: seq + 1,
         }
     }
 
@@ -102,25 +104,24 @@ impl Store {
     /// Takes in everything `other` holds (e.g. what an earlier session held).
     pub fn absorb(&mut self, other: Store) {
         for (_, conv) in other.conversations {
-            for (seq, m) in conv.messages {
-                if conv.unlinked.contains(&seq) {
-                    self.insert_own(m);
-                } else {
-                    self.insert(m);
-                }
+            for (_, m) in conv.messages {
+                self.insert(m, Source::Sent);
             }
         }
     }
 }
 
 impl Conversation {
+    /// Whether `m`'s predecessor is known and held.
+    fn links(&self, m: &MessageView) -> bool {
+        !m.prev_unknown && m.prev_seq.is_none_or(|p| self.messages.contains_key(&p))
+    }
+
     /// See [`Store::cursors`].
     pub fn cursor(&self) -> Option<i64> {
         let mut cursor = None;
         for (seq, m) in &self.messages {
-            let linked = !self.unlinked.contains(seq)
-                && m.prev_seq.is_none_or(|p| self.messages.contains_key(&p));
-            if !linked {
+            if !self.links(m) {
                 break;
             }
             cursor = Some(*seq);
@@ -138,6 +139,7 @@ mod tests {
             conversation_id: "c".into(),
             seq,
             prev_seq: prev,
+            prev_unknown: false,
             message_id: Uuid::from_u128(seq as u128),
             sender_id: "a".into(),
             body: "b".into(),
@@ -145,20 +147,27 @@ mod tests {
         }
     }
 
+    fn unknown(seq: i64) -> MessageView {
+        MessageView {
+            prev_unknown: true,
+            ..m(seq, None)
+        }
+    }
+
     #[test]
     fn orders_dedups_and_spots_gaps() {
         let mut s = Store::default();
-        assert_eq!(s.insert(m(3, None)), Inserted::New);
-        assert_eq!(s.insert(m(7, Some(3))), Inserted::New);
-        assert_eq!(s.insert(m(7, Some(3))), Inserted::Duplicate);
+        assert_eq!(s.insert(m(3, None), Source::Live), Inserted::New);
+        assert_eq!(s.insert(m(7, Some(3)), Source::Live), Inserted::New);
+        assert_eq!(s.insert(m(7, Some(3)), Source::Live), Inserted::Duplicate);
         assert_eq!(
-            s.insert(m(12, Some(9))),
+            s.insert(m(12, Some(9)), Source::Live),
             Inserted::Gap {
                 after: Some(7),
-                before: 12
+                before: 13
             }
         );
-        assert_eq!(s.insert(m(9, Some(7))), Inserted::New);
+        assert_eq!(s.insert(m(9, Some(7)), Source::History), Inserted::New);
         let seqs: Vec<i64> = s.messages("c").iter().map(|m| m.seq).collect();
         assert_eq!(seqs, vec![3, 7, 9, 12]);
         assert_eq!(s.cursors()["c"], 12);
@@ -166,19 +175,53 @@ mod tests {
     }
 
     #[test]
-    fn cursors_stop_before_gaps_and_unlinked_own_messages() {
+    fn cursors_stop_before_gaps() {
         let mut s = Store::default();
-        s.insert(m(3, None));
-        s.insert(m(7, Some(3)));
-        s.insert(m(12, Some(9)));
+        s.insert(m(3, None), Source::Live);
+        s.insert(m(7, Some(3)), Source::Live);
+        s.insert(m(12, Some(9)), Source::Live);
         assert_eq!(s.cursors()["c"], 7, "9 is missing: resume after 7");
-        s.insert_own(m(9, None));
-        assert_eq!(s.cursors()["c"], 7, "own 9 has no prev_seq yet");
-        assert_eq!(s.insert(m(9, Some(7))), Inserted::Duplicate);
+        s.insert(m(9, Some(7)), Source::Sent);
         assert_eq!(s.cursors()["c"], 12);
 
         let mut late = Store::default();
-        late.insert(m(40, Some(30)));
+        late.insert(m(40, Some(30)), Source::Live);
         assert!(late.cursors().is_empty(), "nothing linked from the start");
+    }
+
+    #[test]
+    fn an_unknown_predecessor_is_a_gap_not_a_link() {
+        let mut s = Store::default();
+        // The first message was never received; the router does not know the second's
+        // predecessor. The cursor must not move past the hole.
+        assert_eq!(
+            s.insert(unknown(8), Source::Live),
+            Inserted::Gap {
+                after: None,
+                before: 9
+            }
+        );
+        assert!(s.cursors().is_empty());
+        // History fills the hole and brings its own copy of 8.
+        s.insert(m(5, None), Source::History);
+        s.insert(m(8, Some(5)), Source::History);
+        assert_eq!(s.cursors()["c"], 8);
+    }
+
+    #[test]
+    fn history_replaces_a_prev_seq_history_does_not_keep() {
+        let mut s = Store::default();
+        s.insert(m(3, None), Source::Live);
+        // The router named a repeated send (seq 5) that history drops.
+        assert!(matches!(
+            s.insert(m(6, Some(5)), Source::Live),
+            Inserted::Gap { .. }
+        ));
+        assert_eq!(s.cursors()["c"], 3);
+        // A live copy does not overrule; history's does.
+        s.insert(m(6, Some(5)), Source::Live);
+        assert_eq!(s.cursors()["c"], 3);
+        s.insert(m(6, Some(3)), Source::History);
+        assert_eq!(s.cursors()["c"], 6);
     }
 }

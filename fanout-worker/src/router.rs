@@ -196,46 +196,32 @@ impl Router {
         }
         let mut out = Vec::with_capacity(by_slot.len() + 2 * offline.len());
         for (slot, recipients) in by_slot {
-            let batch = DeliveryBatch {
-                meta: Meta::new(self.actor.clone()),
-                gateway_slot: slot,
-                conversation_id: m.conversation_id.clone(),
-                recipients,
-                broadcast: false,
-                source_topic: self.events_topic.clone(),
-                source_partition: record.partition,
-                source_offset: record.offset,
-                prev_seq: posted.prev_seq,
-                event: raw.to_vec(),
-            };
-            if let Some(value) = encode_logged(&batch) {
-                out.push(Output::Delivery {
-                    slot,
-                    key: m.conversation_id.clone(),
-                    value,
-                });
+            // Batches stay well under the broker's record size, whatever the group.
+            for recipients in chunks(recipients, raw.len()) {
+                let batch = DeliveryBatch {
+                    meta: Meta::new(self.actor.clone()),
+                    gateway_slot: slot,
+                    conversation_id: m.conversation_id.clone(),
+                    recipients,
+                    broadcast: false,
+                    source_topic: self.events_topic.clone(),
+                    source_partition: record.partition,
+                    source_offset: record.offset,
+                    prev_seq: posted.prev.to_record(),
+                    event: raw.to_vec(),
+                };
+                if let Some(value) = encode_logged(&batch) {
+                    out.push(Output::Delivery {
+                        slot,
+                        key: m.conversation_id.clone(),
+                        value,
+                    });
+                }
             }
         }
         for user in offline {
-            let entry = InboxEntry {
-                meta: Meta::new(self.actor.clone()),
-                user_id: user.clone(),
-                conversation_id: m.conversation_id.clone(),
-                seq: record.offset,
-                message_id: m.message_id,
-                sender_id: m.sender().to_string(),
-            };
-            let job = PushJob {
-                meta: Meta::new(self.actor.clone()),
-                user_id: user.clone(),
-                conversation_id: m.conversation_id.clone(),
-                seq: record.offset,
-                message_id: m.message_id,
-                sender_id: m.sender().to_string(),
-                title: m.sender().to_string(),
-                preview: PushJob::preview_of(&m.body),
-                badge: None,
-            };
+            let entry = InboxEntry::for_message(&self.actor, &user, record.offset, m);
+            let job = PushJob::for_message(&self.actor, &user, record.offset, m);
             if let (Some(e), Some(j)) = (encode_logged(&entry), encode_logged(&job)) {
                 out.push(Output::Inbox {
                     user: user.clone(),
@@ -248,6 +234,32 @@ impl Router {
     }
 }
 
+/// The largest delivery batch the router writes, in bytes (the broker's default limit
+/// is 1 MiB).
+pub const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// Splits `recipients` so that each batch, with an event of `event_bytes`, stays within
+/// [`MAX_BATCH_BYTES`] (a batch always holds at least one recipient).
+fn chunks(recipients: Vec<String>, event_bytes: usize) -> Vec<Vec<String>> {
+    let budget = MAX_BATCH_BYTES.saturating_sub(event_bytes + 512);
+    let mut out = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut size = 0;
+    for r in recipients {
+        let cost = r.len() + 2;
+        if !current.is_empty() && size + cost > budget {
+            out.push(std::mem::take(&mut current));
+            size = 0;
+        }
+        size += cost;
+        current.push(r);
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
 fn encode_logged<R: parley_schemas::Record>(r: &R) -> Option<Vec<u8>> {
     match parley_schemas::encode(r) {
         Ok(v) => Some(v),
@@ -255,5 +267,22 @@ fn encode_logged<R: parley_schemas::Record>(r: &R) -> Option<Vec<u8>> {
             warn!(error = %e, "encoding an output failed");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn big_recipient_lists_are_split_under_the_batch_limit() {
+        let users: Vec<String> = (0..50_000).map(|i| format!("user-{i:08}")).collect();
+        let parts = chunks(users.clone(), 4096);
+        assert!(parts.len() > 1);
+        assert!(parts
+            .iter()
+            .all(|p| p.iter().map(|u| u.len() + 2).sum::<usize>() + 4096 < MAX_BATCH_BYTES));
+        assert_eq!(parts.concat(), users, "every recipient once, in order");
+        assert_eq!(chunks(vec!["a".into()], 10 * MAX_BATCH_BYTES).len(), 1);
     }
 }

@@ -10,8 +10,9 @@ use std::time::Duration;
 use futures::stream::FuturesOrdered;
 use futures::StreamExt;
 use parley_projector::Views;
-use parley_schemas::encode;
-use parley_sequencer::{EventLog, GroupEvent, StartAt};
+use parley_schemas::{encode, DeadLetter, Meta, DEAD_LETTER_VALUE_MAX};
+use parley_sequencer::log::Appending;
+use parley_sequencer::{EventLog, GroupEvent, StartAt, TopicNames};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -84,7 +85,8 @@ async fn follow_presence(
             let (log, topic, stop) = (log.clone(), topics.deliveries.clone(), shutdown.clone());
             // Acks go out concurrently; a slow one does not hold up the presence view.
             tokio::spawn(async move {
-                append_retrying(&*log, &topic, Some(slot), key.as_bytes(), &value, &stop).await;
+                let _ =
+                    append_retrying(&*log, &topic, Some(slot), key.as_bytes(), &value, &stop).await;
             });
         }
     }
@@ -147,22 +149,19 @@ async fn route_events(
                     GroupEvent::Record(record) => {
                         let (p, next) = (record.partition, record.offset + 1);
                         let outputs = router.route(&record);
-                        let (log, topics, stop) = (log.clone(), topics.clone(), shutdown.clone());
+                        let source = Source::of(&record);
+                        // Every output is handed to the producer now, in order: the
+                        // appends to one slot keep the log's order.
+                        let mut started = Vec::with_capacity(outputs.len());
+                        for o in outputs {
+                            started.push(start(&**log, topics, o).await);
+                        }
+                        let (log, topics, stop, actor) =
+                            (log.clone(), topics.clone(), shutdown.clone(), router.actor.clone());
                         pipeline.push_back(Box::pin(async move {
                             let mut ok = true;
-                            for o in outputs {
-                                let appended = match &o {
-                                    Output::Delivery { slot, key, value } => {
-                                        append_retrying(&*log, &topics.deliveries, Some(*slot), key.as_bytes(), value, &stop).await
-                                    }
-                                    Output::Inbox { user, value } => {
-                                        append_retrying(&*log, &topics.inbox, None, user.as_bytes(), value, &stop).await
-                                    }
-                                    Output::Push { user, value } => {
-                                        append_retrying(&*log, &topics.push, None, user.as_bytes(), value, &stop).await
-                                    }
-                                };
-                                ok &= appended;
+                            for s in started {
+                                ok &= finish(&*log, &topics, &actor, &source, s, &stop).await;
                             }
                             (p, next, ok)
                         }));
@@ -224,7 +223,7 @@ async fn take_over(
         if let Ok(value) = encode(&ack) {
             let key = ack.user_id.clone();
             let stop = CancellationToken::new();
-            append_retrying(
+            let _ = append_retrying(
                 log,
                 &config.topics.deliveries,
                 Some(slot),
@@ -260,7 +259,126 @@ where
     }
 }
 
-/// Appends until the log accepts, backing off; false only if shut down first.
+/// Where an output came from, for its dead letter.
+struct Source {
+    topic: String,
+    partition: i32,
+    offset: i64,
+}
+
+impl Source {
+    fn of(record: &parley_sequencer::LogRecord) -> Self {
+        Source {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+        }
+    }
+}
+
+/// An output whose append has started (or, with a full producer queue, already ended).
+struct Started {
+    topic: String,
+    partition: Option<i32>,
+    key: Vec<u8>,
+    value: Vec<u8>,
+    appending: Appending,
+}
+
+/// Starts appending an output. If the producer cannot take it now, waits for the
+/// append here, so that nothing routed later overtakes it.
+async fn start(log: &dyn EventLog, topics: &TopicNames, output: Output) -> Started {
+    let (topic, partition, key, value) = match output {
+        Output::Delivery { slot, key, value } => {
+            (topics.deliveries.clone(), Some(slot), key.into_bytes(), value)
+        }
+        Output::Inbox { user, value } => (topics.inbox.clone(), None, user.into_bytes(), value),
+        Output::Push { user, value } => (topics.push.clone(), None, user.into_bytes(), value),
+    };
+    let appending = match log.start_append(&topic, partition, &key, Some(&value)) {
+        Some(a) => a,
+        None => {
+            let r = match partition {
+                Some(p) => log.append_to(&topic, p, &key, Some(&value)).await,
+                None => log.append(&topic, &key, Some(&value)).await,
+            };
+            Box::pin(std::future::ready(r))
+        }
+    };
+    Started {
+        topic,
+        partition,
+        key,
+        value,
+        appending,
+    }
+}
+
+/// Waits for a started append. A retryable failure is retried until the log takes it;
+/// a refusal (too large, invalid, no such partition) parks it in the dead-letter topic.
+/// False only if shut down first.
+async fn finish(
+    log: &dyn EventLog,
+    topics: &TopicNames,
+    actor: &str,
+    source: &Source,
+    started: Started,
+    stop: &CancellationToken,
+) -> bool {
+    let Started {
+        topic,
+        partition,
+        key,
+        value,
+        appending,
+    } = started;
+    let error = match appending.await {
+        Ok(_) => return true,
+        Err(e) if e.is_retryable() => {
+            warn!(topic, error = %e, "append failed; retrying");
+            match append_retrying(log, &topic, partition, &key, &value, stop).await {
+                Ok(()) => return true,
+                Err(None) => return false,
+                Err(Some(e)) => e,
+            }
+        }
+        Err(e) => e,
+    };
+    error!(
+        topic,
+        partition,
+        source_topic = %source.topic,
+        source_partition = source.partition,
+        source_offset = source.offset,
+        bytes = value.len(),
+        error = %error,
+        "the log refused an output: parked in the dead-letter topic"
+    );
+    let letter = DeadLetter {
+        meta: Meta::new(actor),
+        topic,
+        partition,
+        key: key.clone(),
+        value_size: value.len() as i64,
+        value: (value.len() <= DEAD_LETTER_VALUE_MAX).then_some(value),
+        error: error.to_string(),
+        source_topic: source.topic.clone(),
+        source_partition: source.partition,
+        source_offset: source.offset,
+    };
+    match encode(&letter) {
+        Ok(v) => append_retrying(log, &topics.dead_letters, None, &key, &v, stop)
+            .await
+            .is_ok(),
+        Err(e) => {
+            error!(error = %e, "a dead letter could not be encoded; the output is lost");
+            true
+        }
+    }
+}
+
+/// Appends until the log accepts, backing off. `Err(None)` if shut down first;
+/// `Err(Some(e))` if the log refuses the record for good.
 async fn append_retrying(
     log: &dyn EventLog,
     topic: &str,
@@ -268,7 +386,7 @@ async fn append_retrying(
     key: &[u8],
     value: &[u8],
     stop: &CancellationToken,
-) -> bool {
+) -> Result<(), Option<parley_sequencer::Error>> {
     let mut delay = Duration::from_millis(50);
     loop {
         let r = match partition {
@@ -276,11 +394,12 @@ async fn append_retrying(
             None => log.append(topic, key, Some(value)).await,
         };
         match r {
-            Ok(_) => return true,
+            Ok(_) => return Ok(()),
+            Err(e) if !e.is_retryable() => return Err(Some(e)),
             Err(e) => {
                 warn!(topic, error = %e, "append failed; retrying");
                 tokio::select! {
-                    _ = stop.cancelled() => return false,
+                    _ = stop.cancelled() => return Err(None),
                     _ = tokio::time::sleep(delay) => {}
                 }
                 delay = (delay * 2).min(Duration::from_secs(2));

@@ -10,12 +10,36 @@ use parley_schemas::rules::{self, Effect, LogState};
 use parley_schemas::{AnyRecord, ConversationKind, MessagePosted};
 use uuid::Uuid;
 
+/// What a router knows of the message before the next one of a conversation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Prev {
+    /// No message yet: the next is the conversation's first.
+    #[default]
+    First,
+    /// The last message routed.
+    Seq(i64),
+    /// Not known here (a takeover from a snapshot ahead of the resume offset).
+    Unknown,
+}
+
+impl Prev {
+    /// As `DeliveryBatch.prev_seq` carries it: -1 for "the first message", null for
+    /// "unknown" (see `DeliveryBatch.avsc`).
+    pub fn to_record(self) -> Option<i64> {
+        match self {
+            Prev::First => Some(-1),
+            Prev::Seq(s) => Some(s),
+            Prev::Unknown => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Conversation {
     pub kind: Option<ConversationKind>,
     /// user → offset of the record that made them a member.
     pub members: BTreeMap<String, i64>,
-    pub last_seq: Option<i64>,
+    pub last: Prev,
 }
 
 #[derive(Default)]
@@ -32,7 +56,7 @@ pub struct Posted<'a> {
     pub message: &'a MessagePosted,
     /// Members when it was posted, the sender included.
     pub recipients: Vec<String>,
-    pub prev_seq: Option<i64>,
+    pub prev: Prev,
 }
 
 impl LogState for PartitionState {
@@ -63,7 +87,8 @@ impl PartitionState {
     }
 
     /// State from a projector snapshot. `with_last_seq` is false when the snapshot is
-    /// ahead of where routing resumes: its last seqs would be wrong there.
+    /// ahead of where routing resumes: its last seqs would be wrong there, so each
+    /// conversation's next message says its predecessor is unknown.
     pub fn from_snapshot(snapshot: PartitionSnapshot, with_last_seq: bool, window: usize) -> Self {
         let mut s = PartitionState::new(window);
         for c in snapshot.conversations {
@@ -72,7 +97,11 @@ impl PartitionState {
                 Conversation {
                     kind: Some(c.kind),
                     members: c.members.into_iter().collect(),
-                    last_seq: if with_last_seq { c.last_seq } else { None },
+                    last: match (with_last_seq, c.last_seq) {
+                        (false, _) => Prev::Unknown,
+                        (true, Some(s)) => Prev::Seq(s),
+                        (true, None) => Prev::First,
+                    },
                 },
             );
         }
@@ -123,7 +152,7 @@ impl PartitionState {
             Effect::Post(m) => {
                 self.remember(m.conversation_id.clone(), m.message_id);
                 let conv = self.conversations.get_mut(&m.conversation_id)?;
-                let prev_seq = conv.last_seq.replace(offset);
+                let prev = std::mem::replace(&mut conv.last, Prev::Seq(offset));
                 // A snapshot taken ahead may list members who joined after this record.
                 let recipients = conv
                     .members
@@ -134,7 +163,7 @@ impl PartitionState {
                 Some(Posted {
                     message: m,
                     recipients,
-                    prev_seq,
+                    prev,
                 })
             }
         }

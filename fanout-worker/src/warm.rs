@@ -2,7 +2,7 @@
 //! conversations' members and last seqs at C come from the projector's snapshot of the
 //! partition (taken at its applied offset A) plus, when A < C, a scan of the log from A
 //! to C. A snapshot ahead of C (A > C) is used as is, without its last seqs (those
-//! messages then carry `prev_seq: null` until the next one). With no projector, or no
+//! messages then say their predecessor is unknown, and clients fetch it from history). With no projector, or no
 //! committed offset, the partition's state is rebuilt from the log itself.
 
 use std::sync::Arc;

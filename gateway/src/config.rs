@@ -30,6 +30,12 @@ pub struct GatewayConfig {
     pub max_frame_bytes: usize,
     /// Longest message body, in characters.
     pub max_body_chars: usize,
+    /// How often the gateway pings each WebSocket.
+    pub ping_interval: Duration,
+    /// A WebSocket that sends nothing (not even a pong) for this long is closed as dead.
+    pub idle_timeout: Duration,
+    /// A write to a WebSocket that takes longer than this closes it as stuck.
+    pub write_timeout: Duration,
 }
 
 impl GatewayConfig {
@@ -47,6 +53,9 @@ impl GatewayConfig {
             session_queue: 1024,
             max_frame_bytes: 64 * 1024,
             max_body_chars: 16 * 1024,
+            ping_interval: Duration::from_secs(15),
+            idle_timeout: Duration::from_secs(45),
+            write_timeout: Duration::from_secs(10),
         }
     }
 }

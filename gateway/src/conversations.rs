@@ -15,7 +15,7 @@ use serde_json::json;
 
 use crate::auth::{valid_user_id, Caller};
 use crate::error::ApiError;
-use crate::membership::ensure_member;
+use crate::membership::{ensure_member, read_your_log};
 use crate::service::Shared;
 
 /// The most members one request may name.
@@ -97,7 +97,9 @@ pub async fn create(
     let mut seen = std::collections::HashSet::new();
     members.retain(|m| seen.insert(m.clone()));
 
-    if kind == ConversationKind::Direct && state.views.conversation(&id).await?.is_some() {
+    // A direct conversation's id is derived: it exists if the log holds its creation,
+    // which the views show once they have applied its partition up to the end.
+    if kind == ConversationKind::Direct && direct_exists(&state, &id).await? {
         return Ok((
             StatusCode::OK,
             Json(json!({"conversation_id": id, "created": false})),
@@ -190,8 +192,22 @@ pub async fn remove_member(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `GET /v1/conversations`
+/// Whether the log already holds the creation of direct conversation `id`.
+async fn direct_exists(state: &Shared, id: &str) -> Result<bool, ApiError> {
+    if state.views.conversation(id).await?.is_some() {
+        return Ok(true);
+    }
+    if !read_your_log(state, id).await? {
+        return Err(ApiError::unavailable(
+            "the views are behind the log; try again",
+        ));
+    }
+    Ok(state.views.conversation(id).await?.is_some())
+}
+
+/// `GET /v1/conversations`: read-your-writes, behind the same barrier as a sync.
 pub async fn list(State(state): State<Shared>, Caller(me): Caller) -> Result<Response, ApiError> {
+    crate::sync::barrier(&state).await?;
     let conversations = state.views.user_conversations(&me).await?;
     Ok(Json(json!({"conversations": conversations})).into_response())
 }

@@ -2,16 +2,22 @@
 //! and typing indicators go to the sessions of their recipients; presence acknowledgements go to the presence agent.
 //! Anything older than the start is recovered by clients' cursor sync, never replayed
 //! to sockets here.
+//!
+//! A message routed here for a user with no session here (a presence record that
+//! outlived the session, say) does not vanish: the gateway writes the user's inbox entry
+//! and push job itself, as a router does for anyone offline.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use parley_schemas::frames::{MessageView, ServerFrame};
-use parley_schemas::{decode_any, AnyRecord, DeliveryBatch};
+use parley_schemas::{
+    decode_any, encode, AnyRecord, DeliveryBatch, InboxEntry, MessagePosted, PushJob,
+};
 use parley_sequencer::{EventLog, StartAt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
-use uuid::Uuid;
 
 use crate::presence::PresenceAgent;
 use crate::sessions::{Frame, Sessions};
@@ -19,14 +25,17 @@ use crate::sessions::{Frame, Sessions};
 /// Follows the slot until `shutdown`; an error ends it (and the gateway with it).
 pub async fn follow(
     log: Arc<dyn EventLog>,
-    topic: String,
+    topics: parley_sequencer::TopicNames,
     slot: i32,
     sessions: Arc<Sessions>,
     presence: Arc<PresenceAgent>,
     started: tokio::sync::oneshot::Sender<()>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let mut stream = log.read(&topic, &[(slot, StartAt::End)]).await?;
+    let mut stream = log
+        .read(&topics.deliveries, &[(slot, StartAt::End)])
+        .await?;
+    let actor = format!("gateway:{slot}");
     let _ = started.send(());
     loop {
         let next = tokio::select! {
@@ -46,15 +55,22 @@ pub async fn follow(
         };
         match decode_any(value) {
             Ok(AnyRecord::DeliveryBatch(batch)) => {
-                let Some((frame, message_id)) = frame_of(&batch) else {
+                let Some((frame, message)) = frame_of(&batch) else {
                     continue;
                 };
                 let Ok(text) = serde_json::to_string(&frame) else {
                     continue;
                 };
                 let frame: Frame = text.into();
+                let message_id = message.as_ref().map(|m| m.message_id);
                 for user in &batch.recipients {
-                    sessions.deliver(user, &frame, message_id.as_ref());
+                    let reached = sessions.deliver(user, &frame, message_id.as_ref());
+                    if let Some(m) = message.as_ref() {
+                        if reached == 0 && !sessions.has_user(user) && !presence.holds(user) {
+                            let seq = batch.source_offset;
+                            tokio::spawn(to_inbox(log.clone(), topics.clone(), actor.clone(), user.clone(), seq, m.clone()));
+                        }
+                    }
                 }
             }
             Ok(AnyRecord::PresenceAcked(ack)) => presence.on_ack(&ack),
@@ -64,21 +80,55 @@ pub async fn follow(
     }
 }
 
-/// The frame a routed record becomes, and the message id (for own-echo suppression).
-fn frame_of(batch: &DeliveryBatch) -> Option<(ServerFrame, Option<Uuid>)> {
+/// Writes the inbox entry and push job of a message routed to a user who has no
+/// session here.
+async fn to_inbox(
+    log: Arc<dyn EventLog>,
+    topics: parley_sequencer::TopicNames,
+    actor: String,
+    user: String,
+    seq: i64,
+    m: MessagePosted,
+) {
+    let entry = InboxEntry::for_message(&actor, &user, seq, &m);
+    let job = PushJob::for_message(&actor, &user, seq, &m);
+    let (Ok(entry), Ok(job)) = (encode(&entry), encode(&job)) else {
+        return;
+    };
+    debug!(user = %user, seq, "routed here with no session here: to the inbox");
+    for (topic, value) in [(&topics.inbox, entry), (&topics.push, job)] {
+        // Retried a few times: the user's sync finds the message in any case.
+        for attempt in 0..5u32 {
+            match log.append(topic, user.as_bytes(), Some(&value)).await {
+                Ok(_) => break,
+                Err(e) if attempt < 4 && e.is_retryable() => {
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await
+                }
+                Err(e) => {
+                    warn!(user = %user, topic = %topic, error = %e, "inbox entry not written");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// The frame a routed record becomes, and the message it carries if it is one.
+fn frame_of(batch: &DeliveryBatch) -> Option<(ServerFrame, Option<MessagePosted>)> {
     match decode_any(&batch.event) {
         Ok(AnyRecord::MessagePosted(m)) => {
-            let id = m.message_id;
             let frame = ServerFrame::Message(MessageView {
                 conversation_id: batch.conversation_id.clone(),
                 seq: batch.source_offset,
-                prev_seq: batch.prev_seq,
+                // -1: the first message; null: the router did not know.
+                prev_seq: batch.prev_seq.filter(|p| *p >= 0),
+                prev_unknown: batch.prev_seq.is_none(),
                 message_id: m.message_id,
-                sender_id: m.meta.actor,
-                body: m.body,
+                sender_id: m.meta.actor.clone(),
+                body: m.body.clone(),
                 ts: m.meta.occurred_at,
             });
-            Some((frame, Some(id)))
+            Some((frame, Some(m)))
         }
         Ok(AnyRecord::ReceiptRecorded(r)) => Some((
             ServerFrame::Receipt {

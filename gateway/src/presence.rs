@@ -5,8 +5,17 @@
 //! When a user's first session opens, its presence record asks for acknowledgements;
 //! the session is *live* once acknowledgements from fanout-workers cover every
 //! partition of `events`: from then on every message to the user is routed here.
+//! Until then every heartbeat asks again, so a worker that takes partitions over later
+//! (after a failover, or while no worker ran) still acknowledges the user.
+//!
+//! A user whose presence record has lapsed (heartbeats failed for a whole TTL) is routed
+//! to the inbox by the workers; the gateway then closes that user's sessions
+//! ([`crate::ws::CLOSE_PRESENCE_LAPSED`]) so that the clients reconnect and sync rather
+//! than sit deaf. A heartbeat that races the close of the user's last session is
+//! followed by a second tombstone, so no stale record outlives the session.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +41,11 @@ struct UserPresence {
     /// Acknowledgements that came before `pending` was known.
     early: Vec<PresenceAcked>,
     notify: Arc<Notify>,
+    /// Unique per entry: a heartbeat that finds another epoch (or none) after its
+    /// append raced a close.
+    epoch: u64,
+    /// `expires_at` of the newest record of this user the log confirmed (0: none).
+    confirmed_until: i64,
 }
 
 pub struct PresenceAgent {
@@ -39,6 +53,7 @@ pub struct PresenceAgent {
     config: GatewayConfig,
     partitions: usize,
     users: Mutex<HashMap<String, UserPresence>>,
+    epochs: AtomicU64,
 }
 
 impl PresenceAgent {
@@ -49,6 +64,7 @@ impl PresenceAgent {
             config,
             partitions,
             users: Mutex::new(HashMap::new()),
+            epochs: AtomicU64::new(0),
         }
     }
 
@@ -67,37 +83,50 @@ impl PresenceAgent {
         }
     }
 
+    /// Publishes a presence record; where it landed and when it expires.
     async fn publish(
         &self,
         user: &str,
         sessions: usize,
         ack: bool,
-    ) -> parley_sequencer::Result<Position> {
+    ) -> parley_sequencer::Result<(Position, i64)> {
         let key = PresenceUpdated::key(user, self.config.gateway_id);
-        let value = encode(&self.record(user, sessions, ack))
-            .map_err(|e| parley_sequencer::Error::Rejected(e.to_string()))?;
-        self.log
+        let record = self.record(user, sessions, ack);
+        let value =
+            encode(&record).map_err(|e| parley_sequencer::Error::Rejected(e.to_string()))?;
+        let pos = self
+            .log
             .append(&self.config.topics.presence, key.as_bytes(), Some(&value))
+            .await?;
+        Ok((pos, record.expires_at))
+    }
+
+    async fn tombstone(&self, user: &str) -> parley_sequencer::Result<Position> {
+        let key = PresenceUpdated::key(user, self.config.gateway_id);
+        self.log
+            .append(&self.config.topics.presence, key.as_bytes(), None)
             .await
     }
 
     /// A session of `user` opened: the user's presence here is published (by its first
     /// session), asking fanout-workers to acknowledge it.
     pub async fn session_opened(&self, user: &str) {
-        let first = {
+        let epoch = {
             let mut users = self.lock();
             let entry = users.entry(user.to_string()).or_default();
             entry.sessions += 1;
-            entry.sessions == 1
+            if entry.sessions > 1 {
+                return;
+            }
+            entry.epoch = self.epochs.fetch_add(1, Ordering::Relaxed) + 1;
+            entry.epoch
         };
-        if !first {
-            return;
-        }
         match self.publish(user, 1, true).await {
-            Ok(pos) => {
+            Ok((pos, expires_at)) => {
                 let mut users = self.lock();
-                if let Some(entry) = users.get_mut(user) {
+                if let Some(entry) = users.get_mut(user).filter(|e| e.epoch == epoch) {
                     entry.pending = Some(pos);
+                    entry.confirmed_until = expires_at;
                     let early = std::mem::take(&mut entry.early);
                     for ack in early {
                         Self::absorb(entry, &ack, self.partitions);
@@ -108,6 +137,11 @@ impl PresenceAgent {
                 warn!(user, error = %e, "publishing presence failed; the next heartbeat retries")
             }
         }
+    }
+
+    /// Whether `user` counts as present here (a session, or a long poll's linger).
+    pub fn holds(&self, user: &str) -> bool {
+        self.lock().contains_key(user)
     }
 
     /// Waits, at most `timeout`, until `user` is live here: until every message to the
@@ -176,19 +210,20 @@ impl PresenceAgent {
             }
         };
         if last {
-            let key = PresenceUpdated::key(user, self.config.gateway_id);
-            if let Err(e) = self
-                .log
-                .append(&self.config.topics.presence, key.as_bytes(), None)
-                .await
-            {
+            if let Err(e) = self.tombstone(user).await {
                 warn!(user, error = %e, "presence tombstone failed; the record expires by itself");
             }
         }
     }
 
-    /// Refreshes every connected user's presence until `shutdown`.
-    pub async fn heartbeat(self: Arc<Self>, shutdown: CancellationToken) {
+    /// Refreshes every connected user's presence until `shutdown`. After each round,
+    /// `lapsed` is called with the users whose presence the workers no longer see
+    /// (every heartbeat for a whole TTL failed).
+    pub async fn heartbeat(
+        self: Arc<Self>,
+        lapsed: impl Fn(&str) + Send + Sync,
+        shutdown: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(self.config.heartbeat);
         tick.tick().await;
         loop {
@@ -196,20 +231,65 @@ impl PresenceAgent {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let users: Vec<(String, usize)> = self
-                .lock()
-                .iter()
-                .map(|(u, e)| (u.clone(), e.sessions))
-                .collect();
-            // Many at once: one round trip per heartbeat, not one per user.
-            let agent: &PresenceAgent = &self;
-            futures::stream::iter(users)
-                .for_each_concurrent(HEARTBEATS_IN_FLIGHT, |(user, sessions)| async move {
-                    if let Err(e) = agent.publish(&user, sessions, false).await {
-                        warn!(user, error = %e, "presence heartbeat failed");
+            for user in self.heartbeat_round().await {
+                warn!(user = %user, "presence lapsed; closing the user's sessions so they resync");
+                lapsed(&user);
+            }
+        }
+    }
+
+    /// One heartbeat of every connected user; returns the users whose presence lapsed.
+    async fn heartbeat_round(&self) -> Vec<String> {
+        // (user, sessions, epoch, ask for acknowledgements)
+        let users: Vec<(String, usize, u64, bool)> = self
+            .lock()
+            .iter()
+            .map(|(u, e)| (u.clone(), e.sessions, e.epoch, !e.live))
+            .collect();
+        // Many at once: one round trip per heartbeat, not one per user.
+        futures::stream::iter(users)
+            .for_each_concurrent(HEARTBEATS_IN_FLIGHT, |(user, sessions, epoch, ask)| async move {
+                match self.publish(&user, sessions, ask).await {
+                    Ok((pos, expires_at)) => self.heartbeat_landed(&user, epoch, ask, pos, expires_at).await,
+                    Err(e) => warn!(user, error = %e, "presence heartbeat failed"),
+                }
+            })
+            .await;
+        let now = now_millis();
+        self.lock()
+            .iter()
+            .filter(|(_, e)| e.confirmed_until <= now && e.epoch != 0)
+            .map(|(u, _)| u.clone())
+            .collect()
+    }
+
+    async fn heartbeat_landed(&self, user: &str, epoch: u64, ask: bool, pos: Position, expires_at: i64) {
+        let ended = {
+            let mut users = self.lock();
+            match users.get_mut(user) {
+                Some(e) if e.epoch == epoch => {
+                    e.confirmed_until = e.confirmed_until.max(expires_at);
+                    if ask && !e.live {
+                        // Acknowledgements of this record count (a worker may have
+                        // taken partitions over since the first one).
+                        e.pending = Some(pos);
+                        let early = std::mem::take(&mut e.early);
+                        for ack in early {
+                            Self::absorb(e, &ack, self.partitions);
+                        }
                     }
-                })
-                .await;
+                    false
+                }
+                Some(_) => false,
+                None => true,
+            }
+        };
+        if ended {
+            // The user's last session closed while this heartbeat was in flight: its
+            // tombstone may have landed first. End the presence again.
+            if let Err(e) = self.tombstone(user).await {
+                warn!(user, error = %e, "presence tombstone failed; the record expires by itself");
+            }
         }
     }
 

@@ -27,20 +27,41 @@ pub async fn record(
         return Err(ApiError::bad_request("seq must be 0 or more"));
     }
     ensure_member(state, conversation, user).await?;
-    let (_, end) = log_end(state, conversation).await?;
+    let (partition, end) = log_end(state, conversation).await?;
     if seq >= end {
         return Err(ApiError::bad_request(format!(
             "seq {seq} is beyond the end of conversation {conversation}"
         )));
     }
+    // `receipts` is compacted per (conversation, member, kind): the newest record of a
+    // key is the one kept, so it carries the highest mark known, never a lower one.
+    let known = state
+        .views
+        .receipts(conversation)
+        .await?
+        .into_iter()
+        .find(|r| r.user_id == user)
+        .and_then(|r| match kind {
+            ReceiptKind::Delivered => r.delivered,
+            ReceiptKind::Read => r.read,
+        });
     let record = ReceiptRecorded {
         meta: Meta::new(user),
         conversation_id: conversation.to_string(),
         kind,
-        up_to_seq: seq,
+        up_to_seq: known.map_or(seq, |k| k.max(seq)),
     };
+    let key = format!("{conversation}/{user}/{}", kind_name(kind));
+    let value =
+        parley_schemas::encode(&record).map_err(|e| ApiError::bad_request(e.to_string()))?;
     state
-        .append_about(&state.config.topics.receipts, conversation, &record)
+        .log
+        .append_to(
+            &state.config.topics.receipts,
+            partition,
+            key.as_bytes(),
+            Some(&value),
+        )
         .await?;
     Ok(ServerFrame::Receipt {
         conversation_id: conversation.to_string(),
@@ -48,6 +69,13 @@ pub async fn record(
         kind,
         seq,
     })
+}
+
+fn kind_name(kind: ReceiptKind) -> &'static str {
+    match kind {
+        ReceiptKind::Delivered => "delivered",
+        ReceiptKind::Read => "read",
+    }
 }
 
 #[derive(Deserialize)]

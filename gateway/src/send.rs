@@ -1,11 +1,16 @@
-//! Sending a message, whatever the transport: check, append, and answer with the seq
-//! the log gave it — only after the broker has acknowledged it.
+//! Sending a message, whatever the transport: check, append, confirm, and answer with
+//! the seq history keeps — only after the broker has acknowledged the append.
 //!
-//! Retries are idempotent: the message id is `UUIDv5(sender, client_msg_id)`. A retry of
-//! a message the views already hold gets the original seq without a second append. A
-//! retry that races the original to the log is appended again, and every consumer drops
-//! it (first occurrence wins); the gateway then reports the original's seq, which it
-//! learns once the projector has applied the append.
+//! A send is two steps. [`append`] checks the sender and appends `MessagePosted` (or
+//! finds that the views already hold the message: a retry). [`confirm`] then waits until
+//! the projector has applied the append and asks it which occurrence of the message id
+//! the log's rules kept: a retry that raced its original to the log is kept at the
+//! original's seq, and a message the rules drop (the sender was removed between the
+//! pre-check and the append) is kept nowhere. So `sent` only ever names a seq that
+//! history holds. If the projector cannot confirm in time, the answer is `unavailable`:
+//! the message is stored, and sending it again with the same `client_msg_id` returns
+//! its seq. A session appends its sends one after another (log order = send order)
+//! and confirms them concurrently.
 
 use std::time::Duration;
 
@@ -18,12 +23,14 @@ use crate::membership::{ensure_member, partition_of};
 use crate::service::Shared;
 
 /// How long the gateway waits for the projector to confirm which occurrence won.
-const CONFIRM_WAIT: Duration = Duration::from_secs(2);
+const CONFIRM_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
     pub message_id: Uuid,
     pub seq: i64,
+    /// The conversation's previous message, as history has it.
+    pub prev_seq: Option<i64>,
     pub ts: i64,
 }
 
@@ -34,9 +41,24 @@ impl Sent {
             message_id: self.message_id,
             conversation_id: conversation_id.to_string(),
             seq: self.seq,
+            prev_seq: self.prev_seq,
             ts: self.ts,
         }
     }
+}
+
+/// What [`append`] did.
+#[derive(Debug, Clone)]
+pub enum Appended {
+    /// The views already hold the message (a retry): nothing was appended.
+    Known(Sent),
+    /// Appended at `offset` of the conversation's partition; not confirmed yet.
+    At {
+        conversation: String,
+        message_id: Uuid,
+        partition: i32,
+        offset: i64,
+    },
 }
 
 pub fn validate(state: &Shared, client_msg_id: &str, body: &str) -> Result<(), ApiError> {
@@ -58,7 +80,7 @@ pub fn validate(state: &Shared, client_msg_id: &str, body: &str) -> Result<(), A
     Ok(())
 }
 
-/// Sends `body` from `sender` to `conversation`.
+/// Sends `body` from `sender` to `conversation`: [`append`], then [`confirm`].
 pub async fn send(
     state: &Shared,
     sender: &str,
@@ -66,15 +88,28 @@ pub async fn send(
     client_msg_id: &str,
     body: &str,
 ) -> Result<Sent, ApiError> {
+    let appended = append(state, sender, conversation, client_msg_id, body).await?;
+    confirm(state, appended).await
+}
+
+/// Checks the sender and appends the message, unless the views already hold it.
+pub async fn append(
+    state: &Shared,
+    sender: &str,
+    conversation: &str,
+    client_msg_id: &str,
+    body: &str,
+) -> Result<Appended, ApiError> {
     validate(state, client_msg_id, body)?;
     ensure_member(state, conversation, sender).await?;
     let message_id = ids::message_id(sender, client_msg_id);
     if let Some(m) = state.views.message_by_id(conversation, message_id).await? {
-        return Ok(Sent {
+        return Ok(Appended::Known(Sent {
             message_id,
             seq: m.seq,
+            prev_seq: m.prev_seq,
             ts: m.ts,
-        });
+        }));
     }
     let record = MessagePosted {
         meta: Meta::new(sender),
@@ -83,25 +118,49 @@ pub async fn send(
         client_msg_id: client_msg_id.to_string(),
         body: body.to_string(),
     };
-    let ts = record.meta.occurred_at;
     let pos = state.append_event(conversation, &record.into()).await?;
-    let mut sent = Sent {
+    Ok(Appended::At {
+        conversation: conversation.to_string(),
         message_id,
-        seq: pos.offset,
-        ts,
+        partition: partition_of(state, conversation),
+        offset: pos.offset,
+    })
+}
+
+/// The seq history keeps for an appended message: waits until the projector has
+/// applied the append and reads which occurrence the rules kept.
+pub async fn confirm(state: &Shared, appended: Appended) -> Result<Sent, ApiError> {
+    let (conversation, message_id, partition, offset) = match appended {
+        Appended::Known(sent) => return Ok(sent),
+        Appended::At {
+            conversation,
+            message_id,
+            partition,
+            offset,
+        } => (conversation, message_id, partition, offset),
     };
-    // Which occurrence did the log keep? Only a racing retry makes this differ.
-    let p = partition_of(state, conversation);
-    if state
+    let applied = state
         .views
-        .wait_applied(&[(p, pos.offset + 1)], CONFIRM_WAIT)
+        .wait_applied(&[(partition, offset + 1)], CONFIRM_WAIT)
         .await
-        .unwrap_or(false)
-    {
-        if let Ok(Some(kept)) = state.views.message_by_id(conversation, message_id).await {
-            sent.seq = kept.seq;
-            sent.ts = kept.ts;
+        .unwrap_or(false);
+    if !applied {
+        return Err(ApiError::unavailable(
+            "the message is stored but its seq is not confirmed yet: \
+             send it again with the same client_msg_id",
+        ));
+    }
+    match state.views.message_by_id(&conversation, message_id).await? {
+        Some(kept) => Ok(Sent {
+            message_id,
+            seq: kept.seq,
+            prev_seq: kept.prev_seq,
+            ts: kept.ts,
+        }),
+        None => {
+            // The rules refused it at its position: the sender was no longer a member.
+            state.members.forget(&conversation);
+            Err(ApiError::not_member(&conversation))
         }
     }
-    Ok(sent)
 }

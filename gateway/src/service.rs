@@ -148,6 +148,12 @@ pub async fn run(
         shutdown: shutdown.clone(),
     });
 
+    // One gateway per slot: a second one started with the same id takes the slot over
+    // and this one stops (it must not end the presence the newcomer now keeps).
+    let lease_name = format!("{}.slot-{}", config.topics.deliveries, config.gateway_id);
+    let mut lease = log
+        .lease(&lease_name, &config.topics.dead_letters)
+        .await?;
     match presence
         .clear_stale(std::time::Duration::from_secs(10))
         .await
@@ -162,7 +168,7 @@ pub async fn run(
     let (started_tx, started_rx) = tokio::sync::oneshot::channel();
     let deliveries = tokio::spawn(crate::deliveries::follow(
         log.clone(),
-        config.topics.deliveries.clone(),
+        config.topics.clone(),
         config.gateway_id,
         sessions,
         presence.clone(),
@@ -170,7 +176,17 @@ pub async fn run(
         shutdown.clone(),
     ));
     let _ = started_rx.await;
-    let heartbeat = tokio::spawn(presence.clone().heartbeat(shutdown.clone()));
+    let lapsed = {
+        let sessions = state.sessions.clone();
+        move |user: &str| {
+            sessions.close_user(
+                user,
+                crate::sessions::CLOSE_PRESENCE_LAPSED,
+                "presence_lapsed: reconnect and sync",
+            )
+        }
+    };
+    let heartbeat = tokio::spawn(presence.clone().heartbeat(lapsed, shutdown.clone()));
 
     info!(addr = %listener.local_addr()?, gateway = config.gateway_id, "gateway listening");
     let app = router(state);
@@ -180,6 +196,7 @@ pub async fn run(
     });
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let mut fenced = false;
     let result = tokio::select! {
         r = server => r.map_err(anyhow::Error::from),
         r = deliveries => match r {
@@ -187,10 +204,20 @@ pub async fn run(
             Ok(Err(e)) => Err(e),
             Err(e) => Err(e.into()),
         },
+        why = lease.lost() => {
+            fenced = true;
+            Err(anyhow::anyhow!(
+                "gateway slot {} was taken over by a gateway started later with the same \
+                 --gateway-id ({why}); give every gateway its own id",
+                config.gateway_id
+            ))
+        }
     };
     shutdown.cancel();
     let _ = heartbeat.await;
-    presence.clear().await;
+    if !fenced {
+        presence.clear().await;
+    }
     info!(gateway = config.gateway_id, "gateway stopped");
     result
 }

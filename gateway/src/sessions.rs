@@ -33,18 +33,44 @@ pub struct Session {
     pub user: String,
     tx: mpsc::Sender<Frame>,
     bulk: mpsc::Sender<Frame>,
-    /// Cancelled when the session must close (too slow, or the gateway stops).
+    /// Cancelled when the session must close (too slow, dead, lapsed).
     pub cut: CancellationToken,
+    /// Why it was cut: the close code and reason sent to the client.
+    reason: Mutex<Option<(u16, &'static str)>>,
+    /// Cancelled once the session has ended.
+    pub closed: CancellationToken,
     own: Mutex<VecDeque<Uuid>>,
 }
 
+/// Close code of a session cut off for being too slow (the 4000–4999 range is ours).
+pub const CLOSE_SLOW: u16 = 4008;
+/// Close code of a session whose presence lapsed: reconnect and sync.
+pub const CLOSE_PRESENCE_LAPSED: u16 = 4009;
+/// Close code of a socket that stayed silent past the idle timeout, or whose writes stuck.
+pub const CLOSE_DEAD: u16 = 4010;
+
 impl Session {
+    /// Cuts the session off with a close code and reason (the first reason given wins).
+    pub fn close_with(&self, code: u16, reason: &'static str) {
+        let mut r = self.reason.lock().unwrap_or_else(|p| p.into_inner());
+        r.get_or_insert((code, reason));
+        self.cut.cancel();
+    }
+
+    /// The close code and reason of a cut session.
+    pub fn close_reason(&self) -> (u16, &'static str) {
+        self.reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or((CLOSE_SLOW, "slow_consumer: reconnect and sync"))
+    }
+
     /// Queues a frame; false (and the session is cut off) if its queue is full.
     pub fn push(&self, frame: Frame) -> bool {
         match self.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.cut.cancel();
+                self.close_with(CLOSE_SLOW, "slow_consumer: reconnect and sync");
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
@@ -97,6 +123,8 @@ impl Sessions {
             tx,
             bulk: bulk_tx,
             cut: CancellationToken::new(),
+            reason: Mutex::new(None),
+            closed: CancellationToken::new(),
             own: Mutex::new(VecDeque::new()),
         });
         self.lock()
@@ -108,6 +136,7 @@ impl Sessions {
 
     /// Removes a session (the presence agent counts a user's sessions itself).
     pub fn close(&self, session: &Session) {
+        session.closed.cancel();
         let mut by_user = self.lock();
         let Some(list) = by_user.get_mut(&session.user) else {
             return;
@@ -116,6 +145,19 @@ impl Sessions {
         if list.is_empty() {
             by_user.remove(&session.user);
         }
+    }
+
+    /// Cuts off every session of `user` with a close code and reason.
+    pub fn close_user(&self, user: &str, code: u16, reason: &'static str) {
+        let targets: Vec<Arc<Session>> = self.lock().get(user).cloned().unwrap_or_default();
+        for s in targets {
+            s.close_with(code, reason);
+        }
+    }
+
+    /// Whether `user` has a session here.
+    pub fn has_user(&self, user: &str) -> bool {
+        self.lock().contains_key(user)
     }
 
     /// Queues `frame` to every session of `user`, except the one that sent `message_id`.

@@ -18,13 +18,12 @@ use tracing::{debug, info, warn};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::send::send;
+use crate::send::{append, confirm};
 use crate::service::Shared;
 use crate::sessions::{Frame, Session};
 use crate::{history, receipts, sync, typing};
 
-/// Close code for a session cut off for being too slow (the 4000–4999 range is ours).
-pub const CLOSE_SLOW: u16 = 4008;
+pub use crate::sessions::{CLOSE_DEAD, CLOSE_PRESENCE_LAPSED, CLOSE_SLOW};
 /// Close code when the gateway shuts down: reconnect elsewhere and sync.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
@@ -50,41 +49,17 @@ pub fn encode(frame: &ServerFrame) -> Frame {
 }
 
 async fn session(state: Shared, user: String, socket: WebSocket) {
-    let (session, mut outbound) = state.sessions.open(&user, state.config.session_queue);
+    let (session, outbound) = state.sessions.open(&user, state.config.session_queue);
     info!(user = %user, session = session.id, "session opened");
-    let (mut sink, mut stream) = socket.split();
+    let (sink, mut stream) = socket.split();
 
-    let cut = session.cut.clone();
-    let shutdown = state.shutdown.clone();
-    let writer = tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                biased;
-                frame = outbound.live.recv() => match frame {
-                    Some(f) => {
-                        if sink.send(Message::Text(Utf8Bytes::from(f.as_ref()))).await.is_err() {
-                            break;
-                        }
-                    }
-                    None => break,
-                },
-                Some(f) = outbound.bulk.recv() => {
-                    if sink.send(Message::Text(Utf8Bytes::from(f.as_ref()))).await.is_err() {
-                        break;
-                    }
-                }
-                _ = cut.cancelled() => {
-                    let reason = "slow_consumer: reconnect and sync";
-                    let _ = sink.send(Message::Close(Some(CloseFrame { code: CLOSE_SLOW, reason: reason.into() }))).await;
-                    break;
-                }
-                _ = shutdown.cancelled() => {
-                    let _ = sink.send(Message::Close(Some(CloseFrame { code: CLOSE_GOING_AWAY, reason: "gateway shutting down".into() }))).await;
-                    break;
-                }
-            }
-        }
-    });
+    let writer = tokio::spawn(write(
+        sink,
+        outbound,
+        session.clone(),
+        state.config.clone(),
+        state.shutdown.clone(),
+    ));
 
     let (send_tx, send_rx) = mpsc::channel::<(String, String, String)>(256);
     let sender = tokio::spawn(sender(state.clone(), session.clone(), send_rx));
@@ -107,26 +82,37 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
         // Late acknowledgements (a fanout-worker still joining) still make it live.
         let (state, session, frame) = (state.clone(), session.clone(), ready(true));
         tokio::spawn(async move {
-            if state
-                .presence
-                .wait_live(&session.user, state.config.presence_ttl * 2)
-                .await
-                && !session.cut.is_cancelled()
-            {
-                session.push(frame);
-            } else {
-                warn!(user = %session.user, "session never became live; it will only see messages through sync and history");
+            // As long as the session lasts: every heartbeat asks the workers again.
+            loop {
+                let live = tokio::select! {
+                    l = state.presence.wait_live(&session.user, state.config.presence_ttl) => l,
+                    _ = session.cut.cancelled() => return,
+                    _ = session.closed.cancelled() => return,
+                };
+                if live {
+                    session.push(frame);
+                    return;
+                }
+                warn!(user = %session.user, "session not live yet: its presence is not acknowledged");
             }
         });
     }
 
     let syncing = Arc::new(AtomicBool::new(false));
+    let idle = state.config.idle_timeout;
+    let mut heard = tokio::time::Instant::now();
     loop {
         let msg = tokio::select! {
             _ = session.cut.cancelled() => break,
             _ = state.shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(heard + idle) => {
+                info!(user = %user, session = session.id, "socket silent past the idle timeout: closed as dead");
+                session.close_with(CLOSE_DEAD, "idle: no frame or pong in time");
+                break;
+            }
             m = stream.next() => m,
         };
+        heard = tokio::time::Instant::now();
         let text = match msg {
             Some(Ok(Message::Text(t))) => t,
             Some(Ok(Message::Binary(_))) => {
@@ -193,6 +179,61 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
     drop(session);
     let _ = writer.await;
     info!(user = %user, "session closed");
+}
+
+/// Writes the session's frames to its socket, pings it, and closes it with the reason
+/// the session was cut for. A write that blocks (a client that stops reading) is given
+/// up after the write timeout, or as soon as the session is cut.
+async fn write(
+    mut sink: futures::stream::SplitSink<WebSocket, Message>,
+    mut outbound: crate::sessions::Outbound,
+    session: Arc<Session>,
+    config: crate::config::GatewayConfig,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut ping = tokio::time::interval(config.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let cut = session.cut.clone();
+    loop {
+        let msg = tokio::select! {
+            biased;
+            _ = cut.cancelled() => {
+                let (code, reason) = session.close_reason();
+                let close = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
+                let _ = tokio::time::timeout(config.write_timeout, sink.send(close)).await;
+                break;
+            }
+            _ = shutdown.cancelled() => {
+                let close = Message::Close(Some(CloseFrame { code: CLOSE_GOING_AWAY, reason: "gateway shutting down".into() }));
+                let _ = tokio::time::timeout(config.write_timeout, sink.send(close)).await;
+                break;
+            }
+            frame = outbound.live.recv() => match frame {
+                Some(f) => Message::Text(Utf8Bytes::from(f.as_ref())),
+                None => break,
+            },
+            Some(f) = outbound.bulk.recv() => Message::Text(Utf8Bytes::from(f.as_ref())),
+            _ = ping.tick() => Message::Ping(Default::default()),
+        };
+        let written = tokio::select! {
+            r = tokio::time::timeout(config.write_timeout, sink.send(msg)) => r,
+            // Cut while the socket does not take the frame: nothing more can be written.
+            _ = cut.cancelled() => break,
+        };
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                session.close_with(CLOSE_DEAD, "socket error");
+                break;
+            }
+            Err(_) => {
+                info!(user = %session.user, session = session.id, "socket write stuck past the write timeout: closed");
+                session.close_with(CLOSE_DEAD, "write timeout: the client does not read");
+                break;
+            }
+        }
+    }
 }
 
 /// Answers every frame but `send` (which the sender task takes, in order). Anything that
@@ -301,27 +342,48 @@ fn reply_error(session: &Session, e: ApiError, request_id: Option<String>) {
     session.push(encode(&e.frame(None, request_id)));
 }
 
-/// Handles a session's sends one after another.
+/// Sends confirmed at once per session (each waits for the projector).
+const CONFIRMS_IN_FLIGHT: usize = 256;
+
+/// Handles a session's sends: appended one after another, so they reach the log in the
+/// order the client sent them, and confirmed concurrently.
 async fn sender(
     state: Shared,
     session: Arc<Session>,
     mut rx: mpsc::Receiver<(String, String, String)>,
 ) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(CONFIRMS_IN_FLIGHT));
     while let Some((client_msg_id, conversation_id, body)) = rx.recv().await {
         // Mark it before the log has it: the delivery may overtake the reply.
         session.sent(ids::message_id(&session.user, &client_msg_id));
-        let frame = match send(
+        let appended = append(
             &state,
             &session.user,
             &conversation_id,
             &client_msg_id,
             &body,
         )
-        .await
-        {
-            Ok(sent) => sent.frame(&client_msg_id, &conversation_id),
-            Err(e) => e.frame(Some(client_msg_id), None),
+        .await;
+        let appended = match appended {
+            Ok(a) => a,
+            Err(e) => {
+                session.push(encode(&e.frame(Some(client_msg_id), None)));
+                continue;
+            }
         };
-        session.push(encode(&frame));
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let (state, session) = (state.clone(), session.clone());
+        tokio::spawn(async move {
+            let frame = match confirm(&state, appended).await {
+                Ok(sent) => sent.frame(&client_msg_id, &conversation_id),
+                Err(e) => e.frame(Some(client_msg_id), None),
+            };
+            session.push(encode(&frame));
+            drop(permit);
+        });
     }
+    // Every confirmation has answered before the session closes.
+    let _ = permits.acquire_many(CONFIRMS_IN_FLIGHT as u32).await;
 }

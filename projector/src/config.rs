@@ -20,10 +20,11 @@ pub struct ProjectorConfig {
     pub partitions: Option<Vec<i32>>,
     /// Most records applied in one write batch.
     pub batch_max: usize,
-    /// When the stored offsets are past the log's end (the log was reset, or this is
-    /// another cluster's data): rebuild the views from the log (true), or refuse to
+    /// When the stored offsets do not fit the log — past its end (the log was reset, or
+    /// this is another cluster's data) or before its start (retention deleted records
+    /// the views never applied): rebuild the views from the log (true), or refuse to
     /// start (false, the default: an operator decides).
-    pub rebuild_if_ahead: bool,
+    pub rebuild_if_unfit: bool,
     /// Sleep before each batch: a deliberately slow projector, for tests of the
     /// read-your-log barrier. Zero in production.
     pub apply_delay: Duration,
@@ -39,7 +40,7 @@ impl ProjectorConfig {
             partitions: None,
             batch_max: 1000,
             apply_delay: Duration::ZERO,
-            rebuild_if_ahead: false,
+            rebuild_if_unfit: false,
         }
     }
 }

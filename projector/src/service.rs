@@ -108,40 +108,52 @@ async fn open_store(
     .map_err(|e| Error::Store(e.to_string()))?
 }
 
-/// Opens the store, and checks that its offsets are not past the log's end: views of
-/// another log must not be mixed with this one's.
+/// Opens the store, and checks that its offsets fit the log: not past its end (views of
+/// another log must not be mixed with this one's), and not before its start (records
+/// the views never applied are gone: resuming would skip them silently).
 async fn open_checked(
     config: &ProjectorConfig,
     log: &dyn EventLog,
 ) -> Result<(Store, BTreeMap<(Stream, i32), i64>)> {
     let (store, stored) = open_store(config.data_dir.clone(), None).await?;
-    let mut ahead = None;
+    let mut unfit = None;
     for (stream, topic) in [
         (Stream::Events, &config.events_topic),
         (Stream::Inbox, &config.inbox_topic),
         (Stream::Receipts, &config.receipts_topic),
     ] {
         let ends = log.end_offsets(topic).await?;
+        let starts = log.start_offsets(topic).await?;
         for ((s, p), at) in &stored {
+            if *s != stream {
+                continue;
+            }
             let end = ends.get(*p as usize).copied().unwrap_or(0);
-            if *s == stream && *at > end {
-                ahead = Some(format!(
-                    "{topic} partition {p}: views at {at}, log ends at {end}"
+            let start = starts.get(*p as usize).copied().unwrap_or(0);
+            if *at > end {
+                unfit = Some(format!(
+                    "ahead of the log: {topic} partition {p}: views at {at}, log ends at {end}; \
+                     the log was reset, or the views are another cluster's"
+                ));
+            } else if *at < start {
+                unfit = Some(format!(
+                    "behind the log's start: {topic} partition {p}: views at {at}, the log \
+                     starts at {start}; retention deleted records the views never applied"
                 ));
             }
         }
     }
-    let Some(why) = ahead else {
+    let Some(why) = unfit else {
         return Ok((store, stored));
     };
     let dir = config.data_dir.display();
-    if !config.rebuild_if_ahead {
+    if !config.rebuild_if_unfit {
         return Err(Error::BadRequest(format!(
-            "the views in {dir} are ahead of the log ({why}): the log was reset, or they are \
-             another cluster's. Move {dir} away to rebuild them from the log"
+            "the views in {dir} do not fit the log ({why}). Run with --rebuild (or move \
+             {dir} away) to rebuild them from what the log holds"
         )));
     }
-    warn!(%why, dir = %dir, "the views are ahead of the log (was it reset?): rebuilding them from the log");
+    warn!(%why, dir = %dir, "the views do not fit the log: rebuilding them from the log");
     open_store(config.data_dir.clone(), Some(store)).await
 }
 

@@ -54,13 +54,22 @@ pub enum ClientFrame {
     },
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// A message as clients see it, live or in history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageView {
     pub conversation_id: String,
     pub seq: i64,
-    /// seq of the conversation's previous message; `null` when the router cannot know it.
+    /// seq of the conversation's previous message; `null` for its first message.
     pub prev_seq: Option<i64>,
+    /// The router could not tell the previous message (e.g. right after it took the
+    /// conversation's partition over): `prev_seq` says nothing, and a client that wants
+    /// a complete conversation fetches history up to and including this seq.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub prev_unknown: bool,
     pub message_id: Uuid,
     pub sender_id: String,
     pub body: String,
@@ -80,12 +89,14 @@ pub enum ServerFrame {
         gateway_id: i32,
         live: bool,
     },
-    /// The send is in the log: `seq` is its offset there.
+    /// The send is in the log: `seq` is its offset there, and history keeps it there.
     Sent {
         client_msg_id: String,
         message_id: Uuid,
         conversation_id: String,
         seq: i64,
+        /// seq of the conversation's previous message (`null`: this is the first).
+        prev_seq: Option<i64>,
         ts: i64,
     },
     Message(MessageView),

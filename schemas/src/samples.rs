@@ -116,5 +116,18 @@ pub fn one_of_each() -> Vec<AnyRecord> {
             badge: None,
         }
         .into(),
+        DeadLetter {
+            meta: meta(11, "fanout:1"),
+            topic: "parley.deliveries".into(),
+            partition: Some(3),
+            key: CONVERSATION.as_bytes().to_vec(),
+            value: Some(vec![0xC3, 0x01, 0x2a]),
+            value_size: 3,
+            error: "record rejected: message too large".into(),
+            source_topic: "parley.events".into(),
+            source_partition: 5,
+            source_offset: 42,
+        }
+        .into(),
     ]
 }

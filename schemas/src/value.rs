@@ -140,6 +140,14 @@ impl Fields {
         }
     }
 
+    pub fn opt_bytes(&mut self, name: &str) -> Result<Option<Vec<u8>>> {
+        match self.take(name)? {
+            Value::Null => Ok(None),
+            Value::Bytes(v) => Ok(Some(v)),
+            other => Err(wrong(name, "null or bytes", &other)),
+        }
+    }
+
     pub fn opt_int(&mut self, name: &str) -> Result<Option<i32>> {
         match self.take(name)? {
             Value::Null => Ok(None),

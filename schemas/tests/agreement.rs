@@ -19,6 +19,7 @@ fn avro_value(record: &AnyRecord) -> Value {
         AnyRecord::DeliveryBatch(r) => r.to_avro(),
         AnyRecord::InboxEntry(r) => r.to_avro(),
         AnyRecord::PushJob(r) => r.to_avro(),
+        AnyRecord::DeadLetter(r) => r.to_avro(),
     }
 }
 

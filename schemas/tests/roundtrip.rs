@@ -166,6 +166,34 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
                     .into()
                 }
             ),
+        (
+            meta(),
+            (".*", prop::option::of(any::<i32>()), prop::collection::vec(any::<u8>(), 0..32)),
+            (prop::option::of(prop::collection::vec(any::<u8>(), 0..64)), any::<i64>(), ".*"),
+            (".*", any::<i32>(), any::<i64>())
+        )
+            .prop_map(
+                |(
+                    meta,
+                    (topic, partition, key),
+                    (value, value_size, error),
+                    (source_topic, source_partition, source_offset),
+                )| {
+                    DeadLetter {
+                        meta,
+                        topic,
+                        partition,
+                        key,
+                        value,
+                        value_size,
+                        error,
+                        source_topic,
+                        source_partition,
+                        source_offset,
+                    }
+                    .into()
+                }
+            ),
     ]
 }
 

@@ -21,7 +21,9 @@ pub mod topics;
 
 pub use error::{Error, Result};
 pub use kafka::{KafkaConfig, KafkaLog};
-pub use log::{EventLog, GroupEvent, LogRecord, Position, RecordStream, StartAt, Subscription};
+pub use log::{
+    EventLog, GroupEvent, Lease, LogRecord, Position, RecordStream, StartAt, Subscription,
+};
 pub use topics::{TopicKind, TopicNames, TopicReport, TopicSettings, TopicSpec, TopicStatus};
 
 /// A message's position in its conversation: the offset of its record in `events`.

@@ -44,6 +44,9 @@ pub struct LogRecord {
     pub value: Option<Bytes>,
 }
 
+/// An append under way: resolves once the log has durably accepted the record (or not).
+pub type Appending = Pin<Box<dyn std::future::Future<Output = Result<Position>> + Send>>;
+
 /// Records in offset order within each partition; bounded, so a slow reader slows only itself.
 pub type RecordStream = Pin<Box<dyn Stream<Item = Result<LogRecord>> + Send>>;
 
@@ -64,6 +67,21 @@ pub trait EventLog: Send + Sync + 'static {
         value: Option<&[u8]>,
     ) -> Result<Position>;
 
+    /// Starts an append at once, before returning: appends started one after another
+    /// land in a partition in that order, whenever their futures are polled. `None` if
+    /// the backend cannot start it now (a full queue, or no such support): the caller
+    /// then awaits [`EventLog::append`] / [`EventLog::append_to`], which keeps order by
+    /// waiting.
+    fn start_append(
+        &self,
+        _topic: &str,
+        _partition: Option<i32>,
+        _key: &[u8],
+        _value: Option<&[u8]>,
+    ) -> Option<Appending> {
+        None
+    }
+
     /// Reads the given partitions of `topic`, each from its start, in offset order within
     /// each partition. [`StartAt::End`] is the end when `read` is called: every record
     /// appended after it returns is read. The stream never ends by itself; drop it to
@@ -73,7 +91,15 @@ pub trait EventLog: Send + Sync + 'static {
     /// For each partition (index = partition), the offset the next record will get.
     async fn end_offsets(&self, topic: &str) -> Result<Vec<i64>>;
 
+    /// For each partition (index = partition), the offset of its oldest retained record
+    /// (the end offset when it holds none): retention or compaction deleted what is
+    /// before it.
+    async fn start_offsets(&self, topic: &str) -> Result<Vec<i64>>;
+
     async fn partition_count(&self, topic: &str) -> Result<i32>;
+
+    /// How many brokers (replicas a topic can have) the log has.
+    async fn broker_count(&self) -> Result<usize>;
 
     /// Creates what is missing of `specs`; reports, but never changes, existing topics
     /// that differ from them. Running it twice changes nothing.
@@ -86,6 +112,52 @@ pub trait EventLog: Send + Sync + 'static {
     /// its members and moves them when members come and go. A partition with no
     /// committed offset starts at the beginning.
     async fn subscribe(&self, group: &str, topic: &str) -> Result<Box<dyn Subscription>>;
+
+    /// Takes the exclusive lease `name` (coordinated through `topic`'s group machinery
+    /// where the backend needs a topic). A process that takes a lease someone else holds
+    /// takes it over, and the earlier holder's [`Lease::lost`] resolves.
+    async fn lease(&self, name: &str, topic: &str) -> Result<Lease>;
+}
+
+/// An exclusive lease on a name (see [`EventLog::lease`]), held while this lives.
+pub struct Lease {
+    lost: tokio::sync::watch::Receiver<Option<String>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Lease {
+    pub fn new(
+        lost: tokio::sync::watch::Receiver<Option<String>>,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Self {
+        Lease { lost, stop }
+    }
+
+    /// A lease that is never lost (a log used by one process only).
+    pub fn held_alone() -> Self {
+        let (tx, rx) = tokio::sync::watch::channel(None);
+        std::mem::forget(tx);
+        Lease::new(rx, Default::default())
+    }
+
+    /// Resolves, with why, once another holder has taken the lease over.
+    pub async fn lost(&mut self) -> String {
+        loop {
+            if let Some(why) = self.lost.borrow_and_update().clone() {
+                return why;
+            }
+            if self.lost.changed().await.is_err() {
+                // The watcher ended without losing the lease: hold it forever.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// What a group member sees: its partitions coming and going, and their records.

@@ -114,7 +114,9 @@ impl TopicSettings {
                 set("retention.ms", -1);
                 set("retention.bytes", -1);
             }
-            TopicKind::Receipts => set("retention.ms", 7 * DAY_MS),
+            // Compacted, keyed by (conversation, member, kind): the newest mark of each
+            // member is kept for good, so a rebuilt receipt view equals the live one.
+            TopicKind::Receipts => set("segment.ms", HOUR_MS),
             TopicKind::Ephemeral => {
                 set("retention.ms", MINUTE_MS);
                 set("segment.ms", MINUTE_MS);
@@ -131,7 +133,7 @@ impl TopicSettings {
             TopicKind::Push => set("retention.ms", DAY_MS),
             TopicKind::DeadLetters => set("retention.ms", 30 * DAY_MS),
         }
-        let policy = if kind == TopicKind::Presence {
+        let policy = if matches!(kind, TopicKind::Presence | TopicKind::Receipts) {
             "compact"
         } else {
             "delete"
@@ -272,8 +274,8 @@ mod tests {
             "2592000000"
         );
         assert_eq!(
-            by_name("parley.receipts").configs["retention.ms"],
-            "604800000"
+            by_name("parley.receipts").configs["cleanup.policy"],
+            "compact"
         );
         assert_eq!(by_name("parley.push").configs["retention.ms"], "86400000");
     }

@@ -1,6 +1,7 @@
 //! The command line: one subcommand per role or tool.
 
 mod bench;
+mod chaos;
 mod log_args;
 mod replay;
 pub mod roles;
@@ -28,6 +29,11 @@ enum Command {
     Replay(replay::ReplayArgs),
     /// Load generators whose figures go to docs/benchmarks.md.
     Bench(bench::BenchArgs),
+    /// Crashes and pauses roles and brokers under chat load, then checks every acked message.
+    ///
+    /// Needs the 3-broker cluster of `scripts/kafka.sh cluster start`; `scripts/chaos.sh`
+    /// starts it and runs this.
+    Chaos(chaos::ChaosArgs),
     /// Every role in one process: projector, fanout-worker and gateway 0.
     Dev(roles::DevArgs),
     /// The client-facing role: WebSocket and REST.
@@ -44,6 +50,7 @@ impl Cli {
             Command::Topics(a) => a.run().await,
             Command::Replay(a) => a.run().await,
             Command::Bench(a) => a.run().await,
+            Command::Chaos(a) => a.run().await,
             Command::Dev(a) => a.run().await,
             Command::Gateway(a) => a.run().await,
             Command::Fanout(a) => a.run().await,

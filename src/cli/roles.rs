@@ -79,6 +79,11 @@ pub struct ProjectorArgs {
     /// Slow every batch down by this many ms (tests of the read-your-log barrier only).
     #[arg(long, hide = true, default_value_t = 0)]
     debug_apply_delay_ms: u64,
+    /// Wipe the views in --data-dir and rebuild them from what the log holds now: for
+    /// views that no longer fit the log (ahead of its end, or behind its start because
+    /// retention deleted records they never applied).
+    #[arg(long)]
+    rebuild: bool,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -86,12 +91,13 @@ pub struct ProjectorArgs {
 impl ProjectorArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let log = connect(&self.log, None).await?;
-        let config = projector_config(
+        let mut config = projector_config(
             &self.log,
             self.data_dir,
             &self.partitions,
             self.debug_apply_delay_ms,
         );
+        config.rebuild_if_unfit = self.rebuild;
         let listener = bind(self.http).await?;
         parley_projector::run(config, log, listener, crate::shutdown::on_signal()).await?;
         Ok(ExitCode::SUCCESS)
@@ -113,6 +119,10 @@ pub struct FanoutArgs {
     /// Message ids remembered per partition to drop repeated sends.
     #[arg(long, env = "PARLEY_DEDUP_WINDOW", default_value_t = 20_000)]
     dedup_window: usize,
+    /// How often routed offsets are committed (ms): a successor resumes from the last
+    /// commit and routes again what came after it.
+    #[arg(long, env = "PARLEY_COMMIT_INTERVAL_MS", default_value_t = 200)]
+    commit_interval_ms: u64,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -130,6 +140,7 @@ impl FanoutArgs {
             self.worker_id.clone().unwrap_or_else(default_worker_id),
         );
         config.dedup_window = self.dedup_window.max(1);
+        config.commit_interval = Duration::from_millis(self.commit_interval_ms.max(1));
         parley_fanout::run(config, log, views, crate::shutdown::on_signal()).await?;
         Ok(ExitCode::SUCCESS)
     }
@@ -168,6 +179,13 @@ pub struct ClientArgs {
     /// Seconds between presence heartbeats.
     #[arg(long, env = "PARLEY_HEARTBEAT_S", default_value_t = 10)]
     heartbeat_s: u64,
+    /// Seconds between WebSocket pings; a socket silent for three of them (no pong, no
+    /// frame) is closed as dead, and its user counts as offline.
+    #[arg(long, env = "PARLEY_PING_INTERVAL_S", default_value_t = 15)]
+    ping_interval_s: u64,
+    /// Seconds a single WebSocket write may take before the socket is closed as stuck.
+    #[arg(long, env = "PARLEY_WRITE_TIMEOUT_S", default_value_t = 10)]
+    write_timeout_s: u64,
 }
 
 impl ClientArgs {
@@ -190,6 +208,9 @@ impl ClientArgs {
         c.dev_auth = self.dev_auth;
         c.heartbeat = Duration::from_secs(self.heartbeat_s.max(1));
         c.presence_ttl = c.heartbeat * 3;
+        c.ping_interval = Duration::from_secs(self.ping_interval_s.max(1));
+        c.idle_timeout = c.ping_interval * 3;
+        c.write_timeout = Duration::from_secs(self.write_timeout_s.max(1));
         Ok(c)
     }
 }
@@ -279,7 +300,7 @@ impl AllRoles {
         let mut pc = ProjectorConfig::new(c.data_dir, &names);
         pc.apply_delay = Duration::ZERO;
         // One machine, a local data dir: views of a log that was reset are rebuilt.
-        pc.rebuild_if_ahead = true;
+        pc.rebuild_if_unfit = true;
         let projector = Projector::start(pc, c.log.clone(), c.shutdown.clone()).await?;
         let views: Arc<dyn Views> = Arc::new(projector.views());
         if let Some(addr) = c.projector_http {

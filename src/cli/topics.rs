@@ -24,14 +24,10 @@ pub struct TopicsArgs {
         global = true
     )]
     gateway_slots: i32,
-    /// Replication factor of new topics.
-    #[arg(
-        long,
-        env = "PARLEY_REPLICATION_FACTOR",
-        default_value_t = 1,
-        global = true
-    )]
-    replication_factor: i16,
+    /// Replication factor of new topics (default: 3 on a cluster of 3 or more brokers,
+    /// else 1, which is for a single development broker only).
+    #[arg(long, env = "PARLEY_REPLICATION_FACTOR", global = true)]
+    replication_factor: Option<i16>,
     /// min.insync.replicas (default: 2 when the replication factor is 3 or more, else 1).
     #[arg(long, env = "PARLEY_MIN_INSYNC_REPLICAS", global = true)]
     min_insync_replicas: Option<i16>,
@@ -53,18 +49,31 @@ impl TopicsArgs {
         ] {
             anyhow::ensure!(v > 0, "{what} must be at least 1, not {v}");
         }
+        if let Some(rf) = self.replication_factor {
+            anyhow::ensure!(rf > 0, "--replication-factor must be at least 1");
+        }
+        let log = self.log.connect().await?;
+        let brokers = log.broker_count().await?;
+        let replication_factor = self
+            .replication_factor
+            .unwrap_or(if brokers >= 3 { 3 } else { 1 });
         anyhow::ensure!(
-            self.replication_factor > 0,
-            "--replication-factor must be at least 1"
+            replication_factor as usize <= brokers.max(1),
+            "--replication-factor {replication_factor} needs as many brokers; the log has {brokers}"
         );
+        if replication_factor == 1 {
+            eprintln!(
+                "parley: replication factor 1: one broker's loss loses acknowledged messages \
+                 (fine for a single development broker, never for production)"
+            );
+        }
         let settings = TopicSettings {
             partitions: self.partitions,
             gateway_slots: self.gateway_slots,
-            replication_factor: self.replication_factor,
+            replication_factor,
             min_insync_replicas: self.min_insync_replicas,
             ..self.log.settings()
         };
-        let log = self.log.connect().await?;
         let spec = settings.spec();
         let reports = match self.action {
             Action::Create => log.provision(&spec).await?,

@@ -189,6 +189,25 @@ impl Proc {
         let _ = self.child.wait();
     }
 
+    /// SIGSTOP: the process freezes, its sockets stay open (a hung process).
+    pub fn pause(&self) {
+        let _ = Command::new("kill")
+            .args(["-STOP", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// SIGCONT after [`Proc::pause`].
+    pub fn resume(&self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// The exit status, if the process has ended.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
     /// SIGTERM, and wait for a clean exit.
     pub fn stop(&mut self) {
         let pid = self.child.id().to_string();
@@ -301,11 +320,17 @@ impl Processes {
 
     fn spawn_gateway(&self, id: usize) -> Proc {
         let addr = self.gateways[id].trim_start_matches("http://").to_string();
+        self.spawn_gateway_at(id, &addr)
+    }
+
+    /// A gateway process with slot `id` listening on `addr` (a second one with the
+    /// same slot, for fencing tests).
+    pub fn spawn_gateway_at(&self, id: usize, addr: &str) -> Proc {
         let id_arg = id.to_string();
         let mut args = vec![
             "gateway",
             "--http",
-            &addr,
+            addr,
             "--gateway-id",
             &id_arg,
             "--projector",
@@ -313,7 +338,7 @@ impl Processes {
             "--dev-auth",
         ];
         args.extend(self.gateway_args.iter().map(String::as_str));
-        Proc::spawn(&format!("gateway{id}"), &self.prefix, &args)
+        Proc::spawn(&format!("gateway{id}-{}", addr.replace([':', '.'], "_")), &self.prefix, &args)
     }
 
     /// Starts fanout-worker `i` again (same worker id) after it was killed.

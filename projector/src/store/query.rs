@@ -102,6 +102,7 @@ impl Store {
             conversation_id: conv.to_string(),
             seq,
             prev_seq: row.prev_seq,
+            prev_unknown: false,
             message_id: row.message_id,
             sender_id: row.sender_id,
             body: row.body,

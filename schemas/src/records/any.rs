@@ -22,6 +22,7 @@ pub enum AnyRecord {
     DeliveryBatch(DeliveryBatch),
     InboxEntry(InboxEntry),
     PushJob(PushJob),
+    DeadLetter(DeadLetter),
 }
 
 macro_rules! each_record {
@@ -37,7 +38,8 @@ macro_rules! each_record {
             PresenceAcked,
             DeliveryBatch,
             InboxEntry,
-            PushJob
+            PushJob,
+            DeadLetter
         }
     };
 }
@@ -116,5 +118,27 @@ pub(crate) mod base64_bytes {
         base64::engine::general_purpose::STANDARD
             .decode(s)
             .map_err(serde::de::Error::custom)
+    }
+}
+
+pub(crate) mod opt_base64_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match bytes {
+            Some(b) => s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(s)
+                    .map_err(serde::de::Error::custom)
+            })
+            .transpose()
     }
 }

@@ -22,7 +22,8 @@ pub struct DeliveryBatch {
     pub source_partition: i32,
     /// The event's offset in its topic; for `events` this is the seq_no.
     pub source_offset: i64,
-    /// seq of the conversation's previous message, when the router knows it.
+    /// seq of the conversation's previous message; -1 when the event is the
+    /// conversation's first message; `None` when the router does not know it.
     pub prev_seq: Option<i64>,
     /// The routed record, single-object encoded.
     #[serde(with = "crate::records::any::base64_bytes")]

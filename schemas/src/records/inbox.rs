@@ -20,6 +20,20 @@ pub struct InboxEntry {
     pub sender_id: String,
 }
 
+impl InboxEntry {
+    /// The entry of message `m` (at `seq`) for offline `user`, written by `actor`.
+    pub fn for_message(actor: &str, user: &str, seq: i64, m: &super::MessagePosted) -> Self {
+        InboxEntry {
+            meta: Meta::new(actor),
+            user_id: user.to_string(),
+            conversation_id: m.conversation_id.clone(),
+            seq,
+            message_id: m.message_id,
+            sender_id: m.sender().to_string(),
+        }
+    }
+}
+
 impl Record for InboxEntry {
     const NAME: &'static str = "parley.InboxEntry";
 

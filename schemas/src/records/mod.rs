@@ -3,6 +3,7 @@
 
 mod any;
 mod conversation;
+mod dead_letter;
 mod delivery;
 mod inbox;
 mod message;
@@ -18,6 +19,7 @@ use uuid::Uuid;
 
 pub use any::AnyRecord;
 pub use conversation::{ConversationCreated, ConversationKind, MemberRemoved, MembersAdded};
+pub use dead_letter::{DeadLetter, DEAD_LETTER_VALUE_MAX};
 pub use delivery::DeliveryBatch;
 pub use inbox::InboxEntry;
 pub use message::MessagePosted;

@@ -27,6 +27,22 @@ pub struct PushJob {
 }
 
 impl PushJob {
+    /// The push job of message `m` (at `seq`) for offline `user`, written by `actor`.
+    pub fn for_message(actor: &str, user: &str, seq: i64, m: &super::MessagePosted) -> Self {
+        PushJob {
+            meta: Meta::new(actor),
+            user_id: user.to_string(),
+            conversation_id: m.conversation_id.clone(),
+            seq,
+            message_id: m.message_id,
+            sender_id: m.sender().to_string(),
+            title: m.sender().to_string(),
+            preview: PushJob::preview_of(&m.body),
+            badge: None,
+        }
+    }
+
+
     /// The first [`PREVIEW_CHARS`] characters of a body, cut on a character boundary.
     pub fn preview_of(body: &str) -> String {
         body.chars().take(PREVIEW_CHARS).collect()

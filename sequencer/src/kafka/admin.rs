@@ -91,10 +91,22 @@ pub(crate) async fn partition_count(
     .await
 }
 
-pub(crate) async fn end_offsets(
+pub(crate) async fn broker_count(meta: &Arc<BaseConsumer>, config: &KafkaConfig) -> Result<usize> {
+    let (meta, t) = (meta.clone(), timeout(config));
+    blocking(move || {
+        let md = meta
+            .fetch_metadata(None, t)
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        Ok(md.brokers().len())
+    })
+    .await
+}
+
+async fn watermarks(
     meta: &Arc<BaseConsumer>,
     config: &KafkaConfig,
     topic: &str,
+    high: bool,
 ) -> Result<Vec<i64>> {
     let n = partition_count(meta, config, topic).await?;
     let (meta, t, name) = (meta.clone(), timeout(config), topic.to_string());
@@ -103,19 +115,35 @@ pub(crate) async fn end_offsets(
         (0..n)
             .map(|p| loop {
                 match meta.fetch_watermarks(&name, p, t) {
-                    Ok((_low, high)) => return Ok(high),
+                    Ok((low, hi)) => return Ok(if high { hi } else { low }),
                     // A partition just created or moving has no leader for a moment.
                     Err(e) if Instant::now() < deadline && is_transient(&e) => {
                         std::thread::sleep(Duration::from_millis(50));
                     }
                     Err(e) => {
-                        return Err(Error::Unavailable(format!("end offset of {name}/{p}: {e}")))
+                        return Err(Error::Unavailable(format!("watermarks of {name}/{p}: {e}")))
                     }
                 }
             })
             .collect()
     })
     .await
+}
+
+pub(crate) async fn end_offsets(
+    meta: &Arc<BaseConsumer>,
+    config: &KafkaConfig,
+    topic: &str,
+) -> Result<Vec<i64>> {
+    watermarks(meta, config, topic, true).await
+}
+
+pub(crate) async fn start_offsets(
+    meta: &Arc<BaseConsumer>,
+    config: &KafkaConfig,
+    topic: &str,
+) -> Result<Vec<i64>> {
+    watermarks(meta, config, topic, false).await
 }
 
 fn is_transient(e: &rdkafka::error::KafkaError) -> bool {

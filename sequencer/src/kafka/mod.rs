@@ -10,6 +10,7 @@ pub mod admin;
 pub mod config;
 mod errors;
 pub mod group;
+mod lease;
 pub mod producer;
 pub mod reader;
 
@@ -24,7 +25,7 @@ use rdkafka::producer::FutureProducer;
 pub use config::KafkaConfig;
 
 use crate::error::Result;
-use crate::log::{EventLog, Position, RecordStream, StartAt, Subscription};
+use crate::log::{EventLog, Lease, Position, RecordStream, StartAt, Subscription};
 use crate::topics::{TopicReport, TopicSpec};
 
 /// A connection to a Kafka cluster: one producer, one admin client and one metadata
@@ -97,12 +98,37 @@ impl EventLog for KafkaLog {
         .await
     }
 
+    fn start_append(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Option<crate::log::Appending> {
+        producer::start(
+            &self.inner.producer,
+            &self.inner.config,
+            topic,
+            partition,
+            key,
+            value,
+        )
+    }
+
     async fn read(&self, topic: &str, from: &[(i32, StartAt)]) -> Result<RecordStream> {
         reader::read(&self.inner.config, &self.inner.meta, topic, from).await
     }
 
     async fn end_offsets(&self, topic: &str) -> Result<Vec<i64>> {
         admin::end_offsets(&self.inner.meta, &self.inner.config, topic).await
+    }
+
+    async fn broker_count(&self) -> Result<usize> {
+        admin::broker_count(&self.inner.meta, &self.inner.config).await
+    }
+
+    async fn start_offsets(&self, topic: &str) -> Result<Vec<i64>> {
+        admin::start_offsets(&self.inner.meta, &self.inner.config, topic).await
     }
 
     async fn partition_count(&self, topic: &str) -> Result<i32> {
@@ -127,6 +153,10 @@ impl EventLog for KafkaLog {
             specs,
         )
         .await
+    }
+
+    async fn lease(&self, name: &str, topic: &str) -> Result<Lease> {
+        lease::take(&self.inner.config, name, topic)
     }
 
     async fn subscribe(&self, group: &str, topic: &str) -> Result<Box<dyn Subscription>> {

@@ -50,6 +50,45 @@ pub(crate) async fn append(
     }
 }
 
+/// Enqueues a record now; its delivery resolves later. `None` if the queue is full.
+pub(crate) fn start(
+    producer: &FutureProducer,
+    config: &KafkaConfig,
+    topic: &str,
+    partition: Option<i32>,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Option<crate::log::Appending> {
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key);
+    if let Some(v) = value {
+        record = record.payload(v);
+    }
+    if let Some(p) = partition {
+        record = record.partition(p);
+    }
+    let delivery = match producer.send_result(record) {
+        Ok(d) => d,
+        Err(_) => return None,
+    };
+    let (topic, timeout_ms) = (topic.to_string(), config.delivery_timeout_ms);
+    Some(Box::pin(async move {
+        match delivery.await {
+            Ok(Ok(d)) => Ok(Position {
+                partition: d.partition,
+                offset: d.offset,
+            }),
+            Ok(Err((e, _))) => Err(match (classify(&e, &topic, timeout_ms), partition) {
+                (Error::UnknownPartition { topic, .. }, Some(p)) => Error::UnknownPartition {
+                    topic,
+                    partition: p,
+                },
+                (err, _) => err,
+            }),
+            Err(_) => Err(Error::Unavailable("the producer dropped the record".into())),
+        }
+    }))
+}
+
 pub(crate) async fn flush(producer: &FutureProducer, config: &KafkaConfig) -> Result<()> {
     let producer = producer.clone();
     let timeout = Duration::from_millis(u64::from(config.delivery_timeout_ms));

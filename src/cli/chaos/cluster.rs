@@ -1,0 +1,135 @@
+//! The Kafka cluster's faults, through `scripts/kafka.sh cluster …`: kill and restart a
+//! broker, pause (SIGSTOP) and resume it, and find the broker that leads the most
+//! partitions of a topic (`cluster leader TOPIC`, Kafka's own TopicCommand).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+
+/// `kafka.sh cluster restart` waits up to 90 s for the broker; a little more here.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
+
+/// The three-broker cluster of `scripts/kafka.sh cluster start`.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    script: PathBuf,
+}
+
+impl Cluster {
+    pub fn new(script: PathBuf) -> anyhow::Result<Cluster> {
+        anyhow::ensure!(
+            script.is_file(),
+            "--kafka-script {}: no such file (it is scripts/kafka.sh of the repository)",
+            script.display()
+        );
+        Ok(Cluster { script })
+    }
+
+    /// Runs `kafka.sh cluster ARGS…`; its stdout, or an error with its stderr.
+    async fn run(&self, args: &[&str]) -> anyhow::Result<String> {
+        let what = format!("{} cluster {}", self.script.display(), args.join(" "));
+        let child = tokio::process::Command::new(&self.script)
+            .arg("cluster")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("cannot run {what}"))?;
+        let out = tokio::time::timeout(SCRIPT_TIMEOUT, child.wait_with_output())
+            .await
+            .map_err(|_| anyhow::anyhow!("{what}: no answer within {SCRIPT_TIMEOUT:?}"))?
+            .with_context(|| format!("running {what}"))?;
+        if !out.status.success() {
+            bail!(
+                "{what} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// The broker (1..3) that leads the most partitions of `topic`.
+    pub async fn busiest_leader(&self, topic: &str) -> anyhow::Result<u8> {
+        let out = self.run(&["leader", topic]).await?;
+        let n: u8 = out
+            .lines()
+            .next_back()
+            .unwrap_or_default()
+            .trim()
+            .parse()
+            .with_context(|| format!("kafka.sh cluster leader {topic} printed {out:?}"))?;
+        anyhow::ensure!((1..=3).contains(&n), "no broker {n} in the cluster");
+        Ok(n)
+    }
+
+    /// SIGKILL broker `n`.
+    pub async fn kill(&self, n: u8) -> anyhow::Result<()> {
+        self.run(&["kill", &n.to_string()]).await.map(drop)
+    }
+
+    /// Starts broker `n` again and waits until it answers.
+    pub async fn restart(&self, n: u8) -> anyhow::Result<()> {
+        self.run(&["restart", &n.to_string()]).await.map(drop)
+    }
+
+    /// SIGSTOP broker `n`; the guard resumes it if it is dropped before
+    /// [`Paused::resume`] (an error or Ctrl-C in between).
+    pub async fn pause(&self, n: u8) -> anyhow::Result<Paused> {
+        self.run(&["pause", &n.to_string()]).await?;
+        Ok(Paused {
+            cluster: self.clone(),
+            broker: n,
+            resumed: false,
+        })
+    }
+}
+
+/// A broker under SIGSTOP.
+pub struct Paused {
+    cluster: Cluster,
+    broker: u8,
+    resumed: bool,
+}
+
+impl Paused {
+    pub fn broker(&self) -> u8 {
+        self.broker
+    }
+
+    /// SIGCONT.
+    pub async fn resume(mut self) -> anyhow::Result<()> {
+        self.resumed = true;
+        self.cluster
+            .run(&["resume", &self.broker.to_string()])
+            .await
+            .map(drop)
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        if self.resumed {
+            return;
+        }
+        // Not in the runtime's hands any more (we may be unwinding): plainly, and quickly.
+        let status = std::process::Command::new(&self.cluster.script)
+            .args(["cluster", "resume", &self.broker.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            eprintln!(
+                "chaos: could not resume broker {}: run `{} cluster resume {}`",
+                self.broker,
+                self.cluster.script.display(),
+                self.broker
+            );
+        }
+    }
+}

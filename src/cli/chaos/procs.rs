@@ -1,0 +1,321 @@
+//! The roles as child processes of this same binary: one projector, fanout-workers and
+//! gateways, each with its stderr in a log file of the run directory. A role can be
+//! crashed (SIGKILL) and started again with the same arguments (same port, slot, worker
+//! id, data dir). Every child is killed when its [`Proc`] is dropped, so the driver
+//! leaves nothing behind, whichever way it ends.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use axum::http::Method;
+use parley_client::Api;
+use serde_json::Value;
+
+/// How long a role may take to answer `/healthz` after it starts.
+const HEALTHY_WITHIN: Duration = Duration::from_secs(120);
+/// One HTTP request to a role.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What every child gets: the binary, the log, the topics and the token secret.
+#[derive(Clone, Debug)]
+pub struct Env {
+    pub exe: PathBuf,
+    /// `kafka://host:port,…`
+    pub log_url: String,
+    pub prefix: String,
+    pub secret: String,
+    /// The run directory: `logs/` and the projectors' data dirs.
+    pub dir: PathBuf,
+}
+
+/// A child `parley` process, SIGKILLed when dropped.
+pub struct Proc {
+    name: String,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn spawn(env: &Env, name: &str, args: Vec<String>) -> anyhow::Result<Proc> {
+        let mut p = Proc {
+            name: name.to_string(),
+            args,
+            child: None,
+        };
+        p.start(env)?;
+        Ok(p)
+    }
+
+    /// Starts the process (again), appending to its log.
+    fn start(&mut self, env: &Env) -> anyhow::Result<()> {
+        let path = env.dir.join("logs").join(format!("{}.log", self.name));
+        let mut log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        let _ = writeln!(log, "=== chaos: parley {}", self.args.join(" "));
+        let level = std::env::var("PARLEY_LOG_LEVEL").unwrap_or_else(|_| "info".into());
+        let child = Command::new(&env.exe)
+            .args(&self.args)
+            .env("PARLEY_LOG", &env.log_url)
+            .env("PARLEY_TOPIC_PREFIX", &env.prefix)
+            .env("PARLEY_JWT_SECRET", &env.secret)
+            .env("PARLEY_LOG_LEVEL", level)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {} ({})", self.name, env.exe.display()))?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// SIGKILL, as a crash, and reap it.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `Some(status)` if the process ended by itself (it should not).
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A role of the stack, as a fault names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Gateway(usize),
+    Fanout(usize),
+    Projector,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Role::Gateway(i) => write!(f, "gateway {i}"),
+            Role::Fanout(i) => write!(f, "fanout-worker {i}"),
+            Role::Projector => f.write_str("projector"),
+        }
+    }
+}
+
+/// Every role of the run.
+pub struct Roles {
+    env: Env,
+    /// `http://127.0.0.1:port` of the projector's query API.
+    pub projector_url: String,
+    /// `http://127.0.0.1:port` of each gateway (index = gateway id).
+    pub gateway_urls: Vec<String>,
+    projector: Proc,
+    fanouts: Vec<Proc>,
+    gateways: Vec<Proc>,
+    /// The second projector of the checksum check, once started (held to be killed
+    /// with the rest).
+    _rebuild: Option<Proc>,
+}
+
+impl Roles {
+    /// Starts the projector, then the fanout-workers and the gateways, each once healthy.
+    pub async fn start(env: Env, gateways: usize, fanouts: usize) -> anyhow::Result<Roles> {
+        std::fs::create_dir_all(env.dir.join("logs"))
+            .with_context(|| format!("cannot create {}", env.dir.display()))?;
+        let p_addr = free_port()?;
+        let projector_url = format!("http://{p_addr}");
+        let data = env.dir.join("projector");
+        let projector = Proc::spawn(
+            &env,
+            "projector",
+            vec![
+                "projector".into(),
+                "--http".into(),
+                p_addr.to_string(),
+                "--data-dir".into(),
+                data.to_string_lossy().into_owned(),
+            ],
+        )?;
+        let mut roles = Roles {
+            env,
+            projector_url,
+            gateway_urls: Vec::new(),
+            projector,
+            fanouts: Vec::new(),
+            gateways: Vec::new(),
+            _rebuild: None,
+        };
+        roles.wait_up(Role::Projector).await?;
+        for i in 0..fanouts {
+            let args = vec![
+                "fanout".into(),
+                "--projector".into(),
+                roles.projector_url.clone(),
+                "--worker-id".into(),
+                format!("w{i}"),
+                "--session-timeout-ms".into(),
+                "6000".into(),
+            ];
+            let p = Proc::spawn(&roles.env, &format!("fanout{i}"), args)?;
+            roles.fanouts.push(p);
+        }
+        for id in 0..gateways {
+            let addr = free_port()?;
+            let args = vec![
+                "gateway".into(),
+                "--http".into(),
+                addr.to_string(),
+                "--gateway-id".into(),
+                id.to_string(),
+                "--projector".into(),
+                roles.projector_url.clone(),
+                "--dev-auth".into(),
+                "--heartbeat-s".into(),
+                "2".into(),
+                "--ping-interval-s".into(),
+                "2".into(),
+            ];
+            let p = Proc::spawn(&roles.env, &format!("gateway{id}"), args)?;
+            roles.gateways.push(p);
+            roles.gateway_urls.push(format!("http://{addr}"));
+        }
+        for id in 0..gateways {
+            roles.wait_up(Role::Gateway(id)).await?;
+        }
+        Ok(roles)
+    }
+
+    /// Waits until `role` answers `/healthz` (a fanout-worker serves no HTTP: started
+    /// is enough); fails at once if it exits.
+    async fn wait_up(&mut self, role: Role) -> anyhow::Result<()> {
+        let url = match role {
+            Role::Gateway(i) => self.gateway_urls[i].clone(),
+            Role::Projector => self.projector_url.clone(),
+            Role::Fanout(_) => return Ok(()),
+        };
+        let deadline = tokio::time::Instant::now() + HEALTHY_WITHIN;
+        loop {
+            if let Ok(Some(_)) = get(&url, "/healthz").await {
+                return Ok(());
+            }
+            let p = self.proc_mut(role);
+            if let Some(status) = p.exited() {
+                let name = p.name.clone();
+                let log = self.env.dir.join("logs").join(format!("{name}.log"));
+                bail!(
+                    "{role} exited while starting ({status}); see {}",
+                    log.display()
+                );
+            }
+            if tokio::time::Instant::now() >= deadline {
+                bail!("{role} did not answer {url}/healthz within {HEALTHY_WITHIN:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    fn proc_mut(&mut self, role: Role) -> &mut Proc {
+        match role {
+            Role::Gateway(i) => &mut self.gateways[i],
+            Role::Fanout(i) => &mut self.fanouts[i],
+            Role::Projector => &mut self.projector,
+        }
+    }
+
+    /// SIGKILLs `role`, waits `down`, starts it again with the same arguments and waits
+    /// until it is healthy (fanout-workers serve no HTTP: started is enough).
+    pub async fn crash(&mut self, role: Role, down: Duration) -> anyhow::Result<()> {
+        self.proc_mut(role).kill();
+        tokio::time::sleep(down).await;
+        let env = self.env.clone();
+        self.proc_mut(role).start(&env)?;
+        self.wait_up(role).await
+    }
+
+    /// Roles that ended by themselves (a role should only end when the driver kills
+    /// it), with how they ended.
+    pub fn exited(&mut self) -> Vec<(Role, String)> {
+        let mut roles = vec![Role::Projector];
+        roles.extend((0..self.fanouts.len()).map(Role::Fanout));
+        roles.extend((0..self.gateways.len()).map(Role::Gateway));
+        let mut out = Vec::new();
+        for role in roles {
+            let p = self.proc_mut(role);
+            let ended = p.exited().map(|status| (status, p.name.clone()));
+            if let Some((status, name)) = ended {
+                let log = self.env.dir.join("logs").join(format!("{name}.log"));
+                out.push((role, format!("{status}, log {}", log.display())));
+            }
+        }
+        out
+    }
+
+    /// A second projector on a fresh data dir, on the same topics: it rebuilds the views
+    /// from the log. Its URL, once healthy.
+    pub async fn start_rebuild(&mut self) -> anyhow::Result<String> {
+        let addr = free_port()?;
+        let data = self.env.dir.join("projector-rebuild");
+        let p = Proc::spawn(
+            &self.env,
+            "projector-rebuild",
+            vec![
+                "projector".into(),
+                "--http".into(),
+                addr.to_string(),
+                "--data-dir".into(),
+                data.to_string_lossy().into_owned(),
+            ],
+        )?;
+        self._rebuild = Some(p);
+        let url = format!("http://{addr}");
+        wait_healthy(&url, HEALTHY_WITHIN).await?;
+        Ok(url)
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> anyhow::Result<SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
+    Ok(l.local_addr()?)
+}
+
+/// GET `base` + `path`: `Ok(Some(json))` on a 2xx answer, `Ok(None)` on another status,
+/// `Err` if nothing answered within [`REQUEST_TIMEOUT`]. No token: for `/healthz` and the
+/// projector's query API, which takes none.
+pub async fn get(base: &str, path: &str) -> anyhow::Result<Option<Value>> {
+    let api = Api::new(base, "");
+    match tokio::time::timeout(REQUEST_TIMEOUT, api.call(Method::GET, path, None)).await {
+        Ok(Ok(Ok(v))) => Ok(Some(v)),
+        Ok(Ok(Err(_refused))) => Ok(None),
+        Ok(Err(e)) => bail!("GET {base}{path}: {e}"),
+        Err(_) => bail!("GET {base}{path}: no answer within {REQUEST_TIMEOUT:?}"),
+    }
+}
+
+/// Waits until `GET base/healthz` answers 200, at most `within`.
+pub async fn wait_healthy(base: &str, within: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(Some(_)) = get(base, "/healthz").await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{base} did not answer /healthz within {within:?} (see its log)");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
