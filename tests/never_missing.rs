@@ -312,7 +312,13 @@ async fn a_refused_delivery_is_dead_lettered_and_routing_goes_on() {
     let conv = Api::new(g, &amy).create_direct("bob").await.unwrap();
     let a = live(g, &amy).await;
     let b = live(g, &bob).await;
-    let big = "x".repeat(8000);
+    // Incompressible (the producer compresses batches with lz4).
+    let big: String = (0..12_000u64)
+        .map(|i| {
+            let x = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) >> 33;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
     a.send(&conv, "big", &big).await.expect("the log takes it");
     a.send(&conv, "small", "hi").await.expect("sent");
     b.wait_for("the small message live", LONG, |s| {

@@ -46,6 +46,9 @@ struct UserPresence {
     epoch: u64,
     /// `expires_at` of the newest record of this user the log confirmed (0: none).
     confirmed_until: i64,
+    /// A record landed after the previous one had expired: the workers saw the user
+    /// offline in between.
+    lapsed: bool,
 }
 
 pub struct PresenceAgent {
@@ -257,9 +260,12 @@ impl PresenceAgent {
             .await;
         let now = now_millis();
         self.lock()
-            .iter()
-            .filter(|(_, e)| e.confirmed_until <= now && e.epoch != 0)
-            .map(|(u, _)| u.clone())
+            .iter_mut()
+            .filter(|(_, e)| e.epoch != 0 && (e.lapsed || e.confirmed_until <= now))
+            .map(|(u, e)| {
+                e.lapsed = false;
+                u.clone()
+            })
             .collect()
     }
 
@@ -268,6 +274,9 @@ impl PresenceAgent {
             let mut users = self.lock();
             match users.get_mut(user) {
                 Some(e) if e.epoch == epoch => {
+                    if e.confirmed_until != 0 && e.confirmed_until <= now_millis() {
+                        e.lapsed = true;
+                    }
                     e.confirmed_until = e.confirmed_until.max(expires_at);
                     if ask && !e.live {
                         // Acknowledgements of this record count (a worker may have
