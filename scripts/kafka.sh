@@ -12,7 +12,6 @@
 #   scripts/kafka.sh cluster pause N  SIGSTOP broker N (a hung broker: its sockets stay open)
 #   scripts/kafka.sh cluster resume N SIGCONT broker N after a pause
 #   scripts/kafka.sh cluster pid N    print broker N's pid (exit 3 if it is not running)
-#   scripts/kafka.sh cluster leader TOPIC  print the broker that leads most partitions of TOPIC
 #
 # Environment:
 #   PARLEY_KAFKA_VERSION   broker version (default 4.1.1)
@@ -37,9 +36,7 @@ die() { echo "kafka.sh: $*" >&2; exit 1; }
 say() { echo "kafka.sh: $*" >&2; }
 
 fetch() {
-  # kafka-tools (TopicCommand, for `cluster leader`) came later: a cache without it is
-  # completed (jars added, none replaced: brokers may be running from it).
-  if [ -f "$LIBS/.complete" ] && [ -f "$LIBS/kafka-tools-$VERSION.jar" ]; then return 0; fi
+  if [ -f "$LIBS/.complete" ]; then return 0; fi
   command -v mvn >/dev/null || die "mvn not found: install Maven (apt-get install maven)"
   command -v java >/dev/null || die "java not found: install OpenJDK 17 (apt-get install openjdk-17-jre-headless)"
   say "fetching Kafka $VERSION from Maven Central into $LIBS"
@@ -53,7 +50,6 @@ fetch() {
   <packaging>pom</packaging>
   <dependencies>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$VERSION</version></dependency>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$VERSION</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>$LOG4J_VERSION</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-api</artifactId><version>$LOG4J_VERSION</version></dependency>
     <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$LOG4J_VERSION</version></dependency>
@@ -67,16 +63,8 @@ EOF
     cat "$work/mvn.log" >&2
     die "could not fetch Kafka $VERSION from Maven Central (see above)"
   fi
-  if [ -f "$LIBS/.complete" ]; then
-    local jar
-    for jar in "$LIBS.tmp"/*.jar; do
-      [ -e "$LIBS/$(basename "$jar")" ] || cp "$jar" "$LIBS/"
-    done
-    rm -rf "$LIBS.tmp"
-  else
-    rm -rf "$LIBS"
-    mv "$LIBS.tmp" "$LIBS"
-  fi
+  rm -rf "$LIBS"
+  mv "$LIBS.tmp" "$LIBS"
   touch "$LIBS/.complete"
   rm -rf "$work"
   say "fetched $(ls "$LIBS" | wc -l) jars"
@@ -293,25 +281,6 @@ cluster() {
         pid) echo "$pid" ;;
       esac
       ;;
-    leader)
-      local topic="${2:-}"; [ -n "$topic" ] || die "cluster leader takes a topic name"
-      fetch
-      local servers="127.0.0.1:$base,127.0.0.1:$((base + 100)),127.0.0.1:$((base + 200))"
-      local out err; err="$(mktemp)"
-      # TopicCommand prints one line per partition with `Leader: N` (or `Leader: none`).
-      if ! out="$(timeout 60 java -Xmx128m -cp "$LIBS/*" -Dlog4j2.level=ERROR \
-            org.apache.kafka.tools.TopicCommand --bootstrap-server "$servers" \
-            --describe --topic "$topic" 2>"$err")"; then
-        cat "$err" >&2; rm -f "$err"
-        die "cannot describe topic $topic"
-      fi
-      rm -f "$err"
-      local best
-      best="$(printf '%s\n' "$out" | grep -o 'Leader: [0-9]\+' | awk '{print $2}' \
-        | sort | uniq -c | sort -k1,1nr -k2,2n | awk 'NR == 1 {print $2}' || true)"
-      [ -n "$best" ] || die "no partition of $topic has a leader"
-      echo "$best"
-      ;;
     reset)
       for n in 1 2 3; do stop_dir "$root/broker-$n"; done
       rm -rf "$root"; say "removed $root"
@@ -321,7 +290,7 @@ cluster() {
 }
 
 usage() {
-  sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,16p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs all of Parley's checks and tests: installs what is missing (scripts/setup.sh),
 # starts the Kafka broker unless one is running, runs rustfmt, clippy and every test
-# against it, and stops the broker if it started it, whatever happens.
+# against it, then a short chaos run on a three-broker cluster (scripts/chaos.sh
+# --short; PARLEY_SKIP_CHAOS=1 skips it), and stops what it started, whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +23,9 @@ echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test (Kafka at $PARLEY_TEST_KAFKA)" >&2
 cargo test --workspace --locked
+if [ "${PARLEY_SKIP_CHAOS:-0}" != 1 ]; then
+  # The single broker is not needed any more: its cores go to the cluster.
+  stop_kafka; started=0
+  echo "== chaos run (scripts/chaos.sh --short: three brokers, every role killed)" >&2
+  scripts/chaos.sh --short
+fi

@@ -235,7 +235,9 @@ async fn creates_are_read_your_writes_with_a_slow_projector() {
     let group = amy.create_group("fresh", &["carl"]).await.unwrap();
     let listed = amy.conversations().await.unwrap();
     assert!(
-        listed.iter().any(|c| c["conversation_id"] == group.as_str()),
+        listed
+            .iter()
+            .any(|c| c["conversation_id"] == group.as_str()),
         "the list shows what the caller just created: {listed:?}"
     );
 }
@@ -315,7 +317,10 @@ async fn a_refused_delivery_is_dead_lettered_and_routing_goes_on() {
     // Incompressible (the producer compresses batches with lz4).
     let big: String = (0..12_000u64)
         .map(|i| {
-            let x = i.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407) >> 33;
+            let x = i
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407)
+                >> 33;
             char::from(b'a' + (x % 26) as u8)
         })
         .collect();
@@ -371,7 +376,10 @@ async fn raw_socket(
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(16 * 1024).unwrap();
     let tcp = socket.connect(addr).await.expect("tcp");
-    tokio_tungstenite::client_async(req, tcp).await.expect("ws").0
+    tokio_tungstenite::client_async(req, tcp)
+        .await
+        .expect("ws")
+        .0
 }
 
 /// Sends from `sender` until `user`'s inbox holds an entry (at most `timeout`).
@@ -448,7 +456,11 @@ async fn a_client_that_stops_reading_is_closed_and_counted_offline() {
     let body = "z".repeat(15_000);
     let mut pending = Vec::new();
     for i in 0..350 {
-        pending.push(a.send_nowait(&conv, &format!("big-{i}"), &body).await.unwrap());
+        pending.push(
+            a.send_nowait(&conv, &format!("big-{i}"), &body)
+                .await
+                .unwrap(),
+        );
     }
     for p in pending {
         p.await.unwrap().expect("sent");
@@ -564,7 +576,9 @@ async fn a_second_gateway_with_the_same_id_fences_the_first() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     assert!(!status.success(), "it stops with an error");
-    old.wait_closed(LONG).await.expect("its sessions are closed");
+    old.wait_closed(LONG)
+        .await
+        .expect("its sessions are closed");
     assert!(newer.exited().is_none(), "the newer one keeps the slot");
 
     let a = live(&g2, &amy).await;
@@ -604,7 +618,11 @@ async fn a_takeover_from_a_snapshot_ahead_never_moves_a_cursor_over_a_hole() {
     // The burst is routed (to Bob's inbox: he is offline) but never committed.
     let mut last = 0;
     for i in 0..20 {
-        last = a.send(&conv, &format!("burst-{i}"), "burst").await.unwrap().seq;
+        last = a
+            .send(&conv, &format!("burst-{i}"), "burst")
+            .await
+            .unwrap()
+            .seq;
     }
     let bob_api = Api::new(&g, &bob);
     eventually("the burst in bob's inbox", LONG, || async {

@@ -263,12 +263,19 @@ async fn views_behind_the_log_start_are_refused_unless_told_to_rebuild() {
     let data = tempfile::tempdir().unwrap();
     let dir = data.path().join("views");
     let stop = tokio_util::sync::CancellationToken::new();
-    let p = Projector::start(ProjectorConfig::new(&dir, &topics), log.clone(), stop.clone())
-        .await
-        .unwrap();
+    let p = Projector::start(
+        ProjectorConfig::new(&dir, &topics),
+        log.clone(),
+        stop.clone(),
+    )
+    .await
+    .unwrap();
     assert!(p
         .views()
-        .wait_applied(&[(first.partition, first.offset + 1)], Duration::from_secs(30))
+        .wait_applied(
+            &[(first.partition, first.offset + 1)],
+            Duration::from_secs(30)
+        )
         .await
         .unwrap());
     stop.cancel();
@@ -286,11 +293,18 @@ async fn views_behind_the_log_start_are_refused_unless_told_to_rebuild() {
     delete_records_before(&topics.events, last.partition, last.offset + 1).await;
 
     let stop = tokio_util::sync::CancellationToken::new();
-    let refused =
-        Projector::start(ProjectorConfig::new(&dir, &topics), log.clone(), stop.clone()).await;
+    let refused = Projector::start(
+        ProjectorConfig::new(&dir, &topics),
+        log.clone(),
+        stop.clone(),
+    )
+    .await;
     let err = refused.err().expect("refused").to_string();
     assert!(err.contains("behind the log's start"), "{err}");
-    assert!(err.contains("--rebuild"), "the error says what to do: {err}");
+    assert!(
+        err.contains("--rebuild"),
+        "the error says what to do: {err}"
+    );
     assert!(dir.exists(), "refusing changes nothing");
 
     let mut config = ProjectorConfig::new(&dir, &topics);

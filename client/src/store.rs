@@ -49,7 +49,10 @@ pub enum Inserted {
     /// Its predecessor is unknown or not held: fetch history with
     /// `after < seq < before` (`before` is one past the message itself, so that its
     /// history copy, with history's `prev_seq`, comes too).
-    Gap { after: Option<i64>, before: i64 },
+    Gap {
+        after: Option<i64>,
+        before: i64,
+    },
 }
 
 impl Store {

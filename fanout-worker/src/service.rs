@@ -289,9 +289,12 @@ struct Started {
 /// append here, so that nothing routed later overtakes it.
 async fn start(log: &dyn EventLog, topics: &TopicNames, output: Output) -> Started {
     let (topic, partition, key, value) = match output {
-        Output::Delivery { slot, key, value } => {
-            (topics.deliveries.clone(), Some(slot), key.into_bytes(), value)
-        }
+        Output::Delivery { slot, key, value } => (
+            topics.deliveries.clone(),
+            Some(slot),
+            key.into_bytes(),
+            value,
+        ),
         Output::Inbox { user, value } => (topics.inbox.clone(), None, user.into_bytes(), value),
         Output::Push { user, value } => (topics.push.clone(), None, user.into_bytes(), value),
     };

@@ -68,7 +68,14 @@ pub async fn follow(
                     if let Some(m) = message.as_ref() {
                         if reached == 0 && !sessions.has_user(user) && !presence.holds(user) {
                             let seq = batch.source_offset;
-                            tokio::spawn(to_inbox(log.clone(), topics.clone(), actor.clone(), user.clone(), seq, m.clone()));
+                            tokio::spawn(to_inbox(
+                                log.clone(),
+                                topics.clone(),
+                                actor.clone(),
+                                user.clone(),
+                                seq,
+                                m.clone(),
+                            ));
                         }
                     }
                 }

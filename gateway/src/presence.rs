@@ -251,12 +251,18 @@ impl PresenceAgent {
             .collect();
         // Many at once: one round trip per heartbeat, not one per user.
         futures::stream::iter(users)
-            .for_each_concurrent(HEARTBEATS_IN_FLIGHT, |(user, sessions, epoch, ask)| async move {
-                match self.publish(&user, sessions, ask).await {
-                    Ok((pos, expires_at)) => self.heartbeat_landed(&user, epoch, ask, pos, expires_at).await,
-                    Err(e) => warn!(user, error = %e, "presence heartbeat failed"),
-                }
-            })
+            .for_each_concurrent(
+                HEARTBEATS_IN_FLIGHT,
+                |(user, sessions, epoch, ask)| async move {
+                    match self.publish(&user, sessions, ask).await {
+                        Ok((pos, expires_at)) => {
+                            self.heartbeat_landed(&user, epoch, ask, pos, expires_at)
+                                .await
+                        }
+                        Err(e) => warn!(user, error = %e, "presence heartbeat failed"),
+                    }
+                },
+            )
             .await;
         let now = now_millis();
         self.lock()
@@ -269,7 +275,14 @@ impl PresenceAgent {
             .collect()
     }
 
-    async fn heartbeat_landed(&self, user: &str, epoch: u64, ask: bool, pos: Position, expires_at: i64) {
+    async fn heartbeat_landed(
+        &self,
+        user: &str,
+        epoch: u64,
+        ask: bool,
+        pos: Position,
+        expires_at: i64,
+    ) {
         let ended = {
             let mut users = self.lock();
             match users.get_mut(user) {

@@ -151,9 +151,7 @@ pub async fn run(
     // One gateway per slot: a second one started with the same id takes the slot over
     // and this one stops (it must not end the presence the newcomer now keeps).
     let lease_name = format!("{}.slot-{}", config.topics.deliveries, config.gateway_id);
-    let mut lease = log
-        .lease(&lease_name, &config.topics.dead_letters)
-        .await?;
+    let mut lease = log.lease(&lease_name, &config.topics.dead_letters).await?;
     match presence
         .clear_stale(std::time::Duration::from_secs(10))
         .await

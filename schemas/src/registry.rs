@@ -70,10 +70,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ),
     ("parley.InboxEntry", include_str!("../avro/InboxEntry.avsc")),
     ("parley.PushJob", include_str!("../avro/PushJob.avsc")),
-    (
-        "parley.DeadLetter",
-        include_str!("../avro/DeadLetter.avsc"),
-    ),
+    ("parley.DeadLetter", include_str!("../avro/DeadLetter.avsc")),
 ];
 
 static ALL: LazyLock<Vec<SchemaInfo>> = LazyLock::new(|| {

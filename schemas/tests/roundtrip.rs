@@ -168,8 +168,16 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
             ),
         (
             meta(),
-            (".*", prop::option::of(any::<i32>()), prop::collection::vec(any::<u8>(), 0..32)),
-            (prop::option::of(prop::collection::vec(any::<u8>(), 0..64)), any::<i64>(), ".*"),
+            (
+                ".*",
+                prop::option::of(any::<i32>()),
+                prop::collection::vec(any::<u8>(), 0..32)
+            ),
+            (
+                prop::option::of(prop::collection::vec(any::<u8>(), 0..64)),
+                any::<i64>(),
+                ".*"
+            ),
             (".*", any::<i32>(), any::<i64>())
         )
             .prop_map(

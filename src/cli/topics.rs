@@ -54,9 +54,9 @@ impl TopicsArgs {
         }
         let log = self.log.connect().await?;
         let brokers = log.broker_count().await?;
-        let replication_factor = self
-            .replication_factor
-            .unwrap_or(if brokers >= 3 { 3 } else { 1 });
+        let replication_factor =
+            self.replication_factor
+                .unwrap_or(if brokers >= 3 { 3 } else { 1 });
         anyhow::ensure!(
             replication_factor as usize <= brokers.max(1),
             "--replication-factor {replication_factor} needs as many brokers; the log has {brokers}"

@@ -338,7 +338,11 @@ impl Processes {
             "--dev-auth",
         ];
         args.extend(self.gateway_args.iter().map(String::as_str));
-        Proc::spawn(&format!("gateway{id}-{}", addr.replace([':', '.'], "_")), &self.prefix, &args)
+        Proc::spawn(
+            &format!("gateway{id}-{}", addr.replace([':', '.'], "_")),
+            &self.prefix,
+            &args,
+        )
     }
 
     /// Starts fanout-worker `i` again (same worker id) after it was killed.

@@ -42,7 +42,6 @@ impl PushJob {
         }
     }
 
-
     /// The first [`PREVIEW_CHARS`] characters of a body, cut on a character boundary.
     pub fn preview_of(body: &str) -> String {
         body.chars().take(PREVIEW_CHARS).collect()

@@ -91,6 +91,31 @@ pub(crate) async fn partition_count(
     .await
 }
 
+/// The leader (broker id) of each partition of `topic`; -1 where none leads.
+pub(crate) async fn leaders(
+    meta: &Arc<BaseConsumer>,
+    config: &KafkaConfig,
+    topic: &str,
+) -> Result<Vec<i32>> {
+    let (meta, t, name) = (meta.clone(), timeout(config), topic.to_string());
+    blocking(move || {
+        let md = meta
+            .fetch_metadata(Some(&name), t)
+            .map_err(|e| Error::Unavailable(e.to_string()))?;
+        let Some(tm) = md.topics().first().filter(|tm| tm.error().is_none()) else {
+            return Err(Error::UnknownTopic(name));
+        };
+        let mut leaders: Vec<(i32, i32)> = tm
+            .partitions()
+            .iter()
+            .map(|p| (p.id(), p.leader()))
+            .collect();
+        leaders.sort_unstable();
+        Ok(leaders.into_iter().map(|(_, l)| l).collect())
+    })
+    .await
+}
+
 pub(crate) async fn broker_count(meta: &Arc<BaseConsumer>, config: &KafkaConfig) -> Result<usize> {
     let (meta, t) = (meta.clone(), timeout(config));
     blocking(move || {

@@ -60,6 +60,12 @@ impl KafkaLog {
         Ok(log)
     }
 
+    /// The leader (broker id) of each partition of `topic`, -1 where none leads: for
+    /// fault tests that stop the busiest broker.
+    pub async fn leaders(&self, topic: &str) -> Result<Vec<i32>> {
+        admin::leaders(&self.inner.meta, &self.inner.config, topic).await
+    }
+
     /// Waits until every queued append has been confirmed or failed.
     pub async fn flush(&self) -> Result<()> {
         producer::flush(&self.inner.producer, &self.inner.config).await

@@ -456,6 +456,82 @@ pub async fn group_members_share_partitions(log: &dyn EventLog) {
     assert_eq!(seen, expected);
 }
 
+/// Appends started one after another keep that order in their partition, however
+/// their futures are then awaited (the fanout-worker relies on it for each slot).
+pub async fn started_appends_keep_their_order(log: &dyn EventLog) {
+    let topic = fresh_topic(log, 2).await;
+    let mut started = Vec::new();
+    for i in 0..200 {
+        let p = i % 2;
+        let v = format!("{i}");
+        let appending = match log.start_append(&topic, Some(p), b"k", Some(v.as_bytes())) {
+            Some(a) => a,
+            // A backend that cannot start appends waits for each: order holds too.
+            None => {
+                let r = log.append_to(&topic, p, b"k", Some(v.as_bytes())).await;
+                Box::pin(std::future::ready(r))
+            }
+        };
+        started.push((p, i, appending));
+    }
+    // Awaited in reverse: the order was fixed when they started.
+    let mut positions = Vec::new();
+    while let Some((p, i, a)) = started.pop() {
+        let pos = a.await.expect("append");
+        assert_eq!(pos.partition, p);
+        positions.push((i, pos.offset));
+    }
+    positions.sort_unstable();
+    for p in 0..2i32 {
+        let offsets: Vec<i64> = positions
+            .iter()
+            .filter(|(i, _)| i % 2 == p)
+            .map(|(_, o)| *o)
+            .collect();
+        assert!(
+            offsets.windows(2).all(|w| w[0] < w[1]),
+            "partition {p}: offsets follow the start order: {offsets:?}"
+        );
+    }
+    let back = read_n(log, &topic, &[(0, StartAt::Beginning)], 100).await;
+    let values: Vec<String> = back.iter().map(value_of).collect();
+    let want: Vec<String> = (0..200).step_by(2).map(|i| i.to_string()).collect();
+    assert_eq!(values, want);
+}
+
+/// Start offsets: 0 for a fresh partition, and never past the end.
+pub async fn start_offsets_are_the_oldest_retained(log: &dyn EventLog) {
+    let topic = fresh_topic(log, 2).await;
+    assert_eq!(log.start_offsets(&topic).await.unwrap(), vec![0, 0]);
+    log.append_to(&topic, 1, b"k", Some(b"v")).await.unwrap();
+    let starts = log.start_offsets(&topic).await.unwrap();
+    let ends = log.end_offsets(&topic).await.unwrap();
+    assert_eq!(starts, vec![0, 0]);
+    assert_eq!(ends, vec![0, 1]);
+    assert!(log.broker_count().await.unwrap() >= 1);
+}
+
+/// A lease taken a second time passes to the newer holder; the older one learns it
+/// lost the lease, the newer one keeps it.
+pub async fn a_newer_lease_holder_fences_the_older(log: &dyn EventLog) {
+    let topic = fresh_topic(log, 1).await;
+    let name = format!("lease-{}", uuid::Uuid::new_v4().simple());
+    let mut first = log.lease(&name, &topic).await.expect("lease");
+    // The first holder joins before the second comes.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut second = log.lease(&name, &topic).await.expect("lease again");
+    let why = tokio::time::timeout(Duration::from_secs(30), first.lost())
+        .await
+        .expect("the older holder is fenced within 30 s");
+    assert!(!why.is_empty());
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), second.lost())
+            .await
+            .is_err(),
+        "the newer holder keeps the lease"
+    );
+}
+
 /// Instantiates every body of the suite as `#[tokio::test]`s against one backend.
 #[macro_export]
 macro_rules! conformance_suite {
@@ -466,7 +542,9 @@ macro_rules! conformance_suite {
                 append_returns_only_after_the_log_has_it, read_from_offset_and_end_offsets,
                 key_partition_matches_kafka_java, tombstones_read_back_as_none,
                 provisioning_is_idempotent_and_reports_mismatches,
-                group_resumes_from_committed_offsets, group_members_share_partitions);
+                group_resumes_from_committed_offsets, group_members_share_partitions,
+                started_appends_keep_their_order, start_offsets_are_the_oldest_retained,
+                a_newer_lease_holder_fences_the_older);
         }
     };
     (@case $make:expr, $($case:ident),*) => {

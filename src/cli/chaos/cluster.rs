@@ -1,30 +1,37 @@
 //! The Kafka cluster's faults, through `scripts/kafka.sh cluster …`: kill and restart a
-//! broker, pause (SIGSTOP) and resume it, and find the broker that leads the most
-//! partitions of a topic (`cluster leader TOPIC`, Kafka's own TopicCommand).
+//! broker, pause (SIGSTOP) and resume it; and the broker that leads the most partitions
+//! of a topic, from the cluster's metadata.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use parley_sequencer::{KafkaConfig, KafkaLog};
 
 /// `kafka.sh cluster restart` waits up to 90 s for the broker; a little more here.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
 
 /// The three-broker cluster of `scripts/kafka.sh cluster start`.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Cluster {
     script: PathBuf,
+    log: KafkaLog,
 }
 
 impl Cluster {
-    pub fn new(script: PathBuf) -> anyhow::Result<Cluster> {
+    pub async fn new(script: PathBuf, bootstrap: &str) -> anyhow::Result<Cluster> {
         anyhow::ensure!(
             script.is_file(),
             "--kafka-script {}: no such file (it is scripts/kafka.sh of the repository)",
             script.display()
         );
-        Ok(Cluster { script })
+        let log = KafkaLog::connect(KafkaConfig::with_bootstrap(bootstrap))
+            .await
+            .with_context(|| {
+                format!("connecting to {bootstrap} (scripts/kafka.sh cluster start)")
+            })?;
+        Ok(Cluster { script, log })
     }
 
     /// Runs `kafka.sh cluster ARGS…`; its stdout, or an error with its stderr.
@@ -55,16 +62,23 @@ impl Cluster {
 
     /// The broker (1..3) that leads the most partitions of `topic`.
     pub async fn busiest_leader(&self, topic: &str) -> anyhow::Result<u8> {
-        let out = self.run(&["leader", topic]).await?;
-        let n: u8 = out
-            .lines()
-            .next_back()
-            .unwrap_or_default()
-            .trim()
-            .parse()
-            .with_context(|| format!("kafka.sh cluster leader {topic} printed {out:?}"))?;
-        anyhow::ensure!((1..=3).contains(&n), "no broker {n} in the cluster");
-        Ok(n)
+        let leaders = self
+            .log
+            .leaders(topic)
+            .await
+            .with_context(|| format!("the leaders of {topic}"))?;
+        let mut counts = [0usize; 4];
+        for l in leaders {
+            if (1..=3).contains(&l) {
+                counts[l as usize] += 1;
+            }
+        }
+        let (n, most) = (1..=3usize)
+            .map(|n| (n, counts[n]))
+            .max_by_key(|(n, c)| (*c, std::cmp::Reverse(*n)))
+            .unwrap_or((1, 0));
+        anyhow::ensure!(most > 0, "no partition of {topic} has a leader");
+        Ok(n as u8)
     }
 
     /// SIGKILL broker `n`.

@@ -15,7 +15,7 @@
 //! - `mod.rs` (here): the options, and the phases: set up, load with faults, settle,
 //!   check, report.
 //! - [`procs`]: the roles as child processes; crash and restart; `/healthz`.
-//! - [`cluster`]: `scripts/kafka.sh cluster kill|restart|pause|resume|leader`.
+//! - [`cluster`]: `scripts/kafka.sh cluster kill|restart|pause|resume`; partition leaders.
 //! - [`client`]: one user's task (reconnect, resync, retry) and what it records.
 //! - [`checks`]: the counts, the checksum comparison, and the markdown table.
 
@@ -235,7 +235,7 @@ impl ChaosArgs {
         let id = Uuid::new_v4().simple().to_string()[..8].to_string();
         let prefix = format!("chaos-{id}.");
         let dir = std::env::temp_dir().join(format!("parley-chaos-{id}"));
-        let cluster = Cluster::new(self.kafka_script.clone())?;
+        let cluster = Cluster::new(self.kafka_script.clone(), &self.bootstrap).await?;
         eprintln!("chaos: topics {prefix}*, run directory {}", dir.display());
 
         let settings = TopicSettings {
