@@ -6,7 +6,7 @@
 #
 #   scripts/chaos.sh [--short|--long] [parley chaos options…]
 #
-#   --short   30 s of faults, 60 s to settle (a quick look)
+#   --short   40 s of faults (each kind once), 60 s to settle (the CI run)
 #   --long    300 s of faults
 #   (default) 90 s of faults, 90 s to settle; `parley chaos --help` lists every option,
 #             e.g. --report chaos.md, --keep
@@ -31,7 +31,7 @@ say() { echo "chaos.sh: $*" >&2; }
 case "${1:-}" in
   --short)
     shift
-    export PARLEY_CHAOS_DURATION_S="${PARLEY_CHAOS_DURATION_S:-30}"
+    export PARLEY_CHAOS_DURATION_S="${PARLEY_CHAOS_DURATION_S:-40}"
     export PARLEY_CHAOS_KILL_EVERY_S="${PARLEY_CHAOS_KILL_EVERY_S:-5}"
     export PARLEY_CHAOS_SETTLE_S="${PARLEY_CHAOS_SETTLE_S:-60}"
     ;;

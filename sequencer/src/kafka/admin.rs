@@ -313,7 +313,20 @@ pub(crate) async fn provision(
         }
     }
     wait_visible(meta, config, specs).await?;
-    let fresh = describe(admin, meta, config, specs).await?;
+    // On a cluster, the broker that answers may not have a new topic's configs yet:
+    // ask again (bounded) until the topics just created show them.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let fresh = loop {
+        let fresh = describe(admin, meta, config, specs).await?;
+        let settled = fresh
+            .iter()
+            .filter(|r| created.contains(&r.spec.name))
+            .all(|r| r.status == TopicStatus::Matches);
+        if settled || Instant::now() >= deadline {
+            break fresh;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     for (report, now) in reports.iter_mut().zip(fresh) {
         *report = now;
         if created.contains(&report.spec.name) && report.status == TopicStatus::Matches {
