@@ -9,34 +9,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::stack::{appended, Options, Processes};
+use common::{eventually, live, token, LONG};
 use parley_client::{Api, Session};
 use reqwest::Method;
 use serde_json::{json, Value};
-
-const LONG: Duration = Duration::from_secs(60);
-
-async fn token(base: &str, user: &str) -> String {
-    Api::dev_token(base, user).await.expect("dev token")
-}
-
-async fn live(base: &str, token: &str) -> Session {
-    let s = Session::connect(base, token).await.expect("connect");
-    assert!(s.ready(LONG).await.expect("ready"), "session not live");
-    s
-}
-
-/// Waits until `check` holds, at most `timeout`.
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 /// `POST /v1/conversations/{id}/messages`: the `sent` frame, or the refusal.
 async fn post(api: &Api, conv: &str, client_msg_id: &str, body: &str) -> Result<Value, Value> {

@@ -7,33 +7,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::stack::{appended, Options, Processes};
-use parley_client::{Api, Poller, Session};
+use common::{eventually, live, token, LONG};
+use parley_client::{Api, Poller};
 use uuid::Uuid;
-
-const LONG: Duration = Duration::from_secs(60);
-
-async fn token(base: &str, user: &str) -> String {
-    Api::dev_token(base, user).await.expect("dev token")
-}
-
-async fn live(base: &str, token: &str) -> Session {
-    let s = Session::connect(base, token).await.expect("connect");
-    assert!(s.ready(LONG).await.expect("ready"), "session not live");
-    s
-}
-
-/// Waits until `check` holds, at most `timeout`.
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + timeout;
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_offline_user_gets_all_500_messages_once_in_order_and_acks_its_inbox_empty() {

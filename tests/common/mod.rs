@@ -6,6 +6,12 @@ pub mod chat;
 pub mod stack;
 
 use std::process::Command;
+use std::time::Duration;
+
+use parley_client::{Api, Session};
+
+/// How long the end-to-end tests wait for anything that should happen.
+pub const LONG: Duration = Duration::from_secs(60);
 
 /// The broker `scripts/kafka.sh start` runs (override with `PARLEY_TEST_KAFKA`).
 pub fn bootstrap() -> String {
@@ -29,4 +35,29 @@ pub fn parley() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_parley"));
     c.env("PARLEY_LOG_LEVEL", "warn");
     c
+}
+
+/// A dev token of `user` from gateway `base`.
+pub async fn token(base: &str, user: &str) -> String {
+    Api::dev_token(base, user).await.expect("dev token")
+}
+
+/// A session of `token` at `base`, once it is live.
+pub async fn live(base: &str, token: &str) -> Session {
+    let s = Session::connect(base, token).await.expect("connect");
+    assert!(s.ready(LONG).await.expect("ready"), "session not live");
+    s
+}
+
+/// Waits until `check` holds, at most `timeout`.
+pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
