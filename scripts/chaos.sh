@@ -71,7 +71,12 @@ cleanup() {
 }
 trap cleanup EXIT
 if [ "$running" -lt 3 ]; then
-  if [ "$running" = 0 ]; then started=1; fi
+  if [ "$running" = 0 ]; then
+    started=1
+    # A cluster nobody runs is ours to clear: topics of earlier runs would only slow
+    # every broker restart (each recovers all of its partitions).
+    "$KAFKA" cluster reset >/dev/null 2>&1 || true
+  fi
   say "starting the cluster ($running of 3 brokers running)"
   "$KAFKA" cluster start
 fi

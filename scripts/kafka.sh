@@ -264,7 +264,8 @@ cluster() {
       n="${2:-}"; [[ "$n" =~ ^[123]$ ]] || die "cluster restart takes a broker number 1..3"
       local dir="$root/broker-$n" p=$((base + 100 * (n - 1)))
       is_running "$dir" || launch "$dir" "${PARLEY_KAFKA_CLUSTER_ID:-cGFybGV5LWNsdXN0ZXIwMQ}"
-      wait_ready "$dir" "$p" 1
+      # A broker that rejoins a busy cluster recovers its logs first: give it longer.
+      READY_TIMEOUT=$((READY_TIMEOUT * 3)) wait_ready "$dir" "$p" 1
       say "broker $n running"
       ;;
     pause|resume|pid)

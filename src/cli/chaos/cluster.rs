@@ -9,8 +9,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use parley_sequencer::{KafkaConfig, KafkaLog};
 
-/// `kafka.sh cluster restart` waits up to 90 s for the broker; a little more here.
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
+/// `kafka.sh cluster restart` waits up to 270 s for the broker; a little more here.
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(330);
 
 /// The three-broker cluster of `scripts/kafka.sh cluster start`.
 #[derive(Clone)]
