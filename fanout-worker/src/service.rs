@@ -113,14 +113,8 @@ async fn route_events(
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            Some((p, next, ok)) = pipeline.next(), if !pipeline.is_empty() => {
-                if !ok {
-                    failed.push(p);
-                } else if !failed.contains(&p) {
-                    done.insert(p, next);
-                    dirty = true;
-                }
-            }
+            // Before the pipeline: a pipeline that is always ready must not starve the
+            // commits (a successor would route everything since the last one again).
             _ = tick.tick() => {
                 if dirty {
                     let offsets: Vec<(i32, i64)> = done.iter().map(|(p, o)| (*p, *o)).collect();
@@ -129,6 +123,14 @@ async fn route_events(
                     } else {
                         dirty = false;
                     }
+                }
+            }
+            Some((p, next, ok)) = pipeline.next(), if !pipeline.is_empty() => {
+                if !ok {
+                    failed.push(p);
+                } else if !failed.contains(&p) {
+                    done.insert(p, next);
+                    dirty = true;
                 }
             }
             ev = sub.next(), if pipeline.len() < config.max_in_flight => {
@@ -300,13 +302,9 @@ async fn start(log: &dyn EventLog, topics: &TopicNames, output: Output) -> Start
     };
     let appending = match log.start_append(&topic, partition, &key, Some(&value)) {
         Some(a) => a,
-        None => {
-            let r = match partition {
-                Some(p) => log.append_to(&topic, p, &key, Some(&value)).await,
-                None => log.append(&topic, &key, Some(&value)).await,
-            };
-            Box::pin(std::future::ready(r))
-        }
+        None => Box::pin(std::future::ready(
+            log.append_at(&topic, partition, &key, Some(&value)).await,
+        )),
     };
     Started {
         topic,
@@ -392,11 +390,7 @@ async fn append_retrying(
 ) -> Result<(), Option<parley_sequencer::Error>> {
     let mut delay = Duration::from_millis(50);
     loop {
-        let r = match partition {
-            Some(p) => log.append_to(topic, p, key, Some(value)).await,
-            None => log.append(topic, key, Some(value)).await,
-        };
-        match r {
+        match log.append_at(topic, partition, key, Some(value)).await {
             Ok(_) => return Ok(()),
             Err(e) if !e.is_retryable() => return Err(Some(e)),
             Err(e) => {

@@ -64,9 +64,9 @@ pub async fn follow(
                 let frame: Frame = text.into();
                 let message_id = message.as_ref().map(|m| m.message_id);
                 for user in &batch.recipients {
-                    let reached = sessions.deliver(user, &frame, message_id.as_ref());
+                    sessions.deliver(user, &frame, message_id.as_ref());
                     if let Some(m) = message.as_ref() {
-                        if reached == 0 && !sessions.has_user(user) && !presence.holds(user) {
+                        if !sessions.has_user(user) && !presence.holds(user) {
                             let seq = batch.source_offset;
                             tokio::spawn(to_inbox(
                                 log.clone(),

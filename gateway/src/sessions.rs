@@ -44,6 +44,7 @@ pub struct Session {
 
 /// Close code of a session cut off for being too slow (the 4000–4999 range is ours).
 pub const CLOSE_SLOW: u16 = 4008;
+const SLOW: (u16, &str) = (CLOSE_SLOW, "slow_consumer: reconnect and sync");
 /// Close code of a session whose presence lapsed: reconnect and sync.
 pub const CLOSE_PRESENCE_LAPSED: u16 = 4009;
 /// Close code of a socket that stayed silent past the idle timeout, or whose writes stuck.
@@ -62,7 +63,7 @@ impl Session {
         self.reason
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .unwrap_or((CLOSE_SLOW, "slow_consumer: reconnect and sync"))
+            .unwrap_or(SLOW)
     }
 
     /// Queues a frame; false (and the session is cut off) if its queue is full.
@@ -70,7 +71,7 @@ impl Session {
         match self.tx.try_send(frame) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.close_with(CLOSE_SLOW, "slow_consumer: reconnect and sync");
+                self.close_with(SLOW.0, SLOW.1);
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,

@@ -196,25 +196,28 @@ async fn write(
     ping.tick().await;
     let cut = session.cut.clone();
     loop {
-        let msg = tokio::select! {
+        // A frame to write, or the close code and reason to end with.
+        let next: Result<Message, (u16, &'static str)> = tokio::select! {
             biased;
-            _ = cut.cancelled() => {
-                let (code, reason) = session.close_reason();
-                let close = Message::Close(Some(CloseFrame { code, reason: reason.into() }));
-                let _ = tokio::time::timeout(config.write_timeout, sink.send(close)).await;
-                break;
-            }
-            _ = shutdown.cancelled() => {
-                let close = Message::Close(Some(CloseFrame { code: CLOSE_GOING_AWAY, reason: "gateway shutting down".into() }));
-                let _ = tokio::time::timeout(config.write_timeout, sink.send(close)).await;
-                break;
-            }
+            _ = cut.cancelled() => Err(session.close_reason()),
+            _ = shutdown.cancelled() => Err((CLOSE_GOING_AWAY, "gateway shutting down")),
             frame = outbound.live.recv() => match frame {
-                Some(f) => Message::Text(Utf8Bytes::from(f.as_ref())),
+                Some(f) => Ok(Message::Text(Utf8Bytes::from(f.as_ref()))),
                 None => break,
             },
-            Some(f) = outbound.bulk.recv() => Message::Text(Utf8Bytes::from(f.as_ref())),
-            _ = ping.tick() => Message::Ping(Default::default()),
+            Some(f) = outbound.bulk.recv() => Ok(Message::Text(Utf8Bytes::from(f.as_ref()))),
+            _ = ping.tick() => Ok(Message::Ping(Default::default())),
+        };
+        let msg = match next {
+            Ok(m) => m,
+            Err((code, reason)) => {
+                let close = Message::Close(Some(CloseFrame {
+                    code,
+                    reason: reason.into(),
+                }));
+                let _ = tokio::time::timeout(config.write_timeout, sink.send(close)).await;
+                break;
+            }
         };
         let written = tokio::select! {
             r = tokio::time::timeout(config.write_timeout, sink.send(msg)) => r,

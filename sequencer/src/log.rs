@@ -67,11 +67,24 @@ pub trait EventLog: Send + Sync + 'static {
         value: Option<&[u8]>,
     ) -> Result<Position>;
 
+    /// [`EventLog::append_to`] `partition` when one is given, else [`EventLog::append`].
+    async fn append_at(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<Position> {
+        match partition {
+            Some(p) => self.append_to(topic, p, key, value).await,
+            None => self.append(topic, key, value).await,
+        }
+    }
+
     /// Starts an append at once, before returning: appends started one after another
     /// land in a partition in that order, whenever their futures are polled. `None` if
     /// the backend cannot start it now (a full queue, or no such support): the caller
-    /// then awaits [`EventLog::append`] / [`EventLog::append_to`], which keeps order by
-    /// waiting.
+    /// then awaits [`EventLog::append_at`], which keeps order by waiting.
     fn start_append(
         &self,
         _topic: &str,

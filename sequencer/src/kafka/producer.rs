@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 
@@ -23,6 +24,26 @@ pub(crate) async fn append(
     key: &[u8],
     value: Option<&[u8]>,
 ) -> Result<Position> {
+    // The wait for queue space counts against the same budget as the delivery itself.
+    let queue_wait = Timeout::After(Duration::from_millis(u64::from(config.delivery_timeout_ms)));
+    match producer
+        .send(record(topic, partition, key, value), queue_wait)
+        .await
+    {
+        Ok(d) => Ok(Position {
+            partition: d.partition,
+            offset: d.offset,
+        }),
+        Err((e, _)) => Err(error_of(&e, topic, partition, config)),
+    }
+}
+
+fn record<'a>(
+    topic: &'a str,
+    partition: Option<i32>,
+    key: &'a [u8],
+    value: Option<&'a [u8]>,
+) -> FutureRecord<'a, [u8], [u8]> {
     let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key);
     if let Some(v) = value {
         record = record.payload(v);
@@ -30,27 +51,23 @@ pub(crate) async fn append(
     if let Some(p) = partition {
         record = record.partition(p);
     }
-    // The wait for queue space counts against the same budget as the delivery itself.
-    let queue_wait = Timeout::After(Duration::from_millis(u64::from(config.delivery_timeout_ms)));
-    match producer.send(record, queue_wait).await {
-        Ok(d) => Ok(Position {
-            partition: d.partition,
-            offset: d.offset,
-        }),
-        Err((e, _)) => {
-            let err = classify(&e, topic, config.delivery_timeout_ms);
-            Err(match (err, partition) {
-                (Error::UnknownPartition { topic, .. }, Some(p)) => Error::UnknownPartition {
-                    topic,
-                    partition: p,
-                },
-                (err, _) => err,
-            })
-        }
+    record
+}
+
+/// The error of a failed delivery, naming the partition the caller chose.
+fn error_of(e: &KafkaError, topic: &str, partition: Option<i32>, config: &KafkaConfig) -> Error {
+    match (classify(e, topic, config.delivery_timeout_ms), partition) {
+        (Error::UnknownPartition { topic, .. }, Some(p)) => Error::UnknownPartition {
+            topic,
+            partition: p,
+        },
+        (err, _) => err,
     }
 }
 
-/// Enqueues a record now; its delivery resolves later. `None` if the queue is full.
+/// Enqueues a record now; its delivery resolves later. `None` if the producer does not
+/// take it now (a full queue, or a record it refuses before sending: the caller's
+/// awaited append then reports why).
 pub(crate) fn start(
     producer: &FutureProducer,
     config: &KafkaConfig,
@@ -59,31 +76,17 @@ pub(crate) fn start(
     key: &[u8],
     value: Option<&[u8]>,
 ) -> Option<crate::log::Appending> {
-    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).key(key);
-    if let Some(v) = value {
-        record = record.payload(v);
-    }
-    if let Some(p) = partition {
-        record = record.partition(p);
-    }
-    let delivery = match producer.send_result(record) {
-        Ok(d) => d,
-        Err(_) => return None,
-    };
-    let (topic, timeout_ms) = (topic.to_string(), config.delivery_timeout_ms);
+    let delivery = producer
+        .send_result(record(topic, partition, key, value))
+        .ok()?;
+    let (topic, config) = (topic.to_string(), config.clone());
     Some(Box::pin(async move {
         match delivery.await {
             Ok(Ok(d)) => Ok(Position {
                 partition: d.partition,
                 offset: d.offset,
             }),
-            Ok(Err((e, _))) => Err(match (classify(&e, &topic, timeout_ms), partition) {
-                (Error::UnknownPartition { topic, .. }, Some(p)) => Error::UnknownPartition {
-                    topic,
-                    partition: p,
-                },
-                (err, _) => err,
-            }),
+            Ok(Err((e, _))) => Err(error_of(&e, &topic, partition, &config)),
             Err(_) => Err(Error::Unavailable("the producer dropped the record".into())),
         }
     }))

@@ -467,10 +467,10 @@ pub async fn started_appends_keep_their_order(log: &dyn EventLog) {
         let appending = match log.start_append(&topic, Some(p), b"k", Some(v.as_bytes())) {
             Some(a) => a,
             // A backend that cannot start appends waits for each: order holds too.
-            None => {
-                let r = log.append_to(&topic, p, b"k", Some(v.as_bytes())).await;
-                Box::pin(std::future::ready(r))
-            }
+            None => Box::pin(std::future::ready(
+                log.append_at(&topic, Some(p), b"k", Some(v.as_bytes()))
+                    .await,
+            )),
         };
         started.push((p, i, appending));
     }
