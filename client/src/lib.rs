@@ -14,5 +14,5 @@ pub mod store;
 
 pub use api::Api;
 pub use poll::Poller;
-pub use session::{Session, SessionError};
+pub use session::{ReceiptCounts, Session, SessionError};
 pub use store::Store;

@@ -58,6 +58,14 @@ pub struct Receipt {
     pub seq: i64,
 }
 
+/// The latest `receipt_counts` of a large group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReceiptCounts {
+    pub seq: i64,
+    pub delivered: u64,
+    pub read: u64,
+}
+
 /// A message this session sent, kept until its acknowledgement.
 struct Outgoing {
     conversation_id: String,
@@ -77,6 +85,8 @@ struct State {
     synced: std::collections::HashSet<String>,
     /// `receipt` frames: this session's own confirmed, and other members' routed.
     receipts: Vec<Receipt>,
+    /// The latest `receipt_counts` per large group.
+    receipt_counts: std::collections::HashMap<String, ReceiptCounts>,
     /// `typing` frames: (conversation, user, active).
     typing: Vec<(String, String, bool)>,
     user: String,
@@ -310,6 +320,11 @@ impl Session {
     /// Every `receipt` frame received so far.
     pub fn receipts(&self) -> Vec<Receipt> {
         self.shared.lock().receipts.clone()
+    }
+
+    /// The latest receipt counts of a large group, if any came.
+    pub fn receipt_counts(&self, conversation: &str) -> Option<ReceiptCounts> {
+        self.shared.lock().receipt_counts.get(conversation).copied()
     }
 
     /// Every `typing` frame received so far: (conversation, user, active).
@@ -567,6 +582,21 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                 active,
                 ..
             } => st.typing.push((conversation_id, user_id, active)),
+            ServerFrame::ReceiptCounts {
+                conversation_id,
+                seq,
+                delivered,
+                read,
+            } => {
+                st.receipt_counts.insert(
+                    conversation_id,
+                    ReceiptCounts {
+                        seq,
+                        delivered,
+                        read,
+                    },
+                );
+            }
             ServerFrame::Pong { .. } => {}
         }
     }

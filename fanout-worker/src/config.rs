@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use parley_sequencer::TopicNames;
 
+use crate::state::Limits;
+
 #[derive(Clone, Debug)]
 pub struct FanoutConfig {
     pub topics: TopicNames,
@@ -15,8 +17,10 @@ pub struct FanoutConfig {
     pub max_in_flight: usize,
     /// How often done offsets are committed.
     pub commit_interval: Duration,
-    /// Message ids remembered per partition to drop repeats.
-    pub dedup_window: usize,
+    /// Dedup window and large-group threshold of each partition's state.
+    pub limits: Limits,
+    /// Typing indicators routed per large group and second, at most.
+    pub large_typing_per_s: u32,
 }
 
 impl FanoutConfig {
@@ -27,7 +31,8 @@ impl FanoutConfig {
             worker_id: worker_id.into(),
             max_in_flight: 2048,
             commit_interval: Duration::from_millis(200),
-            dedup_window: 20_000,
+            limits: Limits::default(),
+            large_typing_per_s: 2,
         }
     }
 }

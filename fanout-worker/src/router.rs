@@ -6,16 +6,17 @@
 //! every record of P at or after N is routed with U online.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Mutex;
 
 use parley_schemas::{
-    decode_any, now_millis, DeliveryBatch, InboxEntry, Meta, PresenceAcked, PushJob,
+    decode_any, now_millis, AnyRecord, DeliveryBatch, InboxEntry, Meta, PresenceAcked, PushJob,
 };
 use parley_sequencer::LogRecord;
 use tracing::warn;
 
 use crate::presence::{AckRequest, PresenceView};
-use crate::state::PartitionState;
+use crate::state::{PartitionState, Recipients, Routed};
 
 /// A record to append, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,16 +52,20 @@ pub(crate) struct Inner {
 
 pub struct Router {
     inner: Mutex<Inner>,
+    /// Gateway slots, for broadcasts.
+    slots: AtomicI32,
     pub(crate) actor: String,
-    events_topic: String,
+    /// Typing indicators of large groups, throttled.
+    pub(crate) typing: crate::signals::TypingGate,
 }
 
 impl Router {
-    pub fn new(worker_id: &str, events_topic: &str) -> Self {
+    pub fn new(worker_id: &str, typing_per_s: u32) -> Self {
         Router {
             inner: Mutex::new(Inner::default()),
+            slots: AtomicI32::new(0),
             actor: format!("fanout:{worker_id}"),
-            events_topic: events_topic.to_string(),
+            typing: crate::signals::TypingGate::new(typing_per_s),
         }
     }
 
@@ -147,6 +152,10 @@ impl Router {
     /// Routes one record of `events`: updates the partition's state and returns what to
     /// append. A record of a partition not (or not yet) ours, or already routed, gives
     /// nothing.
+    ///
+    /// The lock is held for the state update and the presence lookups of a small
+    /// conversation's members, never for a large group's (whose messages go to every
+    /// slot) and never while encoding.
     pub fn route(&self, record: &LogRecord) -> Vec<Output> {
         let decoded = match record.value.as_deref().map(decode_any) {
             Some(Ok(r)) => Some(r),
@@ -156,60 +165,73 @@ impl Router {
             }
             None => None,
         };
-        let now = now_millis();
-        let mut inner = self.lock();
-        let Inner { presence, parts } = &mut *inner;
-        let Some(part) = parts.get_mut(&record.partition) else {
-            return Vec::new();
-        };
-        let Some(state) = part.state.as_mut() else {
-            return Vec::new();
-        };
-        if record.offset < part.next {
-            return Vec::new();
-        }
-        part.next = record.offset + 1;
-        let Some(any) = decoded.as_ref() else {
-            return Vec::new();
-        };
-        let Some(posted) = state.apply(record.offset, any) else {
-            return Vec::new();
-        };
-        let Some(raw) = record.value.as_deref() else {
-            return Vec::new();
-        };
-        let m = posted.message;
-
-        let mut by_slot: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-        let mut offline = Vec::new();
-        for user in posted.recipients {
-            let slots = presence.online_slots(&user, now);
-            if slots.is_empty() {
-                if user != m.sender() {
-                    offline.push(user);
-                }
-            } else {
-                for s in slots {
-                    by_slot.entry(s).or_default().push(user.clone());
+        let (Some(any), Some(raw)) = (decoded.as_ref(), record.value.as_deref()) else {
+            // Still ours to skip: the next offset moves on.
+            let mut inner = self.lock();
+            if let Some(part) = inner.parts.get_mut(&record.partition) {
+                if part.state.is_some() && record.offset >= part.next {
+                    part.next = record.offset + 1;
                 }
             }
-        }
+            return Vec::new();
+        };
+        let now = now_millis();
+        let (posted, plan) = {
+            let mut inner = self.lock();
+            let Inner { presence, parts } = &mut *inner;
+            let Some(part) = parts.get_mut(&record.partition) else {
+                return Vec::new();
+            };
+            let Some(state) = part.state.as_mut() else {
+                return Vec::new();
+            };
+            if record.offset < part.next {
+                return Vec::new();
+            }
+            part.next = record.offset + 1;
+            let posted = match state.apply(record.offset, any) {
+                Routed::Nothing => return Vec::new(),
+                Routed::Membership => {
+                    drop(inner);
+                    let Some(conversation) = conversation_of(any) else {
+                        return Vec::new();
+                    };
+                    return self.broadcast(record, conversation, None, raw);
+                }
+                Routed::Message(posted) => posted,
+            };
+            let plan = match &posted.recipients {
+                Recipients::Broadcast => None,
+                Recipients::Members(members) => {
+                    let mut by_slot: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+                    let mut offline = Vec::new();
+                    for user in members {
+                        let slots = presence.online_slots(user, now);
+                        if slots.is_empty() {
+                            if user != posted.message.sender() {
+                                offline.push(user.clone());
+                            }
+                        } else {
+                            for s in slots {
+                                by_slot.entry(s).or_default().push(user.clone());
+                            }
+                        }
+                    }
+                    Some((by_slot, offline))
+                }
+            };
+            (posted, plan)
+        };
+        let m = posted.message;
+        let prev_seq = posted.prev.to_record();
+        let Some((by_slot, offline)) = plan else {
+            return self.broadcast(record, &m.conversation_id, prev_seq, raw);
+        };
         let mut out = Vec::with_capacity(by_slot.len() + 2 * offline.len());
         for (slot, recipients) in by_slot {
             // Batches stay well under the broker's record size, whatever the group.
             for recipients in chunks(recipients, raw.len()) {
-                let batch = DeliveryBatch {
-                    meta: Meta::new(self.actor.clone()),
-                    gateway_slot: slot,
-                    conversation_id: m.conversation_id.clone(),
-                    recipients,
-                    broadcast: false,
-                    source_topic: self.events_topic.clone(),
-                    source_partition: record.partition,
-                    source_offset: record.offset,
-                    prev_seq: posted.prev.to_record(),
-                    event: raw.to_vec(),
-                };
+                let batch = self.batch(record, &m.conversation_id, slot, recipients, prev_seq, raw);
                 if let Some(value) = encode_logged(&batch) {
                     out.push(Output::Delivery {
                         slot,
@@ -231,6 +253,72 @@ impl Router {
             }
         }
         out
+    }
+
+    /// One delivery of `raw` to every gateway slot, with no recipient list: each gateway
+    /// hands it to its own sessions of the conversation's members.
+    pub(crate) fn broadcast(
+        &self,
+        record: &LogRecord,
+        conversation: &str,
+        prev_seq: Option<i64>,
+        raw: &[u8],
+    ) -> Vec<Output> {
+        let slots = self.slots.load(Ordering::Relaxed);
+        let batch = self.batch(record, conversation, 0, Vec::new(), prev_seq, raw);
+        let mut out = Vec::with_capacity(slots.max(0) as usize);
+        for slot in 0..slots {
+            let batch = DeliveryBatch {
+                gateway_slot: slot,
+                ..batch.clone()
+            };
+            if let Some(value) = encode_logged(&batch) {
+                out.push(Output::Delivery {
+                    slot,
+                    key: conversation.to_string(),
+                    value,
+                });
+            }
+        }
+        out
+    }
+
+    fn batch(
+        &self,
+        record: &LogRecord,
+        conversation: &str,
+        slot: i32,
+        recipients: Vec<String>,
+        prev_seq: Option<i64>,
+        raw: &[u8],
+    ) -> DeliveryBatch {
+        DeliveryBatch {
+            meta: Meta::new(self.actor.clone()),
+            gateway_slot: slot,
+            conversation_id: conversation.to_string(),
+            broadcast: recipients.is_empty(),
+            recipients,
+            source_topic: record.topic.clone(),
+            source_partition: record.partition,
+            source_offset: record.offset,
+            prev_seq,
+            event: raw.to_vec(),
+        }
+    }
+
+    /// How many gateway slots (partitions of `deliveries`) there are.
+    pub fn set_slots(&self, slots: i32) {
+        self.slots.store(slots, Ordering::Relaxed);
+    }
+}
+
+/// The conversation a membership record is about.
+fn conversation_of(record: &AnyRecord) -> Option<&str> {
+    match record {
+        AnyRecord::ConversationCreated(c) => Some(&c.conversation_id),
+        AnyRecord::MembersAdded(a) => Some(&a.conversation_id),
+        AnyRecord::MemberRemoved(r) => Some(&r.conversation_id),
+        _ => None,
     }
 }
 

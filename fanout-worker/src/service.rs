@@ -28,7 +28,12 @@ pub async fn run(
     views: Option<Arc<dyn Views>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let router = Arc::new(Router::new(&config.worker_id, &config.topics.events));
+    let router = Arc::new(Router::new(&config.worker_id, config.large_typing_per_s));
+    let slots = retry("deliveries partitions", || {
+        log.partition_count(&config.topics.deliveries)
+    })
+    .await?;
+    router.set_slots(slots);
     let presence = tokio::spawn(follow_presence(
         log.clone(),
         router.clone(),
@@ -217,7 +222,7 @@ async fn take_over(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     for (p, c) in committed {
-        let state = warm(log, views, &config.topics.events, p, c, config.dedup_window).await?;
+        let state = warm(log, views, &config.topics.events, p, c, config.limits).await?;
         info!(partition = p, resume = ?c, conversations = state.conversations(), "partition taken over");
         router.ready(p, state);
     }

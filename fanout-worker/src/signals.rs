@@ -8,6 +8,11 @@
 //! its assignment, and routes what it reads once, to online members only: no inbox, no
 //! retries after a takeover. The receipts themselves are kept by the projector's
 //! receipt view; a client that missed a routed one reads the view.
+//!
+//! In a large group (see [`crate::state::Limits::large_group`]) a signal is broadcast to
+//! every gateway slot, never listed member by member: receipts reach the gateways, which
+//! show members counts at a bounded rate, and typing indicators are throttled per
+//! conversation ([`TypingGate`]).
 
 use std::sync::Arc;
 
@@ -39,12 +44,22 @@ impl Router {
         };
         let now = now_millis();
         let inner = self.lock();
-        let Some(members) = inner
+        let Some(state) = inner
             .parts
             .get(&record.partition)
             .and_then(|p| p.state.as_ref())
-            .and_then(|s| s.members(&conversation))
         else {
+            return Vec::new();
+        };
+        if state.is_large(&conversation) {
+            let member = state.has_member(&conversation, &actor);
+            drop(inner);
+            if !member || (skip_actor && !self.typing.admit(&conversation, now)) {
+                return Vec::new();
+            }
+            return self.broadcast(record, &conversation, None, raw);
+        }
+        let Some(members) = state.members(&conversation) else {
             return Vec::new();
         };
         if !members.contains(&actor) {
@@ -83,6 +98,41 @@ impl Router {
                 })
             })
             .collect()
+    }
+}
+
+/// At most `per_s` typing indicators per large group and second are routed: enough to
+/// show that some are typing, never a storm of them.
+pub struct TypingGate {
+    per_s: u32,
+    /// conversation → (second, indicators routed in it).
+    seen: std::sync::Mutex<std::collections::HashMap<String, (i64, u32)>>,
+}
+
+impl TypingGate {
+    pub fn new(per_s: u32) -> Self {
+        TypingGate {
+            per_s: per_s.max(1),
+            seen: Default::default(),
+        }
+    }
+
+    /// Whether a typing indicator of `conversation` at `now_ms` may go out.
+    pub fn admit(&self, conversation: &str, now_ms: i64) -> bool {
+        let second = now_ms / 1000;
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() > 10_000 {
+            seen.retain(|_, (s, _)| *s == second);
+        }
+        let entry = seen.entry(conversation.to_string()).or_insert((second, 0));
+        if entry.0 != second {
+            *entry = (second, 0);
+        }
+        if entry.1 >= self.per_s {
+            return false;
+        }
+        entry.1 += 1;
+        true
     }
 }
 
@@ -150,5 +200,20 @@ impl Signals {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TypingGate;
+
+    #[test]
+    fn typing_in_a_large_group_is_throttled_per_second() {
+        let gate = TypingGate::new(2);
+        assert!(gate.admit("c", 1_000));
+        assert!(gate.admit("c", 1_500));
+        assert!(!gate.admit("c", 1_999), "a third in the same second");
+        assert!(gate.admit("other", 1_999), "per conversation");
+        assert!(gate.admit("c", 2_000), "a new second");
     }
 }

@@ -1,6 +1,11 @@
 //! Per partition of `events`: each conversation's members (with the offset they joined
 //! at) and last message seq, kept by applying the shared rules to the log, and a
 //! bounded memory of recent message ids to drop repeats.
+//!
+//! A message of a group with at least [`Limits::large_group`] members takes the
+//! broadcast path: it is routed to every gateway slot without a recipient list, and each
+//! gateway finds its own members of the group. Group membership changes are therefore
+//! routed too ([`Routed::Membership`]), so that the gateways' indexes follow the log.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::convert::Infallible;
@@ -42,21 +47,57 @@ pub struct Conversation {
     pub last: Prev,
 }
 
+/// The sizes a partition's state works with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Message ids remembered per partition to drop repeats.
+    pub dedup_window: usize,
+    /// Groups of at least this many members take the broadcast path.
+    pub large_group: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            dedup_window: 20_000,
+            large_group: 1_000,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct PartitionState {
     conversations: HashMap<String, Conversation>,
     recent: HashSet<(String, Uuid)>,
     order: VecDeque<(String, Uuid)>,
-    window: usize,
+    limits: Limits,
+}
+
+/// Who a message goes to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Recipients {
+    /// Members when it was posted, the sender included: routed one by one.
+    Members(Vec<String>),
+    /// A large group: every gateway slot, which finds its own members.
+    Broadcast,
 }
 
 /// A message to route.
 #[derive(Debug)]
 pub struct Posted<'a> {
     pub message: &'a MessagePosted,
-    /// Members when it was posted, the sender included.
-    pub recipients: Vec<String>,
+    pub recipients: Recipients,
     pub prev: Prev,
+}
+
+/// What a record of `events` gives to route.
+#[derive(Debug)]
+pub enum Routed<'a> {
+    Message(Posted<'a>),
+    /// A group's membership changed (created, members added or removed): the record
+    /// goes to every gateway slot, in order with the group's messages.
+    Membership,
+    Nothing,
 }
 
 impl LogState for PartitionState {
@@ -73,15 +114,25 @@ impl LogState for PartitionState {
             .is_some_and(|c| c.members.contains_key(user)))
     }
 
+    fn member_count(&self, conversation: &str) -> Result<usize, Infallible> {
+        Ok(self
+            .conversations
+            .get(conversation)
+            .map_or(0, |c| c.members.len()))
+    }
+
     fn seen_message(&self, conversation: &str, id: &Uuid) -> Result<bool, Infallible> {
         Ok(self.recent.contains(&(conversation.to_string(), *id)))
     }
 }
 
 impl PartitionState {
-    pub fn new(window: usize) -> Self {
+    pub fn new(limits: Limits) -> Self {
         PartitionState {
-            window: window.max(1),
+            limits: Limits {
+                dedup_window: limits.dedup_window.max(1),
+                large_group: limits.large_group.max(1),
+            },
             ..Default::default()
         }
     }
@@ -89,8 +140,8 @@ impl PartitionState {
     /// State from a projector snapshot. `with_last_seq` is false when the snapshot is
     /// ahead of where routing resumes: its last seqs would be wrong there, so each
     /// conversation's next message says its predecessor is unknown.
-    pub fn from_snapshot(snapshot: PartitionSnapshot, with_last_seq: bool, window: usize) -> Self {
-        let mut s = PartitionState::new(window);
+    pub fn from_snapshot(snapshot: PartitionSnapshot, with_last_seq: bool, limits: Limits) -> Self {
+        let mut s = PartitionState::new(limits);
         for c in snapshot.conversations {
             s.conversations.insert(
                 c.conversation_id,
@@ -108,14 +159,14 @@ impl PartitionState {
         s
     }
 
-    /// Applies the record at `offset`; returns the message to route if it is one.
-    pub fn apply<'a>(&mut self, offset: i64, record: &'a AnyRecord) -> Option<Posted<'a>> {
+    /// Applies the record at `offset`; says what to route.
+    pub fn apply<'a>(&mut self, offset: i64, record: &'a AnyRecord) -> Routed<'a> {
         let effect = match rules::effect(self, record) {
             Ok(e) => e,
             Err(never) => match never {},
         };
         match effect {
-            Effect::Nothing => None,
+            Effect::Nothing => Routed::Nothing,
             Effect::Create(c) => {
                 let conv = self
                     .conversations
@@ -125,7 +176,7 @@ impl PartitionState {
                 for m in &c.members {
                     conv.members.insert(m.clone(), offset);
                 }
-                None
+                group_change(c.kind)
             }
             Effect::Add {
                 conversation,
@@ -138,29 +189,38 @@ impl PartitionState {
                 for m in members {
                     conv.members.insert(m.to_string(), offset);
                 }
-                None
+                group_change(conv.kind.unwrap_or(ConversationKind::Group))
             }
             Effect::Remove {
                 conversation,
                 member,
-            } => {
-                if let Some(conv) = self.conversations.get_mut(conversation) {
+            } => match self.conversations.get_mut(conversation) {
+                Some(conv) => {
                     conv.members.remove(member);
+                    group_change(conv.kind.unwrap_or(ConversationKind::Group))
                 }
-                None
-            }
+                None => Routed::Nothing,
+            },
             Effect::Post(m) => {
                 self.remember(m.conversation_id.clone(), m.message_id);
-                let conv = self.conversations.get_mut(&m.conversation_id)?;
+                let large = self.limits.large_group;
+                let Some(conv) = self.conversations.get_mut(&m.conversation_id) else {
+                    return Routed::Nothing;
+                };
                 let prev = std::mem::replace(&mut conv.last, Prev::Seq(offset));
-                // A snapshot taken ahead may list members who joined after this record.
-                let recipients = conv
-                    .members
-                    .iter()
-                    .filter(|(_, since)| **since < offset)
-                    .map(|(u, _)| u.clone())
-                    .collect();
-                Some(Posted {
+                let recipients = if conv.members.len() >= large {
+                    Recipients::Broadcast
+                } else {
+                    // A snapshot taken ahead may list members who joined after this record.
+                    Recipients::Members(
+                        conv.members
+                            .iter()
+                            .filter(|(_, since)| **since < offset)
+                            .map(|(u, _)| u.clone())
+                            .collect(),
+                    )
+                };
+                Routed::Message(Posted {
                     message: m,
                     recipients,
                     prev,
@@ -169,11 +229,25 @@ impl PartitionState {
         }
     }
 
+    /// Whether `user` is a member of `conversation` now.
+    pub fn has_member(&self, conversation: &str, user: &str) -> bool {
+        self.conversations
+            .get(conversation)
+            .is_some_and(|c| c.members.contains_key(user))
+    }
+
+    /// Whether `conversation` takes the broadcast path now.
+    pub fn is_large(&self, conversation: &str) -> bool {
+        self.conversations
+            .get(conversation)
+            .is_some_and(|c| c.members.len() >= self.limits.large_group)
+    }
+
     fn remember(&mut self, conversation: String, id: Uuid) {
         let key = (conversation, id);
         if self.recent.insert(key.clone()) {
             self.order.push_back(key);
-            while self.order.len() > self.window {
+            while self.order.len() > self.limits.dedup_window {
                 if let Some(old) = self.order.pop_front() {
                     self.recent.remove(&old);
                 }
@@ -190,5 +264,109 @@ impl PartitionState {
 
     pub fn conversations(&self) -> usize {
         self.conversations.len()
+    }
+}
+
+fn group_change<'a>(kind: ConversationKind) -> Routed<'a> {
+    match kind {
+        ConversationKind::Group => Routed::Membership,
+        ConversationKind::Direct => Routed::Nothing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use parley_schemas::{ConversationCreated, MemberRemoved, MembersAdded, Meta};
+
+    use super::*;
+
+    fn group(members: &[&str]) -> AnyRecord {
+        ConversationCreated {
+            meta: Meta::new(members[0]),
+            conversation_id: "g".into(),
+            kind: ConversationKind::Group,
+            title: None,
+            members: members.iter().map(|m| m.to_string()).collect(),
+        }
+        .into()
+    }
+
+    fn post(sender: &str, cmid: &str) -> AnyRecord {
+        MessagePosted {
+            meta: Meta::new(sender),
+            conversation_id: "g".into(),
+            message_id: parley_schemas::ids::message_id(sender, cmid),
+            client_msg_id: cmid.into(),
+            body: "hi".into(),
+        }
+        .into()
+    }
+
+    #[test]
+    fn a_group_at_the_threshold_is_broadcast_and_its_membership_changes_are_routed() {
+        let mut s = PartitionState::new(Limits {
+            dedup_window: 100,
+            large_group: 3,
+        });
+        assert!(matches!(
+            s.apply(0, &group(&["a", "b"])),
+            Routed::Membership
+        ));
+        let small = post("a", "1");
+        match s.apply(1, &small) {
+            Routed::Message(p) => assert_eq!(
+                p.recipients,
+                Recipients::Members(vec!["a".into(), "b".into()])
+            ),
+            other => panic!("{other:?}"),
+        }
+        let add: AnyRecord = MembersAdded {
+            meta: Meta::new("a"),
+            conversation_id: "g".into(),
+            members: vec!["c".into()],
+        }
+        .into();
+        assert!(matches!(s.apply(2, &add), Routed::Membership));
+        let large = post("a", "2");
+        match s.apply(3, &large) {
+            Routed::Message(p) => {
+                assert_eq!(p.recipients, Recipients::Broadcast);
+                assert_eq!(p.prev, Prev::Seq(1));
+            }
+            other => panic!("{other:?}"),
+        }
+        let removed: AnyRecord = MemberRemoved {
+            meta: Meta::new("c"),
+            conversation_id: "g".into(),
+            member: "c".into(),
+        }
+        .into();
+        assert!(matches!(s.apply(4, &removed), Routed::Membership));
+        // Below the threshold again: member by member.
+        let again = post("b", "3");
+        assert!(matches!(
+            s.apply(5, &again),
+            Routed::Message(Posted {
+                recipients: Recipients::Members(_),
+                ..
+            })
+        ));
+        // Repeats and non-members route nothing.
+        assert!(matches!(s.apply(6, &again), Routed::Nothing));
+        assert!(matches!(s.apply(7, &post("z", "4")), Routed::Nothing));
+    }
+
+    #[test]
+    fn direct_conversations_route_no_membership() {
+        let mut s = PartitionState::new(Limits::default());
+        let direct: AnyRecord = ConversationCreated {
+            meta: Meta::new("a"),
+            conversation_id: "d".into(),
+            kind: ConversationKind::Direct,
+            title: None,
+            members: vec!["a".into(), "b".into()],
+        }
+        .into();
+        assert!(matches!(s.apply(0, &direct), Routed::Nothing));
     }
 }

@@ -14,7 +14,7 @@ use parley_schemas::decode_any;
 use parley_sequencer::{EventLog, StartAt};
 use tracing::{info, warn};
 
-use crate::state::PartitionState;
+use crate::state::{Limits, PartitionState};
 
 /// The state of `partition` as of offset `resume` (None: routing starts at the beginning).
 pub async fn warm(
@@ -23,10 +23,10 @@ pub async fn warm(
     topic: &str,
     partition: i32,
     resume: Option<i64>,
-    window: usize,
+    limits: Limits,
 ) -> anyhow::Result<PartitionState> {
     let Some(resume) = resume else {
-        return Ok(PartitionState::new(window));
+        return Ok(PartitionState::new(limits));
     };
     let snapshot = match views {
         Some(v) => {
@@ -52,7 +52,7 @@ pub async fn warm(
     let (mut state, scan_from) = match snapshot {
         Some(s) if s.applied <= resume => {
             let from = s.applied;
-            (PartitionState::from_snapshot(s, true, window), from)
+            (PartitionState::from_snapshot(s, true, limits), from)
         }
         Some(s) => {
             info!(
@@ -61,9 +61,9 @@ pub async fn warm(
                 resume,
                 "snapshot ahead of the committed offset"
             );
-            return Ok(PartitionState::from_snapshot(s, false, window));
+            return Ok(PartitionState::from_snapshot(s, false, limits));
         }
-        None => (PartitionState::new(window), 0),
+        None => (PartitionState::new(limits), 0),
     };
     if scan_from < resume {
         let mut stream = log

@@ -36,6 +36,8 @@ pub struct GatewayConfig {
     pub idle_timeout: Duration,
     /// A write to a WebSocket that takes longer than this closes it as stuck.
     pub write_timeout: Duration,
+    /// How often a large group's members here get its receipt counts, at most.
+    pub receipt_counts_every: Duration,
 }
 
 impl GatewayConfig {
@@ -56,6 +58,7 @@ impl GatewayConfig {
             ping_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
             write_timeout: Duration::from_secs(10),
+            receipt_counts_every: Duration::from_secs(2),
         }
     }
 }

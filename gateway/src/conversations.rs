@@ -1,6 +1,8 @@
 //! The REST endpoints for conversations. Each change appends a record to the log (after
 //! the membership pre-check); each read asks the projector's views.
 
+use std::time::Duration;
+
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -46,6 +48,13 @@ fn check_members(members: &[String]) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+fn group_full(cap: usize, now: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::GroupFull,
+        format!("a group has at most {cap} members; this one has {now}"),
+    )
 }
 
 async fn append(state: &Shared, conversation: &str, record: AnyRecord) -> Result<i64, ApiError> {
@@ -96,6 +105,10 @@ pub async fn create(
     }
     let mut seen = std::collections::HashSet::new();
     members.retain(|m| seen.insert(m.clone()));
+    let cap = parley_schemas::rules::max_group_members();
+    if members.len() > cap {
+        return Err(group_full(cap, members.len()));
+    }
 
     // A direct conversation's id is derived: it exists if the log holds its creation,
     // which the views show once they have applied its partition up to the end.
@@ -155,12 +168,40 @@ pub async fn add_members(
             "a direct conversation cannot gain members; create a group",
         ));
     }
+    let mut new: Vec<&String> = body
+        .members
+        .iter()
+        .filter(|m| !conv.members.contains(m))
+        .collect();
+    new.sort();
+    new.dedup();
+    let cap = parley_schemas::rules::max_group_members();
+    if conv.members.len() + new.len() > cap {
+        return Err(group_full(cap, conv.members.len()));
+    }
     let record = MembersAdded {
         meta: Meta::new(me),
         conversation_id: id.clone(),
         members: body.members.clone(),
     };
-    append(&state, &id, record.into()).await?;
+    let offset = append(&state, &id, record.into()).await?;
+    // The cap is decided at the add's log position: a race with other adds may still
+    // refuse it there. Once the views have it, say so rather than claim success.
+    if let Some(first) = new.first() {
+        let p = crate::membership::partition_of(&state, &id);
+        let applied = state
+            .views
+            .wait_applied(&[(p, offset + 1)], Duration::from_secs(10))
+            .await?;
+        if applied && !state.views.is_member(&id, first).await? {
+            let now = state
+                .views
+                .conversation(&id)
+                .await?
+                .map_or(0, |c| c.members.len());
+            return Err(group_full(cap, now));
+        }
+    }
     Ok(Json(json!({"conversation_id": id, "members": body.members})).into_response())
 }
 

@@ -6,6 +6,12 @@
 //! A message routed here for a user with no session here (a presence record that
 //! outlived the session, say) does not vanish: the gateway writes the user's inbox entry
 //! and push job itself, as a router does for anyone offline.
+//!
+//! A broadcast (a large group's record, with no recipient list) goes to this gateway's
+//! own members of the group, from [`GroupIndex`]: a membership change updates the index,
+//! a message goes to those members' sessions (offline members catch up by sync, not by
+//! inbox), a receipt is counted ([`ReceiptCounter`]), and a typing indicator goes to
+//! the members here but the typist.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,19 +25,35 @@ use parley_sequencer::{EventLog, StartAt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
+use crate::counts::ReceiptCounter;
+use crate::groups::{Change, GroupIndex};
 use crate::presence::PresenceAgent;
 use crate::sessions::{Frame, Sessions};
+
+/// Whom this gateway's deliveries go to.
+#[derive(Clone)]
+pub struct Local {
+    pub sessions: Arc<Sessions>,
+    pub groups: Arc<GroupIndex>,
+    pub counts: Arc<ReceiptCounter>,
+    pub presence: Arc<PresenceAgent>,
+}
 
 /// Follows the slot until `shutdown`; an error ends it (and the gateway with it).
 pub async fn follow(
     log: Arc<dyn EventLog>,
     topics: parley_sequencer::TopicNames,
     slot: i32,
-    sessions: Arc<Sessions>,
-    presence: Arc<PresenceAgent>,
+    local: Local,
     started: tokio::sync::oneshot::Sender<()>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let Local {
+        sessions,
+        groups,
+        counts,
+        presence,
+    } = local;
     let mut stream = log
         .read(&topics.deliveries, &[(slot, StartAt::End)])
         .await?;
@@ -54,6 +76,9 @@ pub async fn follow(
             continue;
         };
         match decode_any(value) {
+            Ok(AnyRecord::DeliveryBatch(batch)) if batch.broadcast => {
+                broadcast(&batch, &sessions, &groups, &counts);
+            }
             Ok(AnyRecord::DeliveryBatch(batch)) => {
                 let Some((frame, message)) = frame_of(&batch) else {
                     continue;
@@ -83,6 +108,52 @@ pub async fn follow(
             Ok(AnyRecord::PresenceAcked(ack)) => presence.on_ack(&ack),
             Ok(other) => debug!(schema = other.schema_name(), "ignored on deliveries"),
             Err(e) => warn!(offset = record.offset, error = %e, "undecodable delivery skipped"),
+        }
+    }
+}
+
+/// Hands a large group's record to this gateway's members of the group.
+fn broadcast(
+    batch: &DeliveryBatch,
+    sessions: &Sessions,
+    groups: &GroupIndex,
+    counts: &ReceiptCounter,
+) {
+    let event = match decode_any(&batch.event) {
+        Ok(e) => e,
+        Err(e) => {
+            debug!(error = %e, "undecodable broadcast skipped");
+            return;
+        }
+    };
+    if let Some(change) = Change::of(&event) {
+        groups.apply(&change, batch.source_partition, batch.source_offset);
+        return;
+    }
+    let group = &batch.conversation_id;
+    let skip = match &event {
+        AnyRecord::ReceiptRecorded(_) => {
+            counts.receipt(group);
+            return;
+        }
+        AnyRecord::MessagePosted(_) => {
+            counts.message(group, batch.source_offset);
+            None
+        }
+        AnyRecord::TypingChanged(t) => Some(t.meta.actor.clone()),
+        _ => None,
+    };
+    let Some((frame, message)) = frame_of(batch) else {
+        return;
+    };
+    let Ok(text) = serde_json::to_string(&frame) else {
+        return;
+    };
+    let frame: Frame = text.into();
+    let message_id = message.as_ref().map(|m| m.message_id);
+    for user in groups.members_here(group) {
+        if skip.as_ref() != Some(&user) {
+            sessions.deliver(&user, &frame, message_id.as_ref());
         }
     }
 }

@@ -9,12 +9,15 @@
 //! - [`presence`]: presence records and heartbeats, and waiting for fanout-workers to
 //!   acknowledge a new session.
 //! - [`deliveries`]: the consumer of this gateway's partition of `deliveries`.
+//! - [`groups`]: the index of the groups of users connected here (large groups'
+//!   messages are broadcast to every gateway, which finds its own members).
 //! - [`membership`]: the (cached, read-your-log) membership pre-check.
 //! - [`send`]: the send flow shared by every transport.
 //! - [`sync`]: catching a session up from its cursors, behind the read-your-log barrier.
 //! - [`history`]: history pages (with a barrier when bounded above).
 //! - [`receipts`]: delivery and read receipts.
 //! - [`typing`]: typing indicators (ephemeral).
+//! - [`counts`]: receipts of large groups, sent as counts at a bounded rate.
 //! - [`conversations`]: the REST endpoints.
 //! - [`ws`]: the WebSocket endpoint.
 //! - [`longpoll`]: the long-polling fallback (`GET /v1/events` with a cursor).
@@ -23,8 +26,10 @@
 pub mod auth;
 pub mod config;
 pub mod conversations;
+pub mod counts;
 pub mod deliveries;
 pub mod error;
+pub mod groups;
 pub mod history;
 pub mod longpoll;
 pub mod membership;

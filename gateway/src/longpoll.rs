@@ -122,6 +122,16 @@ pub async fn poll(
     // Present here while polling (and a while after): deliveries to the user come to
     // this gateway and wake the poll, and no inbox entries pile up for an online user.
     let (session, mut wake) = state.sessions.open(&me, WAKE_QUEUE);
+    // Large groups' messages wake the poll too (without the index, the recheck does).
+    let views = state.views.clone();
+    let user = me.clone();
+    let indexed = state
+        .groups
+        .attach(&me, |seen| async move {
+            crate::groups::load(&*views, &user, &seen).await
+        })
+        .await
+        .is_ok();
     state.presence.session_opened(&me).await;
     let result = async {
         loop {
@@ -140,6 +150,9 @@ pub async fn poll(
     }
     .await;
     state.sessions.close(&session);
+    if indexed {
+        state.groups.detach(&me);
+    }
     let linger = state.config.poll_linger;
     let (agent, user) = (state.presence.clone(), me.clone());
     tokio::spawn(async move {

@@ -17,7 +17,9 @@ use tracing::info;
 use crate::auth::Auth;
 use crate::config::GatewayConfig;
 use crate::conversations;
+use crate::counts::ReceiptCounter;
 use crate::error::ApiError;
+use crate::groups::GroupIndex;
 use crate::membership::MemberCache;
 use crate::presence::PresenceAgent;
 use crate::sessions::Sessions;
@@ -29,6 +31,8 @@ pub struct Gateway {
     pub log: Arc<dyn EventLog>,
     pub views: Arc<dyn Views>,
     pub sessions: Arc<Sessions>,
+    /// The groups of the users connected here, for large groups' broadcasts.
+    pub groups: Arc<GroupIndex>,
     pub presence: Arc<PresenceAgent>,
     pub auth: Auth,
     pub members: MemberCache,
@@ -131,6 +135,8 @@ pub async fn run(
         slots - 1
     );
     let sessions = Arc::new(Sessions::default());
+    let groups = Arc::new(GroupIndex::default());
+    let counts = Arc::new(ReceiptCounter::default());
     let presence = Arc::new(PresenceAgent::new(
         log.clone(),
         config.clone(),
@@ -142,6 +148,7 @@ pub async fn run(
         log: log.clone(),
         views,
         sessions: sessions.clone(),
+        groups: groups.clone(),
         presence: presence.clone(),
         members: MemberCache::default(),
         events_partitions,
@@ -168,12 +175,19 @@ pub async fn run(
         log.clone(),
         config.topics.clone(),
         config.gateway_id,
-        sessions,
-        presence.clone(),
+        crate::deliveries::Local {
+            sessions: sessions.clone(),
+            groups: groups.clone(),
+            counts: counts.clone(),
+            presence: presence.clone(),
+        },
         started_tx,
         shutdown.clone(),
     ));
     let _ = started_rx.await;
+    state
+        .groups
+        .baseline(&log.end_offsets(&config.topics.events).await?);
     let lapsed = {
         let sessions = state.sessions.clone();
         move |user: &str| {
@@ -185,6 +199,13 @@ pub async fn run(
         }
     };
     let heartbeat = tokio::spawn(presence.clone().heartbeat(lapsed, shutdown.clone()));
+    tokio::spawn(counts.run(
+        state.views.clone(),
+        sessions,
+        groups,
+        config.receipt_counts_every,
+        shutdown.clone(),
+    ));
 
     info!(addr = %listener.local_addr()?, gateway = config.gateway_id, "gateway listening");
     let app = router(state);

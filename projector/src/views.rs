@@ -46,6 +46,12 @@ pub struct ConversationSummary {
     pub kind: ConversationKind,
     pub title: Option<String>,
     pub last_seq: Option<i64>,
+    /// Messages from others after the caller's read mark (at most 1,000).
+    #[serde(default)]
+    pub unread: u64,
+    /// How many members it has.
+    #[serde(default)]
+    pub members: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -122,6 +122,15 @@ pub enum ServerFrame {
         kind: ReceiptKind,
         seq: i64,
     },
+    /// In a large group, receipts are counted, not shown one by one: how many members
+    /// have received and read up to `seq` (the group's latest message this gateway
+    /// routed). Sent at a bounded rate.
+    ReceiptCounts {
+        conversation_id: String,
+        seq: i64,
+        delivered: u64,
+        read: u64,
+    },
     Typing {
         conversation_id: String,
         user_id: String,
@@ -155,6 +164,8 @@ pub enum ErrorCode {
     NotFound,
     /// Frame or body over the size limit.
     TooLarge,
+    /// The group would grow beyond its member cap.
+    GroupFull,
     RateLimited,
     /// The log or a view could not be reached in time; retrying may help.
     Unavailable,
@@ -171,6 +182,7 @@ impl ErrorCode {
             ErrorCode::NotMember => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::TooLarge => 413,
+            ErrorCode::GroupFull => 409,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable | ErrorCode::SlowConsumer => 503,
             ErrorCode::Internal => 500,

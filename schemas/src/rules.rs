@@ -4,22 +4,48 @@
 //!
 //! - `ConversationCreated` creates a conversation once; later ones for the same id do
 //!   nothing (creating a direct conversation is idempotent).
+//! - `ConversationCreated` of more members than the group cap does nothing.
 //! - `MembersAdded` applies if the conversation is a group and the actor is a member;
-//!   only users not yet members are added.
+//!   only users not yet members are added, and only if the group then stays within the
+//!   cap ([`max_group_members`]); an add beyond it does nothing at all.
 //! - `MemberRemoved` applies if the removed user is a member and the actor is that user
 //!   or a member.
 //! - `MessagePosted` counts if the conversation exists, the sender is a member and the
 //!   message id was not posted in the conversation before (first occurrence wins).
 
+use std::sync::OnceLock;
+
 use uuid::Uuid;
 
 use crate::records::{AnyRecord, ConversationCreated, ConversationKind, MessagePosted};
+
+/// The default of [`max_group_members`].
+pub const DEFAULT_MAX_GROUP_MEMBERS: usize = 100_000;
+
+/// The environment variable that sets [`max_group_members`]. The cap is a rule of the
+/// log: every role of a deployment must see the same value.
+pub const MAX_GROUP_MEMBERS_ENV: &str = "PARLEY_MAX_GROUP_MEMBERS";
+
+/// The most members a conversation may have: `PARLEY_MAX_GROUP_MEMBERS`, else
+/// [`DEFAULT_MAX_GROUP_MEMBERS`]. Read once per process.
+pub fn max_group_members() -> usize {
+    static CAP: OnceLock<usize> = OnceLock::new();
+    *CAP.get_or_init(|| {
+        std::env::var(MAX_GROUP_MEMBERS_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .filter(|n| *n >= 2)
+            .unwrap_or(DEFAULT_MAX_GROUP_MEMBERS)
+    })
+}
 
 /// What a consumer knows at a log position.
 pub trait LogState {
     type Error;
     fn kind(&self, conversation: &str) -> Result<Option<ConversationKind>, Self::Error>;
     fn is_member(&self, conversation: &str, user: &str) -> Result<bool, Self::Error>;
+    /// How many members `conversation` has.
+    fn member_count(&self, conversation: &str) -> Result<usize, Self::Error>;
     /// Whether `id` was already posted in `conversation`.
     fn seen_message(&self, conversation: &str, id: &Uuid) -> Result<bool, Self::Error>;
 }
@@ -44,9 +70,19 @@ pub enum Effect<'a> {
 
 /// The effect of `record` on `state`.
 pub fn effect<'a, S: LogState>(state: &S, record: &'a AnyRecord) -> Result<Effect<'a>, S::Error> {
+    effect_capped(state, record, max_group_members())
+}
+
+/// [`effect`] with the group cap given.
+pub fn effect_capped<'a, S: LogState>(
+    state: &S,
+    record: &'a AnyRecord,
+    cap: usize,
+) -> Result<Effect<'a>, S::Error> {
     Ok(match record {
         AnyRecord::ConversationCreated(c) => match state.kind(&c.conversation_id)? {
             Some(_) => Effect::Nothing,
+            None if distinct(&c.members) > cap => Effect::Nothing,
             None => Effect::Create(c),
         },
         AnyRecord::MembersAdded(a) => {
@@ -60,7 +96,7 @@ pub fn effect<'a, S: LogState>(state: &S, record: &'a AnyRecord) -> Result<Effec
                     members.push(m);
                 }
             }
-            if members.is_empty() {
+            if members.is_empty() || state.member_count(&a.conversation_id)? + members.len() > cap {
                 Effect::Nothing
             } else {
                 Effect::Add {
@@ -95,6 +131,10 @@ pub fn effect<'a, S: LogState>(state: &S, record: &'a AnyRecord) -> Result<Effec
     })
 }
 
+fn distinct(users: &[String]) -> usize {
+    users.iter().collect::<std::collections::HashSet<_>>().len()
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::{HashMap, HashSet};
@@ -117,6 +157,9 @@ mod tests {
         }
         fn is_member(&self, c: &str, u: &str) -> Result<bool, Infallible> {
             Ok(self.members.contains(&(c.into(), u.into())))
+        }
+        fn member_count(&self, c: &str) -> Result<usize, Infallible> {
+            Ok(self.members.iter().filter(|(conv, _)| conv == c).count())
         }
         fn seen_message(&self, c: &str, id: &Uuid) -> Result<bool, Infallible> {
             Ok(self.seen.contains(&(c.to_string(), *id)))
@@ -175,6 +218,49 @@ mod tests {
         assert_eq!(effect(&s, &add("z")).unwrap(), Effect::Nothing);
         s.kinds.insert("c".into(), ConversationKind::Direct);
         assert_eq!(effect(&s, &add("a")).unwrap(), Effect::Nothing);
+    }
+
+    #[test]
+    fn a_group_never_grows_beyond_the_cap() {
+        let s = state();
+        let add = |members: &[&str]| -> AnyRecord {
+            MembersAdded {
+                meta: Meta::new("a"),
+                conversation_id: "c".into(),
+                members: members.iter().map(|m| m.to_string()).collect(),
+            }
+            .into()
+        };
+        // "a" is a member: two more make three.
+        assert!(matches!(
+            effect_capped(&s, &add(&["b", "d"]), 3).unwrap(),
+            Effect::Add { .. }
+        ));
+        // Three more would make four: the whole add is refused, not a part of it.
+        assert_eq!(
+            effect_capped(&s, &add(&["b", "d", "e"]), 3).unwrap(),
+            Effect::Nothing
+        );
+        // Repeats and members already in do not count against the cap.
+        assert!(matches!(
+            effect_capped(&s, &add(&["a", "b", "b"]), 2).unwrap(),
+            Effect::Add { .. }
+        ));
+        let create = |n: usize| -> AnyRecord {
+            crate::records::ConversationCreated {
+                meta: Meta::new("a"),
+                conversation_id: "new".into(),
+                kind: ConversationKind::Group,
+                title: None,
+                members: (0..n).map(|i| format!("u{i}")).collect(),
+            }
+            .into()
+        };
+        assert!(matches!(
+            effect_capped(&s, &create(3), 3).unwrap(),
+            Effect::Create(_)
+        ));
+        assert_eq!(effect_capped(&s, &create(4), 3).unwrap(), Effect::Nothing);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use parley_fanout::state::Limits;
 use parley_fanout::FanoutConfig;
 use parley_gateway::GatewayConfig;
 use parley_projector::{HttpViews, Projector, ProjectorConfig, Views};
@@ -119,6 +120,14 @@ pub struct FanoutArgs {
     /// Message ids remembered per partition to drop repeated sends.
     #[arg(long, env = "PARLEY_DEDUP_WINDOW", default_value_t = 20_000)]
     dedup_window: usize,
+    /// Groups of at least this many members are broadcast to every gateway slot, which
+    /// finds its own members, instead of routed member by member (no inbox entries or
+    /// push jobs per member).
+    #[arg(long, env = "PARLEY_LARGE_GROUP", default_value_t = 1_000)]
+    large_group: usize,
+    /// Typing indicators routed per large group and second, at most.
+    #[arg(long, env = "PARLEY_LARGE_TYPING_PER_S", default_value_t = 2)]
+    large_typing_per_s: u32,
     /// How often routed offsets are committed (ms): a successor resumes from the last
     /// commit and routes again what came after it.
     #[arg(long, env = "PARLEY_COMMIT_INTERVAL_MS", default_value_t = 200)]
@@ -139,7 +148,11 @@ impl FanoutArgs {
             format!("{}fanout", self.log.topic_prefix),
             self.worker_id.clone().unwrap_or_else(default_worker_id),
         );
-        config.dedup_window = self.dedup_window.max(1);
+        config.limits = Limits {
+            dedup_window: self.dedup_window.max(1),
+            large_group: self.large_group.max(1),
+        };
+        config.large_typing_per_s = self.large_typing_per_s.max(1);
         config.commit_interval = Duration::from_millis(self.commit_interval_ms.max(1));
         parley_fanout::run(config, log, views, crate::shutdown::on_signal()).await?;
         Ok(ExitCode::SUCCESS)

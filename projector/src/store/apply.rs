@@ -67,6 +67,10 @@ impl LogState for Batch<'_> {
         self.store.is_member(conversation, user)
     }
 
+    fn member_count(&self, conversation: &str) -> Result<usize> {
+        Ok(self.conversation(conversation)?.map_or(0, |c| c.members))
+    }
+
     fn seen_message(&self, conversation: &str, id: &Uuid) -> Result<bool> {
         if self
             .ov
@@ -92,30 +96,41 @@ impl Batch<'_> {
         self.store.get_json(CF_CONVERSATIONS, id.as_bytes())
     }
 
+    /// Moves `conversation`'s member count by `delta`.
+    fn count_members(&mut self, conversation: &str, delta: isize) -> Result<()> {
+        if let Some(mut row) = self.conversation(conversation)? {
+            row.members = row.members.saturating_add_signed(delta);
+            self.ov.conversations.insert(conversation.to_string(), row);
+        }
+        Ok(())
+    }
+
     fn apply(&mut self, partition: i32, offset: i64, record: &AnyRecord) -> Result<bool> {
         match rules::effect(self, record)? {
             Effect::Nothing => Ok(false),
             Effect::Create(c) => {
+                let mut count = 0;
+                for m in &c.members {
+                    let key = (c.conversation_id.clone(), m.clone());
+                    let row = Some(MemberRow { since: offset });
+                    count += usize::from(self.ov.members.insert(key, row).is_none());
+                }
                 let row = ConversationRow {
                     kind: c.kind,
                     title: c.title.clone(),
                     partition,
                     created_at: offset,
                     last_seq: None,
+                    members: count,
                 };
                 self.ov.conversations.insert(c.conversation_id.clone(), row);
-                for m in &c.members {
-                    let key = (c.conversation_id.clone(), m.clone());
-                    self.ov
-                        .members
-                        .insert(key, Some(MemberRow { since: offset }));
-                }
                 Ok(true)
             }
             Effect::Add {
                 conversation,
                 members,
             } => {
+                self.count_members(conversation, members.len() as isize)?;
                 for m in members {
                     let key = (conversation.to_string(), m.to_string());
                     self.ov
@@ -128,6 +143,7 @@ impl Batch<'_> {
                 conversation,
                 member,
             } => {
+                self.count_members(conversation, -1)?;
                 self.ov
                     .members
                     .insert((conversation.to_string(), member.to_string()), None);

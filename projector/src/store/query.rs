@@ -8,10 +8,10 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::keys;
-use super::rows::{ConversationRow, MemberRow, MessageRow};
+use super::rows::{ConversationRow, MemberRow, MessageRow, ReceiptRow};
 use super::{
     Store, Stream, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS, CF_OFFSETS,
-    CF_USER_CONVS, VIEW_CFS,
+    CF_RECEIPTS, CF_USER_CONVS, VIEW_CFS,
 };
 use crate::error::{Error, Result};
 use crate::views::{
@@ -21,6 +21,9 @@ use crate::views::{
 
 /// The most messages one history page holds.
 pub const MAX_PAGE: u32 = 1000;
+
+/// Unread counts stop here: a conversation with more shows this many.
+pub const UNREAD_CAP: u64 = 1000;
 
 impl Store {
     /// Next offset to apply, per stream and partition that has any.
@@ -86,15 +89,49 @@ impl Store {
             let (k, _) = item?;
             let conv = keys::second(&k).ok_or_else(|| Error::Store("bad user_convs key".into()))?;
             if let Some(row) = self.conversation_row(&conv)? {
+                let unread = self.unread(&conv, user, row.last_seq)?;
                 out.push(ConversationSummary {
                     conversation_id: conv,
                     kind: row.kind,
                     title: row.title,
                     last_seq: row.last_seq,
+                    unread,
+                    members: row.members,
                 });
             }
         }
         Ok(out)
+    }
+
+    /// How many messages of `conv` from others `user` has not read: those after the
+    /// user's read mark, counted up to [`UNREAD_CAP`]. From the mark and history, so it
+    /// holds for large groups, which have no inbox entries.
+    fn unread(&self, conv: &str, user: &str, last_seq: Option<i64>) -> Result<u64> {
+        let Some(last) = last_seq else {
+            return Ok(0);
+        };
+        let read = self
+            .get_json::<ReceiptRow>(CF_RECEIPTS, &keys::pair(conv, user))?
+            .and_then(|r| r.read);
+        if read.is_some_and(|r| r >= last) {
+            return Ok(0);
+        }
+        let prefix = keys::prefix(conv);
+        let start = keys::message(conv, read.map_or(0, |r| r.saturating_add(1)));
+        let cf = self.cf(CF_MESSAGES)?;
+        let mut n = 0;
+        for item in self
+            .db()
+            .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
+        {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) || n >= UNREAD_CAP {
+                break;
+            }
+            let row: MessageRow = serde_json::from_slice(&v)?;
+            n += u64::from(row.sender_id != user);
+        }
+        Ok(n)
     }
 
     fn view(conv: &str, seq: i64, row: MessageRow) -> MessageView {

@@ -15,6 +15,9 @@ pub struct ConversationRow {
     pub created_at: i64,
     /// seq of its latest message.
     pub last_seq: Option<i64>,
+    /// How many members it has (the group cap is checked against it).
+    #[serde(default)]
+    pub members: usize,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

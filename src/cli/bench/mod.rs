@@ -3,6 +3,7 @@
 
 mod append;
 mod e2e;
+mod group;
 mod report;
 mod resync;
 mod stack;
@@ -25,6 +26,9 @@ enum Which {
     E2e(e2e::E2eArgs),
     /// Catch-up: a client offline for many messages syncs; messages per second.
     Resync(resync::ResyncArgs),
+    /// A large group on the broadcast path: latency to every online member, deliveries
+    /// per second at saturation, a direct conversation alongside, records per message.
+    Group(group::GroupArgs),
 }
 
 impl BenchArgs {
@@ -33,6 +37,7 @@ impl BenchArgs {
             Which::Append(a) => a.run().await,
             Which::E2e(a) => a.run().await,
             Which::Resync(a) => a.run().await,
+            Which::Group(a) => a.run().await,
         }
     }
 }

@@ -49,6 +49,15 @@ impl OwnStack {
         })
     }
 
+    /// The topics of this stack.
+    pub fn topics(&self) -> parley_sequencer::TopicNames {
+        parley_sequencer::TopicSettings {
+            prefix: self.prefix.clone(),
+            ..Default::default()
+        }
+        .names()
+    }
+
     /// Runs `measure` against `gateway` if given, else against a stack started here
     /// (and stopped afterwards, whatever `measure` returned).
     pub async fn measure_against(

@@ -1,0 +1,429 @@
+//! This gateway's index of group membership, for the broadcast path of large groups:
+//! conversation → the users connected here who are members.
+//!
+//! A message of a large group reaches every gateway slot without a recipient list
+//! (`DeliveryBatch.broadcast`); the gateway hands it to its own sessions of the group's
+//! members, found here. The index holds every group of every user with a session here:
+//! - it is loaded from the views when a user's first session opens (before the session
+//!   is `ready`, so the client's sync covers everything routed before the load);
+//! - it follows the log from then on: the fanout-workers route each change of a group's
+//!   membership (created, members added, a member removed) to every slot, in order with
+//!   the group's messages, so a change takes effect here at its log position.
+//!
+//! The load must not miss a change this gateway has already applied: it first waits
+//! until the views have applied every membership record routed here so far. Changes
+//! that arrive while it runs are kept and applied, in order, on top of it. The index
+//! then changes for the user exactly where the log does, with one allowance: a load
+//! that is ahead of this gateway's stream may hold an add a few records early (the
+//! removals it holds early only withhold live copies that the client's sync brings).
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use parley_schemas::{AnyRecord, ConversationKind};
+use tokio::sync::watch;
+
+/// How long a second session of a user waits for the first one's load.
+const LOAD_WAIT: Duration = Duration::from_secs(15);
+
+/// A change of a group's membership, as the log decided it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Change {
+    Join {
+        conversation: String,
+        users: Vec<String>,
+    },
+    Leave {
+        conversation: String,
+        user: String,
+    },
+}
+
+impl Change {
+    /// The change a routed membership record makes (the router routes only records the
+    /// rules applied).
+    pub fn of(record: &AnyRecord) -> Option<Change> {
+        match record {
+            AnyRecord::ConversationCreated(c) if c.kind == ConversationKind::Group => {
+                Some(Change::Join {
+                    conversation: c.conversation_id.clone(),
+                    users: c.members.clone(),
+                })
+            }
+            AnyRecord::MembersAdded(a) => Some(Change::Join {
+                conversation: a.conversation_id.clone(),
+                users: a.members.clone(),
+            }),
+            AnyRecord::MemberRemoved(r) => Some(Change::Leave {
+                conversation: r.conversation_id.clone(),
+                user: r.member.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Why a user's groups could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[error("the user's groups could not be loaded: {0}")]
+pub struct LoadError(pub String);
+
+struct Entry {
+    sessions: usize,
+    groups: HashSet<String>,
+    /// Some while the groups are being loaded: the changes seen meanwhile, in order.
+    pending: Option<Vec<Change>>,
+    loaded: watch::Sender<bool>,
+}
+
+#[derive(Default)]
+struct Inner {
+    by_group: HashMap<String, HashSet<String>>,
+    users: HashMap<String, Entry>,
+    /// Per partition of `events`, the next offset after the last membership record
+    /// applied here.
+    seen: HashMap<i32, i64>,
+}
+
+impl Inner {
+    fn join(&mut self, group: &str, user: &str) {
+        if let Some(e) = self.users.get_mut(user) {
+            e.groups.insert(group.to_string());
+            self.by_group
+                .entry(group.to_string())
+                .or_default()
+                .insert(user.to_string());
+        }
+    }
+
+    fn leave(&mut self, group: &str, user: &str) {
+        if let Some(e) = self.users.get_mut(user) {
+            e.groups.remove(group);
+        }
+        if let Some(set) = self.by_group.get_mut(group) {
+            set.remove(user);
+            if set.is_empty() {
+                self.by_group.remove(group);
+            }
+        }
+    }
+
+    /// Applies `change` for `user` now, or keeps it for after the user's load.
+    fn apply_for(&mut self, user: &str, change: &Change) {
+        let Some(e) = self.users.get_mut(user) else {
+            return;
+        };
+        if let Some(pending) = e.pending.as_mut() {
+            let one = match change {
+                Change::Join { conversation, .. } => Change::Join {
+                    conversation: conversation.clone(),
+                    users: vec![user.to_string()],
+                },
+                leave => leave.clone(),
+            };
+            pending.push(one);
+            return;
+        }
+        match change {
+            Change::Join { conversation, .. } => self.join(conversation, user),
+            Change::Leave { conversation, .. } => self.leave(conversation, user),
+        }
+    }
+}
+
+#[derive(Default)]
+pub struct GroupIndex {
+    inner: Mutex<Inner>,
+}
+
+impl GroupIndex {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Counts a new session of `user`; the first one loads the user's groups with
+    /// `load`, which must reflect the log at least up to the offsets it is given (those
+    /// of the membership records applied here so); later ones wait for that load. On an
+    /// error the session is not counted.
+    pub async fn attach<F, Fut>(&self, user: &str, load: F) -> Result<(), LoadError>
+    where
+        F: FnOnce(Vec<(i32, i64)>) -> Fut,
+        Fut: Future<Output = Result<Vec<String>, LoadError>>,
+    {
+        let (waiting, seen) = {
+            let mut inner = self.lock();
+            let seen: Vec<(i32, i64)> = inner.seen.iter().map(|(p, o)| (*p, *o)).collect();
+            let waiting = match inner.users.get_mut(user) {
+                Some(e) => {
+                    e.sessions += 1;
+                    Some(e.loaded.subscribe())
+                }
+                None => {
+                    inner.users.insert(
+                        user.to_string(),
+                        Entry {
+                            sessions: 1,
+                            groups: HashSet::new(),
+                            pending: Some(Vec::new()),
+                            loaded: watch::channel(false).0,
+                        },
+                    );
+                    None
+                }
+            };
+            (waiting, seen)
+        };
+        if let Some(mut rx) = waiting {
+            let ok = matches!(
+                tokio::time::timeout(LOAD_WAIT, rx.wait_for(|l| *l)).await,
+                Ok(Ok(_))
+            );
+            if ok {
+                return Ok(());
+            }
+            self.detach(user);
+            return Err(LoadError("another session's load did not finish".into()));
+        }
+        match load(seen).await {
+            Ok(groups) => {
+                let mut inner = self.lock();
+                let pending = match inner.users.get_mut(user) {
+                    Some(e) => e.pending.take().unwrap_or_default(),
+                    None => return Ok(()),
+                };
+                for g in &groups {
+                    inner.join(g, user);
+                }
+                for change in &pending {
+                    inner.apply_for(user, change);
+                }
+                if let Some(e) = inner.users.get(user) {
+                    e.loaded.send_replace(true);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.detach(user);
+                Err(e)
+            }
+        }
+    }
+
+    /// The end offsets of `events` once this gateway's stream has started: a
+    /// membership record routed before the stream started is older, so every load
+    /// waits for the views to reach them.
+    pub fn baseline(&self, ends: &[i64]) {
+        let mut inner = self.lock();
+        for (p, o) in ends.iter().enumerate() {
+            let seen = inner.seen.entry(p as i32).or_insert(0);
+            *seen = (*seen).max(*o);
+        }
+    }
+
+    /// A session of `user` ended; the last one takes the user out of the index.
+    pub fn detach(&self, user: &str) {
+        let mut inner = self.lock();
+        let Some(e) = inner.users.get_mut(user) else {
+            return;
+        };
+        e.sessions = e.sessions.saturating_sub(1);
+        if e.sessions > 0 {
+            return;
+        }
+        let groups: Vec<String> = e.groups.drain().collect();
+        for g in groups {
+            inner.leave(&g, user);
+        }
+        inner.users.remove(user);
+    }
+
+    /// Applies a membership change routed to this slot: the record at `offset` of
+    /// partition `partition` of `events`.
+    pub fn apply(&self, change: &Change, partition: i32, offset: i64) {
+        let mut inner = self.lock();
+        let seen = inner.seen.entry(partition).or_insert(0);
+        *seen = (*seen).max(offset + 1);
+        match change {
+            Change::Join { users, .. } => {
+                for u in users {
+                    inner.apply_for(u, change);
+                }
+            }
+            Change::Leave { user, .. } => inner.apply_for(user, change),
+        }
+    }
+
+    /// The users with a session here who are members of `group`.
+    pub fn members_here(&self, group: &str) -> Vec<String> {
+        self.lock()
+            .by_group
+            .get(group)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Groups with at least one member here.
+    pub fn groups(&self) -> usize {
+        self.lock().by_group.len()
+    }
+}
+
+/// The groups `user` is a member of, once the views reflect `applied` (partition, next
+/// offset); retried for a few seconds (a projector restarting).
+pub async fn load(
+    views: &dyn parley_projector::Views,
+    user: &str,
+    applied: &[(i32, i64)],
+) -> Result<Vec<String>, LoadError> {
+    let mut delay = Duration::from_millis(100);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    if !applied.is_empty() {
+        match views.wait_applied(applied, Duration::from_secs(10)).await {
+            Ok(true) => {}
+            Ok(false) => return Err(LoadError("the views are behind the log".into())),
+            Err(e) => return Err(LoadError(e.to_string())),
+        }
+    }
+    loop {
+        match views.user_conversations(user).await {
+            Ok(list) => {
+                return Ok(list
+                    .into_iter()
+                    .filter(|c| c.kind == ConversationKind::Group)
+                    .map(|c| c.conversation_id)
+                    .collect())
+            }
+            Err(e) if tokio::time::Instant::now() + delay < deadline => {
+                tracing::debug!(user, error = %e, "loading the user's groups; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(LoadError(e.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn join(c: &str, users: &[&str]) -> Change {
+        Change::Join {
+            conversation: c.into(),
+            users: users.iter().map(|u| u.to_string()).collect(),
+        }
+    }
+
+    fn leave(c: &str, u: &str) -> Change {
+        Change::Leave {
+            conversation: c.into(),
+            user: u.into(),
+        }
+    }
+
+    fn sorted(mut v: Vec<String>) -> Vec<String> {
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn follows_changes_of_attached_users_only() {
+        let index = GroupIndex::default();
+        index
+            .attach("amy", |_| async { Ok(vec!["g".to_string()]) })
+            .await
+            .unwrap();
+        assert_eq!(index.members_here("g"), vec!["amy"]);
+        index.apply(&join("g", &["bob", "amy"]), 0, 1);
+        assert_eq!(
+            sorted(index.members_here("g")),
+            vec!["amy"],
+            "bob has no session here"
+        );
+        index.apply(&join("h", &["amy"]), 0, 1);
+        index.apply(&leave("g", "amy"), 0, 1);
+        assert!(index.members_here("g").is_empty());
+        assert_eq!(index.members_here("h"), vec!["amy"]);
+        index.detach("amy");
+        assert!(index.members_here("h").is_empty());
+        assert_eq!(index.groups(), 0);
+    }
+
+    #[tokio::test]
+    async fn changes_during_a_load_apply_on_top_of_it_in_order() {
+        let index = std::sync::Arc::new(GroupIndex::default());
+        let (go, wait) = tokio::sync::oneshot::channel::<()>();
+        let i2 = index.clone();
+        let loading = tokio::spawn(async move {
+            i2.attach("amy", |_| async move {
+                let _ = wait.await;
+                // The load read the views before the changes below.
+                Ok(vec!["g".to_string()])
+            })
+            .await
+        });
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        index.apply(&leave("g", "amy"), 0, 1);
+        index.apply(&join("h", &["amy"]), 0, 1);
+        let _ = go.send(());
+        loading.await.unwrap().unwrap();
+        assert!(
+            index.members_here("g").is_empty(),
+            "removed during the load"
+        );
+        assert_eq!(
+            index.members_here("h"),
+            vec!["amy"],
+            "added during the load"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_session_waits_for_the_first_load_and_the_last_detach_cleans_up() {
+        let index = GroupIndex::default();
+        index
+            .attach("amy", |_| async { Ok(vec!["g".to_string()]) })
+            .await
+            .unwrap();
+        index
+            .attach("amy", |_| async {
+                panic!("the second session does not load")
+            })
+            .await
+            .unwrap();
+        index.detach("amy");
+        assert_eq!(index.members_here("g"), vec!["amy"], "one session left");
+        index.detach("amy");
+        assert!(index.members_here("g").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_load_is_told_the_membership_records_applied_so_far() {
+        let index = GroupIndex::default();
+        index.apply(&join("g", &["bob"]), 3, 41);
+        index.apply(&join("g", &["bob"]), 3, 7);
+        let told = std::sync::Mutex::new(Vec::new());
+        index
+            .attach("amy", |seen| {
+                *told.lock().unwrap() = seen;
+                async { Ok(Vec::new()) }
+            })
+            .await
+            .unwrap();
+        assert_eq!(*told.lock().unwrap(), vec![(3, 42)]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_leaves_nothing_behind() {
+        let index = GroupIndex::default();
+        let r = index
+            .attach("amy", |_| async { Err(LoadError("down".into())) })
+            .await;
+        assert!(r.is_err());
+        index.apply(&join("g", &["amy"]), 0, 1);
+        assert!(index.members_here("g").is_empty());
+    }
+}

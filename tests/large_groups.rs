@@ -1,0 +1,231 @@
+//! Large groups take the broadcast path: one delivery per gateway slot, no recipient
+//! list, no inbox entry or push job per member; each gateway finds its own members.
+//! Against separate processes and the real broker.
+
+mod common;
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use common::stack::{appended, kafka, Options, Processes};
+use common::{live, token, LONG};
+use futures::future::join_all;
+use parley_client::{Api, Session};
+use reqwest::Method;
+use serde_json::json;
+
+/// Dev tokens of `users`, a few requests at a time.
+async fn tokens(base: &str, users: &[String]) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for chunk in users.chunks(50) {
+        let got = join_all(
+            chunk
+                .iter()
+                .map(|u| async move { (u.clone(), token(base, u).await) }),
+        )
+        .await;
+        out.extend(got);
+    }
+    out
+}
+
+/// Live sessions of `users`, spread over the gateways, a few at a time.
+async fn sessions(
+    gateways: &[String],
+    users: &[String],
+    tokens: &HashMap<String, String>,
+) -> Vec<Session> {
+    let mut out = Vec::new();
+    for (i, chunk) in users.chunks(50).enumerate() {
+        let got = join_all(chunk.iter().enumerate().map(|(j, u)| {
+            let g = &gateways[(i * 50 + j) % gateways.len()];
+            live(g, &tokens[u])
+        }))
+        .await;
+        out.extend(got);
+    }
+    out
+}
+
+async fn add(api: &Api, conv: &str, members: &[String]) {
+    api.ok(
+        Method::POST,
+        &format!("/v1/conversations/{conv}/members"),
+        Some(json!({ "members": members })),
+    )
+    .await
+    .expect("members added");
+}
+
+/// The seqs of `conv` that arrived live at `s`, in arrival order.
+fn arrived(s: &Session, conv: &str) -> Vec<i64> {
+    s.arrivals()
+        .into_iter()
+        .filter(|m| m.conversation_id == conv)
+        .map(|m| m.seq)
+        .collect()
+}
+
+/// Waits until every session in `online` has `want` live, then checks that each got
+/// exactly those, once each, in order.
+async fn all_got_exactly(online: &[&Session], conv: &str, want: &[i64]) {
+    let deadline = tokio::time::Instant::now() + LONG;
+    for s in online {
+        loop {
+            let got = arrived(s, conv);
+            if want.iter().all(|w| got.contains(w)) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: got {} of {} messages live",
+                s.user(),
+                got.len(),
+                want.len()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    // Anything extra (a repeat) has had time to arrive too.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for s in online {
+        assert_eq!(
+            arrived(s, conv),
+            want,
+            "{}: not each once, in order",
+            s.user()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_five_thousand_member_group_reaches_every_online_member_once_and_writes_no_inbox() {
+    let stack = Processes::start("biggroup", 2).await;
+    let g = stack.gateways.clone();
+    let users: Vec<String> = (0..5_000).map(|i| format!("u{i:04}")).collect();
+    let online_users = &users[..500];
+    let tokens = tokens(&g[0], &users[..500]).await;
+    let creator = Api::new(&g[0], &tokens["u0000"]);
+    let members: Vec<&str> = users[1..].iter().map(String::as_str).collect();
+    let conv = creator.create_group("everyone", &members).await.unwrap();
+
+    let online = sessions(&g, online_users, &tokens).await;
+    let mut sent = Vec::new();
+    for n in 0..10 {
+        let s = online[0]
+            .send(&conv, &format!("all-{n}"), &format!("to everyone {n}"))
+            .await
+            .expect("sent");
+        sent.push(s.seq);
+    }
+    let others: Vec<&Session> = online[1..].iter().collect();
+    all_got_exactly(&others, &conv, &sent).await;
+
+    // An offline member catches up with the cursor sync, not an inbox.
+    let late_token = token(&g[1], "u4999").await;
+    let late = live(&g[1], &late_token).await;
+    late.sync(LONG).await.expect("sync");
+    let held: Vec<i64> = late.messages(&conv).iter().map(|m| m.seq).collect();
+    assert_eq!(held, sent, "the offline member syncs every message");
+
+    let log = kafka().await;
+    assert_eq!(
+        appended(&*log, &stack.topics.inbox).await,
+        0,
+        "no inbox entry"
+    );
+    assert_eq!(appended(&*log, &stack.topics.push).await, 0, "no push job");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_groups_membership_changes_take_effect_at_their_log_position() {
+    // Groups of three or more take the broadcast path here.
+    let options = Options {
+        fanout_args: vec!["--large-group".into(), "3".into()],
+        ..Options::gateways(2)
+    };
+    let stack = Processes::start_with("bigmembers", options).await;
+    let (g0, g1) = (stack.gateways[0].clone(), stack.gateways[1].clone());
+    let names: Vec<String> = ["amy", "bob", "cat", "dan", "eve"]
+        .map(String::from)
+        .to_vec();
+    let t = tokens(&g0, &names).await;
+    let amy_api = Api::new(&g0, &t["amy"]);
+    let conv = amy_api
+        .create_group("team", &["bob", "cat", "dan"])
+        .await
+        .unwrap();
+    let amy = live(&g0, &t["amy"]).await;
+    let bob = live(&g1, &t["bob"]).await;
+    let cat = live(&g0, &t["cat"]).await;
+    // Eve is online before she is a member.
+    let eve = live(&g1, &t["eve"]).await;
+
+    let m1 = amy.send(&conv, "m1", "before").await.unwrap().seq;
+    all_got_exactly(&[&bob, &cat], &conv, &[m1]).await;
+
+    amy_api
+        .ok(
+            Method::DELETE,
+            &format!("/v1/conversations/{conv}/members/cat"),
+            None,
+        )
+        .await
+        .expect("cat removed");
+    add(&amy_api, &conv, &["eve".to_string()]).await;
+    let m2 = amy.send(&conv, "m2", "after").await.unwrap().seq;
+    let m3 = amy.send(&conv, "m3", "after too").await.unwrap().seq;
+
+    all_got_exactly(&[&bob], &conv, &[m1, m2, m3]).await;
+    all_got_exactly(&[&eve], &conv, &[m2, m3]).await;
+    assert_eq!(
+        arrived(&cat, &conv),
+        vec![m1],
+        "cat got nothing after her removal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_crossing_the_threshold_loses_and_repeats_nothing() {
+    // The default threshold: 1,000 members. The group grows from 900 to 1,100 while
+    // messages flow.
+    let stack = Processes::start("crossing", 2).await;
+    let g = stack.gateways.clone();
+    let users: Vec<String> = (0..1_100).map(|i| format!("c{i:04}")).collect();
+    // Online: 40 original members, and the 20 who join first (online before they join).
+    let mut online_users: Vec<String> = users[..40].to_vec();
+    online_users.extend_from_slice(&users[900..920]);
+    let tokens = tokens(&g[0], &online_users).await;
+    let creator = Api::new(&g[0], &tokens["c0000"]);
+    let members: Vec<&str> = users[1..900].iter().map(String::as_str).collect();
+    let conv = creator.create_group("growing", &members).await.unwrap();
+    let online = sessions(&g, &online_users, &tokens).await;
+
+    let mut after_first_join = Vec::new();
+    for round in 0..10 {
+        let joining = &users[900 + round * 20..920 + round * 20];
+        add(&creator, &conv, joining).await;
+        for k in 0..2 {
+            let seq = online[0]
+                .send(&conv, &format!("r{round}-{k}"), "growing")
+                .await
+                .expect("sent")
+                .seq;
+            after_first_join.push(seq);
+        }
+    }
+    // The originals got every message; the first joiners every one after their join.
+    let originals: Vec<&Session> = online[1..40].iter().collect();
+    all_got_exactly(&originals, &conv, &after_first_join).await;
+    let joiners: Vec<&Session> = online[40..].iter().collect();
+    all_got_exactly(&joiners, &conv, &after_first_join).await;
+
+    let history: BTreeSet<i64> = creator
+        .all_messages(&conv)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(history, after_first_join.iter().copied().collect());
+}
