@@ -12,7 +12,6 @@ use common::{live, token, LONG};
 use futures::future::join_all;
 use parley_client::{Api, Session};
 use reqwest::Method;
-use serde_json::json;
 
 /// Dev tokens of `users`, a few requests at a time.
 async fn tokens(base: &str, users: &[String]) -> HashMap<String, String> {
@@ -48,13 +47,7 @@ async fn sessions(
 }
 
 async fn add(api: &Api, conv: &str, members: &[String]) {
-    api.ok(
-        Method::POST,
-        &format!("/v1/conversations/{conv}/members"),
-        Some(json!({ "members": members })),
-    )
-    .await
-    .expect("members added");
+    api.add_members(conv, members).await.expect("members added");
 }
 
 /// The seqs of `conv` that arrived live at `s`, in arrival order.

@@ -128,6 +128,21 @@ impl Api {
         conversation_id(&v)
     }
 
+    /// Adds `members` to group `conversation`.
+    pub async fn add_members(
+        &self,
+        conversation: &str,
+        members: &[String],
+    ) -> Result<Value, SessionError> {
+        let body = json!({ "members": members });
+        self.ok(
+            reqwest::Method::POST,
+            &format!("/v1/conversations/{conversation}/members"),
+            Some(body),
+        )
+        .await
+    }
+
     pub async fn conversations(&self) -> Result<Vec<Value>, SessionError> {
         let v = self
             .ok(reqwest::Method::GET, "/v1/conversations", None)

@@ -12,6 +12,9 @@ use tracing::warn;
 pub struct PresenceView {
     /// user → gateway slot → expires_at (ms).
     users: HashMap<String, BTreeMap<i32, i64>>,
+    /// gateway slot → (user, slot) records held for it, expired or not: the slots a
+    /// large group's messages go to.
+    per_slot: BTreeMap<i32, usize>,
     /// Next offset to read, per presence partition.
     applied: BTreeMap<i32, i64>,
     /// The latest record of each (user, slot), when it asked for an acknowledgement:
@@ -42,7 +45,14 @@ impl PresenceView {
             let slot: i32 = slot.parse().ok()?;
             self.requests.remove(&(user.to_string(), slot));
             if let Some(slots) = self.users.get_mut(user) {
-                slots.remove(&slot);
+                if slots.remove(&slot).is_some() {
+                    if let Some(n) = self.per_slot.get_mut(&slot) {
+                        *n -= 1;
+                        if *n == 0 {
+                            self.per_slot.remove(&slot);
+                        }
+                    }
+                }
                 if slots.is_empty() {
                     self.users.remove(user);
                 }
@@ -56,10 +66,15 @@ impl PresenceView {
                 return None;
             }
         };
-        self.users
+        let fresh = self
+            .users
             .entry(p.user_id.clone())
             .or_default()
-            .insert(p.gateway_slot, p.expires_at);
+            .insert(p.gateway_slot, p.expires_at)
+            .is_none();
+        if fresh {
+            *self.per_slot.entry(p.gateway_slot).or_default() += 1;
+        }
         let key = (p.user_id.clone(), p.gateway_slot);
         if !p.ack {
             self.requests.remove(&key);
@@ -98,6 +113,12 @@ impl PresenceView {
             .unwrap_or_default()
     }
 
+    /// The gateway slots that hold any presence record (a superset of those where
+    /// someone is online now).
+    pub fn active_slots(&self) -> Vec<i32> {
+        self.per_slot.keys().copied().collect()
+    }
+
     /// Whether every partition has been read up to `ends` (partition → end offset).
     pub fn caught_up(&self, ends: &[i64]) -> bool {
         ends.iter().enumerate().all(|(p, end)| {
@@ -109,6 +130,21 @@ impl PresenceView {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn active_slots_follow_records_and_tombstones() {
+        let mut v = PresenceView::default();
+        v.apply(&rec(0, "u/1", Some(up("u", 1, 1000, false))), 0);
+        v.apply(&rec(1, "u/1", Some(up("u", 1, 2000, false))), 0);
+        v.apply(&rec(2, "w/1", Some(up("w", 1, 2000, false))), 0);
+        v.apply(&rec(3, "u/4", Some(up("u", 4, 2000, false))), 0);
+        assert_eq!(v.active_slots(), vec![1, 4]);
+        v.apply(&rec(4, "u/1", None), 0);
+        assert_eq!(v.active_slots(), vec![1, 4], "w is still at 1");
+        v.apply(&rec(5, "w/1", None), 0);
+        v.apply(&rec(6, "w/1", None), 0);
+        assert_eq!(v.active_slots(), vec![4]);
+    }
     use bytes::Bytes;
     use parley_schemas::{encode, Meta};
 

@@ -196,12 +196,15 @@ impl Router {
                     let Some(conversation) = conversation_of(any) else {
                         return Vec::new();
                     };
-                    return self.broadcast(record, conversation, None, raw);
+                    // Every slot: a gateway that has no session yet follows membership
+                    // too, so that its first session's load waits for the views.
+                    let all: Vec<i32> = (0..self.slots.load(Ordering::Relaxed)).collect();
+                    return self.broadcast(record, conversation, None, raw, &all);
                 }
                 Routed::Message(posted) => posted,
             };
             let plan = match &posted.recipients {
-                Recipients::Broadcast => None,
+                Recipients::Broadcast => Err(presence.active_slots()),
                 Recipients::Members(members) => {
                     let mut by_slot: BTreeMap<i32, Vec<String>> = BTreeMap::new();
                     let mut offline = Vec::new();
@@ -217,15 +220,16 @@ impl Router {
                             }
                         }
                     }
-                    Some((by_slot, offline))
+                    Ok((by_slot, offline))
                 }
             };
             (posted, plan)
         };
         let m = posted.message;
         let prev_seq = posted.prev.to_record();
-        let Some((by_slot, offline)) = plan else {
-            return self.broadcast(record, &m.conversation_id, prev_seq, raw);
+        let (by_slot, offline) = match plan {
+            Ok(plan) => plan,
+            Err(slots) => return self.broadcast(record, &m.conversation_id, prev_seq, raw, &slots),
         };
         let mut out = Vec::with_capacity(by_slot.len() + 2 * offline.len());
         for (slot, recipients) in by_slot {
@@ -255,7 +259,7 @@ impl Router {
         out
     }
 
-    /// One delivery of `raw` to every gateway slot, with no recipient list: each gateway
+    /// One delivery of `raw` to each of `slots`, with no recipient list: each gateway
     /// hands it to its own sessions of the conversation's members.
     pub(crate) fn broadcast(
         &self,
@@ -263,11 +267,11 @@ impl Router {
         conversation: &str,
         prev_seq: Option<i64>,
         raw: &[u8],
+        slots: &[i32],
     ) -> Vec<Output> {
-        let slots = self.slots.load(Ordering::Relaxed);
         let batch = self.batch(record, conversation, 0, Vec::new(), prev_seq, raw);
-        let mut out = Vec::with_capacity(slots.max(0) as usize);
-        for slot in 0..slots {
+        let mut out = Vec::with_capacity(slots.len());
+        for &slot in slots {
             let batch = DeliveryBatch {
                 gateway_slot: slot,
                 ..batch.clone()

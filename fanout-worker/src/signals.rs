@@ -10,7 +10,7 @@
 //! receipt view; a client that missed a routed one reads the view.
 //!
 //! In a large group (see [`crate::state::Limits::large_group`]) a signal is broadcast to
-//! every gateway slot, never listed member by member: receipts reach the gateways, which
+//! every gateway slot with anyone online, never listed member by member: receipts reach the gateways, which
 //! show members counts at a bounded rate, and typing indicators are throttled per
 //! conversation ([`TypingGate`]).
 
@@ -53,11 +53,12 @@ impl Router {
         };
         if state.is_large(&conversation) {
             let member = state.has_member(&conversation, &actor);
+            let slots = inner.presence.active_slots();
             drop(inner);
             if !member || (skip_actor && !self.typing.admit(&conversation, now)) {
                 return Vec::new();
             }
-            return self.broadcast(record, &conversation, None, raw);
+            return self.broadcast(record, &conversation, None, raw, &slots);
         }
         let Some(members) = state.members(&conversation) else {
             return Vec::new();

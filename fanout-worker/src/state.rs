@@ -3,7 +3,7 @@
 //! bounded memory of recent message ids to drop repeats.
 //!
 //! A message of a group with at least [`Limits::large_group`] members takes the
-//! broadcast path: it is routed to every gateway slot without a recipient list, and each
+//! broadcast path: it is routed to every gateway slot with anyone online, without a recipient list, and each
 //! gateway finds its own members of the group. Group membership changes are therefore
 //! routed too ([`Routed::Membership`]), so that the gateways' indexes follow the log.
 
@@ -78,7 +78,7 @@ pub struct PartitionState {
 pub enum Recipients {
     /// Members when it was posted, the sender included: routed one by one.
     Members(Vec<String>),
-    /// A large group: every gateway slot, which finds its own members.
+    /// A large group: every gateway slot with anyone online, which finds its own members.
     Broadcast,
 }
 

@@ -1,7 +1,7 @@
 //! This gateway's index of group membership, for the broadcast path of large groups:
 //! conversation → the users connected here who are members.
 //!
-//! A message of a large group reaches every gateway slot without a recipient list
+//! A message of a large group reaches every gateway slot with anyone online, without a recipient list
 //! (`DeliveryBatch.broadcast`); the gateway hands it to its own sessions of the group's
 //! members, found here. The index holds every group of every user with a session here:
 //! - it is loaded from the views when a user's first session opens (before the session

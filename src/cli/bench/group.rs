@@ -162,7 +162,9 @@ impl GroupArgs {
         if self.gateway.is_empty() {
             let own = OwnStack::start(&self.log).await?;
             let names = own.topics();
-            let result = self.measure(&[own.base.clone()], &*log, &names).await;
+            let result = self
+                .measure(std::slice::from_ref(&own.base), &*log, &names)
+                .await;
             own.stop().await;
             result?;
         } else {
@@ -210,13 +212,7 @@ impl GroupArgs {
             .collect();
         let conv = creator.create_group("bench", &first).await?;
         for chunk in users[users.len().min(2_000)..].chunks(2_000) {
-            creator
-                .ok(
-                    reqwest::Method::POST,
-                    &format!("/v1/conversations/{conv}/members"),
-                    Some(serde_json::json!({ "members": chunk })),
-                )
-                .await?;
+            creator.add_members(&conv, chunk).await?;
             eprintln!("  {} members", (users.len().min(2_000) + chunk.len()));
         }
 
@@ -311,7 +307,7 @@ impl GroupArgs {
                 parley_schemas::ids::message_id(sender.user(), &cmid),
                 receivers,
             );
-            let _ = sender.send_nowait(&conv, &cmid, "hello everyone").await?;
+            drop(sender.send_nowait(&conv, &cmid, "hello everyone").await?);
             if n % u64::from(self.rate) == 0 {
                 eprintln!(
                     "  [{:>3}s] {n} of {total} sent",
