@@ -18,6 +18,8 @@ WORK="$(mktemp -d /tmp/parley-bench-group.XXXXXX)"
 SECRET="bench-$$"
 pids=()
 cleanup() {
+  # CPU time each role used, for the record.
+  ps -o pid,cputime,rss,args -p "$(IFS=,; echo "${pids[*]}")" 2>/dev/null | cut -c1-120 >&2 || true
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$WORK/projector"

@@ -9,8 +9,10 @@
 //! pre-check and the append) is kept nowhere. So `sent` only ever names a seq that
 //! history holds. If the projector cannot confirm in time, the answer is `unavailable`:
 //! the message is stored, and sending it again with the same `client_msg_id` returns
-//! its seq. A session appends its sends one after another (log order = send order)
-//! and confirms them concurrently.
+//! its seq. A session starts its appends one after another (log order = send order:
+//! [`start`] hands the record to the producer before it returns) and waits for them
+//! and confirms them concurrently, so a busy sender is not held to one broker round
+//! trip per message.
 
 use std::time::Duration;
 
@@ -92,6 +94,100 @@ pub async fn send(
     confirm(state, appended).await
 }
 
+/// A send whose append is under way ([`start`]).
+pub enum Started {
+    /// The views already hold the message (a retry): nothing was appended.
+    Known(Sent),
+    Appending {
+        conversation: String,
+        message_id: Uuid,
+        partition: i32,
+        appending: parley_sequencer::log::Appending,
+    },
+}
+
+/// Checks the sender and starts appending the message (unless the views already hold
+/// it): once this returns, a later send of the session lands after this one.
+pub async fn start(
+    state: &Shared,
+    sender: &str,
+    conversation: &str,
+    client_msg_id: &str,
+    body: &str,
+) -> Result<Started, ApiError> {
+    let record = match check(state, sender, conversation, client_msg_id, body).await? {
+        Ok(record) => record,
+        Err(sent) => return Ok(Started::Known(sent)),
+    };
+    let message_id = record.message_id;
+    let value = parley_schemas::AnyRecord::from(record)
+        .encode()
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let topic = &state.config.topics.events;
+    let key = conversation.as_bytes();
+    let appending = match state.log.start_append(topic, None, key, Some(&value)) {
+        Some(a) => a,
+        // The producer cannot take it now: wait here, so that order holds.
+        None => {
+            let pos = state.log.append(topic, key, Some(&value)).await;
+            Box::pin(std::future::ready(pos))
+        }
+    };
+    Ok(Started::Appending {
+        conversation: conversation.to_string(),
+        message_id,
+        partition: partition_of(state, conversation),
+        appending,
+    })
+}
+
+/// Waits for a started append to be acknowledged by the log.
+pub async fn appended(started: Started) -> Result<Appended, ApiError> {
+    match started {
+        Started::Known(sent) => Ok(Appended::Known(sent)),
+        Started::Appending {
+            conversation,
+            message_id,
+            partition,
+            appending,
+        } => Ok(Appended::At {
+            conversation,
+            message_id,
+            partition,
+            offset: appending.await?.offset,
+        }),
+    }
+}
+
+/// The checks before an append: the record to append, or the message as the views
+/// already hold it.
+async fn check(
+    state: &Shared,
+    sender: &str,
+    conversation: &str,
+    client_msg_id: &str,
+    body: &str,
+) -> Result<Result<MessagePosted, Sent>, ApiError> {
+    validate(state, client_msg_id, body)?;
+    ensure_member(state, conversation, sender).await?;
+    let message_id = ids::message_id(sender, client_msg_id);
+    if let Some(m) = state.views.message_by_id(conversation, message_id).await? {
+        return Ok(Err(Sent {
+            message_id,
+            seq: m.seq,
+            prev_seq: m.prev_seq,
+            ts: m.ts,
+        }));
+    }
+    Ok(Ok(MessagePosted {
+        meta: Meta::new(sender),
+        conversation_id: conversation.to_string(),
+        message_id,
+        client_msg_id: client_msg_id.to_string(),
+        body: body.to_string(),
+    }))
+}
+
 /// Checks the sender and appends the message, unless the views already hold it.
 pub async fn append(
     state: &Shared,
@@ -100,24 +196,11 @@ pub async fn append(
     client_msg_id: &str,
     body: &str,
 ) -> Result<Appended, ApiError> {
-    validate(state, client_msg_id, body)?;
-    ensure_member(state, conversation, sender).await?;
-    let message_id = ids::message_id(sender, client_msg_id);
-    if let Some(m) = state.views.message_by_id(conversation, message_id).await? {
-        return Ok(Appended::Known(Sent {
-            message_id,
-            seq: m.seq,
-            prev_seq: m.prev_seq,
-            ts: m.ts,
-        }));
-    }
-    let record = MessagePosted {
-        meta: Meta::new(sender),
-        conversation_id: conversation.to_string(),
-        message_id,
-        client_msg_id: client_msg_id.to_string(),
-        body: body.to_string(),
+    let record = match check(state, sender, conversation, client_msg_id, body).await? {
+        Ok(record) => record,
+        Err(sent) => return Ok(Appended::Known(sent)),
     };
+    let message_id = record.message_id;
     let pos = state.append_event(conversation, &record.into()).await?;
     Ok(Appended::At {
         conversation: conversation.to_string(),

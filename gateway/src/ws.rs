@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::send::{append, confirm};
+use crate::send::{appended, confirm, start};
 use crate::service::Shared;
 use crate::sessions::{Frame, Session};
 use crate::{history, receipts, sync, typing};
@@ -379,7 +379,7 @@ async fn sender(
     while let Some((client_msg_id, conversation_id, body)) = rx.recv().await {
         // Mark it before the log has it: the delivery may overtake the reply.
         session.sent(ids::message_id(&session.user, &client_msg_id));
-        let appended = append(
+        let started = start(
             &state,
             &session.user,
             &conversation_id,
@@ -387,8 +387,8 @@ async fn sender(
             &body,
         )
         .await;
-        let appended = match appended {
-            Ok(a) => a,
+        let started = match started {
+            Ok(s) => s,
             Err(e) => {
                 session.push(encode(&e.frame(Some(client_msg_id), None)));
                 continue;
@@ -399,7 +399,11 @@ async fn sender(
         };
         let (state, session) = (state.clone(), session.clone());
         tokio::spawn(async move {
-            let frame = match confirm(&state, appended).await {
+            let sent = match appended(started).await {
+                Ok(a) => confirm(&state, a).await,
+                Err(e) => Err(e),
+            };
+            let frame = match sent {
                 Ok(sent) => sent.frame(&client_msg_id, &conversation_id),
                 Err(e) => e.frame(Some(client_msg_id), None),
             };

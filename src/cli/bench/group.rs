@@ -333,7 +333,12 @@ impl GroupArgs {
             .lock()
             .map(|h| report::summary(&h))
             .unwrap_or_default();
-        let per = |i: usize| (after[i] - before[i]) as f64 / total as f64;
+        // The direct conversation's messages are one delivery each (its peer is online).
+        let direct_sent = u64::from(self.direct_rate.max(1)) * self.seconds;
+        let per = |i: usize| {
+            let extra = if i == 0 { direct_sent as i64 } else { 0 };
+            (after[i] - before[i] - extra) as f64 / total as f64
+        };
         let slots = log.partition_count(&topics.deliveries).await?;
 
         // 2. Saturation.
@@ -399,6 +404,11 @@ impl GroupArgs {
                 "| saturation: group messages, deliveries, deliveries/s | {sent}, {delivered}, {rate:.0}/s ({unfinished} not held by all within 30 s) |"
             );
         }
+        println!(
+            "| CPU used by this load generator (its {} client sessions) | {:.1} s |",
+            self.online + 2,
+            report::cpu_seconds()
+        );
         for t in taps.tasks {
             t.abort();
         }

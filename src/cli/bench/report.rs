@@ -55,3 +55,19 @@ pub fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".into());
     format!("{cores} cores, {mem_gib:.0} GiB, {cpu}")
 }
+
+/// CPU seconds this process has used (user + system), from /proc/self/stat.
+pub fn cpu_seconds() -> f64 {
+    let ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name (which may hold spaces) start at ") ".
+            let rest = s.rsplit_once(") ")?.1.to_string();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: u64 = f.get(11)?.parse().ok()?;
+            let stime: u64 = f.get(12)?.parse().ok()?;
+            Some(utime + stime)
+        })
+        .unwrap_or(0);
+    ticks as f64 / 100.0
+}
