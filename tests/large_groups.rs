@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use common::stack::{appended, kafka, Options, Processes};
-use common::{live, token, LONG};
+use common::{eventually, live, token, LONG};
 use futures::future::join_all;
 use parley_client::{Api, Session};
 use reqwest::Method;
@@ -120,6 +120,29 @@ async fn a_five_thousand_member_group_reaches_every_online_member_once_and_write
     late.sync(LONG).await.expect("sync");
     let held: Vec<i64> = late.messages(&conv).iter().map(|m| m.seq).collect();
     assert_eq!(held, sent, "the offline member syncs every message");
+    // Its unread count comes from its read mark and history, not from inbox entries.
+    let late_api = Api::new(&g[1], &late_token);
+    let unread = |list: Vec<serde_json::Value>| {
+        list.iter()
+            .find(|c| c["conversation_id"] == conv.as_str())
+            .map(|c| c["unread"].clone())
+    };
+    assert_eq!(
+        unread(late_api.conversations().await.unwrap()),
+        Some(10.into())
+    );
+    late_api
+        .ok(
+            Method::POST,
+            &format!("/v1/conversations/{conv}/receipts"),
+            Some(serde_json::json!({"kind": "read", "seq": sent[6]})),
+        )
+        .await
+        .expect("read up to the seventh");
+    assert_eq!(
+        unread(late_api.conversations().await.unwrap()),
+        Some(3.into())
+    );
 
     let log = kafka().await;
     assert_eq!(

@@ -1,0 +1,301 @@
+// peer-group: large-group broadcast fanout, Parley vs Centrifugo v6. One publisher
+// sends open-loop to a group that `-online` subscribers hold a WebSocket to; every
+// delivery is timed from the message's scheduled send. See README.md.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// listFlag is a repeatable flag whose values may also be comma-separated.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+type Config struct {
+	Online, Members, Body, DialWidth          int
+	Rate                                      float64
+	Warmup, Duration, Grace                   time.Duration
+	SatRates                                  []float64
+	SatWarmup, SatDuration, SatGrace, Cooldown time.Duration
+	SLO, SetupTimeout                         time.Duration
+}
+
+type Output struct {
+	Machine   string         `json:"machine"`
+	StartedAt time.Time      `json:"started_at"`
+	Config    map[string]any `json:"config"`
+	Systems   []SystemResult `json:"systems"`
+}
+
+// SystemResult is one system's run: its latency phase and its saturation steps.
+type SystemResult struct {
+	System     string        `json:"system"`
+	Targets    []string      `json:"targets"`
+	SetupError string        `json:"setup_error,omitempty"`
+	SetupS     float64       `json:"setup_s"`
+	Latency    *PhaseResult  `json:"latency,omitempty"`
+	Saturation []PhaseResult `json:"saturation,omitempty"`
+	Stopped    string        `json:"stopped,omitempty"` // why the saturation ramp ended early
+}
+
+func main() {
+	var parleyURLs listFlag
+	flag.Var(&parleyURLs, "parley", "Parley gateway base URL with --dev-auth; repeat or comma-separate for several (subscribers round robin; default http://127.0.0.1:8085)")
+	var (
+		cfURL     = flag.String("centrifugo", "http://127.0.0.1:8000", "Centrifugo base URL")
+		only      = flag.String("only", "", `run only "parley" or only "centrifugo"`)
+		online    = flag.Int("online", 2000, "subscribers, one WebSocket each (plus one publisher connection)")
+		members   = flag.Int("members", 10000, "Parley group members in all (publisher + subscribers + offline members)")
+		rate      = flag.Float64("rate", 5, "latency phase: group messages per second")
+		warmup    = flag.Duration("warmup", 5*time.Second, "latency phase: warm-up (published, not measured)")
+		duration  = flag.Duration("duration", 20*time.Second, "latency phase: measurement window")
+		grace     = flag.Duration("grace", 10*time.Second, "after a schedule ends, how long to wait for outstanding acks and deliveries (lost after that)")
+		satRates  = flag.String("sat-rates", "10,20,50,100", "saturation: group messages per second, comma list, in increasing order (empty: skip)")
+		satWarmup = flag.Duration("sat-warmup", 2*time.Second, "saturation: warm-up per rate (published, not measured)")
+		satDur    = flag.Duration("sat-duration", 10*time.Second, "saturation: measurement window per rate")
+		satGrace  = flag.Duration("sat-grace", 5*time.Second, "saturation: grace per rate")
+		cooldown  = flag.Duration("cooldown", 2*time.Second, "pause between phases")
+		slo       = flag.Duration("slo-p99", 100*time.Millisecond, "a saturation rate passes with 0 loss, nothing unsent/unacked/errored/disconnected, and p99 per delivery below this")
+		body      = flag.Int("body", 100, "message body size in bytes (at least ~30: phase, seq and send time)")
+		dialW     = flag.Int("dial-width", 100, "connections opened in parallel during setup")
+		setupT    = flag.Duration("setup-timeout", 5*time.Minute, "limit for one system's setup (tokens, group, connections)")
+		timeout   = flag.Duration("timeout", 30*time.Minute, "limit for the whole run")
+		cfSecret  = flag.String("cf-secret", "peerbench-secret", "Centrifugo client.token.hmac_secret_key")
+		cfChannel = flag.String("cf-channel", "group:bench", "Centrifugo channel; the run id is appended, so each run starts on a fresh channel")
+		runID     = flag.String("run-id", "", "prefix of user ids (default: pg<unix time, base 36>)")
+		jsonOut   = flag.String("json", "", "also write every figure as JSON to this file")
+		remote    = flag.Bool("allow-remote", false, "allow non-loopback targets")
+	)
+	flag.Usage = func() {
+		fmt.Fprintf(os.Stderr, "peer-group: large-group broadcast fanout, Parley vs Centrifugo v6.\n\nUsage:\n  peer-group -parley http://127.0.0.1:8085,http://127.0.0.1:8086 -centrifugo http://127.0.0.1:8000 [flags]\n\nFlags:\n")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	allowRemote = *remote
+	if len(parleyURLs) == 0 {
+		parleyURLs = listFlag{"http://127.0.0.1:8085"}
+	}
+	cfg := Config{
+		Online: *online, Members: *members, Body: *body, DialWidth: *dialW, Rate: *rate,
+		Warmup: *warmup, Duration: *duration, Grace: *grace,
+		SatWarmup: *satWarmup, SatDuration: *satDur, SatGrace: *satGrace, Cooldown: *cooldown,
+		SLO: *slo, SetupTimeout: *setupT,
+	}
+	var err error
+	if cfg.SatRates, err = parseRates(*satRates); err != nil {
+		fatal(fmt.Errorf("-sat-rates: %w", err))
+	}
+	if err := cfg.check(); err != nil {
+		fatal(err)
+	}
+	id := *runID
+	if id == "" {
+		id = "pg" + strconv.FormatInt(time.Now().Unix(), 36)
+	}
+	if !validID(id) {
+		fatal(fmt.Errorf("-run-id %q: want 1 to 24 of A-Z a-z 0-9 . _", id))
+	}
+	systems, err := buildSystems(*only, parleyURLs, *cfURL, *cfSecret, *cfChannel+"-"+id, id, cfg)
+	if err != nil {
+		fatal(err)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+
+	out := Output{Machine: machine(), StartedAt: time.Now().UTC(), Config: map[string]any{
+		"online": cfg.Online, "members": cfg.Members, "rate": cfg.Rate, "warmup_s": cfg.Warmup.Seconds(),
+		"duration_s": cfg.Duration.Seconds(), "grace_s": cfg.Grace.Seconds(), "sat_rates": cfg.SatRates,
+		"sat_warmup_s": cfg.SatWarmup.Seconds(), "sat_duration_s": cfg.SatDuration.Seconds(),
+		"sat_grace_s": cfg.SatGrace.Seconds(), "slo_p99_ms": float64(cfg.SLO) / 1e6, "body_bytes": cfg.Body,
+		"run_id": id, "parley": []string(parleyURLs), "centrifugo": *cfURL, "cf_channel": *cfChannel + "-" + id,
+		"load_average_at_start": loadAvg(),
+	}}
+	logf("machine: %s; load average %s", out.Machine, loadAvg())
+	for _, s := range systems {
+		out.Systems = append(out.Systems, runSystem(ctx, s.sys, s.targets, cfg))
+		if *jsonOut != "" {
+			writeJSON(*jsonOut, out)
+		}
+	}
+	out.Config["load_average_at_end"] = loadAvg()
+	if *jsonOut != "" {
+		writeJSON(*jsonOut, out)
+		logf("results: %s", *jsonOut)
+	}
+	printReport(os.Stdout, out, cfg)
+}
+
+type target struct {
+	sys     System
+	targets []string
+}
+
+func buildSystems(only string, parley []string, cfURL, cfSecret, cfChannel, id string, cfg Config) ([]target, error) {
+	if only != "" && only != "parley" && only != "centrifugo" {
+		return nil, fmt.Errorf("-only must be parley or centrifugo")
+	}
+	var ts []target
+	if only != "centrifugo" {
+		for _, g := range parley {
+			if _, err := wsURL(g, "/v1/ws"); err != nil {
+				return nil, fmt.Errorf("-parley: %w", err)
+			}
+		}
+		ts = append(ts, target{&Parley{Gateways: parley, Users: userIDs(id+"-pa", cfg.Members),
+			Online: cfg.Online, DialWidth: cfg.DialWidth}, parley})
+	}
+	if only != "parley" {
+		if _, err := wsURL(cfURL, "/connection/websocket"); err != nil {
+			return nil, fmt.Errorf("-centrifugo: %w", err)
+		}
+		if !strings.Contains(cfChannel, ":") {
+			return nil, fmt.Errorf("-cf-channel %q: want <namespace>:<name>", cfChannel)
+		}
+		// Centrifugo has no membership: only the connected users exist there.
+		ts = append(ts, target{&Centrifugo{Base: cfURL, Secret: cfSecret, Channel: cfChannel,
+			Users: userIDs(id+"-cf", cfg.Online+1), Online: cfg.Online, DialWidth: cfg.DialWidth}, []string{cfURL}})
+	}
+	return ts, nil
+}
+
+// runSystem sets one system up, runs its latency phase and its saturation steps, and
+// closes its connections. Every step is bounded in time.
+func runSystem(ctx context.Context, sys System, targets []string, cfg Config) SystemResult {
+	res := SystemResult{System: sys.Name(), Targets: targets}
+	rec := newRecorder()
+	logf("== %s (%s): setup, %d subscribers ...", sys.Name(), strings.Join(targets, " "), cfg.Online)
+	start := time.Now()
+	sctx, cancel := context.WithTimeout(ctx, cfg.SetupTimeout)
+	err := sys.Setup(sctx, rec)
+	cancel()
+	res.SetupS = time.Since(start).Seconds()
+	if err != nil {
+		logf("%s: setup failed after %.1fs: %v", sys.Name(), res.SetupS, err)
+		res.SetupError = err.Error()
+		return res
+	}
+	defer func() {
+		logf("%s: closing %d connections ...", sys.Name(), cfg.Online+1)
+		sys.Close()
+	}()
+	logf("%s: setup done in %.1fs", sys.Name(), res.SetupS)
+
+	phaseID := 0
+	run := func(pc PhaseConfig) PhaseResult {
+		phaseID++
+		logf("%s: %s phase, %.0f msgs/s to %d subscribers (%.0f deliveries/s): warm-up %s, measure %s, grace up to %s ...",
+			sys.Name(), pc.Kind, pc.Rate, cfg.Online, pc.Rate*float64(cfg.Online), pc.Warmup, pc.Duration, pc.Grace)
+		r := rec.runPhase(ctx, sys, cfg.Online, phaseID, pc)
+		r.System = sys.Name()
+		logf("%s", r.oneLine())
+		return r
+	}
+	lat := run(PhaseConfig{Kind: "latency", Rate: cfg.Rate, Warmup: cfg.Warmup, Duration: cfg.Duration,
+		Grace: cfg.Grace, Body: cfg.Body, SLO: cfg.SLO})
+	res.Latency = &lat
+	for _, rate := range cfg.SatRates {
+		if ctx.Err() != nil {
+			res.Stopped = "interrupted: " + context.Cause(ctx).Error()
+			break
+		}
+		if rec.disconnects.Load() > 0 {
+			res.Stopped = fmt.Sprintf("%d connection(s) closed: later rates would count them as lost", rec.disconnects.Load())
+			logf("%s: saturation stopped: %s", sys.Name(), res.Stopped)
+			break
+		}
+		sleepCtx(ctx, cfg.Cooldown)
+		res.Saturation = append(res.Saturation, run(PhaseConfig{Kind: "saturation", Rate: rate,
+			Warmup: cfg.SatWarmup, Duration: cfg.SatDuration, Grace: cfg.SatGrace, Body: cfg.Body, SLO: cfg.SLO}))
+	}
+	return res
+}
+
+func (c Config) check() error {
+	switch {
+	case c.Online < 1:
+		return fmt.Errorf("-online must be at least 1")
+	case c.Members < c.Online+1:
+		return fmt.Errorf("-members (%d) must be at least -online + 1 (%d): the publisher is a member too", c.Members, c.Online+1)
+	case c.Rate <= 0:
+		return fmt.Errorf("-rate must be > 0")
+	case c.Duration <= 0 || c.SatDuration <= 0:
+		return fmt.Errorf("-duration and -sat-duration must be > 0")
+	case c.Warmup < 0 || c.SatWarmup < 0 || c.Grace < 0 || c.SatGrace < 0:
+		return fmt.Errorf("warm-ups and grace periods must be >= 0")
+	case c.DialWidth < 1:
+		return fmt.Errorf("-dial-width must be at least 1")
+	case c.Body > 16384:
+		return fmt.Errorf("-body must be at most 16384 (Parley's limit)")
+	}
+	return nil
+}
+
+func parseRates(s string) ([]float64, error) {
+	var out []float64
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(p, 64)
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("bad rate %q", p)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func userIDs(prefix string, n int) []string {
+	u := make([]string, n)
+	for i := range u {
+		u[i] = fmt.Sprintf("%s-%06d", prefix, i)
+	}
+	return u
+}
+
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > 24 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-ctx.Done():
+	}
+}
+
+func writeJSON(path string, v any) {
+	data, _ := json.MarshalIndent(v, "", "  ")
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		logf("writing %s: %v", path, err)
+	}
+}
