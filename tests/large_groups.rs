@@ -246,3 +246,66 @@ async fn a_group_crossing_the_threshold_loses_and_repeats_nothing() {
         .collect();
     assert_eq!(history, after_first_join.iter().copied().collect());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_groups_receipts_are_counted_and_its_typing_throttled() {
+    let options = Options {
+        fanout_args: vec!["--large-group".into(), "3".into()],
+        ..Options::gateways(2)
+    };
+    let stack = Processes::start_with("bigsignals", options).await;
+    let (g0, g1) = (stack.gateways[0].clone(), stack.gateways[1].clone());
+    let names: Vec<String> = ["amy", "bob", "cat", "dan"].map(String::from).to_vec();
+    let t = tokens(&g0, &names).await;
+    let conv = Api::new(&g0, &t["amy"])
+        .create_group("team", &["bob", "cat", "dan"])
+        .await
+        .unwrap();
+    let amy = live(&g0, &t["amy"]).await;
+    let bob = live(&g1, &t["bob"]).await;
+    let cat = live(&g0, &t["cat"]).await;
+    let dan = live(&g1, &t["dan"]).await;
+    let m1 = amy.send(&conv, "m1", "read me").await.unwrap().seq;
+    all_got_exactly(&[&bob, &cat, &dan], &conv, &[m1]).await;
+
+    for s in [&bob, &cat] {
+        s.send_json(serde_json::json!({"type": "read", "conversation_id": conv, "seq": m1}))
+            .await
+            .unwrap();
+    }
+    // Amy sees counts, not one receipt per member.
+    amy.wait_for("receipt counts of two reads", LONG, |s| {
+        s.receipt_counts(&conv)
+            .is_some_and(|c| c.seq == m1 && c.read == 2 && c.delivered == 2)
+    })
+    .await
+    .expect("receipt_counts");
+    assert!(
+        amy.receipts().iter().all(|r| r.user_id == "amy"),
+        "no per-member receipt frames in a large group: {:?}",
+        amy.receipts()
+    );
+
+    // Ten typing frames at once: at most two per second get through.
+    for _ in 0..10 {
+        dan.typing(&conv, true).await.unwrap();
+    }
+    amy.wait_for("a typing indicator from dan", LONG, |s| {
+        s.typing_seen()
+            .iter()
+            .any(|(c, u, _)| *c == conv && u == "dan")
+    })
+    .await
+    .expect("typing");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let seen = amy
+        .typing_seen()
+        .iter()
+        .filter(|(c, u, _)| *c == conv && u == "dan")
+        .count();
+    assert!((1..=4).contains(&seen), "{seen} of 10 typing frames routed");
+    assert!(
+        dan.typing_seen().iter().all(|(_, u, _)| u != "dan"),
+        "the typist does not see itself"
+    );
+}

@@ -8,7 +8,7 @@ package main
 //   -> {"id":N,"publish":{"channel":…,"data":{"b":BODY}}}   the publisher (allow_publish_for_subscriber)
 //   <- {"id":N,"publish":{}} or {"id":N,"error":{"code":…,"message":…}}
 //   <- {"push":{"channel":…,"pub":{"data":{"b":BODY},…}}}  to every subscriber, the
-//      publisher included: its echo is dropped (counted as "echo to publisher").
+//      publisher included: its echo is dropped (counted as "echoes dropped").
 //   <- {}  server ping: answered {} when connect said pong:true.
 // The channel's namespace must let clients subscribe without a subscription token and
 // subscribers publish: see run-centrifugo.sh next to this file.
@@ -80,6 +80,9 @@ type cfReply struct {
 func (c *Centrifugo) Setup(ctx context.Context, sink Sink) error {
 	if _, err := wsURL(c.Base, "/connection/websocket"); err != nil {
 		return err
+	}
+	if err := probe(ctx, httpBase(c.Base)+"/health", "start it with bench/peer-group/run-centrifugo.sh or pass -only parley"); err != nil {
+		return fmt.Errorf("centrifugo: %w", err)
 	}
 	if c.Online < 1 || len(c.Users) < c.Online+1 {
 		return fmt.Errorf("centrifugo: need users > online >= 1")
@@ -169,24 +172,30 @@ func (c *Centrifugo) dial(ctx context.Context, user string, sub int, sink Sink) 
 	return cc, nil
 }
 
-var cfPushPrefix = []byte(`{"push":{"channel":"`)
+var cfPushPrefix = []byte(`{"push":{`)
 
-// cfPushBody finds the body of a publication push without decoding it all; ok is
-// false for anything else, or a line the fast path cannot read.
+// cfPushBody finds the body of a publication push without decoding it all (our
+// data is always {"b":"…"}, kept verbatim by Centrifugo); ok is false for anything
+// else, or a line the fast path cannot read.
 func cfPushBody(line []byte) (string, bool) {
 	if !bytes.HasPrefix(line, cfPushPrefix) {
 		return "", false
 	}
-	i := bytes.Index(line, []byte(`"pub":{"data":{"b":"`))
+	i := bytes.Index(line, []byte(`"pub":{`))
 	if i < 0 {
 		return "", false
 	}
-	rest := line[i+20:]
-	j := bytes.IndexByte(rest, '"')
-	if j < 0 || bytes.IndexByte(rest[:j], '\\') >= 0 {
+	line = line[i:]
+	j := bytes.Index(line, []byte(`"data":{"b":"`))
+	if j < 0 {
 		return "", false
 	}
-	return string(rest[:j]), true
+	rest := line[j+13:]
+	k := bytes.IndexByte(rest, '"')
+	if k < 0 || bytes.IndexByte(rest[:k], '\\') >= 0 {
+		return "", false
+	}
+	return string(rest[:k]), true
 }
 
 func (cc *cfConn) read(ctx context.Context, sub int, sink Sink) {
@@ -218,7 +227,7 @@ func (cc *cfConn) read(ctx context.Context, sub int, sink Sink) {
 func (cc *cfConn) line(ctx context.Context, line []byte, sub int, sink Sink, at time.Time) {
 	if body, ok := cfPushBody(line); ok {
 		if sub < 0 {
-			sink.Other("echo to publisher (dropped)")
+			sink.Other("echoes dropped")
 		} else {
 			sink.Delivery(sub, body, at)
 		}
@@ -254,7 +263,7 @@ func (cc *cfConn) line(ctx context.Context, line []byte, sub int, sink Sink, at 
 		sink.Ack(key, code, at)
 	case r.Push != nil && r.Push.Pub != nil:
 		if sub < 0 {
-			sink.Other("echo to publisher (dropped)")
+			sink.Other("echoes dropped")
 		} else {
 			sink.Delivery(sub, r.Push.Pub.Data.B, at)
 		}

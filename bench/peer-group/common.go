@@ -196,3 +196,22 @@ func fatal(err error) {
 	fmt.Fprintln(os.Stderr, "peer-group:", err)
 	os.Exit(2)
 }
+
+// probe checks that url answers 200 within 5 s; hint says how to start the server.
+func probe(ctx context.Context, url, hint string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s does not answer (%v): %s", url, err, hint)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%s answers %d: %s", url, resp.StatusCode, hint)
+	}
+	return nil
+}

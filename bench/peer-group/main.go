@@ -30,12 +30,13 @@ func (l *listFlag) Set(v string) error {
 }
 
 type Config struct {
-	Online, Members, Body, DialWidth          int
-	Rate                                      float64
-	Warmup, Duration, Grace                   time.Duration
-	SatRates                                  []float64
+	Online, Members, Body, DialWidth           int
+	Rate                                       float64
+	Warmup, Duration, Grace                    time.Duration
+	SatRates                                   []float64
 	SatWarmup, SatDuration, SatGrace, Cooldown time.Duration
-	SLO, SetupTimeout                         time.Duration
+	SLO, SetupTimeout                          time.Duration
+	SatAll                                     bool
 }
 
 type Output struct {
@@ -73,6 +74,7 @@ func main() {
 		satDur    = flag.Duration("sat-duration", 10*time.Second, "saturation: measurement window per rate")
 		satGrace  = flag.Duration("sat-grace", 5*time.Second, "saturation: grace per rate")
 		cooldown  = flag.Duration("cooldown", 2*time.Second, "pause between phases")
+		satAll    = flag.Bool("sat-all", false, "run every saturation rate (default: stop a system's ramp after the first rate that lost or left unacked any message, since its backlog would spill into the next)")
 		slo       = flag.Duration("slo-p99", 100*time.Millisecond, "a saturation rate passes with 0 loss, nothing unsent/unacked/errored/disconnected, and p99 per delivery below this")
 		body      = flag.Int("body", 100, "message body size in bytes (at least ~30: phase, seq and send time)")
 		dialW     = flag.Int("dial-width", 100, "connections opened in parallel during setup")
@@ -97,7 +99,7 @@ func main() {
 		Online: *online, Members: *members, Body: *body, DialWidth: *dialW, Rate: *rate,
 		Warmup: *warmup, Duration: *duration, Grace: *grace,
 		SatWarmup: *satWarmup, SatDuration: *satDur, SatGrace: *satGrace, Cooldown: *cooldown,
-		SLO: *slo, SetupTimeout: *setupT,
+		SLO: *slo, SetupTimeout: *setupT, SatAll: *satAll,
 	}
 	var err error
 	if cfg.SatRates, err = parseRates(*satRates); err != nil {
@@ -144,6 +146,11 @@ func main() {
 		logf("results: %s", *jsonOut)
 	}
 	printReport(os.Stdout, out, cfg)
+	for _, s := range out.Systems {
+		if s.SetupError != "" {
+			os.Exit(1)
+		}
+	}
 }
 
 type target struct {
@@ -225,8 +232,14 @@ func runSystem(ctx context.Context, sys System, targets []string, cfg Config) Sy
 			break
 		}
 		sleepCtx(ctx, cfg.Cooldown)
-		res.Saturation = append(res.Saturation, run(PhaseConfig{Kind: "saturation", Rate: rate,
-			Warmup: cfg.SatWarmup, Duration: cfg.SatDuration, Grace: cfg.SatGrace, Body: cfg.Body, SLO: cfg.SLO}))
+		r := run(PhaseConfig{Kind: "saturation", Rate: rate,
+			Warmup: cfg.SatWarmup, Duration: cfg.SatDuration, Grace: cfg.SatGrace, Body: cfg.Body, SLO: cfg.SLO})
+		res.Saturation = append(res.Saturation, r)
+		if !cfg.SatAll && (r.Lost > 0 || r.Unacked > 0 || r.Sent < r.Scheduled) {
+			res.Stopped = fmt.Sprintf("%g msgs/s lost or left unacked messages (-sat-all runs every rate anyway)", rate)
+			logf("%s: saturation stopped: %s", sys.Name(), res.Stopped)
+			break
+		}
 	}
 	return res
 }

@@ -97,6 +97,9 @@ func (p *Parley) Setup(ctx context.Context, sink Sink) error {
 		if _, err := wsURL(g, "/v1/ws"); err != nil {
 			return err
 		}
+		if err := probe(ctx, httpBase(g)+"/healthz", "start Parley (bench/peer-group/run-parley.sh) or pass -only centrifugo"); err != nil {
+			return fmt.Errorf("parley: %w", err)
+		}
 	}
 	p.http = newHTTPClient()
 	n := p.Online + 1

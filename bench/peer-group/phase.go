@@ -212,11 +212,13 @@ wait:
 	for time.Now().Before(hard) && ctx.Err() == nil && !ph.settled() {
 		time.Sleep(50 * time.Millisecond)
 	}
+	// From here on, what still comes for this phase is late: the next phase counts it
+	// as stale.
+	r.cur.Store(nil)
+	disc, cpu := r.disconnects.Load()-disc0, (cpuSeconds()-cpu0)/time.Since(wall0).Seconds()
 	cancel()
 	wg.Wait()
-	r.cur.Store(nil)
-	cpu := (cpuSeconds() - cpu0) / time.Since(wall0).Seconds()
-	return r.collect(ph, cfg, r.disconnects.Load()-disc0, cpu)
+	return r.collect(ph, cfg, disc, cpu)
 }
 
 // settled: everything written is answered, and everything not refused is held by all.

@@ -64,6 +64,10 @@ func printReport(w io.Writer, o Output, cfg Config) {
 	fmt.Fprintln(w, "| system | held by all p50 | held by all p99 | per delivery p50 | per delivery p99 | max deliveries/s | at msgs/s |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
 	for _, s := range o.Systems {
+		if s.Latency == nil {
+			fmt.Fprintf(w, "| %s | – | – | – | – | – | setup failed |\n", s.System)
+			continue
+		}
 		v := s.summary()
 		at := "none passed"
 		if b := s.best(); b != nil {

@@ -90,7 +90,7 @@ func (r *recorder) collect(ph *phase, cfg PhaseConfig, disconnects int64, cpu fl
 	res.Duplicates = ph.dups.Load()
 	res.SendFailures = ph.sendFailures.Load()
 	res.Disconnects = disconnects
-	res.Stale = r.stale.Load()
+	res.Stale = r.stale.Load() // before or during this phase: late frames of an earlier one
 	res.GenCPU = math.Round(cpu*100) / 100
 	r.mu.Lock()
 	if len(r.other) > 0 {

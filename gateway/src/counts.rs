@@ -18,12 +18,18 @@ use tracing::debug;
 use crate::groups::GroupIndex;
 use crate::sessions::Sessions;
 
+/// Rounds a group is counted again after its last receipt: the views apply a receipt a
+/// moment after it is routed, so one round may read them just before.
+const ROUNDS: u8 = 3;
+
 #[derive(Default)]
 struct Inner {
     /// Large group → seq of its latest message routed here.
     latest: HashMap<String, i64>,
-    /// Large groups with receipts since the last round.
-    dirty: Vec<String>,
+    /// Large groups with receipts lately → rounds left to count them.
+    dirty: HashMap<String, u8>,
+    /// The counts last sent per group: (seq, delivered, read).
+    sent: HashMap<String, (i64, u64, u64)>,
 }
 
 #[derive(Default)]
@@ -45,10 +51,7 @@ impl ReceiptCounter {
 
     /// A receipt of a large group was routed here.
     pub fn receipt(&self, group: &str) {
-        let mut inner = self.lock();
-        if !inner.dirty.iter().any(|g| g == group) {
-            inner.dirty.push(group.to_string());
-        }
+        self.lock().dirty.insert(group.to_string(), ROUNDS);
     }
 
     /// Every `every`, sends the counts of each group with new receipts to its members
@@ -68,11 +71,21 @@ impl ReceiptCounter {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            let dirty = std::mem::take(&mut self.lock().dirty);
+            let dirty: Vec<String> = {
+                let mut inner = self.lock();
+                let groups: Vec<String> = inner.dirty.keys().cloned().collect();
+                inner.dirty.retain(|_, left| {
+                    *left -= 1;
+                    *left > 0
+                });
+                groups
+            };
             for group in dirty {
                 let here = groups.members_here(&group);
                 if here.is_empty() {
-                    self.lock().latest.remove(&group);
+                    let mut inner = self.lock();
+                    inner.latest.remove(&group);
+                    inner.sent.remove(&group);
                     continue;
                 }
                 let marks = match views.receipts(&group).await {
@@ -88,15 +101,21 @@ impl ReceiptCounter {
                     continue;
                 };
                 let reached = |mark: Option<i64>| mark.is_some_and(|s| s >= seq);
+                // Reading implies having received.
+                let delivered = marks
+                    .iter()
+                    .filter(|m| reached(m.delivered.max(m.read)))
+                    .count() as u64;
+                let read = marks.iter().filter(|m| reached(m.read)).count() as u64;
+                let counts = (seq, delivered, read);
+                if self.lock().sent.insert(group.clone(), counts) == Some(counts) {
+                    continue;
+                }
                 let frame = crate::ws::encode(&ServerFrame::ReceiptCounts {
                     conversation_id: group.clone(),
                     seq,
-                    // Reading implies having received.
-                    delivered: marks
-                        .iter()
-                        .filter(|m| reached(m.delivered.max(m.read)))
-                        .count() as u64,
-                    read: marks.iter().filter(|m| reached(m.read)).count() as u64,
+                    delivered,
+                    read,
                 });
                 for user in here {
                     sessions.deliver(&user, &frame, None);
@@ -119,6 +138,7 @@ mod tests {
         c.receipt("g");
         let inner = c.lock();
         assert_eq!(inner.latest.get("g"), Some(&5));
-        assert_eq!(inner.dirty, vec!["g".to_string()]);
+        assert_eq!(inner.dirty.len(), 1);
+        assert_eq!(inner.dirty.get("g"), Some(&ROUNDS));
     }
 }
