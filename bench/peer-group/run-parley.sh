@@ -24,8 +24,11 @@ RUN_DIR="${PARLEY_RUN_DIR:-$BASE/run/parley-group}"
 PIDFILE="$RUN_DIR/pids"
 URLFILE="$RUN_DIR/gateways"
 
-alive() { # pid -> true when it is a parley process of ours
-  kill -0 "$1" 2>/dev/null && [[ "$(readlink -f /proc/"$1"/exe 2>/dev/null)" == "$(readlink -f "$BIN")" ]]
+BINFILE="$RUN_DIR/bin"
+alive() { # pid -> true when it is a parley process of ours (the binary it was started with)
+  local started="$BIN"
+  [[ -f "$BINFILE" ]] && started="$(cat "$BINFILE")"
+  kill -0 "$1" 2>/dev/null && [[ "$(readlink -f /proc/"$1"/exe 2>/dev/null)" == "$(readlink -f "$started")" ]]
 }
 running() {
   [[ -f "$PIDFILE" ]] || return 1
@@ -43,7 +46,7 @@ stop() {
     [[ $left == 0 ]] && break
     sleep 0.1
   done
-  rm -f "$PIDFILE" "$URLFILE"
+  rm -f "$PIDFILE" "$URLFILE" "$BINFILE"
   rm -rf "$RUN_DIR/projector"
   echo "stopped parley (logs in $RUN_DIR)"
 }
@@ -75,6 +78,7 @@ case "${1:-start}" in
     mkdir -p "$RUN_DIR"
     rm -rf "$RUN_DIR/projector"
     : >"$PIDFILE"
+    echo "$BIN" >"$BINFILE"
     export PARLEY_LOG_LEVEL="${PARLEY_LOG_LEVEL:-warn}"
     PREFIX="pg-$(date +%s)-$$."
     SECRET="peergroup-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"

@@ -9,10 +9,11 @@
 //! pre-check and the append) is kept nowhere. So `sent` only ever names a seq that
 //! history holds. If the projector cannot confirm in time, the answer is `unavailable`:
 //! the message is stored, and sending it again with the same `client_msg_id` returns
-//! its seq. A session starts its appends one after another (log order = send order:
-//! [`start`] hands the record to the producer before it returns) and waits for them
-//! and confirms them concurrently, so a busy sender is not held to one broker round
-//! trip per message.
+//! its seq. A session checks several sends at once ([`check`]), begins their appends
+//! one after another in send order (log order = send order: [`begin`] hands the record
+//! to the producer before it returns), and waits for them and confirms them
+//! concurrently, so a busy sender is not held to one views round trip and one broker
+//! round trip per message.
 
 use std::time::Duration;
 
@@ -94,7 +95,7 @@ pub async fn send(
     confirm(state, appended).await
 }
 
-/// A send whose append is under way ([`start`]).
+/// A send whose append is under way ([`begin`]).
 pub enum Started {
     /// The views already hold the message (a retry): nothing was appended.
     Known(Sent),
@@ -106,16 +107,14 @@ pub enum Started {
     },
 }
 
-/// Checks the sender and starts appending the message (unless the views already hold
-/// it): once this returns, a later send of the session lands after this one.
-pub async fn start(
+/// Starts the append of a checked send ([`check`]). Returns at once unless the producer's
+/// queue is full (then it waits for the append, so that order holds).
+pub async fn begin(
     state: &Shared,
-    sender: &str,
     conversation: &str,
-    client_msg_id: &str,
-    body: &str,
+    checked: Result<MessagePosted, Sent>,
 ) -> Result<Started, ApiError> {
-    let record = match check(state, sender, conversation, client_msg_id, body).await? {
+    let record = match checked {
         Ok(record) => record,
         Err(sent) => return Ok(Started::Known(sent)),
     };
@@ -127,7 +126,6 @@ pub async fn start(
     let key = conversation.as_bytes();
     let appending = match state.log.start_append(topic, None, key, Some(&value)) {
         Some(a) => a,
-        // The producer cannot take it now: wait here, so that order holds.
         None => {
             let pos = state.log.append(topic, key, Some(&value)).await;
             Box::pin(std::future::ready(pos))
@@ -160,8 +158,9 @@ pub async fn appended(started: Started) -> Result<Appended, ApiError> {
 }
 
 /// The checks before an append: the record to append, or the message as the views
-/// already hold it.
-async fn check(
+/// already hold it. Checks of one session's sends may run concurrently; their appends
+/// are begun in send order ([`begin`]).
+pub async fn check(
     state: &Shared,
     sender: &str,
     conversation: &str,

@@ -18,7 +18,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::Caller;
 use crate::error::ApiError;
-use crate::send::{appended, confirm, start};
+use crate::send::{appended, begin, check, confirm};
 use crate::service::Shared;
 use crate::sessions::{Frame, Session};
 use crate::{history, receipts, sync, typing};
@@ -204,6 +204,9 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
 /// Writes the session's frames to its socket, pings it, and closes it with the reason
 /// the session was cut for. A write that blocks (a client that stops reading) is given
 /// up after the write timeout, or as soon as the session is cut.
+/// Most queued frames written to a socket at once.
+const WRITE_BATCH: usize = 64;
+
 async fn write(
     mut sink: futures::stream::SplitSink<WebSocket, Message>,
     mut outbound: crate::sessions::Outbound,
@@ -239,8 +242,22 @@ async fn write(
                 break;
             }
         };
+        // Frames already queued behind this one go out in the same write.
+        let batch = async {
+            sink.feed(msg).await?;
+            for _ in 1..WRITE_BATCH {
+                match outbound.live.try_recv() {
+                    Ok(f) => {
+                        sink.feed(Message::Text(Utf8Bytes::from(f.as_ref())))
+                            .await?
+                    }
+                    Err(_) => break,
+                }
+            }
+            sink.flush().await
+        };
         let written = tokio::select! {
-            r = tokio::time::timeout(config.write_timeout, sink.send(msg)) => r,
+            r = tokio::time::timeout(config.write_timeout, batch) => r,
             // Cut while the socket does not take the frame: nothing more can be written.
             _ = cut.cancelled() => break,
         };
@@ -367,6 +384,8 @@ fn reply_error(session: &Session, e: ApiError, request_id: Option<String>) {
 
 /// Sends confirmed at once per session (each waits for the projector).
 const CONFIRMS_IN_FLIGHT: usize = 256;
+/// Sends of one session checked at once.
+const CHECKS_IN_FLIGHT: usize = 64;
 
 /// Handles a session's sends: appended one after another, so they reach the log in the
 /// order the client sent them, and confirmed concurrently.
@@ -376,17 +395,35 @@ async fn sender(
     mut rx: mpsc::Receiver<(String, String, String)>,
 ) {
     let permits = Arc::new(tokio::sync::Semaphore::new(CONFIRMS_IN_FLIGHT));
-    while let Some((client_msg_id, conversation_id, body)) = rx.recv().await {
-        // Mark it before the log has it: the delivery may overtake the reply.
-        session.sent(ids::message_id(&session.user, &client_msg_id));
-        let started = start(
-            &state,
-            &session.user,
-            &conversation_id,
-            &client_msg_id,
-            &body,
-        )
-        .await;
+    // The checks of several sends run at once (each asks the views); their appends
+    // begin in send order, as each check in line finishes.
+    let mut checks = futures::stream::FuturesOrdered::new();
+    let mut open = true;
+    loop {
+        let (client_msg_id, conversation_id, checked) = tokio::select! {
+            biased;
+            Some(done) = checks.next(), if !checks.is_empty() => done,
+            next = rx.recv(), if open && checks.len() < CHECKS_IN_FLIGHT => {
+                match next {
+                    Some((client_msg_id, conversation_id, body)) => {
+                        // Mark it before the log has it: the delivery may overtake the reply.
+                        session.sent(ids::message_id(&session.user, &client_msg_id));
+                        let (state, user) = (state.clone(), session.user.clone());
+                        checks.push_back(async move {
+                            let checked = check(&state, &user, &conversation_id, &client_msg_id, &body).await;
+                            (client_msg_id, conversation_id, checked)
+                        });
+                    }
+                    None => open = false,
+                }
+                continue;
+            }
+            else => break,
+        };
+        let started = match checked {
+            Ok(c) => begin(&state, &conversation_id, c).await,
+            Err(e) => Err(e),
+        };
         let started = match started {
             Ok(s) => s,
             Err(e) => {
