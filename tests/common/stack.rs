@@ -160,6 +160,7 @@ pub fn free_port() -> SocketAddr {
 pub struct Proc {
     pub name: String,
     pub child: Child,
+    log_path: std::path::PathBuf,
 }
 
 impl Proc {
@@ -180,6 +181,7 @@ impl Proc {
         Proc {
             name: format!("{name} (log {})", log_path.display()),
             child,
+            log_path,
         }
     }
 
@@ -225,6 +227,15 @@ impl Proc {
 impl Drop for Proc {
     fn drop(&mut self) {
         self.kill();
+        // A failing test shows what each process said last (CI keeps no temp files).
+        if std::thread::panicking() {
+            let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+            let lines: Vec<&str> = log.lines().collect();
+            eprintln!("---- last lines of {} ----", self.name);
+            for l in &lines[lines.len().saturating_sub(60)..] {
+                eprintln!("{l}");
+            }
+        }
     }
 }
 
