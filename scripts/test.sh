@@ -27,5 +27,7 @@ if [ "${PARLEY_SKIP_CHAOS:-0}" != 1 ]; then
   # The single broker is not needed any more: its cores go to the cluster.
   stop_kafka; started=0
   echo "== chaos run (scripts/chaos.sh --short: three brokers, every role killed)" >&2
-  scripts/chaos.sh --short
+  # Groups of four take the large-group (broadcast) path here, pairs the member-by-member
+  # one: both paths run under faults.
+  PARLEY_LARGE_GROUP="${PARLEY_LARGE_GROUP:-4}" scripts/chaos.sh --short
 fi
