@@ -19,7 +19,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use parley_schemas::{AnyRecord, ConversationKind};
@@ -27,6 +27,8 @@ use tokio::sync::watch;
 
 /// How long a second session of a user waits for the first one's load.
 const LOAD_WAIT: Duration = Duration::from_secs(15);
+/// The longest a load may take (shorter than [`LOAD_WAIT`]).
+const LOAD_DEADLINE: Duration = Duration::from_secs(12);
 
 /// A change of a group's membership, as the log decided it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -70,12 +72,60 @@ impl Change {
 #[error("the user's groups could not be loaded: {0}")]
 pub struct LoadError(pub String);
 
+/// Where a user's load stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Load {
+    Loading,
+    Ready,
+    /// The load failed or was abandoned: the next session loads again.
+    Failed,
+}
+
 struct Entry {
     sessions: usize,
     groups: HashSet<String>,
     /// Some while the groups are being loaded: the changes seen meanwhile, in order.
     pending: Option<Vec<Change>>,
-    loaded: watch::Sender<bool>,
+    state: watch::Sender<Load>,
+    /// Which load is current (a failed one may be taken over by a later session).
+    generation: u64,
+}
+
+/// A session's place in the index: dropping it (the session ended, or its task was
+/// cancelled) takes it out.
+pub struct Attachment {
+    index: Arc<GroupIndex>,
+    user: String,
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        self.index.detach(&self.user);
+    }
+}
+
+/// Undoes a session's count if `attach` does not finish (an error, or its future dropped).
+struct Counted<'a> {
+    index: &'a GroupIndex,
+    user: &'a str,
+    /// The generation this session loads, if it is the loader.
+    loading: Option<u64>,
+    armed: bool,
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut inner = self.index.lock();
+        if let (Some(generation), Some(e)) = (self.loading, inner.users.get_mut(self.user)) {
+            if e.generation == generation && e.pending.is_some() {
+                e.state.send_replace(Load::Failed);
+            }
+        }
+        inner.detach(self.user);
+    }
 }
 
 #[derive(Default)]
@@ -85,6 +135,11 @@ struct Inner {
     /// Per partition of `events`, the next offset after the last membership record
     /// applied here.
     seen: HashMap<i32, i64>,
+    /// Per group, the offset of the last membership record applied here: an older one
+    /// arriving later (a retried append that landed late, a new owner routing again
+    /// what its predecessor had) changes nothing.
+    last: HashMap<String, i64>,
+    generations: u64,
 }
 
 impl Inner {
@@ -108,6 +163,21 @@ impl Inner {
                 self.by_group.remove(group);
             }
         }
+    }
+
+    fn detach(&mut self, user: &str) {
+        let Some(e) = self.users.get_mut(user) else {
+            return;
+        };
+        e.sessions = e.sessions.saturating_sub(1);
+        if e.sessions > 0 {
+            return;
+        }
+        let groups: Vec<String> = e.groups.drain().collect();
+        for g in groups {
+            self.leave(&g, user);
+        }
+        self.users.remove(user);
     }
 
     /// Applies `change` for `user` now, or keeps it for after the user's load.
@@ -145,20 +215,35 @@ impl GroupIndex {
 
     /// Counts a new session of `user`; the first one loads the user's groups with
     /// `load`, which must reflect the log at least up to the offsets it is given (those
-    /// of the membership records applied here so); later ones wait for that load. On an
-    /// error the session is not counted.
-    pub async fn attach<F, Fut>(&self, user: &str, load: F) -> Result<(), LoadError>
+    /// of the membership records applied here so far); later ones wait for that load. On
+    /// an error, or if this future is dropped, the session is not counted; otherwise it
+    /// counts until the [`Attachment`] is dropped.
+    pub async fn attach<F, Fut>(
+        self: &Arc<Self>,
+        user: &str,
+        load: F,
+    ) -> Result<Attachment, LoadError>
     where
         F: FnOnce(Vec<(i32, i64)>) -> Fut,
         Fut: Future<Output = Result<Vec<String>, LoadError>>,
     {
-        let (waiting, seen) = {
+        let (waiting, loading, seen) = {
             let mut inner = self.lock();
             let seen: Vec<(i32, i64)> = inner.seen.iter().map(|(p, o)| (*p, *o)).collect();
-            let waiting = match inner.users.get_mut(user) {
-                Some(e) => {
+            inner.generations += 1;
+            let generation = inner.generations;
+            match inner.users.get_mut(user) {
+                Some(e) if *e.state.borrow() != Load::Failed => {
                     e.sessions += 1;
-                    Some(e.loaded.subscribe())
+                    (Some(e.state.subscribe()), None, seen)
+                }
+                Some(e) => {
+                    // An earlier load failed: this session loads again.
+                    e.sessions += 1;
+                    e.generation = generation;
+                    e.pending = Some(Vec::new());
+                    e.state.send_replace(Load::Loading);
+                    (None, Some(generation), seen)
                 }
                 None => {
                     inner.users.insert(
@@ -167,48 +252,58 @@ impl GroupIndex {
                             sessions: 1,
                             groups: HashSet::new(),
                             pending: Some(Vec::new()),
-                            loaded: watch::channel(false).0,
+                            state: watch::channel(Load::Loading).0,
+                            generation,
                         },
                     );
-                    None
+                    (None, Some(generation), seen)
                 }
-            };
-            (waiting, seen)
+            }
+        };
+        let mut counted = Counted {
+            index: self,
+            user,
+            loading,
+            armed: true,
+        };
+        let attachment = || Attachment {
+            index: self.clone(),
+            user: user.to_string(),
         };
         if let Some(mut rx) = waiting {
-            let ok = matches!(
-                tokio::time::timeout(LOAD_WAIT, rx.wait_for(|l| *l)).await,
-                Ok(Ok(_))
-            );
-            if ok {
-                return Ok(());
-            }
-            self.detach(user);
-            return Err(LoadError("another session's load did not finish".into()));
+            let state = tokio::time::timeout(LOAD_WAIT, rx.wait_for(|l| *l != Load::Loading))
+                .await
+                .map(|r| r.map(|l| *l));
+            return match state {
+                Ok(Ok(Load::Ready)) => {
+                    counted.armed = false;
+                    Ok(attachment())
+                }
+                _ => Err(LoadError("another session's load did not finish".into())),
+            };
         }
-        match load(seen).await {
-            Ok(groups) => {
-                let mut inner = self.lock();
-                let pending = match inner.users.get_mut(user) {
-                    Some(e) => e.pending.take().unwrap_or_default(),
-                    None => return Ok(()),
-                };
-                for g in &groups {
-                    inner.join(g, user);
-                }
-                for change in &pending {
-                    inner.apply_for(user, change);
-                }
-                if let Some(e) = inner.users.get(user) {
-                    e.loaded.send_replace(true);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                self.detach(user);
-                Err(e)
-            }
+        let groups = match tokio::time::timeout(LOAD_DEADLINE, load(seen)).await {
+            Ok(Ok(groups)) => groups,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(LoadError("the views did not answer in time".into())),
+        };
+        let mut inner = self.lock();
+        let pending = match inner.users.get_mut(user) {
+            Some(e) => e.pending.take().unwrap_or_default(),
+            None => Vec::new(),
+        };
+        for g in &groups {
+            inner.join(g, user);
         }
+        for change in &pending {
+            inner.apply_for(user, change);
+        }
+        if let Some(e) = inner.users.get(user) {
+            e.state.send_replace(Load::Ready);
+        }
+        drop(inner);
+        counted.armed = false;
+        Ok(attachment())
     }
 
     /// The end offsets of `events` once this gateway's stream has started: a
@@ -223,20 +318,8 @@ impl GroupIndex {
     }
 
     /// A session of `user` ended; the last one takes the user out of the index.
-    pub fn detach(&self, user: &str) {
-        let mut inner = self.lock();
-        let Some(e) = inner.users.get_mut(user) else {
-            return;
-        };
-        e.sessions = e.sessions.saturating_sub(1);
-        if e.sessions > 0 {
-            return;
-        }
-        let groups: Vec<String> = e.groups.drain().collect();
-        for g in groups {
-            inner.leave(&g, user);
-        }
-        inner.users.remove(user);
+    fn detach(&self, user: &str) {
+        self.lock().detach(user);
     }
 
     /// Applies a membership change routed to this slot: the record at `offset` of
@@ -245,6 +328,15 @@ impl GroupIndex {
         let mut inner = self.lock();
         let seen = inner.seen.entry(partition).or_insert(0);
         *seen = (*seen).max(offset + 1);
+        let group = match change {
+            Change::Join { conversation, .. } | Change::Leave { conversation, .. } => conversation,
+        };
+        match inner.last.get(group) {
+            Some(last) if *last >= offset => return,
+            _ => {
+                inner.last.insert(group.clone(), offset);
+            }
+        }
         match change {
             Change::Join { users, .. } => {
                 for u in users {
@@ -328,32 +420,41 @@ mod tests {
         v
     }
 
+    fn index() -> Arc<GroupIndex> {
+        Arc::new(GroupIndex::default())
+    }
+
+    async fn attached(index: &Arc<GroupIndex>, user: &str, groups: &[&str]) -> Attachment {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        index
+            .attach(user, |_| async move { Ok(groups) })
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn follows_changes_of_attached_users_only() {
-        let index = GroupIndex::default();
-        index
-            .attach("amy", |_| async { Ok(vec!["g".to_string()]) })
-            .await
-            .unwrap();
+        let index = index();
+        let amy = attached(&index, "amy", &["g"]).await;
         assert_eq!(index.members_here("g"), vec!["amy"]);
-        index.apply(&join("g", &["bob", "amy"]), 0, 1);
+        index.apply(&join("g", &["bob", "amy"]), 0, 101);
         assert_eq!(
             sorted(index.members_here("g")),
             vec!["amy"],
             "bob has no session here"
         );
-        index.apply(&join("h", &["amy"]), 0, 1);
-        index.apply(&leave("g", "amy"), 0, 1);
+        index.apply(&join("h", &["amy"]), 0, 102);
+        index.apply(&leave("g", "amy"), 0, 103);
         assert!(index.members_here("g").is_empty());
         assert_eq!(index.members_here("h"), vec!["amy"]);
-        index.detach("amy");
+        drop(amy);
         assert!(index.members_here("h").is_empty());
         assert_eq!(index.groups(), 0);
     }
 
     #[tokio::test]
     async fn changes_during_a_load_apply_on_top_of_it_in_order() {
-        let index = std::sync::Arc::new(GroupIndex::default());
+        let index = index();
         let (go, wait) = tokio::sync::oneshot::channel::<()>();
         let i2 = index.clone();
         let loading = tokio::spawn(async move {
@@ -364,12 +465,11 @@ mod tests {
             })
             .await
         });
-        tokio::task::yield_now().await;
         tokio::time::sleep(Duration::from_millis(20)).await;
-        index.apply(&leave("g", "amy"), 0, 1);
-        index.apply(&join("h", &["amy"]), 0, 1);
+        index.apply(&leave("g", "amy"), 0, 104);
+        index.apply(&join("h", &["amy"]), 0, 105);
         let _ = go.send(());
-        loading.await.unwrap().unwrap();
+        let _amy = loading.await.unwrap().unwrap();
         assert!(
             index.members_here("g").is_empty(),
             "removed during the load"
@@ -382,31 +482,28 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_second_session_waits_for_the_first_load_and_the_last_detach_cleans_up() {
-        let index = GroupIndex::default();
-        index
-            .attach("amy", |_| async { Ok(vec!["g".to_string()]) })
-            .await
-            .unwrap();
-        index
+    async fn a_second_session_waits_for_the_first_load_and_the_last_one_cleans_up() {
+        let index = index();
+        let first = attached(&index, "amy", &["g"]).await;
+        let second = index
             .attach("amy", |_| async {
                 panic!("the second session does not load")
             })
             .await
             .unwrap();
-        index.detach("amy");
+        drop(first);
         assert_eq!(index.members_here("g"), vec!["amy"], "one session left");
-        index.detach("amy");
+        drop(second);
         assert!(index.members_here("g").is_empty());
     }
 
     #[tokio::test]
     async fn a_load_is_told_the_membership_records_applied_so_far() {
-        let index = GroupIndex::default();
+        let index = index();
         index.apply(&join("g", &["bob"]), 3, 41);
         index.apply(&join("g", &["bob"]), 3, 7);
         let told = std::sync::Mutex::new(Vec::new());
-        index
+        let _amy = index
             .attach("amy", |seen| {
                 *told.lock().unwrap() = seen;
                 async { Ok(Vec::new()) }
@@ -417,13 +514,59 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_load_leaves_nothing_behind() {
-        let index = GroupIndex::default();
+    async fn an_older_change_arriving_late_changes_nothing() {
+        let index = index();
+        let _amy = attached(&index, "amy", &[]).await;
+        index.apply(&join("g", &["amy"]), 0, 10);
+        index.apply(&leave("g", "amy"), 0, 12);
+        // The add at 10 again (routed again after a takeover, or retried late).
+        index.apply(&join("g", &["amy"]), 0, 10);
+        assert!(index.members_here("g").is_empty(), "still removed");
+        index.apply(&join("g", &["amy"]), 0, 15);
+        assert_eq!(index.members_here("g"), vec!["amy"]);
+    }
+
+    #[tokio::test]
+    async fn a_failed_load_leaves_nothing_behind_and_the_next_session_loads_again() {
+        let index = index();
         let r = index
             .attach("amy", |_| async { Err(LoadError("down".into())) })
             .await;
         assert!(r.is_err());
-        index.apply(&join("g", &["amy"]), 0, 1);
+        index.apply(&join("g", &["amy"]), 0, 106);
         assert!(index.members_here("g").is_empty());
+        let _amy = attached(&index, "amy", &["g"]).await;
+        assert_eq!(index.members_here("g"), vec!["amy"]);
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_load_does_not_lock_the_user_out() {
+        let index = index();
+        // A waiting second session, then the loader's future is dropped (a long poll
+        // whose client went away).
+        let i2 = index.clone();
+        let loader = tokio::spawn(async move {
+            i2.attach("amy", |_| {
+                std::future::pending::<Result<Vec<String>, LoadError>>()
+            })
+            .await
+            .map(|_| ())
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let i3 = index.clone();
+        let waiter = tokio::spawn(async move {
+            i3.attach("amy", |_| async { Ok(Vec::new()) })
+                .await
+                .map(|_| ())
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        loader.abort();
+        let _ = loader.await;
+        assert!(waiter.await.unwrap().is_err(), "the waiter is told at once");
+        // The next session loads by itself.
+        let _amy = tokio::time::timeout(Duration::from_secs(1), attached(&index, "amy", &["g"]))
+            .await
+            .expect("not locked out");
+        assert_eq!(index.members_here("g"), vec!["amy"]);
     }
 }

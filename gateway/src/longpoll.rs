@@ -125,13 +125,14 @@ pub async fn poll(
     // Large groups' messages wake the poll too (without the index, the recheck does).
     let views = state.views.clone();
     let user = me.clone();
-    let indexed = state
+    // Held until the poll ends (or its future is dropped).
+    let _attachment = state
         .groups
         .attach(&me, |seen| async move {
             crate::groups::load(&*views, &user, &seen).await
         })
         .await
-        .is_ok();
+        .ok();
     state.presence.session_opened(&me).await;
     let result = async {
         loop {
@@ -150,9 +151,6 @@ pub async fn poll(
     }
     .await;
     state.sessions.close(&session);
-    if indexed {
-        state.groups.detach(&me);
-    }
     let linger = state.config.poll_linger;
     let (agent, user) = (state.presence.clone(), me.clone());
     tokio::spawn(async move {

@@ -64,21 +64,24 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
     // The user's groups are indexed before the session is ready: large groups'
     // messages routed from now on reach it, and its sync covers those before.
     let (views, u) = (state.views.clone(), user.clone());
-    if let Err(e) = state
+    let attached = state
         .groups
         .attach(&user, |seen| async move {
             crate::groups::load(&*views, &u, &seen).await
         })
-        .await
-    {
-        warn!(user = %user, error = %e, "session refused: its groups could not be loaded");
-        reply_error(&session, ApiError::unavailable(e.to_string()), None);
-        session.close_with(CLOSE_TRY_AGAIN, "unavailable: try again later");
-        state.sessions.close(&session);
-        drop(session);
-        let _ = writer.await;
-        return;
-    }
+        .await;
+    let attachment = match attached {
+        Ok(a) => a,
+        Err(e) => {
+            warn!(user = %user, error = %e, "session refused: its groups could not be loaded");
+            reply_error(&session, ApiError::unavailable(e.to_string()), None);
+            session.close_with(CLOSE_TRY_AGAIN, "unavailable: try again later");
+            state.sessions.close(&session);
+            drop(session);
+            let _ = writer.await;
+            return;
+        }
+    };
 
     let (send_tx, send_rx) = mpsc::channel::<(String, String, String)>(256);
     let sender = tokio::spawn(sender(state.clone(), session.clone(), send_rx));
@@ -193,7 +196,7 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
     let _ = sender.await;
     // The presence agent counts the user's sessions itself.
     state.sessions.close(&session);
-    state.groups.detach(&user);
+    drop(attachment);
     state.presence.session_closed(&user).await;
     // Dropping the last handle of the session ends the writer after it drains.
     drop(session);
