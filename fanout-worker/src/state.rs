@@ -71,6 +71,10 @@ pub struct PartitionState {
     recent: HashSet<(String, Uuid)>,
     order: VecDeque<(String, Uuid)>,
     limits: Limits,
+    /// Records before this offset are routed again over a state rebuilt from a snapshot
+    /// taken later ([`PartitionState::from_snapshot_ahead`]), which lacks the members
+    /// removed in between.
+    replay_until: i64,
 }
 
 /// Who a message goes to.
@@ -159,6 +163,36 @@ impl PartitionState {
         s
     }
 
+    /// State for routing from `resume` on, from a snapshot taken ahead of it (at
+    /// `snapshot.applied` > `resume`). Conversations created and members added at or
+    /// after `resume` are left out, so that routing those records again has its
+    /// effect (and its membership broadcast) again. Members removed between `resume` and
+    /// the snapshot cannot be put back; their removals are broadcast again during the
+    /// replay ([`PartitionState::apply`]). Last seqs are unknown.
+    pub fn from_snapshot_ahead(snapshot: PartitionSnapshot, resume: i64, limits: Limits) -> Self {
+        let replay_until = snapshot.applied;
+        let mut s = PartitionState::new(limits);
+        for c in snapshot.conversations {
+            if c.created_at.is_some_and(|at| at >= resume) {
+                continue;
+            }
+            s.conversations.insert(
+                c.conversation_id,
+                Conversation {
+                    kind: Some(c.kind),
+                    members: c
+                        .members
+                        .into_iter()
+                        .filter(|(_, since)| *since < resume)
+                        .collect(),
+                    last: Prev::Unknown,
+                },
+            );
+        }
+        s.replay_until = replay_until;
+        s
+    }
+
     /// Applies the record at `offset`; says what to route.
     pub fn apply<'a>(&mut self, offset: i64, record: &'a AnyRecord) -> Routed<'a> {
         let effect = match rules::effect(self, record) {
@@ -166,7 +200,7 @@ impl PartitionState {
             Err(never) => match never {},
         };
         match effect {
-            Effect::Nothing => Routed::Nothing,
+            Effect::Nothing => self.replayed_removal(offset, record),
             Effect::Create(c) => {
                 let conv = self
                     .conversations
@@ -226,6 +260,30 @@ impl PartitionState {
                     prev,
                 })
             }
+        }
+    }
+
+    /// During a replay over a state rebuilt from a snapshot ahead, a group member's
+    /// removal that the rules now refuse because the member is already gone: the
+    /// predecessor may not have routed it, so it is broadcast again. (If the member is
+    /// in the state, the removal was refused at its position too: it is left alone.
+    /// A removal that was refused because the user was never a member is broadcast
+    /// too, which gateways ignore.)
+    fn replayed_removal<'a>(&self, offset: i64, record: &'a AnyRecord) -> Routed<'a> {
+        let AnyRecord::MemberRemoved(r) = record else {
+            return Routed::Nothing;
+        };
+        if offset >= self.replay_until {
+            return Routed::Nothing;
+        }
+        match self.conversations.get(&r.conversation_id) {
+            Some(c)
+                if c.kind == Some(ConversationKind::Group)
+                    && !c.members.contains_key(&r.member) =>
+            {
+                Routed::Membership
+            }
+            _ => Routed::Nothing,
         }
     }
 
@@ -354,6 +412,68 @@ mod tests {
         // Repeats and non-members route nothing.
         assert!(matches!(s.apply(6, &again), Routed::Nothing));
         assert!(matches!(s.apply(7, &post("z", "4")), Routed::Nothing));
+    }
+
+    fn snapshot(applied: i64, members: &[(&str, i64)], created_at: i64) -> PartitionSnapshot {
+        PartitionSnapshot {
+            partition: 0,
+            applied,
+            conversations: vec![parley_projector::views::SnapshotConversation {
+                conversation_id: "g".into(),
+                kind: ConversationKind::Group,
+                members: members.iter().map(|(u, s)| (u.to_string(), *s)).collect(),
+                last_seq: Some(applied - 1),
+                created_at: Some(created_at),
+            }],
+        }
+    }
+
+    #[test]
+    fn a_takeover_from_a_snapshot_ahead_routes_the_membership_changes_again() {
+        // Routing resumes at 10; the snapshot is at 20. Meanwhile: "c" was added at 12
+        // and "b" removed at 14 (so the snapshot has a, c and not b).
+        let mut s = PartitionState::from_snapshot_ahead(
+            snapshot(20, &[("a", 0), ("c", 12)], 0),
+            10,
+            Limits::default(),
+        );
+        let add: AnyRecord = MembersAdded {
+            meta: Meta::new("a"),
+            conversation_id: "g".into(),
+            members: vec!["c".into()],
+        }
+        .into();
+        assert!(
+            matches!(s.apply(12, &add), Routed::Membership),
+            "the add again"
+        );
+        let removed: AnyRecord = MemberRemoved {
+            meta: Meta::new("a"),
+            conversation_id: "g".into(),
+            member: "b".into(),
+        }
+        .into();
+        assert!(
+            matches!(s.apply(14, &removed), Routed::Membership),
+            "the removal again"
+        );
+        // A removal of a member still in at the snapshot was refused: nothing.
+        let refused: AnyRecord = MemberRemoved {
+            meta: Meta::new("zed"),
+            conversation_id: "g".into(),
+            member: "a".into(),
+        }
+        .into();
+        assert!(matches!(s.apply(16, &refused), Routed::Nothing));
+        // Past the snapshot, the rules alone decide.
+        assert!(matches!(s.apply(21, &removed), Routed::Nothing));
+        // A group created after the resume point is created again.
+        let mut s = PartitionState::from_snapshot_ahead(
+            snapshot(20, &[("a", 15)], 15),
+            10,
+            Limits::default(),
+        );
+        assert!(matches!(s.apply(15, &group(&["a"])), Routed::Membership));
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Taking a partition over. Routing resumes at the group's committed offset C; the
 //! conversations' members and last seqs at C come from the projector's snapshot of the
 //! partition (taken at its applied offset A) plus, when A < C, a scan of the log from A
-//! to C. A snapshot ahead of C (A > C) is used as is, without its last seqs (those
-//! messages then say their predecessor is unknown, and clients fetch it from history). With no projector, or no
-//! committed offset, the partition's state is rebuilt from the log itself.
+//! to C. A snapshot ahead of C (A > C) is wound back to C as far as it can be (see
+//! [`PartitionState::from_snapshot_ahead`]), without its last seqs (those messages then
+//! say their predecessor is unknown, and clients fetch it from history). With no
+//! projector, or no committed offset, the partition's state is rebuilt from the log
+//! itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,7 +63,7 @@ pub async fn warm(
                 resume,
                 "snapshot ahead of the committed offset"
             );
-            return Ok(PartitionState::from_snapshot(s, false, limits));
+            return Ok(PartitionState::from_snapshot_ahead(s, resume, limits));
         }
         None => (PartitionState::new(limits), 0),
     };

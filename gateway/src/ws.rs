@@ -1,7 +1,8 @@
 //! `GET /v1/ws`: a client's WebSocket. The token is checked before the upgrade (a bad
 //! one gets 401 and no socket). Each session has a writer fed by its bounded queue, and
-//! a sender task that handles its `send` frames one after another, so a client's
-//! messages reach the log in the order it sent them.
+//! a sender task that checks up to 64 of its `send` frames at once but begins their
+//! appends one after another, so a client's messages reach the log in the order it sent
+//! them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -390,8 +391,9 @@ const CONFIRMS_IN_FLIGHT: usize = 256;
 /// Sends of one session checked at once.
 const CHECKS_IN_FLIGHT: usize = 64;
 
-/// Handles a session's sends: appended one after another, so they reach the log in the
-/// order the client sent them, and confirmed concurrently.
+/// Handles a session's sends: checked concurrently, appends begun one after another in
+/// send order (so they reach the log in the order the client sent them), and
+/// confirmed concurrently.
 async fn sender(
     state: Shared,
     session: Arc<Session>,

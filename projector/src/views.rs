@@ -61,6 +61,9 @@ pub struct SnapshotConversation {
     /// (user, offset they joined at).
     pub members: Vec<(String, i64)>,
     pub last_seq: Option<i64>,
+    /// Offset of its `ConversationCreated`.
+    #[serde(default)]
+    pub created_at: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -263,6 +263,7 @@ impl Store {
                 kind: row.kind,
                 members,
                 last_seq: row.last_seq,
+                created_at: Some(row.created_at),
             });
         }
         Ok(PartitionSnapshot {
