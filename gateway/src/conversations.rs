@@ -179,6 +179,7 @@ pub async fn add_members(
     if conv.members.len() + new.len() > cap {
         return Err(group_full(cap, conv.members.len()));
     }
+    let me_id = me.clone();
     let record = MembersAdded {
         meta: Meta::new(me),
         conversation_id: id.clone(),
@@ -187,19 +188,23 @@ pub async fn add_members(
     let offset = append(&state, &id, record.into()).await?;
     // The cap is decided at the add's log position: a race with other adds may still
     // refuse it there. Once the views have it, say so rather than claim success.
-    if let Some(first) = new.first() {
+    if !new.is_empty() {
         let p = crate::membership::partition_of(&state, &id);
         let applied = state
             .views
             .wait_applied(&[(p, offset + 1)], Duration::from_secs(10))
             .await?;
-        if applied && !state.views.is_member(&id, first).await? {
-            let now = state
-                .views
-                .conversation(&id)
-                .await?
-                .map_or(0, |c| c.members.len());
-            return Err(group_full(cap, now));
+        if applied {
+            // The add applies whole or not at all: if none of the new members is in,
+            // the log refused it (or they left again at once, which we cannot tell).
+            let now = state.views.conversation(&id).await?;
+            let members = now.as_ref().map(|c| c.members.as_slice()).unwrap_or(&[]);
+            if !new.iter().any(|m| members.contains(m)) {
+                if !members.contains(&me_id) {
+                    return Err(ApiError::not_member(&id));
+                }
+                return Err(group_full(cap, members.len()));
+            }
         }
     }
     Ok(Json(json!({"conversation_id": id, "members": body.members})).into_response())
@@ -249,7 +254,7 @@ async fn direct_exists(state: &Shared, id: &str) -> Result<bool, ApiError> {
 /// `GET /v1/conversations`: read-your-writes, behind the same barrier as a sync.
 pub async fn list(State(state): State<Shared>, Caller(me): Caller) -> Result<Response, ApiError> {
     crate::sync::barrier(&state).await?;
-    let conversations = state.views.user_conversations(&me).await?;
+    let conversations = state.views.user_conversations_unread(&me).await?;
     Ok(Json(json!({"conversations": conversations})).into_response())
 }
 

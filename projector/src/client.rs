@@ -109,6 +109,19 @@ impl Views for HttpViews {
             .map_err(|e| Error::Unavailable(e.to_string()))
     }
 
+    async fn user_conversations_unread(&self, user: &str) -> Result<Vec<ConversationSummary>> {
+        let req = self
+            .client
+            .get(self.url(&["v1", "users", user, "conversations"]))
+            .query(&[("unread", "true")]);
+        let v: Value = self
+            .send(req)
+            .await?
+            .ok_or_else(|| Error::Unavailable("conversations not served".into()))?;
+        serde_json::from_value(v["conversations"].clone())
+            .map_err(|e| Error::Unavailable(e.to_string()))
+    }
+
     async fn history(&self, conversation: &str, q: HistoryQuery) -> Result<HistoryPage> {
         let mut params: Vec<(&str, String)> = vec![("limit", q.limit.to_string())];
         if let Some(a) = q.after {

@@ -96,8 +96,23 @@ async fn history(
     Ok(Json(v.history(&id, q).await?).into_response())
 }
 
-async fn user_conversations(State(v): State<Shared>, Path(user): Path<String>) -> Answer {
-    Ok(Json(json!({"conversations": v.user_conversations(&user).await?})).into_response())
+#[derive(Deserialize)]
+struct ConversationsParams {
+    #[serde(default)]
+    unread: bool,
+}
+
+async fn user_conversations(
+    State(v): State<Shared>,
+    Path(user): Path<String>,
+    Query(p): Query<ConversationsParams>,
+) -> Answer {
+    let list = if p.unread {
+        v.user_conversations_unread(&user).await?
+    } else {
+        v.user_conversations(&user).await?
+    };
+    Ok(Json(json!({ "conversations": list })).into_response())
 }
 
 async fn message(State(v): State<Shared>, Path((conv, id)): Path<(String, String)>) -> Answer {

@@ -82,14 +82,20 @@ impl Store {
         }))
     }
 
-    pub fn user_conversations(&self, user: &str) -> Result<Vec<ConversationSummary>> {
+    /// `user`'s conversations; with `unread`, each with its unread count (a scan of up
+    /// to [`UNREAD_CAP`] messages per conversation), else with 0.
+    pub fn user_conversations(&self, user: &str, unread: bool) -> Result<Vec<ConversationSummary>> {
         let prefix = keys::prefix(user);
         let mut out = Vec::new();
         for item in self.scan_prefix(CF_USER_CONVS, &prefix)? {
             let (k, _) = item?;
             let conv = keys::second(&k).ok_or_else(|| Error::Store("bad user_convs key".into()))?;
             if let Some(row) = self.conversation_row(&conv)? {
-                let unread = self.unread(&conv, user, row.last_seq)?;
+                let unread = if unread {
+                    self.unread(&conv, user, row.last_seq)?
+                } else {
+                    0
+                };
                 out.push(ConversationSummary {
                     conversation_id: conv,
                     kind: row.kind,
@@ -120,12 +126,14 @@ impl Store {
         let start = keys::message(conv, read.map_or(0, |r| r.saturating_add(1)));
         let cf = self.cf(CF_MESSAGES)?;
         let mut n = 0;
-        for item in self
+        // Bounded by rows read too: the user's own messages do not count but cost.
+        for (read_rows, item) in self
             .db()
             .iterator_cf(cf, IteratorMode::From(&start, Direction::Forward))
+            .enumerate()
         {
             let (k, v) = item?;
-            if !k.starts_with(&prefix) || n >= UNREAD_CAP {
+            if !k.starts_with(&prefix) || n >= UNREAD_CAP || read_rows as u64 >= 5 * UNREAD_CAP {
                 break;
             }
             let row: MessageRow = serde_json::from_slice(&v)?;
