@@ -46,6 +46,50 @@ async fn sessions(
     out
 }
 
+/// Two gateways where groups of three or more take the broadcast path, dev tokens of
+/// `users`, and the group "team" of amy, bob, cat and dan (created by amy).
+struct Team {
+    _stack: Processes,
+    g0: String,
+    g1: String,
+    tokens: HashMap<String, String>,
+    conv: String,
+}
+
+impl Team {
+    async fn start(name: &str, users: &[&str]) -> Team {
+        let options = Options {
+            fanout_args: vec!["--large-group".into(), "3".into()],
+            ..Options::gateways(2)
+        };
+        let stack = Processes::start_with(name, options).await;
+        let (g0, g1) = (stack.gateways[0].clone(), stack.gateways[1].clone());
+        let names: Vec<String> = users.iter().map(|u| u.to_string()).collect();
+        let tokens = tokens(&g0, &names).await;
+        let conv = Api::new(&g0, &tokens["amy"])
+            .create_group("team", &["bob", "cat", "dan"])
+            .await
+            .unwrap();
+        Team {
+            _stack: stack,
+            g0,
+            g1,
+            tokens,
+            conv,
+        }
+    }
+
+    fn api(&self, user: &str) -> Api {
+        Api::new(&self.g0, &self.tokens[user])
+    }
+
+    /// A live session of `user` at gateway 0 or 1.
+    async fn live(&self, user: &str, gateway: usize) -> Session {
+        let g = if gateway == 0 { &self.g0 } else { &self.g1 };
+        live(g, &self.tokens[user]).await
+    }
+}
+
 async fn add(api: &Api, conv: &str, members: &[String]) {
     api.add_members(conv, members).await.expect("members added");
 }
@@ -156,27 +200,13 @@ async fn a_five_thousand_member_group_reaches_every_online_member_once_and_write
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_groups_membership_changes_take_effect_at_their_log_position() {
-    // Groups of three or more take the broadcast path here.
-    let options = Options {
-        fanout_args: vec!["--large-group".into(), "3".into()],
-        ..Options::gateways(2)
-    };
-    let stack = Processes::start_with("bigmembers", options).await;
-    let (g0, g1) = (stack.gateways[0].clone(), stack.gateways[1].clone());
-    let names: Vec<String> = ["amy", "bob", "cat", "dan", "eve"]
-        .map(String::from)
-        .to_vec();
-    let t = tokens(&g0, &names).await;
-    let amy_api = Api::new(&g0, &t["amy"]);
-    let conv = amy_api
-        .create_group("team", &["bob", "cat", "dan"])
-        .await
-        .unwrap();
-    let amy = live(&g0, &t["amy"]).await;
-    let bob = live(&g1, &t["bob"]).await;
-    let cat = live(&g0, &t["cat"]).await;
+    let team = Team::start("bigmembers", &["amy", "bob", "cat", "dan", "eve"]).await;
+    let (amy_api, conv) = (team.api("amy"), team.conv.clone());
+    let amy = team.live("amy", 0).await;
+    let bob = team.live("bob", 1).await;
+    let cat = team.live("cat", 0).await;
     // Eve is online before she is a member.
-    let eve = live(&g1, &t["eve"]).await;
+    let eve = team.live("eve", 1).await;
 
     let m1 = amy.send(&conv, "m1", "before").await.unwrap().seq;
     all_got_exactly(&[&bob, &cat], &conv, &[m1]).await;
@@ -249,22 +279,12 @@ async fn a_group_crossing_the_threshold_loses_and_repeats_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_groups_receipts_are_counted_and_its_typing_throttled() {
-    let options = Options {
-        fanout_args: vec!["--large-group".into(), "3".into()],
-        ..Options::gateways(2)
-    };
-    let stack = Processes::start_with("bigsignals", options).await;
-    let (g0, g1) = (stack.gateways[0].clone(), stack.gateways[1].clone());
-    let names: Vec<String> = ["amy", "bob", "cat", "dan"].map(String::from).to_vec();
-    let t = tokens(&g0, &names).await;
-    let conv = Api::new(&g0, &t["amy"])
-        .create_group("team", &["bob", "cat", "dan"])
-        .await
-        .unwrap();
-    let amy = live(&g0, &t["amy"]).await;
-    let bob = live(&g1, &t["bob"]).await;
-    let cat = live(&g0, &t["cat"]).await;
-    let dan = live(&g1, &t["dan"]).await;
+    let team = Team::start("bigsignals", &["amy", "bob", "cat", "dan"]).await;
+    let conv = team.conv.clone();
+    let amy = team.live("amy", 0).await;
+    let bob = team.live("bob", 1).await;
+    let cat = team.live("cat", 0).await;
+    let dan = team.live("dan", 1).await;
     let m1 = amy.send(&conv, "m1", "read me").await.unwrap().seq;
     all_got_exactly(&[&bob, &cat, &dan], &conv, &[m1]).await;
 
