@@ -329,3 +329,31 @@ async fn a_large_groups_receipts_are_counted_and_its_typing_throttled() {
         "the typist does not see itself"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_cannot_grow_beyond_its_cap() {
+    let options = Options {
+        env: vec![("PARLEY_MAX_GROUP_MEMBERS".into(), "4".into())],
+        ..Options::gateways(1)
+    };
+    let stack = Processes::start_with("groupcap", options).await;
+    let g = &stack.gateways[0];
+    let amy = Api::new(g, &token(g, "amy").await);
+    // Five at once: refused, and nothing is created.
+    let too_many = amy.create_group("big", &["b", "c", "d", "e"]).await;
+    let err = format!("{:?}", too_many.expect_err("five members"));
+    assert!(err.contains("409") && err.contains("group_full"), "{err}");
+    assert!(amy.conversations().await.unwrap().is_empty());
+
+    let conv = amy.create_group("team", &["b", "c"]).await.unwrap();
+    add(&amy, &conv, &["d".to_string()]).await;
+    // A fifth member is one too many: the add is refused whole, with a clear error.
+    let refused = amy
+        .add_members(&conv, &["e".to_string(), "f".to_string()])
+        .await
+        .expect_err("beyond the cap");
+    let err = format!("{refused:?}");
+    assert!(err.contains("409") && err.contains("group_full"), "{err}");
+    let members = amy.conversations().await.unwrap()[0]["members"].clone();
+    assert_eq!(members, 4, "still four members");
+}

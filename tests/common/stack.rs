@@ -165,6 +165,11 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(name: &str, prefix: &str, args: &[&str]) -> Proc {
+        Self::spawn_with(name, prefix, args, &[])
+    }
+
+    /// [`Proc::spawn`] with more environment variables.
+    pub fn spawn_with(name: &str, prefix: &str, args: &[&str], env: &[(String, String)]) -> Proc {
         let log_path =
             std::env::temp_dir().join(format!("{}{name}.log", prefix.trim_end_matches('.')));
         let log_file = std::fs::File::create(&log_path).unwrap();
@@ -174,6 +179,7 @@ impl Proc {
             .env("PARLEY_TOPIC_PREFIX", prefix)
             .env("PARLEY_JWT_SECRET", SECRET)
             .env("PARLEY_LOG_LEVEL", "info")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -250,6 +256,8 @@ pub struct Options {
     pub gateway_args: Vec<String>,
     /// Extra arguments of every fanout-worker (e.g. `--dedup-window`).
     pub fanout_args: Vec<String>,
+    /// Environment variables of every process (e.g. `PARLEY_MAX_GROUP_MEMBERS`).
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -260,6 +268,7 @@ impl Options {
             projector_args: Vec::new(),
             gateway_args: Vec::new(),
             fanout_args: Vec::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -275,6 +284,7 @@ pub struct Processes {
     pub gateway_procs: Vec<Proc>,
     gateway_args: Vec<String>,
     fanout_args: Vec<String>,
+    env: Vec<(String, String)>,
     _data: tempfile::TempDir,
 }
 
@@ -300,10 +310,18 @@ impl Processes {
         ];
         args.extend(options.projector_args.iter().cloned());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let projector = Proc::spawn("projector", &prefix, &args);
+        let projector = Proc::spawn_with("projector", &prefix, &args, &options.env);
         wait_healthy(&projector_url).await;
         let fanouts = (0..options.fanout_workers)
-            .map(|i| spawn_fanout(&prefix, &projector_url, &options.fanout_args, i))
+            .map(|i| {
+                spawn_fanout(
+                    &prefix,
+                    &projector_url,
+                    &options.fanout_args,
+                    &options.env,
+                    i,
+                )
+            })
             .collect();
         let mut stack = Processes {
             topics: settings(&prefix).names(),
@@ -315,6 +333,7 @@ impl Processes {
             gateway_procs: Vec::new(),
             gateway_args: options.gateway_args.clone(),
             fanout_args: options.fanout_args.clone(),
+            env: options.env.clone(),
             _data: data,
         };
         for id in 0..options.gateways {
@@ -349,17 +368,24 @@ impl Processes {
             "--dev-auth",
         ];
         args.extend(self.gateway_args.iter().map(String::as_str));
-        Proc::spawn(
+        Proc::spawn_with(
             &format!("gateway{id}-{}", addr.replace([':', '.'], "_")),
             &self.prefix,
             &args,
+            &self.env,
         )
     }
 
     /// Starts fanout-worker `i` again (same worker id) after it was killed.
     pub fn restart_fanout(&mut self, i: usize) {
         self.fanouts[i].kill();
-        self.fanouts[i] = spawn_fanout(&self.prefix, &self.projector_url, &self.fanout_args, i);
+        self.fanouts[i] = spawn_fanout(
+            &self.prefix,
+            &self.projector_url,
+            &self.fanout_args,
+            &self.env,
+            i,
+        );
     }
 
     /// Starts gateway `id` again (same slot, same address) after it was killed.
@@ -370,7 +396,13 @@ impl Processes {
     }
 }
 
-fn spawn_fanout(prefix: &str, projector_url: &str, extra: &[String], i: usize) -> Proc {
+fn spawn_fanout(
+    prefix: &str,
+    projector_url: &str,
+    extra: &[String],
+    env: &[(String, String)],
+    i: usize,
+) -> Proc {
     let worker = format!("w{i}");
     let mut args = vec![
         "fanout",
@@ -382,5 +414,5 @@ fn spawn_fanout(prefix: &str, projector_url: &str, extra: &[String], i: usize) -
         "6000",
     ];
     args.extend(extra.iter().map(String::as_str));
-    Proc::spawn(&format!("fanout{i}"), prefix, &args)
+    Proc::spawn_with(&format!("fanout{i}"), prefix, &args, env)
 }
