@@ -49,7 +49,7 @@ async fn sessions(
 /// Two gateways where groups of three or more take the broadcast path, dev tokens of
 /// `users`, and the group "team" of amy, bob, cat and dan (created by amy).
 struct Team {
-    _stack: Processes,
+    stack: Processes,
     g0: String,
     g1: String,
     tokens: HashMap<String, String>,
@@ -71,7 +71,7 @@ impl Team {
             .await
             .unwrap();
         Team {
-            _stack: stack,
+            stack,
             g0,
             g1,
             tokens,
@@ -356,4 +356,36 @@ async fn a_group_cannot_grow_beyond_its_cap() {
     assert!(err.contains("409") && err.contains("group_full"), "{err}");
     let members = amy.conversations().await.unwrap()[0]["members"].clone();
     assert_eq!(members, 4, "still four members");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_group_pushes_only_to_mentioned_offline_members() {
+    let team = Team::start("bigpush", &["amy", "bob"]).await;
+    let conv = team.conv.clone();
+    let amy = team.live("amy", 0).await;
+    let bob = team.live("bob", 1).await;
+    // cat and dan are offline; zed is no member; bob is online.
+    let p1 = amy
+        .send(&conv, "p1", "no one in particular")
+        .await
+        .unwrap()
+        .seq;
+    let m = amy
+        .send(&conv, "p2", "@dan, @bob and @zed: look (cc me@example.com)")
+        .await
+        .unwrap()
+        .seq;
+    all_got_exactly(&[&bob], &conv, &[p1, m]).await;
+    let log = kafka().await;
+    common::eventually("dan's push job", LONG, || async {
+        appended(&*log, &team.stack.topics.push).await >= 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        appended(&*log, &team.stack.topics.push).await,
+        1,
+        "one job: the mentioned offline member's"
+    );
+    assert_eq!(appended(&*log, &team.stack.topics.inbox).await, 0);
 }

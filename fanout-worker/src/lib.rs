@@ -10,9 +10,11 @@
 //! - [`router`]: the shared routing state and the routing of one record into outputs.
 //! - [`warm`]: taking a partition over: a projector snapshot plus a catch-up scan.
 //! - [`signals`]: receipts and typing, routed live to online members.
+//! - [`mentions`]: `@user` in a body (the push policy of large groups).
 //! - [`service`]: the consumer-group loop, pipelined appends, offset commits; [`run`].
 
 pub mod config;
+pub mod mentions;
 pub mod presence;
 pub mod router;
 pub mod service;

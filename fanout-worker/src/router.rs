@@ -204,7 +204,18 @@ impl Router {
                 Routed::Message(posted) => posted,
             };
             let plan = match &posted.recipients {
-                Recipients::Broadcast => Err(presence.active_slots()),
+                Recipients::Broadcast => {
+                    // Large groups push only to offline members who are mentioned.
+                    let pushed: Vec<String> = crate::mentions::mentions(&posted.message.body)
+                        .into_iter()
+                        .filter(|u| {
+                            u != posted.message.sender()
+                                && state.has_member(&posted.message.conversation_id, u)
+                                && presence.online_slots(u, now).is_empty()
+                        })
+                        .collect();
+                    Err((presence.active_slots(), pushed))
+                }
                 Recipients::Members(members) => {
                     let mut by_slot: BTreeMap<i32, Vec<String>> = BTreeMap::new();
                     let mut offline = Vec::new();
@@ -229,7 +240,16 @@ impl Router {
         let prev_seq = posted.prev.to_record();
         let (by_slot, offline) = match plan {
             Ok(plan) => plan,
-            Err(slots) => return self.broadcast(record, &m.conversation_id, prev_seq, raw, &slots),
+            Err((slots, pushed)) => {
+                let mut out = self.broadcast(record, &m.conversation_id, prev_seq, raw, &slots);
+                for user in pushed {
+                    let job = PushJob::for_message(&self.actor, &user, record.offset, m);
+                    if let Some(value) = encode_logged(&job) {
+                        out.push(Output::Push { user, value });
+                    }
+                }
+                return out;
+            }
         };
         let mut out = Vec::with_capacity(by_slot.len() + 2 * offline.len());
         for (slot, recipients) in by_slot {
