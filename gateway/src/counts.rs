@@ -73,6 +73,9 @@ impl ReceiptCounter {
             }
             let dirty: Vec<String> = {
                 let mut inner = self.lock();
+                // Groups with nobody here any more are forgotten.
+                inner.latest.retain(|g, _| groups.has_members_here(g));
+                inner.sent.retain(|g, _| groups.has_members_here(g));
                 let groups: Vec<String> = inner.dirty.keys().cloned().collect();
                 inner.dirty.retain(|_, left| {
                     *left -= 1;

@@ -356,6 +356,11 @@ impl GroupIndex {
             .unwrap_or_default()
     }
 
+    /// Whether any user with a session here is a member of `group`.
+    pub fn has_members_here(&self, group: &str) -> bool {
+        self.lock().by_group.contains_key(group)
+    }
+
     /// Groups with at least one member here.
     pub fn groups(&self) -> usize {
         self.lock().by_group.len()
