@@ -4,6 +4,8 @@
 
 mod common;
 
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::chat::{self, Member, Timing};
@@ -40,12 +42,14 @@ fn start_clients(
     members: &[Member],
     sending: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<chat::Outcome>> {
+    let still_sending = Arc::new(AtomicUsize::new(members.len()));
     members
         .iter()
         .map(|m| {
             let timing = Timing {
                 every: Duration::from_millis(40),
                 sending: sending.clone(),
+                still_sending: still_sending.clone(),
                 settle: Duration::from_secs(45),
             };
             tokio::spawn(chat::run(stack.gateways.clone(), m.clone(), timing))

@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use parley_client::{Api, Session, SessionError, Store};
@@ -39,6 +41,9 @@ pub struct Timing {
     pub every: Duration,
     /// Until this is cancelled, the client sends.
     pub sending: CancellationToken,
+    /// Clients of the run still sending (their last send may be in flight): a client
+    /// compares its store with history only once this is 0, so that history is final.
+    pub still_sending: Arc<AtomicUsize>,
     /// How long it then has to hold every message.
     pub settle: Duration,
 }
@@ -104,8 +109,14 @@ pub async fn run(gateways: Vec<String>, m: Member, timing: Timing) -> Outcome {
         tokio::time::sleep(timing.every).await;
     }
 
-    // Settle: no more sends; the client only reconnects if it has to.
+    // Settle: no more sends; the client only reconnects if it has to. History is final
+    // once every client's last send has been answered.
+    timing.still_sending.fetch_sub(1, Ordering::SeqCst);
     let deadline = tokio::time::Instant::now() + timing.settle;
+    while timing.still_sending.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let mut converged = false;
     while tokio::time::Instant::now() < deadline {
         if session.closed().is_some() {
