@@ -46,7 +46,7 @@ stop() {
     [[ $left == 0 ]] && break
     sleep 0.1
   done
-  rm -f "$PIDFILE" "$URLFILE" "$BINFILE"
+  rm -f "$PIDFILE" "$URLFILE" "$BINFILE" "$RUN_DIR/prefix"
   rm -rf "$RUN_DIR/projector"
   echo "stopped parley (logs in $RUN_DIR)"
 }
@@ -105,6 +105,7 @@ case "${1:-start}" in
       urls+=("http://127.0.0.1:$port")
     done
     (IFS=,; echo "${urls[*]}") >"$URLFILE"
+    echo "$PREFIX" >"$RUN_DIR/prefix"
     echo "parley: projector :$pp, fanout, ${N} gateway(s) on topics ${PREFIX}* (logs in $RUN_DIR)" >&2
     cat "$URLFILE"
     ;;

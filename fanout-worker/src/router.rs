@@ -307,7 +307,7 @@ impl Router {
         out
     }
 
-    fn batch(
+    pub(crate) fn batch(
         &self,
         record: &LogRecord,
         conversation: &str,

@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use parley_schemas::{decode_any, now_millis, AnyRecord, DeliveryBatch, Meta};
+use parley_schemas::{decode_any, now_millis, AnyRecord};
 use parley_sequencer::{EventLog, LogRecord, StartAt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -79,18 +79,7 @@ impl Router {
         by_slot
             .into_iter()
             .filter_map(|(slot, recipients)| {
-                let batch = DeliveryBatch {
-                    meta: Meta::new(self.actor.clone()),
-                    gateway_slot: slot,
-                    conversation_id: conversation.clone(),
-                    recipients,
-                    broadcast: false,
-                    source_topic: record.topic.clone(),
-                    source_partition: record.partition,
-                    source_offset: record.offset,
-                    prev_seq: None,
-                    event: raw.to_vec(),
-                };
+                let batch = self.batch(record, &conversation, slot, recipients, None, raw);
                 let value = parley_schemas::encode(&batch).ok()?;
                 Some(Output::Delivery {
                     slot,

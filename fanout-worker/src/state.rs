@@ -72,7 +72,7 @@ pub struct PartitionState {
     order: VecDeque<(String, Uuid)>,
     limits: Limits,
     /// Records before this offset are routed again over a state rebuilt from a snapshot
-    /// taken later ([`PartitionState::from_snapshot_ahead`]), which lacks the members
+    /// taken later ([`PartitionState::from_snapshot`]), which lacks the members
     /// removed in between.
     replay_until: i64,
 }
@@ -141,39 +141,21 @@ impl PartitionState {
         }
     }
 
-    /// State from a projector snapshot. `with_last_seq` is false when the snapshot is
-    /// ahead of where routing resumes: its last seqs would be wrong there, so each
-    /// conversation's next message says its predecessor is unknown.
-    pub fn from_snapshot(snapshot: PartitionSnapshot, with_last_seq: bool, limits: Limits) -> Self {
+    /// State from a projector snapshot, for routing from `resume` on.
+    ///
+    /// A snapshot at or behind `resume` is taken as it is (the caller applies the log
+    /// from the snapshot up to `resume`). One taken *ahead* (`snapshot.applied` >
+    /// `resume`) is wound back as far as it can be: conversations created and members
+    /// added at or after `resume` are left out, so that routing those records again has
+    /// its effect (and its membership broadcast) again. Members removed between `resume`
+    /// and the snapshot cannot be put back; their removals are broadcast again during
+    /// the replay ([`PartitionState::apply`]). Its last seqs would be wrong at `resume`,
+    /// so each conversation's next message says its predecessor is unknown.
+    pub fn from_snapshot(snapshot: PartitionSnapshot, resume: i64, limits: Limits) -> Self {
+        let ahead = snapshot.applied > resume;
         let mut s = PartitionState::new(limits);
         for c in snapshot.conversations {
-            s.conversations.insert(
-                c.conversation_id,
-                Conversation {
-                    kind: Some(c.kind),
-                    members: c.members.into_iter().collect(),
-                    last: match (with_last_seq, c.last_seq) {
-                        (false, _) => Prev::Unknown,
-                        (true, Some(s)) => Prev::Seq(s),
-                        (true, None) => Prev::First,
-                    },
-                },
-            );
-        }
-        s
-    }
-
-    /// State for routing from `resume` on, from a snapshot taken ahead of it (at
-    /// `snapshot.applied` > `resume`). Conversations created and members added at or
-    /// after `resume` are left out, so that routing those records again has its
-    /// effect (and its membership broadcast) again. Members removed between `resume` and
-    /// the snapshot cannot be put back; their removals are broadcast again during the
-    /// replay ([`PartitionState::apply`]). Last seqs are unknown.
-    pub fn from_snapshot_ahead(snapshot: PartitionSnapshot, resume: i64, limits: Limits) -> Self {
-        let replay_until = snapshot.applied;
-        let mut s = PartitionState::new(limits);
-        for c in snapshot.conversations {
-            if c.created_at.is_some_and(|at| at >= resume) {
+            if ahead && c.created_at.is_some_and(|at| at >= resume) {
                 continue;
             }
             s.conversations.insert(
@@ -183,13 +165,19 @@ impl PartitionState {
                     members: c
                         .members
                         .into_iter()
-                        .filter(|(_, since)| *since < resume)
+                        .filter(|(_, since)| !ahead || *since < resume)
                         .collect(),
-                    last: Prev::Unknown,
+                    last: match (ahead, c.last_seq) {
+                        (true, _) => Prev::Unknown,
+                        (false, Some(s)) => Prev::Seq(s),
+                        (false, None) => Prev::First,
+                    },
                 },
             );
         }
-        s.replay_until = replay_until;
+        if ahead {
+            s.replay_until = snapshot.applied;
+        }
         s
     }
 
@@ -432,7 +420,7 @@ mod tests {
     fn a_takeover_from_a_snapshot_ahead_routes_the_membership_changes_again() {
         // Routing resumes at 10; the snapshot is at 20. Meanwhile: "c" was added at 12
         // and "b" removed at 14 (so the snapshot has a, c and not b).
-        let mut s = PartitionState::from_snapshot_ahead(
+        let mut s = PartitionState::from_snapshot(
             snapshot(20, &[("a", 0), ("c", 12)], 0),
             10,
             Limits::default(),
@@ -468,11 +456,8 @@ mod tests {
         // Past the snapshot, the rules alone decide.
         assert!(matches!(s.apply(21, &removed), Routed::Nothing));
         // A group created after the resume point is created again.
-        let mut s = PartitionState::from_snapshot_ahead(
-            snapshot(20, &[("a", 15)], 15),
-            10,
-            Limits::default(),
-        );
+        let mut s =
+            PartitionState::from_snapshot(snapshot(20, &[("a", 15)], 15), 10, Limits::default());
         assert!(matches!(s.apply(15, &group(&["a"])), Routed::Membership));
     }
 

@@ -2,7 +2,7 @@
 //! conversations' members and last seqs at C come from the projector's snapshot of the
 //! partition (taken at its applied offset A) plus, when A < C, a scan of the log from A
 //! to C. A snapshot ahead of C (A > C) is wound back to C as far as it can be (see
-//! [`PartitionState::from_snapshot_ahead`]), without its last seqs (those messages then
+//! [`PartitionState::from_snapshot`]), without its last seqs (those messages then
 //! say their predecessor is unknown, and clients fetch it from history). With no
 //! projector, or no committed offset, the partition's state is rebuilt from the log
 //! itself.
@@ -54,7 +54,7 @@ pub async fn warm(
     let (mut state, scan_from) = match snapshot {
         Some(s) if s.applied <= resume => {
             let from = s.applied;
-            (PartitionState::from_snapshot(s, true, limits), from)
+            (PartitionState::from_snapshot(s, resume, limits), from)
         }
         Some(s) => {
             info!(
@@ -63,7 +63,7 @@ pub async fn warm(
                 resume,
                 "snapshot ahead of the committed offset"
             );
-            return Ok(PartitionState::from_snapshot_ahead(s, resume, limits));
+            return Ok(PartitionState::from_snapshot(s, resume, limits));
         }
         None => (PartitionState::new(limits), 0),
     };

@@ -187,7 +187,8 @@ pub async fn check(
     }))
 }
 
-/// Checks the sender and appends the message, unless the views already hold it.
+/// Checks the sender and appends the message, unless the views already hold it: the
+/// steps of a session's sends ([`check`], [`begin`], [`appended`]) one after another.
 pub async fn append(
     state: &Shared,
     sender: &str,
@@ -195,18 +196,8 @@ pub async fn append(
     client_msg_id: &str,
     body: &str,
 ) -> Result<Appended, ApiError> {
-    let record = match check(state, sender, conversation, client_msg_id, body).await? {
-        Ok(record) => record,
-        Err(sent) => return Ok(Appended::Known(sent)),
-    };
-    let message_id = record.message_id;
-    let pos = state.append_event(conversation, &record.into()).await?;
-    Ok(Appended::At {
-        conversation: conversation.to_string(),
-        message_id,
-        partition: partition_of(state, conversation),
-        offset: pos.offset,
-    })
+    let checked = check(state, sender, conversation, client_msg_id, body).await?;
+    appended(begin(state, conversation, checked).await?).await
 }
 
 /// The seq history keeps for an appended message: waits until the projector has
