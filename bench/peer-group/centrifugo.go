@@ -10,7 +10,9 @@ package main
 //   <- {"push":{"channel":…,"pub":{"data":{"b":BODY},…}}}  to every subscriber, the
 //      publisher included: its echo is dropped (counted as "echoes dropped").
 //   <- {}  server ping: answered {} when connect said pong:true.
-// The channel's namespace must let clients subscribe without a subscription token and
+// The direct pair: A and B both subscribe to "direct:<run id>" (namespace "direct",
+// set like "group"), A publishes over its own WebSocket and its echo is dropped, B reads.
+// The namespaces must let clients subscribe without a subscription token and
 // subscribers publish: see run-centrifugo.sh next to this file.
 
 import (
@@ -33,9 +35,13 @@ type Centrifugo struct {
 	Users     []string
 	Online    int
 	DialWidth int
+	// The direct pair: DirectUsers[0] (A) publishes to DirectChannel, DirectUsers[1] (B) reads.
+	DirectChannel string
+	DirectUsers   [2]string
 
-	pub   *cfConn
-	conns []*cfConn
+	pub    *cfConn
+	conns  []*cfConn
+	da, db *cfConn
 }
 
 func (c *Centrifugo) Name() string { return "centrifugo" }
@@ -91,7 +97,7 @@ func (c *Centrifugo) Setup(ctx context.Context, sink Sink) error {
 	logf("centrifugo: connecting %d subscribers + 1 publisher to %s, %d at a time ...", c.Online, c.Channel, c.DialWidth)
 	conns := make([]*cfConn, n)
 	err := parallel(ctx, n, c.DialWidth, "connected", c.DialWidth, func(ctx context.Context, i int) error {
-		cc, err := c.dial(ctx, c.Users[i], i-1, sink)
+		cc, err := c.dial(ctx, c.Users[i], c.Channel, i-1, sink)
 		if err != nil {
 			return fmt.Errorf("centrifugo: user %s: %w", c.Users[i], err)
 		}
@@ -135,8 +141,29 @@ func readReply(ctx context.Context, ws *websocket.Conn, id uint32) (*cfReply, er
 	}
 }
 
-// dial connects user and subscribes to the channel; sub is -1 for the publisher.
-func (c *Centrifugo) dial(ctx context.Context, user string, sub int, sink Sink) (*cfConn, error) {
+// SetupDirect connects A and B, each subscribed to the direct channel.
+func (c *Centrifugo) SetupDirect(ctx context.Context, sink Sink) (*DirectSetup, error) {
+	info := &DirectSetup{From: c.DirectUsers[0], To: c.DirectUsers[1], Conversation: c.DirectChannel, Group: c.Channel}
+	if c.DirectChannel == "" || info.From == "" || info.To == "" {
+		return info, fmt.Errorf("centrifugo: no direct channel or users")
+	}
+	logf("centrifugo: direct pair %s -> %s on %s", info.From, info.To, c.DirectChannel)
+	da, err := c.dial(ctx, info.From, c.DirectChannel, roleDirectFrom, sink)
+	if err != nil {
+		return info, fmt.Errorf("centrifugo: direct user %s: %w", info.From, err)
+	}
+	db, err := c.dial(ctx, info.To, c.DirectChannel, roleDirectTo, sink)
+	if err != nil {
+		da.close()
+		return info, fmt.Errorf("centrifugo: direct user %s: %w", info.To, err)
+	}
+	c.da, c.db = da, db
+	return info, nil
+}
+
+// dial connects user and subscribes to channel; sub is the subscriber index or a role
+// (rolePublisher, roleDirectFrom, roleDirectTo).
+func (c *Centrifugo) dial(ctx context.Context, user, channel string, sub int, sink Sink) (*cfConn, error) {
 	wsu, _ := wsURL(c.Base, "/connection/websocket")
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -158,15 +185,15 @@ func (c *Centrifugo) dial(ctx context.Context, user string, sub int, sink Sink) 
 	if r.Connect == nil {
 		return fail(fmt.Errorf("connect: reply without result"))
 	}
-	subscribe, _ := json.Marshal(map[string]any{"id": 2, "subscribe": map[string]any{"channel": c.Channel}})
+	subscribe, _ := json.Marshal(map[string]any{"id": 2, "subscribe": map[string]any{"channel": channel}})
 	if err := ws.Write(dctx, websocket.MessageText, subscribe); err != nil {
 		return fail(err)
 	}
 	if _, err := readReply(dctx, ws, 2); err != nil {
-		return fail(fmt.Errorf("subscribe %s: %w (does the namespace allow client subscriptions? see run-centrifugo.sh)", c.Channel, err))
+		return fail(fmt.Errorf("subscribe %s: %w (does the namespace exist and allow client subscriptions? see run-centrifugo.sh)", channel, err))
 	}
 	rctx, stop := context.WithCancel(context.Background())
-	cc := &cfConn{ws: ws, channel: c.Channel, pending: map[uint32]string{}, pong: r.Connect.Pong, stop: stop}
+	cc := &cfConn{ws: ws, channel: channel, pending: map[uint32]string{}, pong: r.Connect.Pong, stop: stop}
 	cc.nextID.Store(2)
 	go cc.read(rctx, sub, sink)
 	return cc, nil
@@ -174,28 +201,22 @@ func (c *Centrifugo) dial(ctx context.Context, user string, sub int, sink Sink) 
 
 var cfPushPrefix = []byte(`{"push":{`)
 
-// cfPushBody finds the body of a publication push without decoding it all (our
-// data is always {"b":"…"}, kept verbatim by Centrifugo); ok is false for anything
-// else, or a line the fast path cannot read.
-func cfPushBody(line []byte) (string, bool) {
+// cfPush finds the channel and the body of a publication push without decoding it
+// all (the channel comes first, our data is always {"b":"…"}, kept verbatim by
+// Centrifugo); ok is false for anything else, or a line the fast path cannot read.
+func cfPush(line []byte) (channel, body string, ok bool) {
 	if !bytes.HasPrefix(line, cfPushPrefix) {
-		return "", false
+		return "", "", false
 	}
 	i := bytes.Index(line, []byte(`"pub":{`))
 	if i < 0 {
-		return "", false
+		return "", "", false
 	}
-	line = line[i:]
-	j := bytes.Index(line, []byte(`"data":{"b":"`))
-	if j < 0 {
-		return "", false
+	if channel, ok = jsonString(line[:i], []byte(`"channel":"`)); !ok {
+		return "", "", false
 	}
-	rest := line[j+13:]
-	k := bytes.IndexByte(rest, '"')
-	if k < 0 || bytes.IndexByte(rest[:k], '\\') >= 0 {
-		return "", false
-	}
-	return string(rest[:k]), true
+	body, ok = jsonString(line[i:], []byte(`"data":{"b":"`))
+	return channel, body, ok
 }
 
 func (cc *cfConn) read(ctx context.Context, sub int, sink Sink) {
@@ -203,7 +224,7 @@ func (cc *cfConn) read(ctx context.Context, sub int, sink Sink) {
 		_, data, err := cc.ws.Read(ctx)
 		if err != nil {
 			if !cc.closing.Load() {
-				sink.Closed(sub, err)
+				roleClosed(sink, sub, err)
 			}
 			return
 		}
@@ -225,12 +246,8 @@ func (cc *cfConn) read(ctx context.Context, sub int, sink Sink) {
 }
 
 func (cc *cfConn) line(ctx context.Context, line []byte, sub int, sink Sink, at time.Time) {
-	if body, ok := cfPushBody(line); ok {
-		if sub < 0 {
-			sink.Other("echoes dropped")
-		} else {
-			sink.Delivery(sub, body, at)
-		}
+	if channel, body, ok := cfPush(line); ok {
+		cc.publication(channel, body, sub, sink, at)
 		return
 	}
 	if bytes.Equal(line, []byte("{}")) { // server ping
@@ -243,7 +260,7 @@ func (cc *cfConn) line(ctx context.Context, line []byte, sub int, sink Sink, at 
 	}
 	var r cfReply
 	if err := json.Unmarshal(line, &r); err != nil {
-		sink.Other("undecodable reply")
+		roleOther(sink, sub, "undecodable reply")
 		return
 	}
 	switch {
@@ -253,29 +270,51 @@ func (cc *cfConn) line(ctx context.Context, line []byte, sub int, sink Sink, at 
 		delete(cc.pending, r.ID)
 		cc.mu.Unlock()
 		if !ok {
-			sink.Other("reply to an unknown id")
+			roleOther(sink, sub, "reply to an unknown id")
 			return
 		}
 		code := ""
 		if r.Error != nil {
 			code = "cf" + strconv.Itoa(int(r.Error.Code))
 		}
-		sink.Ack(key, code, at)
+		roleAck(sink, sub, key, code, at)
 	case r.Push != nil && r.Push.Pub != nil:
-		if sub < 0 {
-			sink.Other("echoes dropped")
-		} else {
-			sink.Delivery(sub, r.Push.Pub.Data.B, at)
-		}
+		cc.publication(r.Push.Channel, r.Push.Pub.Data.B, sub, sink, at)
 	case r.Push != nil && r.Push.Disconnect != nil:
-		sink.Other("disconnect push " + strconv.Itoa(int(r.Push.Disconnect.Code)))
+		roleOther(sink, sub, "disconnect push "+strconv.Itoa(int(r.Push.Disconnect.Code)))
 	default:
-		sink.Other("unexpected reply")
+		roleOther(sink, sub, "unexpected reply")
+	}
+}
+
+// publication counts a publication of the connection's channel read by a subscriber
+// (or B); the senders' own echoes are dropped, and group publications never count for
+// the pair, nor direct ones for the group.
+func (cc *cfConn) publication(channel, body string, sub int, sink Sink, at time.Time) {
+	switch {
+	case channel != cc.channel:
+		roleOther(sink, sub, "publication of another channel")
+	case sub >= 0:
+		sink.Delivery(sub, body, at)
+	case sub == roleDirectTo:
+		sink.DirectDelivery(body, at)
+	default:
+		roleOther(sink, sub, "echoes dropped")
 	}
 }
 
 func (c *Centrifugo) Publish(ctx context.Context, key, body string) error {
-	cc := c.pub
+	return c.pub.publish(ctx, key, body)
+}
+
+func (c *Centrifugo) PublishDirect(ctx context.Context, key, body string) error {
+	if c.da == nil {
+		return fmt.Errorf("no direct pair")
+	}
+	return c.da.publish(ctx, key, body)
+}
+
+func (cc *cfConn) publish(ctx context.Context, key, body string) error {
 	id := cc.nextID.Add(1)
 	cc.mu.Lock()
 	cc.pending[id] = key
@@ -293,13 +332,13 @@ func (c *Centrifugo) Publish(ctx context.Context, key, body string) error {
 
 func (c *Centrifugo) Close() {
 	var fs []func()
-	for _, cc := range c.conns {
+	for _, cc := range append(c.conns, c.da, c.db) {
 		if cc != nil {
 			fs = append(fs, cc.close)
 		}
 	}
 	closeAll(fs, 10*time.Second)
-	c.conns, c.pub = nil, nil
+	c.conns, c.pub, c.da, c.db = nil, nil, nil, nil
 }
 
 func (cc *cfConn) close() {

@@ -1,6 +1,7 @@
 // peer-group: large-group broadcast fanout, Parley vs Centrifugo v6. One publisher
 // sends open-loop to a group that `-online` subscribers hold a WebSocket to; every
-// delivery is timed from the message's scheduled send. See README.md.
+// delivery is timed from the message's scheduled send. A direct (1:1) pair runs
+// alongside in every phase (-direct-rate). See README.md.
 package main
 
 import (
@@ -30,13 +31,13 @@ func (l *listFlag) Set(v string) error {
 }
 
 type Config struct {
-	Online, Members, Body, DialWidth           int
-	Rate                                       float64
-	Warmup, Duration, Grace                    time.Duration
-	SatRates                                   []float64
-	SatWarmup, SatDuration, SatGrace, Cooldown time.Duration
-	SLO, SetupTimeout                          time.Duration
-	SatAll                                     bool
+	Online, Members, Body, DialWidth, Partitions int
+	Rate, DirectRate                             float64
+	Warmup, Duration, Grace                      time.Duration
+	SatRates                                     []float64
+	SatWarmup, SatDuration, SatGrace, Cooldown   time.Duration
+	SLO, SetupTimeout                            time.Duration
+	SatAll                                       bool
 }
 
 type Output struct {
@@ -52,6 +53,7 @@ type SystemResult struct {
 	Targets    []string      `json:"targets"`
 	SetupError string        `json:"setup_error,omitempty"`
 	SetupS     float64       `json:"setup_s"`
+	Direct     *DirectSetup  `json:"direct,omitempty"` // the 1:1 pair (nil: -direct-rate 0)
 	Latency    *PhaseResult  `json:"latency,omitempty"`
 	Saturation []PhaseResult `json:"saturation,omitempty"`
 	Stopped    string        `json:"stopped,omitempty"` // why the saturation ramp ended early
@@ -66,6 +68,8 @@ func main() {
 		online    = flag.Int("online", 2000, "subscribers, one WebSocket each (plus one publisher connection)")
 		members   = flag.Int("members", 10000, "Parley group members in all (publisher + subscribers + offline members)")
 		rate      = flag.Float64("rate", 5, "latency phase: group messages per second")
+		dRate     = flag.Float64("direct-rate", 200, "direct (1:1) pair alongside the group in every phase: messages per second from A to B (0: no pair)")
+		parts     = flag.Int("partitions", 8, "partitions of Parley's events topic (as run-parley.sh creates it): the direct conversation is placed on the group's")
 		warmup    = flag.Duration("warmup", 5*time.Second, "latency phase: warm-up (published, not measured)")
 		duration  = flag.Duration("duration", 20*time.Second, "latency phase: measurement window")
 		grace     = flag.Duration("grace", 10*time.Second, "after a schedule ends, how long to wait for outstanding acks and deliveries (lost after that)")
@@ -97,6 +101,7 @@ func main() {
 	}
 	cfg := Config{
 		Online: *online, Members: *members, Body: *body, DialWidth: *dialW, Rate: *rate,
+		DirectRate: *dRate, Partitions: *parts,
 		Warmup: *warmup, Duration: *duration, Grace: *grace,
 		SatWarmup: *satWarmup, SatDuration: *satDur, SatGrace: *satGrace, Cooldown: *cooldown,
 		SLO: *slo, SetupTimeout: *setupT, SatAll: *satAll,
@@ -130,6 +135,7 @@ func main() {
 		"duration_s": cfg.Duration.Seconds(), "grace_s": cfg.Grace.Seconds(), "sat_rates": cfg.SatRates,
 		"sat_warmup_s": cfg.SatWarmup.Seconds(), "sat_duration_s": cfg.SatDuration.Seconds(),
 		"sat_grace_s": cfg.SatGrace.Seconds(), "slo_p99_ms": float64(cfg.SLO) / 1e6, "body_bytes": cfg.Body,
+		"direct_rate": cfg.DirectRate, "partitions": cfg.Partitions,
 		"run_id": id, "parley": []string(parleyURLs), "centrifugo": *cfURL, "cf_channel": *cfChannel + "-" + id,
 		"load_average_at_start": loadAvg(),
 	}}
@@ -170,7 +176,7 @@ func buildSystems(only string, parley []string, cfURL, cfSecret, cfChannel, id s
 			}
 		}
 		ts = append(ts, target{&Parley{Gateways: parley, Users: userIDs(id+"-pa", cfg.Members),
-			Online: cfg.Online, DialWidth: cfg.DialWidth}, parley})
+			Online: cfg.Online, DialWidth: cfg.DialWidth, DirectPrefix: id, Partitions: cfg.Partitions}, parley})
 	}
 	if only != "parley" {
 		if _, err := wsURL(cfURL, "/connection/websocket"); err != nil {
@@ -181,7 +187,8 @@ func buildSystems(only string, parley []string, cfURL, cfSecret, cfChannel, id s
 		}
 		// Centrifugo has no membership: only the connected users exist there.
 		ts = append(ts, target{&Centrifugo{Base: cfURL, Secret: cfSecret, Channel: cfChannel,
-			Users: userIDs(id+"-cf", cfg.Online+1), Online: cfg.Online, DialWidth: cfg.DialWidth}, []string{cfURL}})
+			Users: userIDs(id+"-cf", cfg.Online+1), Online: cfg.Online, DialWidth: cfg.DialWidth,
+			DirectChannel: "direct:" + id, DirectUsers: [2]string{id + "-da", id + "-db"}}, []string{cfURL}})
 	}
 	return ts, nil
 }
@@ -203,23 +210,49 @@ func runSystem(ctx context.Context, sys System, targets []string, cfg Config) Sy
 		return res
 	}
 	defer func() {
-		logf("%s: closing %d connections ...", sys.Name(), cfg.Online+1)
+		n := cfg.Online + 1
+		if res.Direct != nil && res.Direct.Error == "" {
+			n += 2
+		}
+		logf("%s: closing %d connections ...", sys.Name(), n)
 		sys.Close()
 	}()
 	logf("%s: setup done in %.1fs", sys.Name(), res.SetupS)
 
+	// The direct pair: if it cannot be set up, the group runs without it.
+	directRate := 0.0
+	if cfg.DirectRate > 0 {
+		dctx, cancel := context.WithTimeout(ctx, cfg.SetupTimeout)
+		info, err := sys.SetupDirect(dctx, rec)
+		cancel()
+		if info == nil {
+			info = &DirectSetup{}
+		}
+		if err != nil {
+			info.Error = err.Error()
+			logf("%s: direct pair failed, the group runs without it: %v", sys.Name(), err)
+		} else {
+			directRate = cfg.DirectRate
+		}
+		res.Direct = info
+	}
+
 	phaseID := 0
 	run := func(pc PhaseConfig) PhaseResult {
 		phaseID++
-		logf("%s: %s phase, %.0f msgs/s to %d subscribers (%.0f deliveries/s): warm-up %s, measure %s, grace up to %s ...",
-			sys.Name(), pc.Kind, pc.Rate, cfg.Online, pc.Rate*float64(cfg.Online), pc.Warmup, pc.Duration, pc.Grace)
+		direct := ""
+		if pc.DirectRate > 0 {
+			direct = fmt.Sprintf(", 1:1 pair alongside at %g msgs/s", pc.DirectRate)
+		}
+		logf("%s: %s phase, %.0f msgs/s to %d subscribers (%.0f deliveries/s)%s: warm-up %s, measure %s, grace up to %s ...",
+			sys.Name(), pc.Kind, pc.Rate, cfg.Online, pc.Rate*float64(cfg.Online), direct, pc.Warmup, pc.Duration, pc.Grace)
 		r := rec.runPhase(ctx, sys, cfg.Online, phaseID, pc)
 		r.System = sys.Name()
 		logf("%s", r.oneLine())
 		return r
 	}
 	lat := run(PhaseConfig{Kind: "latency", Rate: cfg.Rate, Warmup: cfg.Warmup, Duration: cfg.Duration,
-		Grace: cfg.Grace, Body: cfg.Body, SLO: cfg.SLO})
+		Grace: cfg.Grace, Body: cfg.Body, SLO: cfg.SLO, DirectRate: directRate})
 	res.Latency = &lat
 	for _, rate := range cfg.SatRates {
 		if ctx.Err() != nil {
@@ -232,8 +265,8 @@ func runSystem(ctx context.Context, sys System, targets []string, cfg Config) Sy
 			break
 		}
 		sleepCtx(ctx, cfg.Cooldown)
-		r := run(PhaseConfig{Kind: "saturation", Rate: rate,
-			Warmup: cfg.SatWarmup, Duration: cfg.SatDuration, Grace: cfg.SatGrace, Body: cfg.Body, SLO: cfg.SLO})
+		r := run(PhaseConfig{Kind: "saturation", Rate: rate, Warmup: cfg.SatWarmup, Duration: cfg.SatDuration,
+			Grace: cfg.SatGrace, Body: cfg.Body, SLO: cfg.SLO, DirectRate: directRate})
 		res.Saturation = append(res.Saturation, r)
 		if !cfg.SatAll && (r.Lost > 0 || r.Unacked > 0 || r.Sent < r.Scheduled) {
 			res.Stopped = fmt.Sprintf("%g msgs/s lost or left unacked messages (-sat-all runs every rate anyway)", rate)
@@ -252,6 +285,10 @@ func (c Config) check() error {
 		return fmt.Errorf("-members (%d) must be at least -online + 1 (%d): the publisher is a member too", c.Members, c.Online+1)
 	case c.Rate <= 0:
 		return fmt.Errorf("-rate must be > 0")
+	case c.DirectRate < 0:
+		return fmt.Errorf("-direct-rate must be >= 0 (0: no direct pair)")
+	case c.Partitions < 1:
+		return fmt.Errorf("-partitions must be at least 1")
 	case c.Duration <= 0 || c.SatDuration <= 0:
 		return fmt.Errorf("-duration and -sat-duration must be > 0")
 	case c.Warmup < 0 || c.SatWarmup < 0 || c.Grace < 0 || c.SatGrace < 0:

@@ -9,15 +9,22 @@ package main
 //   -> {"type":"send","client_msg_id":K,"conversation_id":C,"body":B}   (publisher)
 //   <- {"type":"sent","client_msg_id":K,…} or {"type":"error","code":…,"client_msg_id":K}
 //   <- {"type":"message","conversation_id":C,…,"body":B}               (subscribers)
+// The direct pair, next to the group:
+//   POST /v1/conversations {"type":"direct","members":["<B>"]} (Bearer A) -> {"conversation_id":D}
+//        (200 or 201; the id derives from the pair, so it is retried with the next pair
+//        until D is on the group's `events` partition: see partitionOf)
+//   A sends to D on the first gateway, B reads on the second (if there is one).
 
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -30,17 +37,24 @@ type Parley struct {
 	Users     []string // Users[0] publishes, Users[1..Online] subscribe, the rest are offline members
 	Online    int
 	DialWidth int
+	// The direct pair: users <DirectPrefix>-da and -db (then -da2/-db2, …), on a
+	// conversation in the group's partition of `events`, which has Partitions.
+	DirectPrefix string
+	Partitions   int
 
-	http  *http.Client
-	conv  string
-	pub   *parleyConn
-	conns []*parleyConn
+	http   *http.Client
+	conv   string
+	pub    *parleyConn
+	conns  []*parleyConn
+	direct string      // the direct conversation
+	da, db *parleyConn // its sender and reader
 }
 
 func (p *Parley) Name() string { return "parley" }
 
 type parleyConn struct {
 	ws      *websocket.Conn
+	conv    string // the conversation it counts messages of
 	stop    context.CancelFunc
 	closing atomic.Bool
 }
@@ -108,18 +122,9 @@ func (p *Parley) Setup(ctx context.Context, sink Sink) error {
 	tokens := make([]string, n)
 	logf("parley: %d dev tokens ...", n)
 	err := parallel(ctx, n, 32, "tokens", 500, func(ctx context.Context, i int) error {
-		var out struct {
-			Token string `json:"token"`
-		}
-		g := p.gatewayOf(i)
-		if err := p.postJSON(ctx, g, "/v1/dev/token", "", map[string]string{"user_id": p.Users[i]}, &out); err != nil {
-			return fmt.Errorf("dev token for %s: %w (is the gateway started with --dev-auth?)", p.Users[i], err)
-		}
-		if out.Token == "" {
-			return fmt.Errorf("dev token for %s from %s: empty token", p.Users[i], g)
-		}
-		tokens[i] = out.Token
-		return nil
+		token, err := p.devToken(ctx, p.gatewayOf(i), p.Users[i])
+		tokens[i] = token
+		return err
 	})
 	if err != nil {
 		return err
@@ -131,7 +136,7 @@ func (p *Parley) Setup(ctx context.Context, sink Sink) error {
 	logf("parley: connecting %d subscribers + 1 publisher over %d gateway(s), %d at a time ...", p.Online, len(p.Gateways), p.DialWidth)
 	conns := make([]*parleyConn, n)
 	err = parallel(ctx, n, p.DialWidth, "connected", p.DialWidth, func(ctx context.Context, i int) error {
-		c, err := p.dial(ctx, p.gatewayOf(i), tokens[i], i-1, sink)
+		c, err := p.dial(ctx, p.gatewayOf(i), tokens[i], p.conv, i-1, sink)
 		if err != nil {
 			return fmt.Errorf("parley: connect %s to %s: %w", p.Users[i], p.gatewayOf(i), err)
 		}
@@ -180,17 +185,125 @@ func (p *Parley) createGroup(ctx context.Context, token string) error {
 	return nil
 }
 
-type parleyFrame struct {
-	Type        string `json:"type"`
-	ClientMsgID string `json:"client_msg_id"`
-	Body        string `json:"body"`
-	Live        bool   `json:"live"`
-	Code        string `json:"code"`
-	Message     string `json:"message"`
+// murmur2 is Kafka's Java Utils.murmur2 (32-bit MurmurHash2, seed 0x9747b28c), the
+// hash of Kafka's default partitioner, with which Parley places a conversation.
+func murmur2(data []byte) int32 {
+	const m, r uint32 = 0x5bd1e995, 24
+	h := uint32(0x9747b28c) ^ uint32(len(data))
+	n := len(data) &^ 3
+	for i := 0; i < n; i += 4 {
+		k := binary.LittleEndian.Uint32(data[i:])
+		k *= m
+		k ^= k >> r
+		k *= m
+		h *= m
+		h ^= k
+	}
+	tail := data[n:]
+	if len(tail) >= 3 {
+		h ^= uint32(tail[2]) << 16
+	}
+	if len(tail) >= 2 {
+		h ^= uint32(tail[1]) << 8
+	}
+	if len(tail) >= 1 {
+		h ^= uint32(tail[0])
+		h *= m
+	}
+	h ^= h >> 13
+	h *= m
+	h ^= h >> 15
+	return int32(h)
 }
 
-// dial opens a session and returns once it is live; sub is -1 for the publisher.
-func (p *Parley) dial(ctx context.Context, base, token string, sub int, sink Sink) (*parleyConn, error) {
+// partitionOf is the `events` partition of a conversation: toPositive(murmur2(id)) % partitions.
+func partitionOf(conversation string, partitions int) int {
+	return int(murmur2([]byte(conversation))&0x7fffffff) % max(partitions, 1)
+}
+
+// devToken asks gateway base for user's dev token.
+func (p *Parley) devToken(ctx context.Context, base, user string) (string, error) {
+	var out struct {
+		Token string `json:"token"`
+	}
+	if err := p.postJSON(ctx, base, "/v1/dev/token", "", map[string]string{"user_id": user}, &out); err != nil {
+		return "", fmt.Errorf("dev token for %s: %w (is the gateway started with --dev-auth?)", user, err)
+	}
+	if out.Token == "" {
+		return "", fmt.Errorf("dev token for %s from %s: empty token", user, base)
+	}
+	return out.Token, nil
+}
+
+// SetupDirect finds a pair whose direct conversation is on the group's partition
+// (at most 64 pairs), then connects A to the first gateway and B to the second.
+func (p *Parley) SetupDirect(ctx context.Context, sink Sink) (*DirectSetup, error) {
+	parts := max(p.Partitions, 1)
+	info := &DirectSetup{Group: p.conv, Partition: &PartitionInfo{Partitions: parts, Group: partitionOf(p.conv, parts), Direct: -1}}
+	gwA, gwB := p.Gateways[0], p.Gateways[min(1, len(p.Gateways)-1)]
+	var tokenA string
+	for try := 1; try <= 64 && info.Conversation == ""; try++ {
+		suffix := ""
+		if try > 1 {
+			suffix = strconv.Itoa(try)
+		}
+		a, b := p.DirectPrefix+"-da"+suffix, p.DirectPrefix+"-db"+suffix
+		info.From, info.To, info.Tries = a, b, try
+		token, err := p.devToken(ctx, gwA, a)
+		if err != nil {
+			return info, fmt.Errorf("parley: direct pair: %w", err)
+		}
+		var out struct {
+			ConversationID string `json:"conversation_id"`
+		}
+		if err := p.postJSON(ctx, gwA, "/v1/conversations", token,
+			map[string]any{"type": "direct", "members": []string{b}}, &out); err != nil {
+			return info, fmt.Errorf("parley: create direct conversation %s-%s: %w", a, b, err)
+		}
+		if out.ConversationID == "" {
+			return info, fmt.Errorf("parley: create direct conversation: no conversation_id in the answer")
+		}
+		if partitionOf(out.ConversationID, parts) == info.Partition.Group {
+			info.Conversation, info.Partition.Direct, tokenA = out.ConversationID, info.Partition.Group, token
+		}
+	}
+	if info.Conversation == "" {
+		return info, fmt.Errorf("parley: no direct conversation on the group's partition %d of %d after %d pairs",
+			info.Partition.Group, parts, info.Tries)
+	}
+	tokenB, err := p.devToken(ctx, gwB, info.To)
+	if err != nil {
+		return info, fmt.Errorf("parley: direct pair: %w", err)
+	}
+	logf("parley: direct conversation %s (%s -> %s) on events partition %d of %d, as the group %s (partition %d), after %d pair(s)",
+		info.Conversation, info.From, info.To, info.Partition.Direct, parts, p.conv, info.Partition.Group, info.Tries)
+	p.direct = info.Conversation
+	da, err := p.dial(ctx, gwA, tokenA, p.direct, roleDirectFrom, sink)
+	if err != nil {
+		return info, fmt.Errorf("parley: connect %s to %s: %w", info.From, gwA, err)
+	}
+	db, err := p.dial(ctx, gwB, tokenB, p.direct, roleDirectTo, sink)
+	if err != nil {
+		da.close()
+		return info, fmt.Errorf("parley: connect %s to %s: %w", info.To, gwB, err)
+	}
+	p.da, p.db = da, db
+	return info, nil
+}
+
+type parleyFrame struct {
+	Type           string `json:"type"`
+	ClientMsgID    string `json:"client_msg_id"`
+	ConversationID string `json:"conversation_id"`
+	Body           string `json:"body"`
+	Live           bool   `json:"live"`
+	Code           string `json:"code"`
+	Message        string `json:"message"`
+}
+
+// dial opens a session that counts the messages of conv and returns once it is live;
+// sub is the subscriber index or a role (rolePublisher, roleDirectFrom, roleDirectTo).
+func (p *Parley) dial(ctx context.Context, base, token, conv string, sub int, sink Sink) (*parleyConn, error) {
 	wsu, err := wsURL(base, "/v1/ws")
 	if err != nil {
 		return nil, err
@@ -226,25 +339,41 @@ func (p *Parley) dial(ctx context.Context, base, token string, sub int, sink Sin
 		}
 	}
 	rctx, stop := context.WithCancel(context.Background())
-	c := &parleyConn{ws: ws, stop: stop}
+	c := &parleyConn{ws: ws, conv: conv, stop: stop}
 	go c.read(rctx, sub, sink)
 	return c, nil
 }
 
 var parleyMessagePrefix = []byte(`{"type":"message"`)
 
-// parleyMessageBody finds the body of a `message` frame without decoding it all
-// (the gateway writes "type" first and bodies of the benchmark need no escapes);
-// ok is false for any other frame, or one the fast path cannot read.
-func parleyMessageBody(data []byte) (string, bool) {
+// parleyMessage finds the conversation and the body of a `message` frame without
+// decoding it all (the gateway writes "type" first, the conversation before the body,
+// and ids and bodies of the benchmark need no escapes); ok is false for any other
+// frame, or one the fast path cannot read.
+func parleyMessage(data []byte) (conv, body string, ok bool) {
 	if !bytes.HasPrefix(data, parleyMessagePrefix) {
-		return "", false
+		return "", "", false
 	}
 	i := bytes.Index(data, []byte(`"body":"`))
 	if i < 0 {
+		return "", "", false
+	}
+	conv, ok = jsonString(data[:i], []byte(`"conversation_id":"`))
+	if !ok {
+		return "", "", false
+	}
+	body, ok = jsonString(data[i:], []byte(`"body":"`))
+	return conv, body, ok
+}
+
+// jsonString is the string value after key (which ends with the opening quote) in
+// data, if it has no escapes.
+func jsonString(data, key []byte) (string, bool) {
+	i := bytes.Index(data, key)
+	if i < 0 {
 		return "", false
 	}
-	rest := data[i+8:]
+	rest := data[i+len(key):]
 	j := bytes.IndexByte(rest, '"')
 	if j < 0 || bytes.IndexByte(rest[:j], '\\') >= 0 {
 		return "", false
@@ -257,39 +386,52 @@ func (c *parleyConn) read(ctx context.Context, sub int, sink Sink) {
 		_, data, err := c.ws.Read(ctx)
 		if err != nil {
 			if !c.closing.Load() {
-				sink.Closed(sub, err)
+				roleClosed(sink, sub, err)
 			}
 			return
 		}
 		at := time.Now()
-		if body, ok := parleyMessageBody(data); ok && sub >= 0 {
-			sink.Delivery(sub, body, at)
+		if conv, body, ok := parleyMessage(data); ok {
+			c.message(conv, body, sub, sink, at)
 			continue
 		}
 		var f parleyFrame
 		if err := json.Unmarshal(data, &f); err != nil {
-			sink.Other("undecodable frame")
+			roleOther(sink, sub, "undecodable frame")
 			continue
 		}
 		switch f.Type {
 		case "message":
-			if sub < 0 {
-				sink.Other("message to the publisher")
-			} else {
-				sink.Delivery(sub, f.Body, at)
-			}
+			c.message(f.ConversationID, f.Body, sub, sink, at)
 		case "sent":
-			sink.Ack(f.ClientMsgID, "", at)
+			roleAck(sink, sub, f.ClientMsgID, "", at)
 		case "error":
 			if f.ClientMsgID != "" {
-				sink.Ack(f.ClientMsgID, f.Code, at)
+				roleAck(sink, sub, f.ClientMsgID, f.Code, at)
 			} else {
-				sink.Other("error " + f.Code)
+				roleOther(sink, sub, "error "+f.Code)
 			}
 		case "ready", "pong", "receipt", "receipt_counts", "typing":
 		default:
-			sink.Other("frame " + f.Type)
+			roleOther(sink, sub, "frame "+f.Type)
 		}
+	}
+}
+
+// message counts a message of the connection's conversation read by a subscriber
+// (or B); group messages never count for the pair, nor direct ones for the group.
+func (c *parleyConn) message(conv, body string, sub int, sink Sink, at time.Time) {
+	switch {
+	case conv != c.conv:
+		roleOther(sink, sub, "message of another conversation")
+	case sub >= 0:
+		sink.Delivery(sub, body, at)
+	case sub == roleDirectTo:
+		sink.DirectDelivery(body, at)
+	case sub == roleDirectFrom:
+		sink.DirectOther("message to the sender")
+	default:
+		sink.Other("message to the publisher")
 	}
 }
 
@@ -299,15 +441,23 @@ func (p *Parley) Publish(ctx context.Context, key, body string) error {
 	return p.pub.ws.Write(ctx, websocket.MessageText, []byte(frame))
 }
 
+func (p *Parley) PublishDirect(ctx context.Context, key, body string) error {
+	if p.da == nil {
+		return fmt.Errorf("no direct pair")
+	}
+	frame := `{"type":"send","client_msg_id":"` + key + `","conversation_id":"` + p.direct + `","body":"` + body + `"}`
+	return p.da.ws.Write(ctx, websocket.MessageText, []byte(frame))
+}
+
 func (p *Parley) Close() {
 	var fs []func()
-	for _, c := range p.conns {
+	for _, c := range append(p.conns, p.da, p.db) {
 		if c != nil {
 			fs = append(fs, c.close)
 		}
 	}
 	closeAll(fs, 10*time.Second)
-	p.conns, p.pub = nil, nil
+	p.conns, p.pub, p.da, p.db = nil, nil, nil, nil
 }
 
 func (c *parleyConn) close() {

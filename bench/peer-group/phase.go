@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -16,8 +18,8 @@ type msgRec struct {
 	sent  atomic.Int64
 	ack   atomic.Int64
 	err   atomic.Bool
-	got   atomic.Int32    // distinct subscribers that read it
-	seen  []atomic.Uint64 // which ones (a bit per subscriber)
+	got   atomic.Int32    // distinct subscribers that read it (direct: times B read it)
+	seen  []atomic.Uint64 // which ones (a bit per subscriber; none for direct messages)
 }
 
 // phase is one open-loop run at a fixed rate: warm-up, measurement window, grace.
@@ -36,6 +38,19 @@ type phase struct {
 	inWindow                   atomic.Int64 // deliveries read inside the window (any message)
 	dups, stale, sendFailures  atomic.Int64
 	sentN, ackN, errN, allHeld atomic.Int64
+
+	direct *directPhase // nil: no direct pair in this phase
+}
+
+// directPhase is the direct pair's stream of a phase: A sends open loop at its own
+// rate on the same origin and window as the group, B reads.
+type directPhase struct {
+	rate   float64
+	recs   []msgRec
+	lat    *lockedHist // scheduled -> read by B (messages scheduled in the window)
+	ackLat *lockedHist // scheduled -> ack at A
+
+	dups, sendFailures, sentN, ackN, errN, gotN atomic.Int64
 }
 
 const originLead = int64(time.Second)
@@ -45,11 +60,15 @@ type recorder struct {
 	cur         atomic.Pointer[phase]
 	stale       atomic.Int64
 	disconnects atomic.Int64
+	directStale atomic.Int64
 	mu          sync.Mutex
 	other       map[string]int64
+	directOther map[string]int64
 }
 
-func newRecorder() *recorder { return &recorder{other: map[string]int64{}} }
+func newRecorder() *recorder {
+	return &recorder{other: map[string]int64{}, directOther: map[string]int64{}}
+}
 
 func (r *recorder) lookup(key string) (*phase, *msgRec) {
 	ph := r.cur.Load()
@@ -116,6 +135,63 @@ func (r *recorder) Other(what string) {
 	r.mu.Unlock()
 }
 
+// lookupDirect finds the direct message of a key or body "d<ph>.<seq>…".
+func (r *recorder) lookupDirect(key string) (*phase, *msgRec) {
+	ph := r.cur.Load()
+	if ph == nil || ph.direct == nil || !strings.HasPrefix(key, "d") {
+		return nil, nil
+	}
+	id, seq, ok := parseBody(key[1:])
+	if !ok || id != ph.id || seq >= len(ph.direct.recs) {
+		return nil, nil
+	}
+	return ph, &ph.direct.recs[seq]
+}
+
+func (r *recorder) DirectDelivery(body string, at time.Time) {
+	ph, m := r.lookupDirect(body)
+	if m == nil {
+		r.directStale.Add(1)
+		return
+	}
+	d := ph.direct
+	if m.got.Add(1) > 1 {
+		d.dups.Add(1)
+		return
+	}
+	d.gotN.Add(1)
+	if m.sched >= ph.from && m.sched < ph.to {
+		d.lat.add(int64(at.Sub(ph.origin)) - m.sched)
+	}
+}
+
+func (r *recorder) DirectAck(key, code string, at time.Time) {
+	ph, m := r.lookupDirect(key)
+	if m == nil {
+		r.directStale.Add(1)
+		return
+	}
+	d := ph.direct
+	if !m.ack.CompareAndSwap(0, int64(at.Sub(ph.origin))) {
+		r.DirectOther("second ack")
+		return
+	}
+	d.ackN.Add(1)
+	if code != "" {
+		m.err.Store(true)
+		d.errN.Add(1)
+		r.DirectOther("error " + code)
+	} else if m.sched >= ph.from && m.sched < ph.to {
+		d.ackLat.add(int64(at.Sub(ph.origin)) - m.sched)
+	}
+}
+
+func (r *recorder) DirectOther(what string) {
+	r.mu.Lock()
+	r.directOther[what]++
+	r.mu.Unlock()
+}
+
 func (r *recorder) Closed(sub int, err error) {
 	r.disconnects.Add(1)
 	if sub < 0 {
@@ -134,10 +210,13 @@ type PhaseConfig struct {
 	Grace    time.Duration
 	Body     int
 	SLO      time.Duration
+	// DirectRate: the direct pair's messages per second alongside the group (0: none).
+	DirectRate float64
 }
 
-// runPhase publishes open-loop at cfg.Rate for warm-up + duration, then waits up to
-// the grace period for every message to be acked and read by every subscriber.
+// runPhase publishes open-loop at cfg.Rate for warm-up + duration (and, with
+// cfg.DirectRate, sends from A to B at that rate alongside), then waits up to the
+// grace period for every message to be acked and read by every subscriber (and B).
 // It returns within warm-up + duration + grace + ~1 s.
 func (r *recorder) runPhase(ctx context.Context, sys System, subs, id int, cfg PhaseConfig) PhaseResult {
 	total := cfg.Warmup + cfg.Duration
@@ -156,10 +235,20 @@ func (r *recorder) runPhase(ctx context.Context, sys System, subs, id int, cfg P
 		ph.recs[j].sched = originLead + int64(float64(j)*gap)
 		ph.recs[j].seen = make([]atomic.Uint64, words)
 	}
+	if cfg.DirectRate > 0 {
+		dgap := float64(time.Second) / cfg.DirectRate
+		ph.direct = &directPhase{rate: cfg.DirectRate, lat: newLockedHist(), ackLat: newLockedHist(),
+			recs: make([]msgRec, int(math.Ceil(float64(total)/dgap)))}
+		for j := range ph.direct.recs {
+			ph.direct.recs[j].sched = originLead + int64(float64(j)*dgap)
+		}
+	}
 	r.mu.Lock()
 	r.other = map[string]int64{}
+	r.directOther = map[string]int64{}
 	r.mu.Unlock()
 	r.stale.Store(0)
+	r.directStale.Store(0)
 	disc0, cpu0, wall0 := r.disconnects.Load(), cpuSeconds(), time.Now()
 	r.cur.Store(ph)
 
@@ -191,7 +280,29 @@ func (r *recorder) runPhase(ctx context.Context, sys System, subs, id int, cfg P
 			}
 		}
 	}()
-	go pace(pctx, ph, queue)
+	go pace(pctx, ph.origin, ph.recs, queue)
+	if d := ph.direct; d != nil {
+		dqueue := make(chan int, len(d.recs))
+		wg.Add(1)
+		go func() { // A's writer: a failure stops the pair for this phase, never the group
+			defer wg.Done()
+			for j := range dqueue {
+				if pctx.Err() != nil {
+					return
+				}
+				m := &d.recs[j]
+				key := directKey(id, j)
+				if err := sys.PublishDirect(pctx, key, msgBody(key, ph.origin.Add(time.Duration(m.sched)), cfg.Body)); err != nil {
+					d.sendFailures.Add(1)
+					r.DirectOther("send failed: " + err.Error())
+					return
+				}
+				m.sent.Store(int64(time.Since(ph.origin)))
+				d.sentN.Add(1)
+			}
+		}()
+		go pace(pctx, ph.origin, d.recs, dqueue)
+	}
 
 	// Progress every 5 s until the schedule ends, then the grace period.
 	end := t0.Add(total)
@@ -205,8 +316,12 @@ wait:
 		case <-time.After(time.Until(end)):
 			break wait
 		case <-tick.C:
-			logf("  [%2.0fs] sent %d of %d, held by all %d, deliveries in window %d",
+			line := fmt.Sprintf("  [%2.0fs] sent %d of %d, held by all %d, deliveries in window %d",
 				time.Since(t0).Seconds(), ph.sentN.Load(), n, ph.allHeld.Load(), ph.inWindow.Load())
+			if d := ph.direct; d != nil {
+				line += fmt.Sprintf("; direct sent %d of %d, read %d", d.sentN.Load(), len(d.recs), d.gotN.Load())
+			}
+			logf("%s", line)
 		}
 	}
 	for time.Now().Before(hard) && ctx.Err() == nil && !ph.settled() {
@@ -221,22 +336,27 @@ wait:
 	return r.collect(ph, cfg, disc, cpu)
 }
 
-// settled: everything written is answered, and everything not refused is held by all.
+// settled: everything written is answered, and everything not refused is held by all
+// (and, for the direct pair, read by B).
 func (ph *phase) settled() bool {
 	sent := ph.sentN.Load()
-	return ph.ackN.Load() >= sent && ph.allHeld.Load()+ph.errN.Load() >= sent
+	if ph.ackN.Load() < sent || ph.allHeld.Load()+ph.errN.Load() < sent {
+		return false
+	}
+	d := ph.direct
+	return d == nil || d.ackN.Load() >= d.sentN.Load() && d.gotN.Load()+d.errN.Load() >= d.sentN.Load()
 }
 
-// pace releases message j to the writer at its due time. It runs on its own OS thread
-// and sleeps with nanosleep (timer slack 1 ns), because Go timers wake up to ~1 ms
-// late, which would be charged to the server as latency.
-func pace(ctx context.Context, ph *phase, queue chan<- int) {
+// pace releases message j of recs to the writer at its due time. It runs on its own OS
+// thread and sleeps with nanosleep (timer slack 1 ns), because Go timers wake up to
+// ~1 ms late, which would be charged to the server as latency.
+func pace(ctx context.Context, origin time.Time, recs []msgRec, queue chan<- int) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	defer close(queue)
 	_, _, _ = syscall.RawSyscall(syscall.SYS_PRCTL, 29 /* PR_SET_TIMERSLACK */, 1, 0)
-	for j := range ph.recs {
-		due := ph.origin.Add(time.Duration(ph.recs[j].sched))
+	for j := range recs {
+		due := origin.Add(time.Duration(recs[j].sched))
 		for {
 			d := time.Until(due)
 			if d <= 5*time.Microsecond {

@@ -47,6 +47,31 @@ type PhaseResult struct {
 
 	Pass       bool   `json:"pass"`
 	FailReason string `json:"fail_reason,omitempty"`
+
+	// The direct pair alongside the group (nil: none); it does not decide Pass.
+	Direct *DirectResult `json:"direct,omitempty"`
+}
+
+// DirectResult is what the direct (1:1) pair measured in a phase; counts are of the
+// messages scheduled inside the measurement window.
+type DirectResult struct {
+	Rate      float64 `json:"rate"`
+	Scheduled int64   `json:"scheduled"`
+	Sent      int64   `json:"sent"`
+	Acked     int64   `json:"acked"`
+	Errors    int64   `json:"errors"`
+	Unacked   int64   `json:"unacked"`
+	Received  int64   `json:"received"`
+	// Lost: sent, not refused, and not read by B by the end of grace.
+	Lost       int64 `json:"lost"`
+	Duplicates int64 `json:"duplicates"`
+
+	Latency Percentiles `json:"latency"`     // scheduled -> read by B
+	Ack     Percentiles `json:"ack_latency"` // scheduled -> ack at A
+
+	SendFailures int64            `json:"send_failures"`
+	Stale        int64            `json:"stale_frames"`
+	Other        map[string]int64 `json:"other,omitempty"`
 }
 
 func (r *recorder) collect(ph *phase, cfg PhaseConfig, disconnects int64, cpu float64) PhaseResult {
@@ -114,6 +139,52 @@ func (r *recorder) collect(ph *phase, cfg PhaseConfig, disconnects int64, cpu fl
 	add(res.Each.N > 0 && res.Each.P99 >= slo, "p99 %.1f ms >= %g ms", res.Each.P99, slo)
 	res.Pass = len(why) == 0
 	res.FailReason = strings.Join(why, ", ")
+	if ph.direct != nil {
+		res.Direct = r.collectDirect(ph)
+	}
+	return res
+}
+
+func (r *recorder) collectDirect(ph *phase) *DirectResult {
+	d := ph.direct
+	res := &DirectResult{Rate: d.rate}
+	for j := range d.recs {
+		m := &d.recs[j]
+		if m.sched < ph.from || m.sched >= ph.to {
+			continue
+		}
+		res.Scheduled++
+		got := m.got.Load() > 0
+		if got {
+			res.Received++
+		}
+		if m.sent.Load() == 0 {
+			continue
+		}
+		res.Sent++
+		switch {
+		case m.ack.Load() == 0:
+			res.Unacked++
+		case m.err.Load():
+			res.Errors++
+			continue
+		default:
+			res.Acked++
+		}
+		if !got {
+			res.Lost++
+		}
+	}
+	res.Latency = d.lat.summary()
+	res.Ack = d.ackLat.summary()
+	res.Duplicates = d.dups.Load()
+	res.SendFailures = d.sendFailures.Load()
+	res.Stale = r.directStale.Load()
+	r.mu.Lock()
+	if len(r.directOther) > 0 {
+		res.Other = r.directOther
+	}
+	r.mu.Unlock()
 	return res
 }
 
@@ -125,24 +196,41 @@ func (r PhaseResult) oneLine() string {
 	if o := r.others(); o != "" {
 		s += " | " + o
 	}
+	if d := r.Direct; d != nil {
+		s += fmt.Sprintf(" | direct %g/s: sched %d sent %d acked %d received %d lost %d, p50 %.2f p99 %.2f max %.2f ms",
+			d.Rate, d.Scheduled, d.Sent, d.Acked, d.Received, d.Lost, d.Latency.P50, d.Latency.P99, d.Latency.Max)
+		if o := d.others(); o != "" {
+			s += " (" + o + ")"
+		}
+	}
 	if r.Pass {
 		return s + " | PASS"
 	}
 	return s + " | FAIL: " + r.FailReason
 }
 
-func (r PhaseResult) others() string {
-	keys := make([]string, 0, len(r.Other))
-	for k := range r.Other {
+func (r PhaseResult) others() string { return othersText(r.Other, r.Stale) }
+
+func (d DirectResult) others() string {
+	s := othersText(d.Other, d.Stale)
+	if d.Duplicates > 0 {
+		s = strings.TrimPrefix(s+fmt.Sprintf(", dup ×%d", d.Duplicates), ", ")
+	}
+	return s
+}
+
+func othersText(other map[string]int64, stale int64) string {
+	keys := make([]string, 0, len(other))
+	for k := range other {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	var parts []string
 	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s ×%d", k, r.Other[k]))
+		parts = append(parts, fmt.Sprintf("%s ×%d", k, other[k]))
 	}
-	if r.Stale > 0 {
-		parts = append(parts, fmt.Sprintf("stale ×%d", r.Stale))
+	if stale > 0 {
+		parts = append(parts, fmt.Sprintf("stale ×%d", stale))
 	}
 	return strings.Join(parts, ", ")
 }

@@ -3,7 +3,8 @@
 # background and prints its PID. It reuses the binary that ../shared/peer-bench/build.sh
 # builds ($PEER_BENCH_OUT/bin/centrifugo) with a config of its own: the shared one
 # only allows user-limited 1:1 channels, while here every subscriber joins one
-# ordinary channel "group:bench-<run>" and the publisher publishes over its WebSocket.
+# ordinary channel "group:bench-<run>" and the publisher publishes over its WebSocket;
+# the 1:1 pair alongside (peer-group -direct-rate) uses "direct:<run>", namespace "direct".
 #
 #   bench/peer-group/run-centrifugo.sh            # write the config, start, print PID
 #   bench/peer-group/run-centrifugo.sh config     # only write (and check) the config
@@ -38,6 +39,7 @@ need_bin() {
 }
 
 write_config() {
+  [[ "$CF_NAMESPACE" != direct ]] || { echo "CF_NAMESPACE=direct: that namespace is the 1:1 pair's, pick another" >&2; exit 1; }
   mkdir -p "$RUN_DIR"
   # v6 key names, as in ../shared/peer-bench/run-centrifugo.sh (checked with
   # `checkconfig --strict` below). What differs from the shared 1:1 config:
@@ -45,7 +47,10 @@ write_config() {
   #   namespace without a subscription token (the group has no member list here);
   # - allow_publish_for_subscriber: a subscriber may publish over its own WebSocket
   #   (the publisher subscribes too; the load generator drops its echo);
-  # - no allow_user_limited_channels (no "#user" channels in this workload).
+  # - no allow_user_limited_channels (no "#user" channels in this workload);
+  # - a second namespace "direct", set like the group's, for the 1:1 pair that runs
+  #   alongside the group: A and B subscribe to "direct:<run>", A publishes (its echo
+  #   is dropped), B reads.
   # History with forced recovery, as in the shared config: the closest analogue to a
   # chat a reconnecting client can catch up on. Memory engine: one node, nothing persisted.
   cat >"$CONFIG" <<EOF
@@ -63,6 +68,14 @@ write_config() {
     "namespaces": [
       {
         "name": "$CF_NAMESPACE",
+        "allow_subscribe_for_client": true,
+        "allow_publish_for_subscriber": true,
+        "history_size": $CF_HISTORY_SIZE,
+        "history_ttl": "$CF_HISTORY_TTL",
+        "force_recovery": true
+      },
+      {
+        "name": "direct",
         "allow_subscribe_for_client": true,
         "allow_publish_for_subscriber": true,
         "history_size": $CF_HISTORY_SIZE,
@@ -120,7 +133,7 @@ case "${1:-start}" in
         exit 1
       fi
       if curl -fsS -m 2 "http://$CF_ADDR:$CF_PORT/health" >/dev/null 2>&1; then
-        echo "centrifugo $("$BIN" version | awk '{print $2}') listening on http://$CF_ADDR:$CF_PORT, namespace $CF_NAMESPACE (config $CONFIG, log $LOG)" >&2
+        echo "centrifugo $("$BIN" version | awk '{print $2}') listening on http://$CF_ADDR:$CF_PORT, namespaces $CF_NAMESPACE and direct (config $CONFIG, log $LOG)" >&2
         echo "$pid"
         exit 0
       fi
@@ -143,7 +156,7 @@ case "${1:-start}" in
     if pid="$(running_pid)"; then echo "running: PID $pid, http://$CF_ADDR:$CF_PORT"; else echo "not running"; exit 1; fi
     ;;
   *)
-    sed -n '2,22p' "$0"
+    sed -n '2,21p' "$0"
     exit 2
     ;;
 esac

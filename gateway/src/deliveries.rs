@@ -7,11 +7,11 @@
 //! outlived the session, say) does not vanish: the gateway writes the user's inbox entry
 //! and push job itself, as a router does for anyone offline.
 //!
-//! A broadcast (a large group's record, with no recipient list) goes to this gateway's
-//! own members of the group, from [`GroupIndex`]: a membership change updates the index,
-//! a message goes to those members' sessions (offline members catch up by sync, not by
-//! inbox), a receipt is counted ([`ReceiptCounter`]), and a typing indicator goes to
-//! the members here but the typist.
+//! A broadcast (a large group's record, with no recipient list) is handed to
+//! [`Broadcasts`], which fans it out to this gateway's own members of the group in a
+//! task of its own: a membership change updates the index, a message goes to those
+//! members' sessions (offline members catch up by sync, not by inbox), a receipt is
+//! counted, and a typing indicator goes to the members here but the typist.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,8 +25,7 @@ use parley_sequencer::{EventLog, StartAt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
-use crate::counts::ReceiptCounter;
-use crate::groups::{Change, GroupIndex};
+use crate::broadcasts::Broadcasts;
 use crate::presence::PresenceAgent;
 use crate::sessions::{Frame, Sessions};
 
@@ -34,8 +33,7 @@ use crate::sessions::{Frame, Sessions};
 #[derive(Clone)]
 pub struct Local {
     pub sessions: Arc<Sessions>,
-    pub groups: Arc<GroupIndex>,
-    pub counts: Arc<ReceiptCounter>,
+    pub broadcasts: Broadcasts,
     pub presence: Arc<PresenceAgent>,
 }
 
@@ -50,8 +48,7 @@ pub async fn follow(
 ) -> anyhow::Result<()> {
     let Local {
         sessions,
-        groups,
-        counts,
+        broadcasts,
         presence,
     } = local;
     let mut stream = log
@@ -77,7 +74,7 @@ pub async fn follow(
         };
         match decode_any(value) {
             Ok(AnyRecord::DeliveryBatch(batch)) if batch.broadcast => {
-                broadcast(&batch, &sessions, &groups, &counts);
+                broadcasts.hand(batch).await;
             }
             Ok(AnyRecord::DeliveryBatch(batch)) => {
                 let Some((frame, message)) = frame_of(&batch) else {
@@ -108,52 +105,6 @@ pub async fn follow(
             Ok(AnyRecord::PresenceAcked(ack)) => presence.on_ack(&ack),
             Ok(other) => debug!(schema = other.schema_name(), "ignored on deliveries"),
             Err(e) => warn!(offset = record.offset, error = %e, "undecodable delivery skipped"),
-        }
-    }
-}
-
-/// Hands a large group's record to this gateway's members of the group.
-fn broadcast(
-    batch: &DeliveryBatch,
-    sessions: &Sessions,
-    groups: &GroupIndex,
-    counts: &ReceiptCounter,
-) {
-    let event = match decode_any(&batch.event) {
-        Ok(e) => e,
-        Err(e) => {
-            debug!(error = %e, "undecodable broadcast skipped");
-            return;
-        }
-    };
-    if let Some(change) = Change::of(&event) {
-        groups.apply(&change, batch.source_partition, batch.source_offset);
-        return;
-    }
-    let group = &batch.conversation_id;
-    let skip = match &event {
-        AnyRecord::ReceiptRecorded(_) => {
-            counts.receipt(group);
-            return;
-        }
-        AnyRecord::MessagePosted(_) => {
-            counts.message(group, batch.source_offset);
-            None
-        }
-        AnyRecord::TypingChanged(t) => Some(t.meta.actor.clone()),
-        _ => None,
-    };
-    let Some((frame, message)) = frame_of(batch) else {
-        return;
-    };
-    let Ok(text) = serde_json::to_string(&frame) else {
-        return;
-    };
-    let frame: Frame = text.into();
-    let message_id = message.as_ref().map(|m| m.message_id);
-    for user in groups.members_here(group) {
-        if skip.as_ref() != Some(&user) {
-            sessions.deliver(&user, &frame, message_id.as_ref());
         }
     }
 }
@@ -192,7 +143,7 @@ async fn to_inbox(
 }
 
 /// The frame a routed record becomes, and the message it carries if it is one.
-fn frame_of(batch: &DeliveryBatch) -> Option<(ServerFrame, Option<MessagePosted>)> {
+pub(crate) fn frame_of(batch: &DeliveryBatch) -> Option<(ServerFrame, Option<MessagePosted>)> {
     match decode_any(&batch.event) {
         Ok(AnyRecord::MessagePosted(m)) => {
             let frame = ServerFrame::Message(MessageView {

@@ -9,6 +9,8 @@
 //! - [`presence`]: presence records and heartbeats, and waiting for fanout-workers to
 //!   acknowledge a new session.
 //! - [`deliveries`]: the consumer of this gateway's partition of `deliveries`.
+//! - [`broadcasts`]: large groups' records fanned out to the members here, in a task of
+//!   its own, in chunks, a run of one group's messages at once.
 //! - [`groups`]: the index of the groups of users connected here (large groups'
 //!   messages are broadcast to every gateway, which finds its own members).
 //! - [`membership`]: the (cached, read-your-log) membership pre-check.
@@ -24,6 +26,7 @@
 //! - [`service`]: the router, shared state and [`run`].
 
 pub mod auth;
+pub mod broadcasts;
 pub mod config;
 pub mod conversations;
 pub mod counts;

@@ -264,10 +264,14 @@ impl PresenceAgent {
                 },
             )
             .await;
+        // A user whose first record has not landed yet (a session opened during this
+        // round) has nothing that could have expired.
         let now = now_millis();
         self.lock()
             .iter_mut()
-            .filter(|(_, e)| e.epoch != 0 && (e.lapsed || e.confirmed_until <= now))
+            .filter(|(_, e)| {
+                e.epoch != 0 && (e.lapsed || (e.confirmed_until != 0 && e.confirmed_until <= now))
+            })
             .map(|(u, e)| {
                 e.lapsed = false;
                 u.clone()
@@ -388,5 +392,143 @@ impl PresenceAgent {
             }
         });
         futures::future::join_all(waits).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use parley_sequencer::{
+        Lease, RecordStream, Subscription, TopicReport, TopicSettings, TopicSpec,
+    };
+    use std::sync::atomic::AtomicI64;
+    use tokio::sync::Semaphore;
+
+    /// A log whose presence appends for a user wait until that user's gate is opened.
+    #[derive(Default)]
+    struct GatedLog {
+        next: AtomicI64,
+        gates: Mutex<HashMap<String, Arc<Semaphore>>>,
+    }
+
+    impl GatedLog {
+        fn close(&self, user: &str) {
+            self.gates
+                .lock()
+                .unwrap()
+                .insert(user.to_string(), Arc::new(Semaphore::new(0)));
+        }
+        fn open(&self, user: &str) {
+            if let Some(g) = self.gates.lock().unwrap().get(user) {
+                g.add_permits(1 << 20);
+            }
+        }
+    }
+
+    #[async_trait]
+    impl EventLog for GatedLog {
+        async fn append(
+            &self,
+            _topic: &str,
+            key: &[u8],
+            _value: Option<&[u8]>,
+        ) -> parley_sequencer::Result<Position> {
+            let user = String::from_utf8_lossy(key);
+            let user = user.split('/').next().unwrap_or_default().to_string();
+            let gate = self.gates.lock().unwrap().get(&user).cloned();
+            if let Some(g) = gate {
+                let _ = g.acquire().await;
+            }
+            let offset = self.next.fetch_add(1, Ordering::Relaxed);
+            Ok(Position {
+                partition: 0,
+                offset,
+            })
+        }
+        async fn append_to(
+            &self,
+            topic: &str,
+            _partition: i32,
+            key: &[u8],
+            value: Option<&[u8]>,
+        ) -> parley_sequencer::Result<Position> {
+            self.append(topic, key, value).await
+        }
+        async fn read(
+            &self,
+            _topic: &str,
+            _from: &[(i32, StartAt)],
+        ) -> parley_sequencer::Result<RecordStream> {
+            Ok(Box::pin(futures::stream::pending()))
+        }
+        async fn end_offsets(&self, _topic: &str) -> parley_sequencer::Result<Vec<i64>> {
+            Ok(vec![0])
+        }
+        async fn start_offsets(&self, _topic: &str) -> parley_sequencer::Result<Vec<i64>> {
+            Ok(vec![0])
+        }
+        async fn partition_count(&self, _topic: &str) -> parley_sequencer::Result<i32> {
+            Ok(1)
+        }
+        async fn broker_count(&self) -> parley_sequencer::Result<usize> {
+            Ok(1)
+        }
+        async fn provision(
+            &self,
+            _specs: &[TopicSpec],
+        ) -> parley_sequencer::Result<Vec<TopicReport>> {
+            Ok(vec![])
+        }
+        async fn describe(
+            &self,
+            _specs: &[TopicSpec],
+        ) -> parley_sequencer::Result<Vec<TopicReport>> {
+            Ok(vec![])
+        }
+        async fn subscribe(
+            &self,
+            _group: &str,
+            _topic: &str,
+        ) -> parley_sequencer::Result<Box<dyn Subscription>> {
+            unimplemented!("not used by the presence agent")
+        }
+        async fn lease(&self, _name: &str, _topic: &str) -> parley_sequencer::Result<Lease> {
+            unimplemented!("not used by the presence agent")
+        }
+    }
+
+    /// A user whose first session opens while a heartbeat round runs, and whose first
+    /// presence record has not landed when the round ends, has not lapsed: nothing of
+    /// theirs has expired yet. (Seen as a burst of `presence_lapsed` closes while 2,000
+    /// sessions connected at once.)
+    #[tokio::test]
+    async fn a_session_opened_during_a_round_has_not_lapsed() {
+        let log = Arc::new(GatedLog::default());
+        let config = GatewayConfig::new(0, TopicSettings::default().names(), "secret");
+        let agent = Arc::new(PresenceAgent::new(log.clone(), config, 1));
+        agent.session_opened("a").await;
+
+        // The round's heartbeat of `a` is held, so the round is under way…
+        log.close("a");
+        let round = tokio::spawn({
+            let agent = agent.clone();
+            async move { agent.heartbeat_round().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // …when `b` connects, and `b`'s first record is slow to land.
+        log.close("b");
+        let opening = tokio::spawn({
+            let agent = agent.clone();
+            async move { agent.session_opened("b").await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        log.open("a");
+        let lapsed = round.await.unwrap();
+        assert!(lapsed.is_empty(), "lapsed: {lapsed:?}");
+
+        log.open("b");
+        opening.await.unwrap();
+        assert!(agent.heartbeat_round().await.is_empty());
     }
 }

@@ -177,8 +177,12 @@ pub async fn run(
         config.gateway_id,
         crate::deliveries::Local {
             sessions: sessions.clone(),
-            groups: groups.clone(),
-            counts: counts.clone(),
+            broadcasts: crate::broadcasts::Broadcasts::spawn(crate::broadcasts::Targets {
+                sessions: sessions.clone(),
+                groups: groups.clone(),
+                counts: counts.clone(),
+            })
+            .0,
             presence: presence.clone(),
         },
         started_tx,
