@@ -177,3 +177,49 @@ async fn heartbeats_keep_a_connected_user_online_past_the_ttl() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert!(Api::new(g, &bob).inbox().await.unwrap().is_empty());
 }
+
+/// A first send is appended without asking the views: with the projector hung, a
+/// member's messages still reach the other member live. Their `sent` replies name the
+/// seq history keeps, so they come once the projector is back; the seqs follow the
+/// send order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_projector_does_not_hold_up_delivery() {
+    let stack = Processes::start("hungviews", 1).await;
+    let g = &stack.gateways[0];
+    let amy = Api::dev_token(g, "amy").await.unwrap();
+    let bob = Api::dev_token(g, "bob").await.unwrap();
+    let conv = Api::new(g, &amy).create_direct("bob").await.unwrap();
+    let b = parley_client::Session::connect(g, &bob).await.unwrap();
+    assert!(b.ready(Duration::from_secs(60)).await.unwrap());
+    let a = parley_client::Session::connect(g, &amy).await.unwrap();
+    assert!(a.ready(Duration::from_secs(60)).await.unwrap());
+    // The gateway now knows Amy is a member (for a few seconds).
+    a.send(&conv, "warm", "hi").await.unwrap();
+
+    stack.projector.pause();
+    let mut replies = Vec::new();
+    for i in 0..5 {
+        let cmid = format!("hung-{i}");
+        replies.push(
+            a.send_nowait(&conv, &cmid, "while the views hang")
+                .await
+                .unwrap(),
+        );
+    }
+    let delivered = b
+        .wait_arrivals(&conv, "amy", 6, Duration::from_secs(4))
+        .await;
+    stack.projector.resume();
+    delivered.expect("delivered while the projector hung");
+
+    let mut last = 0;
+    for rx in replies {
+        let sent = tokio::time::timeout(Duration::from_secs(30), rx)
+            .await
+            .expect("answered once the projector is back")
+            .unwrap()
+            .expect("sent");
+        assert!(sent.seq > last, "seqs in send order");
+        last = sent.seq;
+    }
+}

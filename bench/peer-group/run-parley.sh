@@ -28,7 +28,9 @@ BINFILE="$RUN_DIR/bin"
 alive() { # pid -> true when it is a parley process of ours (the binary it was started with)
   local started="$BIN"
   [[ -f "$BINFILE" ]] && started="$(cat "$BINFILE")"
-  kill -0 "$1" 2>/dev/null && [[ "$(readlink -f /proc/"$1"/exe 2>/dev/null)" == "$(readlink -f "$started")" ]]
+  # A binary rebuilt since shows as "<path> (deleted)".
+  local exe; exe="$(readlink /proc/"$1"/exe 2>/dev/null)"; exe="${exe% (deleted)}"
+  kill -0 "$1" 2>/dev/null && [[ "$exe" == "$(readlink -f "$started")" ]]
 }
 running() {
   [[ -f "$PIDFILE" ]] || return 1

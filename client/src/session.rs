@@ -248,13 +248,18 @@ impl Session {
             conversation_id: conversation.to_string(),
             body: body.to_string(),
         };
-        self.shared
-            .lock()
-            .pending
-            .entry(client_msg_id.to_string())
-            .or_default()
-            .push((outgoing, tx));
-        let frame = json!({"type": "send", "client_msg_id": client_msg_id, "conversation_id": conversation, "body": body});
+        let retry = {
+            let mut st = self.shared.lock();
+            st.pending
+                .entry(client_msg_id.to_string())
+                .or_default()
+                .push((outgoing, tx));
+            !st.store.attempted.insert(client_msg_id.to_string())
+        };
+        let mut frame = json!({"type": "send", "client_msg_id": client_msg_id, "conversation_id": conversation, "body": body});
+        if retry {
+            frame["retry"] = json!(true);
+        }
         self.send_json(frame).await?;
         Ok(rx)
     }

@@ -28,6 +28,9 @@ pub struct Conversation {
 #[derive(Default, Debug)]
 pub struct Store {
     pub conversations: HashMap<String, Conversation>,
+    /// The `client_msg_id`s this client has sent at least once: sending one again is a
+    /// retry, and is marked so (`"retry": true`) for the gateway's careful path.
+    pub attempted: HashSet<String>,
 }
 
 /// Where a copy of a message comes from.
@@ -106,6 +109,7 @@ impl Store {
 
     /// Takes in everything `other` holds (e.g. what an earlier session held).
     pub fn absorb(&mut self, other: Store) {
+        self.attempted.extend(other.attempted);
         for (_, conv) in other.conversations {
             for (_, m) in conv.messages {
                 self.insert(m, Source::Sent);

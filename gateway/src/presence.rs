@@ -491,10 +491,10 @@ mod tests {
             _group: &str,
             _topic: &str,
         ) -> parley_sequencer::Result<Box<dyn Subscription>> {
-            unimplemented!("not used by the presence agent")
+            Err(parley_sequencer::Error::Rejected("not used here".into()))
         }
         async fn lease(&self, _name: &str, _topic: &str) -> parley_sequencer::Result<Lease> {
-            unimplemented!("not used by the presence agent")
+            Err(parley_sequencer::Error::Rejected("not used here".into()))
         }
     }
 

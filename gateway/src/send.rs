@@ -1,8 +1,13 @@
 //! Sending a message, whatever the transport: check, append, confirm, and answer with
 //! the seq history keeps — only after the broker has acknowledged the append.
 //!
-//! A send is two steps. [`append`] checks the sender and appends `MessagePosted` (or
-//! finds that the views already hold the message: a retry). [`confirm`] then waits until
+//! A send is two steps. [`append`] checks the sender and appends `MessagePosted`. A
+//! retry (marked so by the client, or an id this gateway has seen lately: [`RecentIds`])
+//! is looked up first, and is not appended again if the views already hold it. A first
+//! attempt is appended at once: the views are not asked before the append, so the
+//! projector is not on the way from a sender to the recipients (a retry the client did
+//! not mark is still answered with the original's seq by [`confirm`]; the rules keep the
+//! first occurrence). [`confirm`] then waits until
 //! the projector has applied the append and asks it which occurrence of the message id
 //! the log's rules kept: a retry that raced its original to the log is kept at the
 //! original's seq, and a message the rules drop (the sender was removed between the
@@ -15,6 +20,8 @@
 //! concurrently, so a busy sender is not held to one views round trip and one broker
 //! round trip per message.
 
+use std::collections::{HashSet, VecDeque};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use parley_schemas::frames::ServerFrame;
@@ -27,6 +34,33 @@ use crate::service::Shared;
 
 /// How long the gateway waits for the projector to confirm which occurrence won.
 const CONFIRM_WAIT: Duration = Duration::from_secs(10);
+
+/// Message ids remembered by [`RecentIds`].
+const RECENT_IDS: usize = 100_000;
+
+/// The message ids of the latest sends through this gateway (bounded).
+#[derive(Default)]
+pub struct RecentIds {
+    inner: Mutex<(HashSet<Uuid>, VecDeque<Uuid>)>,
+}
+
+impl RecentIds {
+    /// Remembers `id`; whether it was already remembered.
+    pub fn seen(&self, id: Uuid) -> bool {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let (set, order) = &mut *inner;
+        if !set.insert(id) {
+            return true;
+        }
+        order.push_back(id);
+        if order.len() > RECENT_IDS {
+            if let Some(old) = order.pop_front() {
+                set.remove(&old);
+            }
+        }
+        false
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
@@ -91,7 +125,7 @@ pub async fn send(
     client_msg_id: &str,
     body: &str,
 ) -> Result<Sent, ApiError> {
-    let appended = append(state, sender, conversation, client_msg_id, body).await?;
+    let appended = append(state, sender, conversation, client_msg_id, body, true).await?;
     confirm(state, appended).await
 }
 
@@ -158,19 +192,26 @@ pub async fn appended(started: Started) -> Result<Appended, ApiError> {
 }
 
 /// The checks before an append: the record to append, or the message as the views
-/// already hold it. Checks of one session's sends may run concurrently; their appends
-/// are begun in send order ([`begin`]).
+/// already hold it (looked up only for a `retry`, or an id this gateway has seen
+/// lately). Checks of one session's sends may run concurrently; their appends are begun
+/// in send order ([`begin`]).
 pub async fn check(
     state: &Shared,
     sender: &str,
     conversation: &str,
     client_msg_id: &str,
     body: &str,
+    retry: bool,
 ) -> Result<Result<MessagePosted, Sent>, ApiError> {
     validate(state, client_msg_id, body)?;
     ensure_member(state, conversation, sender).await?;
     let message_id = ids::message_id(sender, client_msg_id);
-    if let Some(m) = state.views.message_by_id(conversation, message_id).await? {
+    let careful = state.recent.seen(message_id) || retry;
+    let known = match careful {
+        true => state.views.message_by_id(conversation, message_id).await?,
+        false => None,
+    };
+    if let Some(m) = known {
         return Ok(Err(Sent {
             message_id,
             seq: m.seq,
@@ -195,8 +236,9 @@ pub async fn append(
     conversation: &str,
     client_msg_id: &str,
     body: &str,
+    retry: bool,
 ) -> Result<Appended, ApiError> {
-    let checked = check(state, sender, conversation, client_msg_id, body).await?;
+    let checked = check(state, sender, conversation, client_msg_id, body, retry).await?;
     appended(begin(state, conversation, checked).await?).await
 }
 

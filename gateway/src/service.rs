@@ -36,6 +36,9 @@ pub struct Gateway {
     pub presence: Arc<PresenceAgent>,
     pub auth: Auth,
     pub members: MemberCache,
+    /// Message ids sent through this gateway lately: a send of one again takes the
+    /// careful path even when the client does not mark it a retry.
+    pub recent: crate::send::RecentIds,
     /// Partitions of `events`.
     pub events_partitions: i32,
     pub shutdown: CancellationToken,
@@ -151,6 +154,7 @@ pub async fn run(
         groups: groups.clone(),
         presence: presence.clone(),
         members: MemberCache::default(),
+        recent: crate::send::RecentIds::default(),
         events_partitions,
         shutdown: shutdown.clone(),
     });

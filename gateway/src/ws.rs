@@ -84,7 +84,7 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
         }
     };
 
-    let (send_tx, send_rx) = mpsc::channel::<(String, String, String)>(256);
+    let (send_tx, send_rx) = mpsc::channel::<Send>(256);
     let sender = tokio::spawn(sender(state.clone(), session.clone(), send_rx));
 
     state.presence.session_opened(&user).await;
@@ -179,13 +179,16 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
             client_msg_id,
             conversation_id,
             body,
+            retry,
         } = frame
         {
-            if send_tx
-                .send((client_msg_id, conversation_id, body))
-                .await
-                .is_err()
-            {
+            let send = Send {
+                client_msg_id,
+                conversation_id,
+                body,
+                retry,
+            };
+            if send_tx.send(send).await.is_err() {
                 break;
             }
             continue;
@@ -386,36 +389,48 @@ fn reply_error(session: &Session, e: ApiError, request_id: Option<String>) {
     session.push(encode(&e.frame(None, request_id)));
 }
 
-/// Sends confirmed at once per session (each waits for the projector).
+/// Sends of one session appended and not answered yet.
 const CONFIRMS_IN_FLIGHT: usize = 256;
 /// Sends of one session checked at once.
 const CHECKS_IN_FLIGHT: usize = 64;
 
+/// A `send` frame, for the session's sender task.
+struct Send {
+    client_msg_id: String,
+    conversation_id: String,
+    body: String,
+    retry: bool,
+}
+
 /// Handles a session's sends: checked concurrently, appends begun one after another in
-/// send order (so they reach the log in the order the client sent them), and
-/// confirmed concurrently.
-async fn sender(
-    state: Shared,
-    session: Arc<Session>,
-    mut rx: mpsc::Receiver<(String, String, String)>,
-) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(CONFIRMS_IN_FLIGHT));
-    // The checks of several sends run at once (each asks the views); their appends
+/// send order (so they reach the log in the order the client sent them), confirmed
+/// concurrently, and answered (`sent` or `error`) in send order.
+async fn sender(state: Shared, session: Arc<Session>, mut rx: mpsc::Receiver<Send>) {
+    // The checks of several sends run at once (each may ask the views); their appends
     // begin in send order, as each check in line finishes.
     let mut checks = futures::stream::FuturesOrdered::new();
+    // The answers, in send order: each resolves once its append is confirmed or failed.
+    let mut replies = futures::stream::FuturesOrdered::new();
     let mut open = true;
     loop {
         let (client_msg_id, conversation_id, checked) = tokio::select! {
             biased;
+            Some(frame) = replies.next(), if !replies.is_empty() => {
+                session.push(frame);
+                continue;
+            }
             Some(done) = checks.next(), if !checks.is_empty() => done,
-            next = rx.recv(), if open && checks.len() < CHECKS_IN_FLIGHT => {
+            next = rx.recv(), if open
+                && checks.len() < CHECKS_IN_FLIGHT
+                && replies.len() < CONFIRMS_IN_FLIGHT => {
                 match next {
-                    Some((client_msg_id, conversation_id, body)) => {
+                    Some(send) => {
                         // Mark it before the log has it: the delivery may overtake the reply.
-                        session.sent(ids::message_id(&session.user, &client_msg_id));
+                        session.sent(ids::message_id(&session.user, &send.client_msg_id));
                         let (state, user) = (state.clone(), session.user.clone());
                         checks.push_back(async move {
-                            let checked = check(&state, &user, &conversation_id, &client_msg_id, &body).await;
+                            let Send { client_msg_id, conversation_id, body, retry } = send;
+                            let checked = check(&state, &user, &conversation_id, &client_msg_id, &body, retry).await;
                             (client_msg_id, conversation_id, checked)
                         });
                     }
@@ -429,30 +444,19 @@ async fn sender(
             Ok(c) => begin(&state, &conversation_id, c).await,
             Err(e) => Err(e),
         };
-        let started = match started {
-            Ok(s) => s,
-            Err(e) => {
-                session.push(encode(&e.frame(Some(client_msg_id), None)));
-                continue;
-            }
-        };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            break;
-        };
-        let (state, session) = (state.clone(), session.clone());
-        tokio::spawn(async move {
-            let sent = match appended(started).await {
-                Ok(a) => confirm(&state, a).await,
+        let state = state.clone();
+        replies.push_back(async move {
+            let sent = match started {
+                Ok(started) => match appended(started).await {
+                    Ok(a) => confirm(&state, a).await,
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             };
-            let frame = match sent {
-                Ok(sent) => sent.frame(&client_msg_id, &conversation_id),
-                Err(e) => e.frame(Some(client_msg_id), None),
-            };
-            session.push(encode(&frame));
-            drop(permit);
+            match sent {
+                Ok(sent) => encode(&sent.frame(&client_msg_id, &conversation_id)),
+                Err(e) => encode(&e.frame(Some(client_msg_id), None)),
+            }
         });
     }
-    // Every confirmation has answered before the session closes.
-    let _ = permits.acquire_many(CONFIRMS_IN_FLIGHT as u32).await;
 }

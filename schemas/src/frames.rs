@@ -18,6 +18,10 @@ pub enum ClientFrame {
         client_msg_id: String,
         conversation_id: String,
         body: String,
+        /// This `client_msg_id` was sent before (a retry): the gateway looks it up
+        /// before appending. A first attempt is appended at once.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        retry: bool,
     },
     /// Catch up: everything after each cursor (conversation → last seq seen); a
     /// conversation not listed means from the beginning.
@@ -210,7 +214,8 @@ mod tests {
             ClientFrame::Send {
                 client_msg_id: "c1".into(),
                 conversation_id: "k".into(),
-                body: "hi".into()
+                body: "hi".into(),
+                retry: false,
             }
         );
     }
