@@ -25,8 +25,15 @@ pub struct LogArgs {
     /// Producer linger: how long an append may wait to share a batch (ms).
     #[arg(long, global = true, env = "PARLEY_LINGER_MS", default_value_t = 0)]
     pub linger_ms: u32,
-    /// Consumer fetch wait: how long the broker may hold a fetch for new data (ms).
-    #[arg(long, global = true, env = "PARLEY_FETCH_WAIT_MS", default_value_t = 5)]
+    /// Consumer fetch wait: how long the broker may hold a fetch while no new data
+    /// comes (ms). New data answers a held fetch at once, so this is the cost of an idle
+    /// reader (one fetch per wait per reader), not a latency.
+    #[arg(
+        long,
+        global = true,
+        env = "PARLEY_FETCH_WAIT_MS",
+        default_value_t = 100
+    )]
     pub fetch_wait_ms: u32,
     /// An append not confirmed within this time fails (ms).
     #[arg(

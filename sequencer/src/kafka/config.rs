@@ -28,7 +28,7 @@ impl Default for KafkaConfig {
         KafkaConfig {
             bootstrap: "127.0.0.1:9092".into(),
             linger_ms: 0,
-            fetch_wait_ms: 5,
+            fetch_wait_ms: 100,
             delivery_timeout_ms: 10_000,
             request_timeout_ms: 10_000,
             read_buffer: 1024,
