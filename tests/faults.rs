@@ -159,13 +159,7 @@ async fn heartbeats_keep_a_connected_user_online_past_the_ttl() {
     };
     let stack = Processes::start_with("heartbeat", options).await;
     let g = &stack.gateways[0];
-    let amy = Api::dev_token(g, "amy").await.unwrap();
-    let bob = Api::dev_token(g, "bob").await.unwrap();
-    let conv = Api::new(g, &amy).create_direct("bob").await.unwrap();
-    let b = parley_client::Session::connect(g, &bob).await.unwrap();
-    assert!(b.ready(Duration::from_secs(60)).await.unwrap());
-    let a = parley_client::Session::connect(g, &amy).await.unwrap();
-    assert!(a.ready(Duration::from_secs(60)).await.unwrap());
+    let (conv, a, b, bob) = direct_pair(g).await;
 
     // Twice the TTL later, Bob is still online: the message reaches him live and
     // leaves nothing in his inbox.
@@ -186,13 +180,7 @@ async fn heartbeats_keep_a_connected_user_online_past_the_ttl() {
 async fn a_hung_projector_does_not_hold_up_delivery() {
     let stack = Processes::start("hungviews", 1).await;
     let g = &stack.gateways[0];
-    let amy = Api::dev_token(g, "amy").await.unwrap();
-    let bob = Api::dev_token(g, "bob").await.unwrap();
-    let conv = Api::new(g, &amy).create_direct("bob").await.unwrap();
-    let b = parley_client::Session::connect(g, &bob).await.unwrap();
-    assert!(b.ready(Duration::from_secs(60)).await.unwrap());
-    let a = parley_client::Session::connect(g, &amy).await.unwrap();
-    assert!(a.ready(Duration::from_secs(60)).await.unwrap());
+    let (conv, a, b, _) = direct_pair(g).await;
     // The gateway now knows Amy is a member (for a few seconds).
     a.send(&conv, "warm", "hi").await.unwrap();
 
@@ -222,4 +210,24 @@ async fn a_hung_projector_does_not_hold_up_delivery() {
         assert!(sent.seq > last, "seqs in send order");
         last = sent.seq;
     }
+}
+
+/// Amy and Bob in a direct conversation, each with a live session on gateway `g`: the
+/// conversation, Amy's session, Bob's session and Bob's token.
+async fn direct_pair(
+    g: &str,
+) -> (
+    String,
+    parley_client::Session,
+    parley_client::Session,
+    String,
+) {
+    let amy = Api::dev_token(g, "amy").await.unwrap();
+    let bob = Api::dev_token(g, "bob").await.unwrap();
+    let conv = Api::new(g, &amy).create_direct("bob").await.unwrap();
+    let b = parley_client::Session::connect(g, &bob).await.unwrap();
+    assert!(b.ready(Duration::from_secs(60)).await.unwrap());
+    let a = parley_client::Session::connect(g, &amy).await.unwrap();
+    assert!(a.ready(Duration::from_secs(60)).await.unwrap());
+    (conv, a, b, bob)
 }

@@ -1,8 +1,8 @@
 //! The [`EventLog`] trait: what Parley needs of an ordered, replayable log.
 //!
-//! Kafka implements it for everything that runs on more than one machine; an embedded
-//! backend implements it for one-process mode. One conformance suite
-//! (`sequencer/tests/conformance.rs`) runs against each.
+//! Kafka implements it (`crate::kafka`), and `sequencer/tests/conformance.rs` is the
+//! suite every implementation must pass; an embedded backend for one-process mode is
+//! to pass the same suite.
 
 use std::pin::Pin;
 

@@ -1,7 +1,7 @@
 //! Key → partition, exactly as Kafka's Java default partitioner places keyed records:
 //! `toPositive(murmur2(key)) % partitions`. The Kafka producer is configured with
-//! librdkafka's `murmur2_random`, which computes the same; the embedded backend calls
-//! [`partition_for_key`] directly.
+//! librdkafka's `murmur2_random`, which computes the same; the gateway (and any other
+//! backend) calls [`partition_for_key`] directly.
 
 /// Kafka's `Utils.murmur2` (a 32-bit MurmurHash2, seed `0x9747b28c`).
 pub fn murmur2(data: &[u8]) -> i32 {
