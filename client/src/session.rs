@@ -507,6 +507,10 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                 ..
             } => {
                 if let Some((out, w)) = take_waiter(&mut st, &client_msg_id) {
+                    // Stored: this id is not sent again.
+                    if !st.pending.contains_key(&client_msg_id) {
+                        st.store.attempted.remove(&client_msg_id);
+                    }
                     // The gateway does not echo a session's own messages: keep it here.
                     let user = st.user.clone();
                     let conversation = out.conversation_id.clone();

@@ -28,8 +28,9 @@ pub struct Conversation {
 #[derive(Default, Debug)]
 pub struct Store {
     pub conversations: HashMap<String, Conversation>,
-    /// The `client_msg_id`s this client has sent at least once: sending one again is a
-    /// retry, and is marked so (`"retry": true`) for the gateway's careful path.
+    /// The `client_msg_id`s this client has sent and not had a `sent` for yet: sending
+    /// one again is a retry, and is marked so (`"retry": true`) for the gateway's
+    /// careful path.
     pub attempted: HashSet<String>,
 }
 

@@ -154,8 +154,9 @@ impl Router {
     /// nothing.
     ///
     /// The lock is held for the state update and the presence lookups of a small
-    /// conversation's members; for a large group's message, only for the state update
-    /// and reading the active slots; never while encoding.
+    /// conversation's members; for a large group's message, for the state update,
+    /// reading the active slots and the presence of the (at most 20) members it
+    /// mentions; never while encoding.
     pub fn route(&self, record: &LogRecord) -> Vec<Output> {
         let decoded = match record.value.as_deref().map(decode_any) {
             Some(Ok(r)) => Some(r),

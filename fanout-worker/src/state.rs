@@ -149,7 +149,9 @@ impl PartitionState {
     /// added at or after `resume` are left out, so that routing those records again has
     /// its effect (and its membership broadcast) again. Members removed between `resume`
     /// and the snapshot cannot be put back; their removals are broadcast again during
-    /// the replay ([`PartitionState::apply`]). Its last seqs would be wrong at `resume`,
+    /// the replay ([`PartitionState::apply`]), and during the replay such a member's
+    /// own messages are refused and other messages skip them (their clients fill the
+    /// gap by sync, as for any message they missed). Its last seqs would be wrong at `resume`,
     /// so each conversation's next message says its predecessor is unknown.
     pub fn from_snapshot(snapshot: PartitionSnapshot, resume: i64, limits: Limits) -> Self {
         let ahead = snapshot.applied > resume;
@@ -348,6 +350,24 @@ mod tests {
         .into()
     }
 
+    fn added(by: &str, member: &str) -> AnyRecord {
+        MembersAdded {
+            meta: Meta::new(by),
+            conversation_id: "g".into(),
+            members: vec![member.into()],
+        }
+        .into()
+    }
+
+    fn removed(by: &str, member: &str) -> AnyRecord {
+        MemberRemoved {
+            meta: Meta::new(by),
+            conversation_id: "g".into(),
+            member: member.into(),
+        }
+        .into()
+    }
+
     #[test]
     fn a_group_at_the_threshold_is_broadcast_and_its_membership_changes_are_routed() {
         let mut s = PartitionState::new(Limits {
@@ -366,13 +386,7 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
-        let add: AnyRecord = MembersAdded {
-            meta: Meta::new("a"),
-            conversation_id: "g".into(),
-            members: vec!["c".into()],
-        }
-        .into();
-        assert!(matches!(s.apply(2, &add), Routed::Membership));
+        assert!(matches!(s.apply(2, &added("a", "c")), Routed::Membership));
         let large = post("a", "2");
         match s.apply(3, &large) {
             Routed::Message(p) => {
@@ -381,13 +395,7 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let removed: AnyRecord = MemberRemoved {
-            meta: Meta::new("c"),
-            conversation_id: "g".into(),
-            member: "c".into(),
-        }
-        .into();
-        assert!(matches!(s.apply(4, &removed), Routed::Membership));
+        assert!(matches!(s.apply(4, &removed("c", "c")), Routed::Membership));
         // Below the threshold again: member by member.
         let again = post("b", "3");
         assert!(matches!(
@@ -425,36 +433,19 @@ mod tests {
             10,
             Limits::default(),
         );
-        let add: AnyRecord = MembersAdded {
-            meta: Meta::new("a"),
-            conversation_id: "g".into(),
-            members: vec!["c".into()],
-        }
-        .into();
         assert!(
-            matches!(s.apply(12, &add), Routed::Membership),
+            matches!(s.apply(12, &added("a", "c")), Routed::Membership),
             "the add again"
         );
-        let removed: AnyRecord = MemberRemoved {
-            meta: Meta::new("a"),
-            conversation_id: "g".into(),
-            member: "b".into(),
-        }
-        .into();
+        let b_out = removed("a", "b");
         assert!(
-            matches!(s.apply(14, &removed), Routed::Membership),
+            matches!(s.apply(14, &b_out), Routed::Membership),
             "the removal again"
         );
         // A removal of a member still in at the snapshot was refused: nothing.
-        let refused: AnyRecord = MemberRemoved {
-            meta: Meta::new("zed"),
-            conversation_id: "g".into(),
-            member: "a".into(),
-        }
-        .into();
-        assert!(matches!(s.apply(16, &refused), Routed::Nothing));
+        assert!(matches!(s.apply(16, &removed("zed", "a")), Routed::Nothing));
         // Past the snapshot, the rules alone decide.
-        assert!(matches!(s.apply(21, &removed), Routed::Nothing));
+        assert!(matches!(s.apply(21, &b_out), Routed::Nothing));
         // A group created after the resume point is created again.
         let mut s =
             PartitionState::from_snapshot(snapshot(20, &[("a", 15)], 15), 10, Limits::default());

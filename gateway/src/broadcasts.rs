@@ -21,7 +21,7 @@ use tracing::debug;
 use uuid::Uuid;
 
 use crate::counts::ReceiptCounter;
-use crate::deliveries::frame_of;
+use crate::deliveries::frame_of_event;
 use crate::groups::{Change, GroupIndex};
 use crate::sessions::{Frame, Sessions};
 
@@ -53,8 +53,12 @@ impl Broadcasts {
     }
 
     /// Queues a broadcast, in slot order; waits while the task is [`QUEUE`] behind.
-    pub async fn hand(&self, batch: DeliveryBatch) {
-        let _ = self.tx.send(batch).await;
+    /// An error: the fan-out task has ended (a panic), and broadcasts would be lost.
+    pub async fn hand(&self, batch: DeliveryBatch) -> anyhow::Result<()> {
+        self.tx
+            .send(batch)
+            .await
+            .map_err(|_| anyhow::anyhow!("the broadcast fan-out task has ended"))
     }
 }
 
@@ -103,7 +107,7 @@ fn step(batch: &DeliveryBatch, counts: &ReceiptCounter) -> Step {
         AnyRecord::TypingChanged(t) => Some(t.meta.actor.clone()),
         _ => None,
     };
-    let Some((frame, message)) = frame_of(batch) else {
+    let Some((frame, message)) = frame_of_event(batch, event) else {
         return Step::Skip;
     };
     let Ok(text) = serde_json::to_string(&frame) else {

@@ -254,7 +254,7 @@ async fn direct_exists(state: &Shared, id: &str) -> Result<bool, ApiError> {
 /// `GET /v1/conversations`: read-your-writes, behind the same barrier as a sync.
 pub async fn list(State(state): State<Shared>, Caller(me): Caller) -> Result<Response, ApiError> {
     crate::sync::barrier(&state).await?;
-    let conversations = state.views.user_conversations_unread(&me).await?;
+    let conversations = state.views.user_conversations(&me, true).await?;
     Ok(Json(json!({"conversations": conversations})).into_response())
 }
 

@@ -86,9 +86,7 @@ impl ReceiptCounter {
             for group in dirty {
                 let here = groups.members_here(&group);
                 if here.is_empty() {
-                    let mut inner = self.lock();
-                    inner.latest.remove(&group);
-                    inner.sent.remove(&group);
+                    // Forgotten at the next tick.
                     continue;
                 }
                 let marks = match views.receipts(&group).await {

@@ -74,7 +74,10 @@ pub async fn follow(
         };
         match decode_any(value) {
             Ok(AnyRecord::DeliveryBatch(batch)) if batch.broadcast => {
-                broadcasts.hand(batch).await;
+                if let Err(e) = broadcasts.hand(batch).await {
+                    error!(error = %e, "large groups' broadcasts cannot be delivered");
+                    return Err(e);
+                }
             }
             Ok(AnyRecord::DeliveryBatch(batch)) => {
                 let Some((frame, message)) = frame_of(&batch) else {
@@ -143,9 +146,23 @@ async fn to_inbox(
 }
 
 /// The frame a routed record becomes, and the message it carries if it is one.
-pub(crate) fn frame_of(batch: &DeliveryBatch) -> Option<(ServerFrame, Option<MessagePosted>)> {
+fn frame_of(batch: &DeliveryBatch) -> Option<(ServerFrame, Option<MessagePosted>)> {
     match decode_any(&batch.event) {
-        Ok(AnyRecord::MessagePosted(m)) => {
+        Ok(event) => frame_of_event(batch, event),
+        Err(e) => {
+            debug!(error = %e, "undecodable routed record skipped");
+            None
+        }
+    }
+}
+
+/// [`frame_of`] for a batch whose event is decoded already.
+pub(crate) fn frame_of_event(
+    batch: &DeliveryBatch,
+    event: AnyRecord,
+) -> Option<(ServerFrame, Option<MessagePosted>)> {
+    match event {
+        AnyRecord::MessagePosted(m) => {
             let frame = ServerFrame::Message(MessageView {
                 conversation_id: batch.conversation_id.clone(),
                 seq: batch.source_offset,
@@ -159,7 +176,7 @@ pub(crate) fn frame_of(batch: &DeliveryBatch) -> Option<(ServerFrame, Option<Mes
             });
             Some((frame, Some(m)))
         }
-        Ok(AnyRecord::ReceiptRecorded(r)) => Some((
+        AnyRecord::ReceiptRecorded(r) => Some((
             ServerFrame::Receipt {
                 conversation_id: r.conversation_id,
                 user_id: r.meta.actor,
@@ -168,7 +185,7 @@ pub(crate) fn frame_of(batch: &DeliveryBatch) -> Option<(ServerFrame, Option<Mes
             },
             None,
         )),
-        Ok(AnyRecord::TypingChanged(t)) => Some((
+        AnyRecord::TypingChanged(t) => Some((
             ServerFrame::Typing {
                 conversation_id: t.conversation_id,
                 user_id: t.meta.actor,
@@ -177,15 +194,11 @@ pub(crate) fn frame_of(batch: &DeliveryBatch) -> Option<(ServerFrame, Option<Mes
             },
             None,
         )),
-        Ok(other) => {
+        other => {
             debug!(
                 schema = other.schema_name(),
                 "delivery of a record kind this gateway does not show"
             );
-            None
-        }
-        Err(e) => {
-            debug!(error = %e, "undecodable routed record skipped");
             None
         }
     }

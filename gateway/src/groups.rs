@@ -379,7 +379,7 @@ pub async fn load(
         }
     }
     loop {
-        match views.user_conversations(user).await {
+        match views.user_conversations(user, false).await {
             Ok(list) => {
                 return Ok(list
                     .into_iter()

@@ -175,7 +175,7 @@ async fn collect(
 ) -> Result<(Vec<MessageView>, bool), ApiError> {
     let ends = barrier(state).await?;
     let mut by_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-    for c in state.views.user_conversations(user).await? {
+    for c in state.views.user_conversations(user, false).await? {
         let p = partition_of(state, &c.conversation_id);
         let from = cursor.next.get(p as usize).copied().unwrap_or(0);
         if c.last_seq.is_some_and(|last| last >= from) {
@@ -228,6 +228,9 @@ async fn collect(
 pub struct SendBody {
     client_msg_id: String,
     body: String,
+    /// This `client_msg_id` was sent before: looked up before appending.
+    #[serde(default)]
+    retry: bool,
 }
 
 /// `POST /v1/conversations/{id}/messages`: answers with the `sent` frame.
@@ -238,7 +241,7 @@ pub async fn post_message(
     body: Result<Json<SendBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<ServerFrame>, ApiError> {
     let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let sent = send(&state, &me, &id, &b.client_msg_id, &b.body).await?;
+    let sent = send(&state, &me, &id, &b.client_msg_id, &b.body, b.retry).await?;
     Ok(Json(sent.frame(&b.client_msg_id, &id)))
 }
 

@@ -124,8 +124,9 @@ pub async fn send(
     conversation: &str,
     client_msg_id: &str,
     body: &str,
+    retry: bool,
 ) -> Result<Sent, ApiError> {
-    let appended = append(state, sender, conversation, client_msg_id, body, true).await?;
+    let appended = append(state, sender, conversation, client_msg_id, body, retry).await?;
     confirm(state, appended).await
 }
 

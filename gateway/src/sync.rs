@@ -78,7 +78,7 @@ pub async fn run(
     barrier(state).await?;
     let todo: Vec<(ConversationSummary, Option<i64>)> = state
         .views
-        .user_conversations(user)
+        .user_conversations(user, false)
         .await?
         .into_iter()
         .map(|c| {

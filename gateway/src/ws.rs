@@ -208,12 +208,12 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
     info!(user = %user, "session closed");
 }
 
-/// Writes the session's frames to its socket, pings it, and closes it with the reason
-/// the session was cut for. A write that blocks (a client that stops reading) is given
-/// up after the write timeout, or as soon as the session is cut.
 /// Most queued frames written to a socket at once.
 const WRITE_BATCH: usize = 64;
 
+/// Writes the session's frames to its socket, pings it, and closes it with the reason
+/// the session was cut for. A write that blocks (a client that stops reading) is given
+/// up after the write timeout, or as soon as the session is cut.
 async fn write(
     mut sink: futures::stream::SplitSink<WebSocket, Message>,
     mut outbound: crate::sessions::Outbound,

@@ -103,17 +103,15 @@ impl Views for HttpViews {
         Ok(v["member"].as_bool().unwrap_or(false))
     }
 
-    async fn user_conversations(&self, user: &str) -> Result<Vec<ConversationSummary>> {
-        let v: Value = self.must(&["v1", "users", user, "conversations"]).await?;
-        serde_json::from_value(v["conversations"].clone())
-            .map_err(|e| Error::Unavailable(e.to_string()))
-    }
-
-    async fn user_conversations_unread(&self, user: &str) -> Result<Vec<ConversationSummary>> {
+    async fn user_conversations(
+        &self,
+        user: &str,
+        unread: bool,
+    ) -> Result<Vec<ConversationSummary>> {
         let req = self
             .client
             .get(self.url(&["v1", "users", user, "conversations"]))
-            .query(&[("unread", "true")]);
+            .query(&[("unread", unread)]);
         let v: Value = self
             .send(req)
             .await?

@@ -107,11 +107,7 @@ async fn user_conversations(
     Path(user): Path<String>,
     Query(p): Query<ConversationsParams>,
 ) -> Answer {
-    let list = if p.unread {
-        v.user_conversations_unread(&user).await?
-    } else {
-        v.user_conversations(&user).await?
-    };
+    let list = v.user_conversations(&user, p.unread).await?;
     Ok(Json(json!({ "conversations": list })).into_response())
 }
 

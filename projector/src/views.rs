@@ -90,11 +90,13 @@ pub struct Status {
 pub trait Views: Send + Sync + 'static {
     async fn conversation(&self, id: &str) -> Result<Option<ConversationView>>;
     async fn is_member(&self, conversation: &str, user: &str) -> Result<bool>;
-    /// `user`'s conversations (their `unread` is 0: see
-    /// [`Views::user_conversations_unread`]).
-    async fn user_conversations(&self, user: &str) -> Result<Vec<ConversationSummary>>;
-    /// The same, with each conversation's unread count (dearer: it reads history).
-    async fn user_conversations_unread(&self, user: &str) -> Result<Vec<ConversationSummary>>;
+    /// `user`'s conversations; with `unread`, each one's unread count (dearer: it reads
+    /// history), else 0.
+    async fn user_conversations(
+        &self,
+        user: &str,
+        unread: bool,
+    ) -> Result<Vec<ConversationSummary>>;
     async fn history(&self, conversation: &str, q: HistoryQuery) -> Result<HistoryPage>;
     /// The message `id` of `conversation`, if the views hold it.
     async fn message_by_id(&self, conversation: &str, id: Uuid) -> Result<Option<MessageView>>;
@@ -159,15 +161,14 @@ impl Views for LocalViews {
         self.blocking(move |s| s.is_member(&c, &u)).await
     }
 
-    async fn user_conversations(&self, user: &str) -> Result<Vec<ConversationSummary>> {
+    async fn user_conversations(
+        &self,
+        user: &str,
+        unread: bool,
+    ) -> Result<Vec<ConversationSummary>> {
         let u = user.to_string();
-        self.blocking(move |s| s.user_conversations(&u, false))
+        self.blocking(move |s| s.user_conversations(&u, unread))
             .await
-    }
-
-    async fn user_conversations_unread(&self, user: &str) -> Result<Vec<ConversationSummary>> {
-        let u = user.to_string();
-        self.blocking(move |s| s.user_conversations(&u, true)).await
     }
 
     async fn history(&self, conversation: &str, q: HistoryQuery) -> Result<HistoryPage> {

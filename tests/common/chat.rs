@@ -76,6 +76,9 @@ async fn connect(gateways: &[String], m: &Member, attempt: usize, store: Store) 
 
 /// Runs one member until the end of `timing`; see [`Outcome`].
 pub async fn run(gateways: Vec<String>, m: Member, timing: Timing) -> Outcome {
+    // Counted out when sending ends, or when this client panics (so that the others do
+    // not wait for it until their deadline and hide the failure).
+    let sending = StillSending(timing.still_sending.clone());
     let api = Api::new(&gateways[m.home], &m.token);
     let mut session = connect(&gateways, &m, 0, Store::default()).await;
     let mut reconnects = 0;
@@ -111,7 +114,7 @@ pub async fn run(gateways: Vec<String>, m: Member, timing: Timing) -> Outcome {
 
     // Settle: no more sends; the client only reconnects if it has to. History is final
     // once every client's last send has been answered.
-    timing.still_sending.fetch_sub(1, Ordering::SeqCst);
+    drop(sending);
     let deadline = tokio::time::Instant::now() + timing.settle;
     while timing.still_sending.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline
     {
@@ -192,5 +195,14 @@ pub fn check(members: &[Member], outcomes: &[Outcome]) {
             "{}: never came to hold its conversations' history",
             m.user
         );
+    }
+}
+
+/// One client's share of [`Timing::still_sending`], given back on drop.
+struct StillSending(Arc<AtomicUsize>);
+
+impl Drop for StillSending {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
