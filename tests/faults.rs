@@ -184,7 +184,7 @@ async fn a_hung_projector_does_not_hold_up_delivery() {
     // The gateway now knows Amy is a member (for a few seconds).
     a.send(&conv, "warm", "hi").await.unwrap();
 
-    stack.projector.pause();
+    stack.projectors[0].proc.pause();
     let mut replies = Vec::new();
     for i in 0..5 {
         let cmid = format!("hung-{i}");
@@ -197,7 +197,7 @@ async fn a_hung_projector_does_not_hold_up_delivery() {
     let delivered = b
         .wait_arrivals(&conv, "amy", 6, Duration::from_secs(4))
         .await;
-    stack.projector.resume();
+    stack.projectors[0].proc.resume();
     delivered.expect("delivered while the projector hung");
 
     let mut last = 0;

@@ -15,6 +15,11 @@ pub struct ProjectorConfig {
     pub inbox_topic: String,
     /// The `receipts` topic.
     pub receipts_topic: String,
+    /// The `directory` topic, where a replica announces itself.
+    pub directory_topic: String,
+    /// The URL of this replica's query API as others reach it; `None`: not announced
+    /// (the views are only used in this process, as in `parley dev`).
+    pub advertise: Option<String>,
     /// Partitions this projector owns (the same numbers of `events`, `inbox` and
     /// `receipts`); `None` means all.
     pub partitions: Option<Vec<i32>>,
@@ -37,6 +42,8 @@ impl ProjectorConfig {
             events_topic: topics.events.clone(),
             inbox_topic: topics.inbox.clone(),
             receipts_topic: topics.receipts.clone(),
+            directory_topic: topics.directory.clone(),
+            advertise: None,
             partitions: None,
             batch_max: 1000,
             apply_delay: Duration::ZERO,

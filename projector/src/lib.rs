@@ -8,14 +8,20 @@
 //!   the in-process implementation.
 //! - [`client`]: [`HttpViews`], the same trait over the projector's HTTP API.
 //! - [`http`]: that HTTP API (internal: gateways and fanout-workers call it).
+//! - [`directory`]: replicas announce themselves in the `directory` topic; readers
+//!   follow it.
+//! - [`sharded`]: [`ShardedViews`], the trait over every replica of every shard found
+//!   in the directory, with failover and read-your-log across replicas.
 //! - [`service`]: the consumer loop and [`run`], the role's entry point.
 //! - [`config`], [`error`].
 
 pub mod client;
 pub mod config;
+pub mod directory;
 pub mod error;
 pub mod http;
 pub mod service;
+pub mod sharded;
 pub mod store;
 pub mod views;
 
@@ -23,4 +29,5 @@ pub use client::HttpViews;
 pub use config::ProjectorConfig;
 pub use error::{Error, Result};
 pub use service::{run, Projector};
+pub use sharded::ShardedViews;
 pub use views::{LocalViews, Views};

@@ -21,6 +21,10 @@ use crate::views::LocalViews;
 pub struct Projector {
     views: LocalViews,
     task: tokio::task::JoinHandle<Result<()>>,
+    /// Announces this replica in the directory (when it has a URL to announce).
+    announcer: Option<tokio::task::JoinHandle<()>>,
+    /// Stops the announcer (a child of the shutdown token).
+    leave: CancellationToken,
 }
 
 impl Projector {
@@ -46,6 +50,7 @@ impl Projector {
         };
         info!(topic = %config.events_topic, partitions = ?owned, resume = ?stored, "projector starting");
         let mut streams = Vec::new();
+        let mut ready_at = BTreeMap::new();
         for (stream, topic) in [
             (Stream::Events, &config.events_topic),
             (Stream::Inbox, &config.inbox_topic),
@@ -60,11 +65,28 @@ impl Projector {
                     (*p, start)
                 })
                 .collect();
+            let ends = log.end_offsets(topic).await?;
+            for p in &owned {
+                ready_at.insert((stream, *p), ends.get(*p as usize).copied().unwrap_or(0));
+            }
             let records = log.read(topic, &from).await?;
             streams.push(records.map(move |r| r.map(|r| (stream, r))).boxed());
         }
         let (tx, rx) = watch::channel(stored);
         let stream = futures::stream::select_all(streams).boxed();
+        let leave = shutdown.child_token();
+        let announcer = config.advertise.clone().map(|url| {
+            info!(%url, topic = %config.directory_topic, "announcing this replica");
+            tokio::spawn(crate::directory::announce(
+                log.clone(),
+                config.directory_topic.clone(),
+                url,
+                owned.clone(),
+                rx.clone(),
+                ready_at,
+                leave.clone(),
+            ))
+        });
         let task = tokio::spawn(consume(config, store.clone(), stream, tx, shutdown));
         Ok(Projector {
             views: LocalViews {
@@ -73,6 +95,8 @@ impl Projector {
                 owned,
             },
             task,
+            announcer,
+            leave,
         })
     }
 
@@ -82,9 +106,16 @@ impl Projector {
 
     /// Waits for the consumer to stop (on shutdown or a fatal error).
     pub async fn join(self) -> Result<()> {
-        self.task
+        let consumed = self
+            .task
             .await
-            .map_err(|e| Error::Store(format!("consumer task: {e}")))?
+            .map_err(|e| Error::Store(format!("consumer task: {e}")))?;
+        // Stopped or failed: either way its views are no longer served.
+        self.leave.cancel();
+        if let Some(a) = self.announcer {
+            let _ = a.await;
+        }
+        consumed
     }
 }
 
@@ -217,9 +248,15 @@ pub async fn run(
     });
     let server =
         axum::serve(listener, app).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let mut joined = Box::pin(projector.join());
     tokio::select! {
-        r = server => r?,
-        r = projector.join() => {
+        r = server => {
+            // The consumer stops too, and the replica leaves the directory.
+            shutdown.cancel();
+            r?;
+            joined.await?;
+        }
+        r = &mut joined => {
             shutdown.cancel();
             r?;
         }

@@ -19,10 +19,11 @@ pub enum TopicKind {
     Inbox,
     Push,
     DeadLetters,
+    Directory,
 }
 
 impl TopicKind {
-    pub const ALL: [TopicKind; 8] = [
+    pub const ALL: [TopicKind; 9] = [
         TopicKind::Events,
         TopicKind::Receipts,
         TopicKind::Ephemeral,
@@ -31,6 +32,7 @@ impl TopicKind {
         TopicKind::Inbox,
         TopicKind::Push,
         TopicKind::DeadLetters,
+        TopicKind::Directory,
     ];
 
     /// The name after the prefix.
@@ -44,6 +46,7 @@ impl TopicKind {
             TopicKind::Inbox => "inbox",
             TopicKind::Push => "push",
             TopicKind::DeadLetters => "dead-letters",
+            TopicKind::Directory => "directory",
         }
     }
 }
@@ -59,7 +62,7 @@ impl fmt::Display for TopicKind {
 pub struct TopicSettings {
     /// Put before every topic name, e.g. `parley.` gives `parley.events`.
     pub prefix: String,
-    /// Partitions of the keyed topics (all but deliveries).
+    /// Partitions of the keyed topics (all but deliveries and directory).
     pub partitions: i32,
     /// Partitions of `deliveries`: one per gateway slot.
     pub gateway_slots: i32,
@@ -96,6 +99,7 @@ impl TopicSettings {
             inbox: self.name(TopicKind::Inbox),
             push: self.name(TopicKind::Push),
             dead_letters: self.name(TopicKind::DeadLetters),
+            directory: self.name(TopicKind::Directory),
         }
     }
 
@@ -132,8 +136,17 @@ impl TopicSettings {
             TopicKind::Inbox => set("retention.ms", 30 * DAY_MS),
             TopicKind::Push => set("retention.ms", DAY_MS),
             TopicKind::DeadLetters => set("retention.ms", 30 * DAY_MS),
+            // Compacted, keyed by projector replica: each one's last announcement is
+            // kept; a stopped replica's key is deleted by a tombstone.
+            TopicKind::Directory => {
+                set("segment.ms", 10 * MINUTE_MS);
+                set("delete.retention.ms", MINUTE_MS);
+            }
         }
-        let policy = if matches!(kind, TopicKind::Presence | TopicKind::Receipts) {
+        let policy = if matches!(
+            kind,
+            TopicKind::Presence | TopicKind::Receipts | TopicKind::Directory
+        ) {
             "compact"
         } else {
             "delete"
@@ -146,10 +159,11 @@ impl TopicSettings {
         TopicSpec {
             kind: Some(kind),
             name: self.name(kind),
-            partitions: if kind == TopicKind::Deliveries {
-                self.gateway_slots
-            } else {
-                self.partitions
+            partitions: match kind {
+                TopicKind::Deliveries => self.gateway_slots,
+                // One partition: every reader reads all of it, in one order.
+                TopicKind::Directory => 1,
+                _ => self.partitions,
             },
             replication_factor: self.replication_factor,
             configs,
@@ -169,6 +183,9 @@ pub struct TopicNames {
     pub push: String,
     /// Outputs the log refused (too large, invalid), parked with why.
     pub dead_letters: String,
+    /// Where projector replicas announce what they serve (see the projector's
+    /// `directory` module).
+    pub directory: String,
 }
 
 /// One topic as it should be.
@@ -260,7 +277,12 @@ mod tests {
     fn the_default_spec_is_design_section_3() {
         let spec = TopicSettings::default().spec();
         let by_name = |n: &str| spec.iter().find(|s| s.name == n).unwrap();
-        assert_eq!(spec.len(), 8);
+        assert_eq!(spec.len(), 9);
+        assert_eq!(by_name("parley.directory").partitions, 1);
+        assert_eq!(
+            by_name("parley.directory").configs["cleanup.policy"],
+            "compact"
+        );
         assert_eq!(by_name("parley.events").partitions, 16);
         assert_eq!(by_name("parley.events").configs["retention.ms"], "-1");
         assert_eq!(by_name("parley.deliveries").partitions, 64);

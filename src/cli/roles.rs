@@ -13,7 +13,8 @@ use clap::Args;
 use parley_fanout::state::Limits;
 use parley_fanout::FanoutConfig;
 use parley_gateway::GatewayConfig;
-use parley_projector::{HttpViews, Projector, ProjectorConfig, Views};
+use parley_projector::directory::Directory;
+use parley_projector::{HttpViews, Projector, ProjectorConfig, ShardedViews, Views};
 use parley_sequencer::{EventLog, KafkaLog};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -66,6 +67,33 @@ fn hostname() -> String {
         .unwrap_or_else(|| "parley".into())
 }
 
+/// The views other roles ask: one projector at `url`, or else every replica the
+/// directory topic announces.
+async fn views_of(
+    url: Option<&str>,
+    log: &Arc<dyn EventLog>,
+    args: &LogArgs,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Arc<dyn Views>> {
+    if let Some(url) = url {
+        return Ok(Arc::new(HttpViews::new(url)?));
+    }
+    let names = args.settings().names();
+    let directory = Directory::follow(log.clone(), &names.directory, shutdown.clone())
+        .await
+        .with_context(|| format!("reading the directory of projectors ({})", names.directory))?;
+    let partitions = log
+        .partition_count(&names.events)
+        .await
+        .with_context(|| format!("the partitions of {}", names.events))?;
+    info!(
+        directory = %names.directory,
+        live = directory.live().len(),
+        "finding projector replicas in the directory"
+    );
+    Ok(Arc::new(ShardedViews::new(directory, partitions)))
+}
+
 #[derive(Debug, Args)]
 pub struct ProjectorArgs {
     /// Address of the query API (internal: gateways and fanout-workers call it).
@@ -74,9 +102,19 @@ pub struct ProjectorArgs {
     /// Where the RocksDB views live.
     #[arg(long, env = "PARLEY_DATA_DIR", default_value = "parley-data/projector")]
     data_dir: PathBuf,
-    /// Partitions of events this projector owns (comma-separated; default all).
-    #[arg(long, value_delimiter = ',')]
+    /// Partitions of events this projector owns (comma-separated; default all). Every
+    /// projector with the same list is a replica of one shard.
+    #[arg(long, value_delimiter = ',', conflicts_with = "shard")]
     partitions: Vec<i32>,
+    /// This projector's shard as I/N: it owns the partitions p with p % N == I (e.g.
+    /// `--shard 0/2` the even ones). A shortcut for --partitions.
+    #[arg(long, value_parser = parse_shard)]
+    shard: Option<(i32, i32)>,
+    /// The URL of the query API as gateways and fanout-workers reach it, announced in
+    /// the directory topic (default: http:// and --http, with the host name when
+    /// --http listens on every address).
+    #[arg(long, env = "PARLEY_ADVERTISE_URL")]
+    advertise: Option<String>,
     /// Slow every batch down by this many ms (tests of the read-your-log barrier only).
     #[arg(long, hide = true, default_value_t = 0)]
     debug_apply_delay_ms: u64,
@@ -89,16 +127,54 @@ pub struct ProjectorArgs {
     log: LogArgs,
 }
 
+fn parse_shard(s: &str) -> Result<(i32, i32), String> {
+    let err = || format!("--shard {s}: expected I/N with 0 <= I < N, e.g. 0/2");
+    let (i, n) = s.split_once('/').ok_or_else(err)?;
+    let (i, n): (i32, i32) = (
+        i.trim().parse().map_err(|_| err())?,
+        n.trim().parse().map_err(|_| err())?,
+    );
+    if n < 1 || i < 0 || i >= n {
+        return Err(err());
+    }
+    Ok((i, n))
+}
+
 impl ProjectorArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let log = connect(&self.log, None).await?;
+        let partitions = match self.shard {
+            Some((i, n)) => {
+                let count = log
+                    .partition_count(
+                        &self
+                            .log
+                            .settings()
+                            .name(parley_sequencer::TopicKind::Events),
+                    )
+                    .await?;
+                anyhow::ensure!(
+                    n <= count,
+                    "--shard {i}/{n}: the events topic has only {count} partitions"
+                );
+                (0..count).filter(|p| p % n == i).collect()
+            }
+            None => self.partitions.clone(),
+        };
         let mut config = projector_config(
             &self.log,
             self.data_dir,
-            &self.partitions,
+            &partitions,
             self.debug_apply_delay_ms,
         );
         config.rebuild_if_unfit = self.rebuild;
+        config.advertise = Some(match self.advertise {
+            Some(url) => url,
+            None if self.http.ip().is_unspecified() => {
+                format!("http://{}:{}", hostname(), self.http.port())
+            }
+            None => format!("http://{}", self.http),
+        });
         let listener = bind(self.http).await?;
         parley_projector::run(config, log, listener, crate::shutdown::on_signal()).await?;
         Ok(ExitCode::SUCCESS)
@@ -107,8 +183,9 @@ impl ProjectorArgs {
 
 #[derive(Debug, Args)]
 pub struct FanoutArgs {
-    /// The projector's query API, for taking partitions over quickly (without it, state
-    /// is rebuilt from the log).
+    /// One projector's query API, for taking partitions over quickly. Without it, the
+    /// projector replicas announced in the directory topic are used; with none serving a
+    /// partition, its state is rebuilt from the log.
     #[arg(long, env = "PARLEY_PROJECTOR_URL")]
     projector: Option<String>,
     /// This worker's name (default: host-pid).
@@ -139,10 +216,8 @@ pub struct FanoutArgs {
 impl FanoutArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let log = connect(&self.log, Some(self.session_timeout_ms)).await?;
-        let views: Option<Arc<dyn Views>> = match &self.projector {
-            Some(url) => Some(Arc::new(HttpViews::new(url)?)),
-            None => None,
-        };
+        let shutdown = crate::shutdown::on_signal();
+        let views = views_of(self.projector.as_deref(), &log, &self.log, &shutdown).await?;
         let mut config = FanoutConfig::new(
             self.log.settings().names(),
             format!("{}fanout", self.log.topic_prefix),
@@ -154,7 +229,7 @@ impl FanoutArgs {
         };
         config.large_typing_per_s = self.large_typing_per_s.max(1);
         config.commit_interval = Duration::from_millis(self.commit_interval_ms.max(1));
-        parley_fanout::run(config, log, views, crate::shutdown::on_signal()).await?;
+        parley_fanout::run(config, log, Some(views), shutdown).await?;
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -167,13 +242,10 @@ pub struct GatewayArgs {
     /// This gateway's slot: its partition of the deliveries topic (unique per gateway).
     #[arg(long, env = "PARLEY_GATEWAY_ID", default_value_t = 0)]
     gateway_id: i32,
-    /// The projector's query API.
-    #[arg(
-        long,
-        env = "PARLEY_PROJECTOR_URL",
-        default_value = "http://127.0.0.1:8090"
-    )]
-    projector: String,
+    /// One projector's query API. Without it, the projector replicas announced in the
+    /// directory topic are used (every shard, with failover between replicas).
+    #[arg(long, env = "PARLEY_PROJECTOR_URL")]
+    projector: Option<String>,
     #[command(flatten)]
     client: ClientArgs,
     #[command(flatten)]
@@ -232,9 +304,10 @@ impl GatewayArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let config = self.client.gateway_config(self.gateway_id, &self.log)?;
         let log = connect(&self.log, None).await?;
-        let views: Arc<dyn Views> = Arc::new(HttpViews::new(&self.projector)?);
+        let shutdown = crate::shutdown::on_signal();
+        let views = views_of(self.projector.as_deref(), &log, &self.log, &shutdown).await?;
         let listener = bind(self.http).await?;
-        parley_gateway::run(config, log, views, listener, crate::shutdown::on_signal()).await?;
+        parley_gateway::run(config, log, views, listener, shutdown).await?;
         Ok(ExitCode::SUCCESS)
     }
 }

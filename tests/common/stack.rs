@@ -258,6 +258,9 @@ pub struct Options {
     pub fanout_args: Vec<String>,
     /// Environment variables of every process (e.g. `PARLEY_MAX_GROUP_MEMBERS`).
     pub env: Vec<(String, String)>,
+    /// Projectors as (shards, replicas of each): gateways and fanout-workers then find
+    /// them in the directory. `None`: one projector, which they are pointed at.
+    pub shards: Option<(usize, usize)>,
 }
 
 impl Options {
@@ -269,17 +272,33 @@ impl Options {
             gateway_args: Vec::new(),
             fanout_args: Vec::new(),
             env: Vec::new(),
+            shards: None,
         }
     }
+}
+
+/// One projector process: a replica of shard `shard`.
+pub struct Replica {
+    pub shard: usize,
+    /// `http://127.0.0.1:port` of its query API.
+    pub url: String,
+    pub proc: Proc,
+    args: Vec<String>,
+    name: String,
 }
 
 /// Roles as separate processes: a projector, fanout-workers, and gateways.
 pub struct Processes {
     pub prefix: String,
     pub topics: TopicNames,
+    /// The first projector's query API.
     pub projector_url: String,
     pub gateways: Vec<String>,
-    pub projector: Proc,
+    /// Every projector, shard by shard.
+    pub projectors: Vec<Replica>,
+    /// What gateways and fanout-workers are given: one projector's URL, or none (they
+    /// follow the directory).
+    views_url: Option<String>,
     pub fanouts: Vec<Proc>,
     pub gateway_procs: Vec<Proc>,
     gateway_args: Vec<String>,
@@ -298,25 +317,49 @@ impl Processes {
         let prefix = super::fresh_prefix(name);
         provision(&*log, &prefix).await;
         let data = tempfile::tempdir().unwrap();
-        let p_addr = free_port();
-        let projector_url = format!("http://{p_addr}");
-        let data_dir = data.path().join("p");
-        let mut args = vec![
-            "projector".to_string(),
-            "--http".into(),
-            p_addr.to_string(),
-            "--data-dir".into(),
-            data_dir.to_str().unwrap().to_string(),
-        ];
-        args.extend(options.projector_args.iter().cloned());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let projector = Proc::spawn_with("projector", &prefix, &args, &options.env);
-        wait_healthy(&projector_url).await;
+        let (shards, replicas) = options.shards.unwrap_or((1, 1));
+        let mut projectors = Vec::new();
+        for shard in 0..shards {
+            for r in 0..replicas {
+                let addr = free_port();
+                let data_dir = data.path().join(format!("p{shard}-{r}"));
+                let mut args = vec![
+                    "projector".to_string(),
+                    "--http".into(),
+                    addr.to_string(),
+                    "--data-dir".into(),
+                    data_dir.to_str().unwrap().to_string(),
+                ];
+                if options.shards.is_some() {
+                    args.extend(["--shard".into(), format!("{shard}/{shards}")]);
+                }
+                args.extend(options.projector_args.iter().cloned());
+                let name = if options.shards.is_some() {
+                    format!("projector{shard}-{r}")
+                } else {
+                    "projector".into()
+                };
+                let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+                let proc = Proc::spawn_with(&name, &prefix, &refs, &options.env);
+                projectors.push(Replica {
+                    shard,
+                    url: format!("http://{addr}"),
+                    proc,
+                    args,
+                    name,
+                });
+            }
+        }
+        for p in &projectors {
+            wait_healthy(&p.url).await;
+        }
+        let projector_url = projectors[0].url.clone();
+        let views_url = options.shards.is_none().then(|| projector_url.clone());
         let fanouts = (0..options.fanout_workers)
             .map(|i| {
                 spawn_fanout(
                     &prefix,
-                    &projector_url,
+                    views_url.as_deref(),
                     &options.fanout_args,
                     &options.env,
                     i,
@@ -328,7 +371,8 @@ impl Processes {
             prefix,
             projector_url,
             gateways: Vec::new(),
-            projector,
+            projectors,
+            views_url,
             fanouts,
             gateway_procs: Vec::new(),
             gateway_args: options.gateway_args.clone(),
@@ -363,10 +407,11 @@ impl Processes {
             addr,
             "--gateway-id",
             &id_arg,
-            "--projector",
-            &self.projector_url,
             "--dev-auth",
         ];
+        if let Some(url) = &self.views_url {
+            args.extend(["--projector", url]);
+        }
         args.extend(self.gateway_args.iter().map(String::as_str));
         Proc::spawn_with(
             &format!("gateway{id}-{}", addr.replace([':', '.'], "_")),
@@ -381,7 +426,7 @@ impl Processes {
         self.fanouts[i].kill();
         self.fanouts[i] = spawn_fanout(
             &self.prefix,
-            &self.projector_url,
+            self.views_url.as_deref(),
             &self.fanout_args,
             &self.env,
             i,
@@ -394,11 +439,20 @@ impl Processes {
         self.gateway_procs[id] = self.spawn_gateway(id);
         wait_healthy(&self.gateways[id]).await;
     }
+
+    /// Starts projector `i` again (same port, same data dir) after it was killed.
+    pub async fn restart_projector(&mut self, i: usize) {
+        let p = &mut self.projectors[i];
+        p.proc.kill();
+        let args: Vec<&str> = p.args.iter().map(String::as_str).collect();
+        p.proc = Proc::spawn_with(&p.name, &self.prefix, &args, &self.env);
+        wait_healthy(&p.url).await;
+    }
 }
 
 fn spawn_fanout(
     prefix: &str,
-    projector_url: &str,
+    projector_url: Option<&str>,
     extra: &[String],
     env: &[(String, String)],
     i: usize,
@@ -406,13 +460,14 @@ fn spawn_fanout(
     let worker = format!("w{i}");
     let mut args = vec![
         "fanout",
-        "--projector",
-        projector_url,
         "--worker-id",
         &worker,
         "--session-timeout-ms",
         "6000",
     ];
+    if let Some(url) = projector_url {
+        args.extend(["--projector", url]);
+    }
     args.extend(extra.iter().map(String::as_str));
     Proc::spawn_with(&format!("fanout{i}"), prefix, &args, env)
 }

@@ -1,0 +1,365 @@
+//! [`ShardedViews`]: the [`Views`] of many projector replicas, found in the directory.
+//!
+//! Each replica owns a set of partitions (a shard); several replicas may own the same
+//! set. A question about a conversation goes to a replica of the conversation's
+//! partition; one about a user's inbox to a replica of the user's partition of `inbox`;
+//! a user's conversation list is gathered from one replica of every shard (each knows
+//! the user's conversations in its own partitions, with their unread counts).
+//!
+//! Which replica: ready ones first (caught up since they started), then those that have
+//! not failed lately, then by URL, so that every caller sticks to the same replica while
+//! it is healthy. A replica that fails (refused, reset, 5xx, no answer in time) is set
+//! aside for a moment and the next one is asked.
+//!
+//! Read-your-log across replicas: a read after [`Views::wait_applied`] must not go to a
+//! replica that is behind the waited offsets (the one that answered the wait may have
+//! died since). So every offset a wait reached raises a per-partition floor, and a
+//! replica serves a read of that partition only once it is known to have applied the
+//! floor — from its announcements, or from a wait this process made on it — or after
+//! one more wait, on it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use parley_schemas::frames::MessageView;
+use parley_sequencer::partition::partition_for_key;
+use uuid::Uuid;
+
+use crate::client::HttpViews;
+use crate::directory::{Announcement, Directory};
+use crate::error::{Error, Result};
+use crate::store::mailbox::{InboxPage, ReceiptView};
+use crate::views::{
+    ConversationSummary, ConversationView, HistoryPage, HistoryQuery, PartitionSnapshot, Status,
+    Views,
+};
+
+/// How long a failed replica is asked only after the others.
+const SET_ASIDE: Duration = Duration::from_secs(3);
+/// One question to one replica, at most (a wait gets its own timeout on top).
+const ASK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a replica may take to reach the floor before a read.
+const FLOOR_WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct Progress {
+    /// Per partition: the highest offset a wait of this process reached.
+    floor: HashMap<i32, i64>,
+    /// Per (replica, partition): what it is known to have applied.
+    known: HashMap<(String, i32), i64>,
+}
+
+pub struct ShardedViews {
+    directory: Directory,
+    /// Partitions of `events` (and of `inbox` and `receipts`: the same count).
+    partitions: i32,
+    clients: Mutex<HashMap<String, HttpViews>>,
+    failed: Mutex<HashMap<String, Instant>>,
+    progress: Mutex<Progress>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl ShardedViews {
+    pub fn new(directory: Directory, partitions: i32) -> Self {
+        ShardedViews {
+            directory,
+            partitions,
+            clients: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
+            progress: Mutex::new(Progress::default()),
+        }
+    }
+
+    fn client(&self, url: &str) -> Result<HttpViews> {
+        let mut clients = lock(&self.clients);
+        if let Some(c) = clients.get(url) {
+            return Ok(c.clone());
+        }
+        let c = HttpViews::new(url)?;
+        clients.insert(url.to_string(), c.clone());
+        Ok(c)
+    }
+
+    fn set_aside(&self, url: &str) {
+        lock(&self.failed).insert(url.to_string(), Instant::now());
+    }
+
+    /// The live replicas of `partition`, best first.
+    fn candidates(&self, partition: i32) -> Vec<Announcement> {
+        let failed = lock(&self.failed);
+        let recently_failed = |url: &str| failed.get(url).is_some_and(|t| t.elapsed() < SET_ASIDE);
+        let mut live: Vec<Announcement> = self
+            .directory
+            .live()
+            .into_iter()
+            .filter(|a| a.partitions.contains(&partition))
+            .collect();
+        live.sort_by(|a, b| {
+            (!a.ready, recently_failed(&a.url), &a.url).cmp(&(
+                !b.ready,
+                recently_failed(&b.url),
+                &b.url,
+            ))
+        });
+        live
+    }
+
+    fn none_serves(partition: i32) -> Error {
+        Error::Unavailable(format!(
+            "no projector replica serves partition {partition} (none announced in the directory \
+             lately: is a projector for it running?)"
+        ))
+    }
+
+    /// The partitions of `among` whose floor `replica` is not known to have applied,
+    /// with the floor.
+    fn below_floor(&self, replica: &Announcement, among: &[i32]) -> Vec<(i32, i64)> {
+        let progress = lock(&self.progress);
+        among
+            .iter()
+            .filter_map(|p| {
+                let floor = progress.floor.get(p).copied()?;
+                let known = progress
+                    .known
+                    .get(&(replica.url.clone(), *p))
+                    .copied()
+                    .unwrap_or(0)
+                    .max(replica.applied(*p));
+                (known < floor).then_some((*p, floor))
+            })
+            .collect()
+    }
+
+    fn reached(&self, url: &str, offsets: &[(i32, i64)]) {
+        let mut progress = lock(&self.progress);
+        for (p, o) in offsets {
+            let known = progress.known.entry((url.to_string(), *p)).or_insert(0);
+            *known = (*known).max(*o);
+            let floor = progress.floor.entry(*p).or_insert(0);
+            *floor = (*floor).max(*o);
+        }
+    }
+
+    /// Asks `f` of the best replica of `partition` that answers, and says which one it
+    /// was. `floor_of`: the partitions whose floor the replica must have applied first.
+    async fn ask<T, F, Fut>(
+        &self,
+        partition: i32,
+        floor_of: Option<&[i32]>,
+        f: F,
+    ) -> Result<(T, Announcement)>
+    where
+        F: Fn(HttpViews) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut last = None;
+        for replica in self.candidates(partition) {
+            let views = self.client(&replica.url)?;
+            let among = floor_of.map_or_else(|| vec![partition], <[i32]>::to_vec);
+            let below = self.below_floor(&replica, &among);
+            if !below.is_empty() {
+                match views.wait_applied(&below, FLOOR_WAIT).await {
+                    Ok(true) => self.reached(&replica.url, &below),
+                    Ok(false) => {
+                        last = Some(Error::Unavailable(format!(
+                            "replica {} is behind the log",
+                            replica.url
+                        )));
+                        continue;
+                    }
+                    Err(e @ Error::Unavailable(_)) => {
+                        self.set_aside(&replica.url);
+                        last = Some(e);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            match tokio::time::timeout(ASK_TIMEOUT, f(views)).await {
+                Ok(Err(e @ Error::Unavailable(_))) => {
+                    self.set_aside(&replica.url);
+                    last = Some(e);
+                }
+                Err(_) => {
+                    self.set_aside(&replica.url);
+                    last = Some(Error::Unavailable(format!(
+                        "replica {} did not answer within {ASK_TIMEOUT:?}",
+                        replica.url
+                    )));
+                }
+                Ok(r) => return r.map(|t| (t, replica)),
+            }
+        }
+        Err(last.unwrap_or_else(|| Self::none_serves(partition)))
+    }
+
+    fn of_conversation(&self, conversation: &str) -> i32 {
+        partition_for_key(conversation.as_bytes(), self.partitions)
+    }
+
+    /// One replica of every shard: `f` asked of each, until every partition is covered.
+    async fn gather<T, F, Fut>(&self, f: F) -> Result<Vec<T>>
+    where
+        F: Fn(HttpViews) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut uncovered: BTreeSet<i32> = (0..self.partitions).collect();
+        let mut out = Vec::new();
+        while let Some(p) = uncovered.first().copied() {
+            // The shard of `p`, as its best replica owns it: that replica's floor covers
+            // every partition it answers for.
+            let shard = self
+                .candidates(p)
+                .first()
+                .map(|a| a.partitions.clone())
+                .ok_or_else(|| Self::none_serves(p))?;
+            let (t, by) = self.ask(p, Some(&shard), &f).await?;
+            for q in &by.partitions {
+                uncovered.remove(q);
+            }
+            uncovered.remove(&p);
+            out.push(t);
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl Views for ShardedViews {
+    async fn conversation(&self, id: &str) -> Result<Option<ConversationView>> {
+        let p = self.of_conversation(id);
+        let (v, _) = self
+            .ask(p, None, |v| async move { v.conversation(id).await })
+            .await?;
+        Ok(v)
+    }
+
+    async fn is_member(&self, conversation: &str, user: &str) -> Result<bool> {
+        let p = self.of_conversation(conversation);
+        let (v, _) = self
+            .ask(
+                p,
+                None,
+                |v| async move { v.is_member(conversation, user).await },
+            )
+            .await?;
+        Ok(v)
+    }
+
+    async fn user_conversations(
+        &self,
+        user: &str,
+        unread: bool,
+    ) -> Result<Vec<ConversationSummary>> {
+        let parts = self
+            .gather(|v| async move { v.user_conversations(user, unread).await })
+            .await?;
+        let mut seen = BTreeSet::new();
+        Ok(parts
+            .into_iter()
+            .flatten()
+            .filter(|c| seen.insert(c.conversation_id.clone()))
+            .collect())
+    }
+
+    async fn history(&self, conversation: &str, q: HistoryQuery) -> Result<HistoryPage> {
+        let p = self.of_conversation(conversation);
+        let (v, _) = self
+            .ask(p, None, |v| {
+                let q = q.clone();
+                async move { v.history(conversation, q).await }
+            })
+            .await?;
+        Ok(v)
+    }
+
+    async fn message_by_id(&self, conversation: &str, id: Uuid) -> Result<Option<MessageView>> {
+        let p = self.of_conversation(conversation);
+        let (v, _) = self
+            .ask(p, None, |v| async move {
+                v.message_by_id(conversation, id).await
+            })
+            .await?;
+        Ok(v)
+    }
+
+    async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool> {
+        let waits = offsets.iter().map(|&(p, o)| async move {
+            let mut last = None;
+            for replica in self.candidates(p) {
+                let views = self.client(&replica.url)?;
+                match views.wait_applied(&[(p, o)], timeout).await {
+                    Ok(true) => {
+                        self.reached(&replica.url, &[(p, o)]);
+                        return Ok(true);
+                    }
+                    Ok(false) => return Ok(false),
+                    Err(e @ Error::Unavailable(_)) => {
+                        self.set_aside(&replica.url);
+                        last = Some(e);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(last.unwrap_or_else(|| Self::none_serves(p)))
+        });
+        let all = futures::future::join_all(waits).await;
+        let mut reached = true;
+        for r in all {
+            reached &= r?;
+        }
+        Ok(reached)
+    }
+
+    async fn partition_snapshot(&self, partition: i32) -> Result<PartitionSnapshot> {
+        let (v, _) = self
+            .ask(partition, None, |v| async move {
+                v.partition_snapshot(partition).await
+            })
+            .await?;
+        Ok(v)
+    }
+
+    async fn inbox(&self, user: &str, limit: u32) -> Result<InboxPage> {
+        let p = partition_for_key(user.as_bytes(), self.partitions);
+        let (v, _) = self
+            .ask(p, None, |v| async move { v.inbox(user, limit).await })
+            .await?;
+        Ok(v)
+    }
+
+    async fn receipts(&self, conversation: &str) -> Result<Vec<ReceiptView>> {
+        let p = self.of_conversation(conversation);
+        let (v, _) = self
+            .ask(p, None, |v| async move { v.receipts(conversation).await })
+            .await?;
+        Ok(v)
+    }
+
+    async fn status(&self) -> Result<Status> {
+        let parts = self.gather(|v| async move { v.status().await }).await?;
+        let mut all = Status {
+            applied: BTreeMap::new(),
+            inbox: BTreeMap::new(),
+            receipts: BTreeMap::new(),
+        };
+        for s in parts {
+            all.applied.extend(s.applied);
+            all.inbox.extend(s.inbox);
+            all.receipts.extend(s.receipts);
+        }
+        Ok(all)
+    }
+
+    async fn checksum(&self) -> Result<String> {
+        Err(Error::BadRequest(
+            "a checksum is one replica's: ask that replica's /v1/checksum".into(),
+        ))
+    }
+}

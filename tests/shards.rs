@@ -1,0 +1,236 @@
+//! Sharded, replicated views: projectors as 2 shards × 2 replicas, found by gateways
+//! and fanout-workers in the directory topic, every role a separate process against
+//! the real broker. One replica of each shard is SIGKILLed under traffic; clients see
+//! nothing but latency.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::chat::{self, Member, Timing};
+use common::stack::{Options, Processes, PARTITIONS};
+use common::{eventually, live, token, LONG};
+use parley_client::{Api, Poller};
+use parley_sequencer::partition::partition_for_key;
+use tokio_util::sync::CancellationToken;
+
+const SHARDS: usize = 2;
+
+fn shard_of(conversation: &str) -> usize {
+    partition_for_key(conversation.as_bytes(), PARTITIONS) as usize % SHARDS
+}
+
+/// The replica of `shard` that callers use while it is healthy: the one whose URL sorts
+/// first (all are ready).
+fn preferred(stack: &Processes, shard: usize) -> usize {
+    (0..stack.projectors.len())
+        .filter(|i| stack.projectors[*i].shard == shard)
+        .min_by_key(|i| stack.projectors[*i].url.clone())
+        .unwrap()
+}
+
+/// Whether every live replica has applied all that `events` holds now.
+async fn caught_up(stack: &Processes, which: &[usize]) -> bool {
+    let log = common::stack::kafka().await;
+    let ends = log.end_offsets(&stack.topics.events).await.unwrap();
+    for i in which {
+        let url = format!("{}/v1/status", stack.projectors[*i].url);
+        let Ok(r) = reqwest::get(&url).await else {
+            return false;
+        };
+        let Ok(status) = r.json::<serde_json::Value>().await else {
+            return false;
+        };
+        let Some(applied) = status["applied"].as_object() else {
+            return false;
+        };
+        for (p, at) in applied {
+            let p: usize = p.parse().unwrap();
+            if at.as_i64().unwrap_or(0) < ends[p] {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_shards_of_two_replicas_lose_one_replica_each_and_clients_see_nothing() {
+    let options = Options {
+        shards: Some((SHARDS, 2)),
+        ..Options::gateways(2)
+    };
+    let mut stack = Processes::start_with("shards", options).await;
+    let g = stack.gateways[0].clone();
+
+    // Amy's direct conversations, until both shards hold some.
+    let amy = token(&g, "amy").await;
+    let amy_api = Api::new(&g, &amy);
+    let mut convs: Vec<(String, String)> = Vec::new(); // (partner, conversation)
+    for i in 0..40 {
+        let partner = format!("p{i}");
+        let c = amy_api.create_direct(&partner).await.unwrap();
+        convs.push((partner, c));
+        let shards: BTreeSet<usize> = convs.iter().map(|(_, c)| shard_of(c)).collect();
+        if shards.len() == SHARDS && convs.len() >= 4 {
+            break;
+        }
+    }
+    let shards: BTreeSet<usize> = convs.iter().map(|(_, c)| shard_of(c)).collect();
+    assert_eq!(shards.len(), SHARDS, "amy's conversations span both shards");
+
+    // A complete conversation list, gathered from both shards.
+    let listed: BTreeSet<String> = amy_api
+        .conversations()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c["conversation_id"].as_str().unwrap().to_string())
+        .collect();
+    let created: BTreeSet<String> = convs.iter().map(|(_, c)| c.clone()).collect();
+    assert_eq!(listed, created, "amy's list holds every conversation");
+
+    // Amy is offline: each partner's message waits in her inbox, which lives on one
+    // shard while the conversations live on both.
+    for (partner, c) in &convs {
+        let t = token(&g, partner).await;
+        let s = live(&g, &t).await;
+        s.send(c, &format!("{partner}-hello"), "hello amy")
+            .await
+            .expect("sent");
+        s.close().await;
+    }
+    eventually(
+        "amy's inbox holds one entry per conversation",
+        LONG,
+        || async {
+            let entries = amy_api.inbox().await.unwrap();
+            let from: BTreeSet<String> = entries
+                .iter()
+                .map(|e| e["conversation_id"].as_str().unwrap().to_string())
+                .collect();
+            from == created
+        },
+    )
+    .await;
+
+    // Traffic: amy and her first partners chat on conversations of both shards.
+    let picked: Vec<(String, String)> = {
+        let mut by_shard: Vec<(String, String)> = Vec::new();
+        for s in 0..SHARDS {
+            by_shard.extend(
+                convs
+                    .iter()
+                    .filter(|(_, c)| shard_of(c) == s)
+                    .take(1)
+                    .cloned(),
+            );
+        }
+        by_shard
+    };
+    let mut members = vec![Member {
+        user: "amy".into(),
+        token: amy.clone(),
+        conversations: picked.iter().map(|(_, c)| c.clone()).collect(),
+        home: 0,
+    }];
+    for (i, (partner, c)) in picked.iter().enumerate() {
+        members.push(Member {
+            user: partner.clone(),
+            token: token(&g, partner).await,
+            conversations: vec![c.clone()],
+            home: (i + 1) % 2,
+        });
+    }
+    let sending = CancellationToken::new();
+    let still_sending = Arc::new(AtomicUsize::new(members.len()));
+    let clients: Vec<_> = members
+        .iter()
+        .map(|m| {
+            let timing = Timing {
+                every: Duration::from_millis(40),
+                sending: sending.clone(),
+                still_sending: still_sending.clone(),
+                settle: Duration::from_secs(45),
+            };
+            tokio::spawn(chat::run(stack.gateways.clone(), m.clone(), timing))
+        })
+        .collect();
+
+    // SIGKILL the replica each shard's callers use.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let first: Vec<usize> = (0..SHARDS).map(|s| preferred(&stack, s)).collect();
+    for i in &first {
+        stack.projectors[*i].proc.kill();
+    }
+    eprintln!("killed replicas {first:?}");
+
+    // Meanwhile: sync, history and long-poll on both shards answer.
+    let (partner, c0) = &picked[0];
+    let (_, c1) = &picked[1];
+    let partner_token = token(&g, partner).await;
+    let fresh = live(&stack.gateways[1], &partner_token).await;
+    fresh
+        .sync(LONG)
+        .await
+        .expect("sync with a replica of each shard down");
+    for c in [c0, c1] {
+        let page = amy_api.history(c, None, None, 5).await.expect("history");
+        assert!(!page.messages.is_empty(), "history of {c}");
+    }
+    fresh.close().await;
+    let mut poller = Poller::new(&stack.gateways, &amy, "amy");
+    let mut polled = 0;
+    for _ in 0..20 {
+        polled += poller
+            .poll(Duration::from_secs(2))
+            .await
+            .expect("long-poll")
+            .messages;
+        if polled > 0 && !poller.store.messages(c1).is_empty() {
+            break;
+        }
+    }
+    assert!(polled > 0, "long-poll brought messages");
+
+    // The killed replicas come back, catch up, and serve again: then the others go.
+    for i in &first {
+        stack.restart_projector(*i).await;
+    }
+    eventually("the restarted replicas caught up", LONG, || {
+        caught_up(&stack, &first)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second: Vec<usize> = (0..stack.projectors.len())
+        .filter(|i| !first.contains(i))
+        .collect();
+    for i in &second {
+        stack.projectors[*i].proc.kill();
+    }
+    eprintln!("killed replicas {second:?}");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    sending.cancel();
+
+    let mut outcomes = Vec::new();
+    for c in clients {
+        outcomes.push(c.await.expect("client task"));
+    }
+    let acked: usize = outcomes.iter().map(|o| o.acked.len()).sum();
+    eprintln!("{acked} messages acked");
+    // Every acked message, in order, once — served at the end by the replicas that
+    // were restarted.
+    chat::check(&members, &outcomes);
+    // A list and an inbox from the restarted replicas are still complete.
+    let listed: BTreeSet<String> = amy_api
+        .conversations()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c["conversation_id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(listed, created);
+}
