@@ -172,10 +172,10 @@ async fn heartbeats_keep_a_connected_user_online_past_the_ttl() {
     assert!(Api::new(g, &bob).inbox().await.unwrap().is_empty());
 }
 
-/// A first send is appended without asking the views: with the projector hung, a
-/// member's messages still reach the other member live. Their `sent` replies name the
-/// seq history keeps, so they come once the projector is back; the seqs follow the
-/// send order.
+/// A first send is appended and confirmed without asking the views: with the
+/// projector hung, a member's messages still reach the other member live, and their
+/// `sent` replies (confirmed by the copy routed back to the sender's gateway) come too,
+/// in send order, naming the seqs the messages arrived with.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hung_projector_does_not_hold_up_delivery() {
     let stack = Processes::start("hungviews", 1).await;
@@ -197,19 +197,69 @@ async fn a_hung_projector_does_not_hold_up_delivery() {
     let delivered = b
         .wait_arrivals(&conv, "amy", 6, Duration::from_secs(4))
         .await;
+    let mut answered = Vec::new();
+    for rx in replies {
+        answered.push(tokio::time::timeout(Duration::from_secs(4), rx).await);
+    }
     stack.projectors[0].proc.resume();
     delivered.expect("delivered while the projector hung");
 
+    let arrived: Vec<i64> = b.messages(&conv).iter().map(|m| m.seq).collect();
     let mut last = 0;
-    for rx in replies {
-        let sent = tokio::time::timeout(Duration::from_secs(30), rx)
-            .await
-            .expect("answered once the projector is back")
+    for a in answered {
+        let sent = a
+            .expect("answered while the projector hung")
             .unwrap()
             .expect("sent");
         assert!(sent.seq > last, "seqs in send order");
+        assert!(arrived.contains(&sent.seq), "sent names a seq bob holds");
         last = sent.seq;
     }
+}
+
+/// A member removed on one gateway cannot get `sent` for a message on another, where
+/// its membership was cached a moment before: the rules drop the message, so no copy
+/// is routed back, and the views say it is kept nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_never_gets_sent_on_another_gateway() {
+    let stack = Processes::start("removedsend", 2).await;
+    let (g0, g1) = (&stack.gateways[0], &stack.gateways[1]);
+    let amy = Api::dev_token(g0, "amy").await.unwrap();
+    let bob = Api::dev_token(g1, "bob").await.unwrap();
+    let group = Api::new(g0, &amy)
+        .create_group("g", &["bob", "cat"])
+        .await
+        .unwrap();
+    let b = parley_client::Session::connect(g1, &bob).await.unwrap();
+    assert!(b.ready(Duration::from_secs(60)).await.unwrap());
+    // Gateway 1 now holds bob's membership in its cache.
+    let before = b.send(&group, "before", "still in").await.expect("sent");
+
+    let removed = Api::new(g0, &amy)
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/conversations/{group}/members/bob"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(removed.is_ok(), "{removed:?}");
+    // At once, and then for a while: never `sent`.
+    for i in 0..5 {
+        match b.send(&group, &format!("after-{i}"), "removed").await {
+            Ok(sent) => panic!("a removed member got sent: {sent:?}"),
+            Err(parley_client::SessionError::Server { code, .. }) => {
+                assert!(
+                    code == "not_member" || code == "unavailable",
+                    "refused with {code}"
+                );
+            }
+            Err(e) => panic!("send failed otherwise: {e}"),
+        }
+    }
+    let history = Api::new(g0, &amy).all_messages(&group).await.unwrap();
+    let ids: Vec<_> = history.iter().map(|m| m.message_id).collect();
+    assert_eq!(ids, vec![before.message_id], "history keeps only the first");
 }
 
 /// Amy and Bob in a direct conversation, each with a live session on gateway `g`: the

@@ -126,6 +126,7 @@ impl Poller {
             message_id,
             seq,
             prev_seq,
+            prev_unknown,
             ts,
             ..
         } = frame
@@ -136,7 +137,7 @@ impl Poller {
             conversation_id: conversation.to_string(),
             seq,
             prev_seq,
-            prev_unknown: false,
+            prev_unknown,
             message_id,
             sender_id: self.user.clone(),
             body: body.to_string(),

@@ -503,6 +503,7 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                 message_id,
                 seq,
                 prev_seq,
+                prev_unknown,
                 ts,
                 ..
             } => {
@@ -518,7 +519,7 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                         conversation_id: out.conversation_id,
                         seq,
                         prev_seq,
-                        prev_unknown: false,
+                        prev_unknown,
                         message_id,
                         sender_id: user,
                         body: out.body,

@@ -39,7 +39,8 @@ pub struct Store {
 pub enum Source {
     /// Routed live (`message` frames): `prev_seq` is the router's.
     Live,
-    /// The sender's `sent` reply: `prev_seq` is history's.
+    /// The sender's `sent` reply: `prev_seq` is history's, or the router's when the
+    /// gateway confirmed the send by its routed copy.
     Sent,
     /// `history` and `sync_batch` pages: `prev_seq` is history's.
     History,

@@ -21,8 +21,10 @@ use tracing::debug;
 use uuid::Uuid;
 
 use crate::counts::ReceiptCounter;
-use crate::deliveries::frame_of_event;
+use crate::deliveries::{echo_of, frame_of_event};
+use crate::echoes::Echoes;
 use crate::groups::{Change, GroupIndex};
+use crate::membership::MemberCache;
 use crate::sessions::{Frame, Sessions};
 
 /// Broadcasts waiting for the fan-out task before the slot's reader waits for room.
@@ -43,6 +45,10 @@ pub struct Targets {
     pub sessions: Arc<Sessions>,
     pub groups: Arc<GroupIndex>,
     pub counts: Arc<ReceiptCounter>,
+    /// Sends waiting for their routed copy.
+    pub echoes: Arc<Echoes>,
+    /// The membership pre-check's cache: a removal seen here clears its entry.
+    pub members: Arc<MemberCache>,
 }
 
 impl Broadcasts {
@@ -86,7 +92,8 @@ enum Step {
     Skip,
 }
 
-fn step(batch: &DeliveryBatch, counts: &ReceiptCounter) -> Step {
+fn step(batch: &DeliveryBatch, targets: &Targets) -> Step {
+    let counts = &targets.counts;
     let event = match decode_any(&batch.event) {
         Ok(e) => e,
         Err(e) => {
@@ -95,13 +102,18 @@ fn step(batch: &DeliveryBatch, counts: &ReceiptCounter) -> Step {
         }
     };
     if let Some(change) = Change::of(&event) {
+        if let Change::Leave { conversation, user } = &change {
+            // Every gateway gets every group's membership changes, in log order.
+            targets.members.forget_member(conversation, user);
+        }
         return Step::Change(change, batch.source_partition, batch.source_offset);
     }
     let group = &batch.conversation_id;
     let skip = match &event {
         AnyRecord::ReceiptRecorded(_) => return Step::Receipt(group.clone()),
-        AnyRecord::MessagePosted(_) => {
+        AnyRecord::MessagePosted(m) => {
             counts.message(group, batch.source_offset);
+            targets.echoes.arrived(m.message_id, echo_of(batch, m));
             None
         }
         AnyRecord::TypingChanged(t) => Some(t.meta.actor.clone()),
@@ -129,7 +141,7 @@ async fn fan_out(batch: Vec<DeliveryBatch>, targets: &Targets) {
     let mut run: Run = Vec::new();
     let mut run_group = String::new();
     for b in &batch {
-        let next = step(b, &targets.counts);
+        let next = step(b, targets);
         let extends = matches!(&next, Step::Deliver { group, .. } if *group == run_group);
         if !run.is_empty() && !extends {
             push_run(&run_group, std::mem::take(&mut run), targets).await;

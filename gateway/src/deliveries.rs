@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
 use crate::broadcasts::Broadcasts;
+use crate::echoes::{Echo, Echoes};
 use crate::presence::PresenceAgent;
 use crate::sessions::{Frame, Sessions};
 
@@ -35,6 +36,8 @@ pub struct Local {
     pub sessions: Arc<Sessions>,
     pub broadcasts: Broadcasts,
     pub presence: Arc<PresenceAgent>,
+    /// Sends waiting for their routed copy.
+    pub echoes: Arc<Echoes>,
 }
 
 /// Follows the slot until `shutdown`; an error ends it (and the gateway with it).
@@ -50,6 +53,7 @@ pub async fn follow(
         sessions,
         broadcasts,
         presence,
+        echoes,
     } = local;
     let mut stream = log
         .read(&topics.deliveries, &[(slot, StartAt::End)])
@@ -88,6 +92,9 @@ pub async fn follow(
                 };
                 let frame: Frame = text.into();
                 let message_id = message.as_ref().map(|m| m.message_id);
+                if let Some(m) = &message {
+                    echoes.arrived(m.message_id, echo_of(&batch, m));
+                }
                 for user in &batch.recipients {
                     sessions.deliver(user, &frame, message_id.as_ref());
                     if let Some(m) = message.as_ref() {
@@ -142,6 +149,16 @@ async fn to_inbox(
                 }
             }
         }
+    }
+}
+
+/// What a routed message says of itself, for the send waiting for it.
+pub(crate) fn echo_of(batch: &DeliveryBatch, m: &MessagePosted) -> Echo {
+    Echo {
+        seq: batch.source_offset,
+        prev_seq: batch.prev_seq.filter(|p| *p >= 0),
+        prev_unknown: batch.prev_seq.is_none(),
+        ts: m.meta.occurred_at,
     }
 }
 

@@ -15,6 +15,7 @@
 //!   messages are broadcast to every gateway, which finds its own members).
 //! - [`membership`]: the (cached, read-your-log) membership pre-check.
 //! - [`send`]: the send flow shared by every transport.
+//! - [`echoes`]: a sender's message routed back here confirms its send (no views).
 //! - [`sync`]: catching a session up from its cursors, behind the read-your-log barrier.
 //! - [`history`]: history pages (with a barrier when bounded above).
 //! - [`receipts`]: delivery and read receipts.
@@ -31,6 +32,7 @@ pub mod config;
 pub mod conversations;
 pub mod counts;
 pub mod deliveries;
+pub mod echoes;
 pub mod error;
 pub mod groups;
 pub mod history;

@@ -41,6 +41,12 @@ impl MemberCache {
         yes.insert((conv.to_string(), user.to_string()), Instant::now());
     }
 
+    /// `user` left `conv` (or was removed): asked again next time.
+    pub fn forget_member(&self, conv: &str, user: &str) {
+        let mut yes = self.yes.lock().unwrap_or_else(|p| p.into_inner());
+        yes.remove(&(conv.to_string(), user.to_string()));
+    }
+
     pub fn forget(&self, conv: &str) {
         let mut yes = self.yes.lock().unwrap_or_else(|p| p.into_inner());
         yes.retain(|(c, _), _| c != conv);

@@ -147,6 +147,11 @@ impl PresenceAgent {
         self.lock().contains_key(user)
     }
 
+    /// Whether `user` is live here now: every message to the user is routed here.
+    pub fn is_live(&self, user: &str) -> bool {
+        self.lock().get(user).is_some_and(|e| e.live)
+    }
+
     /// Waits, at most `timeout`, until `user` is live here: until every message to the
     /// user appended from now on will be routed to this gateway.
     pub async fn wait_live(&self, user: &str, timeout: Duration) -> bool {

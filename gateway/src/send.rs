@@ -7,12 +7,20 @@
 //! attempt is appended at once: the views are not asked before the append, so the
 //! projector is not on the way from a sender to the recipients (a retry the client did
 //! not mark is still answered with the original's seq by [`confirm`]; the rules keep the
-//! first occurrence). [`confirm`] then waits until
-//! the projector has applied the append and asks it which occurrence of the message id
-//! the log's rules kept: a retry that raced its original to the log is kept at the
-//! original's seq, and a message the rules drop (the sender was removed between the
-//! pre-check and the append) is kept nowhere. So `sent` only ever names a seq that
-//! history holds. If the projector cannot confirm in time, the answer is `unavailable`:
+//! first occurrence).
+//!
+//! [`confirm`] answers with the seq the log's rules kept, in one of two ways:
+//! - the common case, a sender live on this gateway: its message routed back here
+//!   ([`crate::echoes`]). A router routes only what the rules kept, so the copy's seq
+//!   is the kept one; the projector is not asked at all.
+//! - else (no copy within [`ECHO_WAIT`], or a sender not live here): it waits until the
+//!   projector has applied the append and asks it which occurrence of the message id
+//!   the rules kept: a retry that raced its original to the log is kept at the
+//!   original's seq, and a message the rules drop (the sender was removed between the
+//!   pre-check and the append) is kept nowhere.
+//!
+//! So `sent` only ever names a seq that history holds. If neither way confirms in time,
+//! the answer is `unavailable`:
 //! the message is stored, and sending it again with the same `client_msg_id` returns
 //! its seq. A session checks several sends at once ([`check`]), begins their appends
 //! one after another in send order (log order = send order: [`begin`] hands the record
@@ -26,14 +34,18 @@ use std::time::Duration;
 
 use parley_schemas::frames::ServerFrame;
 use parley_schemas::{ids, MessagePosted, Meta};
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use crate::echoes::Echo;
 use crate::error::ApiError;
 use crate::membership::{ensure_member, partition_of};
 use crate::service::Shared;
 
 /// How long the gateway waits for the projector to confirm which occurrence won.
 const CONFIRM_WAIT: Duration = Duration::from_secs(10);
+/// How long a send waits for its routed copy before asking the views.
+const ECHO_WAIT: Duration = Duration::from_secs(2);
 
 /// Message ids remembered by [`RecentIds`].
 const RECENT_IDS: usize = 100_000;
@@ -66,8 +78,10 @@ impl RecentIds {
 pub struct Sent {
     pub message_id: Uuid,
     pub seq: i64,
-    /// The conversation's previous message, as history has it.
+    /// The conversation's previous message, as history (or the router) has it.
     pub prev_seq: Option<i64>,
+    /// The router that confirmed it did not know the previous message.
+    pub prev_unknown: bool,
     pub ts: i64,
 }
 
@@ -79,13 +93,14 @@ impl Sent {
             conversation_id: conversation_id.to_string(),
             seq: self.seq,
             prev_seq: self.prev_seq,
+            prev_unknown: self.prev_unknown,
             ts: self.ts,
         }
     }
 }
 
 /// What [`append`] did.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub enum Appended {
     /// The views already hold the message (a retry): nothing was appended.
     Known(Sent),
@@ -95,6 +110,8 @@ pub enum Appended {
         message_id: Uuid,
         partition: i32,
         offset: i64,
+        /// Its routed copy, when the sender is live here.
+        echo: Option<oneshot::Receiver<Echo>>,
     },
 }
 
@@ -139,6 +156,7 @@ pub enum Started {
         message_id: Uuid,
         partition: i32,
         appending: parley_sequencer::log::Appending,
+        echo: Option<oneshot::Receiver<Echo>>,
     },
 }
 
@@ -154,6 +172,11 @@ pub async fn begin(
         Err(sent) => return Ok(Started::Known(sent)),
     };
     let message_id = record.message_id;
+    // Before the append: the copy may come back before the acknowledgement does.
+    let echo = state
+        .presence
+        .is_live(&record.meta.actor)
+        .then(|| state.echoes.expect(message_id));
     let value = parley_schemas::AnyRecord::from(record)
         .encode()
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -171,6 +194,7 @@ pub async fn begin(
         message_id,
         partition: partition_of(state, conversation),
         appending,
+        echo,
     })
 }
 
@@ -183,11 +207,13 @@ pub async fn appended(started: Started) -> Result<Appended, ApiError> {
             message_id,
             partition,
             appending,
+            echo,
         } => Ok(Appended::At {
             conversation,
             message_id,
             partition,
             offset: appending.await?.offset,
+            echo,
         }),
     }
 }
@@ -217,6 +243,7 @@ pub async fn check(
             message_id,
             seq: m.seq,
             prev_seq: m.prev_seq,
+            prev_unknown: false,
             ts: m.ts,
         }));
     }
@@ -243,18 +270,35 @@ pub async fn append(
     appended(begin(state, conversation, checked).await?).await
 }
 
-/// The seq history keeps for an appended message: waits until the projector has
-/// applied the append and reads which occurrence the rules kept.
+/// The seq history keeps for an appended message: from its routed copy, or else from
+/// the views once the projector has applied the append.
 pub async fn confirm(state: &Shared, appended: Appended) -> Result<Sent, ApiError> {
-    let (conversation, message_id, partition, offset) = match appended {
+    let (conversation, message_id, partition, offset, echo) = match appended {
         Appended::Known(sent) => return Ok(sent),
         Appended::At {
             conversation,
             message_id,
             partition,
             offset,
-        } => (conversation, message_id, partition, offset),
+            echo,
+        } => (conversation, message_id, partition, offset, echo),
     };
+    if let Some(echo) = echo {
+        match tokio::time::timeout(ECHO_WAIT, echo).await {
+            // The kept occurrence: this append, or an earlier one of the same id (a
+            // later one would have been dropped).
+            Ok(Ok(e)) if e.seq <= offset => {
+                return Ok(Sent {
+                    message_id,
+                    seq: e.seq,
+                    prev_seq: e.prev_seq,
+                    prev_unknown: e.prev_unknown,
+                    ts: e.ts,
+                })
+            }
+            _ => state.echoes.forget(message_id),
+        }
+    }
     let applied = state
         .views
         .wait_applied(&[(partition, offset + 1)], CONFIRM_WAIT)
@@ -271,6 +315,7 @@ pub async fn confirm(state: &Shared, appended: Appended) -> Result<Sent, ApiErro
             message_id,
             seq: kept.seq,
             prev_seq: kept.prev_seq,
+            prev_unknown: false,
             ts: kept.ts,
         }),
         None => {

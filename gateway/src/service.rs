@@ -35,7 +35,9 @@ pub struct Gateway {
     pub groups: Arc<GroupIndex>,
     pub presence: Arc<PresenceAgent>,
     pub auth: Auth,
-    pub members: MemberCache,
+    pub members: Arc<MemberCache>,
+    /// Sends waiting for their routed copy.
+    pub echoes: Arc<crate::echoes::Echoes>,
     /// Message ids sent through this gateway lately: a send of one again takes the
     /// careful path even when the client does not mark it a retry.
     pub recent: crate::send::RecentIds,
@@ -140,6 +142,8 @@ pub async fn run(
     let sessions = Arc::new(Sessions::default());
     let groups = Arc::new(GroupIndex::default());
     let counts = Arc::new(ReceiptCounter::default());
+    let members = Arc::new(MemberCache::default());
+    let echoes = Arc::new(crate::echoes::Echoes::default());
     let presence = Arc::new(PresenceAgent::new(
         log.clone(),
         config.clone(),
@@ -153,7 +157,8 @@ pub async fn run(
         sessions: sessions.clone(),
         groups: groups.clone(),
         presence: presence.clone(),
-        members: MemberCache::default(),
+        members: members.clone(),
+        echoes: echoes.clone(),
         recent: crate::send::RecentIds::default(),
         events_partitions,
         shutdown: shutdown.clone(),
@@ -185,9 +190,12 @@ pub async fn run(
                 sessions: sessions.clone(),
                 groups: groups.clone(),
                 counts: counts.clone(),
+                echoes: echoes.clone(),
+                members,
             })
             .0,
             presence: presence.clone(),
+            echoes,
         },
         started_tx,
         shutdown.clone(),

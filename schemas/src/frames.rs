@@ -101,6 +101,10 @@ pub enum ServerFrame {
         seq: i64,
         /// seq of the conversation's previous message (`null`: this is the first).
         prev_seq: Option<i64>,
+        /// As on `message`: `prev_seq` says nothing (the router that confirmed it did
+        /// not know the message before); history up to this seq tells.
+        #[serde(default, skip_serializing_if = "is_false")]
+        prev_unknown: bool,
         ts: i64,
     },
     Message(MessageView),
