@@ -99,6 +99,15 @@ impl Sent {
     }
 }
 
+/// A send that passed its checks, ready to append.
+#[derive(Debug)]
+pub struct Checked {
+    pub record: MessagePosted,
+    /// A retry (marked, or an id seen lately): confirmed by the views, whose dedup
+    /// index is exact, not by its routed copy (a router remembers a bounded window).
+    pub careful: bool,
+}
+
 /// What [`append`] did.
 #[derive(Debug)]
 pub enum Appended {
@@ -165,17 +174,15 @@ pub enum Started {
 pub async fn begin(
     state: &Shared,
     conversation: &str,
-    checked: Result<MessagePosted, Sent>,
+    checked: Result<Checked, Sent>,
 ) -> Result<Started, ApiError> {
-    let record = match checked {
-        Ok(record) => record,
+    let (record, careful) = match checked {
+        Ok(c) => (c.record, c.careful),
         Err(sent) => return Ok(Started::Known(sent)),
     };
     let message_id = record.message_id;
     // Before the append: the copy may come back before the acknowledgement does.
-    let echo = state
-        .presence
-        .is_live(&record.meta.actor)
+    let echo = (!careful && state.presence.is_live(&record.meta.actor))
         .then(|| state.echoes.expect(message_id));
     let value = parley_schemas::AnyRecord::from(record)
         .encode()
@@ -229,7 +236,7 @@ pub async fn check(
     client_msg_id: &str,
     body: &str,
     retry: bool,
-) -> Result<Result<MessagePosted, Sent>, ApiError> {
+) -> Result<Result<Checked, Sent>, ApiError> {
     validate(state, client_msg_id, body)?;
     ensure_member(state, conversation, sender).await?;
     let message_id = ids::message_id(sender, client_msg_id);
@@ -247,12 +254,15 @@ pub async fn check(
             ts: m.ts,
         }));
     }
-    Ok(Ok(MessagePosted {
-        meta: Meta::new(sender),
-        conversation_id: conversation.to_string(),
-        message_id,
-        client_msg_id: client_msg_id.to_string(),
-        body: body.to_string(),
+    Ok(Ok(Checked {
+        record: MessagePosted {
+            meta: Meta::new(sender),
+            conversation_id: conversation.to_string(),
+            message_id,
+            client_msg_id: client_msg_id.to_string(),
+            body: body.to_string(),
+        },
+        careful,
     }))
 }
 

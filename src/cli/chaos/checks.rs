@@ -264,7 +264,7 @@ async fn status(base: &str) -> anyhow::Result<Value> {
 /// What the faults did.
 #[derive(Debug, Default)]
 pub struct Faults {
-    /// Kills by kind: `gateway`, `fanout-worker`, `projector`, `broker`.
+    /// Kills by kind: `gateway`, `fanout-worker`, `projector replica`, `broker`.
     pub kills: BTreeMap<&'static str, usize>,
     pub pauses: usize,
     /// Faults whose recovery failed (a role not healthy again, a broker not back).
@@ -379,7 +379,10 @@ pub fn verdict(c: &Counts, checksum: &Checksum, faults: &Faults, elapsed: Durati
         ("send attempts retried", c.info_send_retries.to_string()),
         ("kills: gateway", kills("gateway").to_string()),
         ("kills: fanout-worker", kills("fanout-worker").to_string()),
-        ("kills: projector", kills("projector").to_string()),
+        (
+            "kills: projector replica",
+            kills("projector replica").to_string(),
+        ),
         ("kills: broker", kills("broker").to_string()),
         ("broker pauses", faults.pauses.to_string()),
         ("client reconnects", c.info_reconnects.to_string()),

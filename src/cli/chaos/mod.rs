@@ -4,12 +4,14 @@
 //!
 //! It needs the three-broker cluster of `scripts/kafka.sh cluster start`
 //! (`scripts/chaos.sh` starts it when needed) and runs, on fresh topics
-//! (`chaos-<8 hex>.`, replication factor 3, min ISR 2), one projector, two
-//! fanout-workers and two gateways as child processes of this binary. Users chat in
-//! direct and group conversations while, in turn, each role is SIGKILLed and restarted
-//! and the broker leading the most partitions of `events` is killed and restarted; then
+//! (`chaos-<8 hex>.`, replication factor 3, min ISR 2), projectors as 2 shards × 2
+//! replicas, two fanout-workers and two gateways as child processes of this binary (the
+//! gateways and fanout-workers find the projectors in the directory topic). Users chat
+//! in direct and group conversations while, in turn, each gateway and fanout-worker is
+//! SIGKILLed and restarted, one replica of every shard is SIGKILLed and restarted, and
+//! the broker leading the most partitions of `events` is killed and restarted; then
 //! that broker is paused (SIGSTOP) twice. The load stops, every user settles, and the
-//! checks run.
+//! checks run (each replica's views against a rebuild of its shard).
 //!
 //! Module map:
 //! - `mod.rs` (here): the options, and the phases: set up, load with faults, settle,
@@ -57,7 +59,7 @@ const CYCLE: [Fault; 6] = [
     Fault::Role(Role::Gateway(1)),
     Fault::Role(Role::Fanout(0)),
     Fault::Role(Role::Fanout(1)),
-    Fault::Role(Role::Projector),
+    Fault::Replicas,
     Fault::Broker,
 ];
 
@@ -99,6 +101,12 @@ pub struct ChaosArgs {
     /// Seconds the users have, once the load stops, to hold their whole history.
     #[arg(long, env = "PARLEY_CHAOS_SETTLE_S", default_value_t = 90)]
     settle_s: u64,
+    /// Projector shards (each owns the partitions p with p % shards == its number).
+    #[arg(long, env = "PARLEY_CHAOS_SHARDS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=8))]
+    shards: u64,
+    /// Replicas of each shard.
+    #[arg(long, env = "PARLEY_CHAOS_REPLICAS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=4))]
+    replicas: u64,
     /// Also write the result table to this markdown file.
     #[arg(long, env = "PARLEY_CHAOS_REPORT")]
     report: Option<PathBuf>,
@@ -111,6 +119,8 @@ pub struct ChaosArgs {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fault {
     Role(Role),
+    /// Kill one replica of every shard at once (the next replica each time).
+    Replicas,
     /// Kill the broker that leads the most partitions of `events`.
     Broker,
 }
@@ -122,6 +132,8 @@ struct Run {
     events: String,
     progress: Progress,
     faults: Faults,
+    /// How many times replicas were killed (which replica goes next).
+    replica_kills: usize,
 }
 
 impl Run {
@@ -158,11 +170,23 @@ impl Run {
                 let kind = match role {
                     Role::Gateway(_) => "gateway",
                     Role::Fanout(_) => "fanout-worker",
-                    Role::Projector => "projector",
+                    Role::Projector(..) => "projector replica",
                 };
                 *self.faults.kills.entry(kind).or_default() += 1;
                 if let Err(e) = roles.crash(role, ROLE_DOWN).await {
                     self.failed(format!("{role} did not come back: {e:#}"));
+                }
+            }
+            Fault::Replicas => {
+                let r = self.replica_kills % roles.replicas;
+                self.replica_kills += 1;
+                self.say(&format!(
+                    "killed replica {r} of each of the {} projector shards",
+                    roles.shards
+                ));
+                *self.faults.kills.entry("projector replica").or_default() += roles.shards;
+                if let Err(e) = roles.crash_replicas(r, ROLE_DOWN).await {
+                    self.failed(format!("projector replicas {r} did not come back: {e:#}"));
                 }
             }
             Fault::Broker => {
@@ -260,10 +284,13 @@ impl ChaosArgs {
             secret: format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
             dir: dir.clone(),
         };
-        let mut roles = Roles::start(env, 2, 2).await?;
+        let mut roles =
+            Roles::start(env, 2, 2, self.shards as usize, self.replicas as usize).await?;
         eprintln!(
-            "chaos: projector {}, gateways {}; logs in {}",
-            roles.projector_url,
+            "chaos: projectors {} ({} shards × {} replicas), gateways {}; logs in {}",
+            roles.projector_urls.join(" "),
+            self.shards,
+            self.replicas,
             roles.gateway_urls.join(" "),
             dir.join("logs").display()
         );
@@ -276,6 +303,7 @@ impl ChaosArgs {
             events,
             progress: Progress::default(),
             faults: Faults::default(),
+            replica_kills: 0,
         };
         run.progress.sending.store(users.len(), Ordering::Relaxed);
         let load = CancellationToken::new();
@@ -334,15 +362,36 @@ impl ChaosArgs {
         run.say("users settled; reading the history of every conversation");
         let histories = histories(&users, &conversations, &roles.gateway_urls).await;
 
-        // The views against a rebuild.
-        run.say("rebuilding the views in a second projector");
-        let checksum = match roles.start_rebuild().await {
-            Ok(url) => {
-                let within = settle.max(Duration::from_secs(120));
-                checks::compare_checksums(&roles.projector_url, &url, within).await
+        // Every replica's views against a rebuild of its shard.
+        run.say("rebuilding each shard's views in a fresh projector");
+        let within = settle.max(Duration::from_secs(120));
+        let mut checksum = None;
+        for s in 0..roles.shards {
+            let url = match roles.start_rebuild(s).await {
+                Ok(url) => url,
+                Err(e) => {
+                    checksum = Some(Checksum::NotCompared(format!(
+                        "the rebuild of shard {s} did not start: {e:#}"
+                    )));
+                    break;
+                }
+            };
+            for r in 0..roles.replicas {
+                let live = roles.projector_urls[s * roles.replicas + r].clone();
+                let c = checks::compare_checksums(&live, &url, within).await;
+                let ok = c.ok();
+                checksum = Some(c);
+                if !ok {
+                    run.say(&format!("projector {s}.{r} differs from the rebuild"));
+                    break;
+                }
             }
-            Err(e) => Checksum::NotCompared(format!("the rebuild did not start: {e:#}")),
-        };
+            if !checksum.as_ref().is_some_and(Checksum::ok) {
+                break;
+            }
+        }
+        let checksum =
+            checksum.unwrap_or_else(|| Checksum::NotCompared("no projector to compare".into()));
 
         let counts = checks::count(&conversations, &histories, &records);
         let verdict = checks::verdict(&counts, &checksum, &run.faults, started.elapsed());

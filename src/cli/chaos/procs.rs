@@ -1,5 +1,6 @@
-//! The roles as child processes of this same binary: one projector, fanout-workers and
-//! gateways, each with its stderr in a log file of the run directory. A role can be
+//! The roles as child processes of this same binary: projectors (shards × replicas,
+//! announced in the directory topic, where the other roles find them), fanout-workers
+//! and gateways, each with its stderr in a log file of the run directory. A role can be
 //! crashed (SIGKILL) and started again with the same arguments (same port, slot, worker
 //! id, data dir). Every child is killed when its [`Proc`] is dropped, so the driver
 //! leaves nothing behind, whichever way it ends.
@@ -103,7 +104,8 @@ impl Drop for Proc {
 pub enum Role {
     Gateway(usize),
     Fanout(usize),
-    Projector,
+    /// Replica `.1` of shard `.0`.
+    Projector(usize, usize),
 }
 
 impl std::fmt::Display for Role {
@@ -111,7 +113,7 @@ impl std::fmt::Display for Role {
         match self {
             Role::Gateway(i) => write!(f, "gateway {i}"),
             Role::Fanout(i) => write!(f, "fanout-worker {i}"),
-            Role::Projector => f.write_str("projector"),
+            Role::Projector(s, r) => write!(f, "projector {s}.{r} (shard {s}, replica {r})"),
         }
     }
 }
@@ -119,52 +121,78 @@ impl std::fmt::Display for Role {
 /// Every role of the run.
 pub struct Roles {
     env: Env,
-    /// `http://127.0.0.1:port` of the projector's query API.
-    pub projector_url: String,
+    /// Shards of the projectors, and replicas of each.
+    pub shards: usize,
+    pub replicas: usize,
+    /// `http://127.0.0.1:port` of each projector's query API, shard by shard.
+    pub projector_urls: Vec<String>,
     /// `http://127.0.0.1:port` of each gateway (index = gateway id).
     pub gateway_urls: Vec<String>,
-    projector: Proc,
+    projectors: Vec<Proc>,
     fanouts: Vec<Proc>,
     gateways: Vec<Proc>,
-    /// The second projector of the checksum check, once started (held to be killed
-    /// with the rest).
-    _rebuild: Option<Proc>,
+    /// The projectors of the checksum check, once started (held to be killed with the
+    /// rest).
+    rebuilds: Vec<Proc>,
+}
+
+/// `--shard S/N`, unless there is one shard.
+fn shard_args(shard: usize, shards: usize) -> Vec<String> {
+    if shards > 1 {
+        vec!["--shard".into(), format!("{shard}/{shards}")]
+    } else {
+        Vec::new()
+    }
 }
 
 impl Roles {
-    /// Starts the projector, then the fanout-workers and the gateways, each once healthy.
-    pub async fn start(env: Env, gateways: usize, fanouts: usize) -> anyhow::Result<Roles> {
+    /// Starts the projectors, then the fanout-workers and the gateways, each once
+    /// healthy. The fanout-workers and gateways find the projectors in the directory.
+    pub async fn start(
+        env: Env,
+        gateways: usize,
+        fanouts: usize,
+        shards: usize,
+        replicas: usize,
+    ) -> anyhow::Result<Roles> {
         std::fs::create_dir_all(env.dir.join("logs"))
             .with_context(|| format!("cannot create {}", env.dir.display()))?;
-        let p_addr = free_port()?;
-        let projector_url = format!("http://{p_addr}");
-        let data = env.dir.join("projector");
-        let projector = Proc::spawn(
-            &env,
-            "projector",
-            vec![
-                "projector".into(),
-                "--http".into(),
-                p_addr.to_string(),
-                "--data-dir".into(),
-                data.to_string_lossy().into_owned(),
-            ],
-        )?;
         let mut roles = Roles {
             env,
-            projector_url,
+            shards,
+            replicas,
+            projector_urls: Vec::new(),
             gateway_urls: Vec::new(),
-            projector,
+            projectors: Vec::new(),
             fanouts: Vec::new(),
             gateways: Vec::new(),
-            _rebuild: None,
+            rebuilds: Vec::new(),
         };
-        roles.wait_up(Role::Projector).await?;
+        for s in 0..shards {
+            for r in 0..replicas {
+                let addr = free_port()?;
+                let data = roles.env.dir.join(format!("projector{s}.{r}"));
+                let mut args = vec![
+                    "projector".into(),
+                    "--http".into(),
+                    addr.to_string(),
+                    "--data-dir".into(),
+                    data.to_string_lossy().into_owned(),
+                ];
+                args.extend(shard_args(s, shards));
+                let p = Proc::spawn(&roles.env, &format!("projector{s}.{r}"), args)?;
+                roles.projectors.push(p);
+                roles.projector_urls.push(format!("http://{addr}"));
+            }
+        }
+        for s in 0..shards {
+            for r in 0..replicas {
+                roles.wait_up(Role::Projector(s, r)).await?;
+            }
+        }
         for i in 0..fanouts {
             let args = vec![
                 "fanout".into(),
-                "--projector".into(),
-                roles.projector_url.clone(),
                 "--worker-id".into(),
                 format!("w{i}"),
                 "--session-timeout-ms".into(),
@@ -181,8 +209,6 @@ impl Roles {
                 addr.to_string(),
                 "--gateway-id".into(),
                 id.to_string(),
-                "--projector".into(),
-                roles.projector_url.clone(),
                 "--dev-auth".into(),
                 "--heartbeat-s".into(),
                 "2".into(),
@@ -204,7 +230,7 @@ impl Roles {
     async fn wait_up(&mut self, role: Role) -> anyhow::Result<()> {
         let url = match role {
             Role::Gateway(i) => self.gateway_urls[i].clone(),
-            Role::Projector => self.projector_url.clone(),
+            Role::Projector(s, r) => self.projector_urls[s * self.replicas + r].clone(),
             Role::Fanout(_) => return Ok(()),
         };
         let deadline = tokio::time::Instant::now() + HEALTHY_WITHIN;
@@ -232,7 +258,7 @@ impl Roles {
         match role {
             Role::Gateway(i) => &mut self.gateways[i],
             Role::Fanout(i) => &mut self.fanouts[i],
-            Role::Projector => &mut self.projector,
+            Role::Projector(s, r) => &mut self.projectors[s * self.replicas + r],
         }
     }
 
@@ -249,7 +275,9 @@ impl Roles {
     /// Roles that ended by themselves (a role should only end when the driver kills
     /// it), with how they ended.
     pub fn exited(&mut self) -> Vec<(Role, String)> {
-        let mut roles = vec![Role::Projector];
+        let mut roles: Vec<Role> = (0..self.shards)
+            .flat_map(|s| (0..self.replicas).map(move |r| Role::Projector(s, r)))
+            .collect();
         roles.extend((0..self.fanouts.len()).map(Role::Fanout));
         roles.extend((0..self.gateways.len()).map(Role::Gateway));
         let mut out = Vec::new();
@@ -264,23 +292,40 @@ impl Roles {
         out
     }
 
-    /// A second projector on a fresh data dir, on the same topics: it rebuilds the views
-    /// from the log. Its URL, once healthy.
-    pub async fn start_rebuild(&mut self) -> anyhow::Result<String> {
+    /// SIGKILLs replica `r` of every shard at once, waits `down`, starts them again
+    /// and waits until they are healthy: each shard is served by its other replicas
+    /// meanwhile.
+    pub async fn crash_replicas(&mut self, r: usize, down: Duration) -> anyhow::Result<()> {
+        for s in 0..self.shards {
+            self.proc_mut(Role::Projector(s, r)).kill();
+        }
+        tokio::time::sleep(down).await;
+        let env = self.env.clone();
+        for s in 0..self.shards {
+            self.proc_mut(Role::Projector(s, r)).start(&env)?;
+        }
+        for s in 0..self.shards {
+            self.wait_up(Role::Projector(s, r)).await?;
+        }
+        Ok(())
+    }
+
+    /// A projector of `shard` on a fresh data dir, on the same topics: it rebuilds that
+    /// shard's views from the log. Its URL, once healthy. (It announces itself too, as
+    /// a replica still catching up; the run's clients are done by then.)
+    pub async fn start_rebuild(&mut self, shard: usize) -> anyhow::Result<String> {
         let addr = free_port()?;
-        let data = self.env.dir.join("projector-rebuild");
-        let p = Proc::spawn(
-            &self.env,
-            "projector-rebuild",
-            vec![
-                "projector".into(),
-                "--http".into(),
-                addr.to_string(),
-                "--data-dir".into(),
-                data.to_string_lossy().into_owned(),
-            ],
-        )?;
-        self._rebuild = Some(p);
+        let data = self.env.dir.join(format!("projector-rebuild{shard}"));
+        let mut args = vec![
+            "projector".into(),
+            "--http".into(),
+            addr.to_string(),
+            "--data-dir".into(),
+            data.to_string_lossy().into_owned(),
+        ];
+        args.extend(shard_args(shard, self.shards));
+        let p = Proc::spawn(&self.env, &format!("projector-rebuild{shard}"), args)?;
+        self.rebuilds.push(p);
         let url = format!("http://{addr}");
         wait_healthy(&url, HEALTHY_WITHIN).await?;
         Ok(url)
