@@ -281,3 +281,96 @@ async fn direct_pair(
     assert!(a.ready(Duration::from_secs(60)).await.unwrap());
     (conv, a, b, bob)
 }
+
+/// Taking partitions over does not stop the world: while the surviving fanout-worker
+/// warms the partitions of a killed one (slowly: 6 s each here), the partitions it
+/// owned already keep routing live. Conversations sit on every partition; at least
+/// those of the survivor's own partitions must never wait long, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_takeover_does_not_hold_up_the_other_partitions() {
+    let options = Options {
+        fanout_workers: 2,
+        fanout_args: vec!["--debug-warm-delay-ms".into(), "6000".into()],
+        ..Options::gateways(1)
+    };
+    let mut stack = Processes::start_with("slowwarm", options).await;
+    let g = stack.gateways[0].clone();
+    let partitions = common::stack::PARTITIONS;
+    // One direct conversation on each partition of events.
+    let amy = Api::dev_token(&g, "amy").await.unwrap();
+    let mut convs: Vec<(String, String)> = Vec::new();
+    let mut covered = std::collections::BTreeSet::new();
+    for i in 0..60 {
+        let partner = format!("q{i}");
+        let c = Api::new(&g, &amy).create_direct(&partner).await.unwrap();
+        let p = parley_sequencer::partition::partition_for_key(c.as_bytes(), partitions);
+        if covered.insert(p) {
+            convs.push((partner, c));
+        }
+        if covered.len() == partitions as usize {
+            break;
+        }
+    }
+    assert_eq!(
+        covered.len(),
+        partitions as usize,
+        "a conversation per partition"
+    );
+    let a = common::live(&g, &amy).await;
+    let mut taps = Vec::new();
+    let mut sessions = Vec::new();
+    for (partner, _) in &convs {
+        let t = Api::dev_token(&g, partner).await.unwrap();
+        let s = common::live(&g, &t).await;
+        taps.push(s.tap());
+        sessions.push(s);
+    }
+
+    // Both workers route partitions (the second took its share over from the first).
+    common::eventually("the second worker owns partitions", common::LONG, || async {
+        stack.fanouts[1].log_text().contains("partition taken over")
+    })
+    .await;
+    // Kill one worker; the other takes its partitions over after the session timeout
+    // (6 s), each warm-up taking 6 s more. Meanwhile every conversation gets a message
+    // every 300 ms for 24 s.
+    stack.fanouts[0].kill();
+    let started = std::time::Instant::now();
+    let mut sent_at = std::collections::HashMap::new();
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(24) {
+        for (_, c) in &convs {
+            n += 1;
+            let body = format!("m{n}");
+            sent_at.insert(body.clone(), std::time::Instant::now());
+            drop(a.send_nowait(c, &format!("slow-{n}"), &body).await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Everything arrives; the worst wait per conversation.
+    let mut worst = Vec::new();
+    for (i, tap) in taps.iter_mut().enumerate() {
+        let want = sent_at.len() / convs.len();
+        let mut seen = std::collections::HashSet::new();
+        let mut max = Duration::ZERO;
+        while seen.len() < want {
+            let got = seen.len();
+            let (at, m) = tokio::time::timeout(Duration::from_secs(60), tap.recv())
+                .await
+                .unwrap_or_else(|_| panic!("conversation {i}: {got} of {want} arrived"))
+                .unwrap();
+            if let Some(t) = sent_at.get(&m.body) {
+                if seen.insert(m.body.clone()) {
+                    max = max.max(at.duration_since(*t));
+                }
+            }
+        }
+        worst.push(max);
+    }
+    eprintln!("worst wait per conversation: {worst:?}");
+    let best = worst.iter().min().unwrap();
+    assert!(
+        *best < Duration::from_secs(3),
+        "every partition waited for the takeover: {worst:?}"
+    );
+}

@@ -21,6 +21,9 @@ pub struct FanoutConfig {
     pub limits: Limits,
     /// Typing indicators routed per large group and second, at most.
     pub large_typing_per_s: u32,
+    /// Sleep before warming a partition taken over: a deliberately slow takeover, for
+    /// tests. Zero in production.
+    pub warm_delay: Duration,
 }
 
 impl FanoutConfig {
@@ -33,6 +36,7 @@ impl FanoutConfig {
             commit_interval: Duration::from_millis(200),
             limits: Limits::default(),
             large_typing_per_s: 2,
+            warm_delay: Duration::ZERO,
         }
     }
 }

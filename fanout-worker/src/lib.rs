@@ -9,6 +9,8 @@
 //!   log itself by the shared rules (`parley_schemas::rules`).
 //! - [`router`]: the shared routing state and the routing of one record into outputs.
 //! - [`warm`]: taking a partition over: a projector snapshot plus a catch-up scan.
+//! - [`takeover`]: those warm-ups in tasks of their own, with the records of a warming
+//!   partition held (bounded) until it is ready, so the others keep routing.
 //! - [`signals`]: receipts and typing, routed live to online members.
 //! - [`mentions`]: `@user` in a body (the push policy of large groups).
 //! - [`service`]: the consumer-group loop, pipelined appends, offset commits; [`run`].
@@ -20,6 +22,7 @@ pub mod router;
 pub mod service;
 pub mod signals;
 pub mod state;
+pub mod takeover;
 pub mod warm;
 
 pub use config::FanoutConfig;

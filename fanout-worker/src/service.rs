@@ -19,7 +19,7 @@ use tracing::{error, info, warn};
 use crate::config::FanoutConfig;
 use crate::router::{Output, Router};
 use crate::signals::Signals;
-use crate::warm::warm;
+use crate::takeover::Takeovers;
 
 /// The fanout-worker role, until `shutdown`.
 pub async fn run(
@@ -107,8 +107,8 @@ async fn route_events(
     let topics = &config.topics;
     let mut sub = log.subscribe(&config.group, &topics.events).await?;
     info!(group = %config.group, topic = %topics.events, worker = %config.worker_id, "fanout-worker joined");
-    type Done = std::pin::Pin<Box<dyn std::future::Future<Output = (i32, i64, bool)> + Send>>;
     let mut pipeline: FuturesOrdered<Done> = FuturesOrdered::new();
+    let mut takeovers = Takeovers::default();
     let mut done: BTreeMap<i32, i64> = BTreeMap::new();
     let mut failed: Vec<i32> = Vec::new();
     let mut dirty = false;
@@ -138,15 +138,26 @@ async fn route_events(
                     dirty = true;
                 }
             }
-            ev = sub.next(), if pipeline.len() < config.max_in_flight => {
+            // A partition taken over is ready: route what was held for it meanwhile.
+            Some(warmed) = takeovers.next() => {
+                let Some(ended) = takeovers.finished(warmed) else { continue };
+                let state = ended.state?;
+                info!(partition = ended.partition, conversations = state.conversations(), held = ended.held.len(), "partition taken over");
+                router.ready(ended.partition, state);
+                for record in ended.held {
+                    dispatch(record, config, log, router, shutdown, &mut pipeline).await;
+                }
+            }
+            ev = sub.next(), if pipeline.len() < config.max_in_flight && !takeovers.full() => {
                 let Some(ev) = ev else { break };
                 match ev? {
                     GroupEvent::Assigned(parts) => {
-                        take_over(config, &**log, views, router, &mut *sub, &parts).await?;
+                        take_over(config, log, views, router, &mut *sub, &parts, &mut takeovers).await?;
                         signals.restart(config, log, router, shutdown);
                     }
                     GroupEvent::Revoked(parts) => {
                         router.revoke(&parts);
+                        takeovers.revoke(&parts);
                         for p in &parts {
                             done.remove(p);
                             failed.retain(|f| f != p);
@@ -154,24 +165,9 @@ async fn route_events(
                         signals.restart(config, log, router, shutdown);
                     }
                     GroupEvent::Record(record) => {
-                        let (p, next) = (record.partition, record.offset + 1);
-                        let outputs = router.route(&record);
-                        let source = Source::of(&record);
-                        // Every output is handed to the producer now, in order: the
-                        // appends to one slot keep the log's order.
-                        let mut started = Vec::with_capacity(outputs.len());
-                        for o in outputs {
-                            started.push(start(&**log, topics, o).await);
+                        if let Some(record) = takeovers.hold(record) {
+                            dispatch(record, config, log, router, shutdown, &mut pipeline).await;
                         }
-                        let (log, topics, stop, actor) =
-                            (log.clone(), topics.clone(), shutdown.clone(), router.actor.clone());
-                        pipeline.push_back(Box::pin(async move {
-                            let mut ok = true;
-                            for s in started {
-                                ok &= finish(&*log, &topics, &actor, &source, s, &stop).await;
-                            }
-                            (p, next, ok)
-                        }));
                     }
                 }
             }
@@ -195,15 +191,53 @@ async fn route_events(
     Ok(())
 }
 
+/// A record's outputs on their way to the log: its partition, the next offset, and
+/// whether every output was appended (or parked as a dead letter).
+type Done = std::pin::Pin<Box<dyn std::future::Future<Output = (i32, i64, bool)> + Send>>;
+
+/// Routes a record and hands its outputs to the producer, in order (the appends to one
+/// slot keep the log's order); the pipeline learns when they are all appended.
+async fn dispatch(
+    record: parley_sequencer::LogRecord,
+    config: &FanoutConfig,
+    log: &Arc<dyn EventLog>,
+    router: &Router,
+    shutdown: &CancellationToken,
+    pipeline: &mut FuturesOrdered<Done>,
+) {
+    let (p, next) = (record.partition, record.offset + 1);
+    let outputs = router.route(&record);
+    let source = Source::of(&record);
+    let mut started = Vec::with_capacity(outputs.len());
+    for o in outputs {
+        started.push(start(&**log, &config.topics, o).await);
+    }
+    let (log, topics, stop, actor) = (
+        log.clone(),
+        config.topics.clone(),
+        shutdown.clone(),
+        router.actor.clone(),
+    );
+    pipeline.push_back(Box::pin(async move {
+        let mut ok = true;
+        for s in started {
+            ok &= finish(&*log, &topics, &actor, &source, s, &stop).await;
+        }
+        (p, next, ok)
+    }));
+}
+
 /// Takes newly assigned partitions over: presence first (so that nobody online is
-/// routed to an inbox), then each partition's state as of its committed offset.
+/// routed to an inbox), then each partition's state as of its committed offset, built
+/// in a task of its own ([`Takeovers`]) while the other partitions keep routing.
 async fn take_over(
     config: &FanoutConfig,
-    log: &dyn EventLog,
+    log: &Arc<dyn EventLog>,
     views: Option<&Arc<dyn Views>>,
     router: &Router,
     sub: &mut dyn parley_sequencer::Subscription,
     parts: &[i32],
+    takeovers: &mut Takeovers,
 ) -> anyhow::Result<()> {
     let committed = retry("committed offsets", || sub.committed(parts)).await?;
     for (p, c) in &committed {
@@ -222,16 +256,15 @@ async fn take_over(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     for (p, c) in committed {
-        let state = warm(log, views, &config.topics.events, p, c, config.limits).await?;
-        info!(partition = p, resume = ?c, conversations = state.conversations(), "partition taken over");
-        router.ready(p, state);
+        info!(partition = p, resume = ?c, "taking the partition over");
+        takeovers.start(config, log.clone(), views.cloned(), p, c);
     }
     for (slot, ack) in router.acknowledge_open_requests() {
         if let Ok(value) = encode(&ack) {
             let key = ack.user_id.clone();
             let stop = CancellationToken::new();
             let _ = append_retrying(
-                log,
+                &**log,
                 &config.topics.deliveries,
                 Some(slot),
                 key.as_bytes(),

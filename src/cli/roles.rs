@@ -209,6 +209,10 @@ pub struct FanoutArgs {
     /// commit and routes again what came after it.
     #[arg(long, env = "PARLEY_COMMIT_INTERVAL_MS", default_value_t = 200)]
     commit_interval_ms: u64,
+    /// Sleep this many ms before warming each partition taken over (tests of slow
+    /// takeovers only).
+    #[arg(long, hide = true, default_value_t = 0)]
+    debug_warm_delay_ms: u64,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -229,6 +233,7 @@ impl FanoutArgs {
         };
         config.large_typing_per_s = self.large_typing_per_s.max(1);
         config.commit_interval = Duration::from_millis(self.commit_interval_ms.max(1));
+        config.warm_delay = Duration::from_millis(self.debug_warm_delay_ms);
         parley_fanout::run(config, log, Some(views), shutdown).await?;
         Ok(ExitCode::SUCCESS)
     }
