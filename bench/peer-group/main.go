@@ -89,6 +89,8 @@ func main() {
 		runID     = flag.String("run-id", "", "prefix of user ids (default: pg<unix time, base 36>)")
 		jsonOut   = flag.String("json", "", "also write every figure as JSON to this file")
 		remote    = flag.Bool("allow-remote", false, "allow non-loopback targets")
+		burst     = flag.Int("burst", 0, "instead of the group phases: one session posts this many messages as fast as they are acknowledged, on each system (see burst.go)")
+		burstWin  = flag.Int("burst-window", 256, "-burst: messages sent and not yet acknowledged, at most")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "peer-group: large-group broadcast fanout, Parley vs Centrifugo v6.\n\nUsage:\n  peer-group -parley http://127.0.0.1:8085,http://127.0.0.1:8086 -centrifugo http://127.0.0.1:8000 [flags]\n\nFlags:\n")
@@ -129,6 +131,11 @@ func main() {
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
+
+	if *burst > 0 {
+		runBursts(ctx, *only, parleyURLs[0], *cfURL, *cfSecret, id, *burst, *burstWin, *body, *jsonOut)
+		return
+	}
 
 	out := Output{Machine: machine(), StartedAt: time.Now().UTC(), Config: map[string]any{
 		"online": cfg.Online, "members": cfg.Members, "rate": cfg.Rate, "warmup_s": cfg.Warmup.Seconds(),
