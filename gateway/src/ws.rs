@@ -28,6 +28,12 @@ pub use crate::sessions::{CLOSE_DEAD, CLOSE_PRESENCE_LAPSED, CLOSE_SLOW, CLOSE_T
 /// Close code when the gateway shuts down: reconnect elsewhere and sync.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
+/// Read buffer of a socket. Frames are small JSON (a send is at most `max_frame_bytes`):
+/// tungstenite's 128 KiB default cost an idle connection more than everything else.
+const READ_BUFFER: usize = 8 * 1024;
+/// Frames are queued for a socket write until this much is waiting (or a flush).
+const WRITE_BUFFER: usize = 16 * 1024;
+
 pub async fn upgrade(
     State(state): State<Shared>,
     Caller(user): Caller,
@@ -38,6 +44,8 @@ pub async fn upgrade(
     let transport_max = state.config.max_frame_bytes * 4;
     ws.max_message_size(transport_max)
         .max_frame_size(transport_max)
+        .read_buffer_size(READ_BUFFER)
+        .write_buffer_size(WRITE_BUFFER)
         .on_upgrade(move |socket| session(state, user, socket))
 }
 
