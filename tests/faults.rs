@@ -327,9 +327,11 @@ async fn a_slow_takeover_does_not_hold_up_the_other_partitions() {
     }
 
     // Both workers route partitions (the second took its share over from the first).
-    common::eventually("the second worker owns partitions", common::LONG, || async {
-        stack.fanouts[1].log_text().contains("partition taken over")
-    })
+    common::eventually(
+        "the second worker owns partitions",
+        common::LONG,
+        || async { stack.fanouts[1].log_text().contains("partition taken over") },
+    )
     .await;
     // Kill one worker; the other takes its partitions over after the session timeout
     // (6 s), each warm-up taking 6 s more. Meanwhile every conversation gets a message
