@@ -28,11 +28,12 @@ pub use crate::sessions::{CLOSE_DEAD, CLOSE_PRESENCE_LAPSED, CLOSE_SLOW, CLOSE_T
 /// Close code when the gateway shuts down: reconnect elsewhere and sync.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
-/// Read buffer of a socket. Frames are small JSON (a send is at most `max_frame_bytes`):
+/// Read buffer of a socket. Frames are small JSON (a larger one grows the buffer):
 /// tungstenite's 128 KiB default cost an idle connection more than everything else.
-const READ_BUFFER: usize = 8 * 1024;
-/// Frames are queued for a socket write until this much is waiting (or a flush).
-const WRITE_BUFFER: usize = 16 * 1024;
+const READ_BUFFER: usize = 2 * 1024;
+/// Frames are queued for a socket write until this much is waiting (or a flush): a
+/// batch of small frames still leaves in one write.
+const WRITE_BUFFER: usize = 4 * 1024;
 
 pub async fn upgrade(
     State(state): State<Shared>,
@@ -66,7 +67,10 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
         sink,
         outbound,
         session.clone(),
-        state.config.clone(),
+        Timings {
+            ping_interval: state.config.ping_interval,
+            write_timeout: state.config.write_timeout,
+        },
         state.shutdown.clone(),
     ));
 
@@ -92,8 +96,9 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
         }
     };
 
-    let (send_tx, send_rx) = mpsc::channel::<Send>(256);
-    let sender = tokio::spawn(sender(state.clone(), session.clone(), send_rx));
+    // The session's sender task starts with its first send: an idle connection holds
+    // no task and no queue for sends.
+    let mut sends: Option<(mpsc::Sender<Send>, tokio::task::JoinHandle<()>)> = None;
 
     state.presence.session_opened(&user).await;
     let ready = |live| {
@@ -196,7 +201,11 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
                 body,
                 retry,
             };
-            if send_tx.send(send).await.is_err() {
+            let (tx, _) = sends.get_or_insert_with(|| {
+                let (tx, rx) = mpsc::channel::<Send>(256);
+                (tx, tokio::spawn(sender(state.clone(), session.clone(), rx)))
+            });
+            if tx.send(send).await.is_err() {
                 break;
             }
             continue;
@@ -204,8 +213,10 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
         dispatch(&state, &session, &syncing, frame);
     }
 
-    drop(send_tx);
-    let _ = sender.await;
+    if let Some((tx, task)) = sends {
+        drop(tx);
+        let _ = task.await;
+    }
     // The presence agent counts the user's sessions itself.
     state.sessions.close(&session);
     drop(attachment);
@@ -219,6 +230,12 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
 /// Most queued frames written to a socket at once.
 const WRITE_BATCH: usize = 64;
 
+/// What the writer needs of the configuration.
+struct Timings {
+    ping_interval: std::time::Duration,
+    write_timeout: std::time::Duration,
+}
+
 /// Writes the session's frames to its socket, pings it, and closes it with the reason
 /// the session was cut for. A write that blocks (a client that stops reading) is given
 /// up after the write timeout, or as soon as the session is cut.
@@ -226,7 +243,7 @@ async fn write(
     mut sink: futures::stream::SplitSink<WebSocket, Message>,
     mut outbound: crate::sessions::Outbound,
     session: Arc<Session>,
-    config: crate::config::GatewayConfig,
+    config: Timings,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
     let mut ping = tokio::time::interval(config.ping_interval);
