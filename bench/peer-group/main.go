@@ -91,6 +91,12 @@ func main() {
 		remote    = flag.Bool("allow-remote", false, "allow non-loopback targets")
 		burst     = flag.Int("burst", 0, "instead of the group phases: one session posts this many messages as fast as they are acknowledged, on each system (see burst.go)")
 		burstWin  = flag.Int("burst-window", 256, "-burst: messages sent and not yet acknowledged, at most")
+		idle      = flag.Int("idle", 0, "instead of the group phases: hold this many idle WebSockets on each system and report its RSS per connection (see idle.go)")
+		idleSrc   = flag.Int("idle-sources", 8, "-idle: source addresses 127.0.0.2 … 127.0.0.(1+N)")
+		idleWait  = flag.Duration("idle-settle", 15*time.Second, "-idle: pause between the last connection and the RSS reading")
+		pSecret   = flag.String("parley-secret", "", "-idle: the gateway's PARLEY_JWT_SECRET (tokens are minted here)")
+		pPID      = flag.Int("parley-pid", 0, "-idle: pid of the Parley process whose RSS is read (0: skip Parley)")
+		cfPID     = flag.Int("centrifugo-pid", 0, "-idle: pid of Centrifugo (0: skip it)")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "peer-group: large-group broadcast fanout, Parley vs Centrifugo v6.\n\nUsage:\n  peer-group -parley http://127.0.0.1:8085,http://127.0.0.1:8086 -centrifugo http://127.0.0.1:8000 [flags]\n\nFlags:\n")
@@ -132,6 +138,16 @@ func main() {
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
 
+	if *idle > 0 {
+		if *idleSrc < 1 || *idleSrc > 250 {
+			fatal(fmt.Errorf("-idle-sources must be 1 to 250"))
+		}
+		if *pPID > 0 && *pSecret == "" {
+			fatal(fmt.Errorf("-idle with -parley-pid needs -parley-secret (the gateway's PARLEY_JWT_SECRET)"))
+		}
+		runIdles(ctx, *only, parleyURLs[0], *pSecret, *pPID, *cfURL, *cfSecret, *cfPID, id, *idle, *idleSrc, *idleWait, *jsonOut)
+		return
+	}
 	if *burst > 0 {
 		runBursts(ctx, *only, parleyURLs[0], *cfURL, *cfSecret, id, *burst, *burstWin, *body, *jsonOut)
 		return
