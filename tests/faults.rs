@@ -4,11 +4,9 @@
 
 mod common;
 
-use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::chat::{self, Member, Timing};
+use common::chat::{self, Member};
 use common::stack::{Options, Processes};
 use parley_client::Api;
 use tokio_util::sync::CancellationToken;
@@ -42,19 +40,8 @@ fn start_clients(
     members: &[Member],
     sending: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<chat::Outcome>> {
-    let still_sending = Arc::new(AtomicUsize::new(members.len()));
-    members
-        .iter()
-        .map(|m| {
-            let timing = Timing {
-                every: Duration::from_millis(40),
-                sending: sending.clone(),
-                still_sending: still_sending.clone(),
-                settle: Duration::from_secs(45),
-            };
-            tokio::spawn(chat::run(stack.gateways.clone(), m.clone(), timing))
-        })
-        .collect()
+    let (every, settle) = (Duration::from_millis(40), Duration::from_secs(45));
+    chat::start(&stack.gateways, members, sending, every, settle)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

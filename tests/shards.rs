@@ -6,11 +6,9 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
 use std::time::Duration;
 
-use common::chat::{self, Member, Timing};
+use common::chat::{self, Member};
 use common::stack::{Options, Processes, PARTITIONS};
 use common::{eventually, live, token, LONG};
 use parley_client::{Api, Poller};
@@ -83,15 +81,9 @@ async fn two_shards_of_two_replicas_lose_one_replica_each_and_clients_see_nothin
     assert_eq!(shards.len(), SHARDS, "amy's conversations span both shards");
 
     // A complete conversation list, gathered from both shards.
-    let listed: BTreeSet<String> = amy_api
-        .conversations()
-        .await
-        .unwrap()
-        .iter()
-        .map(|c| c["conversation_id"].as_str().unwrap().to_string())
-        .collect();
+    let first_list = listed(&amy_api).await;
     let created: BTreeSet<String> = convs.iter().map(|(_, c)| c.clone()).collect();
-    assert_eq!(listed, created, "amy's list holds every conversation");
+    assert_eq!(first_list, created, "amy's list holds every conversation");
 
     // Amy is offline: each partner's message waits in her inbox, which lives on one
     // shard while the conversations live on both.
@@ -146,19 +138,8 @@ async fn two_shards_of_two_replicas_lose_one_replica_each_and_clients_see_nothin
         });
     }
     let sending = CancellationToken::new();
-    let still_sending = Arc::new(AtomicUsize::new(members.len()));
-    let clients: Vec<_> = members
-        .iter()
-        .map(|m| {
-            let timing = Timing {
-                every: Duration::from_millis(40),
-                sending: sending.clone(),
-                still_sending: still_sending.clone(),
-                settle: Duration::from_secs(45),
-            };
-            tokio::spawn(chat::run(stack.gateways.clone(), m.clone(), timing))
-        })
-        .collect();
+    let (every, settle) = (Duration::from_millis(40), Duration::from_secs(45));
+    let clients = chat::start(&stack.gateways, &members, &sending, every, settle);
 
     // SIGKILL the replica each shard's callers use.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -224,13 +205,16 @@ async fn two_shards_of_two_replicas_lose_one_replica_each_and_clients_see_nothin
     // Every acked message, in order, once — served at the end by the replicas that
     // were restarted.
     chat::check(&members, &outcomes);
-    // A list and an inbox from the restarted replicas are still complete.
-    let listed: BTreeSet<String> = amy_api
-        .conversations()
+    // The list, from the restarted replicas, is still complete.
+    assert_eq!(listed(&amy_api).await, created);
+}
+
+/// The ids in the caller's conversation list.
+async fn listed(api: &Api) -> BTreeSet<String> {
+    api.conversations()
         .await
         .unwrap()
         .iter()
         .map(|c| c["conversation_id"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(listed, created);
+        .collect()
 }

@@ -206,3 +206,27 @@ impl Drop for StillSending {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
+
+/// Starts a client per member, each sending every `every` until `sending` is
+/// cancelled, then given `settle` to hold its history.
+pub fn start(
+    gateways: &[String],
+    members: &[Member],
+    sending: &CancellationToken,
+    every: Duration,
+    settle: Duration,
+) -> Vec<tokio::task::JoinHandle<Outcome>> {
+    let still_sending = Arc::new(AtomicUsize::new(members.len()));
+    members
+        .iter()
+        .map(|m| {
+            let timing = Timing {
+                every,
+                sending: sending.clone(),
+                still_sending: still_sending.clone(),
+                settle,
+            };
+            tokio::spawn(run(gateways.to_vec(), m.clone(), timing))
+        })
+        .collect()
+}

@@ -136,13 +136,25 @@ pub struct Roles {
     rebuilds: Vec<Proc>,
 }
 
-/// `--shard S/N`, unless there is one shard.
-fn shard_args(shard: usize, shards: usize) -> Vec<String> {
+/// A projector's arguments: its address, data dir, and `--shard S/N` unless there is
+/// one shard.
+fn projector_args(
+    addr: SocketAddr,
+    data: &std::path::Path,
+    shard: usize,
+    shards: usize,
+) -> Vec<String> {
+    let mut args = vec![
+        "projector".into(),
+        "--http".into(),
+        addr.to_string(),
+        "--data-dir".into(),
+        data.to_string_lossy().into_owned(),
+    ];
     if shards > 1 {
-        vec!["--shard".into(), format!("{shard}/{shards}")]
-    } else {
-        Vec::new()
+        args.extend(["--shard".into(), format!("{shard}/{shards}")]);
     }
+    args
 }
 
 impl Roles {
@@ -172,14 +184,7 @@ impl Roles {
             for r in 0..replicas {
                 let addr = free_port()?;
                 let data = roles.env.dir.join(format!("projector{s}.{r}"));
-                let mut args = vec![
-                    "projector".into(),
-                    "--http".into(),
-                    addr.to_string(),
-                    "--data-dir".into(),
-                    data.to_string_lossy().into_owned(),
-                ];
-                args.extend(shard_args(s, shards));
+                let args = projector_args(addr, &data, s, shards);
                 let p = Proc::spawn(&roles.env, &format!("projector{s}.{r}"), args)?;
                 roles.projectors.push(p);
                 roles.projector_urls.push(format!("http://{addr}"));
@@ -316,14 +321,7 @@ impl Roles {
     pub async fn start_rebuild(&mut self, shard: usize) -> anyhow::Result<String> {
         let addr = free_port()?;
         let data = self.env.dir.join(format!("projector-rebuild{shard}"));
-        let mut args = vec![
-            "projector".into(),
-            "--http".into(),
-            addr.to_string(),
-            "--data-dir".into(),
-            data.to_string_lossy().into_owned(),
-        ];
-        args.extend(shard_args(shard, self.shards));
+        let args = projector_args(addr, &data, shard, self.shards);
         let p = Proc::spawn(&self.env, &format!("projector-rebuild{shard}"), args)?;
         self.rebuilds.push(p);
         let url = format!("http://{addr}");
