@@ -21,7 +21,7 @@ use tracing::debug;
 use uuid::Uuid;
 
 use crate::counts::ReceiptCounter;
-use crate::deliveries::{echo_of, frame_of_event};
+use crate::deliveries::frame_of_event;
 use crate::echoes::Echoes;
 use crate::groups::{Change, GroupIndex};
 use crate::membership::MemberCache;
@@ -111,9 +111,8 @@ fn step(batch: &DeliveryBatch, targets: &Targets) -> Step {
     let group = &batch.conversation_id;
     let skip = match &event {
         AnyRecord::ReceiptRecorded(_) => return Step::Receipt(group.clone()),
-        AnyRecord::MessagePosted(m) => {
+        AnyRecord::MessagePosted(_) => {
             counts.message(group, batch.source_offset);
-            targets.echoes.arrived(m.message_id, echo_of(batch, m));
             None
         }
         AnyRecord::TypingChanged(t) => Some(t.meta.actor.clone()),
@@ -122,6 +121,7 @@ fn step(batch: &DeliveryBatch, targets: &Targets) -> Step {
     let Some((frame, message)) = frame_of_event(batch, event) else {
         return Step::Skip;
     };
+    targets.echoes.arrived_frame(&frame);
     let Ok(text) = serde_json::to_string(&frame) else {
         return Step::Skip;
     };

@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, warn};
 
 use crate::broadcasts::Broadcasts;
-use crate::echoes::{Echo, Echoes};
+use crate::echoes::Echoes;
 use crate::presence::PresenceAgent;
 use crate::sessions::{Frame, Sessions};
 
@@ -87,14 +87,12 @@ pub async fn follow(
                 let Some((frame, message)) = frame_of(&batch) else {
                     continue;
                 };
+                echoes.arrived_frame(&frame);
                 let Ok(text) = serde_json::to_string(&frame) else {
                     continue;
                 };
                 let frame: Frame = text.into();
                 let message_id = message.as_ref().map(|m| m.message_id);
-                if let Some(m) = &message {
-                    echoes.arrived(m.message_id, echo_of(&batch, m));
-                }
                 for user in &batch.recipients {
                     sessions.deliver(user, &frame, message_id.as_ref());
                     if let Some(m) = message.as_ref() {
@@ -149,16 +147,6 @@ async fn to_inbox(
                 }
             }
         }
-    }
-}
-
-/// What a routed message says of itself, for the send waiting for it.
-pub(crate) fn echo_of(batch: &DeliveryBatch, m: &MessagePosted) -> Echo {
-    Echo {
-        seq: batch.source_offset,
-        prev_seq: batch.prev_seq.filter(|p| *p >= 0),
-        prev_unknown: batch.prev_seq.is_none(),
-        ts: m.meta.occurred_at,
     }
 }
 

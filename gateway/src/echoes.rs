@@ -9,7 +9,8 @@
 //! gave it and the seq before it: everything `sent` needs, at the moment the recipients
 //! get it, without asking the projector. A send registers its message id before its
 //! append begins (the copy may come back before the broker's acknowledgement does);
-//! the slot's reader hands every routed message here ([`Echoes::arrived`]).
+//! the slot's reader and the broadcast task hand every routed frame here
+//! ([`Echoes::arrived_frame`]).
 //!
 //! If the copy does not come back in time (the sender's presence moved, a router is
 //! taking partitions over, or the rules dropped it), the send is confirmed the careful
@@ -18,6 +19,7 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use parley_schemas::frames::ServerFrame;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
@@ -50,6 +52,20 @@ impl Echoes {
     /// No longer waiting for `id` (it timed out).
     pub fn forget(&self, id: Uuid) {
         self.lock().remove(&id);
+    }
+
+    /// A routed frame reached this gateway: if it is a message, its copy (seq and
+    /// predecessor as the router gave them, the same the recipients get).
+    pub fn arrived_frame(&self, frame: &ServerFrame) {
+        if let ServerFrame::Message(m) = frame {
+            let echo = Echo {
+                seq: m.seq,
+                prev_seq: m.prev_seq,
+                prev_unknown: m.prev_unknown,
+                ts: m.ts,
+            };
+            self.arrived(m.message_id, echo);
+        }
     }
 
     /// A routed message reached this gateway.

@@ -162,7 +162,8 @@ impl Directory {
                 let r = match next {
                     Some(Ok(r)) => r,
                     Some(Err(e)) => {
-                        warn!(error = %e, topic = %topic_name, "reading the directory failed");
+                        warn!(error = %e, topic = %topic_name, "reading the directory failed; reading on in a second");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                         continue;
                     }
                     None => return,
@@ -197,6 +198,18 @@ impl Directory {
                 replicas.insert(key, a);
             }
             Some(Err(e)) => warn!(%key, error = %e, "an unreadable announcement: ignored"),
+        }
+    }
+
+    /// A directory holding these announcements (tests of its readers).
+    #[cfg(test)]
+    pub(crate) fn of(announcements: Vec<Announcement>) -> Directory {
+        let replicas = announcements
+            .into_iter()
+            .map(|a| (a.url.clone(), a))
+            .collect();
+        Directory {
+            replicas: Arc::new(Mutex::new(replicas)),
         }
     }
 

@@ -199,6 +199,15 @@ impl ShardedViews {
         Err(last.unwrap_or_else(|| Self::none_serves(partition)))
     }
 
+    /// [`Self::ask`] with no floor beyond `partition`'s own, keeping only the answer.
+    async fn one<T, F, Fut>(&self, partition: i32, f: F) -> Result<T>
+    where
+        F: Fn(HttpViews) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        self.ask(partition, None, f).await.map(|(t, _)| t)
+    }
+
     fn of_conversation(&self, conversation: &str) -> i32 {
         partition_for_key(conversation.as_bytes(), self.partitions)
     }
@@ -234,22 +243,14 @@ impl ShardedViews {
 impl Views for ShardedViews {
     async fn conversation(&self, id: &str) -> Result<Option<ConversationView>> {
         let p = self.of_conversation(id);
-        let (v, _) = self
-            .ask(p, None, |v| async move { v.conversation(id).await })
-            .await?;
-        Ok(v)
+        self.one(p, |v| async move { v.conversation(id).await })
+            .await
     }
 
     async fn is_member(&self, conversation: &str, user: &str) -> Result<bool> {
         let p = self.of_conversation(conversation);
-        let (v, _) = self
-            .ask(
-                p,
-                None,
-                |v| async move { v.is_member(conversation, user).await },
-            )
-            .await?;
-        Ok(v)
+        self.one(p, |v| async move { v.is_member(conversation, user).await })
+            .await
     }
 
     async fn user_conversations(
@@ -270,23 +271,20 @@ impl Views for ShardedViews {
 
     async fn history(&self, conversation: &str, q: HistoryQuery) -> Result<HistoryPage> {
         let p = self.of_conversation(conversation);
-        let (v, _) = self
-            .ask(p, None, |v| {
-                let q = q.clone();
-                async move { v.history(conversation, q).await }
-            })
-            .await?;
-        Ok(v)
+        self.one(p, |v| {
+            let q = q.clone();
+            async move { v.history(conversation, q).await }
+        })
+        .await
     }
 
     async fn message_by_id(&self, conversation: &str, id: Uuid) -> Result<Option<MessageView>> {
         let p = self.of_conversation(conversation);
-        let (v, _) = self
-            .ask(p, None, |v| async move {
-                v.message_by_id(conversation, id).await
-            })
-            .await?;
-        Ok(v)
+        self.one(
+            p,
+            |v| async move { v.message_by_id(conversation, id).await },
+        )
+        .await
     }
 
     async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool> {
@@ -318,28 +316,22 @@ impl Views for ShardedViews {
     }
 
     async fn partition_snapshot(&self, partition: i32) -> Result<PartitionSnapshot> {
-        let (v, _) = self
-            .ask(partition, None, |v| async move {
-                v.partition_snapshot(partition).await
-            })
-            .await?;
-        Ok(v)
+        self.one(partition, |v| async move {
+            v.partition_snapshot(partition).await
+        })
+        .await
     }
 
     async fn inbox(&self, user: &str, limit: u32) -> Result<InboxPage> {
         let p = partition_for_key(user.as_bytes(), self.partitions);
-        let (v, _) = self
-            .ask(p, None, |v| async move { v.inbox(user, limit).await })
-            .await?;
-        Ok(v)
+        self.one(p, |v| async move { v.inbox(user, limit).await })
+            .await
     }
 
     async fn receipts(&self, conversation: &str) -> Result<Vec<ReceiptView>> {
         let p = self.of_conversation(conversation);
-        let (v, _) = self
-            .ask(p, None, |v| async move { v.receipts(conversation).await })
-            .await?;
-        Ok(v)
+        self.one(p, |v| async move { v.receipts(conversation).await })
+            .await
     }
 
     async fn status(&self) -> Result<Status> {
@@ -361,5 +353,55 @@ impl Views for ShardedViews {
         Err(Error::BadRequest(
             "a checksum is one replica's: ask that replica's /v1/checksum".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::directory::now_ms;
+
+    fn replica(url: &str, partitions: &[i32], applied: i64, ready: bool) -> Announcement {
+        Announcement {
+            url: url.into(),
+            partitions: partitions.to_vec(),
+            applied: partitions.iter().map(|p| (*p, applied)).collect(),
+            ready,
+            at_ms: now_ms(),
+        }
+    }
+
+    #[test]
+    fn ready_and_healthy_replicas_come_first_then_by_url() {
+        let views = ShardedViews::new(
+            Directory::of(vec![
+                replica("http://c", &[0, 2], 5, true),
+                replica("http://a", &[0, 2], 5, false),
+                replica("http://b", &[0, 2], 5, true),
+                replica("http://d", &[1, 3], 5, true),
+            ]),
+            4,
+        );
+        let urls = |p| -> Vec<String> { views.candidates(p).into_iter().map(|a| a.url).collect() };
+        assert_eq!(urls(0), ["http://b", "http://c", "http://a"]);
+        views.set_aside("http://b");
+        assert_eq!(urls(2), ["http://c", "http://b", "http://a"]);
+        assert_eq!(urls(1), ["http://d"]);
+    }
+
+    #[test]
+    fn a_replica_behind_a_reached_wait_is_waited_on_before_it_reads() {
+        let a = replica("http://a", &[0, 2], 10, true);
+        let b = replica("http://b", &[0, 2], 4, true);
+        let views = ShardedViews::new(Directory::of(vec![a.clone(), b.clone()]), 4);
+        // Nothing waited for yet: no floor.
+        assert!(views.below_floor(&b, &[0, 2]).is_empty());
+        // A wait on a reached 8 in partition 0: b (announced at 4) must catch up first.
+        views.reached(&a.url, &[(0, 8)]);
+        assert!(views.below_floor(&a, &[0, 2]).is_empty());
+        assert_eq!(views.below_floor(&b, &[0, 2]), vec![(0, 8)]);
+        // Once a wait on b reached it, b serves without one.
+        views.reached(&b.url, &[(0, 8)]);
+        assert!(views.below_floor(&b, &[0, 2]).is_empty());
     }
 }
