@@ -2,7 +2,8 @@
 # Installs what building and testing Parley needs and a fresh machine may lack.
 # Idempotent: it installs only what is missing, and says what it does.
 #   - Debian packages: a C/C++ toolchain, cmake, libclang (RocksDB's bindings), zlib,
-#     Java 17 and Maven (the Kafka broker), python3 and pip
+#     Java 17 and Maven (the Kafka broker), redis-server (the presence store's tests),
+#     python3 and pip
 #   - Python: fastavro (the second Avro implementation of the interop tests)
 #   - the Kafka broker jars, into ~/.cache/parley (scripts/kafka.sh fetch)
 set -euo pipefail
@@ -10,12 +11,13 @@ cd "$(dirname "$0")/.."
 
 say() { echo "setup: $*" >&2; }
 
-packages=(build-essential cmake pkg-config libclang-dev clang zlib1g-dev openjdk-17-jre-headless maven python3 python3-pip)
+packages=(build-essential cmake pkg-config libclang-dev clang zlib1g-dev openjdk-17-jre-headless maven redis-server python3 python3-pip)
 have() { # PACKAGE: installed from Debian, or an equivalent tool found on PATH
   dpkg -s "$1" >/dev/null 2>&1 && return 0
   case "$1" in
     openjdk-17-jre-headless) command -v java >/dev/null && java -version 2>&1 | grep -qE '"(1[7-9]|2[0-9])' ;;
     maven) command -v mvn >/dev/null ;;
+    redis-server) command -v redis-server >/dev/null ;;
     python3) command -v python3 >/dev/null ;;
     python3-pip) python3 -m pip --version >/dev/null 2>&1 ;;
     *) return 1 ;;

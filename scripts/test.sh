@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs all of Parley's checks and tests: installs what is missing (scripts/setup.sh),
-# starts the Kafka broker unless one is running, runs rustfmt, clippy and every test
+# starts the Kafka broker and Redis unless they are running, runs rustfmt, clippy and every test
 # against it, then a short chaos run on a three-broker cluster (scripts/chaos.sh
 # --short; PARLEY_SKIP_CHAOS=1 skips it), and stops what it started, whatever happens.
 set -euo pipefail
@@ -9,13 +9,23 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 
 started=0
+redis_started=0
 stop_kafka() { if [ "$started" = 1 ]; then scripts/kafka.sh stop || true; fi; }
-trap stop_kafka EXIT
+stop_all() {
+  stop_kafka
+  if [ "$redis_started" = 1 ]; then scripts/redis.sh stop || true; fi
+}
+trap stop_all EXIT
 if ! scripts/kafka.sh status >/dev/null 2>&1; then
   scripts/kafka.sh start
   started=1
 fi
+if ! scripts/redis.sh status >/dev/null 2>&1; then
+  scripts/redis.sh start
+  redis_started=1
+fi
 export PARLEY_TEST_KAFKA="127.0.0.1:${PARLEY_KAFKA_PORT:-9092}"
+export PARLEY_TEST_REDIS="redis://127.0.0.1:${PARLEY_REDIS_PORT:-6379}/"
 
 echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use parley_schemas::frames::{MessageView, ServerFrame};
+use parley_schemas::frames::{MessageView, PresenceView, ServerFrame};
 use parley_schemas::ReceiptKind;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch, Notify};
@@ -89,6 +89,10 @@ struct State {
     receipt_counts: std::collections::HashMap<String, ReceiptCounts>,
     /// `typing` frames: (conversation, user, active).
     typing: Vec<(String, String, bool)>,
+    /// `presence` frames in arrival order: (user, online, last_seen).
+    presence: Vec<(String, bool, Option<i64>)>,
+    /// `presence_result` answers by request id.
+    presence_results: std::collections::HashMap<String, Vec<PresenceView>>,
     user: String,
     /// Where `message` frames are also sent, with their arrival time (benchmarks).
     tap: Option<mpsc::UnboundedSender<(std::time::Instant, MessageView)>>,
@@ -335,6 +339,44 @@ impl Session {
     /// Every `typing` frame received so far: (conversation, user, active).
     pub fn typing_seen(&self) -> Vec<(String, String, bool)> {
         self.shared.lock().typing.clone()
+    }
+
+    /// Every `presence` frame received so far: (user, online, last_seen).
+    pub fn presence_seen(&self) -> Vec<(String, bool, Option<i64>)> {
+        self.shared.lock().presence.clone()
+    }
+
+    /// The latest `presence` frame about `user`: (online, last_seen).
+    pub fn presence_of(&self, user: &str) -> Option<(bool, Option<i64>)> {
+        self.shared
+            .lock()
+            .presence
+            .iter()
+            .rev()
+            .find(|(u, _, _)| u == user)
+            .map(|(_, o, l)| (*o, *l))
+    }
+
+    /// Asks who of `users` is online (`presence_query`) and waits for the answer.
+    pub async fn query_presence(
+        &self,
+        users: &[&str],
+        timeout: Duration,
+    ) -> Result<Vec<PresenceView>, SessionError> {
+        let n = self.shared.requests.fetch_add(1, Ordering::Relaxed);
+        let id = format!("presence-{n}");
+        self.send_json(json!({"type": "presence_query", "user_ids": users, "request_id": id}))
+            .await?;
+        self.wait_for("presence_result", timeout, |s| {
+            s.shared.lock().presence_results.contains_key(&id)
+        })
+        .await?;
+        Ok(self
+            .shared
+            .lock()
+            .presence_results
+            .remove(&id)
+            .unwrap_or_default())
     }
 
     /// Waits until `check` holds of the session's received state, at most `timeout`.
@@ -606,6 +648,15 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                         read,
                     },
                 );
+            }
+            ServerFrame::Presence {
+                user_id,
+                online,
+                last_seen,
+            } => st.presence.push((user_id, online, last_seen)),
+            ServerFrame::PresenceResult { request_id, users } => {
+                st.presence_results
+                    .insert(request_id.unwrap_or_default(), users);
             }
             ServerFrame::Pong { .. } => {}
         }

@@ -38,6 +38,12 @@ pub struct GatewayConfig {
     pub write_timeout: Duration,
     /// How often a large group's members here get its receipt counts, at most.
     pub receipt_counts_every: Duration,
+    /// Members of groups up to this size get each other's `presence` frames; larger
+    /// groups' members ask with `presence_query`.
+    pub presence_group_limit: usize,
+    /// How often contacts' presence changes are looked up and sent (at most one frame
+    /// per contact per interval).
+    pub presence_every: Duration,
 }
 
 impl GatewayConfig {
@@ -59,6 +65,8 @@ impl GatewayConfig {
             idle_timeout: Duration::from_secs(45),
             write_timeout: Duration::from_secs(10),
             receipt_counts_every: Duration::from_secs(2),
+            presence_group_limit: 50,
+            presence_every: Duration::from_millis(500),
         }
     }
 }

@@ -8,6 +8,9 @@
 //! - [`sessions`]: the connected sessions of this gateway, with bounded outbound queues.
 //! - [`presence`]: presence records and heartbeats, and waiting for fanout-workers to
 //!   acknowledge a new session.
+//! - [`contacts`]: presence as people see it: `presence` frames about contacts, and
+//!   `presence_query` / `GET /v1/presence`, from the presence store.
+//! - [`devices`]: push devices and muted conversations (`/v1/devices`, `/mute`).
 //! - [`deliveries`]: the consumer of this gateway's partition of `deliveries`.
 //! - [`broadcasts`]: large groups' records fanned out to the members here, in a task of
 //!   its own, in chunks, a run of one group's messages at once.
@@ -29,9 +32,11 @@
 pub mod auth;
 pub mod broadcasts;
 pub mod config;
+pub mod contacts;
 pub mod conversations;
 pub mod counts;
 pub mod deliveries;
+pub mod devices;
 pub mod echoes;
 pub mod error;
 pub mod groups;

@@ -57,6 +57,8 @@ pub struct PresenceAgent {
     partitions: usize,
     users: Mutex<HashMap<String, UserPresence>>,
     epochs: AtomicU64,
+    /// An external presence store (Redis) that gets every heartbeat and end too.
+    mirror: Option<Arc<dyn parley_presence::PresenceStore>>,
 }
 
 impl PresenceAgent {
@@ -68,6 +70,31 @@ impl PresenceAgent {
             partitions,
             users: Mutex::new(HashMap::new()),
             epochs: AtomicU64::new(0),
+            mirror: None,
+        }
+    }
+
+    /// Also writes every heartbeat and end to `store` (the log-derived store needs
+    /// nothing more: it reads these records).
+    pub fn mirrored_to(mut self, store: Option<Arc<dyn parley_presence::PresenceStore>>) -> Self {
+        self.mirror = store;
+        self
+    }
+
+    async fn mirror_refresh(&self, user: &str) {
+        if let Some(store) = &self.mirror {
+            let slot = self.config.gateway_id;
+            if let Err(e) = store.refresh(user, slot, self.config.presence_ttl).await {
+                warn!(user, error = %e, "presence store not refreshed");
+            }
+        }
+    }
+
+    async fn mirror_gone(&self, user: &str) {
+        if let Some(store) = &self.mirror {
+            if let Err(e) = store.gone(user, self.config.gateway_id).await {
+                warn!(user, error = %e, "presence store not told of the end; it expires by itself");
+            }
         }
     }
 
@@ -101,14 +128,18 @@ impl PresenceAgent {
             .log
             .append(&self.config.topics.presence, key.as_bytes(), Some(&value))
             .await?;
+        self.mirror_refresh(user).await;
         Ok((pos, record.expires_at))
     }
 
     async fn tombstone(&self, user: &str) -> parley_sequencer::Result<Position> {
         let key = PresenceUpdated::key(user, self.config.gateway_id);
-        self.log
+        let pos = self
+            .log
             .append(&self.config.topics.presence, key.as_bytes(), None)
-            .await
+            .await;
+        self.mirror_gone(user).await;
+        pos
     }
 
     /// A session of `user` opened: the user's presence here is published (by its first
@@ -394,6 +425,7 @@ impl PresenceAgent {
                     log.append(&topic, key.as_bytes(), None),
                 )
                 .await;
+                let _ = tokio::time::timeout(Duration::from_secs(2), self.mirror_gone(user)).await;
             }
         });
         futures::future::join_all(waits).await;

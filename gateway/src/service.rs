@@ -23,7 +23,7 @@ use crate::groups::GroupIndex;
 use crate::membership::MemberCache;
 use crate::presence::PresenceAgent;
 use crate::sessions::Sessions;
-use crate::{longpoll, receipts, ws};
+use crate::{devices, longpoll, receipts, ws};
 
 /// What every request handler of a gateway shares.
 pub struct Gateway {
@@ -43,6 +43,10 @@ pub struct Gateway {
     pub recent: crate::send::RecentIds,
     /// Partitions of `events`.
     pub events_partitions: i32,
+    /// Push devices and mutes, read from the `devices` topic.
+    pub devices: Arc<parley_push::DeviceBook>,
+    /// Presence frames and queries.
+    pub contacts: Arc<crate::contacts::Contacts>,
     pub shutdown: CancellationToken,
 }
 
@@ -111,6 +115,13 @@ pub fn router(state: Shared) -> Router {
             get(receipts::list).post(receipts::post),
         )
         .route("/v1/inbox", get(receipts::inbox))
+        .route("/v1/presence", get(presence_http))
+        .route("/v1/devices", post(devices::register).get(devices::list))
+        .route("/v1/devices/{device_id}", delete(devices::remove))
+        .route(
+            "/v1/conversations/{id}/mute",
+            post(devices::mute).delete(devices::unmute),
+        )
         .route("/v1/events", get(longpoll::poll));
     if state.config.dev_auth {
         app = app.route("/v1/dev/token", post(conversations::dev_token));
@@ -122,11 +133,50 @@ pub fn router(state: Shared) -> Router {
     .with_state(state)
 }
 
+#[derive(serde::Deserialize)]
+pub struct PresenceParams {
+    /// Comma-separated user ids.
+    #[serde(default)]
+    user_ids: String,
+}
+
+/// `GET /v1/presence?user_ids=a,b`
+async fn presence_http(
+    axum::extract::State(state): axum::extract::State<Shared>,
+    crate::auth::Caller(me): crate::auth::Caller,
+    query: Result<axum::extract::Query<PresenceParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<axum::Json<serde_json::Value>, ApiError> {
+    let axum::extract::Query(q) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let ids: Vec<String> = q
+        .user_ids
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect();
+    if ids.is_empty() {
+        return Err(ApiError::bad_request(
+            "user_ids: one or more user ids, comma-separated",
+        ));
+    }
+    let users = state.contacts.query(&me, &ids).await?;
+    Ok(axum::Json(serde_json::json!({ "users": users })))
+}
+
+/// Where the gateway's presence is kept for people to see.
+pub enum PresenceSource {
+    /// Derived from the `presence` topic the gateways write anyway.
+    Log,
+    /// An external store (Redis), written alongside the topic.
+    Store(Arc<dyn parley_presence::PresenceStore>),
+}
+
 /// The gateway role: serve clients on `listener` until `shutdown`.
 pub async fn run(
     config: GatewayConfig,
     log: Arc<dyn EventLog>,
     views: Arc<dyn Views>,
+    presence_source: PresenceSource,
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
@@ -144,11 +194,42 @@ pub async fn run(
     let counts = Arc::new(ReceiptCounter::default());
     let members = Arc::new(MemberCache::default());
     let echoes = Arc::new(crate::echoes::Echoes::default());
-    let presence = Arc::new(PresenceAgent::new(
+    let catch_up = std::time::Duration::from_secs(30);
+    let (store, mirror): (Arc<dyn parley_presence::PresenceStore>, _) = match presence_source {
+        PresenceSource::Log => (
+            parley_presence::LogPresence::follow(
+                log.clone(),
+                &config.topics.presence,
+                catch_up,
+                shutdown.clone(),
+            )
+            .await?,
+            None,
+        ),
+        PresenceSource::Store(s) => (s.clone(), Some(s)),
+    };
+    let presence = Arc::new(
+        PresenceAgent::new(log.clone(), config.clone(), events_partitions as usize)
+            .mirrored_to(mirror),
+    );
+    let devices = parley_push::DeviceBook::follow(
         log.clone(),
-        config.clone(),
-        events_partitions as usize,
+        &config.topics.devices,
+        catch_up,
+        shutdown.clone(),
+    )
+    .await?;
+    let contacts = Arc::new(crate::contacts::Contacts::new(
+        store,
+        views.clone(),
+        sessions.clone(),
+        config.presence_group_limit,
     ));
+    tokio::spawn(
+        contacts
+            .clone()
+            .run(config.presence_every, shutdown.clone()),
+    );
     let state = Arc::new(Gateway {
         auth: Auth::new(&config.jwt_secret),
         config: config.clone(),
@@ -161,6 +242,8 @@ pub async fn run(
         echoes: echoes.clone(),
         recent: crate::send::RecentIds::default(),
         events_partitions,
+        devices,
+        contacts,
         shutdown: shutdown.clone(),
     });
 

@@ -158,6 +158,11 @@ impl Sessions {
         }
     }
 
+    /// The sessions of `user` here.
+    pub fn of(&self, user: &str) -> Vec<Arc<Session>> {
+        self.lock().get(user).cloned().unwrap_or_default()
+    }
+
     /// Whether `user` has a session here.
     pub fn has_user(&self, user: &str) -> bool {
         self.lock().contains_key(user)

@@ -101,6 +101,10 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
     let mut sends: Option<(mpsc::Sender<Send>, tokio::task::JoinHandle<()>)> = None;
 
     state.presence.session_opened(&user).await;
+    {
+        let (contacts, u) = (state.contacts.clone(), user.clone());
+        tokio::spawn(async move { contacts.attach(&u).await });
+    }
     let ready = |live| {
         encode(&ServerFrame::Ready {
             user_id: user.clone(),
@@ -220,6 +224,7 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
     // The presence agent counts the user's sessions itself.
     state.sessions.close(&session);
     drop(attachment);
+    state.contacts.detach(&user);
     state.presence.session_closed(&user).await;
     // Dropping the last handle of the session ends the writer after it drains.
     drop(session);
@@ -317,6 +322,18 @@ fn dispatch(state: &Shared, session: &Arc<Session>, syncing: &Arc<AtomicBool>, f
         ClientFrame::Send { .. } => {}
         ClientFrame::Ping { nonce } => {
             session.push(encode(&ServerFrame::Pong { nonce }));
+        }
+        ClientFrame::PresenceQuery {
+            user_ids,
+            request_id,
+        } => {
+            tokio::spawn(async move {
+                let frame = match state.contacts.query(&session.user, &user_ids).await {
+                    Ok(users) => ServerFrame::PresenceResult { request_id, users },
+                    Err(e) => e.frame(None, request_id),
+                };
+                session.push(encode(&frame));
+            });
         }
         ClientFrame::History {
             conversation_id,

@@ -56,6 +56,33 @@ pub enum ClientFrame {
         #[serde(default)]
         nonce: Option<String>,
     },
+    /// Who of these users is online. Answered by `presence_result`; users who share no
+    /// conversation with the caller are `unknown`.
+    PresenceQuery {
+        user_ids: Vec<String>,
+        #[serde(default)]
+        request_id: Option<String>,
+    },
+}
+
+/// What a user's presence is, as the caller may know it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceStatus {
+    Online,
+    Offline,
+    /// The caller shares no conversation with the user (or the user does not exist).
+    Unknown,
+}
+
+/// One user's presence in a `presence_result` (and `GET /v1/presence`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceView {
+    pub user_id: String,
+    pub status: PresenceStatus,
+    /// When the user's last device went away (ms since the Unix epoch); `null` while
+    /// online, unknown, or never seen.
+    pub last_seen: Option<i64>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -148,6 +175,19 @@ pub enum ServerFrame {
     },
     Pong {
         nonce: Option<String>,
+    },
+    /// A contact came online or went away (coalesced: at most one per contact per
+    /// interval, and only when the state differs from the last one sent).
+    Presence {
+        user_id: String,
+        online: bool,
+        /// When the user's last device went away; `null` while online.
+        last_seen: Option<i64>,
+    },
+    PresenceResult {
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        request_id: Option<String>,
+        users: Vec<PresenceView>,
     },
     Error {
         code: ErrorCode,

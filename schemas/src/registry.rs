@@ -71,6 +71,14 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("parley.InboxEntry", include_str!("../avro/InboxEntry.avsc")),
     ("parley.PushJob", include_str!("../avro/PushJob.avsc")),
     ("parley.DeadLetter", include_str!("../avro/DeadLetter.avsc")),
+    (
+        "parley.DeviceRegistered",
+        include_str!("../avro/DeviceRegistered.avsc"),
+    ),
+    (
+        "parley.ConversationMuted",
+        include_str!("../avro/ConversationMuted.avsc"),
+    ),
 ];
 
 static ALL: LazyLock<Vec<SchemaInfo>> = LazyLock::new(|| {

@@ -129,5 +129,20 @@ pub fn one_of_each() -> Vec<AnyRecord> {
             source_offset: 42,
         }
         .into(),
+        DeviceRegistered {
+            meta: meta(12, "carol"),
+            user_id: "carol".into(),
+            device_id: "phone".into(),
+            platform: "webhook".into(),
+            target: "https://relay.example/push".into(),
+        }
+        .into(),
+        ConversationMuted {
+            meta: meta(13, "carol"),
+            user_id: "carol".into(),
+            conversation_id: CONVERSATION.into(),
+            muted: true,
+        }
+        .into(),
     ]
 }

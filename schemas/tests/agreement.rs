@@ -20,6 +20,8 @@ fn avro_value(record: &AnyRecord) -> Value {
         AnyRecord::InboxEntry(r) => r.to_avro(),
         AnyRecord::PushJob(r) => r.to_avro(),
         AnyRecord::DeadLetter(r) => r.to_avro(),
+        AnyRecord::DeviceRegistered(r) => r.to_avro(),
+        AnyRecord::ConversationMuted(r) => r.to_avro(),
     }
 }
 

@@ -202,6 +202,25 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
                     .into()
                 }
             ),
+        (meta(), ".*", ".*", ".*", ".*").prop_map(
+            |(meta, user_id, device_id, platform, target)| DeviceRegistered {
+                meta,
+                user_id,
+                device_id,
+                platform,
+                target
+            }
+            .into()
+        ),
+        (meta(), ".*", ".*", any::<bool>()).prop_map(|(meta, user_id, conversation_id, muted)| {
+            ConversationMuted {
+                meta,
+                user_id,
+                conversation_id,
+                muted,
+            }
+            .into()
+        }),
     ]
 }
 

@@ -20,10 +20,12 @@ pub enum TopicKind {
     Push,
     DeadLetters,
     Directory,
+    Devices,
+    PushState,
 }
 
 impl TopicKind {
-    pub const ALL: [TopicKind; 9] = [
+    pub const ALL: [TopicKind; 11] = [
         TopicKind::Events,
         TopicKind::Receipts,
         TopicKind::Ephemeral,
@@ -33,6 +35,8 @@ impl TopicKind {
         TopicKind::Push,
         TopicKind::DeadLetters,
         TopicKind::Directory,
+        TopicKind::Devices,
+        TopicKind::PushState,
     ];
 
     /// The name after the prefix.
@@ -47,6 +51,8 @@ impl TopicKind {
             TopicKind::Push => "push",
             TopicKind::DeadLetters => "dead-letters",
             TopicKind::Directory => "directory",
+            TopicKind::Devices => "devices",
+            TopicKind::PushState => "push-state",
         }
     }
 }
@@ -100,6 +106,8 @@ impl TopicSettings {
             push: self.name(TopicKind::Push),
             dead_letters: self.name(TopicKind::DeadLetters),
             directory: self.name(TopicKind::Directory),
+            devices: self.name(TopicKind::Devices),
+            push_state: self.name(TopicKind::PushState),
         }
     }
 
@@ -142,10 +150,26 @@ impl TopicSettings {
                 set("segment.ms", 10 * MINUTE_MS);
                 set("delete.retention.ms", MINUTE_MS);
             }
+            // Compacted, keyed by user and device (or muted conversation): each
+            // setting's newest value is kept for good; a tombstone removes it.
+            TopicKind::Devices => {
+                set("segment.ms", HOUR_MS);
+                set("delete.retention.ms", DAY_MS);
+            }
+            // Compacted, keyed by (user, conversation, device): the push role's last
+            // notification of each, written before it is sent (see the push crate).
+            TopicKind::PushState => {
+                set("segment.ms", HOUR_MS);
+                set("delete.retention.ms", HOUR_MS);
+            }
         }
         let policy = if matches!(
             kind,
-            TopicKind::Presence | TopicKind::Receipts | TopicKind::Directory
+            TopicKind::Presence
+                | TopicKind::Receipts
+                | TopicKind::Directory
+                | TopicKind::Devices
+                | TopicKind::PushState
         ) {
             "compact"
         } else {
@@ -186,6 +210,10 @@ pub struct TopicNames {
     /// Where projector replicas announce what they serve (see the projector's
     /// `directory` module).
     pub directory: String,
+    /// Push settings: devices and muted conversations, keyed by user.
+    pub devices: String,
+    /// The push role's record of what it notified (see the push crate).
+    pub push_state: String,
 }
 
 /// One topic as it should be.

@@ -34,7 +34,7 @@ enum Command {
     /// Needs the 3-broker cluster of `scripts/kafka.sh cluster start`; `scripts/chaos.sh`
     /// starts it and runs this.
     Chaos(chaos::ChaosArgs),
-    /// Every role in one process: projector, fanout-worker and gateway 0.
+    /// Every role in one process: projector, fanout-worker, gateway 0 and push.
     Dev(roles::DevArgs),
     /// The client-facing role: WebSocket and REST.
     Gateway(roles::GatewayArgs),
@@ -42,6 +42,8 @@ enum Command {
     Fanout(roles::FanoutArgs),
     /// Builds the RocksDB views of the log and serves them.
     Projector(roles::ProjectorArgs),
+    /// Sends push notifications (webhooks) for users who are away (a consumer group).
+    Push(roles::PushArgs),
 }
 
 impl Cli {
@@ -55,6 +57,7 @@ impl Cli {
             Command::Gateway(a) => a.run().await,
             Command::Fanout(a) => a.run().await,
             Command::Projector(a) => a.run().await,
+            Command::Push(a) => a.run().await,
         }
     }
 }

@@ -276,6 +276,73 @@ pub struct ClientArgs {
     /// Seconds a single WebSocket write may take before the socket is closed as stuck.
     #[arg(long, env = "PARLEY_WRITE_TIMEOUT_S", default_value_t = 10)]
     write_timeout_s: u64,
+    /// Members of groups up to this size see each other's presence; larger groups' members
+    /// ask for it (presence_query).
+    #[arg(long, env = "PARLEY_PRESENCE_GROUP_LIMIT", default_value_t = 50)]
+    presence_group_limit: usize,
+    #[command(flatten)]
+    presence: PresenceArgs,
+}
+
+/// Where presence is kept for people to see.
+#[derive(Debug, Clone, Args)]
+pub struct PresenceArgs {
+    /// Redis for presence (e.g. redis://127.0.0.1:6379/). Without it, presence is
+    /// derived from the presence topic.
+    #[arg(long, env = "PARLEY_REDIS_URL")]
+    redis: Option<String>,
+    /// Prefix of the presence keys in Redis.
+    #[arg(long, env = "PARLEY_REDIS_PREFIX", default_value = "parley:")]
+    redis_prefix: String,
+}
+
+impl PresenceArgs {
+    /// The external store, if one is configured.
+    async fn external(
+        &self,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<Option<Arc<dyn parley_presence::PresenceStore>>> {
+        let Some(url) = &self.redis else {
+            return Ok(None);
+        };
+        let store =
+            parley_presence::RedisPresence::connect(url, &self.redis_prefix, shutdown.clone())
+                .await
+                .with_context(|| format!("connecting to Redis at {url}"))?;
+        info!(url = %url, "presence kept in Redis");
+        Ok(Some(store))
+    }
+
+    async fn source(
+        &self,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<parley_gateway::service::PresenceSource> {
+        Ok(match self.external(shutdown).await? {
+            Some(s) => parley_gateway::service::PresenceSource::Store(s),
+            None => parley_gateway::service::PresenceSource::Log,
+        })
+    }
+
+    /// The store to read presence from: Redis, or else the presence topic.
+    async fn store(
+        &self,
+        log: &Arc<dyn EventLog>,
+        topic: &str,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<Arc<dyn parley_presence::PresenceStore>> {
+        if let Some(s) = self.external(shutdown).await? {
+            return Ok(s);
+        }
+        let store = parley_presence::LogPresence::follow(
+            log.clone(),
+            topic,
+            Duration::from_secs(30),
+            shutdown.clone(),
+        )
+        .await
+        .with_context(|| format!("reading presence from {topic}"))?;
+        Ok(store)
+    }
 }
 
 impl ClientArgs {
@@ -301,6 +368,7 @@ impl ClientArgs {
         c.ping_interval = Duration::from_secs(self.ping_interval_s.max(1));
         c.idle_timeout = c.ping_interval * 3;
         c.write_timeout = Duration::from_secs(self.write_timeout_s.max(1));
+        c.presence_group_limit = self.presence_group_limit;
         Ok(c)
     }
 }
@@ -311,8 +379,118 @@ impl GatewayArgs {
         let log = connect(&self.log, None).await?;
         let shutdown = crate::shutdown::on_signal();
         let views = views_of(self.projector.as_deref(), &log, &self.log, &shutdown).await?;
+        let presence = self.client.presence.source(&shutdown).await?;
         let listener = bind(self.http).await?;
-        parley_gateway::run(config, log, views, listener, shutdown).await?;
+        parley_gateway::run(config, log, views, presence, listener, shutdown).await?;
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// Options of the push role.
+#[derive(Debug, Clone, Args)]
+pub struct PushOptions {
+    /// HMAC-SHA256 key of the X-Parley-Signature header on every webhook (at least 32
+    /// bytes; `parley dev` makes a random one when unset).
+    #[arg(long, env = "PARLEY_PUSH_SECRET", hide_env_values = true)]
+    push_secret: Option<String>,
+    /// A conversation's messages within this window become one notification (ms).
+    #[arg(long, env = "PARLEY_PUSH_COLLAPSE_MS", default_value_t = 2_000)]
+    push_collapse_ms: u64,
+    /// Attempts of one delivery before it is dead-lettered.
+    #[arg(long, env = "PARLEY_PUSH_ATTEMPTS", default_value_t = 8)]
+    push_attempts: u32,
+    /// First retry delay (ms); each next one doubles, with jitter, up to --push-retry-max-ms.
+    #[arg(long, env = "PARLEY_PUSH_RETRY_MS", default_value_t = 200)]
+    push_retry_ms: u64,
+    #[arg(long, env = "PARLEY_PUSH_RETRY_MAX_MS", default_value_t = 10_000)]
+    push_retry_max_ms: u64,
+    /// Consecutive failures that open an endpoint's circuit breaker.
+    #[arg(long, env = "PARLEY_PUSH_BREAKER_FAILURES", default_value_t = 5)]
+    push_breaker_failures: u32,
+    /// How long an open circuit refuses before one trial (ms).
+    #[arg(long, env = "PARLEY_PUSH_BREAKER_OPEN_MS", default_value_t = 30_000)]
+    push_breaker_open_ms: u64,
+    /// How long one webhook request may take (ms).
+    #[arg(long, env = "PARLEY_PUSH_TIMEOUT_MS", default_value_t = 5_000)]
+    push_timeout_ms: u64,
+    /// How long a notification may wait for its endpoint in all before it is
+    /// dead-lettered (s).
+    #[arg(long, env = "PARLEY_PUSH_GIVE_UP_S", default_value_t = 300)]
+    push_give_up_s: u64,
+}
+
+/// The shortest push signing secret taken.
+const MIN_PUSH_SECRET: usize = 32;
+
+impl PushOptions {
+    fn config(
+        &self,
+        settings: &parley_sequencer::TopicSettings,
+        dev: bool,
+    ) -> anyhow::Result<parley_push::PushConfig> {
+        let secret = match &self.push_secret {
+            Some(s) if s.len() >= MIN_PUSH_SECRET => s.clone().into_bytes(),
+            Some(s) => anyhow::bail!(
+                "PARLEY_PUSH_SECRET is {} bytes; it must be at least {MIN_PUSH_SECRET}",
+                s.len()
+            ),
+            None if dev => {
+                warn!("PARLEY_PUSH_SECRET is not set: webhooks are signed with a random key that receivers cannot check");
+                format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+                    .into_bytes()
+            }
+            None => anyhow::bail!(
+                "set PARLEY_PUSH_SECRET (or --push-secret), at least {MIN_PUSH_SECRET} bytes: webhooks are signed with it"
+            ),
+        };
+        let mut c = parley_push::PushConfig::new(
+            settings.names(),
+            format!("{}push", settings.prefix),
+            secret,
+        );
+        c.collapse_window = Duration::from_millis(self.push_collapse_ms);
+        c.backoff = parley_push::backoff::Backoff {
+            base: Duration::from_millis(self.push_retry_ms.max(1)),
+            max: Duration::from_millis(self.push_retry_max_ms.max(self.push_retry_ms.max(1))),
+            attempts: self.push_attempts.max(1),
+        };
+        c.breaker_failures = self.push_breaker_failures.max(1);
+        c.breaker_open = Duration::from_millis(self.push_breaker_open_ms);
+        c.request_timeout = Duration::from_millis(self.push_timeout_ms.max(1));
+        c.give_up_after = Duration::from_secs(self.push_give_up_s.max(1));
+        Ok(c)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Address of /healthz and /v1/stats.
+    #[arg(long, env = "PARLEY_PUSH_HTTP", default_value = "127.0.0.1:8095")]
+    http: SocketAddr,
+    /// One projector's query API, for badges (unread counts). Without it, the replicas
+    /// announced in the directory topic are used.
+    #[arg(long, env = "PARLEY_PROJECTOR_URL")]
+    projector: Option<String>,
+    #[command(flatten)]
+    push: PushOptions,
+    #[command(flatten)]
+    presence: PresenceArgs,
+    #[command(flatten)]
+    log: LogArgs,
+}
+
+impl PushArgs {
+    pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let config = self.push.config(&self.log.settings(), false)?;
+        let log = connect(&self.log, None).await?;
+        let shutdown = crate::shutdown::on_signal();
+        let views = views_of(self.projector.as_deref(), &log, &self.log, &shutdown).await?;
+        let presence = self
+            .presence
+            .store(&log, &config.topics.presence, &shutdown)
+            .await?;
+        let listener = bind(self.http).await?;
+        parley_push::run(config, log, Some(views), presence, Some(listener), shutdown).await?;
         Ok(ExitCode::SUCCESS)
     }
 }
@@ -331,6 +509,8 @@ pub struct DevArgs {
     #[command(flatten)]
     client: ClientArgs,
     #[command(flatten)]
+    push: PushOptions,
+    #[command(flatten)]
     log: LogArgs,
 }
 
@@ -343,6 +523,8 @@ impl DevArgs {
         let shutdown = crate::shutdown::on_signal();
         let listener = bind(self.http).await?;
         info!(http = %self.http, "parley dev: every role in one process");
+        let presence = self.client.presence.external(&shutdown).await?;
+        let push = self.push.config(&self.log.settings(), true)?;
         let all = AllRoles::start(AllRolesConfig {
             log,
             settings: self.log.settings(),
@@ -350,6 +532,8 @@ impl DevArgs {
             gateway: gateway_config,
             listener,
             projector_http: self.projector_http,
+            presence,
+            push: Some(push),
             shutdown,
         })
         .await?;
@@ -366,6 +550,10 @@ pub struct AllRolesConfig {
     pub gateway: GatewayConfig,
     pub listener: TcpListener,
     pub projector_http: Option<SocketAddr>,
+    /// An external presence store (Redis); else presence comes from the topic.
+    pub presence: Option<Arc<dyn parley_presence::PresenceStore>>,
+    /// Run the push role too.
+    pub push: Option<parley_push::PushConfig>,
     pub shutdown: tokio_util::sync::CancellationToken,
 }
 
@@ -374,6 +562,7 @@ pub struct AllRoles {
     projector: Projector,
     fanout: tokio::task::JoinHandle<anyhow::Result<()>>,
     gateway: tokio::task::JoinHandle<anyhow::Result<()>>,
+    push: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     shutdown: tokio_util::sync::CancellationToken,
 }
 
@@ -411,10 +600,40 @@ impl AllRoles {
             Some(views.clone()),
             c.shutdown.clone(),
         ));
+        let push = match c.push {
+            Some(config) => {
+                let store = match &c.presence {
+                    Some(s) => s.clone(),
+                    None => {
+                        parley_presence::LogPresence::follow(
+                            c.log.clone(),
+                            &config.topics.presence,
+                            Duration::from_secs(30),
+                            c.shutdown.clone(),
+                        )
+                        .await?
+                    }
+                };
+                Some(tokio::spawn(parley_push::run(
+                    config,
+                    c.log.clone(),
+                    Some(views.clone()),
+                    store,
+                    None,
+                    c.shutdown.clone(),
+                )))
+            }
+            None => None,
+        };
+        let source = match c.presence {
+            Some(s) => parley_gateway::service::PresenceSource::Store(s),
+            None => parley_gateway::service::PresenceSource::Log,
+        };
         let gateway = tokio::spawn(parley_gateway::run(
             c.gateway,
             c.log,
             views,
+            source,
             c.listener,
             c.shutdown.clone(),
         ));
@@ -422,6 +641,7 @@ impl AllRoles {
             projector,
             fanout,
             gateway,
+            push,
             shutdown: c.shutdown,
         })
     }
@@ -431,9 +651,16 @@ impl AllRoles {
         let gateway = self.gateway.await;
         self.shutdown.cancel();
         let fanout = self.fanout.await;
+        let push = match self.push {
+            Some(p) => Some(p.await),
+            None => None,
+        };
         let projector = self.projector.join().await;
         gateway??;
         fanout??;
+        if let Some(push) = push {
+            push??;
+        }
         projector?;
         Ok(())
     }

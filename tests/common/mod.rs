@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod chat;
+pub mod receiver;
 pub mod stack;
 
 use std::process::Command;

@@ -105,6 +105,7 @@ impl InProcess {
                     config,
                     log.clone(),
                     shared.clone(),
+                    parley_gateway::service::PresenceSource::Log,
                     listener,
                     shutdown.clone(),
                 ),
@@ -422,6 +423,22 @@ impl Processes {
             &format!("gateway{id}-{}", addr.replace([':', '.'], "_")),
             &self.prefix,
             &args,
+            &self.env,
+        )
+    }
+
+    /// A push role process (`parley push`) with extra `args`, serving its stats on
+    /// `http` (`host:port`).
+    pub fn spawn_push(&self, http: &str, args: &[&str]) -> Proc {
+        let mut all = vec!["push", "--http", http];
+        if let Some(url) = &self.views_url {
+            all.extend(["--projector", url]);
+        }
+        all.extend(args);
+        Proc::spawn_with(
+            &format!("push-{}", http.replace([':', '.'], "_")),
+            &self.prefix,
+            &all,
             &self.env,
         )
     }

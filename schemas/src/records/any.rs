@@ -23,6 +23,8 @@ pub enum AnyRecord {
     InboxEntry(InboxEntry),
     PushJob(PushJob),
     DeadLetter(DeadLetter),
+    DeviceRegistered(DeviceRegistered),
+    ConversationMuted(ConversationMuted),
 }
 
 macro_rules! each_record {
@@ -39,7 +41,9 @@ macro_rules! each_record {
             DeliveryBatch,
             InboxEntry,
             PushJob,
-            DeadLetter
+            DeadLetter,
+            DeviceRegistered,
+            ConversationMuted
         }
     };
 }

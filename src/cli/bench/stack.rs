@@ -38,6 +38,8 @@ impl OwnStack {
             gateway,
             listener,
             projector_http: None,
+            presence: None,
+            push: None,
             shutdown: tokio_util::sync::CancellationToken::new(),
         })
         .await?;

@@ -1,0 +1,252 @@
+//! [`DeviceBook`]: every user's push devices and muted conversations, read from the
+//! compacted `devices` topic, and the writes that change them.
+//!
+//! The topic is keyed `user/device/<id>` and `user/mute/<conversation>`, and each record
+//! goes to the partition of its user, so one user's settings stay in one order. Every
+//! reader reads the whole topic (a few hundred bytes per device).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use parley_schemas::{decode_any, encode, AnyRecord, ConversationMuted, DeviceRegistered, Meta};
+use parley_sequencer::partition::partition_for_key;
+use parley_sequencer::{EventLog, Position, StartAt};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::warn;
+
+/// Push platforms this build can deliver to.
+pub const PLATFORMS: &[&str] = &["webhook"];
+/// Devices one user may register.
+pub const MAX_DEVICES: usize = 20;
+
+/// One device, as `GET /v1/devices` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Device {
+    pub device_id: String,
+    pub platform: String,
+    /// The webhook URL (or platform token).
+    pub url: String,
+    pub registered_at: i64,
+}
+
+#[derive(Default)]
+struct Book {
+    devices: HashMap<String, BTreeMap<String, Device>>,
+    muted: HashSet<(String, String)>,
+}
+
+pub struct DeviceBook {
+    log: Arc<dyn EventLog>,
+    topic: String,
+    partitions: i32,
+    book: Mutex<Book>,
+    /// Per partition, the next offset to apply.
+    applied: watch::Sender<Vec<i64>>,
+}
+
+impl DeviceBook {
+    /// Follows `topic` until `shutdown`; returns once what it held at the call is read
+    /// (or after `catch_up`, with a warning).
+    pub async fn follow(
+        log: Arc<dyn EventLog>,
+        topic: &str,
+        catch_up: Duration,
+        shutdown: CancellationToken,
+    ) -> parley_sequencer::Result<Arc<Self>> {
+        let ends = log.end_offsets(topic).await?;
+        let partitions = ends.len() as i32;
+        let book = Arc::new(DeviceBook {
+            log: log.clone(),
+            topic: topic.to_string(),
+            partitions,
+            book: Mutex::new(Book::default()),
+            applied: watch::channel(vec![0; ends.len()]).0,
+        });
+        let from: Vec<(i32, StartAt)> = (0..partitions).map(|p| (p, StartAt::Beginning)).collect();
+        let mut records = log.read(topic, &from).await?;
+        let reader = book.clone();
+        tokio::spawn(async move {
+            loop {
+                let record = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = records.next() => r,
+                };
+                match record {
+                    Some(Ok(r)) => reader.apply(&r),
+                    Some(Err(e)) => {
+                        warn!(error = %e, "devices topic read failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    None => return,
+                }
+            }
+        });
+        let ready = ends
+            .iter()
+            .enumerate()
+            .map(|(p, &end)| (p as i32, end))
+            .collect::<Vec<_>>();
+        if !book.wait_applied(&ready, catch_up).await {
+            warn!(
+                topic,
+                "devices not read to the end in time; serving what was read"
+            );
+        }
+        Ok(book)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn apply(&self, r: &parley_sequencer::LogRecord) {
+        let key = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok());
+        let at = r.timestamp_ms.unwrap_or(0);
+        {
+            let mut book = self.lock();
+            match (&r.value, key) {
+                (None, Some(key)) => {
+                    // A tombstone: only devices are deleted this way.
+                    if let Some((user, id)) = key.split_once("/device/") {
+                        if let Some(devices) = book.devices.get_mut(user) {
+                            devices.remove(id);
+                            if devices.is_empty() {
+                                book.devices.remove(user);
+                            }
+                        }
+                    }
+                }
+                (Some(v), _) => match decode_any(v) {
+                    Ok(AnyRecord::DeviceRegistered(d)) => {
+                        book.devices.entry(d.user_id).or_default().insert(
+                            d.device_id.clone(),
+                            Device {
+                                device_id: d.device_id,
+                                platform: d.platform,
+                                url: d.target,
+                                registered_at: at,
+                            },
+                        );
+                    }
+                    Ok(AnyRecord::ConversationMuted(m)) => {
+                        let k = (m.user_id, m.conversation_id);
+                        if m.muted {
+                            book.muted.insert(k);
+                        } else {
+                            book.muted.remove(&k);
+                        }
+                    }
+                    Ok(other) => warn!(schema = other.schema_name(), "not a push setting; skipped"),
+                    Err(e) => {
+                        warn!(offset = r.offset, error = %e, "undecodable push setting skipped")
+                    }
+                },
+                (None, None) => {}
+            }
+        }
+        self.applied.send_modify(|a| {
+            if let Some(next) = a.get_mut(r.partition as usize) {
+                *next = (*next).max(r.offset + 1);
+            }
+        });
+    }
+
+    /// Waits until every `(partition, offset)` is applied (the record at `offset` read).
+    pub async fn wait_applied(&self, positions: &[(i32, i64)], timeout: Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        let done = |a: &Vec<i64>| {
+            positions
+                .iter()
+                .all(|&(p, o)| a.get(p as usize).is_some_and(|&next| next >= o))
+        };
+        let reached = tokio::time::timeout(timeout, rx.wait_for(done)).await;
+        reached.is_ok()
+    }
+
+    /// Waits until the record at `pos` is applied, so a caller reads its own write.
+    pub async fn wait_for(&self, pos: Position, timeout: Duration) -> bool {
+        self.wait_applied(&[(pos.partition, pos.offset + 1)], timeout)
+            .await
+    }
+
+    /// The devices of `user`, by id.
+    pub fn devices(&self, user: &str) -> Vec<Device> {
+        self.lock()
+            .devices
+            .get(user)
+            .map(|d| d.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn is_muted(&self, user: &str, conversation: &str) -> bool {
+        self.lock()
+            .muted
+            .contains(&(user.to_string(), conversation.to_string()))
+    }
+
+    async fn append(
+        &self,
+        user: &str,
+        key: &str,
+        value: Option<&[u8]>,
+    ) -> parley_sequencer::Result<Position> {
+        let partition = partition_for_key(user.as_bytes(), self.partitions.max(1));
+        self.log
+            .append_to(&self.topic, partition, key.as_bytes(), value)
+            .await
+    }
+
+    /// Registers (or replaces) a device of `user`.
+    pub async fn register(
+        &self,
+        user: &str,
+        device_id: &str,
+        platform: &str,
+        target: &str,
+    ) -> parley_sequencer::Result<Position> {
+        let record = DeviceRegistered {
+            meta: Meta::new(user),
+            user_id: user.to_string(),
+            device_id: device_id.to_string(),
+            platform: platform.to_string(),
+            target: target.to_string(),
+        };
+        let value =
+            encode(&record).map_err(|e| parley_sequencer::Error::Rejected(e.to_string()))?;
+        self.append(user, &DeviceRegistered::key(user, device_id), Some(&value))
+            .await
+    }
+
+    /// Removes a device of `user`.
+    pub async fn remove(&self, user: &str, device_id: &str) -> parley_sequencer::Result<Position> {
+        self.append(user, &DeviceRegistered::key(user, device_id), None)
+            .await
+    }
+
+    /// Mutes (or unmutes) `conversation` for `user`'s push notifications.
+    pub async fn mute(
+        &self,
+        user: &str,
+        conversation: &str,
+        muted: bool,
+    ) -> parley_sequencer::Result<Position> {
+        let record = ConversationMuted {
+            meta: Meta::new(user),
+            user_id: user.to_string(),
+            conversation_id: conversation.to_string(),
+            muted,
+        };
+        let value =
+            encode(&record).map_err(|e| parley_sequencer::Error::Rejected(e.to_string()))?;
+        self.append(
+            user,
+            &ConversationMuted::key(user, conversation),
+            Some(&value),
+        )
+        .await
+    }
+}

@@ -1,0 +1,449 @@
+//! The push role's loop: jobs in, notifications out, offsets committed once handled.
+//!
+//! Not pushed:
+//! - to a user with a live session when the collapsed notification is handled;
+//! - for a conversation the user muted;
+//! - for seqs an earlier notification already covered (a repeated job, or a job read
+//!   again after a restart);
+//! - to a user with no device.
+//!
+//! A job's offset is committed only once its notification reached every device or was
+//! dead-lettered, so a crash loses nothing: the next member reads it again, and the
+//! intents of `state.rs` keep the repeat under the same notification id.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::routing::get;
+use axum::Router;
+use parley_presence::PresenceStore;
+use parley_projector::Views;
+use parley_schemas::{decode, encode, now_millis, DeadLetter, Meta, PushJob};
+use parley_sequencer::{EventLog, GroupEvent};
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::breaker::{endpoint_of, Breakers};
+use crate::collapse::{Collapsed, Collapser, Job};
+use crate::devices::{Device, DeviceBook};
+use crate::payload::Notification;
+use crate::provider::{PushProvider, SendError, WebhookProvider};
+use crate::state::{Intent, PushState};
+use crate::PushConfig;
+
+/// What the push role did, served at `GET /v1/stats`.
+#[derive(Debug, Default, Serialize)]
+pub struct Stats {
+    pub jobs: AtomicU64,
+    pub notifications: AtomicU64,
+    pub delivered: AtomicU64,
+    pub retried: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub skipped_live: AtomicU64,
+    pub skipped_muted: AtomicU64,
+    pub skipped_covered: AtomicU64,
+    pub skipped_no_device: AtomicU64,
+    pub redelivered: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+struct Push {
+    config: PushConfig,
+    log: Arc<dyn EventLog>,
+    devices: Arc<DeviceBook>,
+    state: Arc<PushState>,
+    presence: Arc<dyn PresenceStore>,
+    views: Option<Arc<dyn Views>>,
+    providers: HashMap<&'static str, Arc<dyn PushProvider>>,
+    breakers: Mutex<Breakers>,
+    stats: Arc<Stats>,
+    permits: Semaphore,
+    /// (user, conversation) of the notifications under way here.
+    busy: Mutex<HashSet<(String, String)>>,
+}
+
+/// The push role: reads `push` as group `config.group` until `shutdown`; serves
+/// `/healthz` and `/v1/stats` on `listener` if given.
+pub async fn run(
+    config: PushConfig,
+    log: Arc<dyn EventLog>,
+    views: Option<Arc<dyn Views>>,
+    presence: Arc<dyn PresenceStore>,
+    listener: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let catch_up = Duration::from_secs(30);
+    let topics = config.topics.clone();
+    let devices =
+        DeviceBook::follow(log.clone(), &topics.devices, catch_up, shutdown.clone()).await?;
+    let state =
+        PushState::follow(log.clone(), &topics.push_state, catch_up, shutdown.clone()).await?;
+    let webhook = WebhookProvider::new(config.secret.clone(), config.request_timeout)?;
+    let mut providers: HashMap<&'static str, Arc<dyn PushProvider>> = HashMap::new();
+    providers.insert(webhook.platform(), Arc::new(webhook));
+    let stats = Arc::new(Stats::default());
+    let push = Arc::new(Push {
+        breakers: Mutex::new(Breakers::new(config.breaker_failures, config.breaker_open)),
+        permits: Semaphore::new(config.in_flight.max(1)),
+        config: config.clone(),
+        log: log.clone(),
+        devices,
+        state,
+        presence,
+        views,
+        providers,
+        stats: stats.clone(),
+        busy: Mutex::new(HashSet::new()),
+    });
+    if let Some(listener) = listener {
+        let app = Router::new()
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/v1/stats",
+                get(move || {
+                    let stats = stats.clone();
+                    async move { axum::Json(serde_json::to_value(&*stats).unwrap_or_default()) }
+                }),
+            );
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
+        });
+    }
+
+    let mut sub = log.subscribe(&config.group, &topics.push).await?;
+    info!(group = %config.group, topic = %topics.push, "push role reading jobs");
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Vec<(i32, i64)>>();
+    let mut collapser = Collapser::new(config.collapse_window);
+    // Per partition: offsets read but not handled yet, the next offset to read, and
+    // what was committed last.
+    let mut open: HashMap<i32, BTreeSet<i64>> = HashMap::new();
+    let mut next: HashMap<i32, i64> = HashMap::new();
+    let mut committed: HashMap<i32, i64> = HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            event = sub.next() => match event {
+                None => break,
+                Some(Err(e)) => {
+                    warn!(error = %e, "push group read failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Some(Ok(GroupEvent::Assigned(parts))) => {
+                    info!(?parts, "push partitions assigned");
+                    for intent in push.state.unfinished(&parts) {
+                        let push = push.clone();
+                        tokio::spawn(async move { push.finish(intent).await });
+                    }
+                }
+                Some(Ok(GroupEvent::Revoked(parts))) => {
+                    info!(?parts, "push partitions revoked");
+                    collapser.forget_partitions(&parts);
+                    for p in parts {
+                        open.remove(&p);
+                        next.remove(&p);
+                        committed.remove(&p);
+                    }
+                }
+                Some(Ok(GroupEvent::Record(r))) => {
+                    next.insert(r.partition, r.offset + 1);
+                    let Some(value) = &r.value else { continue };
+                    let job = match decode::<PushJob>(value) {
+                        Ok(job) => job,
+                        Err(e) => {
+                            warn!(partition = r.partition, offset = r.offset, error = %e, "undecodable push job skipped");
+                            continue;
+                        }
+                    };
+                    bump(&push.stats.jobs);
+                    if push.skip_at_once(&job) {
+                        continue;
+                    }
+                    open.entry(r.partition).or_default().insert(r.offset);
+                    collapser.add(
+                        Job {
+                            partition: r.partition,
+                            offset: r.offset,
+                            user_id: job.user_id,
+                            conversation_id: job.conversation_id,
+                            seq: job.seq,
+                            message_id: job.message_id,
+                            sender_id: job.sender_id,
+                            title: job.title,
+                            preview: job.preview,
+                        },
+                        Instant::now(),
+                    );
+                }
+            },
+            Some(handled) = done_rx.recv() => {
+                for (p, o) in handled {
+                    if let Some(set) = open.get_mut(&p) {
+                        set.remove(&o);
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                for c in collapser.due(Instant::now()) {
+                    let push = push.clone();
+                    let done = done_tx.clone();
+                    tokio::spawn(async move {
+                        let offsets = c.offsets.clone();
+                        push.notify(c).await;
+                        let _ = done.send(offsets);
+                    });
+                }
+                let mut offsets = Vec::new();
+                for (&p, &n) in &next {
+                    let upto = open.get(&p).and_then(|s| s.first().copied()).unwrap_or(n);
+                    if committed.get(&p) != Some(&upto) {
+                        offsets.push((p, upto));
+                    }
+                }
+                if !offsets.is_empty() {
+                    match sub.commit(&offsets) {
+                        Ok(()) => committed.extend(offsets),
+                        Err(e) => warn!(error = %e, "push commit failed; retried next tick"),
+                    }
+                }
+            }
+        }
+    }
+    info!("push role stopped");
+    Ok(())
+}
+
+impl Push {
+    /// Whether a job needs no notification whatever comes after it.
+    fn skip_at_once(&self, job: &PushJob) -> bool {
+        if self.devices.is_muted(&job.user_id, &job.conversation_id) {
+            bump(&self.stats.skipped_muted);
+            return true;
+        }
+        if self
+            .state
+            .covered(&job.user_id, &job.conversation_id)
+            .is_some_and(|c| c >= job.seq)
+        {
+            bump(&self.stats.skipped_covered);
+            return true;
+        }
+        if self.devices.devices(&job.user_id).is_empty() {
+            bump(&self.stats.skipped_no_device);
+            return true;
+        }
+        false
+    }
+
+    /// Handles one collapsed notification to the end: sent to every device,
+    /// dead-lettered, or not needed.
+    async fn notify(&self, c: Collapsed) {
+        let user = c.user_id.clone();
+        let key = (user.clone(), c.conversation_id.clone());
+        match self.presence.lookup(std::slice::from_ref(&user)).await {
+            Ok(seen) if seen.first().is_some_and(|s| s.online) => {
+                debug!(user = %user, "online: not pushed");
+                bump(&self.stats.skipped_live);
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => warn!(user = %user, error = %e, "presence unknown; pushing anyway"),
+        }
+        if self.devices.is_muted(&user, &c.conversation_id) {
+            bump(&self.stats.skipped_muted);
+            return;
+        }
+        if self
+            .state
+            .covered(&user, &c.conversation_id)
+            .is_some_and(|s| s >= c.last_seq)
+        {
+            bump(&self.stats.skipped_covered);
+            return;
+        }
+        let devices = self.devices.devices(&user);
+        if devices.is_empty() {
+            bump(&self.stats.skipped_no_device);
+            return;
+        }
+        let badge = self.badge(&user).await;
+        let now = now_millis();
+        let intent = Intent {
+            user_id: user.clone(),
+            conversation_id: c.conversation_id.clone(),
+            first_seq: c.first_seq,
+            last_seq: c.last_seq,
+            done: false,
+            notifications: devices
+                .iter()
+                .map(|d| Notification::build(&c, &d.device_id, badge, now))
+                .collect(),
+        };
+        self.lock_busy().insert(key.clone());
+        if let Err(e) = self.state.write(&intent).await {
+            warn!(user = %user, error = %e, "push intent not written; sending anyway");
+        }
+        bump(&self.stats.notifications);
+        self.send_all(&intent, &devices, c.offsets.first().copied())
+            .await;
+        self.mark_done(intent).await;
+        self.lock_busy().remove(&key);
+    }
+
+    /// An intent a member wrote and did not finish: sent again as it was.
+    async fn finish(&self, intent: Intent) {
+        let key = (intent.user_id.clone(), intent.conversation_id.clone());
+        if !self.lock_busy().insert(key.clone()) {
+            return;
+        }
+        let devices = self.devices.devices(&intent.user_id);
+        info!(user = %intent.user_id, conversation = %intent.conversation_id, "sending an unfinished notification again");
+        bump(&self.stats.redelivered);
+        self.send_all(&intent, &devices, None).await;
+        self.mark_done(intent).await;
+        self.lock_busy().remove(&key);
+    }
+
+    fn lock_busy(&self) -> std::sync::MutexGuard<'_, HashSet<(String, String)>> {
+        self.busy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn mark_done(&self, mut intent: Intent) {
+        intent.done = true;
+        if let Err(e) = self.state.write(&intent).await {
+            warn!(user = %intent.user_id, error = %e, "push intent not marked done: it may be sent again (same id)");
+        }
+    }
+
+    async fn send_all(&self, intent: &Intent, devices: &[Device], source: Option<(i32, i64)>) {
+        let sends = intent.notifications.iter().filter_map(|n| {
+            let device = devices.iter().find(|d| d.device_id == n.device_id)?;
+            Some(self.deliver(device, n, source))
+        });
+        futures::future::join_all(sends).await;
+    }
+
+    /// The user's unread count over all conversations, if the views answer soon.
+    async fn badge(&self, user: &str) -> Option<u64> {
+        let views = self.views.as_ref()?;
+        let list =
+            tokio::time::timeout(Duration::from_secs(2), views.user_conversations(user, true))
+                .await
+                .ok()?
+                .ok()?;
+        Some(list.iter().map(|c| c.unread).sum())
+    }
+
+    /// Sends `n` to `device` with retries, through its endpoint's circuit breaker; what
+    /// cannot be sent ends in the dead-letter topic.
+    async fn deliver(&self, device: &Device, n: &Notification, source: Option<(i32, i64)>) {
+        let Ok(_permit) = self.permits.acquire().await else {
+            return;
+        };
+        let Some(provider) = self.providers.get(device.platform.as_str()) else {
+            let why = format!("no push provider for platform {:?}", device.platform);
+            return self.dead_letter(device, n, &why, source).await;
+        };
+        let endpoint = endpoint_of(&device.url);
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            let check = self.lock_breakers().check(&endpoint, Instant::now());
+            if let Err(wait) = check {
+                if started.elapsed() >= self.config.give_up_after {
+                    let why =
+                        format!("circuit of {endpoint} open for longer than the retry budget");
+                    return self.dead_letter(device, n, &why, source).await;
+                }
+                tokio::time::sleep(wait.clamp(Duration::from_millis(50), Duration::from_secs(1)))
+                    .await;
+                continue;
+            }
+            match provider.send(&device.url, n).await {
+                Ok(()) => {
+                    self.lock_breakers().success(&endpoint);
+                    bump(&self.stats.delivered);
+                    debug!(user = %n.user_id, device = %n.device_id, id = %n.id, "pushed");
+                    return;
+                }
+                Err(SendError::Permanent(why)) => {
+                    // The endpoint answered: it is up, the request is what failed.
+                    self.lock_breakers().success(&endpoint);
+                    return self.dead_letter(device, n, &why, source).await;
+                }
+                Err(SendError::Retryable(why)) => {
+                    self.lock_breakers().failure(&endpoint, Instant::now());
+                    if self.config.backoff.gives_up_after(attempt)
+                        || started.elapsed() >= self.config.give_up_after
+                    {
+                        let why = format!("{why} (after {} attempts)", attempt + 1);
+                        return self.dead_letter(device, n, &why, source).await;
+                    }
+                    bump(&self.stats.retried);
+                    debug!(device = %n.device_id, attempt, error = %why, "push failed; retrying");
+                    tokio::time::sleep(self.config.backoff.delay(attempt)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn lock_breakers(&self) -> std::sync::MutexGuard<'_, Breakers> {
+        self.breakers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn dead_letter(
+        &self,
+        device: &Device,
+        n: &Notification,
+        why: &str,
+        source: Option<(i32, i64)>,
+    ) {
+        bump(&self.stats.dead_lettered);
+        warn!(user = %n.user_id, device = %n.device_id, id = %n.id, error = %why, "push dead-lettered");
+        let body = n.to_body();
+        let (source_partition, source_offset) = source.unwrap_or((-1, -1));
+        let letter = DeadLetter {
+            meta: Meta::new("push"),
+            topic: format!("push:{}", device.platform),
+            partition: None,
+            key: n.user_id.as_bytes().to_vec(),
+            value_size: body.len() as i64,
+            value: Some(body),
+            error: why.to_string(),
+            source_topic: self.config.topics.push.clone(),
+            source_partition,
+            source_offset,
+        };
+        let Ok(value) = encode(&letter) else { return };
+        for attempt in 0..5u32 {
+            match self
+                .log
+                .append(
+                    &self.config.topics.dead_letters,
+                    n.user_id.as_bytes(),
+                    Some(&value),
+                )
+                .await
+            {
+                Ok(_) => return,
+                Err(e) if attempt < 4 => {
+                    warn!(error = %e, "dead letter not written; retrying");
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+                Err(e) => warn!(error = %e, "dead letter lost"),
+            }
+        }
+    }
+}

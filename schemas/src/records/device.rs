@@ -1,0 +1,101 @@
+//! Push settings of a user (topic `devices`, compacted): the devices that receive push
+//! notifications, and the conversations muted for push.
+
+use apache_avro::types::Value;
+use serde::{Deserialize, Serialize};
+
+use super::{with_meta, Meta};
+use crate::codec::Record;
+use crate::error::Result;
+use crate::value::Fields;
+
+/// `user_id` receives push notifications at `target`, through the provider of
+/// `platform`. A tombstone under the same key removes the device.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRegistered {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub user_id: String,
+    pub device_id: String,
+    pub platform: String,
+    pub target: String,
+}
+
+impl DeviceRegistered {
+    /// The compaction key. It starts with the user id, so a user's settings can be
+    /// told apart by prefix.
+    pub fn key(user_id: &str, device_id: &str) -> String {
+        format!("{user_id}/device/{device_id}")
+    }
+}
+
+/// `user_id` does (or no longer does) want push notifications of a conversation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConversationMuted {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub user_id: String,
+    pub conversation_id: String,
+    pub muted: bool,
+}
+
+impl ConversationMuted {
+    pub fn key(user_id: &str, conversation_id: &str) -> String {
+        format!("{user_id}/mute/{conversation_id}")
+    }
+}
+
+impl Record for DeviceRegistered {
+    const NAME: &'static str = "parley.DeviceRegistered";
+
+    fn to_avro(&self) -> Value {
+        with_meta(
+            &self.meta,
+            vec![
+                ("user_id", Value::String(self.user_id.clone())),
+                ("device_id", Value::String(self.device_id.clone())),
+                ("platform", Value::String(self.platform.clone())),
+                ("target", Value::String(self.target.clone())),
+            ],
+        )
+    }
+
+    fn from_avro(value: Value) -> Result<Self> {
+        let mut f = Fields::new(value, Self::NAME)?;
+        Ok(Self {
+            meta: Meta::take(&mut f)?,
+            user_id: f.string("user_id")?,
+            device_id: f.string("device_id")?,
+            platform: f.string("platform")?,
+            target: f.string("target")?,
+        })
+    }
+}
+
+impl Record for ConversationMuted {
+    const NAME: &'static str = "parley.ConversationMuted";
+
+    fn to_avro(&self) -> Value {
+        with_meta(
+            &self.meta,
+            vec![
+                ("user_id", Value::String(self.user_id.clone())),
+                (
+                    "conversation_id",
+                    Value::String(self.conversation_id.clone()),
+                ),
+                ("muted", Value::Boolean(self.muted)),
+            ],
+        )
+    }
+
+    fn from_avro(value: Value) -> Result<Self> {
+        let mut f = Fields::new(value, Self::NAME)?;
+        Ok(Self {
+            meta: Meta::take(&mut f)?,
+            user_id: f.string("user_id")?,
+            conversation_id: f.string("conversation_id")?,
+            muted: f.boolean("muted")?,
+        })
+    }
+}

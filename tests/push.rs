@@ -1,0 +1,290 @@
+//! The push role end to end: real broker, real `parley` processes, and a real webhook
+//! receiver inside the test (`common::receiver`), which checks every signature.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use common::receiver::Receiver;
+use common::stack::{free_port, Options, Processes, Proc};
+use common::{eventually, LONG};
+use parley_client::{Api, Session};
+use parley_schemas::{decode_any, AnyRecord};
+use parley_sequencer::StartAt;
+use serde_json::{json, Value};
+
+const PUSH_SECRET: &str = "push-test-secret-0123456789abcdef0123456789";
+
+fn options() -> Options {
+    let mut o = Options::gateways(1);
+    o.env.push(("PARLEY_PUSH_SECRET".into(), PUSH_SECRET.into()));
+    o
+}
+
+async fn api(base: &str, user: &str) -> Api {
+    Api::new(base, &Api::dev_token(base, user).await.expect("token"))
+}
+
+async fn live(base: &str, user: &str) -> Session {
+    let token = Api::dev_token(base, user).await.expect("token");
+    let s = Session::connect(base, &token).await.expect("connect");
+    assert!(s.ready(LONG).await.expect("ready"), "{user} not live");
+    s
+}
+
+async fn register(api: &Api, url: &str) -> Value {
+    api.ok(
+        reqwest::Method::POST,
+        "/v1/devices",
+        Some(json!({"platform": "webhook", "url": url})),
+    )
+    .await
+    .expect("device registered")
+}
+
+async fn stats(addr: &str) -> Value {
+    reqwest::get(format!("http://{addr}/v1/stats"))
+        .await
+        .expect("stats")
+        .json()
+        .await
+        .expect("stats json")
+}
+
+fn push_args(collapse_ms: &str) -> Vec<&str> {
+    vec![
+        "--push-collapse-ms",
+        collapse_ms,
+        "--push-retry-ms",
+        "100",
+        "--push-retry-max-ms",
+        "1000",
+        "--push-attempts",
+        "1000",
+        "--push-breaker-failures",
+        "5",
+        "--push-breaker-open-ms",
+        "2000",
+        "--push-give-up-s",
+        "20",
+    ]
+}
+
+async fn push_proc(stack: &Processes, http: &str, collapse_ms: &str) -> Proc {
+    let p = stack.spawn_push(http, &push_args(collapse_ms));
+    common::stack::wait_healthy(&format!("http://{http}")).await;
+    p
+}
+
+/// Every sent seq is inside exactly one notification's range, and no range overlaps
+/// another: nothing missing, nothing notified twice.
+fn assert_covers_once(notes: &[parley_push::payload::Notification], seqs: &[i64]) {
+    let mut ranges: Vec<(i64, i64)> = notes
+        .iter()
+        .map(|n| (n.data.first_seq, n.data.last_seq))
+        .collect();
+    ranges.sort();
+    for w in ranges.windows(2) {
+        assert!(w[0].1 < w[1].0, "two notifications cover one message: {ranges:?}");
+    }
+    for s in seqs {
+        assert!(
+            ranges.iter().any(|(a, b)| a <= s && s <= b),
+            "seq {s} was never notified ({ranges:?})"
+        );
+    }
+    let counted: u32 = notes.iter().map(|n| n.data.count).sum();
+    assert_eq!(counted as usize, seqs.len(), "counts add up to the messages");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_users_get_collapsed_signed_pushes_through_outages_and_not_when_live_or_muted() {
+    let stack = Processes::start_with("push", options()).await;
+    let g = &stack.gateways[0];
+    let receiver = Receiver::start(PUSH_SECRET).await;
+    let http = free_port().to_string();
+    let _push = push_proc(&stack, &http, "1000").await;
+
+    let amy = live(g, "amy").await;
+    let amy_api = api(g, "amy").await;
+    let bob_api = api(g, "bob").await;
+    let device = register(&bob_api, &receiver.url("/hook")).await;
+    assert_eq!(device["platform"], "webhook");
+    let listed = bob_api.ok(reqwest::Method::GET, "/v1/devices", None).await.unwrap();
+    assert_eq!(listed["devices"].as_array().unwrap().len(), 1, "{listed}");
+    let conv = amy_api.create_direct("bob").await.unwrap();
+
+    // 200 messages while Bob is away: collapsed, by the window, into few notifications.
+    let started = Instant::now();
+    let mut seqs = Vec::new();
+    for i in 0..200 {
+        seqs.push(amy.send(&conv, &format!("c{i}"), &format!("hello {i}")).await.unwrap().seq);
+    }
+    let sending = started.elapsed();
+    eventually("200 messages notified", LONG, || async {
+        receiver.to("bob").iter().map(|n| n.data.count).sum::<u32>() >= 200
+    })
+    .await;
+    let notes = receiver.to("bob");
+    assert_covers_once(&notes, &seqs);
+    let windows = sending.as_millis() as usize / 1000 + 2;
+    assert!(
+        notes.len() <= windows,
+        "{} notifications for 200 messages sent in {sending:?} (window 1 s: at most {windows})",
+        notes.len()
+    );
+    let last = notes.last().unwrap();
+    assert_eq!(last.notification.title, "amy");
+    assert_eq!(last.collapse_key, conv);
+    assert!(last.notification.badge.unwrap_or(0) >= 1, "badge = unread: {last:?}");
+    assert_eq!(receiver.with(|r| r.bad_signatures), 0);
+
+    // The receiver goes away for 10 s: retries, then delivery; nothing lost or doubled.
+    receiver.kill();
+    let before = receiver.to("bob").len();
+    for i in 0..5 {
+        seqs.push(amy.send(&conv, &format!("d{i}"), "while down").await.unwrap().seq);
+    }
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(receiver.to("bob").len(), before, "nothing arrives while it is down");
+    receiver.restart().await;
+    eventually("the outage's messages notified", LONG, || async {
+        receiver.to("bob").iter().map(|n| n.data.count).sum::<u32>() >= 205
+    })
+    .await;
+    assert_covers_once(&receiver.to("bob"), &seqs);
+    assert!(receiver.with(|r| r.copies.values().all(|&c| c == 1)), "no id twice");
+    let s = stats(&http).await;
+    assert!(s["retried"].as_u64().unwrap() > 0, "retries were made: {s}");
+
+    // Muted: no push; unmuted: pushes again.
+    bob_api
+        .ok(reqwest::Method::POST, &format!("/v1/conversations/{conv}/mute"), Some(json!({})))
+        .await
+        .expect("mute");
+    let notified = receiver.to("bob").len();
+    for i in 0..3 {
+        amy.send(&conv, &format!("m{i}"), "muted").await.unwrap();
+    }
+    eventually("the muted jobs were skipped", LONG, || async {
+        stats(&http).await["skipped_muted"].as_u64().unwrap() >= 3
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.to("bob").len(), notified, "a muted conversation is not pushed");
+    bob_api
+        .ok(reqwest::Method::DELETE, &format!("/v1/conversations/{conv}/mute"), None)
+        .await
+        .expect("unmute");
+
+    // Bob is live: no push (the message reaches his session instead).
+    let bob = live(g, "bob").await;
+    let sent = amy.send(&conv, "live", "you are here").await.unwrap();
+    bob.wait_for("the live message", LONG, |s| {
+        s.messages(&conv).iter().any(|m| m.seq == sent.seq)
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        receiver.to("bob").iter().all(|n| n.data.last_seq < sent.seq),
+        "a live user is not pushed"
+    );
+
+    // An outsider cannot mute a conversation of others.
+    let eve = api(g, "eve").await;
+    let refused = eve
+        .call(reqwest::Method::POST, &format!("/v1/conversations/{conv}/mute"), Some(json!({})))
+        .await
+        .unwrap()
+        .expect_err("not a member");
+    assert_eq!(refused.status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_endpoint_ends_in_the_dead_letter_topic() {
+    let stack = Processes::start_with("push-dlq", options()).await;
+    let g = &stack.gateways[0];
+    let receiver = Receiver::start(PUSH_SECRET).await;
+    let http = free_port().to_string();
+    let _push = push_proc(&stack, &http, "200").await;
+    let amy = live(g, "amy").await;
+    let amy_api = api(g, "amy").await;
+    // Carol's endpoint refuses for good (410); Dan's fails every time (503) until the
+    // retry budget (20 s) is spent.
+    register(&api(g, "carol").await, &receiver.url("/gone")).await;
+    let dan_api = api(g, "dan").await;
+    let other = Receiver::start(PUSH_SECRET).await;
+    other.answer_with(503);
+    register(&dan_api, &other.url("/hook")).await;
+    let to_carol = amy_api.create_direct("carol").await.unwrap();
+    let to_dan = amy_api.create_direct("dan").await.unwrap();
+    amy.send(&to_carol, "x1", "for carol").await.unwrap();
+    amy.send(&to_dan, "x2", "for dan").await.unwrap();
+
+    let log = common::stack::kafka().await;
+    let mut letters: Vec<(String, String)> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while letters.len() < 2 && Instant::now() < deadline {
+        letters.clear();
+        let ends = log.end_offsets(&stack.topics.dead_letters).await.unwrap();
+        let from: Vec<(i32, StartAt)> = (0..ends.len() as i32)
+            .filter(|p| ends[*p as usize] > 0)
+            .map(|p| (p, StartAt::Beginning))
+            .collect();
+        let total: i64 = ends.iter().sum();
+        if total > 0 {
+            let mut stream = log.read(&stack.topics.dead_letters, &from).await.unwrap();
+            use futures::StreamExt;
+            for _ in 0..total {
+                let Ok(Some(Ok(r))) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await else {
+                    break;
+                };
+                if let Ok(AnyRecord::DeadLetter(d)) = decode_any(r.value.as_deref().unwrap()) {
+                    letters.push((String::from_utf8_lossy(&d.key).to_string(), d.error));
+                    assert_eq!(d.topic, "push:webhook");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let users: BTreeSet<&str> = letters.iter().map(|(u, _)| u.as_str()).collect();
+    assert_eq!(users, BTreeSet::from(["carol", "dan"]), "dead letters: {letters:?}");
+    assert!(other.with(|r| r.refused) >= 2, "dan's endpoint was retried");
+    let s = stats(&http).await;
+    assert_eq!(s["dead_lettered"].as_u64().unwrap(), 2, "{s}");
+    assert_eq!(s["delivered"].as_u64().unwrap(), 0, "{s}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_push_role_loses_no_job_and_sends_none_twice() {
+    let stack = Processes::start_with("push-kill", options()).await;
+    let g = &stack.gateways[0];
+    let receiver = Receiver::start(PUSH_SECRET).await;
+    let http = free_port().to_string();
+    let mut push = push_proc(&stack, &http, "100").await;
+    let amy = live(g, "amy").await;
+    let amy_api = api(g, "amy").await;
+    register(&api(g, "bob").await, &receiver.url("/hook")).await;
+    let conv = amy_api.create_direct("bob").await.unwrap();
+    let mut seqs = Vec::new();
+    for i in 0..120 {
+        if i == 60 {
+            push.kill();
+        }
+        if i == 80 {
+            push = push_proc(&stack, &http, "100").await;
+        }
+        seqs.push(amy.send(&conv, &format!("k{i}"), &format!("msg {i}")).await.unwrap().seq);
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+    eventually("every message notified after the restart", LONG, || async {
+        receiver.to("bob").iter().map(|n| n.data.count).sum::<u32>() >= 120
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_covers_once(&receiver.to("bob"), &seqs);
+    assert_eq!(receiver.with(|r| r.bad_signatures), 0);
+    drop(push);
+}
