@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use common::receiver::Receiver;
-use common::stack::{free_port, Options, Processes, Proc};
+use common::stack::{free_port, Options, Proc, Processes};
 use common::{eventually, LONG};
 use parley_client::{Api, Session};
 use parley_schemas::{decode_any, AnyRecord};
@@ -18,7 +18,10 @@ const PUSH_SECRET: &str = "push-test-secret-0123456789abcdef0123456789";
 
 fn options() -> Options {
     let mut o = Options::gateways(1);
-    o.env.push(("PARLEY_PUSH_SECRET".into(), PUSH_SECRET.into()));
+    o.env
+        .push(("PARLEY_PUSH_SECRET".into(), PUSH_SECRET.into()));
+    o.env
+        .push(("PARLEY_LOG_LEVEL".into(), "info,parley_push=debug".into()));
     o
 }
 
@@ -86,7 +89,10 @@ fn assert_covers_once(notes: &[parley_push::payload::Notification], seqs: &[i64]
         .collect();
     ranges.sort();
     for w in ranges.windows(2) {
-        assert!(w[0].1 < w[1].0, "two notifications cover one message: {ranges:?}");
+        assert!(
+            w[0].1 < w[1].0,
+            "two notifications cover one message: {ranges:?}"
+        );
     }
     for s in seqs {
         assert!(
@@ -95,7 +101,11 @@ fn assert_covers_once(notes: &[parley_push::payload::Notification], seqs: &[i64]
         );
     }
     let counted: u32 = notes.iter().map(|n| n.data.count).sum();
-    assert_eq!(counted as usize, seqs.len(), "counts add up to the messages");
+    assert_eq!(
+        counted as usize,
+        seqs.len(),
+        "counts add up to the messages"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +121,10 @@ async fn offline_users_get_collapsed_signed_pushes_through_outages_and_not_when_
     let bob_api = api(g, "bob").await;
     let device = register(&bob_api, &receiver.url("/hook")).await;
     assert_eq!(device["platform"], "webhook");
-    let listed = bob_api.ok(reqwest::Method::GET, "/v1/devices", None).await.unwrap();
+    let listed = bob_api
+        .ok(reqwest::Method::GET, "/v1/devices", None)
+        .await
+        .unwrap();
     assert_eq!(listed["devices"].as_array().unwrap().len(), 1, "{listed}");
     let conv = amy_api.create_direct("bob").await.unwrap();
 
@@ -119,7 +132,12 @@ async fn offline_users_get_collapsed_signed_pushes_through_outages_and_not_when_
     let started = Instant::now();
     let mut seqs = Vec::new();
     for i in 0..200 {
-        seqs.push(amy.send(&conv, &format!("c{i}"), &format!("hello {i}")).await.unwrap().seq);
+        seqs.push(
+            amy.send(&conv, &format!("c{i}"), &format!("hello {i}"))
+                .await
+                .unwrap()
+                .seq,
+        );
     }
     let sending = started.elapsed();
     eventually("200 messages notified", LONG, || async {
@@ -137,30 +155,49 @@ async fn offline_users_get_collapsed_signed_pushes_through_outages_and_not_when_
     let last = notes.last().unwrap();
     assert_eq!(last.notification.title, "amy");
     assert_eq!(last.collapse_key, conv);
-    assert!(last.notification.badge.unwrap_or(0) >= 1, "badge = unread: {last:?}");
+    assert!(
+        last.notification.badge.unwrap_or(0) >= 1,
+        "badge = unread: {last:?}"
+    );
     assert_eq!(receiver.with(|r| r.bad_signatures), 0);
 
     // The receiver goes away for 10 s: retries, then delivery; nothing lost or doubled.
     receiver.kill();
     let before = receiver.to("bob").len();
     for i in 0..5 {
-        seqs.push(amy.send(&conv, &format!("d{i}"), "while down").await.unwrap().seq);
+        seqs.push(
+            amy.send(&conv, &format!("d{i}"), "while down")
+                .await
+                .unwrap()
+                .seq,
+        );
     }
     tokio::time::sleep(Duration::from_secs(10)).await;
-    assert_eq!(receiver.to("bob").len(), before, "nothing arrives while it is down");
+    assert_eq!(
+        receiver.to("bob").len(),
+        before,
+        "nothing arrives while it is down"
+    );
     receiver.restart().await;
     eventually("the outage's messages notified", LONG, || async {
         receiver.to("bob").iter().map(|n| n.data.count).sum::<u32>() >= 205
     })
     .await;
     assert_covers_once(&receiver.to("bob"), &seqs);
-    assert!(receiver.with(|r| r.copies.values().all(|&c| c == 1)), "no id twice");
+    assert!(
+        receiver.with(|r| r.copies.values().all(|&c| c == 1)),
+        "no id twice"
+    );
     let s = stats(&http).await;
     assert!(s["retried"].as_u64().unwrap() > 0, "retries were made: {s}");
 
     // Muted: no push; unmuted: pushes again.
     bob_api
-        .ok(reqwest::Method::POST, &format!("/v1/conversations/{conv}/mute"), Some(json!({})))
+        .ok(
+            reqwest::Method::POST,
+            &format!("/v1/conversations/{conv}/mute"),
+            Some(json!({})),
+        )
         .await
         .expect("mute");
     let notified = receiver.to("bob").len();
@@ -172,9 +209,17 @@ async fn offline_users_get_collapsed_signed_pushes_through_outages_and_not_when_
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(receiver.to("bob").len(), notified, "a muted conversation is not pushed");
+    assert_eq!(
+        receiver.to("bob").len(),
+        notified,
+        "a muted conversation is not pushed"
+    );
     bob_api
-        .ok(reqwest::Method::DELETE, &format!("/v1/conversations/{conv}/mute"), None)
+        .ok(
+            reqwest::Method::DELETE,
+            &format!("/v1/conversations/{conv}/mute"),
+            None,
+        )
         .await
         .expect("unmute");
 
@@ -188,14 +233,21 @@ async fn offline_users_get_collapsed_signed_pushes_through_outages_and_not_when_
     .unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(
-        receiver.to("bob").iter().all(|n| n.data.last_seq < sent.seq),
+        receiver
+            .to("bob")
+            .iter()
+            .all(|n| n.data.last_seq < sent.seq),
         "a live user is not pushed"
     );
 
     // An outsider cannot mute a conversation of others.
     let eve = api(g, "eve").await;
     let refused = eve
-        .call(reqwest::Method::POST, &format!("/v1/conversations/{conv}/mute"), Some(json!({})))
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/conversations/{conv}/mute"),
+            Some(json!({})),
+        )
         .await
         .unwrap()
         .expect_err("not a member");
@@ -238,7 +290,9 @@ async fn a_failing_endpoint_ends_in_the_dead_letter_topic() {
             let mut stream = log.read(&stack.topics.dead_letters, &from).await.unwrap();
             use futures::StreamExt;
             for _ in 0..total {
-                let Ok(Some(Ok(r))) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await else {
+                let Ok(Some(Ok(r))) =
+                    tokio::time::timeout(Duration::from_secs(5), stream.next()).await
+                else {
                     break;
                 };
                 if let Ok(AnyRecord::DeadLetter(d)) = decode_any(r.value.as_deref().unwrap()) {
@@ -250,7 +304,11 @@ async fn a_failing_endpoint_ends_in_the_dead_letter_topic() {
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
     let users: BTreeSet<&str> = letters.iter().map(|(u, _)| u.as_str()).collect();
-    assert_eq!(users, BTreeSet::from(["carol", "dan"]), "dead letters: {letters:?}");
+    assert_eq!(
+        users,
+        BTreeSet::from(["carol", "dan"]),
+        "dead letters: {letters:?}"
+    );
     assert!(other.with(|r| r.refused) >= 2, "dan's endpoint was retried");
     let s = stats(&http).await;
     assert_eq!(s["dead_lettered"].as_u64().unwrap(), 2, "{s}");
@@ -274,15 +332,31 @@ async fn a_killed_push_role_loses_no_job_and_sends_none_twice() {
             push.kill();
         }
         if i == 80 {
-            push = push_proc(&stack, &http, "100").await;
+            push = push_proc(&stack, &free_port().to_string(), "100").await;
         }
-        seqs.push(amy.send(&conv, &format!("k{i}"), &format!("msg {i}")).await.unwrap().seq);
+        seqs.push(
+            amy.send(&conv, &format!("k{i}"), &format!("msg {i}"))
+                .await
+                .unwrap()
+                .seq,
+        );
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
-    eventually("every message notified after the restart", LONG, || async {
-        receiver.to("bob").iter().map(|n| n.data.count).sum::<u32>() >= 120
-    })
-    .await;
+    let deadline = Instant::now() + LONG;
+    while receiver.to("bob").iter().map(|n| n.data.count).sum::<u32>() < 120 {
+        assert!(
+            Instant::now() < deadline,
+            "not every message notified: {:?}, refused {}, bad signatures {}",
+            receiver
+                .to("bob")
+                .iter()
+                .map(|n| (n.data.first_seq, n.data.last_seq, n.data.count))
+                .collect::<Vec<_>>(),
+            receiver.with(|r| r.refused),
+            receiver.with(|r| r.bad_signatures)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_covers_once(&receiver.to("bob"), &seqs);
     assert_eq!(receiver.with(|r| r.bad_signatures), 0);

@@ -167,6 +167,20 @@ impl DeviceBook {
         reached.is_ok()
     }
 
+    /// Waits until everything the topic holds now is applied: a setting written just
+    /// before (by a gateway) is then known here.
+    pub async fn catch_up(&self, timeout: Duration) -> bool {
+        let Ok(ends) = self.log.end_offsets(&self.topic).await else {
+            return false;
+        };
+        let ends: Vec<(i32, i64)> = ends
+            .into_iter()
+            .enumerate()
+            .map(|(p, e)| (p as i32, e))
+            .collect();
+        self.wait_applied(&ends, timeout).await
+    }
+
     /// Waits until the record at `pos` is applied, so a caller reads its own write.
     pub async fn wait_for(&self, pos: Position, timeout: Duration) -> bool {
         self.wait_applied(&[(pos.partition, pos.offset + 1)], timeout)

@@ -36,23 +36,33 @@ use crate::provider::{PushProvider, SendError, WebhookProvider};
 use crate::state::{Intent, PushState};
 use crate::PushConfig;
 
-/// What the push role did, served at `GET /v1/stats`.
+/// What the push role did, served at `GET /v1/stats`. `skipped_*` count jobs;
+/// `delivered`, `retried` and `dead_lettered` count webhook requests per device.
 #[derive(Debug, Default, Serialize)]
 pub struct Stats {
+    /// Jobs read.
     pub jobs: AtomicU64,
+    /// Collapsed notifications sent (to every device of their user).
     pub notifications: AtomicU64,
     pub delivered: AtomicU64,
     pub retried: AtomicU64,
     pub dead_lettered: AtomicU64,
+    /// The user had a live session when the notification was due.
     pub skipped_live: AtomicU64,
     pub skipped_muted: AtomicU64,
+    /// An earlier notification covered the job's seq (a repeat).
     pub skipped_covered: AtomicU64,
     pub skipped_no_device: AtomicU64,
+    /// Unfinished notifications sent again after a restart or a rebalance.
     pub redelivered: AtomicU64,
 }
 
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
+}
+
+fn bump_by(c: &AtomicU64, n: u32) {
+    c.fetch_add(u64::from(n), Ordering::Relaxed);
 }
 
 struct Push {
@@ -168,8 +178,10 @@ pub async fn run(
                     };
                     bump(&push.stats.jobs);
                     if push.skip_at_once(&job) {
+                        debug!(user = %job.user_id, seq = job.seq, "job needs no push");
                         continue;
                     }
+                    debug!(user = %job.user_id, seq = job.seq, partition = r.partition, offset = r.offset, "job");
                     open.entry(r.partition).or_default().insert(r.offset);
                     collapser.add(
                         Job {
@@ -196,6 +208,7 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 for c in collapser.due(Instant::now()) {
+                    debug!(user = %c.user_id, first = c.first_seq, last = c.last_seq, count = c.count, "notification due");
                     let push = push.clone();
                     let done = done_tx.clone();
                     tokio::spawn(async move {
@@ -225,25 +238,18 @@ pub async fn run(
 }
 
 impl Push {
-    /// Whether a job needs no notification whatever comes after it.
+    /// Whether a job needs no notification whatever comes after it: an earlier
+    /// notification covered its seq. (Mutes and devices are looked at when the
+    /// collapsed notification is due: a setting made just before the message counts.)
     fn skip_at_once(&self, job: &PushJob) -> bool {
-        if self.devices.is_muted(&job.user_id, &job.conversation_id) {
-            bump(&self.stats.skipped_muted);
-            return true;
-        }
-        if self
+        let covered = self
             .state
             .covered(&job.user_id, &job.conversation_id)
-            .is_some_and(|c| c >= job.seq)
-        {
+            .is_some_and(|c| c >= job.seq);
+        if covered {
             bump(&self.stats.skipped_covered);
-            return true;
         }
-        if self.devices.devices(&job.user_id).is_empty() {
-            bump(&self.stats.skipped_no_device);
-            return true;
-        }
-        false
+        covered
     }
 
     /// Handles one collapsed notification to the end: sent to every device,
@@ -254,30 +260,37 @@ impl Push {
         match self.presence.lookup(std::slice::from_ref(&user)).await {
             Ok(seen) if seen.first().is_some_and(|s| s.online) => {
                 debug!(user = %user, "online: not pushed");
-                bump(&self.stats.skipped_live);
+                bump_by(&self.stats.skipped_live, c.count);
                 return;
             }
             Ok(_) => {}
             Err(e) => warn!(user = %user, error = %e, "presence unknown; pushing anyway"),
-        }
-        if self.devices.is_muted(&user, &c.conversation_id) {
-            bump(&self.stats.skipped_muted);
-            return;
         }
         if self
             .state
             .covered(&user, &c.conversation_id)
             .is_some_and(|s| s >= c.last_seq)
         {
-            bump(&self.stats.skipped_covered);
+            bump_by(&self.stats.skipped_covered, c.count);
             return;
         }
-        let devices = self.devices.devices(&user);
+        let mut devices = self.devices.devices(&user);
         if devices.is_empty() {
-            bump(&self.stats.skipped_no_device);
+            // A device registered a moment ago may not be read here yet.
+            self.devices.catch_up(Duration::from_secs(5)).await;
+            devices = self.devices.devices(&user);
+        }
+        if devices.is_empty() {
+            bump_by(&self.stats.skipped_no_device, c.count);
             return;
         }
+        if self.devices.is_muted(&user, &c.conversation_id) {
+            bump_by(&self.stats.skipped_muted, c.count);
+            return;
+        }
+        debug!(user = %user, devices = devices.len(), "asking the badge");
         let badge = self.badge(&user).await;
+        debug!(user = %user, ?badge, "writing the intent");
         let now = now_millis();
         let intent = Intent {
             user_id: user.clone(),

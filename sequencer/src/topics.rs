@@ -305,7 +305,11 @@ mod tests {
     fn the_default_spec_is_design_section_3() {
         let spec = TopicSettings::default().spec();
         let by_name = |n: &str| spec.iter().find(|s| s.name == n).unwrap();
-        assert_eq!(spec.len(), 9);
+        assert_eq!(spec.len(), 11);
+        for compacted in ["parley.devices", "parley.push-state"] {
+            assert_eq!(by_name(compacted).configs["cleanup.policy"], "compact");
+            assert_eq!(by_name(compacted).partitions, 16);
+        }
         assert_eq!(by_name("parley.directory").partitions, 1);
         assert_eq!(
             by_name("parley.directory").configs["cleanup.policy"],
