@@ -20,6 +20,7 @@ use parley_presence::{PresenceStore, Seen};
 use parley_projector::Views;
 use parley_schemas::frames::{PresenceStatus, PresenceView, ServerFrame};
 use parley_schemas::ConversationKind;
+use parley_sequencer::EventLog;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -36,11 +37,16 @@ const MAX_CONTACTS: usize = 5_000;
 pub const MAX_QUERY: usize = 100;
 /// Users looked up in one store call.
 const LOOKUP_BATCH: usize = 500;
+/// How long loading contacts waits for the views to reach the log's end.
+const LOAD_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Default)]
 struct Inner {
     /// Local user → the contacts they watch.
     of: HashMap<String, HashSet<String>>,
+    /// Local user → the conversations their contacts were loaded from (a message of
+    /// another one loads them again).
+    convs: HashMap<String, HashSet<String>>,
     /// Contact → the local users watching them.
     watchers: HashMap<String, HashSet<String>>,
     /// Contact → the state last sent about them.
@@ -52,6 +58,8 @@ struct Inner {
 pub struct Contacts {
     store: Arc<dyn PresenceStore>,
     views: Arc<dyn Views>,
+    log: Arc<dyn EventLog>,
+    events: String,
     sessions: Arc<Sessions>,
     group_limit: usize,
     inner: Mutex<Inner>,
@@ -69,12 +77,16 @@ impl Contacts {
     pub fn new(
         store: Arc<dyn PresenceStore>,
         views: Arc<dyn Views>,
+        log: Arc<dyn EventLog>,
+        events: &str,
         sessions: Arc<Sessions>,
         group_limit: usize,
     ) -> Self {
         Contacts {
             store,
             views,
+            log,
+            events: events.to_string(),
             sessions,
             group_limit,
             inner: Mutex::new(Inner::default()),
@@ -85,11 +97,22 @@ impl Contacts {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The users whose presence `user` is sent: co-members of direct conversations and
-    /// of groups up to the limit.
-    async fn load(&self, user: &str) -> Result<HashSet<String>, ApiError> {
+    /// The users whose presence `user` is sent (co-members of direct conversations and
+    /// of groups up to the limit), and the conversations looked at. Read once the views
+    /// hold what the log held: a conversation created just before counts.
+    async fn load(&self, user: &str) -> Result<(HashSet<String>, HashSet<String>), ApiError> {
+        let ends = self.log.end_offsets(&self.events).await?;
+        let ends: Vec<(i32, i64)> = ends
+            .into_iter()
+            .enumerate()
+            .map(|(p, e)| (p as i32, e))
+            .collect();
+        if !self.views.wait_applied(&ends, LOAD_WAIT).await? {
+            debug!(user = %user, "views behind the log: contacts loaded from what they hold");
+        }
         let mut list = self.views.user_conversations(user, false).await?;
         list.sort_by_key(|c| std::cmp::Reverse(c.last_seq));
+        let convs: HashSet<String> = list.iter().map(|c| c.conversation_id.clone()).collect();
         let mut contacts = HashSet::new();
         for c in list.iter().take(MAX_CONVERSATIONS) {
             let small = c.kind == ConversationKind::Direct || c.members <= self.group_limit;
@@ -103,13 +126,29 @@ impl Contacts {
                 break;
             }
         }
-        Ok(contacts)
+        Ok((contacts, convs))
+    }
+
+    /// A message of `conversation` was delivered to `user` here: if their contacts were
+    /// loaded without it (it is new), they are loaded again.
+    pub fn on_message(self: &Arc<Self>, user: &str, conversation: &str) {
+        {
+            let mut inner = self.lock();
+            let Some(known) = inner.convs.get_mut(user) else {
+                return;
+            };
+            if !known.insert(conversation.to_string()) {
+                return;
+            }
+        }
+        let (me, user) = (self.clone(), user.to_string());
+        tokio::spawn(async move { me.attach(&user).await });
     }
 
     /// A session of `user` opened: (once per user here) their contacts are watched and
     /// the session gets each contact's state.
     pub async fn attach(&self, user: &str) {
-        let contacts = match self.load(user).await {
+        let (contacts, convs) = match self.load(user).await {
             Ok(c) => c,
             Err(e) => {
                 warn!(user = %user, error = %e, "contacts not loaded: no presence frames for this session");
@@ -121,6 +160,11 @@ impl Contacts {
         }
         {
             let mut inner = self.lock();
+            inner
+                .convs
+                .entry(user.to_string())
+                .or_default()
+                .extend(convs);
             let old = inner.of.insert(user.to_string(), contacts.clone());
             for c in old.unwrap_or_default().difference(&contacts) {
                 forget_watcher(&mut inner, c, user);
@@ -159,6 +203,7 @@ impl Contacts {
             return;
         }
         let mut inner = self.lock();
+        inner.convs.remove(user);
         for c in inner.of.remove(user).unwrap_or_default() {
             forget_watcher(&mut inner, &c, user);
         }

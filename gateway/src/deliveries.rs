@@ -38,6 +38,8 @@ pub struct Local {
     pub presence: Arc<PresenceAgent>,
     /// Sends waiting for their routed copy.
     pub echoes: Arc<Echoes>,
+    /// Presence frames: a message of a new conversation reloads its member's contacts.
+    pub contacts: Arc<crate::contacts::Contacts>,
 }
 
 /// Follows the slot until `shutdown`; an error ends it (and the gateway with it).
@@ -54,6 +56,7 @@ pub async fn follow(
         broadcasts,
         presence,
         echoes,
+        contacts,
     } = local;
     let mut stream = log
         .read(&topics.deliveries, &[(slot, StartAt::End)])
@@ -95,6 +98,9 @@ pub async fn follow(
                 let message_id = message.as_ref().map(|m| m.message_id);
                 for user in &batch.recipients {
                     sessions.deliver(user, &frame, message_id.as_ref());
+                    if message.is_some() {
+                        contacts.on_message(user, &batch.conversation_id);
+                    }
                     if let Some(m) = message.as_ref() {
                         if !sessions.has_user(user) && !presence.holds(user) {
                             let seq = batch.source_offset;

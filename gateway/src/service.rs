@@ -222,6 +222,8 @@ pub async fn run(
     let contacts = Arc::new(crate::contacts::Contacts::new(
         store,
         views.clone(),
+        log.clone(),
+        &config.topics.events,
         sessions.clone(),
         config.presence_group_limit,
     ));
@@ -279,6 +281,7 @@ pub async fn run(
             .0,
             presence: presence.clone(),
             echoes,
+            contacts: state.contacts.clone(),
         },
         started_tx,
         shutdown.clone(),
