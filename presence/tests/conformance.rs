@@ -89,7 +89,7 @@ async fn online_while_any_device_is_and_last_seen_when_the_last_goes(
     store.gone(&a, 1).await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
-        store.lookup(&[a.clone()]).await.unwrap()[0].online,
+        store.lookup(std::slice::from_ref(&a)).await.unwrap()[0].online,
         "device 2 is still there"
     );
     let before = now_millis();
@@ -155,7 +155,7 @@ async fn a_refresh_keeps_a_device_past_its_first_ttl(store: Arc<dyn PresenceStor
         tokio::time::sleep(TTL / 2).await;
     }
     assert!(
-        store.lookup(&[a.clone()]).await.unwrap()[0].online,
+        store.lookup(std::slice::from_ref(&a)).await.unwrap()[0].online,
         "heartbeats every TTL/2 keep it online past 2 TTLs"
     );
 }

@@ -4,6 +4,8 @@
 mod append;
 mod e2e;
 mod group;
+mod presence;
+mod push;
 mod report;
 mod resync;
 mod stack;
@@ -29,6 +31,10 @@ enum Which {
     /// A large group on the broadcast path: latency to every online member, deliveries
     /// per second at saturation, a direct conversation alongside, records per message.
     Group(group::GroupArgs),
+    /// The push role: notifications delivered per second to a local webhook.
+    Push(push::PushBenchArgs),
+    /// Presence fanout: frames per second when many users with many contacts connect.
+    Presence(presence::PresenceBenchArgs),
 }
 
 impl BenchArgs {
@@ -38,6 +44,8 @@ impl BenchArgs {
             Which::E2e(a) => a.run().await,
             Which::Resync(a) => a.run().await,
             Which::Group(a) => a.run().await,
+            Which::Push(a) => a.run().await,
+            Which::Presence(a) => a.run().await,
         }
     }
 }
