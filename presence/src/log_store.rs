@@ -3,7 +3,7 @@
 //! Gateways already keep one record per (user, gateway slot) there for routing,
 //! refreshed every heartbeat, with a tombstone when the user's last session on that
 //! gateway closes. This store reads the whole topic and keeps, per user, when each slot
-//! expires and when the last one ended. A sweep once a second notices TTLs that lapsed
+//! expires and when the last one ended. A sweep every 500 ms notices TTLs that lapsed
 //! (a gateway that died without tombstones).
 //!
 //! Its writes are such records too, so a gateway using this store writes nothing more

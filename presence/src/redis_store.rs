@@ -5,7 +5,7 @@
 //!   when each expires; the key itself expires with the last of them.
 //! - `{p}last_seen:{user}`: when the user's last device went away.
 //! - `{p}expiries`: every `user\x1fdevice`, scored by when it expires. Each store sweeps
-//!   it once a second; whoever removes an expired member first records the lapse and
+//!   it every 500 ms; whoever removes an expired member first records the lapse and
 //!   tells the others.
 //! - channel `{p}changes`: user ids whose state may have changed.
 
@@ -48,28 +48,41 @@ impl RedisPresence {
             prefix: prefix.to_string(),
             changes: broadcast::channel(CHANGES).0,
         });
+        // Subscribed before returning, so no change after `connect` is missed; a lost
+        // connection is subscribed again (changes in between are not heard).
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(store.channel()).await?;
         let listener = store.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            let mut messages = pubsub.into_on_message();
             loop {
-                let msg = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    m = messages.next() => m,
-                };
-                match msg {
-                    Some(m) => {
-                        if let Ok(user) = m.get_payload::<String>() {
-                            let _ = listener.changes.send(user);
-                        }
-                    }
-                    None => {
-                        warn!("redis presence channel closed; changes are no longer heard");
-                        return;
+                let mut messages = pubsub.into_on_message();
+                loop {
+                    let msg = tokio::select! {
+                        _ = stop.cancelled() => return,
+                        m = messages.next() => m,
+                    };
+                    let Some(m) = msg else { break };
+                    if let Ok(user) = m.get_payload::<String>() {
+                        let _ = listener.changes.send(user);
                     }
                 }
+                warn!("redis presence channel lost; subscribing again");
+                pubsub = loop {
+                    tokio::select! {
+                        _ = stop.cancelled() => return,
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    }
+                    let again = async {
+                        let mut p = client.get_async_pubsub().await?;
+                        p.subscribe(listener.channel()).await?;
+                        Ok::<_, redis::RedisError>(p)
+                    };
+                    match again.await {
+                        Ok(p) => break p,
+                        Err(e) => warn!(error = %e, "redis presence channel: retrying"),
+                    }
+                };
             }
         });
         let sweeper = store.clone();

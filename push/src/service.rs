@@ -12,7 +12,7 @@
 //! intents of `state.rs` keep the repeat under the same notification id.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,10 @@ pub struct Stats {
     /// Unfinished notifications sent again after a restart or a rebalance.
     pub redelivered: AtomicU64,
 }
+
+/// Notifications collapsing or under way at once, at most; past it the role stops
+/// reading jobs until some are done.
+const MAX_PENDING: usize = 10_000;
 
 fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
@@ -135,6 +139,7 @@ pub async fn run(
     info!(group = %config.group, topic = %topics.push, "push role reading jobs");
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Vec<(i32, i64)>>();
     let mut collapser = Collapser::new(config.collapse_window);
+    let in_progress = Arc::new(AtomicUsize::new(0));
     // Per partition: offsets read but not handled yet, the next offset to read, and
     // what was committed last.
     let mut open: HashMap<i32, BTreeSet<i64>> = HashMap::new();
@@ -144,7 +149,9 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            event = sub.next() => match event {
+            // Reading stops while too many notifications wait: jobs stay in the log,
+            // not in memory.
+            event = sub.next(), if collapser.len() + in_progress.load(Ordering::Relaxed) < MAX_PENDING => match event {
                 None => break,
                 Some(Err(e)) => {
                     warn!(error = %e, "push group read failed; retrying");
@@ -208,12 +215,15 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 for c in collapser.due(Instant::now()) {
+                    in_progress.fetch_add(1, Ordering::Relaxed);
+                    let in_progress = in_progress.clone();
                     debug!(user = %c.user_id, first = c.first_seq, last = c.last_seq, count = c.count, "notification due");
                     let push = push.clone();
                     let done = done_tx.clone();
                     tokio::spawn(async move {
                         let offsets = c.offsets.clone();
                         push.notify(c).await;
+                        in_progress.fetch_sub(1, Ordering::Relaxed);
                         let _ = done.send(offsets);
                     });
                 }

@@ -119,8 +119,12 @@ impl PushState {
         self.intents.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Keeps `intent` unless a newer one of its key is known.
-    fn remember(&self, intent: Intent) {
+    /// Keeps `intent` unless a newer one of its key is known. A finished intent keeps
+    /// only its range: its bodies are not needed again.
+    fn remember(&self, mut intent: Intent) {
+        if intent.done {
+            intent.notifications = Vec::new();
+        }
         let key = (intent.user_id.clone(), intent.conversation_id.clone());
         let mut intents = self.lock();
         match intents.get(&key) {

@@ -156,7 +156,7 @@ impl TopicSettings {
                 set("segment.ms", HOUR_MS);
                 set("delete.retention.ms", DAY_MS);
             }
-            // Compacted, keyed by (user, conversation, device): the push role's last
+            // Compacted, keyed by (user, conversation): the push role's last
             // notification of each, written before it is sent (see the push crate).
             TopicKind::PushState => {
                 set("segment.ms", HOUR_MS);

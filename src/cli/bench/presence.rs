@@ -84,6 +84,8 @@ impl PresenceBenchArgs {
         let per_second: Arc<Vec<AtomicU64>> =
             Arc::new((0..seconds + 60).map(|_| AtomicU64::new(0)).collect());
         let connected = Arc::new(AtomicU64::new(0));
+        let per_user: Arc<Vec<AtomicU64>> =
+            Arc::new((0..self.users).map(|_| AtomicU64::new(0)).collect());
         let failed = Arc::new(AtomicU64::new(0));
         let stop = CancellationToken::new();
         let url = format!("{}/v1/ws", base.replacen("http://", "ws://", 1));
@@ -91,9 +93,10 @@ impl PresenceBenchArgs {
         let gap = Duration::from_secs(self.connect_seconds).as_secs_f64() / self.users as f64;
         for (i, token) in tokens.into_iter().enumerate() {
             let at = started + Duration::from_secs_f64(gap * i as f64);
-            let (url, per_second, connected, failed, stop) = (
+            let (url, per_second, per_user, connected, failed, stop) = (
                 url.clone(),
                 per_second.clone(),
+                per_user.clone(),
                 connected.clone(),
                 failed.clone(),
                 stop.clone(),
@@ -126,6 +129,7 @@ impl PresenceBenchArgs {
                             if let Some(c) = per_second.get(s) {
                                 c.fetch_add(1, Ordering::Relaxed);
                             }
+                            per_user[i].fetch_add(1, Ordering::Relaxed);
                         }
                         Some(Ok(_)) => {}
                         _ => return,
@@ -147,6 +151,15 @@ impl PresenceBenchArgs {
             failed.load(Ordering::Relaxed)
         );
         println!("presence frames per second: {counts:?}");
+        let mut got: Vec<u64> = per_user.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+        got.sort_unstable();
+        println!(
+            "frames per user: min {}, median {}, max {}; users with none: {}",
+            got[0],
+            got[got.len() / 2],
+            got[got.len() - 1],
+            got.iter().filter(|&&n| n == 0).count()
+        );
         let peak = counts.iter().max().copied().unwrap_or(0);
         println!(
             "presence frames: {total} in all, peak {peak}/s, {:.0}/s over the {} s counted, {:.1} per user",
@@ -155,9 +168,9 @@ impl PresenceBenchArgs {
             total as f64 / self.users as f64
         );
         println!(
-            "(each user gets one frame per contact when it connects, and one per contact who \
-             comes after it: about {} per user)",
-            (self.group - 1) + (self.group - 1) / 2
+            "(each user gets one frame per contact once its contacts are loaded, {} here, and one \
+             more for each contact who comes or goes after that)",
+            self.group - 1
         );
         Ok(ExitCode::SUCCESS)
     }
