@@ -40,6 +40,9 @@ const LOOKUP_BATCH: usize = 500;
 /// How long loading contacts waits for the views to reach the log's end.
 const LOAD_WAIT: Duration = Duration::from_secs(10);
 
+/// End offsets of `events`: (partition, offset).
+type Ends = Vec<(i32, i64)>;
+
 #[derive(Default)]
 struct Inner {
     /// Local user → the contacts they watch.
@@ -62,7 +65,7 @@ pub struct Contacts {
     events: String,
     /// The last end offsets of `events` read, and when the read began: one read serves
     /// every load that began before it (many sessions opening at once).
-    ends: tokio::sync::Mutex<Option<(Instant, Vec<(i32, i64)>)>>,
+    ends: tokio::sync::Mutex<Option<(Instant, Ends)>>,
     sessions: Arc<Sessions>,
     group_limit: usize,
     inner: Mutex<Inner>,
