@@ -359,11 +359,35 @@ async fn a_group_cannot_grow_beyond_its_cap() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_large_group_pushes_only_to_mentioned_offline_members() {
+async fn a_large_group_pushes_only_to_mentioned_or_opted_in_offline_members() {
     let team = Team::start("bigpush", &["amy", "bob"]).await;
     let conv = team.conv.clone();
     let amy = team.live("amy", 0).await;
     let bob = team.live("bob", 1).await;
+    // cat opts in to every message of the group; zed, no member, cannot.
+    let cat = Api::new(&team.g0, &token(&team.g0, "cat").await);
+    let opted = cat
+        .ok(
+            Method::POST,
+            &format!("/v1/conversations/{conv}/opt-in"),
+            None,
+        )
+        .await
+        .expect("cat opts in");
+    assert_eq!(opted["opted_in"], true);
+    let zed = Api::new(&team.g0, &token(&team.g0, "zed").await);
+    let refused = zed
+        .call(
+            Method::POST,
+            &format!("/v1/conversations/{conv}/opt-in"),
+            None,
+        )
+        .await
+        .unwrap()
+        .expect_err("zed is no member");
+    assert_eq!(refused.status, 403);
+    // The fanout-worker reads push settings from the log too.
+    tokio::time::sleep(Duration::from_secs(2)).await;
     // cat and dan are offline; zed is no member; bob is online.
     let p1 = amy
         .send(&conv, "p1", "no one in particular")
@@ -377,15 +401,15 @@ async fn a_large_group_pushes_only_to_mentioned_offline_members() {
         .seq;
     all_got_exactly(&[&bob], &conv, &[p1, m]).await;
     let log = kafka().await;
-    common::eventually("dan's push job", LONG, || async {
-        appended(&*log, &team.stack.topics.push).await >= 1
+    common::eventually("the push jobs", LONG, || async {
+        appended(&*log, &team.stack.topics.push).await >= 3
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         appended(&*log, &team.stack.topics.push).await,
-        1,
-        "one job: the mentioned offline member's"
+        3,
+        "three jobs: cat's (opted in) for both messages, dan's (mentioned) for the second"
     );
     assert_eq!(appended(&*log, &team.stack.topics.inbox).await, 0);
 }

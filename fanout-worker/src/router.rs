@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use parley_schemas::{
     decode_any, now_millis, AnyRecord, DeliveryBatch, InboxEntry, Meta, PresenceAcked, PushJob,
@@ -57,6 +57,8 @@ pub struct Router {
     pub(crate) actor: String,
     /// Typing indicators of large groups, throttled.
     pub(crate) typing: crate::signals::TypingGate,
+    /// Push settings: who opted in to every message of a large group.
+    opt_ins: std::sync::OnceLock<Arc<parley_push::DeviceBook>>,
 }
 
 impl Router {
@@ -66,7 +68,13 @@ impl Router {
             slots: AtomicI32::new(0),
             actor: format!("fanout:{worker_id}"),
             typing: crate::signals::TypingGate::new(typing_per_s),
+            opt_ins: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Large groups then push every message to the offline members who opted in.
+    pub fn set_opt_ins(&self, book: Arc<parley_push::DeviceBook>) {
+        let _ = self.opt_ins.set(book);
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -206,8 +214,17 @@ impl Router {
             };
             let plan = match &posted.recipients {
                 Recipients::Broadcast => {
-                    // Large groups push only to offline members who are mentioned.
-                    let pushed: Vec<String> = crate::mentions::mentions(&posted.message.body)
+                    // Large groups push only to offline members who are mentioned, or
+                    // who opted in to every message.
+                    let mut named = crate::mentions::mentions(&posted.message.body);
+                    if let Some(book) = self.opt_ins.get() {
+                        for u in book.opted_in(&posted.message.conversation_id) {
+                            if !named.contains(&u) {
+                                named.push(u);
+                            }
+                        }
+                    }
+                    let pushed: Vec<String> = named
                         .into_iter()
                         .filter(|u| {
                             u != posted.message.sender()

@@ -34,6 +34,14 @@ pub async fn run(
     })
     .await?;
     router.set_slots(slots);
+    let book = parley_push::DeviceBook::follow(
+        log.clone(),
+        &config.topics.devices,
+        Duration::from_secs(30),
+        shutdown.clone(),
+    )
+    .await?;
+    router.set_opt_ins(book);
     let presence = tokio::spawn(follow_presence(
         log.clone(),
         router.clone(),

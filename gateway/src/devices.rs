@@ -174,6 +174,37 @@ pub async fn unmute(
     set_mute(state, me, conversation, false).await
 }
 
+/// `POST /v1/conversations/{id}/opt-in`: in a large group, a push for every message
+/// while away (by default only mentions are pushed there).
+pub async fn opt_in(
+    State(state): State<Shared>,
+    Caller(me): Caller,
+    Path(conversation): Path<String>,
+) -> Result<Response, ApiError> {
+    set_opt_in(state, me, conversation, true).await
+}
+
+/// `DELETE /v1/conversations/{id}/opt-in`
+pub async fn opt_out(
+    State(state): State<Shared>,
+    Caller(me): Caller,
+    Path(conversation): Path<String>,
+) -> Result<Response, ApiError> {
+    set_opt_in(state, me, conversation, false).await
+}
+
+async fn set_opt_in(
+    state: Shared,
+    me: String,
+    conversation: String,
+    opted_in: bool,
+) -> Result<Response, ApiError> {
+    ensure_member(&state, &conversation, &me).await?;
+    let pos = state.devices.opt_in(&me, &conversation, opted_in).await?;
+    read_back(&state, pos).await?;
+    Ok(Json(json!({"conversation_id": conversation, "opted_in": opted_in})).into_response())
+}
+
 async fn set_mute(
     state: Shared,
     me: String,

@@ -122,6 +122,10 @@ pub fn router(state: Shared) -> Router {
             "/v1/conversations/{id}/mute",
             post(devices::mute).delete(devices::unmute),
         )
+        .route(
+            "/v1/conversations/{id}/opt-in",
+            post(devices::opt_in).delete(devices::opt_out),
+        )
         .route("/v1/events", get(longpoll::poll));
     if state.config.dev_auth {
         app = app.route("/v1/dev/token", post(conversations::dev_token));

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use parley_schemas::{decode_any, encode, AnyRecord, ConversationMuted, DeviceRegistered, Meta};
+use parley_schemas::{
+    decode_any, encode, AnyRecord, ConversationMuted, DeviceRegistered, Meta, PushOptedIn,
+};
 use parley_sequencer::partition::partition_for_key;
 use parley_sequencer::{EventLog, Position, StartAt};
 use serde::Serialize;
@@ -37,6 +39,8 @@ pub struct Device {
 struct Book {
     devices: HashMap<String, BTreeMap<String, Device>>,
     muted: HashSet<(String, String)>,
+    /// Large group → members who want every message pushed.
+    opted_in: HashMap<String, HashSet<String>>,
 }
 
 pub struct DeviceBook {
@@ -140,6 +144,19 @@ impl DeviceBook {
                             book.muted.remove(&k);
                         }
                     }
+                    Ok(AnyRecord::PushOptedIn(o)) => {
+                        if o.opted_in {
+                            book.opted_in
+                                .entry(o.conversation_id)
+                                .or_default()
+                                .insert(o.user_id);
+                        } else if let Some(users) = book.opted_in.get_mut(&o.conversation_id) {
+                            users.remove(&o.user_id);
+                            if users.is_empty() {
+                                book.opted_in.remove(&o.conversation_id);
+                            }
+                        }
+                    }
                     Ok(other) => warn!(schema = other.schema_name(), "not a push setting; skipped"),
                     Err(e) => {
                         warn!(offset = r.offset, error = %e, "undecodable push setting skipped")
@@ -194,6 +211,34 @@ impl DeviceBook {
             .get(user)
             .map(|d| d.values().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// The members of (large group) `conversation` who want every message pushed.
+    pub fn opted_in(&self, conversation: &str) -> Vec<String> {
+        self.lock()
+            .opted_in
+            .get(conversation)
+            .map(|u| u.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Opts `user` in (or out) of a push for every message of large group `conversation`.
+    pub async fn opt_in(
+        &self,
+        user: &str,
+        conversation: &str,
+        opted_in: bool,
+    ) -> parley_sequencer::Result<Position> {
+        let record = PushOptedIn {
+            meta: Meta::new(user),
+            user_id: user.to_string(),
+            conversation_id: conversation.to_string(),
+            opted_in,
+        };
+        let value =
+            encode(&record).map_err(|e| parley_sequencer::Error::Rejected(e.to_string()))?;
+        self.append(user, &PushOptedIn::key(user, conversation), Some(&value))
+            .await
     }
 
     pub fn is_muted(&self, user: &str, conversation: &str) -> bool {

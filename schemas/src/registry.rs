@@ -79,6 +79,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         "parley.ConversationMuted",
         include_str!("../avro/ConversationMuted.avsc"),
     ),
+    (
+        "parley.PushOptedIn",
+        include_str!("../avro/PushOptedIn.avsc"),
+    ),
 ];
 
 static ALL: LazyLock<Vec<SchemaInfo>> = LazyLock::new(|| {

@@ -144,5 +144,12 @@ pub fn one_of_each() -> Vec<AnyRecord> {
             muted: true,
         }
         .into(),
+        PushOptedIn {
+            meta: meta(14, "carol"),
+            user_id: "carol".into(),
+            conversation_id: CONVERSATION.into(),
+            opted_in: true,
+        }
+        .into(),
     ]
 }

@@ -22,6 +22,7 @@ fn avro_value(record: &AnyRecord) -> Value {
         AnyRecord::DeadLetter(r) => r.to_avro(),
         AnyRecord::DeviceRegistered(r) => r.to_avro(),
         AnyRecord::ConversationMuted(r) => r.to_avro(),
+        AnyRecord::PushOptedIn(r) => r.to_avro(),
     }
 }
 

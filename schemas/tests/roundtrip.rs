@@ -221,6 +221,17 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
             }
             .into()
         }),
+        (meta(), ".*", ".*", any::<bool>()).prop_map(
+            |(meta, user_id, conversation_id, opted_in)| {
+                PushOptedIn {
+                    meta,
+                    user_id,
+                    conversation_id,
+                    opted_in,
+                }
+                .into()
+            }
+        ),
     ]
 }
 

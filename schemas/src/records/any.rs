@@ -25,6 +25,7 @@ pub enum AnyRecord {
     DeadLetter(DeadLetter),
     DeviceRegistered(DeviceRegistered),
     ConversationMuted(ConversationMuted),
+    PushOptedIn(PushOptedIn),
 }
 
 macro_rules! each_record {
@@ -43,7 +44,8 @@ macro_rules! each_record {
             PushJob,
             DeadLetter,
             DeviceRegistered,
-            ConversationMuted
+            ConversationMuted,
+            PushOptedIn
         }
     };
 }

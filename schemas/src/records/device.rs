@@ -45,6 +45,51 @@ impl ConversationMuted {
     }
 }
 
+/// In a large group, `user_id` does (or no longer does) want a push for every message
+/// while away, not only for mentions.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PushOptedIn {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub user_id: String,
+    pub conversation_id: String,
+    pub opted_in: bool,
+}
+
+impl PushOptedIn {
+    pub fn key(user_id: &str, conversation_id: &str) -> String {
+        format!("{user_id}/optin/{conversation_id}")
+    }
+}
+
+impl Record for PushOptedIn {
+    const NAME: &'static str = "parley.PushOptedIn";
+
+    fn to_avro(&self) -> Value {
+        with_meta(
+            &self.meta,
+            vec![
+                ("user_id", Value::String(self.user_id.clone())),
+                (
+                    "conversation_id",
+                    Value::String(self.conversation_id.clone()),
+                ),
+                ("opted_in", Value::Boolean(self.opted_in)),
+            ],
+        )
+    }
+
+    fn from_avro(value: Value) -> Result<Self> {
+        let mut f = Fields::new(value, Self::NAME)?;
+        Ok(Self {
+            meta: Meta::take(&mut f)?,
+            user_id: f.string("user_id")?,
+            conversation_id: f.string("conversation_id")?,
+            opted_in: f.boolean("opted_in")?,
+        })
+    }
+}
+
 impl Record for DeviceRegistered {
     const NAME: &'static str = "parley.DeviceRegistered";
 

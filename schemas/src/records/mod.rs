@@ -22,7 +22,7 @@ pub use any::AnyRecord;
 pub use conversation::{ConversationCreated, ConversationKind, MemberRemoved, MembersAdded};
 pub use dead_letter::{DeadLetter, DEAD_LETTER_VALUE_MAX};
 pub use delivery::DeliveryBatch;
-pub use device::{ConversationMuted, DeviceRegistered};
+pub use device::{ConversationMuted, DeviceRegistered, PushOptedIn};
 pub use inbox::InboxEntry;
 pub use message::MessagePosted;
 pub use presence::PresenceUpdated;
