@@ -97,6 +97,11 @@ func main() {
 		pSecret   = flag.String("parley-secret", "", "-idle: the gateway's PARLEY_JWT_SECRET (tokens are minted here)")
 		pPID      = flag.Int("parley-pid", 0, "-idle: pid of the Parley process whose RSS is read (0: skip Parley)")
 		cfPID     = flag.Int("centrifugo-pid", 0, "-idle: pid of Centrifugo (0: skip it)")
+		presence  = flag.Int("presence", 0, "instead of the group phases: this many users in groups of -presence-group connect, and the presence items each receives are counted (see presence.go)")
+		presGroup = flag.Int("presence-group", 50, "-presence: users per group")
+		presConn  = flag.Duration("presence-connect", 10*time.Second, "-presence: the users connect over this long")
+		presWait  = flag.Duration("presence-settle", 30*time.Second, "-presence: counting goes on this long after the last connection")
+		presNS    = flag.String("presence-namespace", "presence", "-presence: Centrifugo namespace with presence and join/leave (run-centrifugo.sh makes it)")
 	)
 	flag.Usage = func() {
 		fmt.Fprintf(os.Stderr, "peer-group: large-group broadcast fanout, Parley vs Centrifugo v6.\n\nUsage:\n  peer-group -parley http://127.0.0.1:8085,http://127.0.0.1:8086 -centrifugo http://127.0.0.1:8000 [flags]\n\nFlags:\n")
@@ -146,6 +151,16 @@ func main() {
 			fatal(fmt.Errorf("-idle with -parley-pid needs -parley-secret (the gateway's PARLEY_JWT_SECRET)"))
 		}
 		runIdles(ctx, *only, parleyURLs[0], *pSecret, *pPID, *cfURL, *cfSecret, *cfPID, id, *idle, *idleSrc, *idleWait, *jsonOut)
+		return
+	}
+	if *presence > 0 {
+		if *presGroup < 2 || *presence < *presGroup {
+			fatal(fmt.Errorf("-presence-group must be at least 2 and at most -presence"))
+		}
+		if *only != "centrifugo" && *pSecret == "" {
+			fatal(fmt.Errorf("-presence needs -parley-secret (the gateway's PARLEY_JWT_SECRET) unless -only centrifugo"))
+		}
+		runPresences(ctx, *only, parleyURLs[0], *pSecret, *cfURL, *cfSecret, *presNS, id, *presence, *presGroup, *idleSrc, *presConn, *presWait, *jsonOut)
 		return
 	}
 	if *burst > 0 {

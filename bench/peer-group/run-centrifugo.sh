@@ -51,6 +51,7 @@ write_config() {
   # - a second namespace "direct", set like the group's, for the 1:1 pair that runs
   #   alongside the group: A and B subscribe to "direct:<run>", A publishes (its echo
   #   is dropped), B reads.
+  # - a third namespace "presence" (presence and join/leave on) for peer-group -presence.
   # History with forced recovery, as in the shared config: the closest analogue to a
   # chat a reconnecting client can catch up on. Memory engine: one node, nothing persisted.
   cat >"$CONFIG" <<EOF
@@ -73,6 +74,14 @@ write_config() {
         "history_size": $CF_HISTORY_SIZE,
         "history_ttl": "$CF_HISTORY_TTL",
         "force_recovery": true
+      },
+      {
+        "name": "presence",
+        "allow_subscribe_for_client": true,
+        "allow_presence_for_subscriber": true,
+        "presence": true,
+        "join_leave": true,
+        "force_push_join_leave": true
       },
       {
         "name": "direct",
