@@ -6,6 +6,7 @@
 //!
 //! Module map:
 //! - `service.rs`: the group loop; the rules of what is not pushed; commits.
+//! - `deliver.rs`: one notification to one device (retries, breaker, dead letters).
 //! - `collapse.rs`: a conversation's jobs within a window become one notification.
 //! - `devices.rs`: [`DeviceBook`], devices and mutes from the `devices` topic, and
 //!   the writes the gateway makes for `/v1/devices` and `/mute`.
@@ -19,6 +20,7 @@ pub mod backoff;
 pub mod breaker;
 pub mod collapse;
 mod config;
+mod deliver;
 pub mod devices;
 pub mod payload;
 pub mod provider;

@@ -20,7 +20,7 @@ use axum::routing::get;
 use axum::Router;
 use parley_presence::PresenceStore;
 use parley_projector::Views;
-use parley_schemas::{decode, encode, now_millis, DeadLetter, Meta, PushJob};
+use parley_schemas::{decode, now_millis, PushJob};
 use parley_sequencer::{EventLog, GroupEvent};
 use serde::Serialize;
 use tokio::net::TcpListener;
@@ -28,11 +28,11 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::breaker::{endpoint_of, Breakers};
+use crate::breaker::Breakers;
 use crate::collapse::{Collapsed, Collapser, Job};
 use crate::devices::{Device, DeviceBook};
 use crate::payload::Notification;
-use crate::provider::{PushProvider, SendError, WebhookProvider};
+use crate::provider::{PushProvider, WebhookProvider};
 use crate::state::{Intent, PushState};
 use crate::PushConfig;
 
@@ -61,7 +61,7 @@ pub struct Stats {
 /// reading jobs until some are done.
 const MAX_PENDING: usize = 10_000;
 
-fn bump(c: &AtomicU64) {
+pub(crate) fn bump(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -69,19 +69,19 @@ fn bump_by(c: &AtomicU64, n: u32) {
     c.fetch_add(u64::from(n), Ordering::Relaxed);
 }
 
-struct Push {
-    config: PushConfig,
-    log: Arc<dyn EventLog>,
-    devices: Arc<DeviceBook>,
-    state: Arc<PushState>,
-    presence: Arc<dyn PresenceStore>,
-    views: Option<Arc<dyn Views>>,
-    providers: HashMap<&'static str, Arc<dyn PushProvider>>,
-    breakers: Mutex<Breakers>,
-    stats: Arc<Stats>,
-    permits: Semaphore,
+pub(crate) struct Push {
+    pub(crate) config: PushConfig,
+    pub(crate) log: Arc<dyn EventLog>,
+    pub(crate) devices: Arc<DeviceBook>,
+    pub(crate) state: Arc<PushState>,
+    pub(crate) presence: Arc<dyn PresenceStore>,
+    pub(crate) views: Option<Arc<dyn Views>>,
+    pub(crate) providers: HashMap<&'static str, Arc<dyn PushProvider>>,
+    pub(crate) breakers: Mutex<Breakers>,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) permits: Semaphore,
     /// (user, conversation) of the notifications under way here.
-    busy: Mutex<HashSet<(String, String)>>,
+    pub(crate) busy: Mutex<HashSet<(String, String)>>,
 }
 
 /// The push role: reads `push` as group `config.group` until `shutdown`; serves
@@ -298,9 +298,7 @@ impl Push {
             bump_by(&self.stats.skipped_muted, c.count);
             return;
         }
-        debug!(user = %user, devices = devices.len(), "asking the badge");
         let badge = self.badge(&user).await;
-        debug!(user = %user, ?badge, "writing the intent");
         let now = now_millis();
         let intent = Intent {
             user_id: user.clone(),
@@ -366,107 +364,5 @@ impl Push {
                 .ok()?
                 .ok()?;
         Some(list.iter().map(|c| c.unread).sum())
-    }
-
-    /// Sends `n` to `device` with retries, through its endpoint's circuit breaker; what
-    /// cannot be sent ends in the dead-letter topic.
-    async fn deliver(&self, device: &Device, n: &Notification, source: Option<(i32, i64)>) {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return;
-        };
-        let Some(provider) = self.providers.get(device.platform.as_str()) else {
-            let why = format!("no push provider for platform {:?}", device.platform);
-            return self.dead_letter(device, n, &why, source).await;
-        };
-        let endpoint = endpoint_of(&device.url);
-        let started = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            let check = self.lock_breakers().check(&endpoint, Instant::now());
-            if let Err(wait) = check {
-                if started.elapsed() >= self.config.give_up_after {
-                    let why =
-                        format!("circuit of {endpoint} open for longer than the retry budget");
-                    return self.dead_letter(device, n, &why, source).await;
-                }
-                tokio::time::sleep(wait.clamp(Duration::from_millis(50), Duration::from_secs(1)))
-                    .await;
-                continue;
-            }
-            match provider.send(&device.url, n).await {
-                Ok(()) => {
-                    self.lock_breakers().success(&endpoint);
-                    bump(&self.stats.delivered);
-                    debug!(user = %n.user_id, device = %n.device_id, id = %n.id, "pushed");
-                    return;
-                }
-                Err(SendError::Permanent(why)) => {
-                    // The endpoint answered: it is up, the request is what failed.
-                    self.lock_breakers().success(&endpoint);
-                    return self.dead_letter(device, n, &why, source).await;
-                }
-                Err(SendError::Retryable(why)) => {
-                    self.lock_breakers().failure(&endpoint, Instant::now());
-                    if self.config.backoff.gives_up_after(attempt)
-                        || started.elapsed() >= self.config.give_up_after
-                    {
-                        let why = format!("{why} (after {} attempts)", attempt + 1);
-                        return self.dead_letter(device, n, &why, source).await;
-                    }
-                    bump(&self.stats.retried);
-                    debug!(device = %n.device_id, attempt, error = %why, "push failed; retrying");
-                    tokio::time::sleep(self.config.backoff.delay(attempt)).await;
-                    attempt += 1;
-                }
-            }
-        }
-    }
-
-    fn lock_breakers(&self) -> std::sync::MutexGuard<'_, Breakers> {
-        self.breakers.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    async fn dead_letter(
-        &self,
-        device: &Device,
-        n: &Notification,
-        why: &str,
-        source: Option<(i32, i64)>,
-    ) {
-        bump(&self.stats.dead_lettered);
-        warn!(user = %n.user_id, device = %n.device_id, id = %n.id, error = %why, "push dead-lettered");
-        let body = n.to_body();
-        let (source_partition, source_offset) = source.unwrap_or((-1, -1));
-        let letter = DeadLetter {
-            meta: Meta::new("push"),
-            topic: format!("push:{}", device.platform),
-            partition: None,
-            key: n.user_id.as_bytes().to_vec(),
-            value_size: body.len() as i64,
-            value: Some(body),
-            error: why.to_string(),
-            source_topic: self.config.topics.push.clone(),
-            source_partition,
-            source_offset,
-        };
-        let Ok(value) = encode(&letter) else { return };
-        for attempt in 0..5u32 {
-            match self
-                .log
-                .append(
-                    &self.config.topics.dead_letters,
-                    n.user_id.as_bytes(),
-                    Some(&value),
-                )
-                .await
-            {
-                Ok(_) => return,
-                Err(e) if attempt < 4 => {
-                    warn!(error = %e, "dead letter not written; retrying");
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                }
-                Err(e) => warn!(error = %e, "dead letter lost"),
-            }
-        }
     }
 }
