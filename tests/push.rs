@@ -126,6 +126,37 @@ async fn offline_users_get_collapsed_signed_pushes_through_outages_and_not_when_
         .await
         .unwrap();
     assert_eq!(listed["devices"].as_array().unwrap().len(), 1, "{listed}");
+    for (bad, why) in [
+        (
+            json!({"platform": "webhook", "url": "https://relay.example/push"}),
+            "https",
+        ),
+        (
+            json!({"platform": "webhook", "url": "ftp://relay.example/"}),
+            "a scheme",
+        ),
+        (
+            json!({"platform": "apns", "url": "http://relay.example/"}),
+            "a platform",
+        ),
+        (json!({"platform": "webhook", "url": "not a url"}), "a URL"),
+    ] {
+        let refused = bob_api
+            .call(reqwest::Method::POST, "/v1/devices", Some(bad))
+            .await
+            .unwrap()
+            .expect_err(why);
+        assert_eq!(refused.status, 400, "{why}: {}", refused.body);
+    }
+    let listed = bob_api
+        .ok(reqwest::Method::GET, "/v1/devices", None)
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["devices"].as_array().unwrap().len(),
+        1,
+        "refusals change nothing"
+    );
     let conv = amy_api.create_direct("bob").await.unwrap();
 
     // 200 messages while Bob is away: collapsed, by the window, into few notifications.

@@ -44,9 +44,16 @@ fn check_url(url: &str) -> Result<(), ApiError> {
     }
     let parsed = reqwest::Url::parse(url)
         .map_err(|e| ApiError::bad_request(format!("url {url:?} is not a URL: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+    if parsed.scheme() == "https" {
+        // Refused here rather than dead-lettered at every push.
         return Err(ApiError::bad_request(
-            "url must be an http:// or https:// URL with a host",
+            "https:// webhooks are not served by this build (it has no TLS): register an \
+             http:// relay on your network",
+        ));
+    }
+    if parsed.scheme() != "http" || parsed.host_str().is_none() {
+        return Err(ApiError::bad_request(
+            "url must be an http:// URL with a host",
         ));
     }
     Ok(())
