@@ -279,17 +279,20 @@ async fn write(
                 break;
             }
         };
-        // Frames already queued behind this one go out in the same write.
+        // Frames already queued behind this one go out in the same write: live ones
+        // first, then bulk ones (a sync's pages, a presence snapshot).
         let batch = async {
             sink.feed(msg).await?;
             for _ in 1..WRITE_BATCH {
-                match outbound.live.try_recv() {
-                    Ok(f) => {
-                        sink.feed(Message::Text(Utf8Bytes::from(f.as_ref())))
-                            .await?
-                    }
-                    Err(_) => break,
-                }
+                let next = match outbound.live.try_recv() {
+                    Ok(f) => f,
+                    Err(_) => match outbound.bulk.try_recv() {
+                        Ok(f) => f,
+                        Err(_) => break,
+                    },
+                };
+                sink.feed(Message::Text(Utf8Bytes::from(next.as_ref())))
+                    .await?;
             }
             sink.flush().await
         };
