@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use parley_presence::{PresenceStore, Seen};
 use parley_projector::Views;
@@ -40,9 +40,6 @@ const LOOKUP_BATCH: usize = 500;
 /// How long loading contacts waits for the views to reach the log's end.
 const LOAD_WAIT: Duration = Duration::from_secs(10);
 
-/// End offsets of `events`: (partition, offset).
-type Ends = Vec<(i32, i64)>;
-
 #[derive(Default)]
 struct Inner {
     /// Local user → the contacts they watch.
@@ -63,9 +60,6 @@ pub struct Contacts {
     views: Arc<dyn Views>,
     log: Arc<dyn EventLog>,
     events: String,
-    /// The last end offsets of `events` read, and when the read began: one read serves
-    /// every load that began before it (many sessions opening at once).
-    ends: tokio::sync::Mutex<Option<(Instant, Ends)>>,
     sessions: Arc<Sessions>,
     group_limit: usize,
     inner: Mutex<Inner>,
@@ -93,7 +87,6 @@ impl Contacts {
             views,
             log,
             events: events.to_string(),
-            ends: tokio::sync::Mutex::new(None),
             sessions,
             group_limit,
             inner: Mutex::new(Inner::default()),
@@ -108,7 +101,15 @@ impl Contacts {
     /// of groups up to the limit), and the conversations looked at. Read once the views
     /// hold what the log held: a conversation created just before counts.
     async fn load(&self, user: &str) -> Result<(HashSet<String>, HashSet<String>), ApiError> {
-        let ends = self.ends_since(Instant::now()).await?;
+        // The log reads the end offsets once for every session opening meanwhile.
+        let ends: Vec<(i32, i64)> = self
+            .log
+            .end_offsets(&self.events)
+            .await?
+            .into_iter()
+            .enumerate()
+            .map(|(p, e)| (p as i32, e))
+            .collect();
         if !self.views.wait_applied(&ends, LOAD_WAIT).await? {
             debug!(user = %user, "views behind the log: contacts loaded from what they hold");
         }
@@ -129,27 +130,6 @@ impl Contacts {
             }
         }
         Ok((contacts, convs))
-    }
-
-    /// End offsets of `events` read at or after `since`.
-    async fn ends_since(&self, since: Instant) -> Result<Vec<(i32, i64)>, ApiError> {
-        let mut last = self.ends.lock().await;
-        if let Some((at, ends)) = &*last {
-            if *at >= since {
-                return Ok(ends.clone());
-            }
-        }
-        let at = Instant::now();
-        let ends: Vec<(i32, i64)> = self
-            .log
-            .end_offsets(&self.events)
-            .await?
-            .into_iter()
-            .enumerate()
-            .map(|(p, e)| (p as i32, e))
-            .collect();
-        *last = Some((at, ends.clone()));
-        Ok(ends)
     }
 
     /// A message of `conversation` was delivered to `user` here: if their contacts were

@@ -14,10 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
 use parley_schemas::{decode, encode, now_millis, Meta, PresenceUpdated};
-use parley_sequencer::{EventLog, StartAt};
-use tokio::sync::{broadcast, watch};
+use parley_sequencer::{follow, EventLog};
+use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
@@ -99,41 +98,9 @@ impl LogPresence {
             users: Mutex::new(Users::default()),
             changes: broadcast::channel(CHANGES).0,
         });
-        let ends = log.end_offsets(topic).await?;
-        let from: Vec<(i32, StartAt)> = (0..ends.len() as i32)
-            .map(|p| (p, StartAt::Beginning))
-            .collect();
-        let mut records = log.read(topic, &from).await?;
-        let (caught_tx, mut caught_rx) = watch::channel(ends.iter().all(|&e| e == 0));
         let reader = store.clone();
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let mut remaining: Vec<i64> = ends;
-            loop {
-                let record = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    r = records.next() => r,
-                };
-                match record {
-                    Some(Ok(r)) => {
-                        reader.on_record(&r);
-                        if let Some(end) = remaining.get_mut(r.partition as usize) {
-                            if r.offset + 1 >= *end {
-                                *end = 0;
-                                if remaining.iter().all(|&e| e == 0) {
-                                    let _ = caught_tx.send(true);
-                                }
-                            }
-                        }
-                    }
-                    Some(Err(e)) => {
-                        warn!(error = %e, "presence topic read failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                    None => return,
-                }
-            }
-        });
+        let following =
+            follow::follow(log, topic, shutdown.clone(), move |r| reader.on_record(r)).await?;
         let sweeper = store.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -149,10 +116,7 @@ impl LogPresence {
                 }
             }
         });
-        if tokio::time::timeout(catch_up, caught_rx.wait_for(|c| *c))
-            .await
-            .is_err()
-        {
+        if !following.loaded(catch_up).await {
             warn!(
                 topic,
                 "presence not read to its end in time; serving what was read"

@@ -161,25 +161,41 @@ impl RedisPresence {
                     continue;
                 }
             }
-            let _: () = redis::pipe()
-                .atomic()
-                .cmd("ZREM")
-                .arg(self.devices_key(user))
-                .arg(device)
-                .ignore()
-                .cmd("SET")
-                .arg(self.last_seen_key(user))
-                .arg(expires)
-                .arg("PX")
-                .arg(LAST_SEEN_KEPT.as_millis() as u64)
-                .ignore()
-                .cmd("PUBLISH")
-                .arg(self.channel())
-                .arg(user)
-                .ignore()
-                .query_async(&mut conn)
-                .await?;
+            self.end_device(user, device, expires).await?;
         }
+        Ok(())
+    }
+
+    fn member(user: &str, device: impl std::fmt::Display) -> String {
+        format!("{user}\x1f{device}")
+    }
+
+    /// `device` of `user` ended at `at`: it is removed, `last_seen` is set, and the
+    /// change is told.
+    async fn end_device(&self, user: &str, device: &str, at: i64) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: () = redis::pipe()
+            .atomic()
+            .cmd("ZREM")
+            .arg(self.devices_key(user))
+            .arg(device)
+            .ignore()
+            .cmd("ZREM")
+            .arg(self.expiries_key())
+            .arg(Self::member(user, device))
+            .ignore()
+            .cmd("SET")
+            .arg(self.last_seen_key(user))
+            .arg(at)
+            .arg("PX")
+            .arg(LAST_SEEN_KEPT.as_millis() as u64)
+            .ignore()
+            .cmd("PUBLISH")
+            .arg(self.channel())
+            .arg(user)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
         Ok(())
     }
 }
@@ -204,7 +220,7 @@ impl PresenceStore for RedisPresence {
             .cmd("ZADD")
             .arg(self.expiries_key())
             .arg(expires)
-            .arg(format!("{user}\x1f{device}"))
+            .arg(Self::member(user, device))
             .ignore()
             .query_async(&mut conn)
             .await?;
@@ -219,30 +235,8 @@ impl PresenceStore for RedisPresence {
     }
 
     async fn gone(&self, user: &str, device: i32) -> Result<()> {
-        let mut conn = self.conn.clone();
-        let _: () = redis::pipe()
-            .atomic()
-            .cmd("ZREM")
-            .arg(self.devices_key(user))
-            .arg(device)
-            .ignore()
-            .cmd("ZREM")
-            .arg(self.expiries_key())
-            .arg(format!("{user}\x1f{device}"))
-            .ignore()
-            .cmd("SET")
-            .arg(self.last_seen_key(user))
-            .arg(now_millis())
-            .arg("PX")
-            .arg(LAST_SEEN_KEPT.as_millis() as u64)
-            .ignore()
-            .cmd("PUBLISH")
-            .arg(self.channel())
-            .arg(user)
-            .ignore()
-            .query_async(&mut conn)
-            .await?;
-        Ok(())
+        self.end_device(user, &device.to_string(), now_millis())
+            .await
     }
 
     async fn lookup(&self, users: &[String]) -> Result<Vec<Seen>> {

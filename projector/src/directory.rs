@@ -12,8 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures::StreamExt;
-use parley_sequencer::{EventLog, StartAt};
+use parley_sequencer::{follow, EventLog};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -145,39 +144,15 @@ impl Directory {
         topic: &str,
         shutdown: CancellationToken,
     ) -> Result<Directory> {
-        let end = log.end_offsets(topic).await?.first().copied().unwrap_or(0);
-        let mut records = log.read(topic, &[(0, StartAt::Beginning)]).await?;
         let dir = Directory {
             replicas: Arc::new(Mutex::new(HashMap::new())),
         };
-        let (loaded_tx, mut loaded) = watch::channel(end == 0);
         let d = dir.clone();
-        let topic_name = topic.to_string();
-        tokio::spawn(async move {
-            loop {
-                let next = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    n = records.next() => n,
-                };
-                let r = match next {
-                    Some(Ok(r)) => r,
-                    Some(Err(e)) => {
-                        warn!(error = %e, topic = %topic_name, "reading the directory failed; reading on in a second");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                    None => return,
-                };
-                d.apply(r.key.as_deref(), r.value.as_deref());
-                if r.offset + 1 >= end {
-                    let _ = loaded_tx.send(true);
-                }
-            }
-        });
-        if tokio::time::timeout(LOAD_WAIT, loaded.wait_for(|l| *l))
-            .await
-            .is_err()
-        {
+        let following = follow::follow(log, topic, shutdown, move |r| {
+            d.apply(r.key.as_deref(), r.value.as_deref())
+        })
+        .await?;
+        if !following.loaded(LOAD_WAIT).await {
             return Err(Error::Unavailable(format!(
                 "the directory {topic} was not read to its end within {LOAD_WAIT:?}"
             )));

@@ -9,20 +9,16 @@
 use std::collections::{hash_map, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use parley_schemas::PushJob;
 use uuid::Uuid;
 
-/// One message that may need a push notification to one user.
+/// One message that may need a push notification to one user: a push job and where
+/// it was read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
     pub partition: i32,
     pub offset: i64,
-    pub user_id: String,
-    pub conversation_id: String,
-    pub seq: i64,
-    pub message_id: Uuid,
-    pub sender_id: String,
-    pub title: String,
-    pub preview: String,
+    pub push: PushJob,
 }
 
 /// The jobs of one (user, conversation) folded together.
@@ -49,15 +45,15 @@ pub struct Collapsed {
 impl Collapsed {
     fn open(job: Job) -> Self {
         Self {
-            user_id: job.user_id,
-            conversation_id: job.conversation_id,
+            user_id: job.push.user_id,
+            conversation_id: job.push.conversation_id,
             count: 1,
-            first_seq: job.seq,
-            last_seq: job.seq,
-            message_id: job.message_id,
-            sender_id: job.sender_id,
-            title: job.title,
-            preview: job.preview,
+            first_seq: job.push.seq,
+            last_seq: job.push.seq,
+            message_id: job.push.message_id,
+            sender_id: job.push.sender_id,
+            title: job.push.title,
+            preview: job.push.preview,
             offsets: vec![(job.partition, job.offset)],
         }
     }
@@ -92,13 +88,13 @@ impl Collapser {
     /// [`Collapser::drain`]. A job whose seq was already folded in is not counted again,
     /// but its offset is recorded.
     pub fn add(&mut self, job: Job, now: Instant) {
-        let key = (job.user_id.clone(), job.conversation_id.clone());
+        let key = (job.push.user_id.clone(), job.push.conversation_id.clone());
         let entry = match self.pending.entry(key) {
             hash_map::Entry::Occupied(occupied) => occupied.into_mut(),
             hash_map::Entry::Vacant(vacant) => {
                 vacant.insert(Entry {
                     opened: now,
-                    seqs: HashSet::from([job.seq]),
+                    seqs: HashSet::from([job.push.seq]),
                     collapsed: Collapsed::open(job),
                 });
                 return;
@@ -106,17 +102,17 @@ impl Collapser {
         };
         let c = &mut entry.collapsed;
         c.offsets.push((job.partition, job.offset));
-        if !entry.seqs.insert(job.seq) {
+        if !entry.seqs.insert(job.push.seq) {
             return;
         }
         c.count = c.count.saturating_add(1);
-        c.first_seq = c.first_seq.min(job.seq);
-        if job.seq > c.last_seq {
-            c.last_seq = job.seq;
-            c.message_id = job.message_id;
-            c.sender_id = job.sender_id;
-            c.title = job.title;
-            c.preview = job.preview;
+        c.first_seq = c.first_seq.min(job.push.seq);
+        if job.push.seq > c.last_seq {
+            c.last_seq = job.push.seq;
+            c.message_id = job.push.message_id;
+            c.sender_id = job.push.sender_id;
+            c.title = job.push.title;
+            c.preview = job.push.preview;
         }
     }
 
@@ -188,13 +184,17 @@ mod tests {
         Job {
             partition: 1,
             offset: 100 + seq,
-            user_id: user.to_owned(),
-            conversation_id: conversation.to_owned(),
-            seq,
-            message_id: Uuid::from_u128(seq as u128),
-            sender_id: format!("sender-{seq}"),
-            title: format!("title-{seq}"),
-            preview: format!("preview-{seq}"),
+            push: PushJob {
+                meta: parley_schemas::Meta::new("test"),
+                user_id: user.to_owned(),
+                conversation_id: conversation.to_owned(),
+                seq,
+                message_id: Uuid::from_u128(seq as u128),
+                sender_id: format!("sender-{seq}"),
+                title: format!("title-{seq}"),
+                preview: format!("preview-{seq}"),
+                badge: None,
+            },
         }
     }
 
@@ -279,7 +279,7 @@ mod tests {
         c.add(job("u", "c", 5), t0);
         let mut again = job("u", "c", 5);
         again.offset = 999;
-        again.preview = "changed".to_owned();
+        again.push.preview = "changed".to_owned();
         c.add(again, t0);
         c.add(job("u", "c", 6), t0);
         let out = c.drain();

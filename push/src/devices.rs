@@ -9,14 +9,12 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use parley_schemas::{
     decode_any, encode, AnyRecord, ConversationMuted, DeviceRegistered, Meta, PushOptedIn,
 };
 use parley_sequencer::partition::partition_for_key;
-use parley_sequencer::{EventLog, Position, StartAt};
+use parley_sequencer::{follow, EventLog, Position};
 use serde::Serialize;
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -47,9 +45,8 @@ pub struct DeviceBook {
     log: Arc<dyn EventLog>,
     topic: String,
     partitions: i32,
-    book: Mutex<Book>,
-    /// Per partition, the next offset to apply.
-    applied: watch::Sender<Vec<i64>>,
+    book: Arc<Mutex<Book>>,
+    following: follow::Following,
 }
 
 impl DeviceBook {
@@ -61,40 +58,18 @@ impl DeviceBook {
         catch_up: Duration,
         shutdown: CancellationToken,
     ) -> parley_sequencer::Result<Arc<Self>> {
-        let ends = log.end_offsets(topic).await?;
-        let partitions = ends.len() as i32;
-        let book = Arc::new(DeviceBook {
-            log: log.clone(),
-            topic: topic.to_string(),
-            partitions,
-            book: Mutex::new(Book::default()),
-            applied: watch::channel(vec![0; ends.len()]).0,
-        });
-        let from: Vec<(i32, StartAt)> = (0..partitions).map(|p| (p, StartAt::Beginning)).collect();
-        let mut records = log.read(topic, &from).await?;
+        let book = Arc::new(Mutex::new(Book::default()));
         let reader = book.clone();
-        tokio::spawn(async move {
-            loop {
-                let record = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    r = records.next() => r,
-                };
-                match record {
-                    Some(Ok(r)) => reader.apply(&r),
-                    Some(Err(e)) => {
-                        warn!(error = %e, "devices topic read failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                    None => return,
-                }
-            }
+        let following =
+            follow::follow(log.clone(), topic, shutdown, move |r| apply(&reader, r)).await?;
+        let book = Arc::new(DeviceBook {
+            log,
+            topic: topic.to_string(),
+            partitions: following.partitions(),
+            book,
+            following,
         });
-        let ready = ends
-            .iter()
-            .enumerate()
-            .map(|(p, &end)| (p as i32, end))
-            .collect::<Vec<_>>();
-        if !book.wait_applied(&ready, catch_up).await {
+        if !book.following.loaded(catch_up).await {
             warn!(
                 topic,
                 "devices not read to the end in time; serving what was read"
@@ -107,81 +82,9 @@ impl DeviceBook {
         self.book.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn apply(&self, r: &parley_sequencer::LogRecord) {
-        let key = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok());
-        let at = r.timestamp_ms.unwrap_or(0);
-        {
-            let mut book = self.lock();
-            match (&r.value, key) {
-                (None, Some(key)) => {
-                    // A tombstone: only devices are deleted this way.
-                    if let Some((user, id)) = key.split_once("/device/") {
-                        if let Some(devices) = book.devices.get_mut(user) {
-                            devices.remove(id);
-                            if devices.is_empty() {
-                                book.devices.remove(user);
-                            }
-                        }
-                    }
-                }
-                (Some(v), _) => match decode_any(v) {
-                    Ok(AnyRecord::DeviceRegistered(d)) => {
-                        book.devices.entry(d.user_id).or_default().insert(
-                            d.device_id.clone(),
-                            Device {
-                                device_id: d.device_id,
-                                platform: d.platform,
-                                url: d.target,
-                                registered_at: at,
-                            },
-                        );
-                    }
-                    Ok(AnyRecord::ConversationMuted(m)) => {
-                        let k = (m.user_id, m.conversation_id);
-                        if m.muted {
-                            book.muted.insert(k);
-                        } else {
-                            book.muted.remove(&k);
-                        }
-                    }
-                    Ok(AnyRecord::PushOptedIn(o)) => {
-                        if o.opted_in {
-                            book.opted_in
-                                .entry(o.conversation_id)
-                                .or_default()
-                                .insert(o.user_id);
-                        } else if let Some(users) = book.opted_in.get_mut(&o.conversation_id) {
-                            users.remove(&o.user_id);
-                            if users.is_empty() {
-                                book.opted_in.remove(&o.conversation_id);
-                            }
-                        }
-                    }
-                    Ok(other) => warn!(schema = other.schema_name(), "not a push setting; skipped"),
-                    Err(e) => {
-                        warn!(offset = r.offset, error = %e, "undecodable push setting skipped")
-                    }
-                },
-                (None, None) => {}
-            }
-        }
-        self.applied.send_modify(|a| {
-            if let Some(next) = a.get_mut(r.partition as usize) {
-                *next = (*next).max(r.offset + 1);
-            }
-        });
-    }
-
     /// Waits until every `(partition, offset)` is applied (the record at `offset` read).
     pub async fn wait_applied(&self, positions: &[(i32, i64)], timeout: Duration) -> bool {
-        let mut rx = self.applied.subscribe();
-        let done = |a: &Vec<i64>| {
-            positions
-                .iter()
-                .all(|&(p, o)| a.get(p as usize).is_some_and(|&next| next >= o))
-        };
-        let reached = tokio::time::timeout(timeout, rx.wait_for(done)).await;
-        reached.is_ok()
+        self.following.reached(positions, timeout).await
     }
 
     /// Waits until everything the topic holds now is applied: a setting written just
@@ -307,5 +210,66 @@ impl DeviceBook {
             Some(&value),
         )
         .await
+    }
+}
+
+/// Applies one record of the topic to `book`.
+fn apply(book: &Mutex<Book>, r: &parley_sequencer::LogRecord) {
+    let key = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok());
+    let at = r.timestamp_ms.unwrap_or(0);
+    {
+        let mut book = book.lock().unwrap_or_else(|p| p.into_inner());
+        match (&r.value, key) {
+            (None, Some(key)) => {
+                // A tombstone: only devices are deleted this way.
+                if let Some((user, id)) = key.split_once("/device/") {
+                    if let Some(devices) = book.devices.get_mut(user) {
+                        devices.remove(id);
+                        if devices.is_empty() {
+                            book.devices.remove(user);
+                        }
+                    }
+                }
+            }
+            (Some(v), _) => match decode_any(v) {
+                Ok(AnyRecord::DeviceRegistered(d)) => {
+                    book.devices.entry(d.user_id).or_default().insert(
+                        d.device_id.clone(),
+                        Device {
+                            device_id: d.device_id,
+                            platform: d.platform,
+                            url: d.target,
+                            registered_at: at,
+                        },
+                    );
+                }
+                Ok(AnyRecord::ConversationMuted(m)) => {
+                    let k = (m.user_id, m.conversation_id);
+                    if m.muted {
+                        book.muted.insert(k);
+                    } else {
+                        book.muted.remove(&k);
+                    }
+                }
+                Ok(AnyRecord::PushOptedIn(o)) => {
+                    if o.opted_in {
+                        book.opted_in
+                            .entry(o.conversation_id)
+                            .or_default()
+                            .insert(o.user_id);
+                    } else if let Some(users) = book.opted_in.get_mut(&o.conversation_id) {
+                        users.remove(&o.user_id);
+                        if users.is_empty() {
+                            book.opted_in.remove(&o.conversation_id);
+                        }
+                    }
+                }
+                Ok(other) => warn!(schema = other.schema_name(), "not a push setting; skipped"),
+                Err(e) => {
+                    warn!(offset = r.offset, error = %e, "undecodable push setting skipped")
+                }
+            },
+            (None, None) => {}
+        }
     }
 }

@@ -194,13 +194,7 @@ pub async fn run(
                         Job {
                             partition: r.partition,
                             offset: r.offset,
-                            user_id: job.user_id,
-                            conversation_id: job.conversation_id,
-                            seq: job.seq,
-                            message_id: job.message_id,
-                            sender_id: job.sender_id,
-                            title: job.title,
-                            preview: job.preview,
+                            push: job,
                         },
                         Instant::now(),
                     );

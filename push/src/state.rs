@@ -14,11 +14,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use parley_sequencer::partition::partition_for_key;
-use parley_sequencer::{EventLog, StartAt};
+use parley_sequencer::{follow, EventLog};
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
@@ -59,57 +57,22 @@ impl PushState {
         catch_up: Duration,
         shutdown: CancellationToken,
     ) -> parley_sequencer::Result<Arc<Self>> {
-        let ends = log.end_offsets(topic).await?;
         let state = Arc::new(PushState {
             log: log.clone(),
             topic: topic.to_string(),
-            partitions: ends.len() as i32,
+            partitions: log.partition_count(topic).await?,
             intents: Mutex::new(HashMap::new()),
         });
-        let from: Vec<(i32, StartAt)> = (0..ends.len() as i32)
-            .map(|p| (p, StartAt::Beginning))
-            .collect();
-        let mut records = log.read(topic, &from).await?;
-        let mut remaining = ends.clone();
-        let (caught_tx, mut caught_rx) = watch::channel(ends.iter().all(|&e| e == 0));
         let reader = state.clone();
-        tokio::spawn(async move {
-            loop {
-                let record = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    r = records.next() => r,
-                };
-                match record {
-                    Some(Ok(r)) => {
-                        if let Some(v) = &r.value {
-                            match serde_json::from_slice::<Intent>(v) {
-                                Ok(intent) => reader.remember(intent),
-                                Err(e) => {
-                                    warn!(offset = r.offset, error = %e, "unreadable push intent skipped")
-                                }
-                            }
-                        }
-                        if let Some(end) = remaining.get_mut(r.partition as usize) {
-                            if r.offset + 1 >= *end {
-                                *end = 0;
-                                if remaining.iter().all(|&e| e == 0) {
-                                    let _ = caught_tx.send(true);
-                                }
-                            }
-                        }
-                    }
-                    Some(Err(e)) => {
-                        warn!(error = %e, "push-state read failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(500)).await;
-                    }
-                    None => return,
-                }
+        let following = follow::follow(log, topic, shutdown, move |r| {
+            let Some(v) = &r.value else { return };
+            match serde_json::from_slice::<Intent>(v) {
+                Ok(intent) => reader.remember(intent),
+                Err(e) => warn!(offset = r.offset, error = %e, "unreadable push intent skipped"),
             }
-        });
-        if tokio::time::timeout(catch_up, caught_rx.wait_for(|c| *c))
-            .await
-            .is_err()
-        {
+        })
+        .await?;
+        if !following.loaded(catch_up).await {
             warn!(topic, "push-state not read to its end in time");
         }
         Ok(state)

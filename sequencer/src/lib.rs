@@ -6,6 +6,7 @@
 //! - [`partition`]: key → partition, identical to Kafka's Java default partitioner (murmur2).
 //! - [`topics`]: the declarative topic spec of DESIGN.md §3 (names, partitions, retention).
 //! - [`kafka`]: the Kafka backend, on rdkafka.
+//! - [`follow`]: reading a whole topic, from its start and then live, into a state.
 //! - [`error`]: the crate's error, which says whether a retry can help.
 //!
 //! **seq_no.** A message's seq_no is the offset of its `MessagePosted` record in its
@@ -14,6 +15,7 @@
 //! but not dense: other conversations and membership events take offsets in between.
 
 pub mod error;
+pub mod follow;
 pub mod kafka;
 pub mod log;
 pub mod partition;

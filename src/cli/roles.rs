@@ -330,19 +330,29 @@ impl PresenceArgs {
         topic: &str,
         shutdown: &tokio_util::sync::CancellationToken,
     ) -> anyhow::Result<Arc<dyn parley_presence::PresenceStore>> {
-        if let Some(s) = self.external(shutdown).await? {
-            return Ok(s);
-        }
-        let store = parley_presence::LogPresence::follow(
-            log.clone(),
-            topic,
-            Duration::from_secs(30),
-            shutdown.clone(),
-        )
-        .await
-        .with_context(|| format!("reading presence from {topic}"))?;
-        Ok(store)
+        presence_store(self.external(shutdown).await?, log, topic, shutdown).await
     }
+}
+
+/// The store presence is read from: `external` (Redis) if given, else the presence topic.
+async fn presence_store(
+    external: Option<Arc<dyn parley_presence::PresenceStore>>,
+    log: &Arc<dyn EventLog>,
+    topic: &str,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> anyhow::Result<Arc<dyn parley_presence::PresenceStore>> {
+    if let Some(s) = external {
+        return Ok(s);
+    }
+    let store = parley_presence::LogPresence::follow(
+        log.clone(),
+        topic,
+        Duration::from_secs(30),
+        shutdown.clone(),
+    )
+    .await
+    .with_context(|| format!("reading presence from {topic}"))?;
+    Ok(store)
 }
 
 impl ClientArgs {
@@ -602,18 +612,13 @@ impl AllRoles {
         ));
         let push = match c.push {
             Some(config) => {
-                let store = match &c.presence {
-                    Some(s) => s.clone(),
-                    None => {
-                        parley_presence::LogPresence::follow(
-                            c.log.clone(),
-                            &config.topics.presence,
-                            Duration::from_secs(30),
-                            c.shutdown.clone(),
-                        )
-                        .await?
-                    }
-                };
+                let store = presence_store(
+                    c.presence.clone(),
+                    &c.log,
+                    &config.topics.presence,
+                    &c.shutdown,
+                )
+                .await?;
                 Some(tokio::spawn(parley_push::run(
                     config,
                     c.log.clone(),

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod config;
+mod ends;
 mod errors;
 pub mod group;
 mod lease;
@@ -40,6 +41,7 @@ struct Inner {
     producer: FutureProducer,
     admin: AdminClient<DefaultClientContext>,
     meta: Arc<BaseConsumer>,
+    ends: ends::EndOffsets,
 }
 
 impl KafkaLog {
@@ -54,6 +56,7 @@ impl KafkaLog {
                 producer,
                 admin,
                 meta,
+                ends: ends::EndOffsets::default(),
             }),
         };
         admin::check_reachable(&log.inner.meta, &log.inner.config).await?;
@@ -126,7 +129,13 @@ impl EventLog for KafkaLog {
     }
 
     async fn end_offsets(&self, topic: &str) -> Result<Vec<i64>> {
-        admin::end_offsets(&self.inner.meta, &self.inner.config, topic).await
+        let inner = &self.inner;
+        inner
+            .ends
+            .read(topic, || {
+                admin::end_offsets(&inner.meta, &inner.config, topic)
+            })
+            .await
     }
 
     async fn broker_count(&self) -> Result<usize> {
