@@ -66,12 +66,13 @@ async fn an_offline_user_gets_all_500_messages_once_in_order_and_acks_its_inbox_
     })
     .await;
     // The projector reports how far it has consumed each of its streams.
-    let status: serde_json::Value = reqwest::get(format!("{}/v1/status", stack.projector_url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: serde_json::Value =
+        common::stack::projector_get(format!("{}/v1/status", stack.projector_url))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
     let sum = |k: &str| -> i64 {
         status[k]
             .as_object()
@@ -290,6 +291,7 @@ async fn a_message_appended_just_before_a_reconnect_is_never_missed_with_a_slow_
         // The projector has not applied the message yet (it sleeps 400 ms per batch).
         let status: serde_json::Value = projector
             .get(format!("{}/v1/status", stack.projector_url))
+            .bearer_auth(common::stack::SERVICE_TOKEN)
             .send()
             .await
             .unwrap()

@@ -5,12 +5,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::stack::{free_port, kafka, provision, settings, wait_healthy, Proc};
+use common::stack::{free_port, kafka, projector_get, provision, settings, wait_healthy, Proc};
 use parley_schemas::{encode, ids, ConversationCreated, ConversationKind, MessagePosted, Meta};
 use serde_json::Value;
 
 async fn get(url: &str) -> Value {
-    reqwest::get(url).await.unwrap().json().await.unwrap()
+    projector_get(url).await.unwrap().json().await.unwrap()
 }
 
 /// Waits until the projector at `url` has applied everything up to `ends`.

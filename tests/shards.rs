@@ -36,7 +36,7 @@ async fn caught_up(stack: &Processes, which: &[usize]) -> bool {
     let ends = log.end_offsets(&stack.topics.events).await.unwrap();
     for i in which {
         let url = format!("{}/v1/status", stack.projectors[*i].url);
-        let Ok(r) = reqwest::get(&url).await else {
+        let Ok(r) = common::stack::projector_get(&url).await else {
             return false;
         };
         let Ok(status) = r.json::<serde_json::Value>().await else {

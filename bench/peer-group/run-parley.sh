@@ -83,7 +83,12 @@ case "${1:-start}" in
     echo "$BIN" >"$BINFILE"
     export PARLEY_LOG_LEVEL="${PARLEY_LOG_LEVEL:-warn}"
     PREFIX="pg-$(date +%s)-$$."
-    SECRET="peergroup-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    SECRET="peergroup-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    # The projector's API token; the load generator is many users on one address, so
+    # the rate limits of the gateways are off.
+    export PARLEY_SERVICE_TOKEN="service-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    export PARLEY_RATE_SENDS=0 PARLEY_RATE_TYPING=0 PARLEY_RATE_CREATES=0 PARLEY_RATE_ADDS=0 \
+      PARLEY_RATE_CONNECTS=0 PARLEY_RATE_UPGRADES_PER_IP=0
     ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     "$BIN" topics create --log "$LOG" --topic-prefix "$PREFIX" --partitions 8 --gateway-slots 8 >&2
     pp="$(free_port)"
@@ -92,7 +97,7 @@ case "${1:-start}" in
     echo $! >>"$PIDFILE"
     wait_http "http://127.0.0.1:$pp" $!
     nohup "$BIN" fanout --log "$LOG" --topic-prefix "$PREFIX" --projector "http://127.0.0.1:$pp" \
-      >"$RUN_DIR/fanout.log" 2>&1 &
+      --http 127.0.0.1:0 >"$RUN_DIR/fanout.log" 2>&1 &
     echo $! >>"$PIDFILE"
     urls=()
     for i in $(seq 0 $((N - 1))); do

@@ -24,6 +24,10 @@ pub struct FanoutConfig {
     /// Sleep before warming a partition taken over: a deliberately slow takeover, for
     /// tests. Zero in production.
     pub warm_delay: Duration,
+    /// The readiness checks of `/readyz`: `log`, and `fanout_caught_up` (every partition of
+    /// its assignment within `ready_lag` records of the end of `events`).
+    pub health: parley_ops::Health,
+    pub ready_lag: i64,
 }
 
 impl FanoutConfig {
@@ -37,6 +41,8 @@ impl FanoutConfig {
             limits: Limits::default(),
             large_typing_per_s: 2,
             warm_delay: Duration::ZERO,
+            health: parley_ops::Health::default(),
+            ready_lag: 1_000,
         }
     }
 }

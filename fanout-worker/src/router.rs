@@ -255,6 +255,12 @@ impl Router {
             (posted, plan)
         };
         let m = posted.message;
+        tracing::debug!(
+            conversation_id = %m.conversation_id,
+            message_id = %m.message_id,
+            seq = record.offset,
+            "route"
+        );
         let prev_seq = posted.prev.to_record();
         let (by_slot, offline) = match plan {
             Ok(plan) => plan,

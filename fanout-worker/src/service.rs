@@ -28,6 +28,20 @@ pub async fn run(
     views: Option<Arc<dyn Views>>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    parley_ops::metrics::install();
+    let positions = parley_ops::lag::Positions::default();
+    tokio::spawn(parley_ops::lag::watch(
+        log.clone(),
+        positions.clone(),
+        parley_ops::lag::LagCheck {
+            role: "fanout",
+            check: "fanout_caught_up",
+            bound: config.ready_lag,
+            every: Duration::from_secs(2),
+        },
+        config.health.clone(),
+        shutdown.clone(),
+    ));
     let router = Arc::new(Router::new(&config.worker_id, config.large_typing_per_s));
     let slots = retry("deliveries partitions", || {
         log.partition_count(&config.topics.deliveries)
@@ -48,7 +62,15 @@ pub async fn run(
         config.clone(),
         shutdown.clone(),
     ));
-    let result = route_events(&config, &log, views.as_ref(), &router, &shutdown).await;
+    let result = route_events(
+        &config,
+        &log,
+        views.as_ref(),
+        &router,
+        &positions,
+        &shutdown,
+    )
+    .await;
     if let Err(e) = &result {
         error!(error = %e, "fanout-worker failed");
     }
@@ -110,6 +132,7 @@ async fn route_events(
     log: &Arc<dyn EventLog>,
     views: Option<&Arc<dyn Views>>,
     router: &Arc<Router>,
+    positions: &parley_ops::lag::Positions,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<()> {
     let topics = &config.topics;
@@ -143,6 +166,7 @@ async fn route_events(
                     failed.push(p);
                 } else if !failed.contains(&p) {
                     done.insert(p, next);
+                    positions.at(&topics.events, p, next);
                     dirty = true;
                 }
             }
@@ -166,6 +190,7 @@ async fn route_events(
                     GroupEvent::Revoked(parts) => {
                         router.revoke(&parts);
                         takeovers.revoke(&parts);
+                        positions.forget(&topics.events, &parts);
                         for p in &parts {
                             done.remove(p);
                             failed.retain(|f| f != p);
@@ -173,6 +198,8 @@ async fn route_events(
                         signals.restart(config, log, router, shutdown);
                     }
                     GroupEvent::Record(record) => {
+                        // Read from here on: its lag counts from the first record read.
+                        positions.at(&topics.events, record.partition, record.offset);
                         if let Some(record) = takeovers.hold(record) {
                             dispatch(record, config, log, router, shutdown, &mut pipeline).await;
                         }
@@ -215,6 +242,7 @@ async fn dispatch(
 ) {
     let (p, next) = (record.partition, record.offset + 1);
     let outputs = router.route(&record);
+    metrics::counter!(parley_ops::metrics::ROUTED).increment(outputs.len() as u64);
     let source = Source::of(&record);
     let mut started = Vec::with_capacity(outputs.len());
     for o in outputs {

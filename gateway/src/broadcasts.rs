@@ -111,8 +111,9 @@ fn step(batch: &DeliveryBatch, targets: &Targets) -> Step {
     let group = &batch.conversation_id;
     let skip = match &event {
         AnyRecord::ReceiptRecorded(_) => return Step::Receipt(group.clone()),
-        AnyRecord::MessagePosted(_) => {
+        AnyRecord::MessagePosted(m) => {
             counts.message(group, batch.source_offset);
+            crate::deliveries::observe_latency(m.meta.occurred_at);
             None
         }
         AnyRecord::TypingChanged(t) => Some(t.meta.actor.clone()),

@@ -44,6 +44,14 @@ pub struct GatewayConfig {
     /// How often contacts' presence changes are looked up and sent (at most one frame
     /// per contact per interval).
     pub presence_every: Duration,
+    /// Rate limits and the frames a session may have in progress.
+    pub limits: crate::limits::RateConfig,
+    /// The readiness checks `/readyz` answers from (shared with other roles of the
+    /// process in `parley dev`).
+    pub health: parley_ops::Health,
+    /// The views count as caught up (for `/readyz`) within this many records of the
+    /// end of every partition of `events`.
+    pub ready_lag: i64,
 }
 
 impl GatewayConfig {
@@ -67,6 +75,9 @@ impl GatewayConfig {
             receipt_counts_every: Duration::from_secs(2),
             presence_group_limit: 50,
             presence_every: Duration::from_millis(500),
+            limits: crate::limits::RateConfig::default(),
+            health: parley_ops::Health::default(),
+            ready_lag: 1_000,
         }
     }
 }

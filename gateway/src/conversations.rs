@@ -69,6 +69,7 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     check_members(&body.members)?;
+    state.limits.check(crate::limits::Limit::Create, &me)?;
     let (kind, id, mut members) = match body.kind.as_str() {
         "direct" => {
             let others: Vec<&String> = body.members.iter().filter(|m| **m != me).collect();
@@ -154,6 +155,7 @@ pub async fn add_members(
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
     check_members(&body.members)?;
+    state.limits.check(crate::limits::Limit::AddMembers, &me)?;
     if body.members.is_empty() {
         return Err(ApiError::bad_request("members is empty"));
     }
@@ -290,6 +292,9 @@ pub async fn history(
 #[serde(deny_unknown_fields)]
 pub struct TokenBody {
     user_id: String,
+    /// Seconds the token is valid (1 to 86,400; default 86,400).
+    #[serde(default)]
+    expires_in: Option<u64>,
 }
 
 /// `POST /v1/dev/token` (only with `--dev-auth`).
@@ -304,6 +309,10 @@ pub async fn dev_token(
             body.user_id
         )));
     }
-    let token = state.auth.issue(&body.user_id, 24 * 3600)?;
-    Ok(Json(json!({"token": token, "user_id": body.user_id, "expires_in": 86400})).into_response())
+    let seconds = body.expires_in.unwrap_or(86_400).clamp(1, 86_400);
+    let token = state.auth.issue(&body.user_id, seconds)?;
+    Ok(
+        Json(json!({"token": token, "user_id": body.user_id, "expires_in": seconds}))
+            .into_response(),
+    )
 }

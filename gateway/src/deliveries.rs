@@ -96,6 +96,18 @@ pub async fn follow(
                 };
                 let frame: Frame = text.into();
                 let message_id = message.as_ref().map(|m| m.message_id);
+                let _span = message.as_ref().map(|m| {
+                    tracing::debug_span!(
+                        "deliver",
+                        conversation_id = %batch.conversation_id,
+                        message_id = %m.message_id,
+                        seq = batch.source_offset
+                    )
+                    .entered()
+                });
+                if let Some(m) = message.as_ref() {
+                    observe_latency(m.meta.occurred_at);
+                }
                 for user in &batch.recipients {
                     sessions.deliver(user, &frame, message_id.as_ref());
                     if message.is_some() {
@@ -123,6 +135,17 @@ pub async fn follow(
     }
 }
 
+/// Records the time from a message's append (`occurred_at`, ms since the epoch) to now,
+/// when its recipients' sessions here get it.
+pub(crate) fn observe_latency(occurred_at: i64) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let ms = (now - occurred_at).max(0);
+    metrics::histogram!(parley_ops::metrics::DELIVER_SECONDS).record(ms as f64 / 1000.0);
+}
+
 /// Writes the inbox entry and push job of a message routed to a user who has no
 /// session here.
 async fn to_inbox(
@@ -139,6 +162,7 @@ async fn to_inbox(
         return;
     };
     debug!(user = %user, seq, "routed here with no session here: to the inbox");
+    metrics::counter!(parley_ops::metrics::INBOX_WRITTEN).increment(1);
     for (topic, value) in [(&topics.inbox, entry), (&topics.push, job)] {
         // Retried a few times: the user's sync finds the message in any case.
         for attempt in 0..5u32 {

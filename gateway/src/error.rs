@@ -12,6 +12,8 @@ use serde_json::json;
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// With `rate_limited`: how long to wait (REST: `Retry-After`, in whole seconds).
+    pub retry_after_ms: Option<u64>,
 }
 
 impl ApiError {
@@ -19,6 +21,17 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry_after_ms: None,
+        }
+    }
+
+    /// Refused by a rate limit: try again after `wait`.
+    pub fn rate_limited(what: &str, wait: std::time::Duration) -> Self {
+        let ms = (wait.as_millis() as u64).max(1);
+        ApiError {
+            code: ErrorCode::RateLimited,
+            message: format!("{what}: rate limited; retry after {ms} ms"),
+            retry_after_ms: Some(ms),
         }
     }
 
@@ -43,6 +56,7 @@ impl ApiError {
             message: self.message.clone(),
             client_msg_id,
             request_id,
+            retry_after_ms: self.retry_after_ms,
         }
     }
 }
@@ -70,7 +84,17 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.code.http_status())
             .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = json!({"error": {"code": self.code, "message": self.message}});
-        (status, Json(body)).into_response()
+        let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        let Some(ms) = self.retry_after_ms else {
+            return (status, Json(body)).into_response();
+        };
+        body["error"]["retry_after_ms"] = ms.into();
+        let seconds = ms.div_ceil(1000).to_string();
+        (
+            status,
+            [(axum::http::header::RETRY_AFTER, seconds)],
+            Json(body),
+        )
+            .into_response()
     }
 }

@@ -16,6 +16,8 @@
 //!   its own, in chunks, a run of one group's messages at once.
 //! - [`groups`]: the index of the groups of users connected here (large groups'
 //!   messages are broadcast to every gateway, which finds its own members).
+//! - [`limits`]: rate limits per user and per IP (`governor`).
+//! - [`readiness`]: what `/readyz` checks: the log, this slot's deliveries, the views.
 //! - [`membership`]: the (cached, read-your-log) membership pre-check.
 //! - [`send`]: the send flow shared by every transport.
 //! - [`echoes`]: a sender's message routed back here confirms its send (no views).
@@ -41,9 +43,11 @@ pub mod echoes;
 pub mod error;
 pub mod groups;
 pub mod history;
+pub mod limits;
 pub mod longpoll;
 pub mod membership;
 pub mod presence;
+pub mod readiness;
 pub mod receipts;
 pub mod send;
 pub mod service;

@@ -542,7 +542,11 @@ mod tests {
     #[tokio::test]
     async fn a_session_opened_during_a_round_has_not_lapsed() {
         let log = Arc::new(GatedLog::default());
-        let config = GatewayConfig::new(0, TopicSettings::default().names(), "secret");
+        let config = GatewayConfig::new(
+            0,
+            TopicSettings::default().names(),
+            "a-secret-of-thirty-two-bytes-or-more",
+        );
         let agent = Arc::new(PresenceAgent::new(log.clone(), config, 1));
         agent.session_opened("a").await;
 

@@ -238,6 +238,7 @@ pub async fn check(
     retry: bool,
 ) -> Result<Result<Checked, Sent>, ApiError> {
     validate(state, client_msg_id, body)?;
+    state.limits.check(crate::limits::Limit::Send, sender)?;
     ensure_member(state, conversation, sender).await?;
     let message_id = ids::message_id(sender, client_msg_id);
     let careful = state.recent.seen(message_id) || retry;
@@ -293,6 +294,8 @@ pub async fn confirm(state: &Shared, appended: Appended) -> Result<Sent, ApiErro
             echo,
         } => (conversation, message_id, partition, offset, echo),
     };
+    let span = tracing::debug_span!("send", conversation_id = %conversation, message_id = %message_id, seq = offset);
+    tracing::debug!(parent: &span, "appended");
     if let Some(echo) = echo {
         match tokio::time::timeout(ECHO_WAIT, echo).await {
             // The kept occurrence: this append, or an earlier one of the same id (a

@@ -47,6 +47,8 @@ pub struct Gateway {
     pub devices: Arc<parley_push::DeviceBook>,
     /// Presence frames and queries.
     pub contacts: Arc<crate::contacts::Contacts>,
+    /// Rate limits.
+    pub limits: Arc<crate::limits::Limits>,
     pub shutdown: CancellationToken,
 }
 
@@ -92,8 +94,8 @@ impl Gateway {
 
 pub fn router(state: Shared) -> Router {
     let mut app = Router::new()
-        .route("/healthz", get(|| async { "ok" }))
         .route("/v1/ws", get(ws::upgrade))
+        .route("/v1/ws-ticket", post(crate::auth::ws_ticket))
         .route(
             "/v1/conversations",
             post(conversations::create).get(conversations::list),
@@ -130,11 +132,13 @@ pub fn router(state: Shared) -> Router {
     if state.config.dev_auth {
         app = app.route("/v1/dev/token", post(conversations::dev_token));
     }
+    let health = state.config.health.clone();
     app.fallback(|| async {
         ApiError::new(ErrorCode::NotFound, "no such endpoint").into_response()
     })
     .layer(DefaultBodyLimit::max(state.config.max_frame_bytes))
     .with_state(state)
+    .merge(parley_ops::router(health))
 }
 
 #[derive(serde::Deserialize)]
@@ -184,6 +188,10 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    parley_ops::metrics::install();
+    let auth = Auth::new(&config.jwt_secret).map_err(anyhow::Error::msg)?;
+    let health = config.health.clone();
+    health.set("deliveries", false, "starting");
     let events_partitions = log.partition_count(&config.topics.events).await?;
     let slots = log.partition_count(&config.topics.deliveries).await?;
     anyhow::ensure!(
@@ -237,7 +245,7 @@ pub async fn run(
             .run(config.presence_every, shutdown.clone()),
     );
     let state = Arc::new(Gateway {
-        auth: Auth::new(&config.jwt_secret),
+        auth,
         config: config.clone(),
         log: log.clone(),
         views,
@@ -250,8 +258,10 @@ pub async fn run(
         events_partitions,
         devices,
         contacts,
+        limits: Arc::new(crate::limits::Limits::new(&config.limits)),
         shutdown: shutdown.clone(),
     });
+    tokio::spawn(state.limits.clone().run(shutdown.clone()));
 
     // One gateway per slot: a second one started with the same id takes the slot over
     // and this one stops (it must not end the presence the newcomer now keeps).
@@ -291,6 +301,19 @@ pub async fn run(
         shutdown.clone(),
     ));
     let _ = started_rx.await;
+    health.set(
+        "deliveries",
+        true,
+        format!("consuming slot {}", config.gateway_id),
+    );
+    tokio::spawn(crate::readiness::watch(
+        log.clone(),
+        state.views.clone(),
+        config.topics.events.clone(),
+        config.ready_lag,
+        health.clone(),
+        shutdown.clone(),
+    ));
     state
         .groups
         .baseline(&log.end_offsets(&config.topics.events).await?);
@@ -314,7 +337,7 @@ pub async fn run(
     ));
 
     info!(addr = %listener.local_addr()?, gateway = config.gateway_id, "gateway listening");
-    let app = router(state);
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     // Small frames must leave at once, not wait for Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
@@ -339,6 +362,7 @@ pub async fn run(
         }
     };
     shutdown.cancel();
+    health.set("deliveries", false, "stopped");
     let _ = heartbeat.await;
     if !fenced {
         presence.clear().await;

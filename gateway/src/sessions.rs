@@ -49,6 +49,8 @@ const SLOW: (u16, &str) = (CLOSE_SLOW, "slow_consumer: reconnect and sync");
 pub const CLOSE_PRESENCE_LAPSED: u16 = 4009;
 /// Close code of a socket that stayed silent past the idle timeout, or whose writes stuck.
 pub const CLOSE_DEAD: u16 = 4010;
+/// Close code of a session whose token expired: get a new token, reconnect and sync.
+pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 /// The session could not be set up (the views did not answer): try again later.
 pub const CLOSE_TRY_AGAIN: u16 = 1013;
 

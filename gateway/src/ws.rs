@@ -17,14 +17,17 @@ use parley_schemas::{ids, ReceiptKind};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::auth::Caller;
+use crate::auth::{Identity, SocketCaller};
 use crate::error::ApiError;
+use crate::limits::Limit;
 use crate::send::{appended, begin, check, confirm};
 use crate::service::Shared;
 use crate::sessions::{Frame, Session};
 use crate::{history, receipts, sync, typing};
 
-pub use crate::sessions::{CLOSE_DEAD, CLOSE_PRESENCE_LAPSED, CLOSE_SLOW, CLOSE_TRY_AGAIN};
+pub use crate::sessions::{
+    CLOSE_DEAD, CLOSE_PRESENCE_LAPSED, CLOSE_SLOW, CLOSE_TOKEN_EXPIRED, CLOSE_TRY_AGAIN,
+};
 /// Close code when the gateway shuts down: reconnect elsewhere and sync.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
@@ -35,19 +38,46 @@ const READ_BUFFER: usize = 2 * 1024;
 /// batch of small frames still leaves in one write.
 const WRITE_BUFFER: usize = 4 * 1024;
 
+/// The address a request came from (when the server was started with connect info).
+pub struct PeerIp(pub Option<std::net::IpAddr>);
+
+impl<S: std::marker::Send + Sync> axum::extract::FromRequestParts<S> for PeerIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(PeerIp(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
 pub async fn upgrade(
     State(state): State<Shared>,
-    Caller(user): Caller,
+    PeerIp(ip): PeerIp,
+    caller: Result<SocketCaller, ApiError>,
     ws: WebSocketUpgrade,
-) -> Response {
+) -> Result<Response, ApiError> {
+    // Upgrades per address count before the token is even looked at.
+    if let Some(ip) = ip {
+        state.limits.check_upgrade(ip)?;
+    }
+    let SocketCaller(who) = caller?;
+    state.limits.check(Limit::Connect, &who.user)?;
     // The transport accepts more than a frame may hold, so that an oversized frame gets
     // a clear error frame rather than a dropped connection.
     let transport_max = state.config.max_frame_bytes * 4;
-    ws.max_message_size(transport_max)
+    Ok(ws
+        .max_message_size(transport_max)
         .max_frame_size(transport_max)
         .read_buffer_size(READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
-        .on_upgrade(move |socket| session(state, user, socket))
+        .on_upgrade(move |socket| session(state, who, socket)))
 }
 
 pub fn encode(frame: &ServerFrame) -> Frame {
@@ -58,9 +88,17 @@ pub fn encode(frame: &ServerFrame) -> Frame {
         .into()
 }
 
-async fn session(state: Shared, user: String, socket: WebSocket) {
+async fn session(state: Shared, who: Identity, socket: WebSocket) {
+    let user = who.user;
     let (session, outbound) = state.sessions.open(&user, state.config.session_queue);
     info!(user = %user, session = session.id, "session opened");
+    metrics::gauge!(parley_ops::metrics::CONNECTIONS).increment(1.0);
+    metrics::counter!(parley_ops::metrics::CONNECTIONS_OPENED).increment(1);
+    let _open = Open;
+    // The session ends when its token does: the client gets a new one and reconnects.
+    let expires_in =
+        std::time::Duration::from_secs(who.expires_at.saturating_sub(crate::auth::now_s()));
+    let expiry = tokio::time::Instant::now() + expires_in;
     let (sink, mut stream) = socket.split();
 
     let writer = tokio::spawn(write(
@@ -139,12 +177,19 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
     }
 
     let syncing = Arc::new(AtomicBool::new(false));
+    // Frames being worked on: beyond the bound, the client is told to slow down.
+    let in_progress = Arc::new(tokio::sync::Semaphore::new(state.limits.frames_in_progress));
     let idle = state.config.idle_timeout;
     let mut heard = tokio::time::Instant::now();
     loop {
         let msg = tokio::select! {
             _ = session.cut.cancelled() => break,
             _ = state.shutdown.cancelled() => break,
+            _ = tokio::time::sleep_until(expiry) => {
+                info!(user = %user, session = session.id, "token expired: session closed");
+                session.close_with(CLOSE_TOKEN_EXPIRED, "token_expired: get a new token and reconnect");
+                break;
+            }
             _ = tokio::time::sleep_until(heard + idle) => {
                 info!(user = %user, session = session.id, "socket silent past the idle timeout: closed as dead");
                 session.close_with(CLOSE_DEAD, "idle: no frame or pong in time");
@@ -156,6 +201,7 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
         let text = match msg {
             Some(Ok(Message::Text(t))) => t,
             Some(Ok(Message::Binary(_))) => {
+                count_in("invalid");
                 reply_error(
                     &session,
                     ApiError::bad_request("frames are JSON text, not binary"),
@@ -171,6 +217,7 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
             }
         };
         if text.len() > state.config.max_frame_bytes {
+            count_in("invalid");
             let e = ApiError::new(
                 ErrorCode::TooLarge,
                 format!(
@@ -184,6 +231,7 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
         let frame: ClientFrame = match serde_json::from_str(text.as_str()) {
             Ok(f) => f,
             Err(e) => {
+                count_in("invalid");
                 reply_error(
                     &session,
                     ApiError::bad_request(format!("malformed frame: {e}")),
@@ -192,6 +240,7 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
                 continue;
             }
         };
+        count_in(frame.kind());
         if let ClientFrame::Send {
             client_msg_id,
             conversation_id,
@@ -214,7 +263,20 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
             }
             continue;
         }
-        dispatch(&state, &session, &syncing, frame);
+        if !matches!(frame, ClientFrame::Ping { .. }) {
+            let Ok(permit) = in_progress.clone().try_acquire_owned() else {
+                metrics::counter!(parley_ops::metrics::BUSY).increment(1);
+                let e = ApiError::rate_limited(
+                    "too many frames in progress on this session: slow down",
+                    std::time::Duration::from_millis(100),
+                );
+                reply_error(&session, e, request_id_of(&frame));
+                continue;
+            };
+            dispatch(&state, &session, &syncing, frame, Some(permit));
+        } else {
+            dispatch(&state, &session, &syncing, frame, None);
+        }
     }
 
     if let Some((tx, task)) = sends {
@@ -230,6 +292,56 @@ async fn session(state: Shared, user: String, socket: WebSocket) {
     drop(session);
     let _ = writer.await;
     info!(user = %user, "session closed");
+}
+
+/// Keeps the `parley_connections` gauge right however the session ends.
+struct Open;
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        metrics::gauge!(parley_ops::metrics::CONNECTIONS).decrement(1.0);
+    }
+}
+
+fn count_in(kind: &'static str) {
+    metrics::counter!(parley_ops::metrics::FRAMES_IN, "type" => kind).increment(1);
+}
+
+/// The `type` of an encoded server frame (its first field), as a label.
+fn kind_out(frame: &str) -> &'static str {
+    const KINDS: [&str; 13] = [
+        "ready",
+        "sent",
+        "message",
+        "sync_batch",
+        "synced",
+        "history",
+        "receipt",
+        "receipt_counts",
+        "typing",
+        "pong",
+        "presence",
+        "presence_result",
+        "error",
+    ];
+    let kind = frame
+        .strip_prefix(r#"{"type":""#)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or("");
+    KINDS
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("other")
+}
+
+fn request_id_of(frame: &ClientFrame) -> Option<String> {
+    match frame {
+        ClientFrame::Sync { request_id, .. }
+        | ClientFrame::History { request_id, .. }
+        | ClientFrame::PresenceQuery { request_id, .. } => request_id.clone(),
+        _ => None,
+    }
 }
 
 /// Most queued frames written to a socket at once.
@@ -262,10 +374,10 @@ async fn write(
             _ = cut.cancelled() => Err(session.close_reason()),
             _ = shutdown.cancelled() => Err((CLOSE_GOING_AWAY, "gateway shutting down")),
             frame = outbound.live.recv() => match frame {
-                Some(f) => Ok(Message::Text(Utf8Bytes::from(f.as_ref()))),
+                Some(f) => Ok(text_out(&f)),
                 None => break,
             },
-            Some(f) = outbound.bulk.recv() => Ok(Message::Text(Utf8Bytes::from(f.as_ref()))),
+            Some(f) = outbound.bulk.recv() => Ok(text_out(&f)),
             _ = ping.tick() => Ok(Message::Ping(Default::default())),
         };
         let msg = match next {
@@ -291,8 +403,7 @@ async fn write(
                         Err(_) => break,
                     },
                 };
-                sink.feed(Message::Text(Utf8Bytes::from(next.as_ref())))
-                    .await?;
+                sink.feed(text_out(&next)).await?;
             }
             sink.flush().await
         };
@@ -316,9 +427,23 @@ async fn write(
     }
 }
 
+/// A frame for the socket, counted by type.
+fn text_out(frame: &Frame) -> Message {
+    metrics::counter!(parley_ops::metrics::FRAMES_OUT, "type" => kind_out(frame.as_ref()))
+        .increment(1);
+    Message::Text(Utf8Bytes::from(frame.as_ref()))
+}
+
 /// Answers every frame but `send` (which the sender task takes, in order). Anything that
-/// reads the views runs in a task of its own, so the socket keeps being read.
-fn dispatch(state: &Shared, session: &Arc<Session>, syncing: &Arc<AtomicBool>, frame: ClientFrame) {
+/// reads the views runs in a task of its own, so the socket keeps being read; each such
+/// task holds one of the session's `permit`s until it ends.
+fn dispatch(
+    state: &Shared,
+    session: &Arc<Session>,
+    syncing: &Arc<AtomicBool>,
+    frame: ClientFrame,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+) {
     let (state, session) = (state.clone(), session.clone());
     match frame {
         // The caller hands sends to the session's sender task.
@@ -331,6 +456,7 @@ fn dispatch(state: &Shared, session: &Arc<Session>, syncing: &Arc<AtomicBool>, f
             request_id,
         } => {
             tokio::spawn(async move {
+                let _permit = permit;
                 let frame = match state.contacts.query(&session.user, &user_ids).await {
                     Ok(users) => ServerFrame::PresenceResult { request_id, users },
                     Err(e) => e.frame(None, request_id),
@@ -346,6 +472,7 @@ fn dispatch(state: &Shared, session: &Arc<Session>, syncing: &Arc<AtomicBool>, f
             request_id,
         } => {
             tokio::spawn(async move {
+                let _permit = permit;
                 let q = HistoryQuery {
                     after: after_seq,
                     before: before_seq,
@@ -376,6 +503,7 @@ fn dispatch(state: &Shared, session: &Arc<Session>, syncing: &Arc<AtomicBool>, f
             }
             let syncing = syncing.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let started = std::time::Instant::now();
                 match sync::run(&state, &session, cursors, request_id.clone()).await {
                     Ok(done) => debug!(
@@ -393,16 +521,35 @@ fn dispatch(state: &Shared, session: &Arc<Session>, syncing: &Arc<AtomicBool>, f
         ClientFrame::Ack {
             conversation_id,
             seq,
-        } => receipt(state, session, conversation_id, ReceiptKind::Delivered, seq),
+        } => receipt(
+            state,
+            session,
+            conversation_id,
+            ReceiptKind::Delivered,
+            seq,
+            permit,
+        ),
         ClientFrame::Read {
             conversation_id,
             seq,
-        } => receipt(state, session, conversation_id, ReceiptKind::Read, seq),
+        } => receipt(
+            state,
+            session,
+            conversation_id,
+            ReceiptKind::Read,
+            seq,
+            permit,
+        ),
         ClientFrame::Typing {
             conversation_id,
             active,
         } => {
+            if let Err(e) = state.limits.check(Limit::Typing, &session.user) {
+                reply_error(&session, e, None);
+                return;
+            }
             tokio::spawn(async move {
+                let _permit = permit;
                 if let Err(e) =
                     typing::record(&state, &session.user, &conversation_id, active).await
                 {
@@ -419,8 +566,10 @@ fn receipt(
     conversation: String,
     kind: ReceiptKind,
     seq: i64,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
 ) {
     tokio::spawn(async move {
+        let _permit = permit;
         match receipts::record(&state, &session.user, &conversation, kind, seq).await {
             Ok(frame) => {
                 session.push(encode(&frame));
@@ -499,8 +648,15 @@ async fn sender(state: Shared, session: Arc<Session>, mut rx: mpsc::Receiver<Sen
                 Err(e) => Err(e),
             };
             match sent {
-                Ok(sent) => encode(&sent.frame(&client_msg_id, &conversation_id)),
-                Err(e) => encode(&e.frame(Some(client_msg_id), None)),
+                Ok(sent) => {
+                    metrics::counter!(parley_ops::metrics::SENDS, "result" => "sent").increment(1);
+                    encode(&sent.frame(&client_msg_id, &conversation_id))
+                }
+                Err(e) => {
+                    metrics::counter!(parley_ops::metrics::SENDS, "result" => e.code.label())
+                        .increment(1);
+                    encode(&e.frame(Some(client_msg_id), None))
+                }
             }
         });
     }

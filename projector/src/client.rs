@@ -20,6 +20,8 @@ use crate::views::{
 pub struct HttpViews {
     base: Url,
     client: Client,
+    /// The shared service token every request carries (`Authorization: Bearer`).
+    token: Option<String>,
 }
 
 impl HttpViews {
@@ -38,7 +40,17 @@ impl HttpViews {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| Error::Unavailable(e.to_string()))?;
-        Ok(HttpViews { base, client })
+        Ok(HttpViews {
+            base,
+            client,
+            token: None,
+        })
+    }
+
+    /// Requests carry `token` (the projector's `PARLEY_SERVICE_TOKEN`).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
     }
 
     fn url(&self, segments: &[&str]) -> Url {
@@ -53,6 +65,10 @@ impl HttpViews {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<Option<T>> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
         let resp = req
             .send()
             .await

@@ -33,6 +33,13 @@ pub struct ProjectorConfig {
     /// Sleep before each batch: a deliberately slow projector, for tests of the
     /// read-your-log barrier. Zero in production.
     pub apply_delay: Duration,
+    /// The token every request to the query API must carry (`Authorization: Bearer`);
+    /// `None` only for views that are not served (in-process use).
+    pub service_token: Option<String>,
+    /// `/readyz`: `log`, and `projector_caught_up` (every owned partition of every stream within
+    /// `ready_lag` records of the end).
+    pub health: parley_ops::Health,
+    pub ready_lag: i64,
 }
 
 impl ProjectorConfig {
@@ -48,6 +55,20 @@ impl ProjectorConfig {
             batch_max: 1000,
             apply_delay: Duration::ZERO,
             rebuild_if_unfit: false,
+            service_token: None,
+            health: parley_ops::Health::default(),
+            ready_lag: 1_000,
+        }
+    }
+}
+
+impl ProjectorConfig {
+    /// The topic a stream is read from.
+    pub fn topic_of(&self, stream: crate::store::Stream) -> &str {
+        match stream {
+            crate::store::Stream::Events => &self.events_topic,
+            crate::store::Stream::Inbox => &self.inbox_topic,
+            crate::store::Stream::Receipts => &self.receipts_topic,
         }
     }
 }

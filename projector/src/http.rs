@@ -1,5 +1,7 @@
 //! The projector's query API (internal: gateways and fanout-workers call it through
 //! [`crate::HttpViews`]). JSON in and out; errors are `{"error":{"code","message"}}`.
+//! Every request must carry the shared service token (`Authorization: Bearer …`); the
+//! role binds to loopback unless told otherwise.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +20,9 @@ use crate::views::{HistoryQuery, Views};
 
 type Shared = Arc<dyn Views>;
 
-pub fn router(views: Shared) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+/// The query API; with `token`, a request without it is refused with 401.
+pub fn router(views: Shared, token: Option<String>) -> Router {
+    let api = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/checksum", get(checksum))
         .route("/v1/conversations/{id}", get(conversation))
@@ -32,7 +34,38 @@ pub fn router(views: Shared) -> Router {
         .route("/v1/users/{user}/inbox", get(inbox))
         .route("/v1/conversations/{id}/receipts", get(receipts))
         .route("/v1/wait", post(wait))
-        .with_state(views)
+        .with_state(views);
+    match token {
+        Some(t) => api.layer(axum::middleware::from_fn_with_state(
+            Arc::new(t),
+            require_token,
+        )),
+        None => api,
+    }
+}
+
+/// Refuses a request without the service token.
+async fn require_token(
+    State(token): State<Arc<String>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let given = req
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !same(given.as_bytes(), token.as_bytes()) {
+        let body = json!({"error": {"code": "unauthorized", "message": "the projector API needs the service token (Authorization: Bearer $PARLEY_SERVICE_TOKEN)"}});
+        return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
+    }
+    next.run(req).await
+}
+
+/// Compares in time that does not depend on where the inputs differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 impl IntoResponse for Error {

@@ -12,6 +12,7 @@
 //!   follow it.
 //! - [`sharded`]: [`ShardedViews`], the trait over every replica of every shard found
 //!   in the directory, with failover and read-your-log across replicas.
+//! - [`gauges`]: consumer lag, readiness and RocksDB figures, measured every 2 s.
 //! - [`service`]: the consumer loop and [`run`], the role's entry point.
 //! - [`config`], [`error`].
 
@@ -19,6 +20,7 @@ pub mod client;
 pub mod config;
 pub mod directory;
 pub mod error;
+pub mod gauges;
 pub mod http;
 pub mod service;
 pub mod sharded;

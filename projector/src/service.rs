@@ -87,6 +87,24 @@ impl Projector {
                 leave.clone(),
             ))
         });
+        parley_ops::metrics::install();
+        let positions = parley_ops::lag::Positions::default();
+        for ((stream, p), at) in rx.borrow().iter() {
+            positions.at(config.topic_of(*stream), *p, *at);
+        }
+        for stream in Stream::ALL {
+            for p in &owned {
+                positions.at(config.topic_of(stream), *p, 0);
+            }
+        }
+        tokio::spawn(crate::gauges::watch(
+            log.clone(),
+            store.clone(),
+            rx.clone(),
+            positions,
+            config.clone(),
+            shutdown.clone(),
+        ));
         let task = tokio::spawn(consume(config, store.clone(), stream, tx, shutdown));
         Ok(Projector {
             views: LocalViews {
@@ -239,8 +257,11 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let token = config.service_token.clone();
+    let health = config.health.clone();
     let projector = Projector::start(config, log, shutdown.clone()).await?;
-    let app = crate::http::router(Arc::new(projector.views()));
+    let app =
+        crate::http::router(Arc::new(projector.views()), token).merge(parley_ops::router(health));
     info!(addr = %listener.local_addr()?, "projector query API listening");
     // Small frames must leave at once, not wait for Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {

@@ -59,6 +59,8 @@ pub struct ShardedViews {
     clients: Mutex<HashMap<String, HttpViews>>,
     failed: Mutex<HashMap<String, Instant>>,
     progress: Mutex<Progress>,
+    /// The service token requests to replicas carry.
+    token: Option<String>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -73,7 +75,14 @@ impl ShardedViews {
             clients: Mutex::new(HashMap::new()),
             failed: Mutex::new(HashMap::new()),
             progress: Mutex::new(Progress::default()),
+            token: None,
         }
+    }
+
+    /// Requests to replicas carry `token` (their `PARLEY_SERVICE_TOKEN`).
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
     }
 
     fn client(&self, url: &str) -> Result<HttpViews> {
@@ -81,7 +90,7 @@ impl ShardedViews {
         if let Some(c) = clients.get(url) {
             return Ok(c.clone());
         }
-        let c = HttpViews::new(url)?;
+        let c = HttpViews::new(url)?.with_token(self.token.clone());
         clients.insert(url.to_string(), c.clone());
         Ok(c)
     }

@@ -207,7 +207,9 @@ impl Views for LocalViews {
 
     async fn inbox(&self, user: &str, limit: u32) -> Result<InboxPage> {
         let u = user.to_string();
-        self.blocking(move |s| s.inbox(&u, limit)).await
+        let page = self.blocking(move |s| s.inbox(&u, limit)).await?;
+        metrics::histogram!(parley_ops::metrics::INBOX_SIZE).record(page.entries.len() as f64);
+        Ok(page)
     }
 
     async fn receipts(&self, conversation: &str) -> Result<Vec<ReceiptView>> {

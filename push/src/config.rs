@@ -28,6 +28,10 @@ pub struct PushConfig {
     pub secret: Vec<u8>,
     /// Deliveries in flight at once.
     pub in_flight: usize,
+    /// `/readyz`: `log`, and `push_caught_up` (every assigned partition of `push` within
+    /// `ready_lag` records of its end).
+    pub health: parley_ops::Health,
+    pub ready_lag: i64,
 }
 
 impl PushConfig {
@@ -43,6 +47,8 @@ impl PushConfig {
             give_up_after: Duration::from_secs(300),
             secret,
             in_flight: 64,
+            health: parley_ops::Health::default(),
+            ready_lag: 1_000,
         }
     }
 }

@@ -48,6 +48,8 @@ impl Push {
                 Ok(()) => {
                     self.lock_breakers().success(&endpoint);
                     bump(&self.stats.delivered);
+                    metrics::counter!(parley_ops::metrics::PUSHES, "result" => "delivered")
+                        .increment(1);
                     debug!(user = %n.user_id, device = %n.device_id, id = %n.id, "pushed");
                     return;
                 }
@@ -65,6 +67,8 @@ impl Push {
                         return self.dead_letter(device, n, &why, source).await;
                     }
                     bump(&self.stats.retried);
+                    metrics::counter!(parley_ops::metrics::PUSHES, "result" => "retried")
+                        .increment(1);
                     debug!(device = %n.device_id, attempt, error = %why, "push failed; retrying");
                     tokio::time::sleep(self.config.backoff.delay(attempt)).await;
                     attempt += 1;
@@ -85,6 +89,7 @@ impl Push {
         source: Option<(i32, i64)>,
     ) {
         bump(&self.stats.dead_lettered);
+        metrics::counter!(parley_ops::metrics::PUSHES, "result" => "dead_lettered").increment(1);
         warn!(user = %n.user_id, device = %n.device_id, id = %n.id, error = %why, "push dead-lettered");
         let body = n.to_body();
         let (source_partition, source_offset) = source.unwrap_or((-1, -1));

@@ -96,6 +96,20 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let catch_up = Duration::from_secs(30);
     let topics = config.topics.clone();
+    parley_ops::metrics::install();
+    let positions = parley_ops::lag::Positions::default();
+    tokio::spawn(parley_ops::lag::watch(
+        log.clone(),
+        positions.clone(),
+        parley_ops::lag::LagCheck {
+            role: "push",
+            check: "push_caught_up",
+            bound: config.ready_lag,
+            every: Duration::from_secs(2),
+        },
+        config.health.clone(),
+        shutdown.clone(),
+    ));
     let devices =
         DeviceBook::follow(log.clone(), &topics.devices, catch_up, shutdown.clone()).await?;
     let state =
@@ -119,14 +133,14 @@ pub async fn run(
     });
     if let Some(listener) = listener {
         let app = Router::new()
-            .route("/healthz", get(|| async { "ok" }))
             .route(
                 "/v1/stats",
                 get(move || {
                     let stats = stats.clone();
                     async move { axum::Json(serde_json::to_value(&*stats).unwrap_or_default()) }
                 }),
-            );
+            )
+            .merge(parley_ops::router(config.health.clone()));
         let stop = shutdown.clone();
         tokio::spawn(async move {
             let _ = axum::serve(listener, app)
@@ -167,6 +181,7 @@ pub async fn run(
                 Some(Ok(GroupEvent::Revoked(parts))) => {
                     info!(?parts, "push partitions revoked");
                     collapser.forget_partitions(&parts);
+                    positions.forget(&topics.push, &parts);
                     for p in parts {
                         open.remove(&p);
                         next.remove(&p);
@@ -175,6 +190,7 @@ pub async fn run(
                 }
                 Some(Ok(GroupEvent::Record(r))) => {
                     next.insert(r.partition, r.offset + 1);
+                    positions.at(&topics.push, r.partition, r.offset + 1);
                     let Some(value) = &r.value else { continue };
                     let job = match decode::<PushJob>(value) {
                         Ok(job) => job,
@@ -184,6 +200,7 @@ pub async fn run(
                         }
                     };
                     bump(&push.stats.jobs);
+                    metrics::counter!(parley_ops::metrics::PUSHES, "result" => "jobs").increment(1);
                     if push.skip_at_once(&job) {
                         debug!(user = %job.user_id, seq = job.seq, "job needs no push");
                         continue;
@@ -252,6 +269,8 @@ impl Push {
             .is_some_and(|c| c >= job.seq);
         if covered {
             bump(&self.stats.skipped_covered);
+            metrics::counter!(parley_ops::metrics::PUSHES, "result" => "skipped_covered")
+                .increment(1);
         }
         covered
     }
@@ -310,6 +329,7 @@ impl Push {
             warn!(user = %user, error = %e, "push intent not written; sending anyway");
         }
         bump(&self.stats.notifications);
+        metrics::counter!(parley_ops::metrics::PUSHES, "result" => "notifications").increment(1);
         self.send_all(&intent, &devices, c.offsets.first().copied())
             .await;
         self.mark_done(intent).await;
@@ -325,6 +345,7 @@ impl Push {
         let devices = self.devices.devices(&intent.user_id);
         info!(user = %intent.user_id, conversation = %intent.conversation_id, "sending an unfinished notification again");
         bump(&self.stats.redelivered);
+        metrics::counter!(parley_ops::metrics::PUSHES, "result" => "redelivered").increment(1);
         self.send_all(&intent, &devices, None).await;
         self.mark_done(intent).await;
         self.lock_busy().remove(&key);

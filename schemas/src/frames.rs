@@ -65,6 +65,22 @@ pub enum ClientFrame {
     },
 }
 
+impl ClientFrame {
+    /// The frame's `type`, as a label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientFrame::Send { .. } => "send",
+            ClientFrame::Sync { .. } => "sync",
+            ClientFrame::Ack { .. } => "ack",
+            ClientFrame::Read { .. } => "read",
+            ClientFrame::Typing { .. } => "typing",
+            ClientFrame::History { .. } => "history",
+            ClientFrame::Ping { .. } => "ping",
+            ClientFrame::PresenceQuery { .. } => "presence_query",
+        }
+    }
+}
+
 /// What a user's presence is, as the caller may know it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -196,6 +212,9 @@ pub enum ServerFrame {
         client_msg_id: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none", default)]
         request_id: Option<String>,
+        /// With `rate_limited`: how long to wait before trying again.
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -234,6 +253,22 @@ impl ErrorCode {
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable | ErrorCode::SlowConsumer => 503,
             ErrorCode::Internal => 500,
+        }
+    }
+
+    /// The code as it is written in frames, as a label.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::NotMember => "not_member",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::TooLarge => "too_large",
+            ErrorCode::GroupFull => "group_full",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::SlowConsumer => "slow_consumer",
+            ErrorCode::Internal => "internal",
         }
     }
 
@@ -280,6 +315,7 @@ mod tests {
             message: "not a member".into(),
             client_msg_id: Some("c1".into()),
             request_id: None,
+            retry_after_ms: None,
         };
         assert_eq!(
             serde_json::to_value(e).unwrap(),

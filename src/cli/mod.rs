@@ -17,8 +17,24 @@ pub use log_args::LogArgs;
 #[derive(Debug, Parser)]
 #[command(name = "parley", version, about, propagate_version = true)]
 pub struct Cli {
+    /// How log lines are written to stderr: `text` for people, `json` (one object per
+    /// line, with the span fields) for log pipelines.
+    #[arg(
+        long,
+        global = true,
+        env = "PARLEY_LOG_FORMAT",
+        value_enum,
+        default_value_t = LogFormat::Text
+    )]
+    pub log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]

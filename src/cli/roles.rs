@@ -27,6 +27,56 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {addr}"))
 }
 
+/// What every role shares for operators: readiness, and the projector's service token.
+#[derive(Debug, Clone, Args)]
+pub struct OpsArgs {
+    /// `/readyz` says ready while every partition the role consumes (or, for a gateway,
+    /// the projector it reads) is within this many records of the end of the log.
+    #[arg(long, env = "PARLEY_READY_LAG", default_value_t = 1_000)]
+    ready_lag: i64,
+    /// The token of the projector's query API: the projector refuses requests without
+    /// it, and gateways, fanout-workers and push send it (at least 32 bytes).
+    #[arg(long, env = "PARLEY_SERVICE_TOKEN", hide_env_values = true)]
+    service_token: Option<String>,
+}
+
+/// The shortest service token taken.
+const MIN_SERVICE_TOKEN: usize = 32;
+
+impl OpsArgs {
+    /// The service token, if set; refused when shorter than [`MIN_SERVICE_TOKEN`].
+    fn token(&self) -> anyhow::Result<Option<String>> {
+        match &self.service_token {
+            Some(t) if t.len() < MIN_SERVICE_TOKEN => anyhow::bail!(
+                "PARLEY_SERVICE_TOKEN is {} bytes; it must be at least {MIN_SERVICE_TOKEN}",
+                t.len()
+            ),
+            Some(t) => Ok(Some(t.clone())),
+            None => Ok(None),
+        }
+    }
+
+    /// The service token a projector serving its API must have.
+    fn required_token(&self) -> anyhow::Result<String> {
+        self.token()?.ok_or_else(|| {
+            anyhow::anyhow!(
+                "set PARLEY_SERVICE_TOKEN (or --service-token), at least {MIN_SERVICE_TOKEN} \
+                 bytes: every request to the projector's API must carry it, and gateways, \
+                 fanout-workers and push send it"
+            )
+        })
+    }
+}
+
+/// A random secret of 64 hex digits.
+fn random_secret() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
 pub async fn connect(
     log: &LogArgs,
     session_timeout_ms: Option<u32>,
@@ -73,10 +123,15 @@ async fn views_of(
     url: Option<&str>,
     log: &Arc<dyn EventLog>,
     args: &LogArgs,
+    ops: &OpsArgs,
     shutdown: &tokio_util::sync::CancellationToken,
 ) -> anyhow::Result<Arc<dyn Views>> {
+    let token = ops.token()?;
+    if token.is_none() {
+        warn!("PARLEY_SERVICE_TOKEN is not set: projectors will refuse this role's requests");
+    }
     if let Some(url) = url {
-        return Ok(Arc::new(HttpViews::new(url)?));
+        return Ok(Arc::new(HttpViews::new(url)?.with_token(token)));
     }
     let names = args.settings().names();
     let directory = Directory::follow(log.clone(), &names.directory, shutdown.clone())
@@ -91,7 +146,9 @@ async fn views_of(
         live = directory.live().len(),
         "finding projector replicas in the directory"
     );
-    Ok(Arc::new(ShardedViews::new(directory, partitions)))
+    Ok(Arc::new(
+        ShardedViews::new(directory, partitions).with_token(token),
+    ))
 }
 
 #[derive(Debug, Args)]
@@ -124,6 +181,8 @@ pub struct ProjectorArgs {
     #[arg(long)]
     rebuild: bool,
     #[command(flatten)]
+    ops: OpsArgs,
+    #[command(flatten)]
     log: LogArgs,
 }
 
@@ -142,6 +201,7 @@ fn parse_shard(s: &str) -> Result<(i32, i32), String> {
 
 impl ProjectorArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let token = self.ops.required_token()?;
         let log = connect(&self.log, None).await?;
         let partitions = match self.shard {
             Some((i, n)) => {
@@ -168,6 +228,8 @@ impl ProjectorArgs {
             self.debug_apply_delay_ms,
         );
         config.rebuild_if_unfit = self.rebuild;
+        config.service_token = Some(token);
+        config.ready_lag = self.ops.ready_lag;
         config.advertise = Some(match self.advertise {
             Some(url) => url,
             None if self.http.ip().is_unspecified() => {
@@ -213,15 +275,28 @@ pub struct FanoutArgs {
     /// takeovers only).
     #[arg(long, hide = true, default_value_t = 0)]
     debug_warm_delay_ms: u64,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "PARLEY_FANOUT_HTTP", default_value = "127.0.0.1:8091")]
+    http: SocketAddr,
+    #[command(flatten)]
+    ops: OpsArgs,
     #[command(flatten)]
     log: LogArgs,
 }
 
 impl FanoutArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
+        let listener = bind(self.http).await?;
         let log = connect(&self.log, Some(self.session_timeout_ms)).await?;
         let shutdown = crate::shutdown::on_signal();
-        let views = views_of(self.projector.as_deref(), &log, &self.log, &shutdown).await?;
+        let views = views_of(
+            self.projector.as_deref(),
+            &log,
+            &self.log,
+            &self.ops,
+            &shutdown,
+        )
+        .await?;
         let mut config = FanoutConfig::new(
             self.log.settings().names(),
             format!("{}fanout", self.log.topic_prefix),
@@ -234,6 +309,12 @@ impl FanoutArgs {
         config.large_typing_per_s = self.large_typing_per_s.max(1);
         config.commit_interval = Duration::from_millis(self.commit_interval_ms.max(1));
         config.warm_delay = Duration::from_millis(self.debug_warm_delay_ms);
+        config.ready_lag = self.ops.ready_lag;
+        tokio::spawn(parley_ops::http::serve(
+            listener,
+            config.health.clone(),
+            shutdown.clone(),
+        ));
         parley_fanout::run(config, log, Some(views), shutdown).await?;
         Ok(ExitCode::SUCCESS)
     }
@@ -253,6 +334,8 @@ pub struct GatewayArgs {
     projector: Option<String>,
     #[command(flatten)]
     client: ClientArgs,
+    #[command(flatten)]
+    ops: OpsArgs,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -281,7 +364,52 @@ pub struct ClientArgs {
     #[arg(long, env = "PARLEY_PRESENCE_GROUP_LIMIT", default_value_t = 50)]
     presence_group_limit: usize,
     #[command(flatten)]
+    rates: RateArgs,
+    #[command(flatten)]
     presence: PresenceArgs,
+}
+
+/// Rate limits of the client-facing side (a limited client gets `rate_limited` with
+/// `retry_after_ms`, or HTTP 429 with `Retry-After`).
+#[derive(Debug, Clone, Args)]
+pub struct RateArgs {
+    /// Messages a user may send per second (every session together); bursts of 4x.
+    #[arg(long, env = "PARLEY_RATE_SENDS", default_value_t = 50)]
+    rate_sends_per_s: u32,
+    /// Typing indicators a user may send per second; bursts of 5.
+    #[arg(long, env = "PARLEY_RATE_TYPING", default_value_t = 2)]
+    rate_typing_per_s: u32,
+    /// Conversations a user may create per minute; bursts of 20.
+    #[arg(long, env = "PARLEY_RATE_CREATES", default_value_t = 60)]
+    rate_creates_per_min: u32,
+    /// Member-add requests a user may make per minute; bursts of 30.
+    #[arg(long, env = "PARLEY_RATE_ADDS", default_value_t = 120)]
+    rate_adds_per_min: u32,
+    /// WebSocket sessions a user may open per minute; bursts of 20.
+    #[arg(long, env = "PARLEY_RATE_CONNECTS", default_value_t = 60)]
+    rate_connects_per_min: u32,
+    /// WebSocket upgrades one IP address may make per minute; bursts of 200.
+    #[arg(long, env = "PARLEY_RATE_UPGRADES_PER_IP", default_value_t = 600)]
+    rate_upgrades_per_ip_per_min: u32,
+    /// Frames one session may have in progress (history, sync, receipts, typing,
+    /// presence queries); past it the client is told to slow down.
+    #[arg(long, env = "PARLEY_FRAMES_IN_PROGRESS", default_value_t = 32)]
+    frames_in_progress: usize,
+}
+
+impl RateArgs {
+    fn config(&self) -> parley_gateway::limits::RateConfig {
+        use parley_gateway::limits::{Rate, RateConfig};
+        RateConfig {
+            sends: Rate::per_second(self.rate_sends_per_s, self.rate_sends_per_s * 4),
+            typing: Rate::per_second(self.rate_typing_per_s, 5),
+            creates: Rate::per_minute(self.rate_creates_per_min, 20),
+            adds: Rate::per_minute(self.rate_adds_per_min, 30),
+            connects: Rate::per_minute(self.rate_connects_per_min, 20),
+            upgrades_per_ip: Rate::per_minute(self.rate_upgrades_per_ip_per_min, 200),
+            frames_in_progress: self.frames_in_progress,
+        }
+    }
 }
 
 /// Where presence is kept for people to see.
@@ -358,14 +486,15 @@ async fn presence_store(
 impl ClientArgs {
     fn gateway_config(&self, gateway_id: i32, log: &LogArgs) -> anyhow::Result<GatewayConfig> {
         let secret = match (&self.jwt_secret, self.dev_auth) {
-            (Some(s), _) if !s.is_empty() => s.clone(),
+            (Some(s), _) if s.len() < parley_gateway::auth::MIN_SECRET_BYTES => anyhow::bail!(
+                "PARLEY_JWT_SECRET is {} bytes; it must be at least {}",
+                s.len(),
+                parley_gateway::auth::MIN_SECRET_BYTES
+            ),
+            (Some(s), _) => s.clone(),
             (_, true) => {
                 warn!("PARLEY_JWT_SECRET is not set: using a random secret; only tokens from /v1/dev/token work");
-                format!(
-                    "{}{}",
-                    uuid::Uuid::new_v4().simple(),
-                    uuid::Uuid::new_v4().simple()
-                )
+                random_secret()
             }
             _ => anyhow::bail!(
                 "set PARLEY_JWT_SECRET (or --jwt-secret), or run with --dev-auth for local use"
@@ -379,16 +508,25 @@ impl ClientArgs {
         c.idle_timeout = c.ping_interval * 3;
         c.write_timeout = Duration::from_secs(self.write_timeout_s.max(1));
         c.presence_group_limit = self.presence_group_limit;
+        c.limits = self.rates.config();
         Ok(c)
     }
 }
 
 impl GatewayArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        let config = self.client.gateway_config(self.gateway_id, &self.log)?;
+        let mut config = self.client.gateway_config(self.gateway_id, &self.log)?;
+        config.ready_lag = self.ops.ready_lag;
         let log = connect(&self.log, None).await?;
         let shutdown = crate::shutdown::on_signal();
-        let views = views_of(self.projector.as_deref(), &log, &self.log, &shutdown).await?;
+        let views = views_of(
+            self.projector.as_deref(),
+            &log,
+            &self.log,
+            &self.ops,
+            &shutdown,
+        )
+        .await?;
         let presence = self.client.presence.source(&shutdown).await?;
         let listener = bind(self.http).await?;
         parley_gateway::run(config, log, views, presence, listener, shutdown).await?;
@@ -446,8 +584,7 @@ impl PushOptions {
             ),
             None if dev => {
                 warn!("PARLEY_PUSH_SECRET is not set: webhooks are signed with a random key that receivers cannot check");
-                format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
-                    .into_bytes()
+                random_secret().into_bytes()
             }
             None => anyhow::bail!(
                 "set PARLEY_PUSH_SECRET (or --push-secret), at least {MIN_PUSH_SECRET} bytes: webhooks are signed with it"
@@ -474,7 +611,7 @@ impl PushOptions {
 
 #[derive(Debug, Args)]
 pub struct PushArgs {
-    /// Address of /healthz and /v1/stats.
+    /// Address of /metrics, /healthz, /readyz and /v1/stats.
     #[arg(long, env = "PARLEY_PUSH_HTTP", default_value = "127.0.0.1:8095")]
     http: SocketAddr,
     /// One projector's query API, for badges (unread counts). Without it, the replicas
@@ -486,15 +623,25 @@ pub struct PushArgs {
     #[command(flatten)]
     presence: PresenceArgs,
     #[command(flatten)]
+    ops: OpsArgs,
+    #[command(flatten)]
     log: LogArgs,
 }
 
 impl PushArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        let config = self.push.config(&self.log.settings(), false)?;
+        let mut config = self.push.config(&self.log.settings(), false)?;
+        config.ready_lag = self.ops.ready_lag;
         let log = connect(&self.log, None).await?;
         let shutdown = crate::shutdown::on_signal();
-        let views = views_of(self.projector.as_deref(), &log, &self.log, &shutdown).await?;
+        let views = views_of(
+            self.projector.as_deref(),
+            &log,
+            &self.log,
+            &self.ops,
+            &shutdown,
+        )
+        .await?;
         let presence = self
             .presence
             .store(&log, &config.topics.presence, &shutdown)
@@ -521,6 +668,8 @@ pub struct DevArgs {
     #[command(flatten)]
     push: PushOptions,
     #[command(flatten)]
+    ops: OpsArgs,
+    #[command(flatten)]
     log: LogArgs,
 }
 
@@ -528,7 +677,16 @@ impl DevArgs {
     /// Every role in this process: the topics (created if missing), a projector, a
     /// fanout-worker and gateway 0, sharing one connection to the log.
     pub async fn run(self) -> anyhow::Result<ExitCode> {
-        let gateway_config = self.client.gateway_config(0, &self.log)?;
+        let mut gateway_config = self.client.gateway_config(0, &self.log)?;
+        gateway_config.ready_lag = self.ops.ready_lag;
+        let service_token = match (self.ops.token()?, self.projector_http) {
+            (Some(t), _) => t,
+            (None, Some(addr)) => {
+                warn!(%addr, "PARLEY_SERVICE_TOKEN is not set: the projector API there takes a random token no other process knows");
+                random_secret()
+            }
+            (None, None) => random_secret(),
+        };
         let log = connect(&self.log, None).await?;
         let shutdown = crate::shutdown::on_signal();
         let listener = bind(self.http).await?;
@@ -544,6 +702,7 @@ impl DevArgs {
             projector_http: self.projector_http,
             presence,
             push: Some(push),
+            service_token,
             shutdown,
         })
         .await?;
@@ -564,6 +723,8 @@ pub struct AllRolesConfig {
     pub presence: Option<Arc<dyn parley_presence::PresenceStore>>,
     /// Run the push role too.
     pub push: Option<parley_push::PushConfig>,
+    /// The token of the projector API, when it is served (`projector_http`).
+    pub service_token: String,
     pub shutdown: tokio_util::sync::CancellationToken,
 }
 
@@ -587,7 +748,11 @@ impl AllRoles {
             );
         }
         let names = c.settings.names();
+        // One set of readiness checks for the process: the gateway's /readyz has them all.
+        let health = c.gateway.health.clone();
         let mut pc = ProjectorConfig::new(c.data_dir, &names);
+        pc.health = health.clone();
+        pc.ready_lag = c.gateway.ready_lag;
         pc.apply_delay = Duration::ZERO;
         // One machine, a local data dir: views of a log that was reset are rebuilt.
         pc.rebuild_if_unfit = true;
@@ -595,15 +760,17 @@ impl AllRoles {
         let views: Arc<dyn Views> = Arc::new(projector.views());
         if let Some(addr) = c.projector_http {
             let listener = bind(addr).await?;
-            let app = parley_projector::http::router(views.clone());
+            let app = parley_projector::http::router(views.clone(), Some(c.service_token.clone()));
             let stop = c.shutdown.clone();
             tokio::spawn(async move { axum_serve(listener, app, stop).await });
         }
-        let fanout = FanoutConfig::new(
+        let mut fanout = FanoutConfig::new(
             names,
             format!("{}fanout", c.settings.prefix),
             default_worker_id(),
         );
+        fanout.health = health.clone();
+        fanout.ready_lag = c.gateway.ready_lag;
         let fanout = tokio::spawn(parley_fanout::run(
             fanout,
             c.log.clone(),
@@ -611,7 +778,9 @@ impl AllRoles {
             c.shutdown.clone(),
         ));
         let push = match c.push {
-            Some(config) => {
+            Some(mut config) => {
+                config.health = health.clone();
+                config.ready_lag = c.gateway.ready_lag;
                 let store = presence_store(
                     c.presence.clone(),
                     &c.log,

@@ -14,7 +14,9 @@ use parley_sequencer::{EventLog, KafkaConfig, KafkaLog, TopicNames, TopicSetting
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub const SECRET: &str = "test-secret-of-parley";
+pub const SECRET: &str = "test-secret-of-parley-0123456789abcdef";
+/// The projector API's service token of process stacks.
+pub const SERVICE_TOKEN: &str = "test-service-token-of-parley-0123456789";
 
 /// Partitions of the test topics: fewer than production, so tests start fast.
 pub const PARTITIONS: i32 = 4;
@@ -71,7 +73,22 @@ pub struct InProcess {
 }
 
 impl InProcess {
+    /// Roles with no rate limits (tests not about them send fast, from one address).
     pub async fn start(name: &str, gateways: usize) -> InProcess {
+        Self::start_limited(
+            name,
+            gateways,
+            parley_gateway::limits::RateConfig::unlimited(),
+        )
+        .await
+    }
+
+    /// Roles whose gateways have these rate limits.
+    pub async fn start_limited(
+        name: &str,
+        gateways: usize,
+        limits: parley_gateway::limits::RateConfig,
+    ) -> InProcess {
         let log = kafka().await;
         let prefix = super::fresh_prefix(name);
         provision(&*log, &prefix).await;
@@ -97,6 +114,7 @@ impl InProcess {
         for id in 0..gateways {
             let mut config = GatewayConfig::new(id as i32, topics.clone(), SECRET);
             config.dev_auth = true;
+            config.limits = limits.clone();
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             urls.push(format!("http://{}", listener.local_addr().unwrap()));
             tokio::spawn(report(
@@ -152,6 +170,15 @@ pub async fn wait_healthy(base: &str) {
     panic!("{base} never became healthy");
 }
 
+/// GET on a projector's query API, with the service token.
+pub async fn projector_get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwest::Response> {
+    reqwest::Client::new()
+        .get(url)
+        .bearer_auth(SERVICE_TOKEN)
+        .send()
+        .await
+}
+
 pub fn free_port() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
@@ -179,6 +206,19 @@ impl Proc {
             .env("PARLEY_LOG", super::log_url())
             .env("PARLEY_TOPIC_PREFIX", prefix)
             .env("PARLEY_JWT_SECRET", SECRET)
+            .env("PARLEY_SERVICE_TOKEN", SERVICE_TOKEN)
+            // Unlimited unless a test sets them: tests send fast, from one address.
+            .envs(
+                [
+                    "PARLEY_RATE_SENDS",
+                    "PARLEY_RATE_TYPING",
+                    "PARLEY_RATE_CREATES",
+                    "PARLEY_RATE_ADDS",
+                    "PARLEY_RATE_CONNECTS",
+                    "PARLEY_RATE_UPGRADES_PER_IP",
+                ]
+                .map(|k| (k, "0")),
+            )
             .env("PARLEY_LOG_LEVEL", "info")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
@@ -486,6 +526,8 @@ fn spawn_fanout(
         &worker,
         "--session-timeout-ms",
         "6000",
+        "--http",
+        "127.0.0.1:0",
     ];
     if let Some(url) = projector_url {
         args.extend(["--projector", url]);

@@ -132,4 +132,32 @@ impl Store {
                 Err(_) => true,
             }))
     }
+
+    /// RocksDB figures worth watching, in bytes: memtables, pending compaction, SST
+    /// files (summed over the column families) and the block cache.
+    pub fn figures(&self) -> Vec<(&'static str, u64)> {
+        let sum = |property: &str| -> u64 {
+            VIEW_CFS
+                .iter()
+                .chain([CF_OFFSETS].iter())
+                .filter_map(|cf| self.db.cf_handle(cf))
+                .filter_map(|cf| self.db.property_int_value_cf(cf, property).ok().flatten())
+                .sum()
+        };
+        let cache = self
+            .db
+            .property_int_value("rocksdb.block-cache-usage")
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        vec![
+            ("memtables", sum("rocksdb.cur-size-all-mem-tables")),
+            (
+                "pending_compaction",
+                sum("rocksdb.estimate-pending-compaction-bytes"),
+            ),
+            ("sst_files", sum("rocksdb.total-sst-files-size")),
+            ("block_cache", cache),
+        ]
+    }
 }

@@ -26,16 +26,25 @@ pub(crate) async fn append(
 ) -> Result<Position> {
     // The wait for queue space counts against the same budget as the delivery itself.
     let queue_wait = Timeout::After(Duration::from_millis(u64::from(config.delivery_timeout_ms)));
-    match producer
+    let began = std::time::Instant::now();
+    let sent = producer
         .send(record(topic, partition, key, value), queue_wait)
-        .await
-    {
+        .await;
+    observe(topic, began);
+    match sent {
         Ok(d) => Ok(Position {
             partition: d.partition,
             offset: d.offset,
         }),
         Err((e, _)) => Err(error_of(&e, topic, partition, config)),
     }
+}
+
+/// `parley_append_seconds{topic}`: an append until the broker acknowledged it (the name
+/// is `parley_ops::metrics::APPEND_SECONDS`; this crate is below that one).
+fn observe(topic: &str, began: std::time::Instant) {
+    metrics::histogram!("parley_append_seconds", "topic" => topic.to_string())
+        .record(began.elapsed().as_secs_f64());
 }
 
 fn record<'a>(
@@ -80,8 +89,11 @@ pub(crate) fn start(
         .send_result(record(topic, partition, key, value))
         .ok()?;
     let (topic, config) = (topic.to_string(), config.clone());
+    let began = std::time::Instant::now();
     Some(Box::pin(async move {
-        match delivery.await {
+        let delivered = delivery.await;
+        observe(&topic, began);
+        match delivered {
             Ok(Ok(d)) => Ok(Position {
                 partition: d.partition,
                 offset: d.offset,

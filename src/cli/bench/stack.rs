@@ -30,6 +30,8 @@ impl OwnStack {
         let mut gateway =
             GatewayConfig::new(0, settings.names(), Uuid::new_v4().simple().to_string());
         gateway.dev_auth = true;
+        // A load generator is many users on one address, at rates no one person keeps up.
+        gateway.limits = parley_gateway::limits::RateConfig::unlimited();
         let data = std::env::temp_dir().join(format!("parley-{prefix}projector"));
         let all = AllRoles::start(AllRolesConfig {
             log,
@@ -40,6 +42,7 @@ impl OwnStack {
             projector_http: None,
             presence: None,
             push: None,
+            service_token: String::new(),
             shutdown: tokio_util::sync::CancellationToken::new(),
         })
         .await?;

@@ -214,11 +214,16 @@ impl Checksum {
 
 /// Waits (at most `within`) until both projectors report the same offsets, the same
 /// before and after their checksums are read, and compares the checksums.
-pub async fn compare_checksums(live: &str, rebuilt: &str, within: Duration) -> Checksum {
+pub async fn compare_checksums(
+    live: &str,
+    rebuilt: &str,
+    token: &str,
+    within: Duration,
+) -> Checksum {
     let deadline = tokio::time::Instant::now() + within;
     let mut last = String::from("no answer yet");
     while tokio::time::Instant::now() < deadline {
-        match checksums_at_rest(live, rebuilt).await {
+        match checksums_at_rest(live, rebuilt, token).await {
             Ok(Some((a, b))) if a == b => return Checksum::Equal(a),
             Ok(Some((a, b))) => {
                 return Checksum::Differ {
@@ -237,8 +242,12 @@ pub async fn compare_checksums(live: &str, rebuilt: &str, within: Duration) -> C
 }
 
 /// Both checksums if both projectors stood at the same offsets throughout.
-async fn checksums_at_rest(live: &str, rebuilt: &str) -> anyhow::Result<Option<(String, String)>> {
-    let before = (status(live).await?, status(rebuilt).await?);
+async fn checksums_at_rest(
+    live: &str,
+    rebuilt: &str,
+    token: &str,
+) -> anyhow::Result<Option<(String, String)>> {
+    let before = (status(live, token).await?, status(rebuilt, token).await?);
     if before.0 != before.1 {
         return Ok(None);
     }
@@ -248,15 +257,15 @@ async fn checksums_at_rest(live: &str, rebuilt: &str) -> anyhow::Result<Option<(
             .map(str::to_string)
             .ok_or_else(|| anyhow::anyhow!("/v1/checksum: no checksum in {v:?}"))
     };
-    let a = sum(procs::get(live, "/v1/checksum").await?)?;
-    let b = sum(procs::get(rebuilt, "/v1/checksum").await?)?;
-    let after = (status(live).await?, status(rebuilt).await?);
+    let a = sum(procs::get(live, "/v1/checksum", token).await?)?;
+    let b = sum(procs::get(rebuilt, "/v1/checksum", token).await?)?;
+    let after = (status(live, token).await?, status(rebuilt, token).await?);
     Ok((after == before).then_some((a, b)))
 }
 
 /// A projector's consumed offsets (`/v1/status`: events, inbox, receipts).
-async fn status(base: &str) -> anyhow::Result<Value> {
-    procs::get(base, "/v1/status")
+async fn status(base: &str, token: &str) -> anyhow::Result<Value> {
+    procs::get(base, "/v1/status", token)
         .await?
         .ok_or_else(|| anyhow::anyhow!("{base}/v1/status refused"))
 }

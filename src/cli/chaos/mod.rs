@@ -378,7 +378,7 @@ impl ChaosArgs {
             };
             for r in 0..roles.replicas {
                 let live = roles.projector_urls[s * roles.replicas + r].clone();
-                let c = checks::compare_checksums(&live, &url, within).await;
+                let c = checks::compare_checksums(&live, &url, &roles.env.secret, within).await;
                 let ok = c.ok();
                 checksum = Some(c);
                 if !ok {

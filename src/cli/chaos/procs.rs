@@ -67,6 +67,11 @@ impl Proc {
             .env("PARLEY_LOG", &env.log_url)
             .env("PARLEY_TOPIC_PREFIX", &env.prefix)
             .env("PARLEY_JWT_SECRET", &env.secret)
+            .env("PARLEY_SERVICE_TOKEN", &env.secret)
+            // Chaos load is many users on one address, faster than any person.
+            .env("PARLEY_RATE_SENDS", "0")
+            .env("PARLEY_RATE_CONNECTS", "0")
+            .env("PARLEY_RATE_UPGRADES_PER_IP", "0")
             .env("PARLEY_LOG_LEVEL", level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -120,7 +125,7 @@ impl std::fmt::Display for Role {
 
 /// Every role of the run.
 pub struct Roles {
-    env: Env,
+    pub env: Env,
     /// Shards of the projectors, and replicas of each.
     pub shards: usize,
     pub replicas: usize,
@@ -202,6 +207,8 @@ impl Roles {
                 format!("w{i}"),
                 "--session-timeout-ms".into(),
                 "6000".into(),
+                "--http".into(),
+                "127.0.0.1:0".into(),
             ];
             let p = Proc::spawn(&roles.env, &format!("fanout{i}"), args)?;
             roles.fanouts.push(p);
@@ -240,7 +247,7 @@ impl Roles {
         };
         let deadline = tokio::time::Instant::now() + HEALTHY_WITHIN;
         loop {
-            if let Ok(Some(_)) = get(&url, "/healthz").await {
+            if let Ok(Some(_)) = get(&url, "/healthz", "").await {
                 return Ok(());
             }
             let p = self.proc_mut(role);
@@ -336,11 +343,11 @@ pub fn free_port() -> anyhow::Result<SocketAddr> {
     Ok(l.local_addr()?)
 }
 
-/// GET `base` + `path`: `Ok(Some(json))` on a 2xx answer, `Ok(None)` on another status,
-/// `Err` if nothing answered within [`REQUEST_TIMEOUT`]. No token: for `/healthz` and the
-/// projector's query API, which takes none.
-pub async fn get(base: &str, path: &str) -> anyhow::Result<Option<Value>> {
-    let api = Api::new(base, "");
+/// GET `base` + `path` with `token` (the service token, for the projector's query
+/// API; none for `/healthz`): `Ok(Some(json))` on a 2xx answer, `Ok(None)` on another
+/// status, `Err` if nothing answered within [`REQUEST_TIMEOUT`].
+pub async fn get(base: &str, path: &str, token: &str) -> anyhow::Result<Option<Value>> {
+    let api = Api::new(base, token);
     match tokio::time::timeout(REQUEST_TIMEOUT, api.call(Method::GET, path, None)).await {
         Ok(Ok(Ok(v))) => Ok(Some(v)),
         Ok(Ok(Err(_refused))) => Ok(None),
@@ -353,7 +360,7 @@ pub async fn get(base: &str, path: &str) -> anyhow::Result<Option<Value>> {
 pub async fn wait_healthy(base: &str, within: Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        if let Ok(Some(_)) = get(base, "/healthz").await {
+        if let Ok(Some(_)) = get(base, "/healthz", "").await {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {

@@ -1,0 +1,126 @@
+//! The process-wide Prometheus recorder and the series Parley records.
+//!
+//! Roles record through the `metrics` facade; [`install`] (called by every role when it
+//! starts, and idempotent) sets the recorder that [`render`] reads. Without it the
+//! facade's macros do nothing, so library code records unconditionally.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+/// WebSocket sessions open (gateway).
+pub const CONNECTIONS: &str = "parley_connections";
+/// WebSocket upgrades accepted (gateway).
+pub const CONNECTIONS_OPENED: &str = "parley_connections_opened_total";
+/// Client frames received, by `type` (`invalid` for ones that do not parse).
+pub const FRAMES_IN: &str = "parley_frames_in_total";
+/// Server frames written to sockets, by `type`.
+pub const FRAMES_OUT: &str = "parley_frames_out_total";
+/// Sends answered, by `result` (`sent`, or the error code).
+pub const SENDS: &str = "parley_sends_total";
+/// Delivery and read receipts recorded, by `kind`.
+pub const RECEIPTS: &str = "parley_receipts_total";
+/// Time from an append's start to the broker's acknowledgement, by `topic`.
+pub const APPEND_SECONDS: &str = "parley_append_seconds";
+/// Time from a message's append (its log timestamp) to its write to a recipient's
+/// session queue (gateway).
+pub const DELIVER_SECONDS: &str = "parley_deliver_latency_seconds";
+/// Records behind the end of the log, by `role`, `topic` and `partition`.
+pub const CONSUMER_LAG: &str = "parley_consumer_lag";
+/// Inbox entries written for users who were away (fanout-worker).
+pub const INBOX_WRITTEN: &str = "parley_inbox_entries_written_total";
+/// Entries in an inbox when it is read (projector).
+pub const INBOX_SIZE: &str = "parley_inbox_size";
+/// Requests or frames refused by a rate limit, by `limit`.
+pub const RATE_LIMITED: &str = "parley_rate_limited_total";
+/// Frames refused because the session had too many in progress.
+pub const BUSY: &str = "parley_session_busy_total";
+/// RocksDB figures of the projector's store, by `property`.
+pub const ROCKSDB: &str = "parley_rocksdb_bytes";
+/// Resident memory of the process.
+pub const RESIDENT: &str = "parley_process_resident_memory_bytes";
+/// Push notifications, by `result` (push role).
+pub const PUSHES: &str = "parley_push_notifications_total";
+/// Records written by fanout-workers: deliveries, inbox entries, push jobs.
+pub const ROUTED: &str = "parley_routed_total";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Latency buckets (seconds): 0.25 ms to 10 s.
+const SECONDS: &[f64] = &[
+    0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const SIZES: &[f64] = &[0.0, 1.0, 10.0, 100.0, 1_000.0, 10_000.0, 100_000.0];
+
+/// Installs the process-wide recorder (once; later calls return the same handle).
+/// `None` if another recorder was installed first.
+pub fn install() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+                .ok()?
+                .set_buckets_for_metric(Matcher::Full(INBOX_SIZE.into()), SIZES)
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            let upkeep = handle.clone();
+            // Histograms are drained on render; without a scraper they must not grow.
+            let _ = std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || loop {
+                    std::thread::sleep(Duration::from_secs(5));
+                    upkeep.run_upkeep();
+                });
+            Some(handle)
+        })
+        .as_ref()
+}
+
+/// Every series in the Prometheus text format, with the process figures updated.
+pub fn render() -> String {
+    if let Some(rss) = resident_bytes() {
+        metrics::gauge!(RESIDENT).set(rss as f64);
+    }
+    install().map(|h| h.render()).unwrap_or_default()
+}
+
+/// The resident set size of this process (Linux), in bytes.
+pub fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn describe() {
+    describe_gauge!(CONNECTIONS, "WebSocket sessions open");
+    describe_counter!(CONNECTIONS_OPENED, "WebSocket sessions opened");
+    describe_counter!(FRAMES_IN, "client frames received, by type");
+    describe_counter!(FRAMES_OUT, "server frames written to sockets, by type");
+    describe_counter!(SENDS, "sends answered, by result");
+    describe_counter!(RECEIPTS, "receipts recorded, by kind");
+    describe_histogram!(
+        APPEND_SECONDS,
+        Unit::Seconds,
+        "append until the broker acknowledged it"
+    );
+    describe_histogram!(
+        DELIVER_SECONDS,
+        Unit::Seconds,
+        "a message's log timestamp until a recipient's session has it"
+    );
+    describe_gauge!(CONSUMER_LAG, "records behind the end of the log");
+    describe_counter!(INBOX_WRITTEN, "inbox entries written for away users");
+    describe_histogram!(INBOX_SIZE, "entries in an inbox when it is read");
+    describe_counter!(RATE_LIMITED, "requests or frames refused by a rate limit");
+    describe_counter!(BUSY, "frames refused: too many in progress on the session");
+    describe_gauge!(ROCKSDB, Unit::Bytes, "RocksDB figures of the views");
+    describe_gauge!(RESIDENT, Unit::Bytes, "resident memory of the process");
+    describe_counter!(PUSHES, "push notifications, by result");
+    describe_counter!(ROUTED, "records written by fanout-workers");
+}
