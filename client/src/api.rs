@@ -50,9 +50,18 @@ impl Api {
 
     /// A dev token for `user` (the gateway must run with `--dev-auth`).
     pub async fn dev_token(base: &str, user: &str) -> Result<String, SessionError> {
+        Self::dev_token_for(base, user, 86_400).await
+    }
+
+    /// A dev token for `user` valid `seconds`.
+    pub async fn dev_token_for(
+        base: &str,
+        user: &str,
+        seconds: u64,
+    ) -> Result<String, SessionError> {
         let v: Value = Client::new()
             .post(format!("{}/v1/dev/token", base.trim_end_matches('/')))
-            .json(&json!({ "user_id": user }))
+            .json(&json!({ "user_id": user, "expires_in": seconds }))
             .send()
             .await?
             .error_for_status()?

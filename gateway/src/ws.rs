@@ -263,6 +263,12 @@ async fn session(state: Shared, who: Identity, socket: WebSocket) {
             }
             continue;
         }
+        if matches!(frame, ClientFrame::Typing { .. }) {
+            if let Err(e) = state.limits.check(Limit::Typing, &user) {
+                reply_error(&session, e, None);
+                continue;
+            }
+        }
         if !matches!(frame, ClientFrame::Ping { .. }) {
             let Ok(permit) = in_progress.clone().try_acquire_owned() else {
                 metrics::counter!(parley_ops::metrics::BUSY).increment(1);
@@ -544,10 +550,6 @@ fn dispatch(
             conversation_id,
             active,
         } => {
-            if let Err(e) = state.limits.check(Limit::Typing, &session.user) {
-                reply_error(&session, e, None);
-                return;
-            }
             tokio::spawn(async move {
                 let _permit = permit;
                 if let Err(e) =
