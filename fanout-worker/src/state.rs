@@ -42,6 +42,8 @@ impl Prev {
 #[derive(Clone, Debug, Default)]
 pub struct Conversation {
     pub kind: Option<ConversationKind>,
+    /// Who created it: in a group, the one member who may remove others.
+    pub creator: Option<String>,
     /// user → offset of the record that made them a member.
     pub members: BTreeMap<String, i64>,
     pub last: Prev,
@@ -128,6 +130,13 @@ impl LogState for PartitionState {
     fn seen_message(&self, conversation: &str, id: &Uuid) -> Result<bool, Infallible> {
         Ok(self.recent.contains(&(conversation.to_string(), *id)))
     }
+
+    fn creator(&self, conversation: &str) -> Result<Option<String>, Infallible> {
+        Ok(self
+            .conversations
+            .get(conversation)
+            .and_then(|c| c.creator.clone()))
+    }
 }
 
 impl PartitionState {
@@ -164,6 +173,7 @@ impl PartitionState {
                 c.conversation_id,
                 Conversation {
                     kind: Some(c.kind),
+                    creator: c.creator,
                     members: c
                         .members
                         .into_iter()
@@ -197,6 +207,7 @@ impl PartitionState {
                     .entry(c.conversation_id.clone())
                     .or_default();
                 conv.kind = Some(c.kind);
+                conv.creator = Some(c.meta.actor.clone());
                 for m in &c.members {
                     conv.members.insert(m.clone(), offset);
                 }
@@ -420,6 +431,7 @@ mod tests {
                 members: members.iter().map(|(u, s)| (u.to_string(), *s)).collect(),
                 last_seq: Some(applied - 1),
                 created_at: Some(created_at),
+                creator: Some("a".into()),
             }],
         }
     }

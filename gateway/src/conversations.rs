@@ -114,9 +114,23 @@ pub async fn create(
     // A direct conversation's id is derived: it exists if the log holds its creation,
     // which the views show once they have applied its partition up to the end.
     if kind == ConversationKind::Direct && direct_exists(&state, &id).await? {
+        // One of the pair left: creating it again brings them back.
+        let mut gone = false;
+        for m in &members {
+            gone |= !state.views.is_member(&id, m).await?;
+        }
+        if gone {
+            let record = MembersAdded {
+                meta: Meta::new(me.clone()),
+                conversation_id: id.clone(),
+                members: members.clone(),
+            };
+            append(&state, &id, record.into()).await?;
+            state.members.forget(&id);
+        }
         return Ok((
             StatusCode::OK,
-            Json(json!({"conversation_id": id, "created": false})),
+            Json(json!({"conversation_id": id, "created": false, "rejoined": gone})),
         )
             .into_response());
     }
@@ -224,11 +238,31 @@ pub async fn remove_member(
         )));
     }
     ensure_member(&state, &id, &me).await?;
-    if user != me && !state.views.is_member(&id, &user).await? {
-        return Err(ApiError::new(
-            ErrorCode::NotFound,
-            format!("{user} is not a member of {id}"),
-        ));
+    if user != me {
+        // Leaving is anyone's; removing others is the group creator's alone.
+        let conversation = state.views.conversation(&id).await?;
+        let (kind, creator) = conversation
+            .map(|c| (c.kind, c.creator))
+            .unwrap_or((ConversationKind::Group, None));
+        if kind == ConversationKind::Direct {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "no one is removed from a direct conversation; you may leave it \
+                 (DELETE your own membership)",
+            ));
+        }
+        if creator.as_deref() != Some(me.as_str()) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "only the group's creator removes others; any member may leave",
+            ));
+        }
+        if !state.views.is_member(&id, &user).await? {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("{user} is not a member of {id}"),
+            ));
+        }
     }
     let record = MemberRemoved {
         meta: Meta::new(me),

@@ -1,5 +1,8 @@
 //! History pages for members, whatever the transport.
 //!
+//! A member sees the messages after the record that made them a member: one added to a
+//! group does not read what was said before they joined.
+//!
 //! A page bounded above (`before_seq`) is read only once the projector has applied the
 //! conversation's partition up to that seq (or to the log's end, if that is nearer): a
 //! client filling a gap it saw in live delivery gets the missing messages even when the
@@ -20,9 +23,19 @@ pub async fn page(
     state: &Shared,
     user: &str,
     conversation: &str,
-    q: HistoryQuery,
+    mut q: HistoryQuery,
 ) -> Result<HistoryPage, ApiError> {
     ensure_member(state, conversation, user).await?;
+    let Some(since) = state.views.member_since(conversation, user).await? else {
+        return Err(ApiError::not_member(conversation));
+    };
+    q.after = Some(q.after.map_or(since, |a| a.max(since)));
+    if q.before.is_some_and(|b| b <= since + 1) {
+        return Ok(HistoryPage {
+            messages: Vec::new(),
+            has_more: false,
+        });
+    }
     if let Some(before) = q.before {
         let (p, end) = log_end(state, conversation).await?;
         let target = before.min(end).max(0);

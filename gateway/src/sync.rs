@@ -82,7 +82,13 @@ pub async fn run(
         .await?
         .into_iter()
         .map(|c| {
+            // Nothing from before the user joined.
             let after = cursors.get(&c.conversation_id).copied();
+            let after = match (after, c.joined) {
+                (Some(a), Some(j)) => Some(a.max(j)),
+                (None, j) => j,
+                (a, None) => a,
+            };
             (c, after)
         })
         .filter(|(c, after)| match (c.last_seq, after) {

@@ -106,7 +106,8 @@ async fn conversation(State(v): State<Shared>, Path(id): Path<String>) -> Answer
 }
 
 async fn member(State(v): State<Shared>, Path((id, user)): Path<(String, String)>) -> Answer {
-    Ok(Json(json!({"member": v.is_member(&id, &user).await?})).into_response())
+    let since = v.member_since(&id, &user).await?;
+    Ok(Json(json!({"member": since.is_some(), "since": since})).into_response())
 }
 
 #[derive(Deserialize)]

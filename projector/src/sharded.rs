@@ -262,6 +262,15 @@ impl Views for ShardedViews {
             .await
     }
 
+    async fn member_since(&self, conversation: &str, user: &str) -> Result<Option<i64>> {
+        let p = self.of_conversation(conversation);
+        self.one(
+            p,
+            |v| async move { v.member_since(conversation, user).await },
+        )
+        .await
+    }
+
     async fn user_conversations(
         &self,
         user: &str,

@@ -37,6 +37,9 @@ pub struct ConversationView {
     pub members: Vec<String>,
     pub last_seq: Option<i64>,
     pub partition: i32,
+    /// Who created it: in a group, the one member who may remove others.
+    #[serde(default)]
+    pub creator: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +55,9 @@ pub struct ConversationSummary {
     /// How many members it has.
     #[serde(default)]
     pub members: usize,
+    /// The offset at which the user became a member: they see the messages after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub joined: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +70,9 @@ pub struct SnapshotConversation {
     /// Offset of its `ConversationCreated`.
     #[serde(default)]
     pub created_at: Option<i64>,
+    /// Who created it.
+    #[serde(default)]
+    pub creator: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +99,9 @@ pub struct Status {
 pub trait Views: Send + Sync + 'static {
     async fn conversation(&self, id: &str) -> Result<Option<ConversationView>>;
     async fn is_member(&self, conversation: &str, user: &str) -> Result<bool>;
+    /// The offset of the record that made `user` a member (they see the conversation's
+    /// history after it), if they are one.
+    async fn member_since(&self, conversation: &str, user: &str) -> Result<Option<i64>>;
     /// `user`'s conversations; with `unread`, each one's unread count (dearer: it reads
     /// history), else 0.
     async fn user_conversations(
@@ -159,6 +171,11 @@ impl Views for LocalViews {
     async fn is_member(&self, conversation: &str, user: &str) -> Result<bool> {
         let (c, u) = (conversation.to_string(), user.to_string());
         self.blocking(move |s| s.is_member(&c, &u)).await
+    }
+
+    async fn member_since(&self, conversation: &str, user: &str) -> Result<Option<i64>> {
+        let (c, u) = (conversation.to_string(), user.to_string());
+        self.blocking(move |s| s.member_since(&c, &u)).await
     }
 
     async fn user_conversations(

@@ -228,6 +228,9 @@ pub enum ErrorCode {
     Unauthorized,
     /// The caller is not a member of the conversation.
     NotMember,
+    /// A member, but not allowed this (removing others from a group is the creator's
+    /// alone; no one is removed from a direct conversation).
+    Forbidden,
     NotFound,
     /// Frame or body over the size limit.
     TooLarge,
@@ -246,7 +249,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => 400,
             ErrorCode::Unauthorized => 401,
-            ErrorCode::NotMember => 403,
+            ErrorCode::NotMember | ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
             ErrorCode::TooLarge => 413,
             ErrorCode::GroupFull => 409,
@@ -262,6 +265,7 @@ impl ErrorCode {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::NotMember => "not_member",
+            ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::GroupFull => "group_full",

@@ -7,9 +7,13 @@
 //! - `ConversationCreated` of more members than the group cap does nothing.
 //! - `MembersAdded` applies if the conversation is a group and the actor is a member;
 //!   only users not yet members are added, and only if the group then stays within the
-//!   cap ([`max_group_members`]); an add beyond it does nothing at all.
+//!   cap ([`max_group_members`]); an add beyond it does nothing at all. In a direct
+//!   conversation it only brings its pair back (re-creating it after one of them left):
+//!   the members must be exactly the two users its id is derived from, and the actor
+//!   one of them.
 //! - `MemberRemoved` applies if the removed user is a member and the actor is that user
-//!   or a member.
+//!   (leaving), or, in a group, its creator (the actor of its `ConversationCreated`).
+//!   No one is removed from a direct conversation by anyone else.
 //! - `MessagePosted` counts if the conversation exists, the sender is a member and the
 //!   message id was not posted in the conversation before (first occurrence wins).
 
@@ -48,6 +52,8 @@ pub trait LogState {
     fn member_count(&self, conversation: &str) -> Result<usize, Self::Error>;
     /// Whether `id` was already posted in `conversation`.
     fn seen_message(&self, conversation: &str, id: &Uuid) -> Result<bool, Self::Error>;
+    /// Who created `conversation` (the actor of its `ConversationCreated`).
+    fn creator(&self, conversation: &str) -> Result<Option<String>, Self::Error>;
 }
 
 /// What applying a record changes.
@@ -86,7 +92,11 @@ pub fn effect_capped<'a, S: LogState>(
             None => Effect::Create(c),
         },
         AnyRecord::MembersAdded(a) => {
-            let group = state.kind(&a.conversation_id)? == Some(ConversationKind::Group);
+            let kind = state.kind(&a.conversation_id)?;
+            if kind == Some(ConversationKind::Direct) {
+                return rejoin(state, a);
+            }
+            let group = kind == Some(ConversationKind::Group);
             if !group || !state.is_member(&a.conversation_id, &a.meta.actor)? {
                 return Ok(Effect::Nothing);
             }
@@ -106,8 +116,10 @@ pub fn effect_capped<'a, S: LogState>(
             }
         }
         AnyRecord::MemberRemoved(r) => {
-            let allowed =
-                r.meta.actor == r.member || state.is_member(&r.conversation_id, &r.meta.actor)?;
+            let allowed = r.meta.actor == r.member
+                || (state.kind(&r.conversation_id)? == Some(ConversationKind::Group)
+                    && state.creator(&r.conversation_id)?.as_deref() == Some(&r.meta.actor)
+                    && state.is_member(&r.conversation_id, &r.meta.actor)?);
             if allowed && state.is_member(&r.conversation_id, &r.member)? {
                 Effect::Remove {
                     conversation: &r.conversation_id,
@@ -131,6 +143,34 @@ pub fn effect_capped<'a, S: LogState>(
     })
 }
 
+/// `MembersAdded` in a direct conversation: its pair back, by one of them.
+fn rejoin<'a, S: LogState>(
+    state: &S,
+    a: &'a crate::records::MembersAdded,
+) -> Result<Effect<'a>, S::Error> {
+    let [x, y] = a.members.as_slice() else {
+        return Ok(Effect::Nothing);
+    };
+    let pair = x != y && crate::ids::direct_conversation_id(x, y) == a.conversation_id;
+    if !pair || (a.meta.actor != *x && a.meta.actor != *y) {
+        return Ok(Effect::Nothing);
+    }
+    let mut members = Vec::new();
+    for m in [x, y] {
+        if !state.is_member(&a.conversation_id, m)? {
+            members.push(m.as_str());
+        }
+    }
+    Ok(if members.is_empty() {
+        Effect::Nothing
+    } else {
+        Effect::Add {
+            conversation: &a.conversation_id,
+            members,
+        }
+    })
+}
+
 fn distinct(users: &[String]) -> usize {
     users.iter().collect::<std::collections::HashSet<_>>().len()
 }
@@ -148,6 +188,7 @@ mod tests {
         kinds: HashMap<String, ConversationKind>,
         members: HashSet<(String, String)>,
         seen: HashSet<(String, Uuid)>,
+        creators: HashMap<String, String>,
     }
 
     impl LogState for Mem {
@@ -163,6 +204,9 @@ mod tests {
         }
         fn seen_message(&self, c: &str, id: &Uuid) -> Result<bool, Infallible> {
             Ok(self.seen.contains(&(c.to_string(), *id)))
+        }
+        fn creator(&self, c: &str) -> Result<Option<String>, Infallible> {
+            Ok(self.creators.get(c).cloned())
         }
     }
 
@@ -181,6 +225,7 @@ mod tests {
         let mut s = Mem::default();
         s.kinds.insert("c".into(), ConversationKind::Group);
         s.members.insert(("c".into(), "a".into()));
+        s.creators.insert("c".into(), "a".into());
         s
     }
 
@@ -264,9 +309,10 @@ mod tests {
     }
 
     #[test]
-    fn members_leave_or_are_removed_by_members() {
+    fn members_leave_and_only_the_creator_removes_others() {
         let mut s = state();
         s.members.insert(("c".into(), "b".into()));
+        s.members.insert(("c".into(), "d".into()));
         let rm = |actor: &str, member: &str| -> AnyRecord {
             MemberRemoved {
                 meta: Meta::new(actor),
@@ -283,7 +329,55 @@ mod tests {
             effect(&s, &rm("a", "b")).unwrap(),
             Effect::Remove { .. }
         ));
+        // A member who did not create the group removes no one but themselves.
+        assert_eq!(effect(&s, &rm("d", "b")).unwrap(), Effect::Nothing);
         assert_eq!(effect(&s, &rm("z", "b")).unwrap(), Effect::Nothing);
         assert_eq!(effect(&s, &rm("a", "nobody")).unwrap(), Effect::Nothing);
+        // A creator who left has no say.
+        s.members.remove(&("c".to_string(), "a".to_string()));
+        assert_eq!(effect(&s, &rm("a", "b")).unwrap(), Effect::Nothing);
+    }
+
+    #[test]
+    fn a_direct_conversation_loses_no_one_but_who_leaves_and_can_be_rejoined() {
+        let id = crate::ids::direct_conversation_id("a", "b");
+        let mut s = Mem::default();
+        s.kinds.insert(id.clone(), ConversationKind::Direct);
+        s.members.insert((id.clone(), "a".into()));
+        s.members.insert((id.clone(), "b".into()));
+        s.creators.insert(id.clone(), "a".into());
+        let rm = |actor: &str, member: &str| -> AnyRecord {
+            MemberRemoved {
+                meta: Meta::new(actor),
+                conversation_id: id.clone(),
+                member: member.into(),
+            }
+            .into()
+        };
+        assert_eq!(effect(&s, &rm("a", "b")).unwrap(), Effect::Nothing);
+        assert!(matches!(
+            effect(&s, &rm("b", "b")).unwrap(),
+            Effect::Remove { .. }
+        ));
+        s.members.remove(&(id.clone(), "b".to_string()));
+        let add = |actor: &str, members: &[&str]| -> AnyRecord {
+            MembersAdded {
+                meta: Meta::new(actor),
+                conversation_id: id.clone(),
+                members: members.iter().map(|m| m.to_string()).collect(),
+            }
+            .into()
+        };
+        assert_eq!(
+            effect(&s, &add("b", &["a", "b"])).unwrap(),
+            Effect::Add {
+                conversation: &id,
+                members: vec!["b"]
+            }
+        );
+        // Nobody else joins a direct conversation, and nobody else brings its pair back.
+        assert_eq!(effect(&s, &add("a", &["a", "z"])).unwrap(), Effect::Nothing);
+        assert_eq!(effect(&s, &add("a", &["b"])).unwrap(), Effect::Nothing);
+        assert_eq!(effect(&s, &add("z", &["a", "b"])).unwrap(), Effect::Nothing);
     }
 }

@@ -71,6 +71,10 @@ impl LogState for Batch<'_> {
         Ok(self.conversation(conversation)?.map_or(0, |c| c.members))
     }
 
+    fn creator(&self, conversation: &str) -> Result<Option<String>> {
+        Ok(self.conversation(conversation)?.and_then(|c| c.creator))
+    }
+
     fn seen_message(&self, conversation: &str, id: &Uuid) -> Result<bool> {
         if self
             .ov
@@ -122,6 +126,7 @@ impl Batch<'_> {
                     created_at: offset,
                     last_seq: None,
                     members: count,
+                    creator: Some(c.meta.actor.clone()),
                 };
                 self.ov.conversations.insert(c.conversation_id.clone(), row);
                 Ok(true)

@@ -68,6 +68,18 @@ impl Store {
             .is_some())
     }
 
+    /// The offset of the record that made `user` a member of `conv`, if they are one.
+    pub fn member_since(&self, conv: &str, user: &str) -> Result<Option<i64>> {
+        let Some(v) = self
+            .db()
+            .get_cf(self.cf(CF_MEMBERS)?, keys::pair(conv, user))?
+        else {
+            return Ok(None);
+        };
+        let row: crate::store::rows::MemberRow = serde_json::from_slice(&v)?;
+        Ok(Some(row.since))
+    }
+
     pub fn conversation(&self, id: &str) -> Result<Option<ConversationView>> {
         let Some(row) = self.conversation_row(id)? else {
             return Ok(None);
@@ -79,6 +91,7 @@ impl Store {
             members: self.members(id)?.into_iter().map(|(u, _)| u).collect(),
             last_seq: row.last_seq,
             partition: row.partition,
+            creator: row.creator,
         }))
     }
 
@@ -96,6 +109,7 @@ impl Store {
                 } else {
                     0
                 };
+                let joined = self.member_since(&conv, user)?;
                 out.push(ConversationSummary {
                     conversation_id: conv,
                     kind: row.kind,
@@ -103,6 +117,7 @@ impl Store {
                     last_seq: row.last_seq,
                     unread,
                     members: row.members,
+                    joined,
                 });
             }
         }
@@ -272,6 +287,7 @@ impl Store {
                 members,
                 last_seq: row.last_seq,
                 created_at: Some(row.created_at),
+                creator: row.creator,
             });
         }
         Ok(PartitionSnapshot {

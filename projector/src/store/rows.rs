@@ -18,6 +18,10 @@ pub struct ConversationRow {
     /// How many members it has (the group cap is checked against it).
     #[serde(default)]
     pub members: usize,
+    /// Who created it (the actor of its `ConversationCreated`): in a group, the one
+    /// member who may remove others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
