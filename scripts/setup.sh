@@ -3,15 +3,16 @@
 # Idempotent: it installs only what is missing, and says what it does.
 #   - Debian packages: a C/C++ toolchain, cmake, libclang (RocksDB's bindings), zlib,
 #     Java 17 and Maven (the Kafka broker), redis-server (the presence store's tests),
-#     python3 and pip
-#   - Python: fastavro (the second Avro implementation of the interop tests)
+#     python3, pip and venv
+#   - Python: fastavro (the second Avro implementation of the interop tests);
+#     scripts/schemathesis.sh installs schemathesis into a venv of its own
 #   - the Kafka broker jars, into ~/.cache/parley (scripts/kafka.sh fetch)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { echo "setup: $*" >&2; }
 
-packages=(build-essential cmake pkg-config libclang-dev clang zlib1g-dev openjdk-17-jre-headless maven redis-server python3 python3-pip)
+packages=(build-essential cmake pkg-config libclang-dev clang zlib1g-dev openjdk-17-jre-headless maven redis-server python3 python3-pip python3-venv)
 have() { # PACKAGE: installed from Debian, or an equivalent tool found on PATH
   dpkg -s "$1" >/dev/null 2>&1 && return 0
   case "$1" in
@@ -20,6 +21,7 @@ have() { # PACKAGE: installed from Debian, or an equivalent tool found on PATH
     redis-server) command -v redis-server >/dev/null ;;
     python3) command -v python3 >/dev/null ;;
     python3-pip) python3 -m pip --version >/dev/null 2>&1 ;;
+    python3-venv) python3 -c 'import ensurepip, venv' >/dev/null 2>&1 ;;
     *) return 1 ;;
   esac
 }

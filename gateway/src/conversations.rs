@@ -24,9 +24,10 @@ use crate::service::Shared;
 const MAX_MEMBERS: usize = 10_000;
 const MAX_TITLE_CHARS: usize = 200;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBody {
+    /// `direct` or `group`.
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
@@ -154,7 +155,7 @@ pub async fn create(
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddBody {
     members: Vec<String>,
@@ -294,8 +295,9 @@ pub async fn list(State(state): State<Shared>, Caller(me): Caller) -> Result<Res
     Ok(Json(json!({"conversations": conversations})).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryParams {
     after: Option<i64>,
     before: Option<i64>,
@@ -322,7 +324,7 @@ pub async fn history(
     )
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenBody {
     user_id: String,

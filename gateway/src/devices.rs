@@ -24,10 +24,12 @@ const MAX_DEVICE_ID: usize = 64;
 /// How long an answer waits for the book to read the change back.
 const READ_BACK: Duration = Duration::from_secs(10);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
+    /// `webhook`.
     platform: String,
+    /// Where notifications are POSTed (plain `http://`).
     url: String,
     /// Optional; by default derived from the URL, so registering one URL twice is one
     /// device.
@@ -150,7 +152,7 @@ pub async fn remove(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MuteBody {
     #[serde(default = "yes")]

@@ -18,6 +18,7 @@
 //!   messages are broadcast to every gateway, which finds its own members).
 //! - [`limits`]: rate limits per user and per IP (`governor`).
 //! - [`readiness`]: what `/readyz` checks: the log, this slot's deliveries, the views.
+//! - [`openapi`]: the REST API as an OpenAPI document (`GET /v1/openapi.json`).
 //! - [`membership`]: the (cached, read-your-log) membership pre-check.
 //! - [`send`]: the send flow shared by every transport.
 //! - [`echoes`]: a sender's message routed back here confirms its send (no views).
@@ -46,6 +47,7 @@ pub mod history;
 pub mod limits;
 pub mod longpoll;
 pub mod membership;
+pub mod openapi;
 pub mod presence;
 pub mod readiness;
 pub mod receipts;

@@ -83,8 +83,9 @@ impl Cursor {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PollParams {
     cursor: Option<String>,
     timeout_ms: Option<u64>,
@@ -223,7 +224,7 @@ async fn collect(
     Ok((out, has_more))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendBody {
     client_msg_id: String,

@@ -78,9 +78,11 @@ fn kind_name(kind: ReceiptKind) -> &'static str {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReceiptBody {
+    /// `delivered` or `read`.
+    #[schema(value_type = String, pattern = "^(delivered|read)$")]
     kind: ReceiptKind,
     seq: i64,
 }
@@ -108,8 +110,9 @@ pub async fn list(
     Ok(Json(json!({"conversation_id": id, "receipts": receipts})))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct InboxParams {
     limit: Option<u32>,
 }

@@ -128,7 +128,8 @@ pub fn router(state: Shared) -> Router {
             "/v1/conversations/{id}/opt-in",
             post(devices::opt_in).delete(devices::opt_out),
         )
-        .route("/v1/events", get(longpoll::poll));
+        .route("/v1/events", get(longpoll::poll))
+        .route("/v1/openapi.json", get(crate::openapi::serve));
     if state.config.dev_auth {
         app = app.route("/v1/dev/token", post(conversations::dev_token));
     }
@@ -141,7 +142,8 @@ pub fn router(state: Shared) -> Router {
     .merge(parley_ops::router(health))
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PresenceParams {
     /// Comma-separated user ids.
     #[serde(default)]
