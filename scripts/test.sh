@@ -35,7 +35,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test (Kafka at $PARLEY_TEST_KAFKA)" >&2
 cargo test --workspace --locked
 echo "== schemathesis (a short run against the OpenAPI document: no 5xx, no schema violations)" >&2
-PARLEY_BIN="${CARGO_TARGET_DIR:-target}/debug/parley" scripts/schemathesis.sh 10
+PARLEY_BIN="${CARGO_TARGET_DIR:-target}/debug/parley" scripts/schemathesis.sh 10 120
 if [ "${PARLEY_SKIP_CHAOS:-0}" != 1 ]; then
   # The single broker is not needed any more: its cores go to the cluster.
   stop_kafka; started=0

@@ -29,10 +29,8 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     parley_ops::metrics::install();
-    let positions = parley_ops::lag::Positions::default();
-    tokio::spawn(parley_ops::lag::watch(
+    let positions = parley_ops::lag::watched(
         log.clone(),
-        positions.clone(),
         parley_ops::lag::LagCheck {
             role: "fanout",
             check: "fanout_caught_up",
@@ -41,7 +39,7 @@ pub async fn run(
         },
         config.health.clone(),
         shutdown.clone(),
-    ));
+    );
     let router = Arc::new(Router::new(&config.worker_id, config.large_typing_per_s));
     let slots = retry("deliveries partitions", || {
         log.partition_count(&config.topics.deliveries)

@@ -122,3 +122,16 @@ pub async fn watch(
         }
     }
 }
+
+/// A fresh [`Positions`] for a consumer to update, measured by [`watch`] in a task of its
+/// own until `shutdown`.
+pub fn watched(
+    log: Arc<dyn EventLog>,
+    check: LagCheck,
+    health: Health,
+    shutdown: CancellationToken,
+) -> Positions {
+    let positions = Positions::default();
+    tokio::spawn(watch(log, positions.clone(), check, health, shutdown));
+    positions
+}

@@ -97,10 +97,8 @@ pub async fn run(
     let catch_up = Duration::from_secs(30);
     let topics = config.topics.clone();
     parley_ops::metrics::install();
-    let positions = parley_ops::lag::Positions::default();
-    tokio::spawn(parley_ops::lag::watch(
+    let positions = parley_ops::lag::watched(
         log.clone(),
-        positions.clone(),
         parley_ops::lag::LagCheck {
             role: "push",
             check: "push_caught_up",
@@ -109,7 +107,7 @@ pub async fn run(
         },
         config.health.clone(),
         shutdown.clone(),
-    ));
+    );
     let devices =
         DeviceBook::follow(log.clone(), &topics.devices, catch_up, shutdown.clone()).await?;
     let state =
