@@ -258,19 +258,10 @@ async fn session(state: Shared, who: Identity, socket: WebSocket) {
                 let (tx, rx) = mpsc::channel::<Send>(256);
                 (tx, tokio::spawn(sender(state.clone(), session.clone(), rx)))
             });
-            // A full queue is answered, not waited on: the socket keeps being read, and
-            // the client is told to slow down.
-            match tx.try_send(send) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(send)) => {
-                    metrics::counter!(parley_ops::metrics::BUSY).increment(1);
-                    let e = ApiError::rate_limited(
-                        "too many sends in progress on this session: slow down",
-                        std::time::Duration::from_millis(100),
-                    );
-                    session.push(encode(&e.frame(Some(send.client_msg_id), None)));
-                }
-                Err(mpsc::error::TrySendError::Closed(_)) => break,
+            // A full queue stops the reading of this socket until it drains: a client
+            // may pipeline sends, and TCP slows it down (no task, no memory per send).
+            if tx.send(send).await.is_err() {
+                break;
             }
             continue;
         }
