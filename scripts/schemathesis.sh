@@ -36,12 +36,13 @@ TOKEN="$(curl -fsS -XPOST "127.0.0.1:$PORT/v1/dev/token" -H 'content-type: appli
   -d '{"user_id":"schemathesis"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
 echo "schemathesis.sh: $EXAMPLES examples per operation against 127.0.0.1:$PORT" >&2
 status=0
-"$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/v1/openapi.json" \
+# From the scratch directory: schemathesis keeps a cache where it runs.
+(cd "$DIR" && "$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/v1/openapi.json" \
   -H "Authorization: Bearer $TOKEN" \
   --checks not_a_server_error,response_schema_conformance \
   --max-examples "$EXAMPLES" ${MAX_TIME:+--max-time "$MAX_TIME"} --seed 1 --workers 1 --request-timeout 60 \
   --phases examples,coverage,fuzzing --no-color --generation-database none \
-  --suppress-health-check all || status=$?
+  --suppress-health-check all) || status=$?
 if [ "$status" != 0 ]; then
   echo "schemathesis.sh: failures (gateway log: last lines)" >&2
   tail -20 "$DIR/parley.log" >&2
