@@ -259,6 +259,19 @@ async fn a_member_added_later_sees_history_from_the_add_on() {
         .await
         .unwrap();
     assert_eq!(earlier["messages"], json!([]), "{earlier}");
+    // Long-poll from the beginning: the same.
+    let poll = cat_api
+        .ok(Method::GET, "/v1/events?timeout_ms=1000", None)
+        .await
+        .unwrap();
+    let polled: Vec<i64> = poll["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["type"] == "message" && f["conversation_id"] == group.as_str())
+        .map(|f| f["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(polled, vec![after], "long-poll from the add on: {poll}");
     let cat = live(g, &cat_t).await;
     cat.sync(LONG).await.unwrap();
     let synced: Vec<i64> = cat.messages(&group).iter().map(|m| m.seq).collect();

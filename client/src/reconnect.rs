@@ -30,7 +30,7 @@ pub const CLOSE_TOKEN_EXPIRED: u16 = 4001;
 pub struct Reconnecting<T: TokenSource> {
     base: String,
     source: T,
-    session: Option<Session>,
+    session: Session,
     /// Sessions opened after the first.
     reconnects: usize,
     timeout: Duration,
@@ -46,7 +46,7 @@ impl<T: TokenSource> Reconnecting<T> {
         Ok(Reconnecting {
             base: base.to_string(),
             source,
-            session: Some(session),
+            session,
             reconnects: 0,
             timeout,
         })
@@ -54,9 +54,7 @@ impl<T: TokenSource> Reconnecting<T> {
 
     /// The current session.
     pub fn session(&self) -> &Session {
-        self.session
-            .as_ref()
-            .expect("a Reconnecting always holds a session")
+        &self.session
     }
 
     /// How many times it has reconnected.
@@ -72,13 +70,13 @@ impl<T: TokenSource> Reconnecting<T> {
         };
         let token = self.source.token().await?;
         let next = Session::connect(&self.base, &token).await?;
-        if let Some(old) = self.session.take() {
-            next.absorb(old.into_store());
-        }
-        next.ready(self.timeout).await?;
-        next.sync(self.timeout).await?;
-        self.session = Some(next);
+        // From here on the new session is the one held, whatever happens next: a failed
+        // ready or sync leaves it to be tried again (its store holds the old one's).
+        let old = std::mem::replace(&mut self.session, next);
+        self.session.absorb(old.into_store());
         self.reconnects += 1;
+        self.session.ready(self.timeout).await?;
+        self.session.sync(self.timeout).await?;
         Ok(Some(reason))
     }
 }

@@ -19,17 +19,26 @@ use crate::service::Shared;
 /// How long a history read waits for the projector to reach its upper bound.
 const BARRIER_WAIT: Duration = Duration::from_secs(5);
 
+/// `q` bounded to what a member who joined at offset `joined` sees: the messages after
+/// it. Every read of history on a reader's behalf (pages, sync, long-poll) goes through it.
+pub fn from_join(mut q: HistoryQuery, joined: Option<i64>) -> HistoryQuery {
+    if let Some(j) = joined {
+        q.after = Some(q.after.map_or(j, |a| a.max(j)));
+    }
+    q
+}
+
 pub async fn page(
     state: &Shared,
     user: &str,
     conversation: &str,
-    mut q: HistoryQuery,
+    q: HistoryQuery,
 ) -> Result<HistoryPage, ApiError> {
     ensure_member(state, conversation, user).await?;
     let Some(since) = state.views.member_since(conversation, user).await? else {
         return Err(ApiError::not_member(conversation));
     };
-    q.after = Some(q.after.map_or(since, |a| a.max(since)));
+    let q = from_join(q, Some(since));
     if q.before.is_some_and(|b| b <= since + 1) {
         return Ok(HistoryPage {
             messages: Vec::new(),

@@ -175,12 +175,16 @@ async fn collect(
     limit: u32,
 ) -> Result<(Vec<MessageView>, bool), ApiError> {
     let ends = barrier(state).await?;
-    let mut by_partition: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    // Each conversation with the offset the user joined it at: nothing before it.
+    let mut by_partition: BTreeMap<i32, Vec<(String, Option<i64>)>> = BTreeMap::new();
     for c in state.views.user_conversations(user, false).await? {
         let p = partition_of(state, &c.conversation_id);
         let from = cursor.next.get(p as usize).copied().unwrap_or(0);
         if c.last_seq.is_some_and(|last| last >= from) {
-            by_partition.entry(p).or_default().push(c.conversation_id);
+            by_partition
+                .entry(p)
+                .or_default()
+                .push((c.conversation_id, c.joined));
         }
     }
     let mut out = Vec::new();
@@ -203,8 +207,9 @@ async fn collect(
         };
         let mut found: Vec<MessageView> = Vec::new();
         let mut capped = false;
-        for c in conversations {
-            let page = state.views.history(c, q.clone()).await?;
+        for (c, joined) in conversations {
+            let q = crate::history::from_join(q.clone(), *joined);
+            let page = state.views.history(c, q).await?;
             capped |= page.has_more;
             found.extend(page.messages);
         }

@@ -83,12 +83,11 @@ pub async fn run(
         .into_iter()
         .map(|c| {
             // Nothing from before the user joined.
-            let after = cursors.get(&c.conversation_id).copied();
-            let after = match (after, c.joined) {
-                (Some(a), Some(j)) => Some(a.max(j)),
-                (None, j) => j,
-                (a, None) => a,
+            let cursor = HistoryQuery {
+                after: cursors.get(&c.conversation_id).copied(),
+                ..HistoryQuery::default()
             };
+            let after = crate::history::from_join(cursor, c.joined).after;
             (c, after)
         })
         .filter(|(c, after)| match (c.last_seq, after) {

@@ -315,34 +315,6 @@ fn count_in(kind: &'static str) {
     metrics::counter!(parley_ops::metrics::FRAMES_IN, "type" => kind).increment(1);
 }
 
-/// The `type` of an encoded server frame (its first field), as a label.
-fn kind_out(frame: &str) -> &'static str {
-    const KINDS: [&str; 13] = [
-        "ready",
-        "sent",
-        "message",
-        "sync_batch",
-        "synced",
-        "history",
-        "receipt",
-        "receipt_counts",
-        "typing",
-        "pong",
-        "presence",
-        "presence_result",
-        "error",
-    ];
-    let kind = frame
-        .strip_prefix(r#"{"type":""#)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or("");
-    KINDS
-        .iter()
-        .find(|k| **k == kind)
-        .copied()
-        .unwrap_or("other")
-}
-
 fn request_id_of(frame: &ClientFrame) -> Option<String> {
     match frame {
         ClientFrame::Sync { request_id, .. }
@@ -437,7 +409,7 @@ async fn write(
 
 /// A frame for the socket, counted by type.
 fn text_out(frame: &Frame) -> Message {
-    metrics::counter!(parley_ops::metrics::FRAMES_OUT, "type" => kind_out(frame.as_ref()))
+    metrics::counter!(parley_ops::metrics::FRAMES_OUT, "type" => ServerFrame::kind_of(frame.as_ref()))
         .increment(1);
     Message::Text(Utf8Bytes::from(frame.as_ref()))
 }

@@ -56,16 +56,13 @@ async fn require_token(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("");
-    if !same(given.as_bytes(), token.as_bytes()) {
+    // In time that does not depend on where a guess first differs.
+    let same: bool = subtle::ConstantTimeEq::ct_eq(given.as_bytes(), token.as_bytes()).into();
+    if !same {
         let body = json!({"error": {"code": "unauthorized", "message": "the projector API needs the service token (Authorization: Bearer $PARLEY_SERVICE_TOKEN)"}});
         return (StatusCode::UNAUTHORIZED, Json(body)).into_response();
     }
     next.run(req).await
-}
-
-/// Compares in time that does not depend on where the inputs differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 impl IntoResponse for Error {

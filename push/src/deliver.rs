@@ -47,9 +47,7 @@ impl Push {
             match provider.send(&device.url, n).await {
                 Ok(()) => {
                     self.lock_breakers().success(&endpoint);
-                    bump(&self.stats.delivered);
-                    metrics::counter!(parley_ops::metrics::PUSHES, "result" => "delivered")
-                        .increment(1);
+                    bump(&self.stats.delivered, "delivered");
                     debug!(user = %n.user_id, device = %n.device_id, id = %n.id, "pushed");
                     return;
                 }
@@ -66,9 +64,7 @@ impl Push {
                         let why = format!("{why} (after {} attempts)", attempt + 1);
                         return self.dead_letter(device, n, &why, source).await;
                     }
-                    bump(&self.stats.retried);
-                    metrics::counter!(parley_ops::metrics::PUSHES, "result" => "retried")
-                        .increment(1);
+                    bump(&self.stats.retried, "retried");
                     debug!(device = %n.device_id, attempt, error = %why, "push failed; retrying");
                     tokio::time::sleep(self.config.backoff.delay(attempt)).await;
                     attempt += 1;
@@ -88,8 +84,7 @@ impl Push {
         why: &str,
         source: Option<(i32, i64)>,
     ) {
-        bump(&self.stats.dead_lettered);
-        metrics::counter!(parley_ops::metrics::PUSHES, "result" => "dead_lettered").increment(1);
+        bump(&self.stats.dead_lettered, "dead_lettered");
         warn!(user = %n.user_id, device = %n.device_id, id = %n.id, error = %why, "push dead-lettered");
         let body = n.to_body();
         let (source_partition, source_offset) = source.unwrap_or((-1, -1));

@@ -61,12 +61,15 @@ pub struct Stats {
 /// reading jobs until some are done.
 const MAX_PENDING: usize = 10_000;
 
-pub(crate) fn bump(c: &AtomicU64) {
+/// Counts one in `c` (`GET /v1/stats`) and in `parley_push_notifications_total{result}`.
+pub(crate) fn bump(c: &AtomicU64, result: &'static str) {
     c.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!(parley_ops::metrics::PUSHES, "result" => result).increment(1);
 }
 
-fn bump_by(c: &AtomicU64, n: u32) {
+fn bump_by(c: &AtomicU64, n: u32, result: &'static str) {
     c.fetch_add(u64::from(n), Ordering::Relaxed);
+    metrics::counter!(parley_ops::metrics::PUSHES, "result" => result).increment(u64::from(n));
 }
 
 pub(crate) struct Push {
@@ -197,8 +200,7 @@ pub async fn run(
                             continue;
                         }
                     };
-                    bump(&push.stats.jobs);
-                    metrics::counter!(parley_ops::metrics::PUSHES, "result" => "jobs").increment(1);
+                    bump(&push.stats.jobs, "jobs");
                     if push.skip_at_once(&job) {
                         debug!(user = %job.user_id, seq = job.seq, "job needs no push");
                         continue;
@@ -266,9 +268,7 @@ impl Push {
             .covered(&job.user_id, &job.conversation_id)
             .is_some_and(|c| c >= job.seq);
         if covered {
-            bump(&self.stats.skipped_covered);
-            metrics::counter!(parley_ops::metrics::PUSHES, "result" => "skipped_covered")
-                .increment(1);
+            bump(&self.stats.skipped_covered, "skipped_covered");
         }
         covered
     }
@@ -281,7 +281,7 @@ impl Push {
         match self.presence.lookup(std::slice::from_ref(&user)).await {
             Ok(seen) if seen.first().is_some_and(|s| s.online) => {
                 debug!(user = %user, "online: not pushed");
-                bump_by(&self.stats.skipped_live, c.count);
+                bump_by(&self.stats.skipped_live, c.count, "skipped_live");
                 return;
             }
             Ok(_) => {}
@@ -292,7 +292,7 @@ impl Push {
             .covered(&user, &c.conversation_id)
             .is_some_and(|s| s >= c.last_seq)
         {
-            bump_by(&self.stats.skipped_covered, c.count);
+            bump_by(&self.stats.skipped_covered, c.count, "skipped_covered");
             return;
         }
         let mut devices = self.devices.devices(&user);
@@ -302,11 +302,11 @@ impl Push {
             devices = self.devices.devices(&user);
         }
         if devices.is_empty() {
-            bump_by(&self.stats.skipped_no_device, c.count);
+            bump_by(&self.stats.skipped_no_device, c.count, "skipped_no_device");
             return;
         }
         if self.devices.is_muted(&user, &c.conversation_id) {
-            bump_by(&self.stats.skipped_muted, c.count);
+            bump_by(&self.stats.skipped_muted, c.count, "skipped_muted");
             return;
         }
         let badge = self.badge(&user).await;
@@ -326,8 +326,7 @@ impl Push {
         if let Err(e) = self.state.write(&intent).await {
             warn!(user = %user, error = %e, "push intent not written; sending anyway");
         }
-        bump(&self.stats.notifications);
-        metrics::counter!(parley_ops::metrics::PUSHES, "result" => "notifications").increment(1);
+        bump(&self.stats.notifications, "notifications");
         self.send_all(&intent, &devices, c.offsets.first().copied())
             .await;
         self.mark_done(intent).await;
@@ -342,8 +341,7 @@ impl Push {
         }
         let devices = self.devices.devices(&intent.user_id);
         info!(user = %intent.user_id, conversation = %intent.conversation_id, "sending an unfinished notification again");
-        bump(&self.stats.redelivered);
-        metrics::counter!(parley_ops::metrics::PUSHES, "result" => "redelivered").increment(1);
+        bump(&self.stats.redelivered, "redelivered");
         self.send_all(&intent, &devices, None).await;
         self.mark_done(intent).await;
         self.lock_busy().remove(&key);

@@ -65,6 +65,39 @@ pub enum ClientFrame {
     },
 }
 
+impl ServerFrame {
+    /// Every `type` a server frame has (each variant's), for labels.
+    pub const KINDS: [&'static str; 13] = [
+        "ready",
+        "sent",
+        "message",
+        "sync_batch",
+        "synced",
+        "history",
+        "receipt",
+        "receipt_counts",
+        "typing",
+        "pong",
+        "presence",
+        "presence_result",
+        "error",
+    ];
+
+    /// The `type` of an encoded server frame, read from its first field (serde writes
+    /// the tag first); `"other"` for anything else.
+    pub fn kind_of(encoded: &str) -> &'static str {
+        let kind = encoded
+            .strip_prefix(r#"{"type":""#)
+            .and_then(|rest| rest.split('"').next())
+            .unwrap_or("");
+        Self::KINDS
+            .iter()
+            .find(|k| **k == kind)
+            .copied()
+            .unwrap_or("other")
+    }
+}
+
 impl ClientFrame {
     /// The frame's `type`, as a label.
     pub fn kind(&self) -> &'static str {
@@ -284,6 +317,43 @@ impl ErrorCode {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn kinds_and_labels_are_what_serde_writes() {
+        use super::*;
+        let frames = [
+            ServerFrame::Synced { request_id: None },
+            ServerFrame::Pong { nonce: None },
+            ServerFrame::Error {
+                code: ErrorCode::Forbidden,
+                message: String::new(),
+                client_msg_id: None,
+                request_id: None,
+                retry_after_ms: None,
+            },
+        ];
+        for f in frames {
+            let text = serde_json::to_string(&f).unwrap();
+            let tag = serde_json::from_str::<serde_json::Value>(&text).unwrap()["type"].clone();
+            assert_eq!(ServerFrame::kind_of(&text), tag.as_str().unwrap());
+        }
+        assert_eq!(ServerFrame::kind_of("[1]"), "other");
+        for code in [
+            ErrorCode::BadRequest,
+            ErrorCode::Unauthorized,
+            ErrorCode::NotMember,
+            ErrorCode::Forbidden,
+            ErrorCode::NotFound,
+            ErrorCode::TooLarge,
+            ErrorCode::GroupFull,
+            ErrorCode::RateLimited,
+            ErrorCode::Unavailable,
+            ErrorCode::SlowConsumer,
+            ErrorCode::Internal,
+        ] {
+            assert_eq!(serde_json::to_value(code).unwrap(), code.label());
+        }
+    }
+
     use super::*;
 
     #[test]

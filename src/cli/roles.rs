@@ -12,6 +12,7 @@ use anyhow::Context;
 use clap::Args;
 use parley_fanout::state::Limits;
 use parley_fanout::FanoutConfig;
+use parley_gateway::limits::{Rate, RateConfig};
 use parley_gateway::GatewayConfig;
 use parley_projector::directory::Directory;
 use parley_projector::{HttpViews, Projector, ProjectorConfig, ShardedViews, Views};
@@ -40,27 +41,33 @@ pub struct OpsArgs {
     service_token: Option<String>,
 }
 
-/// The shortest service token taken.
-const MIN_SERVICE_TOKEN: usize = 32;
+/// The shortest secret taken: JWT key, service token, push signing key.
+const MIN_SECRET: usize = parley_gateway::auth::MIN_SECRET_BYTES;
+
+/// `value` of `var` if it is at least [`MIN_SECRET`] bytes.
+fn long_enough(var: &str, value: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        value.len() >= MIN_SECRET,
+        "{var} is {} bytes; it must be at least {MIN_SECRET}",
+        value.len()
+    );
+    Ok(value.to_string())
+}
 
 impl OpsArgs {
-    /// The service token, if set; refused when shorter than [`MIN_SERVICE_TOKEN`].
+    /// The service token, if set; refused when shorter than [`MIN_SECRET`].
     fn token(&self) -> anyhow::Result<Option<String>> {
-        match &self.service_token {
-            Some(t) if t.len() < MIN_SERVICE_TOKEN => anyhow::bail!(
-                "PARLEY_SERVICE_TOKEN is {} bytes; it must be at least {MIN_SERVICE_TOKEN}",
-                t.len()
-            ),
-            Some(t) => Ok(Some(t.clone())),
-            None => Ok(None),
-        }
+        self.service_token
+            .as_deref()
+            .map(|t| long_enough("PARLEY_SERVICE_TOKEN", t))
+            .transpose()
     }
 
     /// The service token a projector serving its API must have.
     fn required_token(&self) -> anyhow::Result<String> {
         self.token()?.ok_or_else(|| {
             anyhow::anyhow!(
-                "set PARLEY_SERVICE_TOKEN (or --service-token), at least {MIN_SERVICE_TOKEN} \
+                "set PARLEY_SERVICE_TOKEN (or --service-token), at least {MIN_SECRET} \
                  bytes: every request to the projector's API must carry it, and gateways, \
                  fanout-workers and push send it"
             )
@@ -374,39 +381,45 @@ pub struct ClientArgs {
 #[derive(Debug, Clone, Args)]
 pub struct RateArgs {
     /// Messages a user may send per second (every session together); bursts of 4x.
-    #[arg(long, env = "PARLEY_RATE_SENDS", default_value_t = 50)]
+    #[arg(long, env = "PARLEY_RATE_SENDS", default_value_t = RateConfig::default().sends.count)]
     rate_sends_per_s: u32,
     /// Typing indicators a user may send per second; bursts of 5.
-    #[arg(long, env = "PARLEY_RATE_TYPING", default_value_t = 2)]
+    #[arg(long, env = "PARLEY_RATE_TYPING", default_value_t = RateConfig::default().typing.count)]
     rate_typing_per_s: u32,
     /// Conversations a user may create per minute; bursts of 20.
-    #[arg(long, env = "PARLEY_RATE_CREATES", default_value_t = 60)]
+    #[arg(long, env = "PARLEY_RATE_CREATES", default_value_t = RateConfig::default().creates.count)]
     rate_creates_per_min: u32,
     /// Member-add requests a user may make per minute; bursts of 30.
-    #[arg(long, env = "PARLEY_RATE_ADDS", default_value_t = 120)]
+    #[arg(long, env = "PARLEY_RATE_ADDS", default_value_t = RateConfig::default().adds.count)]
     rate_adds_per_min: u32,
     /// WebSocket sessions a user may open per minute; bursts of 20.
-    #[arg(long, env = "PARLEY_RATE_CONNECTS", default_value_t = 60)]
+    #[arg(long, env = "PARLEY_RATE_CONNECTS", default_value_t = RateConfig::default().connects.count)]
     rate_connects_per_min: u32,
     /// WebSocket upgrades one IP address may make per minute; bursts of 200.
-    #[arg(long, env = "PARLEY_RATE_UPGRADES_PER_IP", default_value_t = 600)]
+    #[arg(long, env = "PARLEY_RATE_UPGRADES_PER_IP", default_value_t = RateConfig::default().upgrades_per_ip.count)]
     rate_upgrades_per_ip_per_min: u32,
     /// Frames one session may have in progress (history, sync, receipts, typing,
     /// presence queries); past it the client is told to slow down.
-    #[arg(long, env = "PARLEY_FRAMES_IN_PROGRESS", default_value_t = 32)]
+    #[arg(long, env = "PARLEY_FRAMES_IN_PROGRESS", default_value_t = RateConfig::default().frames_in_progress)]
     frames_in_progress: usize,
 }
 
 impl RateArgs {
-    fn config(&self) -> parley_gateway::limits::RateConfig {
-        use parley_gateway::limits::{Rate, RateConfig};
+    /// The rates given, each with its default burst (sends: four seconds' worth).
+    fn config(&self) -> RateConfig {
+        let d = RateConfig::default();
+        let with = |count: u32, default: Rate| Rate { count, ..default };
         RateConfig {
-            sends: Rate::per_second(self.rate_sends_per_s, self.rate_sends_per_s * 4),
-            typing: Rate::per_second(self.rate_typing_per_s, 5),
-            creates: Rate::per_minute(self.rate_creates_per_min, 20),
-            adds: Rate::per_minute(self.rate_adds_per_min, 30),
-            connects: Rate::per_minute(self.rate_connects_per_min, 20),
-            upgrades_per_ip: Rate::per_minute(self.rate_upgrades_per_ip_per_min, 200),
+            sends: Rate {
+                count: self.rate_sends_per_s,
+                burst: self.rate_sends_per_s.saturating_mul(4),
+                ..d.sends
+            },
+            typing: with(self.rate_typing_per_s, d.typing),
+            creates: with(self.rate_creates_per_min, d.creates),
+            adds: with(self.rate_adds_per_min, d.adds),
+            connects: with(self.rate_connects_per_min, d.connects),
+            upgrades_per_ip: with(self.rate_upgrades_per_ip_per_min, d.upgrades_per_ip),
             frames_in_progress: self.frames_in_progress,
         }
     }
@@ -486,12 +499,7 @@ async fn presence_store(
 impl ClientArgs {
     fn gateway_config(&self, gateway_id: i32, log: &LogArgs) -> anyhow::Result<GatewayConfig> {
         let secret = match (&self.jwt_secret, self.dev_auth) {
-            (Some(s), _) if s.len() < parley_gateway::auth::MIN_SECRET_BYTES => anyhow::bail!(
-                "PARLEY_JWT_SECRET is {} bytes; it must be at least {}",
-                s.len(),
-                parley_gateway::auth::MIN_SECRET_BYTES
-            ),
-            (Some(s), _) => s.clone(),
+            (Some(s), _) => long_enough("PARLEY_JWT_SECRET", s)?,
             (_, true) => {
                 warn!("PARLEY_JWT_SECRET is not set: using a random secret; only tokens from /v1/dev/token work");
                 random_secret()
@@ -567,9 +575,6 @@ pub struct PushOptions {
     push_give_up_s: u64,
 }
 
-/// The shortest push signing secret taken.
-const MIN_PUSH_SECRET: usize = 32;
-
 impl PushOptions {
     fn config(
         &self,
@@ -577,17 +582,13 @@ impl PushOptions {
         dev: bool,
     ) -> anyhow::Result<parley_push::PushConfig> {
         let secret = match &self.push_secret {
-            Some(s) if s.len() >= MIN_PUSH_SECRET => s.clone().into_bytes(),
-            Some(s) => anyhow::bail!(
-                "PARLEY_PUSH_SECRET is {} bytes; it must be at least {MIN_PUSH_SECRET}",
-                s.len()
-            ),
+            Some(s) => long_enough("PARLEY_PUSH_SECRET", s)?.into_bytes(),
             None if dev => {
                 warn!("PARLEY_PUSH_SECRET is not set: webhooks are signed with a random key that receivers cannot check");
                 random_secret().into_bytes()
             }
             None => anyhow::bail!(
-                "set PARLEY_PUSH_SECRET (or --push-secret), at least {MIN_PUSH_SECRET} bytes: webhooks are signed with it"
+                "set PARLEY_PUSH_SECRET (or --push-secret), at least {MIN_SECRET} bytes: webhooks are signed with it"
             ),
         };
         let mut c = parley_push::PushConfig::new(
