@@ -6,6 +6,8 @@
 #
 #   scripts/schemathesis.sh [MAX_EXAMPLES] [MAX_SECONDS]
 #       default 20 examples per operation and no time limit; CI runs 10 within 120 s
+#   PARLEY_ST_CHECKS=all scripts/schemathesis.sh …   every schemathesis check, not only
+#       the two above (status codes and content types as documented, among others)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXAMPLES="${1:-20}"
@@ -39,7 +41,7 @@ status=0
 # From the scratch directory: schemathesis keeps a cache where it runs.
 (cd "$DIR" && "$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/v1/openapi.json" \
   -H "Authorization: Bearer $TOKEN" \
-  --checks not_a_server_error,response_schema_conformance \
+  --checks "${PARLEY_ST_CHECKS:-not_a_server_error,response_schema_conformance}" \
   --max-examples "$EXAMPLES" ${MAX_TIME:+--max-time "$MAX_TIME"} --seed 1 --workers 1 --request-timeout 60 \
   --phases examples,coverage,fuzzing --no-color --generation-database none \
   --suppress-health-check all) || status=$?

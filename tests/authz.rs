@@ -1,8 +1,9 @@
 //! Authorization, endpoint by endpoint and frame by frame, against the real broker: a
 //! user outside a conversation cannot read, post, sync, receive, see typing, receipts
-//! or presence, or add anyone; in a group only the creator removes others; in a direct
-//! conversation no one is removed, a member leaves and comes back by creating it
-//! again; and a member added to a group sees history from the add on.
+//! or presence, or add anyone; in a group the creator and its admins remove others, and
+//! roles live in the log; in a direct conversation no one is removed, a member leaves
+//! and comes back by creating it again; and a member added to a group sees history from
+//! the add on, unless the group opens its full history.
 
 mod common;
 
@@ -70,6 +71,22 @@ async fn an_outsider_can_do_nothing_with_a_conversation() {
             ),
             (Method::POST, format!("/v1/conversations/{c}/mute"), None),
             (Method::POST, format!("/v1/conversations/{c}/opt-in"), None),
+            (Method::GET, format!("/v1/conversations/{c}"), None),
+            (
+                Method::PATCH,
+                format!("/v1/conversations/{c}"),
+                Some(json!({"full_history": true})),
+            ),
+            (
+                Method::PUT,
+                format!("/v1/conversations/{c}/admins/eve"),
+                None,
+            ),
+            (
+                Method::DELETE,
+                format!("/v1/conversations/{c}/admins/bob"),
+                None,
+            ),
         ];
         for (method, path, body) in cases {
             let (status, code) = refused(&eve_api, method.clone(), &path, body).await;
@@ -278,4 +295,202 @@ async fn a_member_added_later_sees_history_from_the_add_on() {
     assert_eq!(synced, vec![after], "sync from the add on");
     // The creator still sees everything.
     assert_eq!(amy_api.all_messages(&group).await.unwrap().len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admins_are_made_in_the_log_and_remove_members_below_them() {
+    let stack = InProcess::start("authz-admins", 1).await;
+    let g = &stack.gateways[0];
+    let mut api = std::collections::HashMap::new();
+    for u in ["amy", "bob", "cat", "dan", "eli"] {
+        api.insert(u, Api::new(g, &token(g, u).await));
+    }
+    let group = api["amy"]
+        .create_group("team", &["bob", "cat", "dan", "eli"])
+        .await
+        .unwrap();
+    let path = |what: &str, user: &str| format!("/v1/conversations/{group}/{what}/{user}");
+    let forbidden = |who: &'static str, method: Method, p: String| {
+        let api = api[who].clone();
+        async move {
+            let (status, code) = refused(&api, method.clone(), &p, None).await;
+            assert_eq!(
+                (status, code.as_str()),
+                (403, "forbidden"),
+                "{who}: {method} {p}"
+            );
+        }
+    };
+    let ok = |who: &'static str, method: Method, p: String| {
+        let api = api[who].clone();
+        async move {
+            api.ok(method.clone(), &p, None)
+                .await
+                .unwrap_or_else(|e| panic!("{who}: {method} {p}: {e:?}"));
+        }
+    };
+    let admins = || {
+        let api = api["eli"].clone();
+        let p = format!("/v1/conversations/{group}");
+        async move { api.ok(Method::GET, &p, None).await.unwrap()["admins"].clone() }
+    };
+
+    // A member makes no admins and removes no one.
+    forbidden("bob", Method::PUT, path("admins", "bob")).await;
+    forbidden("bob", Method::DELETE, path("members", "cat")).await;
+    // The creator makes bob an admin: the views show it, and bob removes a member.
+    ok("amy", Method::PUT, path("admins", "bob")).await;
+    assert_eq!(admins().await, json!(["bob"]));
+    let cat_live = live(g, api["cat"].token()).await;
+    let dan_live = live(g, api["dan"].token()).await;
+    ok("bob", Method::DELETE, path("members", "cat")).await;
+    // The fanout-worker applied the same rules: cat receives nothing more.
+    let amy_live = live(g, api["amy"].token()).await;
+    amy_live
+        .send(&group, "after-cat", "cat is out")
+        .await
+        .unwrap();
+    dan_live.wait_messages(&group, 1, LONG).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        cat_live.messages(&group).is_empty(),
+        "{:?}",
+        cat_live.messages(&group)
+    );
+    let (status, code) = refused(
+        &api["cat"],
+        Method::GET,
+        &format!("/v1/conversations/{group}/messages"),
+        None,
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (403, "not_member"));
+
+    // An admin removes no creator and no admin, and ends no other admin's role.
+    forbidden("bob", Method::DELETE, path("members", "amy")).await;
+    ok("bob", Method::PUT, path("admins", "dan")).await;
+    forbidden("bob", Method::DELETE, path("members", "dan")).await;
+    forbidden("bob", Method::DELETE, path("admins", "dan")).await;
+    forbidden("bob", Method::DELETE, path("admins", "amy")).await;
+    // An admin steps down; the creator ends anyone's role.
+    ok("dan", Method::DELETE, path("admins", "dan")).await;
+    ok("amy", Method::DELETE, path("admins", "bob")).await;
+    assert_eq!(admins().await, json!([]));
+    forbidden("bob", Method::DELETE, path("members", "dan")).await;
+
+    // A removed admin is an admin no longer when added again.
+    ok("amy", Method::PUT, path("admins", "eli")).await;
+    ok("amy", Method::DELETE, path("members", "eli")).await;
+    api["amy"]
+        .add_members(&group, &["eli".to_string()])
+        .await
+        .unwrap();
+    // Once the views have both records: a member again, an admin no longer.
+    eventually("eli back, not an admin", LONG, || async {
+        let view = api["amy"]
+            .ok(Method::GET, &format!("/v1/conversations/{group}"), None)
+            .await
+            .unwrap();
+        let members = view["members"].as_array().unwrap();
+        members.contains(&json!("eli")) && view["admins"] == json!([])
+    })
+    .await;
+    forbidden("eli", Method::DELETE, path("members", "dan")).await;
+
+    // A direct conversation has no roles.
+    let direct = api["amy"].create_direct("bob").await.unwrap();
+    let (status, code) = refused(
+        &api["amy"],
+        Method::PUT,
+        &format!("/v1/conversations/{direct}/admins/bob"),
+        None,
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (403, "forbidden"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_can_open_its_full_history_to_members_added_later() {
+    let stack = InProcess::start("authz-full-history", 1).await;
+    let g = &stack.gateways[0];
+    let (amy_t, bob_t, cat_t) = (
+        token(g, "amy").await,
+        token(g, "bob").await,
+        token(g, "cat").await,
+    );
+    let (amy_api, bob_api, cat_api) = (
+        Api::new(g, &amy_t),
+        Api::new(g, &bob_t),
+        Api::new(g, &cat_t),
+    );
+    let group = amy_api.create_group("open", &["bob"]).await.unwrap();
+    let amy = live(g, &amy_t).await;
+    let first = amy.send(&group, "b1", "before cat").await.unwrap().seq;
+    amy.send(&group, "b2", "also before").await.unwrap();
+    let settings = format!("/v1/conversations/{group}");
+
+    // Only the creator and admins change settings, and only with a valid body.
+    let (status, code) = refused(
+        &bob_api,
+        Method::PATCH,
+        &settings,
+        Some(json!({"full_history": true})),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (403, "forbidden"));
+    let (status, code) = refused(
+        &amy_api,
+        Method::PATCH,
+        &settings,
+        Some(json!({"full_history": "yes"})),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (400, "bad_request"));
+    let set = amy_api
+        .ok(
+            Method::PATCH,
+            &settings,
+            Some(json!({"full_history": true})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(set["full_history"], true, "{set}");
+
+    amy_api
+        .add_members(&group, &["cat".to_string()])
+        .await
+        .unwrap();
+    let after = amy.send(&group, "a1", "cat is here").await.unwrap().seq;
+    let seen: Vec<i64> = cat_api
+        .all_messages(&group)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(seen.len(), 3, "the whole history: {seen:?}");
+    assert_eq!((seen[0], seen[2]), (first, after));
+    let cat = live(g, &cat_t).await;
+    cat.sync(LONG).await.unwrap();
+    assert_eq!(cat.messages(&group).len(), 3, "sync: the whole history");
+    let view = cat_api.ok(Method::GET, &settings, None).await.unwrap();
+    assert_eq!(view["full_history"], true, "{view}");
+
+    // Closed again: a member added later reads from their add on.
+    amy_api
+        .ok(
+            Method::PATCH,
+            &settings,
+            Some(json!({"full_history": false})),
+        )
+        .await
+        .unwrap();
+    let seen: Vec<i64> = cat_api
+        .all_messages(&group)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.seq)
+        .collect();
+    assert_eq!(seen, vec![after], "from the add on again");
 }

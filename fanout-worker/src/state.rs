@@ -42,10 +42,12 @@ impl Prev {
 #[derive(Clone, Debug, Default)]
 pub struct Conversation {
     pub kind: Option<ConversationKind>,
-    /// Who created it: in a group, the one member who may remove others.
+    /// Who created it: in a group, the member who ranks above its admins.
     pub creator: Option<String>,
     /// user → offset of the record that made them a member.
     pub members: BTreeMap<String, i64>,
+    /// admin → offset of the `MemberRoleSet` that made them one (a subset of `members`).
+    pub admins: BTreeMap<String, i64>,
     pub last: Prev,
 }
 
@@ -137,6 +139,13 @@ impl LogState for PartitionState {
             .get(conversation)
             .and_then(|c| c.creator.clone()))
     }
+
+    fn is_admin(&self, conversation: &str, user: &str) -> Result<bool, Infallible> {
+        Ok(self
+            .conversations
+            .get(conversation)
+            .is_some_and(|c| c.admins.contains_key(user)))
+    }
 }
 
 impl PartitionState {
@@ -176,6 +185,11 @@ impl PartitionState {
                     creator: c.creator,
                     members: c
                         .members
+                        .into_iter()
+                        .filter(|(_, since)| !ahead || *since < resume)
+                        .collect(),
+                    admins: c
+                        .admins
                         .into_iter()
                         .filter(|(_, since)| !ahead || *since < resume)
                         .collect(),
@@ -232,10 +246,27 @@ impl PartitionState {
             } => match self.conversations.get_mut(conversation) {
                 Some(conv) => {
                     conv.members.remove(member);
+                    conv.admins.remove(member);
                     group_change(conv.kind.unwrap_or(ConversationKind::Group))
                 }
                 None => Routed::Nothing,
             },
+            Effect::Role {
+                conversation,
+                member,
+                admin,
+            } => {
+                if let Some(conv) = self.conversations.get_mut(conversation) {
+                    if admin {
+                        conv.admins.insert(member.to_string(), offset);
+                    } else {
+                        conv.admins.remove(member);
+                    }
+                }
+                Routed::Nothing
+            }
+            // Who reads which history is the views' concern, not routing's.
+            Effect::Settings(_) => Routed::Nothing,
             Effect::Post(m) => {
                 self.remember(m.conversation_id.clone(), m.message_id);
                 let large = self.limits.large_group;
@@ -379,6 +410,42 @@ mod tests {
         .into()
     }
 
+    fn role(by: &str, member: &str, admin: bool) -> AnyRecord {
+        parley_schemas::MemberRoleSet {
+            meta: Meta::new(by),
+            conversation_id: "g".into(),
+            member: member.into(),
+            admin,
+        }
+        .into()
+    }
+
+    #[test]
+    fn an_admin_made_in_the_log_removes_members_and_a_snapshot_ahead_forgets_later_grants() {
+        let mut s = PartitionState::new(Limits::default());
+        s.apply(0, &group(&["a", "b", "c", "d"]));
+        assert!(matches!(s.apply(1, &removed("b", "c")), Routed::Nothing));
+        assert!(s.has_member("g", "c"), "a member removes no one");
+        assert!(matches!(s.apply(2, &role("a", "b", true)), Routed::Nothing));
+        assert!(matches!(s.apply(3, &removed("b", "c")), Routed::Membership));
+        assert!(!s.has_member("g", "c"));
+        // Removed, an admin is one no longer.
+        s.apply(4, &removed("a", "b"));
+        s.apply(5, &added("a", "b"));
+        assert!(matches!(s.apply(6, &removed("b", "d")), Routed::Nothing));
+
+        // A snapshot at 20 lists "b" as an admin since 12; routing resumes at 10.
+        let mut snap = snapshot(20, &[("a", 0), ("b", 0), ("d", 0)], 0);
+        snap.conversations[0].admins = vec![("b".into(), 12)];
+        let mut s = PartitionState::from_snapshot(snap.clone(), 10, Limits::default());
+        assert!(matches!(s.apply(11, &removed("b", "d")), Routed::Nothing));
+        let mut s = PartitionState::from_snapshot(snap, 20, Limits::default());
+        assert!(matches!(
+            s.apply(21, &removed("b", "d")),
+            Routed::Membership
+        ));
+    }
+
     #[test]
     fn a_group_at_the_threshold_is_broadcast_and_its_membership_changes_are_routed() {
         let mut s = PartitionState::new(Limits {
@@ -432,6 +499,7 @@ mod tests {
                 last_seq: Some(applied - 1),
                 created_at: Some(created_at),
                 creator: Some("a".into()),
+                admins: Vec::new(),
             }],
         }
     }

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use parley_projector::views::HistoryQuery;
 use parley_schemas::frames::ErrorCode;
+use parley_schemas::rules::Effect;
 use parley_schemas::{
     ids, AnyRecord, ConversationCreated, ConversationKind, MemberRemoved, MembersAdded, Meta,
 };
@@ -239,37 +240,41 @@ pub async fn remove_member(
         )));
     }
     ensure_member(&state, &id, &me).await?;
+    let record = MemberRemoved {
+        meta: Meta::new(me.clone()),
+        conversation_id: id.clone(),
+        member: user.clone(),
+    };
     if user != me {
-        // Leaving is anyone's; removing others is the group creator's alone.
-        let conversation = state.views.conversation(&id).await?;
-        let (kind, creator) = conversation
-            .map(|c| (c.kind, c.creator))
-            .unwrap_or((ConversationKind::Group, None));
-        if kind == ConversationKind::Direct {
+        // Leaving is anyone's; removing others is for those who outrank them.
+        let Some(view) = state.views.conversation(&id).await? else {
+            return Err(ApiError::new(
+                ErrorCode::NotFound,
+                format!("no conversation {id}"),
+            ));
+        };
+        if view.kind == ConversationKind::Direct {
             return Err(ApiError::new(
                 ErrorCode::Forbidden,
                 "no one is removed from a direct conversation; you may leave it \
                  (DELETE your own membership)",
             ));
         }
-        if creator.as_deref() != Some(me.as_str()) {
-            return Err(ApiError::new(
-                ErrorCode::Forbidden,
-                "only the group's creator removes others; any member may leave",
-            ));
-        }
-        if !state.views.is_member(&id, &user).await? {
+        if !view.members.contains(&user) {
             return Err(ApiError::new(
                 ErrorCode::NotFound,
                 format!("{user} is not a member of {id}"),
             ));
         }
+        let any = AnyRecord::from(record.clone());
+        if parley_schemas::rules::effect(&view, &any).is_ok_and(|e| e == Effect::Nothing) {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "the group's creator removes anyone and its admins remove other members; \
+                 any member may leave",
+            ));
+        }
     }
-    let record = MemberRemoved {
-        meta: Meta::new(me),
-        conversation_id: id.clone(),
-        member: user,
-    };
     append(&state, &id, record.into()).await?;
     state.members.forget(&id);
     Ok(StatusCode::NO_CONTENT.into_response())

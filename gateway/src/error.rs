@@ -98,3 +98,71 @@ impl IntoResponse for ApiError {
             .into_response()
     }
 }
+
+/// The largest body of the router's own refusal kept as the message.
+const REFUSAL_TEXT_MAX: usize = 1024;
+
+/// Gives the router's own refusals (405 for a method a path does not have, 400 for a
+/// path segment that is not valid percent-encoding, …), which axum answers in plain
+/// text, the JSON error body every other answer has. The status and other headers
+/// (`Allow`) stay.
+pub async fn json_errors(response: Response) -> Response {
+    use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, REFUSAL_TEXT_MAX)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_string())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("refused").to_string()
+    } else {
+        text
+    };
+    let code = ErrorCode::from_http_status(status.as_u16());
+    parts.headers.remove(CONTENT_LENGTH);
+    parts.headers.remove(CONTENT_TYPE);
+    let mut answer = Json(json!({"error": {"code": code, "message": message}})).into_response();
+    *answer.status_mut() = status;
+    answer.headers_mut().extend(parts.headers);
+    answer
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::header::{ALLOW, CONTENT_TYPE};
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
+    #[tokio::test]
+    async fn the_routers_plain_refusals_become_json_errors() {
+        let plain = (StatusCode::METHOD_NOT_ALLOWED, [(ALLOW, "GET,POST")], "").into_response();
+        let r = super::json_errors(plain).await;
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(r.headers()[ALLOW], "GET,POST");
+        assert_eq!(r.headers()[CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(r.into_body(), 4096).await.unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "method_not_allowed", "{v}");
+
+        let bad = (StatusCode::BAD_REQUEST, "Invalid URL: bad %-encoding").into_response();
+        let body = axum::body::to_bytes(super::json_errors(bad).await.into_body(), 4096)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "bad_request");
+        assert_eq!(v["error"]["message"], "Invalid URL: bad %-encoding");
+
+        // Successes and JSON errors pass as they are.
+        let ok = super::json_errors("fine".into_response()).await;
+        assert_eq!(ok.status(), StatusCode::OK);
+    }
+}

@@ -35,7 +35,7 @@ pub async fn page(
     q: HistoryQuery,
 ) -> Result<HistoryPage, ApiError> {
     ensure_member(state, conversation, user).await?;
-    let Some(since) = state.views.member_since(conversation, user).await? else {
+    let Some(since) = state.views.history_from(conversation, user).await? else {
         return Err(ApiError::not_member(conversation));
     };
     let q = from_join(q, Some(since));

@@ -51,6 +51,7 @@ pub mod openapi;
 pub mod presence;
 pub mod readiness;
 pub mod receipts;
+pub mod roles;
 pub mod send;
 pub mod service;
 pub mod sessions;

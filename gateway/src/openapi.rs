@@ -12,6 +12,7 @@ use crate::conversations::{AddBody, CreateBody, HistoryParams, TokenBody};
 use crate::devices::{MuteBody, RegisterBody};
 use crate::longpoll::{PollParams, SendBody};
 use crate::receipts::{InboxParams, ReceiptBody};
+use crate::roles::SettingsBody;
 use crate::service::PresenceParams;
 
 /// Every error: `{"error": {"code", "message", "retry_after_ms"?}}`.
@@ -22,7 +23,7 @@ pub struct ErrorBody {
 
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
-    /// `bad_request`, `unauthorized`, `not_member`, `forbidden`, `not_found`,
+    /// `bad_request`, `unauthorized`, `not_member`, `forbidden`, `not_found`, `method_not_allowed`,
     /// `too_large`, `group_full`, `rate_limited`, `unavailable`, `internal`.
     code: String,
     message: String,
@@ -46,6 +47,26 @@ pub struct Created {
 pub struct Added {
     conversation_id: String,
     members: Vec<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Conversation {
+    conversation_id: String,
+    /// `direct` or `group`.
+    #[serde(rename = "type")]
+    kind: String,
+    title: Option<String>,
+    members: Vec<String>,
+    creator: Option<String>,
+    admins: Vec<String>,
+    full_history: bool,
+    last_seq: Option<i64>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Settings {
+    conversation_id: String,
+    full_history: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -144,6 +165,20 @@ mod operations {
     params(("id" = String, Path), ("user_id" = String, Path)),
     responses((status = 204, description = "removed (or left)")))]
     fn remove_member() {}
+    #[utoipa::path(get, path = "/v1/conversations/{id}", params(("id" = String, Path)),
+    responses((status = 200, body = Conversation)))]
+    fn show_conversation() {}
+    #[utoipa::path(patch, path = "/v1/conversations/{id}", request_body = SettingsBody,
+    params(("id" = String, Path)), responses((status = 200, body = Settings)))]
+    fn group_settings() {}
+    #[utoipa::path(put, path = "/v1/conversations/{id}/admins/{user_id}",
+    params(("id" = String, Path), ("user_id" = String, Path)),
+    responses((status = 204, description = "the member is an admin")))]
+    fn grant_admin() {}
+    #[utoipa::path(delete, path = "/v1/conversations/{id}/admins/{user_id}",
+    params(("id" = String, Path), ("user_id" = String, Path)),
+    responses((status = 204, description = "the member is not an admin")))]
+    fn revoke_admin() {}
     #[utoipa::path(get, path = "/v1/conversations/{id}/messages", params(("id" = String, Path), HistoryParams),
     responses((status = 200, body = History)))]
     fn history() {}
@@ -205,7 +240,8 @@ mod operations {
     ),
     paths(
         operations::create_conversation, operations::list_conversations, operations::add_members,
-        operations::remove_member, operations::history, operations::post_message, operations::receipts,
+        operations::remove_member, operations::show_conversation, operations::group_settings,
+        operations::grant_admin, operations::revoke_admin, operations::history, operations::post_message, operations::receipts,
         operations::post_receipt, operations::inbox, operations::presence, operations::register_device,
         operations::devices, operations::remove_device, operations::mute, operations::unmute, operations::opt_in,
         operations::opt_out, operations::events, operations::ws_ticket, operations::dev_token, operations::healthz,

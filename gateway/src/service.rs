@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use axum::serve::ListenerExt;
 use axum::Router;
 use parley_projector::Views;
@@ -101,6 +101,14 @@ pub fn router(state: Shared) -> Router {
             post(conversations::create).get(conversations::list),
         )
         .route(
+            "/v1/conversations/{id}",
+            get(crate::roles::show).patch(crate::roles::settings),
+        )
+        .route(
+            "/v1/conversations/{id}/admins/{user_id}",
+            put(crate::roles::grant).delete(crate::roles::revoke),
+        )
+        .route(
             "/v1/conversations/{id}/members",
             post(conversations::add_members),
         )
@@ -138,6 +146,7 @@ pub fn router(state: Shared) -> Router {
         ApiError::new(ErrorCode::NotFound, "no such endpoint").into_response()
     })
     .layer(DefaultBodyLimit::max(state.config.max_frame_bytes))
+    .layer(axum::middleware::map_response(crate::error::json_errors))
     .with_state(state)
     .merge(parley_ops::router(health))
 }

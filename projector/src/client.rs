@@ -119,7 +119,7 @@ impl Views for HttpViews {
         Ok(v["member"].as_bool().unwrap_or(false))
     }
 
-    async fn member_since(&self, conversation: &str, user: &str) -> Result<Option<i64>> {
+    async fn history_from(&self, conversation: &str, user: &str) -> Result<Option<i64>> {
         let v: Value = self
             .must(&["v1", "conversations", conversation, "members", user])
             .await?;

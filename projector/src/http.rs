@@ -103,7 +103,7 @@ async fn conversation(State(v): State<Shared>, Path(id): Path<String>) -> Answer
 }
 
 async fn member(State(v): State<Shared>, Path((id, user)): Path<(String, String)>) -> Answer {
-    let since = v.member_since(&id, &user).await?;
+    let since = v.history_from(&id, &user).await?;
     Ok(Json(json!({"member": since.is_some(), "since": since})).into_response())
 }
 

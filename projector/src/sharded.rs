@@ -262,11 +262,11 @@ impl Views for ShardedViews {
             .await
     }
 
-    async fn member_since(&self, conversation: &str, user: &str) -> Result<Option<i64>> {
+    async fn history_from(&self, conversation: &str, user: &str) -> Result<Option<i64>> {
         let p = self.of_conversation(conversation);
         self.one(
             p,
-            |v| async move { v.member_since(conversation, user).await },
+            |v| async move { v.history_from(conversation, user).await },
         )
         .await
     }

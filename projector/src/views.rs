@@ -37,9 +37,49 @@ pub struct ConversationView {
     pub members: Vec<String>,
     pub last_seq: Option<i64>,
     pub partition: i32,
-    /// Who created it: in a group, the one member who may remove others.
+    /// Who created it: in a group, the member who ranks above its admins.
     #[serde(default)]
     pub creator: Option<String>,
+    /// A group's admins (the creator not among them unless made one).
+    #[serde(default)]
+    pub admins: Vec<String>,
+    /// Whether members added to the group read its history from its creation.
+    #[serde(default)]
+    pub full_history: bool,
+}
+
+/// A conversation's view as the rules' state of that one conversation: the gateway
+/// checks a change against the same rules the log applies before it writes it.
+impl parley_schemas::rules::LogState for ConversationView {
+    type Error = std::convert::Infallible;
+
+    fn kind(&self, c: &str) -> std::result::Result<Option<ConversationKind>, Self::Error> {
+        Ok((c == self.conversation_id).then_some(self.kind))
+    }
+
+    fn is_member(&self, c: &str, user: &str) -> std::result::Result<bool, Self::Error> {
+        Ok(c == self.conversation_id && self.members.iter().any(|m| m == user))
+    }
+
+    fn member_count(&self, c: &str) -> std::result::Result<usize, Self::Error> {
+        Ok(if c == self.conversation_id {
+            self.members.len()
+        } else {
+            0
+        })
+    }
+
+    fn seen_message(&self, _: &str, _: &Uuid) -> std::result::Result<bool, Self::Error> {
+        Ok(false)
+    }
+
+    fn creator(&self, c: &str) -> std::result::Result<Option<String>, Self::Error> {
+        Ok(self.creator.clone().filter(|_| c == self.conversation_id))
+    }
+
+    fn is_admin(&self, c: &str, user: &str) -> std::result::Result<bool, Self::Error> {
+        Ok(c == self.conversation_id && self.admins.iter().any(|a| a == user))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,7 +95,8 @@ pub struct ConversationSummary {
     /// How many members it has.
     #[serde(default)]
     pub members: usize,
-    /// The offset at which the user became a member: they see the messages after it.
+    /// The offset after which the user reads its history: where they became a member,
+    /// or its creation in a group with full history open to new members.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub joined: Option<i64>,
 }
@@ -73,6 +114,9 @@ pub struct SnapshotConversation {
     /// Who created it.
     #[serde(default)]
     pub creator: Option<String>,
+    /// (admin, offset of the `MemberRoleSet` that made them one).
+    #[serde(default)]
+    pub admins: Vec<(String, i64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,9 +143,10 @@ pub struct Status {
 pub trait Views: Send + Sync + 'static {
     async fn conversation(&self, id: &str) -> Result<Option<ConversationView>>;
     async fn is_member(&self, conversation: &str, user: &str) -> Result<bool>;
-    /// The offset of the record that made `user` a member (they see the conversation's
-    /// history after it), if they are one.
-    async fn member_since(&self, conversation: &str, user: &str) -> Result<Option<i64>>;
+    /// The offset after which `user` reads the conversation's history, if they are a
+    /// member: the record that made them one, or, in a group whose history is open to new
+    /// members (`GroupSettingsChanged`), its creation.
+    async fn history_from(&self, conversation: &str, user: &str) -> Result<Option<i64>>;
     /// `user`'s conversations; with `unread`, each one's unread count (dearer: it reads
     /// history), else 0.
     async fn user_conversations(
@@ -173,9 +218,9 @@ impl Views for LocalViews {
         self.blocking(move |s| s.is_member(&c, &u)).await
     }
 
-    async fn member_since(&self, conversation: &str, user: &str) -> Result<Option<i64>> {
+    async fn history_from(&self, conversation: &str, user: &str) -> Result<Option<i64>> {
         let (c, u) = (conversation.to_string(), user.to_string());
-        self.blocking(move |s| s.member_since(&c, &u)).await
+        self.blocking(move |s| s.history_from(&c, &u)).await
     }
 
     async fn user_conversations(

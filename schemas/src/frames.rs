@@ -261,10 +261,13 @@ pub enum ErrorCode {
     Unauthorized,
     /// The caller is not a member of the conversation.
     NotMember,
-    /// A member, but not allowed this (removing others from a group is the creator's
-    /// alone; no one is removed from a direct conversation).
+    /// A member, but not allowed this (removing someone not below you in a group,
+    /// anyone from a direct conversation; a role or setting change by someone who may
+    /// not make it).
     Forbidden,
     NotFound,
+    /// REST only: the path has no such method (the `Allow` header lists those it has).
+    MethodNotAllowed,
     /// Frame or body over the size limit.
     TooLarge,
     /// The group would grow beyond its member cap.
@@ -284,11 +287,28 @@ impl ErrorCode {
             ErrorCode::Unauthorized => 401,
             ErrorCode::NotMember | ErrorCode::Forbidden => 403,
             ErrorCode::NotFound => 404,
+            ErrorCode::MethodNotAllowed => 405,
             ErrorCode::TooLarge => 413,
             ErrorCode::GroupFull => 409,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable | ErrorCode::SlowConsumer => 503,
             ErrorCode::Internal => 500,
+        }
+    }
+
+    /// The code of an answer with HTTP status `status` that did not say its own (the
+    /// router's refusals).
+    pub fn from_http_status(status: u16) -> Self {
+        match status {
+            401 => ErrorCode::Unauthorized,
+            403 => ErrorCode::Forbidden,
+            404 => ErrorCode::NotFound,
+            405 => ErrorCode::MethodNotAllowed,
+            413 => ErrorCode::TooLarge,
+            429 => ErrorCode::RateLimited,
+            503 => ErrorCode::Unavailable,
+            400..=499 => ErrorCode::BadRequest,
+            _ => ErrorCode::Internal,
         }
     }
 
@@ -300,6 +320,7 @@ impl ErrorCode {
             ErrorCode::NotMember => "not_member",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::GroupFull => "group_full",
             ErrorCode::RateLimited => "rate_limited",
@@ -343,6 +364,7 @@ mod tests {
             ErrorCode::NotMember,
             ErrorCode::Forbidden,
             ErrorCode::NotFound,
+            ErrorCode::MethodNotAllowed,
             ErrorCode::TooLarge,
             ErrorCode::GroupFull,
             ErrorCode::RateLimited,

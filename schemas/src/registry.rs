@@ -83,6 +83,14 @@ pub const SOURCES: &[(&str, &str)] = &[
         "parley.PushOptedIn",
         include_str!("../avro/PushOptedIn.avsc"),
     ),
+    (
+        "parley.MemberRoleSet",
+        include_str!("../avro/MemberRoleSet.avsc"),
+    ),
+    (
+        "parley.GroupSettingsChanged",
+        include_str!("../avro/GroupSettingsChanged.avsc"),
+    ),
 ];
 
 static ALL: LazyLock<Vec<SchemaInfo>> = LazyLock::new(|| {

@@ -11,9 +11,17 @@
 //!   conversation it only brings its pair back (re-creating it after one of them left):
 //!   the members must be exactly the two users its id is derived from, and the actor
 //!   one of them.
+//! - A group member's rank: its creator (the actor of its `ConversationCreated`) ranks
+//!   above its admins, who rank above other members. Only members have a rank: a creator
+//!   who left has no say until added again. A direct conversation has no ranks.
 //! - `MemberRemoved` applies if the removed user is a member and the actor is that user
-//!   (leaving), or, in a group, its creator (the actor of its `ConversationCreated`).
-//!   No one is removed from a direct conversation by anyone else.
+//!   (leaving), or, in a group, a member who outranks them: the creator removes anyone,
+//!   an admin removes members who are not admins. No one is removed from a direct
+//!   conversation by anyone else. A removed admin is an admin no longer.
+//! - `MemberRoleSet` applies in a group if its member is a member other than the creator
+//!   and the role changes: the creator or an admin makes a member an admin; the creator
+//!   ends anyone's admin role, and an admin may end their own.
+//! - `GroupSettingsChanged` applies in a group whose creator or an admin is the actor.
 //! - `MessagePosted` counts if the conversation exists, the sender is a member and the
 //!   message id was not posted in the conversation before (first occurrence wins).
 
@@ -21,7 +29,10 @@ use std::sync::OnceLock;
 
 use uuid::Uuid;
 
-use crate::records::{AnyRecord, ConversationCreated, ConversationKind, MessagePosted};
+use crate::records::{
+    AnyRecord, ConversationCreated, ConversationKind, GroupSettingsChanged, MemberRemoved,
+    MemberRoleSet, MessagePosted,
+};
 
 /// The default of [`max_group_members`].
 pub const DEFAULT_MAX_GROUP_MEMBERS: usize = 100_000;
@@ -54,6 +65,35 @@ pub trait LogState {
     fn seen_message(&self, conversation: &str, id: &Uuid) -> Result<bool, Self::Error>;
     /// Who created `conversation` (the actor of its `ConversationCreated`).
     fn creator(&self, conversation: &str) -> Result<Option<String>, Self::Error>;
+    /// Whether `user` holds the admin role in `conversation` (given by `MemberRoleSet`;
+    /// the creator's rank does not depend on it).
+    fn is_admin(&self, conversation: &str, user: &str) -> Result<bool, Self::Error>;
+}
+
+/// A member's say in a group: see the module's rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rank {
+    /// Not a member (or not of a group): no say over others.
+    None,
+    Member,
+    Admin,
+    Creator,
+}
+
+/// `user`'s rank in `conversation`.
+pub fn rank<S: LogState>(state: &S, conversation: &str, user: &str) -> Result<Rank, S::Error> {
+    if state.kind(conversation)? != Some(ConversationKind::Group)
+        || !state.is_member(conversation, user)?
+    {
+        return Ok(Rank::None);
+    }
+    Ok(if state.creator(conversation)?.as_deref() == Some(user) {
+        Rank::Creator
+    } else if state.is_admin(conversation, user)? {
+        Rank::Admin
+    } else {
+        Rank::Member
+    })
 }
 
 /// What applying a record changes.
@@ -69,6 +109,13 @@ pub enum Effect<'a> {
         conversation: &'a str,
         member: &'a str,
     },
+    /// `member` becomes an admin (`admin`) or is one no longer.
+    Role {
+        conversation: &'a str,
+        member: &'a str,
+        admin: bool,
+    },
+    Settings(&'a GroupSettingsChanged),
     Post(&'a MessagePosted),
     /// The record changes nothing (refused, repeated, or not a conversation record).
     Nothing,
@@ -115,16 +162,11 @@ pub fn effect_capped<'a, S: LogState>(
                 }
             }
         }
-        AnyRecord::MemberRemoved(r) => {
-            let allowed = r.meta.actor == r.member
-                || (state.kind(&r.conversation_id)? == Some(ConversationKind::Group)
-                    && state.creator(&r.conversation_id)?.as_deref() == Some(&r.meta.actor)
-                    && state.is_member(&r.conversation_id, &r.meta.actor)?);
-            if allowed && state.is_member(&r.conversation_id, &r.member)? {
-                Effect::Remove {
-                    conversation: &r.conversation_id,
-                    member: &r.member,
-                }
+        AnyRecord::MemberRemoved(r) => remove(state, r)?,
+        AnyRecord::MemberRoleSet(r) => set_role(state, r)?,
+        AnyRecord::GroupSettingsChanged(g) => {
+            if rank(state, &g.conversation_id, &g.meta.actor)? >= Rank::Admin {
+                Effect::Settings(g)
             } else {
                 Effect::Nothing
             }
@@ -140,6 +182,46 @@ pub fn effect_capped<'a, S: LogState>(
             }
         }
         _ => Effect::Nothing,
+    })
+}
+
+fn remove<'a, S: LogState>(state: &S, r: &'a MemberRemoved) -> Result<Effect<'a>, S::Error> {
+    let c = &r.conversation_id;
+    if !state.is_member(c, &r.member)? {
+        return Ok(Effect::Nothing);
+    }
+    let allowed = r.meta.actor == r.member || {
+        let actor = rank(state, c, &r.meta.actor)?;
+        actor >= Rank::Admin && actor > rank(state, c, &r.member)?
+    };
+    Ok(if allowed {
+        Effect::Remove {
+            conversation: c,
+            member: &r.member,
+        }
+    } else {
+        Effect::Nothing
+    })
+}
+
+fn set_role<'a, S: LogState>(state: &S, r: &'a MemberRoleSet) -> Result<Effect<'a>, S::Error> {
+    let c = &r.conversation_id;
+    let target = rank(state, c, &r.member)?;
+    let actor = rank(state, c, &r.meta.actor)?;
+    let allowed = match (r.admin, target) {
+        (true, Rank::Member) => actor >= Rank::Admin,
+        (false, Rank::Admin) => actor == Rank::Creator || r.meta.actor == r.member,
+        // Not a member, the creator, or no change.
+        _ => false,
+    };
+    Ok(if allowed {
+        Effect::Role {
+            conversation: c,
+            member: &r.member,
+            admin: r.admin,
+        }
+    } else {
+        Effect::Nothing
     })
 }
 
@@ -181,7 +263,7 @@ mod tests {
     use std::convert::Infallible;
 
     use super::*;
-    use crate::records::{MemberRemoved, MembersAdded, Meta};
+    use crate::records::{MembersAdded, Meta};
 
     #[derive(Default)]
     struct Mem {
@@ -189,6 +271,7 @@ mod tests {
         members: HashSet<(String, String)>,
         seen: HashSet<(String, Uuid)>,
         creators: HashMap<String, String>,
+        admins: HashSet<(String, String)>,
     }
 
     impl LogState for Mem {
@@ -207,6 +290,9 @@ mod tests {
         }
         fn creator(&self, c: &str) -> Result<Option<String>, Infallible> {
             Ok(self.creators.get(c).cloned())
+        }
+        fn is_admin(&self, c: &str, u: &str) -> Result<bool, Infallible> {
+            Ok(self.admins.contains(&(c.into(), u.into())))
         }
     }
 
@@ -379,5 +465,105 @@ mod tests {
         assert_eq!(effect(&s, &add("a", &["a", "z"])).unwrap(), Effect::Nothing);
         assert_eq!(effect(&s, &add("a", &["b"])).unwrap(), Effect::Nothing);
         assert_eq!(effect(&s, &add("z", &["a", "b"])).unwrap(), Effect::Nothing);
+    }
+
+    fn remove_rec(actor: &str, member: &str) -> AnyRecord {
+        MemberRemoved {
+            meta: Meta::new(actor),
+            conversation_id: "c".into(),
+            member: member.into(),
+        }
+        .into()
+    }
+
+    fn role(actor: &str, member: &str, admin: bool) -> AnyRecord {
+        MemberRoleSet {
+            meta: Meta::new(actor),
+            conversation_id: "c".into(),
+            member: member.into(),
+            admin,
+        }
+        .into()
+    }
+
+    /// "a" created "c"; "b" and "d" are members, "e" an admin.
+    fn ranked() -> Mem {
+        let mut s = state();
+        for u in ["b", "d", "e"] {
+            s.members.insert(("c".into(), u.into()));
+        }
+        s.admins.insert(("c".into(), "e".into()));
+        s
+    }
+
+    #[test]
+    fn admins_remove_members_but_not_admins_or_the_creator() {
+        let s = ranked();
+        let removes = |actor: &str, member: &str| {
+            matches!(
+                effect(&s, &remove_rec(actor, member)).unwrap(),
+                Effect::Remove { .. }
+            )
+        };
+        assert!(removes("e", "b"));
+        assert!(!removes("e", "a"), "an admin does not remove the creator");
+        assert!(removes("a", "e"), "the creator removes an admin");
+        assert!(!removes("b", "e"));
+        assert!(removes("e", "e"), "an admin may leave");
+        let mut s2 = ranked();
+        s2.admins.insert(("c".into(), "d".into()));
+        assert_eq!(effect(&s2, &remove_rec("e", "d")).unwrap(), Effect::Nothing);
+    }
+
+    #[test]
+    fn the_creator_and_admins_grant_the_role_and_only_the_creator_takes_it() {
+        let s = ranked();
+        let is_role = |r: &AnyRecord, admin: bool| matches!(effect(&s, r).unwrap(), Effect::Role { admin: a, .. } if a == admin);
+        assert!(is_role(&role("a", "b", true), true));
+        assert!(is_role(&role("e", "b", true), true));
+        assert!(
+            !is_role(&role("d", "b", true), true),
+            "members grant nothing"
+        );
+        assert!(!is_role(&role("e", "e", true), true), "no change");
+        assert!(!is_role(&role("a", "x", true), true), "not a member");
+        assert!(!is_role(&role("a", "a", false), false), "the creator stays");
+        assert!(is_role(&role("a", "e", false), false));
+        assert!(
+            is_role(&role("e", "e", false), false),
+            "an admin steps down"
+        );
+        let mut s2 = ranked();
+        s2.admins.insert(("c".into(), "d".into()));
+        assert_eq!(
+            effect(&s2, &role("e", "d", false)).unwrap(),
+            Effect::Nothing
+        );
+        // No roles in a direct conversation.
+        s2.kinds.insert("c".into(), ConversationKind::Direct);
+        assert_eq!(effect(&s2, &role("a", "b", true)).unwrap(), Effect::Nothing);
+    }
+
+    #[test]
+    fn only_the_creator_and_admins_change_settings() {
+        let s = ranked();
+        let set = |actor: &str| -> AnyRecord {
+            GroupSettingsChanged {
+                meta: Meta::new(actor),
+                conversation_id: "c".into(),
+                full_history: true,
+            }
+            .into()
+        };
+        assert!(matches!(
+            effect(&s, &set("a")).unwrap(),
+            Effect::Settings(_)
+        ));
+        assert!(matches!(
+            effect(&s, &set("e")).unwrap(),
+            Effect::Settings(_)
+        ));
+        assert_eq!(effect(&s, &set("b")).unwrap(), Effect::Nothing);
+        assert_eq!(effect(&s, &set("z")).unwrap(), Effect::Nothing);
     }
 }

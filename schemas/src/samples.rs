@@ -151,5 +151,18 @@ pub fn one_of_each() -> Vec<AnyRecord> {
             opted_in: true,
         }
         .into(),
+        MemberRoleSet {
+            meta: meta(15, "alice"),
+            conversation_id: CONVERSATION.into(),
+            member: "bob".into(),
+            admin: true,
+        }
+        .into(),
+        GroupSettingsChanged {
+            meta: meta(16, "bob"),
+            conversation_id: CONVERSATION.into(),
+            full_history: true,
+        }
+        .into(),
     ]
 }

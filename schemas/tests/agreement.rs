@@ -23,6 +23,8 @@ fn avro_value(record: &AnyRecord) -> Value {
         AnyRecord::DeviceRegistered(r) => r.to_avro(),
         AnyRecord::ConversationMuted(r) => r.to_avro(),
         AnyRecord::PushOptedIn(r) => r.to_avro(),
+        AnyRecord::MemberRoleSet(r) => r.to_avro(),
+        AnyRecord::GroupSettingsChanged(r) => r.to_avro(),
     }
 }
 

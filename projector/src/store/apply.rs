@@ -57,14 +57,7 @@ impl LogState for Batch<'_> {
     }
 
     fn is_member(&self, conversation: &str, user: &str) -> Result<bool> {
-        if let Some(m) = self
-            .ov
-            .members
-            .get(&(conversation.to_string(), user.to_string()))
-        {
-            return Ok(m.is_some());
-        }
-        self.store.is_member(conversation, user)
+        Ok(self.member(conversation, user)?.is_some())
     }
 
     fn member_count(&self, conversation: &str) -> Result<usize> {
@@ -73,6 +66,12 @@ impl LogState for Batch<'_> {
 
     fn creator(&self, conversation: &str) -> Result<Option<String>> {
         Ok(self.conversation(conversation)?.and_then(|c| c.creator))
+    }
+
+    fn is_admin(&self, conversation: &str, user: &str) -> Result<bool> {
+        Ok(self
+            .member(conversation, user)?
+            .is_some_and(|m| m.admin_since.is_some()))
     }
 
     fn seen_message(&self, conversation: &str, id: &Uuid) -> Result<bool> {
@@ -93,6 +92,14 @@ impl LogState for Batch<'_> {
 }
 
 impl Batch<'_> {
+    fn member(&self, conversation: &str, user: &str) -> Result<Option<MemberRow>> {
+        let key = (conversation.to_string(), user.to_string());
+        if let Some(m) = self.ov.members.get(&key) {
+            return Ok(m.clone());
+        }
+        self.store.member_row(conversation, user)
+    }
+
     fn conversation(&self, id: &str) -> Result<Option<ConversationRow>> {
         if let Some(c) = self.ov.conversations.get(id) {
             return Ok(Some(c.clone()));
@@ -116,7 +123,7 @@ impl Batch<'_> {
                 let mut count = 0;
                 for m in &c.members {
                     let key = (c.conversation_id.clone(), m.clone());
-                    let row = Some(MemberRow { since: offset });
+                    let row = Some(MemberRow::since(offset));
                     count += usize::from(self.ov.members.insert(key, row).is_none());
                 }
                 let row = ConversationRow {
@@ -127,6 +134,7 @@ impl Batch<'_> {
                     last_seq: None,
                     members: count,
                     creator: Some(c.meta.actor.clone()),
+                    full_history: false,
                 };
                 self.ov.conversations.insert(c.conversation_id.clone(), row);
                 Ok(true)
@@ -138,9 +146,7 @@ impl Batch<'_> {
                 self.count_members(conversation, members.len() as isize)?;
                 for m in members {
                     let key = (conversation.to_string(), m.to_string());
-                    self.ov
-                        .members
-                        .insert(key, Some(MemberRow { since: offset }));
+                    self.ov.members.insert(key, Some(MemberRow::since(offset)));
                 }
                 Ok(true)
             }
@@ -152,6 +158,30 @@ impl Batch<'_> {
                 self.ov
                     .members
                     .insert((conversation.to_string(), member.to_string()), None);
+                Ok(true)
+            }
+            Effect::Role {
+                conversation,
+                member,
+                admin,
+            } => {
+                let Some(mut row) = self.member(conversation, member)? else {
+                    return Ok(false);
+                };
+                row.admin_since = admin.then_some(offset);
+                self.ov
+                    .members
+                    .insert((conversation.to_string(), member.to_string()), Some(row));
+                Ok(true)
+            }
+            Effect::Settings(g) => {
+                let Some(mut conv) = self.conversation(&g.conversation_id)? else {
+                    return Ok(false);
+                };
+                conv.full_history = g.full_history;
+                self.ov
+                    .conversations
+                    .insert(g.conversation_id.clone(), conv);
                 Ok(true)
             }
             Effect::Post(m) => {

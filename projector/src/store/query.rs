@@ -50,13 +50,21 @@ impl Store {
 
     /// Members of a conversation with the offset they joined at, in user order.
     pub fn members(&self, conv: &str) -> Result<Vec<(String, i64)>> {
+        Ok(self
+            .member_rows(conv)?
+            .into_iter()
+            .map(|(u, row)| (u, row.since))
+            .collect())
+    }
+
+    /// Members of a conversation with their rows, in user order.
+    pub fn member_rows(&self, conv: &str) -> Result<Vec<(String, MemberRow)>> {
         let prefix = keys::prefix(conv);
         let mut out = Vec::new();
         for item in self.scan_prefix(CF_MEMBERS, &prefix)? {
             let (k, v) = item?;
             let user = keys::second(&k).ok_or_else(|| Error::Store("bad member key".into()))?;
-            let row: MemberRow = serde_json::from_slice(&v)?;
-            out.push((user, row.since));
+            out.push((user, serde_json::from_slice(&v)?));
         }
         Ok(out)
     }
@@ -68,30 +76,42 @@ impl Store {
             .is_some())
     }
 
-    /// The offset of the record that made `user` a member of `conv`, if they are one.
-    pub fn member_since(&self, conv: &str, user: &str) -> Result<Option<i64>> {
-        let Some(v) = self
-            .db()
-            .get_cf(self.cf(CF_MEMBERS)?, keys::pair(conv, user))?
-        else {
+    pub fn member_row(&self, conv: &str, user: &str) -> Result<Option<MemberRow>> {
+        self.get_json(CF_MEMBERS, &keys::pair(conv, user))
+    }
+
+    /// The offset after which `user` reads `conv`'s history, if they are a member: the
+    /// record that made them one, or, in a group whose history is open to new members,
+    /// its creation.
+    pub fn history_from(&self, conv: &str, user: &str) -> Result<Option<i64>> {
+        let Some(member) = self.member_row(conv, user)? else {
             return Ok(None);
         };
-        let row: crate::store::rows::MemberRow = serde_json::from_slice(&v)?;
-        Ok(Some(row.since))
+        Ok(Some(match self.conversation_row(conv)? {
+            Some(row) if row.full_history => row.created_at,
+            _ => member.since,
+        }))
     }
 
     pub fn conversation(&self, id: &str) -> Result<Option<ConversationView>> {
         let Some(row) = self.conversation_row(id)? else {
             return Ok(None);
         };
+        let rows = self.member_rows(id)?;
         Ok(Some(ConversationView {
             conversation_id: id.to_string(),
             kind: row.kind,
             title: row.title,
-            members: self.members(id)?.into_iter().map(|(u, _)| u).collect(),
+            admins: rows
+                .iter()
+                .filter(|(_, m)| m.admin_since.is_some())
+                .map(|(u, _)| u.clone())
+                .collect(),
+            members: rows.into_iter().map(|(u, _)| u).collect(),
             last_seq: row.last_seq,
             partition: row.partition,
             creator: row.creator,
+            full_history: row.full_history,
         }))
     }
 
@@ -109,7 +129,7 @@ impl Store {
                 } else {
                     0
                 };
-                let joined = self.member_since(&conv, user)?;
+                let joined = self.history_from(&conv, user)?;
                 out.push(ConversationSummary {
                     conversation_id: conv,
                     kind: row.kind,
@@ -270,6 +290,7 @@ impl Store {
             let id = String::from_utf8_lossy(&k).to_string();
             let prefix = keys::prefix(&id);
             let mut members = Vec::new();
+            let mut admins = Vec::new();
             for m in snap.iterator_cf(
                 self.cf(CF_MEMBERS)?,
                 IteratorMode::From(&prefix, Direction::Forward),
@@ -279,7 +300,11 @@ impl Store {
                     break;
                 }
                 let row: MemberRow = serde_json::from_slice(&mv)?;
-                members.push((keys::second(&mk).unwrap_or_default(), row.since));
+                let user = keys::second(&mk).unwrap_or_default();
+                if let Some(at) = row.admin_since {
+                    admins.push((user.clone(), at));
+                }
+                members.push((user, row.since));
             }
             conversations.push(SnapshotConversation {
                 conversation_id: id,
@@ -288,6 +313,7 @@ impl Store {
                 last_seq: row.last_seq,
                 created_at: Some(row.created_at),
                 creator: row.creator,
+                admins,
             });
         }
         Ok(PartitionSnapshot {

@@ -18,16 +18,33 @@ pub struct ConversationRow {
     /// How many members it has (the group cap is checked against it).
     #[serde(default)]
     pub members: usize,
-    /// Who created it (the actor of its `ConversationCreated`): in a group, the one
-    /// member who may remove others.
+    /// Who created it (the actor of its `ConversationCreated`): in a group, the member
+    /// who ranks above its admins.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creator: Option<String>,
+    /// A group whose members read its history from its creation, not from their add on
+    /// (`GroupSettingsChanged`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full_history: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberRow {
     /// Offset of the event that made them a member.
     pub since: i64,
+    /// Offset of the `MemberRoleSet` that made them an admin, while they are one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_since: Option<i64>,
+}
+
+impl MemberRow {
+    /// A member from `offset` on, with no role.
+    pub fn since(offset: i64) -> Self {
+        MemberRow {
+            since: offset,
+            admin_since: None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,6 +26,8 @@ pub enum AnyRecord {
     DeviceRegistered(DeviceRegistered),
     ConversationMuted(ConversationMuted),
     PushOptedIn(PushOptedIn),
+    MemberRoleSet(MemberRoleSet),
+    GroupSettingsChanged(GroupSettingsChanged),
 }
 
 macro_rules! each_record {
@@ -45,7 +47,9 @@ macro_rules! each_record {
             DeadLetter,
             DeviceRegistered,
             ConversationMuted,
-            PushOptedIn
+            PushOptedIn,
+            MemberRoleSet,
+            GroupSettingsChanged
         }
     };
 }

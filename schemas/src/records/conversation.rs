@@ -140,3 +140,79 @@ impl Record for MemberRemoved {
         })
     }
 }
+
+/// A group member made an admin, or one no longer: roles live in the log, like
+/// membership.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberRoleSet {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub conversation_id: String,
+    pub member: String,
+    pub admin: bool,
+}
+
+impl Record for MemberRoleSet {
+    const NAME: &'static str = "parley.MemberRoleSet";
+
+    fn to_avro(&self) -> Value {
+        with_meta(
+            &self.meta,
+            vec![
+                (
+                    "conversation_id",
+                    Value::String(self.conversation_id.clone()),
+                ),
+                ("member", Value::String(self.member.clone())),
+                ("admin", Value::Boolean(self.admin)),
+            ],
+        )
+    }
+
+    fn from_avro(value: Value) -> Result<Self> {
+        let mut f = Fields::new(value, Self::NAME)?;
+        Ok(Self {
+            meta: Meta::take(&mut f)?,
+            conversation_id: f.string("conversation_id")?,
+            member: f.string("member")?,
+            admin: f.boolean("admin")?,
+        })
+    }
+}
+
+/// A group's settings from this record on.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupSettingsChanged {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub conversation_id: String,
+    /// Whether members added later read the group's history from its creation, rather
+    /// than from their add on.
+    pub full_history: bool,
+}
+
+impl Record for GroupSettingsChanged {
+    const NAME: &'static str = "parley.GroupSettingsChanged";
+
+    fn to_avro(&self) -> Value {
+        with_meta(
+            &self.meta,
+            vec![
+                (
+                    "conversation_id",
+                    Value::String(self.conversation_id.clone()),
+                ),
+                ("full_history", Value::Boolean(self.full_history)),
+            ],
+        )
+    }
+
+    fn from_avro(value: Value) -> Result<Self> {
+        let mut f = Fields::new(value, Self::NAME)?;
+        Ok(Self {
+            meta: Meta::take(&mut f)?,
+            conversation_id: f.string("conversation_id")?,
+            full_history: f.boolean("full_history")?,
+        })
+    }
+}

@@ -19,7 +19,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 pub use any::AnyRecord;
-pub use conversation::{ConversationCreated, ConversationKind, MemberRemoved, MembersAdded};
+pub use conversation::{
+    ConversationCreated, ConversationKind, GroupSettingsChanged, MemberRemoved, MemberRoleSet,
+    MembersAdded,
+};
 pub use dead_letter::{DeadLetter, DEAD_LETTER_VALUE_MAX};
 pub use delivery::DeliveryBatch;
 pub use device::{ConversationMuted, DeviceRegistered, PushOptedIn};
