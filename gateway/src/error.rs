@@ -104,17 +104,25 @@ const REFUSAL_TEXT_MAX: usize = 1024;
 
 /// Gives the router's own refusals (405 for a method a path does not have, 400 for a
 /// path segment that is not valid percent-encoding, …), which axum answers in plain
-/// text, the JSON error body every other answer has. The status and other headers
-/// (`Allow`) stay.
+/// text, the JSON error body every other answer has. Other headers (`Allow`) stay, and
+/// so does the status, except that a body of the wrong type or shape (axum's 415 and
+/// 422) is bad input like any other: 400.
 pub async fn json_errors(response: Response) -> Response {
     use axum::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
-    let status = response.status();
+    let status = match response.status() {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::UNPROCESSABLE_ENTITY => {
+            StatusCode::BAD_REQUEST
+        }
+        s => s,
+    };
     let json = response
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if json || !(status.is_client_error() || status.is_server_error()) {
+    if (json && status == response.status())
+        || !(status.is_client_error() || status.is_server_error())
+    {
         return response;
     }
     let (mut parts, body) = response.into_parts();
@@ -161,7 +169,14 @@ mod tests {
         assert_eq!(v["error"]["code"], "bad_request");
         assert_eq!(v["error"]["message"], "Invalid URL: bad %-encoding");
 
-        // Successes and JSON errors pass as they are.
+        // A body of the wrong shape is bad input: 400.
+        let shape = (StatusCode::UNPROCESSABLE_ENTITY, "missing field `muted`").into_response();
+        assert_eq!(
+            super::json_errors(shape).await.status(),
+            StatusCode::BAD_REQUEST
+        );
+
+        // Successes pass as they are.
         let ok = super::json_errors("fine".into_response()).await;
         assert_eq!(ok.status(), StatusCode::OK);
     }

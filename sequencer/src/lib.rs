@@ -6,6 +6,7 @@
 //! - [`partition`]: key → partition, identical to Kafka's Java default partitioner (murmur2).
 //! - [`topics`]: the declarative topic spec of DESIGN.md §3 (names, partitions, retention).
 //! - [`kafka`]: the Kafka backend, on rdkafka.
+//! - [`embedded`]: the embedded backend, on RocksDB, for `parley dev` without a broker.
 //! - [`follow`]: reading a whole topic, from its start and then live, into a state.
 //! - [`error`]: the crate's error, which says whether a retry can help.
 //!
@@ -14,6 +15,7 @@
 //! partition (key = conversation id), so seq_no is strictly increasing per conversation,
 //! but not dense: other conversations and membership events take offsets in between.
 
+pub mod embedded;
 pub mod error;
 pub mod follow;
 pub mod kafka;
@@ -21,6 +23,7 @@ pub mod log;
 pub mod partition;
 pub mod topics;
 
+pub use embedded::{EmbeddedConfig, EmbeddedLog};
 pub use error::{Error, Result};
 pub use kafka::{KafkaConfig, KafkaLog};
 pub use log::{

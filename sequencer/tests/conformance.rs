@@ -2,10 +2,11 @@
 //!
 //! The Kafka backend runs against the real broker that `scripts/kafka.sh start` runs
 //! (`PARLEY_TEST_KAFKA`, default `127.0.0.1:9092`). No broker is a failure, not a skip.
+//! The embedded backend runs on a fresh directory per test.
 
 mod suite;
 
-use parley_sequencer::{KafkaConfig, KafkaLog};
+use parley_sequencer::{EmbeddedConfig, EmbeddedLog, KafkaConfig, KafkaLog};
 use suite as conformance;
 
 async fn kafka() -> KafkaLog {
@@ -21,3 +22,13 @@ async fn kafka() -> KafkaLog {
 }
 
 conformance_suite!(kafka, kafka());
+
+async fn embedded() -> EmbeddedLog {
+    // Kept for the test's life: the log's files are what it tests.
+    let dir = tempfile::tempdir().expect("a scratch directory").keep();
+    EmbeddedLog::open(EmbeddedConfig::new(dir))
+        .await
+        .expect("an embedded log")
+}
+
+conformance_suite!(embedded, embedded());

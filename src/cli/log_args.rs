@@ -1,19 +1,21 @@
 //! Where the log is and how to talk to it: shared by every subcommand.
 
+use std::path::PathBuf;
+
 use anyhow::{bail, Context};
 use clap::Args;
 use parley_sequencer::{KafkaConfig, KafkaLog, TopicKind, TopicSettings};
 
+/// The broker every subcommand but `parley dev` talks to when `--log` is not given.
+pub const DEFAULT_KAFKA: &str = "kafka://127.0.0.1:9092";
+
 #[derive(Debug, Clone, Args)]
 pub struct LogArgs {
-    /// The log: `kafka://HOST:PORT[,HOST:PORT…]`.
-    #[arg(
-        long = "log",
-        global = true,
-        env = "PARLEY_LOG",
-        default_value = "kafka://127.0.0.1:9092"
-    )]
-    pub url: String,
+    /// The log: `kafka://HOST:PORT[,HOST:PORT…]`, or `embedded://DIR`, a log in a local
+    /// directory that one process uses (`parley dev`, benchmarks). Default: the embedded
+    /// log for `parley dev`, kafka://127.0.0.1:9092 for everything else.
+    #[arg(long = "log", global = true, env = "PARLEY_LOG")]
+    pub url: Option<String>,
     /// Prefix of every topic name.
     #[arg(
         long,
@@ -46,12 +48,31 @@ pub struct LogArgs {
 }
 
 impl LogArgs {
+    /// The log's URL as given, or Kafka's default.
+    pub fn url(&self) -> &str {
+        self.url.as_deref().unwrap_or(DEFAULT_KAFKA)
+    }
+
+    /// The directory of `--log embedded://DIR`, if that is the log.
+    pub fn embedded_dir(&self) -> anyhow::Result<Option<PathBuf>> {
+        match self
+            .url
+            .as_deref()
+            .and_then(|u| u.strip_prefix("embedded://"))
+        {
+            Some("") => bail!("--log embedded://DIR: no directory"),
+            Some(dir) => Ok(Some(PathBuf::from(dir))),
+            None => Ok(None),
+        }
+    }
+
     pub fn kafka_config(&self) -> anyhow::Result<KafkaConfig> {
-        let Some(bootstrap) = self.url.strip_prefix("kafka://") else {
-            bail!("--log {}: expected kafka://HOST:PORT", self.url);
+        let url = self.url();
+        let Some(bootstrap) = url.strip_prefix("kafka://") else {
+            bail!("--log {url}: expected kafka://HOST:PORT (or embedded://DIR where a single process uses the log)");
         };
         if bootstrap.is_empty() {
-            bail!("--log {}: no broker address", self.url);
+            bail!("--log {url}: no broker address");
         }
         Ok(KafkaConfig {
             bootstrap: bootstrap.to_string(),
@@ -66,7 +87,7 @@ impl LogArgs {
         let config = self.kafka_config()?;
         KafkaLog::connect(config)
             .await
-            .with_context(|| format!("connecting to {}", self.url))
+            .with_context(|| format!("connecting to {}", self.url()))
     }
 
     pub fn settings(&self) -> TopicSettings {

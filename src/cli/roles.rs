@@ -88,14 +88,30 @@ pub async fn connect(
     log: &LogArgs,
     session_timeout_ms: Option<u32>,
 ) -> anyhow::Result<Arc<dyn EventLog>> {
+    if let Some(dir) = log.embedded_dir()? {
+        return open_embedded(dir).await;
+    }
     let mut config = log.kafka_config()?;
     if let Some(ms) = session_timeout_ms {
         config.session_timeout_ms = ms;
     }
     let kafka = KafkaLog::connect(config)
         .await
-        .with_context(|| format!("connecting to {}", log.url))?;
+        .with_context(|| format!("connecting to {}", log.url()))?;
     Ok(Arc::new(kafka))
+}
+
+/// The embedded log in `dir`: for one process (`parley dev`, benchmarks).
+pub async fn open_embedded(dir: PathBuf) -> anyhow::Result<Arc<dyn EventLog>> {
+    let log = parley_sequencer::EmbeddedLog::open(parley_sequencer::EmbeddedConfig::new(&dir))
+        .await
+        .with_context(|| {
+            format!(
+                "opening the embedded log in {} (is another parley using it?)",
+                dir.display()
+            )
+        })?;
+    Ok(Arc::new(log))
 }
 
 fn projector_config(
@@ -664,6 +680,9 @@ pub struct DevArgs {
     /// Where the RocksDB views live.
     #[arg(long, env = "PARLEY_DATA_DIR", default_value = "parley-data/projector")]
     data_dir: PathBuf,
+    /// Where the embedded log lives, when no `--log` is given.
+    #[arg(long, env = "PARLEY_LOG_DIR", default_value = "parley-data/log")]
+    log_dir: PathBuf,
     #[command(flatten)]
     client: ClientArgs,
     #[command(flatten)]
@@ -688,10 +707,24 @@ impl DevArgs {
             }
             (None, None) => random_secret(),
         };
-        let log = connect(&self.log, None).await?;
+        let (log, log_said) = match (&self.log.url, self.log.embedded_dir()?) {
+            (None, _) => (
+                open_embedded(self.log_dir.clone()).await?,
+                format!(
+                    "embedded, in {} (a broker instead: --log kafka://HOST:PORT)",
+                    self.log_dir.display()
+                ),
+            ),
+            (Some(_), Some(dir)) => (
+                open_embedded(dir.clone()).await?,
+                format!("embedded, in {}", dir.display()),
+            ),
+            (Some(url), None) => (connect(&self.log, None).await?, url.clone()),
+        };
         let shutdown = crate::shutdown::on_signal();
         let listener = bind(self.http).await?;
-        info!(http = %self.http, "parley dev: every role in one process");
+        info!(http = %self.http, log = %log_said, "parley dev: every role in one process");
+        eprintln!("{}", self.banner(&log_said));
         let presence = self.client.presence.external(&shutdown).await?;
         let push = self.push.config(&self.log.settings(), true)?;
         let all = AllRoles::start(AllRolesConfig {
@@ -709,6 +742,34 @@ impl DevArgs {
         .await?;
         all.wait().await?;
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl DevArgs {
+    /// What `parley dev` runs, and how to start talking to it.
+    fn banner(&self, log: &str) -> String {
+        let base = format!("http://{}", self.http);
+        let tokens = if self.client.dev_auth {
+            format!(
+                "curl -s -XPOST {base}/v1/dev/token -H 'content-type: application/json' \\\n\
+                 {:14}-d '{{\"user_id\":\"alice\"}}'",
+                ""
+            )
+        } else {
+            "HS256 JWTs signed with PARLEY_JWT_SECRET (or start with --dev-auth for \
+             /v1/dev/token)"
+                .to_string()
+        };
+        format!(
+            "parley dev: every role in one process (gateway, fanout-worker, projector, push)\n\
+             \x20 log:        {log}\n\
+             \x20 views:      {}\n\
+             \x20 API:        {base}/v1/… (WebSocket ws://{}/v1/ws; OpenAPI {base}/v1/openapi.json)\n\
+             \x20 dev tokens: {tokens}\n\
+             \x20 stop:       Ctrl-C (a second run resumes with everything)",
+            self.data_dir.display(),
+            self.http
+        )
     }
 }
 

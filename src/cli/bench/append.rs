@@ -64,7 +64,7 @@ impl AppendArgs {
         println!("machine: {}", report::machine());
         println!(
             "log: {} (linger.ms={}, acks=all, idempotent), topic {topic} ({} partitions), {}-byte records",
-            self.log.url, self.log.linger_ms, self.partitions, self.size
+            self.log.url(), self.log.linger_ms, self.partitions, self.size
         );
 
         // Warm up connections and metadata.

@@ -58,7 +58,7 @@ impl E2eArgs {
         println!("machine: {}", report::machine());
         println!(
             "gateway: {base}; log: {} (linger.ms={}, fetch.wait.max.ms={}); {} pairs, {} msg/s for {} s, {}-byte bodies",
-            self.log.url, self.log.linger_ms, self.log.fetch_wait_ms, self.pairs, self.rate, self.seconds, self.size
+            self.log.url(), self.log.linger_ms, self.log.fetch_wait_ms, self.pairs, self.rate, self.seconds, self.size
         );
         // Users, sessions and conversations.
         let run = &Uuid::new_v4().simple().to_string()[..6];

@@ -185,7 +185,7 @@ impl GroupArgs {
         println!(
             "gateways: {}; log: {}; {} members, {} online",
             gateways.join(" "),
-            self.log.url,
+            self.log.url(),
             self.members,
             self.online
         );

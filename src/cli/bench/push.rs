@@ -59,7 +59,10 @@ impl PushBenchArgs {
         println!("machine: {}", report::machine());
         println!(
             "log: {}, topics {prefix}*, {} jobs to {} users (one webhook each), {} in flight",
-            self.log.url, self.jobs, self.users, self.in_flight
+            self.log.url(),
+            self.jobs,
+            self.users,
+            self.in_flight
         );
 
         // The receiver.

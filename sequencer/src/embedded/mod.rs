@@ -1,0 +1,405 @@
+//! The embedded backend of [`EventLog`]: the log in a RocksDB database of this process,
+//! for `parley dev` without a broker. It passes the same conformance suite as Kafka
+//! (`sequencer/tests/conformance.rs`).
+//!
+//! - Partitions, keys and offsets as Kafka has them: the same partitioner
+//!   ([`crate::partition`]), offsets from 0, strictly increasing per partition.
+//! - **Durability.** Appends go through one writer thread ([`writer`]) that takes every
+//!   append waiting, writes them as one batch and syncs RocksDB's write-ahead log
+//!   (fsync) before any of them returns: an acked record survives `kill -9` and power
+//!   loss, and concurrent appends share the fsync (group commit).
+//! - Live reads from any offset ([`read`]), end and start offsets, retention
+//!   (`retention.ms`) and compaction (`cleanup.policy=compact`) every
+//!   [`EmbeddedConfig::maintenance_every`] ([`maintenance`]).
+//! - Consumer groups and leases between the members of this process ([`groups`]); the
+//!   groups' committed offsets persist.
+//!
+//! One process opens a data directory at a time (RocksDB's lock file refuses a second).
+
+mod codec;
+mod groups;
+mod maintenance;
+mod read;
+mod writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rocksdb::{ColumnFamilyDescriptor, Options, DB};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::error::{Error, Result};
+use crate::log::{Appending, EventLog, Lease, Position, RecordStream, StartAt, Subscription};
+use crate::topics::{TopicReport, TopicSpec, TopicStatus};
+
+/// How an embedded log is opened.
+#[derive(Clone, Debug)]
+pub struct EmbeddedConfig {
+    /// Where its database lives (created if missing).
+    pub dir: PathBuf,
+    /// How often retention and compaction run.
+    pub maintenance_every: Duration,
+}
+
+impl EmbeddedConfig {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        EmbeddedConfig {
+            dir: dir.into(),
+            maintenance_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The log in a local RocksDB database. Cheap to clone; clones share it.
+#[derive(Clone)]
+pub struct EmbeddedLog {
+    shared: Arc<Shared>,
+    appends: std::sync::mpsc::Sender<writer::Append>,
+}
+
+pub(crate) struct Shared {
+    db: DB,
+    dir: PathBuf,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    groups: Mutex<groups::Groups>,
+}
+
+/// A topic as the embedded log keeps it.
+pub(crate) struct Topic {
+    name: String,
+    spec: StoredSpec,
+    /// Per partition: the offset the next record gets (published after its batch is synced).
+    ends: Vec<AtomicI64>,
+    /// Per partition: the oldest offset retention has kept.
+    starts: Vec<AtomicI64>,
+    /// Bumped after every batch that wrote to the topic: live readers wait on it.
+    changed: watch::Sender<u64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredSpec {
+    partitions: i32,
+    configs: BTreeMap<String, String>,
+}
+
+impl Topic {
+    fn new(name: &str, spec: StoredSpec, ends: Vec<i64>, starts: Vec<i64>) -> Self {
+        Topic {
+            name: name.to_string(),
+            spec,
+            ends: ends.into_iter().map(AtomicI64::new).collect(),
+            starts: starts.into_iter().map(AtomicI64::new).collect(),
+            changed: watch::channel(0).0,
+        }
+    }
+
+    fn end(&self, p: i32) -> i64 {
+        self.ends[p as usize].load(Ordering::Acquire)
+    }
+
+    fn start(&self, p: i32) -> i64 {
+        self.starts[p as usize].load(Ordering::Acquire)
+    }
+
+    fn partitions(&self) -> i32 {
+        self.spec.partitions
+    }
+
+    fn check_partition(&self, p: i32) -> Result<()> {
+        if p < 0 || p >= self.partitions() {
+            return Err(Error::UnknownPartition {
+                topic: self.name.clone(),
+                partition: p,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn store_error(e: rocksdb::Error) -> Error {
+    Error::Unavailable(format!("embedded log: {e}"))
+}
+
+impl Shared {
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
+        self.db
+            .cf_handle(name)
+            .ok_or_else(|| Error::Unavailable(format!("embedded log: no column family {name}")))
+    }
+
+    fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnknownTopic(name.to_string()))
+    }
+
+    fn meta_i64(&self, key: &[u8]) -> Result<Option<i64>> {
+        Ok(self
+            .db
+            .get_cf(self.cf(codec::META)?, key)
+            .map_err(store_error)?
+            .and_then(|v| codec::i64_of(&v)))
+    }
+}
+
+impl EmbeddedLog {
+    /// Opens (or creates) the log in `config.dir`, with its topics, offsets and groups'
+    /// commits as they were, and starts its writer thread and maintenance.
+    pub async fn open(config: EmbeddedConfig) -> Result<Self> {
+        let dir = config.dir.clone();
+        let shared = tokio::task::spawn_blocking(move || Shared::open(&dir))
+            .await
+            .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))??;
+        let shared = Arc::new(shared);
+        let appends = writer::start(shared.clone())?;
+        maintenance::start(Arc::downgrade(&shared), config.maintenance_every);
+        Ok(EmbeddedLog { shared, appends })
+    }
+
+    /// Where the log keeps its data.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Runs retention and compaction now (they also run every
+    /// [`EmbeddedConfig::maintenance_every`]). Blocking.
+    pub fn maintain(&self) -> Result<()> {
+        maintenance::run(&self.shared)
+    }
+
+    fn start(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<Appending> {
+        let t = self.shared.topic(topic)?;
+        let p = match partition {
+            Some(p) => p,
+            None => crate::partition::partition_for_key(key, t.partitions()),
+        };
+        t.check_partition(p)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.appends
+            .send(writer::Append {
+                topic: t,
+                partition: p,
+                key: key.to_vec(),
+                value: value.map(<[u8]>::to_vec),
+                reply,
+            })
+            .map_err(|_| Error::Unavailable("embedded log: the writer has stopped".into()))?;
+        Ok(Box::pin(async move {
+            answer.await.unwrap_or_else(|_| {
+                Err(Error::Unavailable(
+                    "embedded log: the writer has stopped".into(),
+                ))
+            })
+        }))
+    }
+}
+
+impl Shared {
+    fn open(dir: &Path) -> Result<Shared> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            Error::Config(format!(
+                "embedded log: cannot create {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let cfs = [codec::RECORDS, codec::META]
+            .into_iter()
+            .map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| {
+            Error::Config(format!("embedded log: cannot open {}: {e}", dir.display()))
+        })?;
+        let shared = Shared {
+            db,
+            dir: dir.to_path_buf(),
+            topics: RwLock::new(BTreeMap::new()),
+            groups: Mutex::new(groups::Groups::default()),
+        };
+        let mut topics = BTreeMap::new();
+        let meta = shared.cf(codec::META)?;
+        let prefix = codec::topic_key("");
+        for item in shared.db.prefix_iterator_cf(meta, &prefix) {
+            let (k, v) = item.map_err(store_error)?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let name = String::from_utf8_lossy(&k[prefix.len()..]).to_string();
+            let spec: StoredSpec = serde_json::from_slice(&v)
+                .map_err(|e| Error::Config(format!("embedded log: topic {name}: {e}")))?;
+            let mut ends = Vec::new();
+            let mut starts = Vec::new();
+            for p in 0..spec.partitions {
+                ends.push(shared.meta_i64(&codec::end_key(&name, p))?.unwrap_or(0));
+                starts.push(shared.meta_i64(&codec::start_key(&name, p))?.unwrap_or(0));
+            }
+            topics.insert(
+                name.clone(),
+                Arc::new(Topic::new(&name, spec, ends, starts)),
+            );
+        }
+        *shared.topics.write().unwrap_or_else(|p| p.into_inner()) = topics;
+        Ok(shared)
+    }
+
+    fn create(&self, spec: &TopicSpec) -> Result<()> {
+        let stored = StoredSpec {
+            partitions: spec.partitions,
+            configs: spec.configs.clone(),
+        };
+        let json = serde_json::to_vec(&stored).map_err(|e| Error::Config(e.to_string()))?;
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.db
+            .put_cf_opt(
+                self.cf(codec::META)?,
+                codec::topic_key(&spec.name),
+                json,
+                &wo,
+            )
+            .map_err(store_error)?;
+        let n = spec.partitions.max(0) as usize;
+        let topic = Topic::new(&spec.name, stored, vec![0; n], vec![0; n]);
+        self.topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.name.clone(), Arc::new(topic));
+        Ok(())
+    }
+
+    fn report(&self, spec: &TopicSpec) -> Option<TopicReport> {
+        let t = self.topic(&spec.name).ok()?;
+        Some(TopicReport::compare(spec, t.partitions(), &t.spec.configs))
+    }
+}
+
+#[async_trait]
+impl EventLog for EmbeddedLog {
+    async fn append(&self, topic: &str, key: &[u8], value: Option<&[u8]>) -> Result<Position> {
+        self.start(topic, None, key, value)?.await
+    }
+
+    async fn append_to(
+        &self,
+        topic: &str,
+        partition: i32,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Result<Position> {
+        self.start(topic, Some(partition), key, value)?.await
+    }
+
+    fn start_append(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Option<Appending> {
+        Some(match self.start(topic, partition, key, value) {
+            Ok(a) => a,
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        })
+    }
+
+    async fn read(&self, topic: &str, from: &[(i32, StartAt)]) -> Result<RecordStream> {
+        read::stream(self.shared.clone(), self.shared.topic(topic)?, from)
+    }
+
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<i64>> {
+        let t = self.shared.topic(topic)?;
+        Ok((0..t.partitions()).map(|p| t.end(p)).collect())
+    }
+
+    async fn start_offsets(&self, topic: &str) -> Result<Vec<i64>> {
+        let t = self.shared.topic(topic)?;
+        Ok((0..t.partitions())
+            .map(|p| t.start(p).min(t.end(p)))
+            .collect())
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<i32> {
+        Ok(self.shared.topic(topic)?.partitions())
+    }
+
+    async fn broker_count(&self) -> Result<usize> {
+        Ok(1)
+    }
+
+    async fn provision(&self, specs: &[TopicSpec]) -> Result<Vec<TopicReport>> {
+        let mut out = Vec::new();
+        for spec in specs {
+            if spec.partitions < 1 {
+                return Err(Error::Config(format!(
+                    "topic {}: {} partitions; at least 1",
+                    spec.name, spec.partitions
+                )));
+            }
+            match self.shared.report(spec) {
+                Some(r) => out.push(r),
+                None => {
+                    self.shared.create(spec)?;
+                    out.push(TopicReport {
+                        spec: spec.clone(),
+                        partitions: Some(spec.partitions),
+                        status: TopicStatus::Created,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn describe(&self, specs: &[TopicSpec]) -> Result<Vec<TopicReport>> {
+        Ok(specs
+            .iter()
+            .map(|spec| {
+                self.shared.report(spec).unwrap_or_else(|| TopicReport {
+                    spec: spec.clone(),
+                    partitions: None,
+                    status: TopicStatus::Missing,
+                })
+            })
+            .collect())
+    }
+
+    async fn subscribe(&self, group: &str, topic: &str) -> Result<Box<dyn Subscription>> {
+        let t = self.shared.topic(topic)?;
+        Ok(Box::new(groups::join(self.shared.clone(), group, t)))
+    }
+
+    async fn lease(&self, name: &str, _topic: &str) -> Result<Lease> {
+        Ok(groups::lease(&self.shared, name))
+    }
+}
+
+/// Every topic's partitions with their records' counts, for tests and `parley` tools.
+impl std::fmt::Debug for EmbeddedLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let topics = self.shared.topics.read().unwrap_or_else(|p| p.into_inner());
+        let ends: HashMap<&str, Vec<i64>> = topics
+            .iter()
+            .map(|(n, t)| (n.as_str(), (0..t.partitions()).map(|p| t.end(p)).collect()))
+            .collect();
+        f.debug_struct("EmbeddedLog")
+            .field("dir", &self.shared.dir)
+            .field("ends", &ends)
+            .finish()
+    }
+}

@@ -1,0 +1,131 @@
+//! Reading the embedded log: a partition's records from an offset, then live.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use rocksdb::{Direction, IteratorMode};
+use tokio::sync::mpsc;
+
+use super::{codec, store_error, Shared, Topic};
+use crate::error::{Error, Result};
+use crate::log::{LogRecord, RecordStream, StartAt};
+
+/// Records a reader fetches from the database at a time, per partition.
+const FETCH: usize = 512;
+/// Records a stream holds for a reader that has not taken them yet.
+const BUFFERED: usize = 1024;
+
+/// Up to `max` records of `partition` from `from` on, below `end`. Blocking.
+pub(crate) fn fetch(
+    shared: &Shared,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    end: i64,
+    max: usize,
+) -> Result<Vec<LogRecord>> {
+    let cf = shared.cf(codec::RECORDS)?;
+    let prefix = codec::partition_prefix(topic, partition);
+    let first = codec::record_key(topic, partition, from);
+    let mut out = Vec::new();
+    for item in shared
+        .db
+        .iterator_cf(cf, IteratorMode::From(&first, Direction::Forward))
+    {
+        let (k, v) = item.map_err(store_error)?;
+        if !k.starts_with(&prefix) || k.len() != prefix.len() + 8 {
+            break;
+        }
+        let Some(offset) = codec::offset_of(&k) else {
+            break;
+        };
+        if offset >= end || out.len() >= max {
+            break;
+        }
+        out.push(codec::decode_record(topic, partition, offset, &v)?);
+    }
+    Ok(out)
+}
+
+/// Where a reader starting at `at` begins in `partition`.
+pub(crate) fn begin(topic: &Topic, partition: i32, at: StartAt) -> i64 {
+    match at {
+        StartAt::Beginning => topic.start(partition),
+        StartAt::End => topic.end(partition),
+        StartAt::Offset(o) => o.max(topic.start(partition)),
+    }
+}
+
+/// Reads each partition of `positions` from its offset up to its end once; calls
+/// `each` with every record (stop by returning false). Moves the positions on; true if
+/// anything was read.
+pub(crate) async fn pass(
+    shared: &Arc<Shared>,
+    topic: &Arc<Topic>,
+    positions: &mut BTreeMap<i32, i64>,
+    mut each: impl FnMut(LogRecord) -> futures::future::BoxFuture<'static, bool>,
+) -> Result<Option<bool>> {
+    let mut any = false;
+    for (p, pos) in positions.iter_mut() {
+        let end = topic.end(*p);
+        *pos = (*pos).max(topic.start(*p));
+        if *pos >= end {
+            continue;
+        }
+        let (s, name, part, from) = (shared.clone(), topic.name.clone(), *p, *pos);
+        let records = tokio::task::spawn_blocking(move || fetch(&s, &name, part, from, end, FETCH))
+            .await
+            .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))??;
+        any = true;
+        if records.is_empty() {
+            // Everything up to the end was compacted away.
+            *pos = end;
+            continue;
+        }
+        for r in records {
+            *pos = r.offset + 1;
+            if !each(r).await {
+                return Ok(None);
+            }
+        }
+    }
+    Ok(Some(any))
+}
+
+pub(crate) fn stream(
+    shared: Arc<Shared>,
+    topic: Arc<Topic>,
+    from: &[(i32, StartAt)],
+) -> Result<RecordStream> {
+    let mut positions = BTreeMap::new();
+    for (p, at) in from {
+        topic.check_partition(*p)?;
+        positions.insert(*p, begin(&topic, *p, *at));
+    }
+    let (tx, rx) = mpsc::channel(BUFFERED);
+    tokio::spawn(async move {
+        let mut changed = topic.changed.subscribe();
+        loop {
+            changed.borrow_and_update();
+            let sent = pass(&shared, &topic, &mut positions, |r| {
+                let tx = tx.clone();
+                Box::pin(async move { tx.send(Ok(r)).await.is_ok() })
+            })
+            .await;
+            match sent {
+                Ok(None) => return,
+                Ok(Some(true)) => continue,
+                Ok(Some(false)) => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            }
+            tokio::select! {
+                r = changed.changed() => if r.is_err() { return },
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
+}

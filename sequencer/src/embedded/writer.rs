@@ -1,0 +1,114 @@
+//! The one writer of the embedded log: group commit.
+//!
+//! Appends queue in the order they were started. The writer takes every append waiting
+//! (up to [`MAX_BATCH`]), gives each the next offset of its partition, writes them and
+//! the new end offsets as one RocksDB batch with the write-ahead log synced (fsync), and
+//! only then publishes the end offsets, wakes readers and answers the appends. A batch
+//! that fails answers each of its appends with an error, and no offset moves.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Arc;
+
+use rocksdb::{WriteBatch, WriteOptions};
+use tokio::sync::oneshot;
+
+use super::{codec, store_error, Shared, Topic};
+use crate::error::{Error, Result};
+use crate::log::Position;
+
+/// The most appends one fsync covers.
+const MAX_BATCH: usize = 4096;
+
+pub(crate) struct Append {
+    pub topic: Arc<Topic>,
+    pub partition: i32,
+    pub key: Vec<u8>,
+    pub value: Option<Vec<u8>>,
+    pub reply: oneshot::Sender<Result<Position>>,
+}
+
+pub(crate) fn start(shared: Arc<Shared>) -> Result<Sender<Append>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("parley-log-writer".into())
+        .spawn(move || run(&shared, &rx))
+        .map_err(|e| Error::Unavailable(format!("embedded log: no writer thread: {e}")))?;
+    Ok(tx)
+}
+
+fn run(shared: &Shared, rx: &Receiver<Append>) {
+    // Ends once every sender (every clone of the log) is gone.
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(a) => batch.push(a),
+                Err(_) => break,
+            }
+        }
+        match write(shared, &batch) {
+            Ok(positions) => {
+                for (a, pos) in batch.into_iter().zip(positions) {
+                    let _ = a.reply.send(Ok(pos));
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                for a in batch {
+                    let _ = a.reply.send(Err(Error::Unavailable(why.clone())));
+                }
+            }
+        }
+    }
+}
+
+fn write(shared: &Shared, batch: &[Append]) -> Result<Vec<Position>> {
+    let records = shared.cf(codec::RECORDS)?;
+    let meta = shared.cf(codec::META)?;
+    let now = now_ms();
+    let mut next: HashMap<(&str, i32), (Arc<Topic>, i64)> = HashMap::new();
+    let mut wb = WriteBatch::default();
+    let mut positions = Vec::with_capacity(batch.len());
+    for a in batch {
+        let (_, offset) = next
+            .entry((a.topic.name.as_str(), a.partition))
+            .or_insert_with(|| (a.topic.clone(), a.topic.end(a.partition)));
+        let at = *offset;
+        *offset += 1;
+        wb.put_cf(
+            records,
+            codec::record_key(&a.topic.name, a.partition, at),
+            codec::encode_record(now, &a.key, a.value.as_deref()),
+        );
+        positions.push(Position {
+            partition: a.partition,
+            offset: at,
+        });
+    }
+    for ((name, p), (_, end)) in &next {
+        wb.put_cf(meta, codec::end_key(name, *p), end.to_be_bytes());
+    }
+    let mut wo = WriteOptions::default();
+    wo.set_sync(true);
+    shared.db.write_opt(wb, &wo).map_err(store_error)?;
+    let mut touched: Vec<&Arc<Topic>> = Vec::new();
+    for ((_, p), (topic, end)) in &next {
+        topic.ends[*p as usize].store(*end, Ordering::Release);
+        if !touched.iter().any(|t| Arc::ptr_eq(t, topic)) {
+            touched.push(topic);
+        }
+    }
+    for t in touched {
+        t.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+    metrics::histogram!("parley_append_batch_records").record(batch.len() as f64);
+    Ok(positions)
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
