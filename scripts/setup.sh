@@ -7,12 +7,18 @@
 #   - Python: fastavro (the second Avro implementation of the interop tests);
 #     scripts/schemathesis.sh installs schemathesis into a venv of its own
 #   - the Kafka broker jars, into ~/.cache/parley (scripts/kafka.sh fetch)
+#
+#   scripts/setup.sh --build   only what building Parley needs (the first group of
+#                              packages): enough for `parley dev` on its embedded log
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { echo "setup: $*" >&2; }
 
-packages=(build-essential cmake pkg-config libclang-dev clang zlib1g-dev openjdk-17-jre-headless maven redis-server python3 python3-pip python3-venv)
+build_only=0
+[ "${1:-}" = "--build" ] && build_only=1
+packages=(build-essential cmake pkg-config libclang-dev clang zlib1g-dev)
+[ "$build_only" = 1 ] || packages+=(openjdk-17-jre-headless maven redis-server python3 python3-pip python3-venv)
 have() { # PACKAGE: installed from Debian, or an equivalent tool found on PATH
   dpkg -s "$1" >/dev/null 2>&1 && return 0
   case "$1" in
@@ -40,7 +46,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if ! python3 -c 'import fastavro' 2>/dev/null; then
+if [ "$build_only" = 0 ] && ! python3 -c 'import fastavro' 2>/dev/null; then
   say "installing fastavro"
   python3 -m pip install --quiet --disable-pip-version-check fastavro 2>/dev/null \
     || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages fastavro
@@ -58,5 +64,5 @@ if command -v rustup >/dev/null && [ -n "$channel" ] && ! rustup toolchain list 
   fi
 fi
 
-scripts/kafka.sh fetch
+[ "$build_only" = 1 ] || scripts/kafka.sh fetch
 say "ready"
