@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use clap::Args;
 use futures::StreamExt;
-use parley_sequencer::{EventLog, KafkaLog, TopicSpec};
+use parley_sequencer::{EventLog, TopicSpec};
 use tokio::time::MissedTickBehavior;
 
 use super::report;
@@ -49,7 +49,7 @@ impl AppendArgs {
             self.rate > 0 && self.in_flight > 0 && self.keys > 0,
             "--rate, --in-flight and --keys must be positive"
         );
-        let log = Arc::new(self.log.connect().await?);
+        let log = crate::cli::roles::connect(&self.log, None).await?;
         let topic = format!("{}bench.append", self.log.topic_prefix);
         let report = log
             .provision(&[TopicSpec::plain(&topic, self.partitions, 1)])
@@ -80,7 +80,7 @@ impl AppendArgs {
 
     async fn throughput(
         &self,
-        log: &Arc<KafkaLog>,
+        log: &Arc<dyn EventLog>,
         topic: &str,
         payload: &[u8],
     ) -> anyhow::Result<()> {
@@ -130,7 +130,7 @@ impl AppendArgs {
 
     async fn latency(
         &self,
-        log: &Arc<KafkaLog>,
+        log: &Arc<dyn EventLog>,
         topic: &str,
         payload: &[u8],
     ) -> anyhow::Result<()> {
