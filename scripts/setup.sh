@@ -2,14 +2,15 @@
 # Installs what building and testing Parley needs and a fresh machine may lack.
 # Idempotent: it installs only what is missing, and says what it does.
 #   - Debian packages: a C/C++ toolchain, cmake, libclang (RocksDB's bindings), zlib,
-#     Java 17 and Maven (the Kafka broker), redis-server (the presence store's tests),
-#     python3, pip and venv
+#     Node.js and npm (the web client's build), Java 17 and Maven (the Kafka broker),
+#     redis-server (the presence store's tests), python3, pip and venv, and Chromium
+#     (the web client's browser tests)
 #   - Python: fastavro (the second Avro implementation of the interop tests);
 #     scripts/schemathesis.sh installs schemathesis into a venv of its own
 #   - the Kafka broker jars, into ~/.cache/parley (scripts/kafka.sh fetch)
 #
-#   scripts/setup.sh --build   only what building Parley needs (the first group of
-#                              packages): enough for `parley dev` on its embedded log
+#   scripts/setup.sh --build   only what building Parley needs (the toolchain, zlib,
+#                              Node.js and npm): enough for `parley dev` on its embedded log
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,13 +18,16 @@ say() { echo "setup: $*" >&2; }
 
 build_only=0
 [ "${1:-}" = "--build" ] && build_only=1
-packages=(build-essential cmake pkg-config libclang-dev clang zlib1g-dev)
-[ "$build_only" = 1 ] || packages+=(openjdk-17-jre-headless maven redis-server python3 python3-pip python3-venv)
+packages=(build-essential cmake pkg-config libclang-dev clang zlib1g-dev nodejs npm)
+[ "$build_only" = 1 ] || packages+=(openjdk-17-jre-headless maven redis-server python3 python3-pip python3-venv chromium)
 have() { # PACKAGE: installed from Debian, or an equivalent tool found on PATH
   dpkg -s "$1" >/dev/null 2>&1 && return 0
   case "$1" in
     openjdk-17-jre-headless) command -v java >/dev/null && java -version 2>&1 | grep -qE '"(1[7-9]|2[0-9])' ;;
     maven) command -v mvn >/dev/null ;;
+    nodejs) command -v node >/dev/null ;;
+    npm) command -v npm >/dev/null ;;
+    chromium) command -v chromium >/dev/null ;;
     redis-server) command -v redis-server >/dev/null ;;
     python3) command -v python3 >/dev/null ;;
     python3-pip) python3 -m pip --version >/dev/null 2>&1 ;;
@@ -65,4 +69,5 @@ if command -v rustup >/dev/null && [ -n "$channel" ] && ! rustup toolchain list 
 fi
 
 [ "$build_only" = 1 ] || scripts/kafka.sh fetch
+scripts/web.sh
 say "ready"

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Runs all of Parley's checks and tests: installs what is missing (scripts/setup.sh),
-# starts the Kafka broker and Redis unless they are running, runs rustfmt, clippy and every
-# test against it, a short schemathesis run against the REST API (scripts/schemathesis.sh),
-# then a short chaos run on a three-broker cluster (scripts/chaos.sh --short;
-# PARLEY_SKIP_CHAOS=1 skips it), and stops what it started, whatever happens.
+# Runs all of Parley's checks and tests: installs what is missing and builds the web
+# client (scripts/setup.sh), starts the Kafka broker and Redis unless they are running,
+# runs rustfmt, clippy and every test against it, the web client's browser tests
+# (headless Chromium), a short schemathesis run against the REST API
+# (scripts/schemathesis.sh), then a short chaos run on a three-broker cluster
+# (scripts/chaos.sh --short; PARLEY_SKIP_CHAOS=1 skips it), and stops what it started,
+# whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +36,8 @@ echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test (Kafka at $PARLEY_TEST_KAFKA)" >&2
 cargo test --workspace --locked
+echo "== browser tests (the web client in headless Chromium, against parley dev on Kafka)" >&2
+PARLEY_BIN="$(realpath "${CARGO_TARGET_DIR:-target}/debug/parley")" npm --prefix gateway/web test --silent
 echo "== schemathesis (a short run against the OpenAPI document: no 5xx, no schema violations)" >&2
 PARLEY_BIN="${CARGO_TARGET_DIR:-target}/debug/parley" scripts/schemathesis.sh 10 120
 if [ "${PARLEY_SKIP_CHAOS:-0}" != 1 ]; then

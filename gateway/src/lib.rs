@@ -57,6 +57,7 @@ pub mod service;
 pub mod sessions;
 pub mod sync;
 pub mod typing;
+pub mod web;
 pub mod ws;
 
 pub use config::GatewayConfig;

@@ -94,6 +94,8 @@ impl Gateway {
 
 pub fn router(state: Shared) -> Router {
     let mut app = Router::new()
+        .route("/", get(crate::web::index))
+        .route("/{file}", get(crate::web::asset))
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/ws-ticket", post(crate::auth::ws_ticket))
         .route(

@@ -1,0 +1,36 @@
+//! Embeds the web client in the gateway's binary: every file of `web/dist` (built by
+//! `npm ci && npm run build` in `gateway/web`; `scripts/run.sh`, `scripts/test.sh` and
+//! `.ci/run` do it) becomes an entry of `ASSETS` in `$OUT_DIR/web_assets.rs`. Without a
+//! build the table is empty and the gateway serves a page that says how to build it.
+//!
+//! (A build script rather than a derive crate: a new proc-macro dependency changes the
+//! features of the host crates RocksDB's build script shares, which rebuilds RocksDB.)
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+fn main() {
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
+    let dist = Path::new(&manifest).join("web").join("dist");
+    println!("cargo:rerun-if-changed=web/dist");
+    let mut files: Vec<(String, String)> = Vec::new();
+    if dist.join("index.html").is_file() {
+        for entry in std::fs::read_dir(&dist).expect("web/dist is readable") {
+            let path = entry.expect("web/dist is readable").path();
+            if path.is_file() {
+                let name = path.file_name().unwrap().to_string_lossy().to_string();
+                files.push((name, path.to_string_lossy().to_string()));
+            }
+        }
+    }
+    files.sort();
+    let mut code = String::from(
+        "/// The web client's files: (name, bytes).\npub static ASSETS: &[(&str, &[u8])] = &[\n",
+    );
+    for (name, path) in &files {
+        writeln!(code, "    ({name:?}, include_bytes!({path:?})),").unwrap();
+    }
+    code.push_str("];\n");
+    std::fs::write(Path::new(&out).join("web_assets.rs"), code).expect("OUT_DIR is writable");
+}

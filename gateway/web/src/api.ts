@@ -1,0 +1,113 @@
+// The REST half of the protocol: every call with the user's token, every failure an
+// ApiError with the server's code and message.
+
+import type { ConversationDetail, ConversationSummary, MessageView, Receipt, Sent, ServerFrame } from "./protocol";
+
+export class ApiError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+async function answer<T>(r: Response): Promise<T> {
+  if (r.status === 204) return undefined as T;
+  const text = await r.text();
+  let body: unknown = undefined;
+  try {
+    body = text ? JSON.parse(text) : undefined;
+  } catch {
+    throw new ApiError(r.status, "bad_answer", `the server answered ${r.status}: ${text.slice(0, 200)}`);
+  }
+  if (!r.ok) {
+    const e = (body as { error?: { code?: string; message?: string } } | undefined)?.error;
+    throw new ApiError(r.status, e?.code ?? "http_" + r.status, e?.message ?? `HTTP ${r.status}`);
+  }
+  return body as T;
+}
+
+/** A dev token (only from a gateway started with --dev-auth). */
+export async function devToken(user: string): Promise<string> {
+  const r = await fetch("/v1/dev/token", {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ user_id: user }),
+  });
+  return (await answer<{ token: string }>(r)).token;
+}
+
+export interface Poll {
+  frames: ServerFrame[];
+  cursor: string;
+  has_more: boolean;
+}
+
+export class Api {
+  constructor(readonly token: string) {}
+
+  async call<T>(method: string, path: string, body?: unknown, signal?: AbortSignal): Promise<T> {
+    const headers: Record<string, string> = { authorization: `Bearer ${this.token}` };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    const r = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal,
+    });
+    return answer<T>(r);
+  }
+
+  async conversations(): Promise<ConversationSummary[]> {
+    return (await this.call<{ conversations: ConversationSummary[] }>("GET", "/v1/conversations")).conversations;
+  }
+
+  conversation(id: string): Promise<ConversationDetail> {
+    return this.call("GET", `/v1/conversations/${encodeURIComponent(id)}`);
+  }
+
+  async create(kind: "direct" | "group", members: string[], title?: string): Promise<string> {
+    const body: Record<string, unknown> = { type: kind, members };
+    if (title) body.title = title;
+    return (await this.call<{ conversation_id: string }>("POST", "/v1/conversations", body)).conversation_id;
+  }
+
+  async addMembers(id: string, members: string[]): Promise<void> {
+    await this.call("POST", `/v1/conversations/${encodeURIComponent(id)}/members`, { members });
+  }
+
+  /** Messages with after < seq < before, oldest first. */
+  history(id: string, q: { after?: number; before?: number; limit?: number }): Promise<{ messages: MessageView[]; has_more: boolean }> {
+    const p = new URLSearchParams();
+    if (q.after !== undefined) p.set("after", String(q.after));
+    if (q.before !== undefined) p.set("before", String(q.before));
+    p.set("limit", String(q.limit ?? 50));
+    return this.call("GET", `/v1/conversations/${encodeURIComponent(id)}/messages?${p}`);
+  }
+
+  async receipts(id: string): Promise<Receipt[]> {
+    return (await this.call<{ receipts: Receipt[] }>("GET", `/v1/conversations/${encodeURIComponent(id)}/receipts`)).receipts;
+  }
+
+  postMessage(id: string, clientMsgId: string, body: string, retry: boolean): Promise<Sent> {
+    const b: Record<string, unknown> = { client_msg_id: clientMsgId, body };
+    if (retry) b.retry = true;
+    return this.call("POST", `/v1/conversations/${encodeURIComponent(id)}/messages`, b);
+  }
+
+  async postReceipt(id: string, kind: "delivered" | "read", seq: number): Promise<void> {
+    await this.call("POST", `/v1/conversations/${encodeURIComponent(id)}/receipts`, { kind, seq });
+  }
+
+  async wsTicket(): Promise<string> {
+    return (await this.call<{ ticket: string }>("POST", "/v1/ws-ticket")).ticket;
+  }
+
+  poll(cursor: string | null, timeoutMs: number, signal: AbortSignal): Promise<Poll> {
+    const p = new URLSearchParams({ timeout_ms: String(timeoutMs) });
+    if (cursor) p.set("cursor", cursor);
+    return this.call("GET", `/v1/events?${p}`, undefined, signal);
+  }
+}

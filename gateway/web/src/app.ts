@@ -1,0 +1,453 @@
+// The signed-in page: the conversation list, the open conversation, and what flows
+// between them and the connection.
+
+import { Api, ApiError } from "./api";
+import { Connection, type State, type Via } from "./connection";
+import { $, el, input, time } from "./dom";
+import type { MessageView, ServerFrame } from "./protocol";
+import { Conversation, Store } from "./store";
+
+const PAGE = 50;
+/** How often a typing indicator is refreshed while the user types. */
+const TYPING_EVERY_MS = 3_000;
+
+export class App {
+  private readonly store: Store;
+  private readonly conn: Connection;
+  private lastTyping = 0;
+  private loadingOlder = false;
+  private sendCount = 0;
+  private readonly acked = new Map<string, { delivered: number; read: number }>();
+
+  constructor(
+    private readonly api: Api,
+    readonly me: string,
+    private readonly signOut: () => void,
+  ) {
+    this.store = new Store(me);
+    this.conn = new Connection(api, {
+      frame: (f) => this.onFrame(f),
+      ready: () => this.sync(),
+      state: (s, via) => this.onState(s, via),
+      signedOut: () => this.signOut(),
+    });
+  }
+
+  async start(): Promise<void> {
+    $("me").textContent = this.me;
+    $("app").hidden = false;
+    this.bindForms();
+    await this.refreshList();
+    this.conn.start();
+    setInterval(() => this.renderTyping(), 1_000);
+    document.addEventListener("visibilitychange", () => this.markRead());
+  }
+
+  stop(): void {
+    this.conn.stop();
+  }
+
+  // --- the connection ---
+
+  private onState(s: State, via: Via): void {
+    $("banner").hidden = s !== "offline";
+    if (s === "offline" && this.store.online.size > 0) {
+      // Who is online is not known while this page is not.
+      this.store.online.clear();
+      this.renderList();
+    }
+    $("transport").textContent = via;
+    $("transport").dataset.state = s;
+  }
+
+  private sync(): void {
+    this.conn.send({ type: "sync", cursors: this.store.cursors(), request_id: "sync" });
+    // Sends that never got their `sent`: again, as retries.
+    for (const c of this.store.conversations.values()) {
+      for (const p of c.pending.values()) this.transmit(c, p.clientMsgId, p.body, p.tried);
+    }
+  }
+
+  private onFrame(f: ServerFrame): void {
+    switch (f.type) {
+      case "message":
+        this.receive([f]);
+        break;
+      case "sync_batch":
+        this.receive(f.messages);
+        break;
+      case "synced":
+        for (const c of this.store.conversations.values()) if (c.loaded) void this.fillGaps(c);
+        break;
+      case "sent": {
+        const c = this.store.conversations.get(f.conversation_id);
+        if (!c) break;
+        c.pending.delete(f.client_msg_id);
+        c.insert({
+          conversation_id: f.conversation_id,
+          seq: f.seq,
+          prev_seq: f.prev_seq,
+          message_id: f.message_id,
+          sender_id: this.me,
+          body: this.sentBodies.get(f.client_msg_id) ?? "",
+          ts: f.ts,
+        });
+        this.sentBodies.delete(f.client_msg_id);
+        this.renderList();
+        if (this.store.open === c.id) this.renderMessages(true);
+        break;
+      }
+      case "receipt": {
+        const c = this.store.conversations.get(f.conversation_id);
+        if (!c) break;
+        c.receipt(f.user_id, f.kind, f.seq);
+        if (this.store.open === c.id) this.renderMessages(false);
+        break;
+      }
+      case "typing": {
+        const c = this.store.conversations.get(f.conversation_id);
+        if (!c || f.user_id === this.me) break;
+        if (f.active) c.typing.set(f.user_id, f.expires_at);
+        else c.typing.delete(f.user_id);
+        this.renderTyping();
+        break;
+      }
+      case "presence":
+        this.store.online.set(f.user_id, f.online);
+        this.renderList();
+        break;
+      case "error":
+        if (f.client_msg_id) this.showError(`message not sent: ${f.message}`);
+        else if (f.request_id !== "sync") this.showError(f.message);
+        break;
+      default:
+        break;
+    }
+  }
+
+  private readonly sentBodies = new Map<string, string>();
+
+  /** Messages from the connection: kept, acknowledged, shown. */
+  private receive(messages: MessageView[]): void {
+    const touched = new Set<Conversation>();
+    let unknown = false;
+    for (const m of messages) {
+      const c = this.store.conversations.get(m.conversation_id);
+      if (!c) {
+        unknown = true;
+        continue;
+      }
+      if (c.insert(m)) {
+        touched.add(c);
+        if (m.sender_id !== this.me && !(this.store.open === c.id && this.visible())) c.unread++;
+      }
+    }
+    if (unknown) void this.refreshList();
+    for (const c of touched) {
+      this.acknowledge(c, "delivered");
+      if (this.store.open === c.id) {
+        if (c.loaded && c.gaps().length > 0) void this.fillGaps(c);
+        this.renderMessages(true);
+        this.markRead();
+      }
+    }
+    if (touched.size > 0) this.renderList();
+  }
+
+  private visible(): boolean {
+    return document.visibilityState === "visible";
+  }
+
+  /** Tells the server how far this user got in `c` (once per new seq). */
+  private acknowledge(c: Conversation, kind: "delivered" | "read"): void {
+    const seq = c.newest();
+    if (seq === null) return;
+    const done = this.acked.get(c.id) ?? { delivered: -1, read: -1 };
+    if (done[kind] >= seq) return;
+    done[kind] = seq;
+    if (kind === "read") done.delivered = Math.max(done.delivered, seq);
+    this.acked.set(c.id, done);
+    const frame = { type: kind === "read" ? "read" : "ack", conversation_id: c.id, seq };
+    if (!this.conn.send(frame)) {
+      this.api.postReceipt(c.id, kind, seq).catch(() => {
+        // Not recorded: asked again with the next message.
+        done[kind] = -1;
+      });
+    }
+  }
+
+  private markRead(): void {
+    const c = this.current();
+    if (!c || !this.visible()) return;
+    this.acknowledge(c, "read");
+    if (c.unread !== 0) {
+      c.unread = 0;
+      this.renderList();
+    }
+  }
+
+  // --- conversations ---
+
+  private async refreshList(): Promise<void> {
+    try {
+      const list = await this.api.conversations();
+      await Promise.all(
+        list.map(async (s) => {
+          const c = this.store.upsert(s);
+          if (!c.detail) c.detail = await this.api.conversation(s.conversation_id).catch(() => null);
+        }),
+      );
+      this.renderList();
+    } catch (e) {
+      this.fail(e);
+    }
+  }
+
+  private current(): Conversation | null {
+    return this.store.open ? (this.store.conversations.get(this.store.open) ?? null) : null;
+  }
+
+  private async openConversation(id: string): Promise<void> {
+    const c = this.store.conversations.get(id);
+    if (!c) return;
+    this.store.open = id;
+    $("chat").hidden = false;
+    $("chat-title").textContent = c.name(this.me);
+    $("add-member").hidden = c.summary.type !== "group";
+    this.renderList();
+    this.renderMessages(true);
+    this.renderTyping();
+    try {
+      if (!c.loaded) {
+        const page = await this.api.history(id, { limit: PAGE });
+        for (const m of page.messages) c.insert(m);
+        c.hasOlder = page.has_more;
+        c.loaded = true;
+        await this.fillGaps(c);
+      }
+      for (const r of await this.api.receipts(id)) {
+        if (r.delivered !== null) c.receipt(r.user_id, "delivered", r.delivered);
+        if (r.read !== null) c.receipt(r.user_id, "read", r.read);
+      }
+    } catch (e) {
+      this.fail(e);
+    }
+    if (this.store.open === id) {
+      this.renderMessages(true);
+      this.markRead();
+    }
+  }
+
+  /** Fetches what is missing between the messages held (history is the authority). */
+  private async fillGaps(c: Conversation): Promise<void> {
+    for (let round = 0; round < 20; round++) {
+      const gaps = c.gaps();
+      if (gaps.length === 0) return;
+      let grew = false;
+      for (const [after, before] of gaps) {
+        const page = await this.api.history(c.id, { after, before, limit: 1000 });
+        for (const m of page.messages) grew = c.insert(m) || grew;
+        // History's copies replace the live ones: their prev_seq is the authority.
+        for (const m of page.messages) c.messages.set(m.seq, m);
+      }
+      if (this.store.open === c.id) this.renderMessages(false);
+      if (!grew && c.gaps().length === gaps.length) return;
+    }
+  }
+
+  private async loadOlder(): Promise<void> {
+    const c = this.current();
+    if (!c || !c.loaded || !c.hasOlder || this.loadingOlder) return;
+    const oldest = c.oldest();
+    if (oldest === null) return;
+    this.loadingOlder = true;
+    const list = $("messages");
+    const fromBottom = list.scrollHeight - list.scrollTop;
+    try {
+      const page = await this.api.history(c.id, { before: oldest, limit: PAGE });
+      for (const m of page.messages) c.insert(m);
+      c.hasOlder = page.has_more;
+      if (this.store.open === c.id) {
+        this.renderMessages(false);
+        list.scrollTop = list.scrollHeight - fromBottom;
+      }
+    } catch (e) {
+      this.fail(e);
+    } finally {
+      this.loadingOlder = false;
+    }
+  }
+
+  // --- sending ---
+
+  private async sendMessage(body: string): Promise<void> {
+    const c = this.current();
+    if (!c) return;
+    const clientMsgId = `${this.me}-${Date.now().toString(36)}-${(this.sendCount++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    c.pending.set(clientMsgId, { clientMsgId, body, tried: false });
+    this.sentBodies.set(clientMsgId, body);
+    this.renderMessages(true);
+    this.transmit(c, clientMsgId, body, false);
+    this.typingSignal(false);
+  }
+
+  /** Sends over the WebSocket, or REST when polling; a send with no answer stays pending. */
+  private transmit(c: Conversation, clientMsgId: string, body: string, retry: boolean): void {
+    const p = c.pending.get(clientMsgId);
+    if (p) p.tried = true;
+    const frame: Record<string, unknown> = { type: "send", client_msg_id: clientMsgId, conversation_id: c.id, body };
+    if (retry) frame.retry = true;
+    if (this.conn.via === "websocket") {
+      // Not open: sent again by `sync` once the socket is back.
+      this.conn.send(frame);
+      return;
+    }
+    this.api
+      .postMessage(c.id, clientMsgId, body, retry)
+      .then((sent) => this.onFrame(sent))
+      .catch((e) => {
+        if (e instanceof ApiError && e.status < 500 && e.code !== "rate_limited") {
+          c.pending.delete(clientMsgId);
+          this.fail(e);
+          this.renderMessages(false);
+        } else {
+          setTimeout(() => this.transmit(c, clientMsgId, body, true), 1_000);
+        }
+      });
+  }
+
+  private typingSignal(active: boolean): void {
+    const c = this.current();
+    if (!c) return;
+    const now = Date.now();
+    if (active && now - this.lastTyping < TYPING_EVERY_MS) return;
+    this.lastTyping = active ? now : 0;
+    this.conn.send({ type: "typing", conversation_id: c.id, active });
+  }
+
+  // --- forms ---
+
+  private bindForms(): void {
+    $("signout").onclick = () => this.signOut();
+    $("new-chat").onsubmit = (ev) => {
+      ev.preventDefault();
+      const members = input("new-members")
+        .value.split(/[\s,]+/)
+        .filter((m) => m && m !== this.me);
+      const title = input("new-title").value.trim();
+      if (members.length === 0) return;
+      const kind = members.length === 1 && !title ? "direct" : "group";
+      this.api
+        .create(kind, members, title || undefined)
+        .then(async (id) => {
+          input("new-members").value = "";
+          input("new-title").value = "";
+          await this.refreshList();
+          await this.openConversation(id);
+        })
+        .catch((e) => this.fail(e));
+    };
+    $("add-member").onsubmit = (ev) => {
+      ev.preventDefault();
+      const c = this.current();
+      const name = input("add-name").value.trim();
+      if (!c || !name) return;
+      this.api
+        .addMembers(c.id, [name])
+        .then(async () => {
+          input("add-name").value = "";
+          c.detail = await this.api.conversation(c.id);
+          $("chat-title").textContent = c.name(this.me);
+        })
+        .catch((e) => this.fail(e));
+    };
+    $("composer").onsubmit = (ev) => {
+      ev.preventDefault();
+      const text = input("composer-text");
+      const body = text.value;
+      if (!body.trim()) return;
+      text.value = "";
+      void this.sendMessage(body);
+    };
+    input("composer-text").oninput = () => this.typingSignal(input("composer-text").value.length > 0);
+    $("messages").onscroll = () => {
+      if ($("messages").scrollTop < 40) void this.loadOlder();
+    };
+  }
+
+  private showError(message: string): void {
+    $("error").textContent = message;
+    setTimeout(() => {
+      if ($("error").textContent === message) $("error").textContent = "";
+    }, 6_000);
+  }
+
+  private fail(e: unknown): void {
+    if (e instanceof ApiError && e.status === 401) return this.signOut();
+    this.showError(e instanceof Error ? e.message : String(e));
+  }
+
+  // --- rendering ---
+
+  private renderList(): void {
+    const ul = $("conversations");
+    ul.replaceChildren(
+      ...this.store.ordered().map((c) => {
+        const other = c.other(this.me);
+        const dot = el("span", {
+          class: other === null ? "dot none" : this.store.online.get(other) ? "dot online" : "dot",
+        });
+        const li = el("li", { "data-id": c.id }, dot, el("span", { class: "name" }, c.name(this.me)));
+        if (c.unread > 0) li.append(el("span", { class: "unread" }, String(c.unread)));
+        if (this.store.open === c.id) li.classList.add("open");
+        li.onclick = () => void this.openConversation(c.id);
+        return li;
+      }),
+    );
+  }
+
+  private renderMessages(toBottom: boolean): void {
+    const c = this.current();
+    const list = $("messages");
+    if (!c) {
+      list.replaceChildren();
+      return;
+    }
+    const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 60;
+    const items = c.sorted().map((m) => this.messageItem(c, m));
+    for (const p of c.pending.values()) {
+      items.push(
+        el(
+          "li",
+          { class: "mine pending" },
+          el("div", { class: "body" }, p.body),
+          el("div", { class: "meta" }, el("span", { class: "tick", "data-tick": "pending" }, "…")),
+        ),
+      );
+    }
+    list.replaceChildren(...items);
+    if (toBottom || atBottom) list.scrollTop = list.scrollHeight;
+  }
+
+  private messageItem(c: Conversation, m: MessageView): HTMLElement {
+    const mine = m.sender_id === this.me;
+    const li = el("li", { "data-seq": String(m.seq), class: mine ? "mine" : "" });
+    if (!mine && c.summary.type === "group") li.append(el("div", { class: "sender" }, m.sender_id));
+    li.append(el("div", { class: "body" }, m.body));
+    const meta = el("div", { class: "meta" }, time(m.ts));
+    if (mine) {
+      const tick = c.tick(this.me, m.seq);
+      meta.append(" ", el("span", { class: `tick ${tick}`, "data-tick": tick }, tick === "sent" ? "✓" : "✓✓"));
+    }
+    li.append(meta);
+    return li;
+  }
+
+  private renderTyping(): void {
+    const c = this.current();
+    const now = Date.now();
+    const who = c ? [...c.typing].filter(([, until]) => until > now).map(([u]) => u) : [];
+    $("typing").textContent =
+      who.length === 0 ? "" : who.length === 1 ? `${who[0]} is typing…` : `${who.join(", ")} are typing…`;
+  }
+}

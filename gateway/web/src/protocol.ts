@@ -1,0 +1,65 @@
+// The frames and REST bodies of docs/protocol.md that this client uses.
+
+export interface MessageView {
+  conversation_id: string;
+  seq: number;
+  prev_seq: number | null;
+  prev_unknown?: boolean;
+  message_id: string;
+  sender_id: string;
+  body: string;
+  ts: number;
+}
+
+export interface Sent {
+  type: "sent";
+  client_msg_id: string;
+  message_id: string;
+  conversation_id: string;
+  seq: number;
+  prev_seq: number | null;
+  ts: number;
+}
+
+export type ReceiptKind = "delivered" | "read";
+
+export type ServerFrame =
+  | { type: "ready"; user_id: string; live: boolean }
+  | Sent
+  | ({ type: "message" } & MessageView)
+  | { type: "sync_batch"; conversation_id: string; messages: MessageView[]; has_more: boolean }
+  | { type: "synced"; request_id?: string }
+  | { type: "receipt"; conversation_id: string; user_id: string; kind: ReceiptKind; seq: number }
+  | { type: "receipt_counts"; conversation_id: string; seq: number; delivered: number; read: number }
+  | { type: "typing"; conversation_id: string; user_id: string; active: boolean; expires_at: number }
+  | { type: "presence"; user_id: string; online: boolean; last_seen: number | null }
+  | { type: "error"; code: string; message: string; client_msg_id?: string; request_id?: string }
+  | { type: "pong" }
+  | { type: "history" }
+  | { type: "presence_result" };
+
+export interface ConversationSummary {
+  conversation_id: string;
+  type: "direct" | "group";
+  title: string | null;
+  last_seq: number | null;
+  unread: number;
+  members: number;
+}
+
+export interface ConversationDetail {
+  conversation_id: string;
+  type: "direct" | "group";
+  title: string | null;
+  members: string[];
+  creator: string | null;
+  admins: string[];
+  full_history: boolean;
+  last_seq: number | null;
+}
+
+export interface Receipt {
+  user_id: string;
+  delivered: number | null;
+  read: number | null;
+}

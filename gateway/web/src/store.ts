@@ -1,0 +1,143 @@
+// What the page knows: each conversation's messages by seq (each message id once), the
+// sends still waiting for their `sent`, receipts, typing and presence.
+
+import type { ConversationDetail, ConversationSummary, MessageView, ReceiptKind } from "./protocol";
+
+export interface PendingSend {
+  clientMsgId: string;
+  body: string;
+  /** Sent at least once before: a resend is marked as a retry. */
+  tried: boolean;
+}
+
+export class Conversation {
+  readonly messages = new Map<number, MessageView>();
+  readonly ids = new Set<string>();
+  readonly pending = new Map<string, PendingSend>();
+  /** user → how far they received and read. */
+  readonly receipts = new Map<string, { delivered: number; read: number }>();
+  /** user → typing until (ms since the epoch). */
+  readonly typing = new Map<string, number>();
+  detail: ConversationDetail | null = null;
+  unread = 0;
+  /** The newest page of history was loaded, and older pages may follow. */
+  loaded = false;
+  hasOlder = true;
+  lastActivity = 0;
+
+  constructor(public summary: ConversationSummary) {
+    this.unread = summary.unread;
+  }
+
+  get id(): string {
+    return this.summary.conversation_id;
+  }
+
+  /** Adds a message (history's copy replaces a live one); true if it was new. */
+  insert(m: MessageView): boolean {
+    const fresh = !this.ids.has(m.message_id);
+    this.ids.add(m.message_id);
+    this.messages.set(m.seq, m);
+    this.lastActivity = Math.max(this.lastActivity, m.ts);
+    return fresh;
+  }
+
+  sorted(): MessageView[] {
+    return [...this.messages.values()].sort((a, b) => a.seq - b.seq);
+  }
+
+  newest(): number | null {
+    let n: number | null = null;
+    for (const s of this.messages.keys()) if (n === null || s > n) n = s;
+    return n;
+  }
+
+  oldest(): number | null {
+    let n: number | null = null;
+    for (const s of this.messages.keys()) if (n === null || s < n) n = s;
+    return n;
+  }
+
+  /** Where history is missing among the messages held: (after, before) ranges. */
+  gaps(): Array<[number, number]> {
+    const out: Array<[number, number]> = [];
+    const list = this.sorted();
+    for (let i = 1; i < list.length; i++) {
+      const m = list[i];
+      if (m.prev_unknown || (m.prev_seq !== null && m.prev_seq !== list[i - 1].seq)) {
+        out.push([list[i - 1].seq, m.seq + 1]);
+      }
+    }
+    return out;
+  }
+
+  receipt(user: string, kind: ReceiptKind, seq: number): void {
+    const r = this.receipts.get(user) ?? { delivered: -1, read: -1 };
+    if (kind === "read") {
+      r.read = Math.max(r.read, seq);
+      r.delivered = Math.max(r.delivered, seq);
+    } else {
+      r.delivered = Math.max(r.delivered, seq);
+    }
+    this.receipts.set(user, r);
+  }
+
+  /** How far another member than `me` got with `seq`: sent, delivered or read. */
+  tick(me: string, seq: number): "sent" | "delivered" | "read" {
+    let best: "sent" | "delivered" | "read" = "sent";
+    for (const [user, r] of this.receipts) {
+      if (user === me) continue;
+      if (r.read >= seq) return "read";
+      if (r.delivered >= seq) best = "delivered";
+    }
+    return best;
+  }
+
+  /** The other member of a direct conversation. */
+  other(me: string): string | null {
+    if (this.summary.type !== "direct" || !this.detail) return null;
+    return this.detail.members.find((m) => m !== me) ?? null;
+  }
+
+  name(me: string): string {
+    if (this.summary.title) return this.summary.title;
+    const other = this.other(me);
+    if (other) return other;
+    if (this.detail) return this.detail.members.filter((m) => m !== me).join(", ") || "just you";
+    return this.summary.type === "direct" ? "direct chat" : "group";
+  }
+}
+
+export class Store {
+  readonly conversations = new Map<string, Conversation>();
+  readonly online = new Map<string, boolean>();
+  open: string | null = null;
+
+  constructor(readonly me: string) {}
+
+  upsert(summary: ConversationSummary): Conversation {
+    const c = this.conversations.get(summary.conversation_id);
+    if (c) {
+      c.summary = summary;
+      return c;
+    }
+    const fresh = new Conversation(summary);
+    this.conversations.set(summary.conversation_id, fresh);
+    return fresh;
+  }
+
+  /** Conversations, the most recently active first. */
+  ordered(): Conversation[] {
+    return [...this.conversations.values()].sort((a, b) => b.lastActivity - a.lastActivity || a.id.localeCompare(b.id));
+  }
+
+  /** The `sync` cursors: per conversation, the newest seq held or known. */
+  cursors(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const c of this.conversations.values()) {
+      const n = c.newest() ?? c.summary.last_seq;
+      if (n !== null && n !== undefined) out[c.id] = n;
+    }
+    return out;
+  }
+}

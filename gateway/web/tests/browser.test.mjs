@@ -1,0 +1,216 @@
+// The web client in a real browser: Debian's headless Chromium, driven by playwright-core,
+// against `parley dev` on the real Kafka broker (scripts/kafka.sh start).
+//
+//   PARLEY_BIN=…/debug/parley PARLEY_TEST_KAFKA=127.0.0.1:9092 node --test tests/
+//
+// Screenshots of the main states go to test-results/ (not committed).
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdirSync, mkdtempSync, openSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createServer } from "node:net";
+import { chromium } from "playwright-core";
+
+const BIN = process.env.PARLEY_BIN;
+const KAFKA = process.env.PARLEY_TEST_KAFKA ?? "127.0.0.1:9092";
+const CHROMIUM = process.env.PARLEY_CHROMIUM ?? "/usr/bin/chromium";
+const SHOTS = new URL("../test-results/", import.meta.url).pathname;
+const WAIT = 30_000;
+
+let browser;
+let parley;
+let base;
+const dir = mkdtempSync(join(tmpdir(), "parley-web-"));
+const prefix = `t-web-${Date.now().toString(36)}.`;
+let port;
+let runs = 0;
+
+function freePort() {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, "127.0.0.1", () => {
+      const p = s.address().port;
+      s.close(() => resolve(p));
+    });
+  });
+}
+
+/** `parley dev` on Kafka, on this test file's topics, data dir and port. */
+async function startParley() {
+  const log = join(dir, `parley-${runs++}.log`);
+  const child = spawn(
+    BIN,
+    ["dev", "--dev-auth", "--http", `127.0.0.1:${port}`, "--data-dir", join(dir, "projector")],
+    {
+      env: {
+        ...process.env,
+        PARLEY_LOG: `kafka://${KAFKA}`,
+        PARLEY_TOPIC_PREFIX: prefix,
+        // One secret for every run: the pages' tokens outlive a restart.
+        PARLEY_JWT_SECRET: "browser-tests-secret-of-at-least-32-bytes",
+        PARLEY_LOG_LEVEL: "warn",
+        PARLEY_RATE_SENDS: "0",
+        PARLEY_RATE_TYPING: "0",
+      },
+      stdio: ["ignore", "ignore", openSync(log, "w")],
+    },
+  );
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    try {
+      const r = await fetch(`${base}/readyz`);
+      if (r.ok) return child;
+    } catch {
+      // not up yet
+    }
+    if (child.exitCode !== null) throw new Error(`parley dev exited: ${readFileSync(log, "utf8")}`);
+    if (Date.now() > deadline) throw new Error(`parley dev not ready: ${readFileSync(log, "utf8")}`);
+    await new Promise((r) => setTimeout(r, 300));
+  }
+}
+
+async function stopParley(child) {
+  if (child.exitCode !== null) return;
+  const gone = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  const killed = setTimeout(() => child.kill("SIGKILL"), 15_000);
+  await gone;
+  clearTimeout(killed);
+}
+
+before(async () => {
+  assert.ok(BIN, "PARLEY_BIN: the parley binary to test");
+  mkdirSync(SHOTS, { recursive: true });
+  port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  parley = await startParley();
+  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true });
+});
+
+after(async () => {
+  await browser?.close();
+  if (parley) await stopParley(parley);
+});
+
+/** A page signed in as `user`, in a context of its own (its own storage). */
+async function signedIn(user, setup) {
+  const context = await browser.newContext();
+  if (setup) await setup(context);
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT);
+  await page.goto(base + "/");
+  await page.fill("#signin-name", user);
+  await page.click("#signin button[type=submit]");
+  await page.waitForSelector("#app:not([hidden])");
+  return page;
+}
+
+async function startChat(page, members) {
+  await page.fill("#new-members", members);
+  await page.click("#new-chat button[type=submit]");
+  await page.waitForSelector("#chat:not([hidden])");
+}
+
+async function open(page, name) {
+  const item = page.locator("#conversations li", { hasText: name });
+  await item.first().waitFor();
+  await item.first().click();
+  await page.waitForSelector("#chat:not([hidden])");
+}
+
+async function send(page, text) {
+  await page.fill("#composer-text", text);
+  await page.press("#composer-text", "Enter");
+}
+
+async function bodies(page) {
+  return page.locator("#messages li:not(.pending) .body").allTextContents();
+}
+
+function expectBody(page, text) {
+  return page.locator("#messages li .body", { hasText: text }).first().waitFor();
+}
+
+test("two pages as two users chat, with ticks and typing", async () => {
+  const amy = await signedIn("amy");
+  const bob = await signedIn("bob");
+  await amy.screenshot({ path: SHOTS + "signed-in.png" });
+  await startChat(amy, "bob");
+  await send(amy, "hello bob");
+  // Sent: the log has it.
+  await amy.locator('#messages li.mine .tick[data-tick="sent"], #messages li.mine .tick[data-tick="delivered"]').first().waitFor();
+  // Bob's page receives it (and says so: delivered), then reads it.
+  await open(bob, "amy");
+  await expectBody(bob, "hello bob");
+  await amy.locator('#messages li.mine .tick[data-tick="read"]').first().waitFor();
+  await send(bob, "hi amy");
+  await expectBody(amy, "hi amy");
+  // Typing shows on the other page.
+  await bob.type("#composer-text", "typing something", { delay: 20 });
+  await amy.locator("#typing", { hasText: "bob is typing" }).waitFor();
+  await amy.screenshot({ path: SHOTS + "chat.png" });
+  // Presence: bob is online in amy's list.
+  await amy.locator("#conversations li .dot.online").first().waitFor();
+  await amy.context().close();
+  await bob.context().close();
+});
+
+test("a reload keeps history and order", async () => {
+  const cat = await signedIn("cat");
+  await startChat(cat, "dan");
+  const sent = ["one", "two", "three", "four", "five"];
+  for (const s of sent) await send(cat, s);
+  await cat.locator('#messages li.mine .tick[data-tick="sent"]').nth(sent.length - 1).waitFor();
+  await cat.reload();
+  await cat.waitForSelector("#app:not([hidden])");
+  await open(cat, "dan");
+  await expectBody(cat, "five");
+  assert.deepEqual(await bodies(cat), sent);
+  await cat.context().close();
+});
+
+test("stopping and restarting Parley mid-conversation loses nothing", async () => {
+  const eve = await signedIn("eve");
+  const fay = await signedIn("fay");
+  await startChat(eve, "fay");
+  await send(eve, "before the restart");
+  await open(fay, "eve");
+  await expectBody(fay, "before the restart");
+
+  await stopParley(parley);
+  await eve.locator("#banner:not([hidden])").waitFor();
+  await eve.screenshot({ path: SHOTS + "offline.png" });
+  // Written while Parley is down: sent once it is back.
+  await send(eve, "while it was down");
+  parley = await startParley();
+  await eve.locator("#banner[hidden]").waitFor({ state: "attached" });
+  await send(eve, "after the restart");
+  await expectBody(fay, "after the restart");
+  await expectBody(fay, "while it was down");
+  const want = ["before the restart", "while it was down", "after the restart"];
+  for (const page of [eve, fay]) {
+    await page.locator("#messages li:not(.pending) .body", { hasText: "while it was down" }).waitFor();
+    assert.deepEqual(await bodies(page), want);
+  }
+  await eve.context().close();
+  await fay.context().close();
+});
+
+test("with the WebSocket blocked, the page long-polls and still chats", async () => {
+  const blocked = (context) => context.routeWebSocket(/\/v1\/ws/, (ws) => ws.close());
+  const gus = await signedIn("gus", blocked);
+  const hal = await signedIn("hal");
+  await gus.locator("#transport", { hasText: "long-poll" }).waitFor();
+  await startChat(gus, "hal");
+  await send(gus, "over long-poll");
+  await open(hal, "gus");
+  await expectBody(hal, "over long-poll");
+  await send(hal, "and back");
+  await expectBody(gus, "and back");
+  await gus.screenshot({ path: SHOTS + "long-poll.png" });
+  await gus.context().close();
+  await hal.context().close();
+});
