@@ -764,6 +764,7 @@ impl DevArgs {
             "parley dev: every role in one process (gateway, fanout-worker, projector, push)\n\
              \x20 log:        {log}\n\
              \x20 views:      {}\n\
+             \x20 web client: {base}/\n\
              \x20 API:        {base}/v1/… (WebSocket ws://{}/v1/ws; OpenAPI {base}/v1/openapi.json)\n\
              \x20 dev tokens: {tokens}\n\
              \x20 stop:       Ctrl-C (a second run resumes with everything)",
