@@ -6,6 +6,11 @@
 # everything). With PARLEY_LOG=kafka://127.0.0.1:9092 it starts the Kafka broker
 # (scripts/kafka.sh), creates the topics and runs on Kafka, the production path.
 # Ctrl-C stops Parley; `scripts/kafka.sh stop` stops the broker.
+#
+# It builds the dev profile (dependencies optimized, Parley's own crates not), which the
+# tests share, so the first run costs one build of RocksDB, not two.
+# PARLEY_PROFILE=release builds and runs the release binary (what the benchmarks use;
+# on two cores its RocksDB build alone takes about 40 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,9 +19,15 @@ if [[ "${PARLEY_LOG:-}" == kafka://* ]]; then
 else
   scripts/setup.sh --build
 fi
-cargo build --release --locked --bin parley
+profile="${PARLEY_PROFILE:-dev}"
+case "$profile" in
+  dev) cargo build --locked --bin parley; dir=debug ;;
+  release) cargo build --release --locked --bin parley; dir=release ;;
+  *) echo "run.sh: PARLEY_PROFILE is dev or release, not $profile" >&2; exit 2 ;;
+esac
+parley="${CARGO_TARGET_DIR:-target}/$dir/parley"
 if [[ "${PARLEY_LOG:-}" == kafka://* ]]; then
   scripts/kafka.sh start
-  target/release/parley topics create
+  "$parley" topics create
 fi
-exec target/release/parley dev --http "127.0.0.1:${PARLEY_HTTP_PORT:-8080}" --dev-auth "$@"
+exec "$parley" dev --http "127.0.0.1:${PARLEY_HTTP_PORT:-8080}" --dev-auth "$@"
