@@ -160,19 +160,10 @@ async fn drive(
             }
         }
         changed.borrow_and_update();
-        let sent = read::pass(&shared, &topic, &mut positions, |r| {
-            let tx = tx.clone();
-            Box::pin(async move { tx.send(Ok(GroupEvent::Record(r))).await.is_ok() })
-        })
-        .await;
-        match sent {
-            Ok(None) => return,
-            Ok(Some(true)) => continue,
-            Ok(Some(false)) => {}
-            Err(e) => {
-                let _ = tx.send(Err(e)).await;
-                return;
-            }
+        match read::pass(&shared, &topic, &mut positions, &tx, GroupEvent::Record).await {
+            read::Pass::Stop => return,
+            read::Pass::More => continue,
+            read::Pass::Idle => {}
         }
         tokio::select! {
             r = changed.changed() => if r.is_err() { return },

@@ -354,7 +354,11 @@ impl EventLog for EmbeddedLog {
             match self.shared.report(spec) {
                 Some(r) => out.push(r),
                 None => {
-                    self.shared.create(spec)?;
+                    // A synced write: off the async threads.
+                    let (shared, owned) = (self.shared.clone(), spec.clone());
+                    tokio::task::spawn_blocking(move || shared.create(&owned))
+                        .await
+                        .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))??;
                     out.push(TopicReport {
                         spec: spec.clone(),
                         partitions: Some(spec.partitions),

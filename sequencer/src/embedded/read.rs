@@ -56,15 +56,26 @@ pub(crate) fn begin(topic: &Topic, partition: i32, at: StartAt) -> i64 {
     }
 }
 
-/// Reads each partition of `positions` from its offset up to its end once; calls
-/// `each` with every record (stop by returning false). Moves the positions on; true if
-/// anything was read.
-pub(crate) async fn pass(
+/// What one [`pass`] over a reader's partitions came to.
+pub(crate) enum Pass {
+    /// Records were sent: read again at once.
+    More,
+    /// Every partition is at its end: wait for the next batch.
+    Idle,
+    /// The reader is gone, or an error was sent to it: stop.
+    Stop,
+}
+
+/// Reads each partition of `positions` from its offset up to its end once, sending each
+/// record to `tx` as `wrap(record)` (an error, too, goes to `tx`), and moves the
+/// positions on.
+pub(crate) async fn pass<T: Send + 'static>(
     shared: &Arc<Shared>,
     topic: &Arc<Topic>,
     positions: &mut BTreeMap<i32, i64>,
-    mut each: impl FnMut(LogRecord) -> futures::future::BoxFuture<'static, bool>,
-) -> Result<Option<bool>> {
+    tx: &mpsc::Sender<Result<T>>,
+    wrap: fn(LogRecord) -> T,
+) -> Pass {
     let mut any = false;
     for (p, pos) in positions.iter_mut() {
         let end = topic.end(*p);
@@ -73,9 +84,17 @@ pub(crate) async fn pass(
             continue;
         }
         let (s, name, part, from) = (shared.clone(), topic.name.clone(), *p, *pos);
-        let records = tokio::task::spawn_blocking(move || fetch(&s, &name, part, from, end, FETCH))
+        let fetched = tokio::task::spawn_blocking(move || fetch(&s, &name, part, from, end, FETCH))
             .await
-            .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))??;
+            .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))
+            .and_then(|r| r);
+        let records = match fetched {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = tx.send(Err(e)).await;
+                return Pass::Stop;
+            }
+        };
         any = true;
         if records.is_empty() {
             // Everything up to the end was compacted away.
@@ -84,12 +103,16 @@ pub(crate) async fn pass(
         }
         for r in records {
             *pos = r.offset + 1;
-            if !each(r).await {
-                return Ok(None);
+            if tx.send(Ok(wrap(r))).await.is_err() {
+                return Pass::Stop;
             }
         }
     }
-    Ok(Some(any))
+    if any {
+        Pass::More
+    } else {
+        Pass::Idle
+    }
 }
 
 pub(crate) fn stream(
@@ -107,19 +130,10 @@ pub(crate) fn stream(
         let mut changed = topic.changed.subscribe();
         loop {
             changed.borrow_and_update();
-            let sent = pass(&shared, &topic, &mut positions, |r| {
-                let tx = tx.clone();
-                Box::pin(async move { tx.send(Ok(r)).await.is_ok() })
-            })
-            .await;
-            match sent {
-                Ok(None) => return,
-                Ok(Some(true)) => continue,
-                Ok(Some(false)) => {}
-                Err(e) => {
-                    let _ = tx.send(Err(e)).await;
-                    return;
-                }
+            match pass(&shared, &topic, &mut positions, &tx, |r| r).await {
+                Pass::Stop => return,
+                Pass::More => continue,
+                Pass::Idle => {}
             }
             tokio::select! {
                 r = changed.changed() => if r.is_err() { return },
