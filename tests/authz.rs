@@ -259,6 +259,17 @@ async fn a_member_added_later_sees_history_from_the_add_on() {
     let after = amy.send(&group, "after", "cat is here").await.unwrap().seq;
 
     let cat_api = Api::new(g, &cat_t);
+    // A history page without an upper bound reads the views as they are: wait until
+    // they hold the last message, then look at everything cat is shown.
+    eventually("the views hold the last message", LONG, || async {
+        amy_api
+            .all_messages(&group)
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.seq == after)
+    })
+    .await;
     let seen: Vec<i64> = cat_api
         .all_messages(&group)
         .await
