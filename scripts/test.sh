@@ -35,7 +35,10 @@ echo "== cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "== cargo clippy" >&2
 cargo clippy --workspace --all-targets --locked -- -D warnings
-echo "== cargo test (Kafka at $PARLEY_TEST_KAFKA)" >&2
-cargo test --workspace --locked
+# Four tests at a time (PARLEY_TEST_THREADS): the end-to-end tests spend most of their
+# time waiting on the broker, so two cores run four of them side by side.
+threads="${PARLEY_TEST_THREADS:-4}"
+echo "== cargo test (Kafka at $PARLEY_TEST_KAFKA, $threads tests at a time)" >&2
+cargo test --workspace --locked -- --test-threads="$threads"
 echo "== browser tests (the web client in headless Chromium, against parley dev on Kafka)" >&2
 PARLEY_BIN="$(realpath "${CARGO_TARGET_DIR:-target}/debug/parley")" npm --prefix gateway/web test --silent

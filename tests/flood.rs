@@ -4,6 +4,7 @@
 //! up, answers with errors, other people's messages keep arriving promptly, and memory
 //! stays bounded.
 
+#[path = "e2e/common/mod.rs"]
 mod common;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,7 +1,7 @@
 //! Receipts and typing indicators reach the conversation's other online members live,
 //! and nobody else; typing never reaches history. Separate processes, real broker.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

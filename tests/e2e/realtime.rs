@@ -1,7 +1,7 @@
 //! Two people chat in real time through Kafka: every hop is the real component
 //! (gateway, log, fanout-worker, projector) against the real broker.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

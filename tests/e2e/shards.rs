@@ -3,7 +3,7 @@
 //! the real broker. One replica of each shard is SIGKILLed under traffic; clients see
 //! nothing but latency.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

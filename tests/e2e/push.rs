@@ -1,7 +1,7 @@
 //! The push role end to end: real broker, real `parley` processes, and a real webhook
 //! receiver inside the test (`common::receiver`), which checks every signature.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};

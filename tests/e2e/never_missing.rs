@@ -3,7 +3,7 @@
 //! cursors never stick or step over a hole; sessions become live after a failover; a
 //! record the broker refuses does not wedge routing.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! clients chat, and every client still ends up holding every acknowledged message of
 //! its conversations, in order, each once.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! schemas: here a plain rdkafka producer writes records encoded by Python's fastavro and
 //! by the schemas crate, and `parley replay` (the real binary) reads them back.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;

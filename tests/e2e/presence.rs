@@ -2,7 +2,7 @@
 //! and Redis (`PARLEY_TEST_REDIS`, `scripts/redis.sh start`). Separate processes, real
 //! broker, two gateways.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! The projector is killed mid-stream and restarted: it resumes from the offsets it
 //! stored with its views, and its views equal a rebuild from offset 0 (same checksum).
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Offline users, sync, retries, the long-poll fallback and the read-your-log barrier,
 //! with every role a separate process against the real broker.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::time::Duration;

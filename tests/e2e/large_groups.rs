@@ -2,7 +2,7 @@
 //! list, no inbox entry or push job per member; each gateway finds its own members.
 //! Against separate processes and the real broker.
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! that refuses requests without the service token, and short secrets refused at
 //! startup.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! and comes back by creating it again; and a member added to a group sees history from
 //! the add on, unless the group opens its full history.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

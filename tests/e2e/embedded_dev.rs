@@ -3,7 +3,7 @@
 //! next run resumes with the whole history. (Every other end-to-end test runs on the
 //! real Kafka broker; this one is about the embedded log's promise.)
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
