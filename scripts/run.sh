@@ -10,7 +10,7 @@
 # It builds the dev profile (dependencies optimized, Parley's own crates not), which the
 # tests share, so the first run costs one build of RocksDB, not two.
 # PARLEY_PROFILE=release builds and runs the release binary (what the benchmarks use;
-# on two cores its RocksDB build alone takes about 40 minutes).
+# a cold release build took 25 minutes on two cores, docs/benchmarks.md, *Building*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
