@@ -21,9 +21,14 @@ else
 fi
 profile="${PARLEY_PROFILE:-dev}"
 case "$profile" in
+  dev | release) ;;
+  *) echo "run.sh: PARLEY_PROFILE is dev or release, not $profile" >&2; exit 2 ;;
+esac
+# RocksDB's C++, built once per profile as a few large units (scripts/rocksdb.sh).
+eval "$(scripts/rocksdb.sh "$profile")"
+case "$profile" in
   dev) cargo build --locked --bin parley; dir=debug ;;
   release) cargo build --release --locked --bin parley; dir=release ;;
-  *) echo "run.sh: PARLEY_PROFILE is dev or release, not $profile" >&2; exit 2 ;;
 esac
 parley="${CARGO_TARGET_DIR:-target}/$dir/parley"
 if [[ "${PARLEY_LOG:-}" == kafka://* ]]; then

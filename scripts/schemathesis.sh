@@ -21,7 +21,10 @@ if ! "$VENV/bin/schemathesis" --version 2>/dev/null | grep -q "$ST_VERSION"; the
   "$VENV/bin/pip" install -q "schemathesis==$ST_VERSION"
 fi
 BIN="${PARLEY_BIN:-${CARGO_TARGET_DIR:-target}/debug/parley}"
-[ -x "$BIN" ] || cargo build --locked --bin parley
+if [ ! -x "$BIN" ]; then
+  eval "$(scripts/rocksdb.sh dev)"
+  cargo build --locked --bin parley
+fi
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 DIR="$(mktemp -d)"
 export PARLEY_TOPIC_PREFIX="st-$(date +%s)-$$." PARLEY_LOG="kafka://127.0.0.1:${PARLEY_KAFKA_PORT:-9092}"

@@ -11,6 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+# RocksDB's C++, built once as a few large units (scripts/rocksdb.sh); every cargo command
+# below links it.
+eval "$(scripts/rocksdb.sh dev)"
 
 started=0
 redis_started=0
