@@ -137,9 +137,13 @@ impl TopicSettings {
                 set("segment.ms", HOUR_MS);
                 set("delete.retention.ms", HOUR_MS);
             }
+            // Routed copies, written again from the fanout-worker's committed position:
+            // `flush.messages` at Kafka's default (Kafka never fsyncs on its own
+            // account) tells the embedded log not to sync them on theirs either.
             TopicKind::Deliveries => {
                 set("retention.ms", HOUR_MS);
                 set("segment.ms", 10 * MINUTE_MS);
+                set("flush.messages", i64::MAX);
             }
             TopicKind::Inbox => set("retention.ms", 30 * DAY_MS),
             TopicKind::Push => set("retention.ms", DAY_MS),
@@ -318,6 +322,14 @@ mod tests {
         assert_eq!(by_name("parley.events").partitions, 16);
         assert_eq!(by_name("parley.events").configs["retention.ms"], "-1");
         assert_eq!(by_name("parley.deliveries").partitions, 64);
+        // Kafka's default; the embedded log does not sync routed copies on their own.
+        assert_eq!(
+            by_name("parley.deliveries").configs["flush.messages"],
+            i64::MAX.to_string()
+        );
+        assert!(!by_name("parley.events")
+            .configs
+            .contains_key("flush.messages"));
         assert_eq!(
             by_name("parley.presence").configs["cleanup.policy"],
             "compact"

@@ -43,15 +43,11 @@ pub(crate) fn run(shared: &Shared) -> Result<()> {
         .collect();
     for t in topics {
         let retention = t
-            .spec
-            .configs
-            .get("retention.ms")
+            .config("retention.ms")
             .and_then(|v| v.parse::<i64>().ok())
             .filter(|ms| *ms >= 0);
         let compact = t
-            .spec
-            .configs
-            .get("cleanup.policy")
+            .config("cleanup.policy")
             .is_some_and(|v| v.contains("compact"));
         for p in 0..t.partitions() {
             if let Some(ms) = retention {

@@ -7,7 +7,10 @@
 //! - **Durability.** Appends go through one writer thread ([`writer`]) that takes every
 //!   append waiting, writes them as one batch and syncs RocksDB's write-ahead log
 //!   (fsync) before any of them returns: an acked record survives `kill -9` and power
-//!   loss, and concurrent appends share the fsync (group commit).
+//!   loss, and concurrent appends share the fsync (group commit). A topic whose
+//!   `flush.messages` is above 1 (`deliveries`: routed copies, which the fanout-worker
+//!   writes again from its committed position) is not synced on its own account: its
+//!   appends survive `kill -9` at once and power loss with the next synced batch.
 //! - Live reads from any offset ([`read`]), end and start offsets, retention
 //!   (`retention.ms`) and compaction (`cleanup.policy=compact`) every
 //!   [`EmbeddedConfig::maintenance_every`] ([`maintenance`]).
@@ -20,11 +23,13 @@ mod codec;
 mod groups;
 mod maintenance;
 mod read;
+#[cfg(test)]
+mod tests;
 mod writer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -67,12 +72,32 @@ pub(crate) struct Shared {
     dir: PathBuf,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     groups: Mutex<groups::Groups>,
+    /// Batches the writer has synced.
+    syncs: AtomicU64,
+}
+
+/// Kafka's topic config for "fsync after this many messages". The embedded log reads it
+/// as: 1 or unset, every append is synced before it returns; above 1, appends to the
+/// topic are not synced on their own ([`writer`]).
+const FLUSH_MESSAGES: &str = "flush.messages";
+
+/// Whether a topic with these configs syncs its appends ([`FLUSH_MESSAGES`]).
+fn syncs(configs: &BTreeMap<String, String>) -> bool {
+    configs
+        .get(FLUSH_MESSAGES)
+        .and_then(|n| n.parse::<i64>().ok())
+        .is_none_or(|n| n <= 1)
 }
 
 /// A topic as the embedded log keeps it.
 pub(crate) struct Topic {
     name: String,
-    spec: StoredSpec,
+    partitions: i32,
+    /// Its topic-level configs, as stored (provisioning brings them to the spec's).
+    configs: RwLock<BTreeMap<String, String>>,
+    /// Its appends are synced before they return ([`writer`]): unless its
+    /// `flush.messages` is above 1.
+    sync: AtomicBool,
     /// Per partition: the offset the next record gets (published after its batch is synced).
     ends: Vec<AtomicI64>,
     /// Per partition: the oldest offset retention has kept.
@@ -91,11 +116,31 @@ impl Topic {
     fn new(name: &str, spec: StoredSpec, ends: Vec<i64>, starts: Vec<i64>) -> Self {
         Topic {
             name: name.to_string(),
-            spec,
+            partitions: spec.partitions,
+            sync: AtomicBool::new(syncs(&spec.configs)),
+            configs: RwLock::new(spec.configs),
             ends: ends.into_iter().map(AtomicI64::new).collect(),
             starts: starts.into_iter().map(AtomicI64::new).collect(),
             changed: watch::channel(0).0,
         }
+    }
+
+    /// One of its configs.
+    fn config(&self, key: &str) -> Option<String> {
+        self.configs
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn set_configs(&self, configs: BTreeMap<String, String>) {
+        self.sync.store(syncs(&configs), Ordering::Release);
+        *self.configs.write().unwrap_or_else(|p| p.into_inner()) = configs;
+    }
+
+    fn syncs(&self) -> bool {
+        self.sync.load(Ordering::Acquire)
     }
 
     fn end(&self, p: i32) -> i64 {
@@ -107,7 +152,7 @@ impl Topic {
     }
 
     fn partitions(&self) -> i32 {
-        self.spec.partitions
+        self.partitions
     }
 
     fn check_partition(&self, p: i32) -> Result<()> {
@@ -231,6 +276,7 @@ impl Shared {
             dir: dir.to_path_buf(),
             topics: RwLock::new(BTreeMap::new()),
             groups: Mutex::new(groups::Groups::default()),
+            syncs: AtomicU64::new(0),
         };
         let mut topics = BTreeMap::new();
         let meta = shared.cf(codec::META)?;
@@ -259,6 +305,28 @@ impl Shared {
     }
 
     fn create(&self, spec: &TopicSpec) -> Result<()> {
+        let stored = self.store_spec(spec)?;
+        let n = spec.partitions.max(0) as usize;
+        let topic = Topic::new(&spec.name, stored, vec![0; n], vec![0; n]);
+        self.topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(spec.name.clone(), Arc::new(topic));
+        Ok(())
+    }
+
+    /// Gives an existing topic the spec's configs (its partitions stay as they are).
+    fn alter(&self, topic: &Topic, spec: &TopicSpec) -> Result<()> {
+        let stored = self.store_spec(&TopicSpec {
+            partitions: topic.partitions(),
+            ..spec.clone()
+        })?;
+        topic.set_configs(stored.configs);
+        Ok(())
+    }
+
+    /// Writes a topic's spec (synced).
+    fn store_spec(&self, spec: &TopicSpec) -> Result<StoredSpec> {
         let stored = StoredSpec {
             partitions: spec.partitions,
             configs: spec.configs.clone(),
@@ -274,18 +342,13 @@ impl Shared {
                 &wo,
             )
             .map_err(store_error)?;
-        let n = spec.partitions.max(0) as usize;
-        let topic = Topic::new(&spec.name, stored, vec![0; n], vec![0; n]);
-        self.topics
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(spec.name.clone(), Arc::new(topic));
-        Ok(())
+        Ok(stored)
     }
 
     fn report(&self, spec: &TopicSpec) -> Option<TopicReport> {
         let t = self.topic(&spec.name).ok()?;
-        Some(TopicReport::compare(spec, t.partitions(), &t.spec.configs))
+        let configs = t.configs.read().unwrap_or_else(|p| p.into_inner()).clone();
+        Some(TopicReport::compare(spec, t.partitions(), &configs))
     }
 }
 
@@ -351,11 +414,24 @@ impl EventLog for EmbeddedLog {
                     spec.name, spec.partitions
                 )));
             }
-            match self.shared.report(spec) {
-                Some(r) => out.push(r),
-                None => {
-                    // A synced write: off the async threads.
-                    let (shared, owned) = (self.shared.clone(), spec.clone());
+            // Synced writes: off the async threads.
+            let (shared, owned) = (self.shared.clone(), spec.clone());
+            match self.shared.topic(&spec.name) {
+                // A topic kept from an earlier version takes the spec's configs, as
+                // `kafka-configs --alter` would (a partition count is never changed:
+                // a mismatch stays one).
+                Ok(t) => {
+                    let stale =
+                        *t.configs.read().unwrap_or_else(|p| p.into_inner()) != spec.configs;
+                    if stale && t.partitions() == spec.partitions {
+                        tokio::task::spawn_blocking(move || shared.alter(&t, &owned))
+                            .await
+                            .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))??;
+                        tracing::info!(topic = %spec.name, "embedded log: topic configs brought to the spec");
+                    }
+                    out.extend(self.shared.report(spec));
+                }
+                Err(_) => {
                     tokio::task::spawn_blocking(move || shared.create(&owned))
                         .await
                         .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))??;

@@ -5,6 +5,16 @@
 //! the new end offsets as one RocksDB batch with the write-ahead log synced (fsync), and
 //! only then publishes the end offsets, wakes readers and answers the appends. A batch
 //! that fails answers each of its appends with an error, and no offset moves.
+//!
+//! The fsync policy: a batch is synced if any of its appends is to a topic that syncs
+//! (every topic but those with `flush.messages` above 1, i.e. `deliveries`). A batch of
+//! the others only is written to the write-ahead log (the operating system has it: it
+//! survives `kill -9`) and is made durable by the next synced batch. RocksDB recovers
+//! its write-ahead log as a prefix after a power loss, so what such a loss can take is a
+//! tail of unsynced batches, never a batch before a synced one. That is safe for routed
+//! copies: the fanout-worker commits its position past a record only after the
+//! record's copies were written (so a commit that survives has its copies before it in
+//! the write-ahead log), and routes everything after its committed position again.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -90,9 +100,14 @@ fn write(shared: &Shared, batch: &[Append]) -> Result<Vec<Position>> {
     for ((name, p), (_, end)) in &next {
         wb.put_cf(meta, codec::end_key(name, *p), end.to_be_bytes());
     }
+    let sync = batch.iter().any(|a| a.topic.syncs());
     let mut wo = WriteOptions::default();
-    wo.set_sync(true);
+    wo.set_sync(sync);
     shared.db.write_opt(wb, &wo).map_err(store_error)?;
+    if sync {
+        shared.syncs.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("parley_append_syncs_total").increment(1);
+    }
     let mut touched: Vec<&Arc<Topic>> = Vec::new();
     for ((_, p), (topic, end)) in &next {
         topic.ends[*p as usize].store(*end, Ordering::Release);

@@ -1,0 +1,82 @@
+//! The embedded log's own rules, beyond the conformance suite: its fsync policy by topic,
+//! and the configs of topics kept from an earlier run.
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{EmbeddedConfig, EmbeddedLog};
+use crate::log::EventLog;
+use crate::topics::{TopicSpec, TopicStatus};
+
+fn lazy(name: &str, partitions: i32) -> TopicSpec {
+    let mut spec = TopicSpec::plain(name, partitions, 1);
+    spec.configs
+        .insert("flush.messages".into(), i64::MAX.to_string());
+    spec
+}
+
+fn syncs(log: &EmbeddedLog) -> u64 {
+    log.shared.syncs.load(Ordering::Relaxed)
+}
+
+/// Opens `dir`, waiting for an earlier log of it to close (its writer thread lets go of
+/// the database once every clone of that log is gone).
+async fn open(dir: &Path) -> EmbeddedLog {
+    for _ in 0..100 {
+        if let Ok(log) = EmbeddedLog::open(EmbeddedConfig::new(dir)).await {
+            return log;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{} did not open within 5 s", dir.display());
+}
+
+#[tokio::test]
+async fn appends_sync_unless_their_topic_flushes_lazily() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).await;
+    log.provision(&[TopicSpec::plain("strict", 1, 1), lazy("lazy", 1)])
+        .await
+        .unwrap();
+
+    let before = syncs(&log);
+    log.append("lazy", b"k", Some(b"a")).await.unwrap();
+    log.append("lazy", b"k", Some(b"b")).await.unwrap();
+    assert_eq!(syncs(&log), before, "a lazy topic's appends are not synced");
+    log.append("strict", b"k", Some(b"c")).await.unwrap();
+    assert_eq!(syncs(&log), before + 1, "every other append is");
+
+    // Unsynced or not, the records are in the log, in order.
+    assert_eq!(log.end_offsets("lazy").await.unwrap(), vec![2]);
+    assert_eq!(log.end_offsets("strict").await.unwrap(), vec![1]);
+}
+
+#[tokio::test]
+async fn a_kept_topic_takes_the_specs_configs_but_never_its_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = open(dir.path()).await;
+        log.provision(&[TopicSpec::plain("t", 2, 1)]).await.unwrap();
+        log.append("t", b"k", Some(b"a")).await.unwrap();
+    }
+
+    // A later version's spec for the same topic: its configs are taken, for good.
+    let log = open(dir.path()).await;
+    let reports = log.provision(&[lazy("t", 2)]).await.unwrap();
+    assert_eq!(reports[0].status, TopicStatus::Matches);
+    let before = syncs(&log);
+    log.append("t", b"k", Some(b"b")).await.unwrap();
+    assert_eq!(syncs(&log), before, "the new config applies at once");
+    drop(log);
+    let log = open(dir.path()).await;
+    let described = log.describe(&[lazy("t", 2)]).await.unwrap();
+    assert_eq!(described[0].status, TopicStatus::Matches, "and is kept");
+    let ends = log.end_offsets("t").await.unwrap();
+    assert_eq!(ends.iter().sum::<i64>(), 2, "the records are kept");
+
+    // A different partition count stays a mismatch, and changes nothing.
+    let reports = log.provision(&[TopicSpec::plain("t", 3, 1)]).await.unwrap();
+    assert!(matches!(reports[0].status, TopicStatus::Mismatch(_)));
+    assert_eq!(log.partition_count("t").await.unwrap(), 2);
+}
