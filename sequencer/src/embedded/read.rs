@@ -12,6 +12,9 @@ use crate::log::{LogRecord, RecordStream, StartAt};
 
 /// Records a reader fetches from the database at a time, per partition.
 const FETCH: usize = 512;
+/// A reader this close to a partition's end reads it on its own thread (a live reader
+/// keeping up); further behind (catching up, maybe from disk) on a blocking thread.
+const TAIL: i64 = 64;
 /// Records a stream holds for a reader that has not taken them yet.
 const BUFFERED: usize = 1024;
 
@@ -83,11 +86,17 @@ pub(crate) async fn pass<T: Send + 'static>(
         if *pos >= end {
             continue;
         }
-        let (s, name, part, from) = (shared.clone(), topic.name.clone(), *p, *pos);
-        let fetched = tokio::task::spawn_blocking(move || fetch(&s, &name, part, from, end, FETCH))
-            .await
-            .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))
-            .and_then(|r| r);
+        let fetched = if end - *pos <= TAIL {
+            // The newest records, still in RocksDB's memtable: a read of microseconds,
+            // cheaper here than the two thread switches of a blocking task.
+            fetch(shared, &topic.name, *p, *pos, end, FETCH)
+        } else {
+            let (s, name, part, from) = (shared.clone(), topic.name.clone(), *p, *pos);
+            tokio::task::spawn_blocking(move || fetch(&s, &name, part, from, end, FETCH))
+                .await
+                .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))
+                .and_then(|r| r)
+        };
         let records = match fetched {
             Ok(r) => r,
             Err(e) => {
