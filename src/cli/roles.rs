@@ -16,7 +16,7 @@ use parley_gateway::limits::{Rate, RateConfig};
 use parley_gateway::GatewayConfig;
 use parley_projector::directory::Directory;
 use parley_projector::{HttpViews, Projector, ProjectorConfig, ShardedViews, Views};
-use parley_sequencer::{EventLog, KafkaLog};
+use parley_sequencer::{EventLog, KafkaLog, TopicSpec};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -89,7 +89,7 @@ pub async fn connect(
     session_timeout_ms: Option<u32>,
 ) -> anyhow::Result<Arc<dyn EventLog>> {
     if let Some(dir) = log.embedded_dir()? {
-        return open_embedded(dir).await;
+        return open_embedded(dir, &log.settings().spec()).await;
     }
     let mut config = log.kafka_config()?;
     if let Some(ms) = session_timeout_ms {
@@ -101,8 +101,9 @@ pub async fn connect(
     Ok(Arc::new(kafka))
 }
 
-/// The embedded log in `dir`: for one process (`parley dev`, benchmarks).
-pub async fn open_embedded(dir: PathBuf) -> anyhow::Result<Arc<dyn EventLog>> {
+/// The embedded log in `dir`: for one process (`parley dev`, benchmarks). Topics kept
+/// there by an earlier version take this version's configs (`specs`).
+pub async fn open_embedded(dir: PathBuf, specs: &[TopicSpec]) -> anyhow::Result<Arc<dyn EventLog>> {
     let log = parley_sequencer::EmbeddedLog::open(parley_sequencer::EmbeddedConfig::new(&dir))
         .await
         .with_context(|| {
@@ -111,6 +112,9 @@ pub async fn open_embedded(dir: PathBuf) -> anyhow::Result<Arc<dyn EventLog>> {
                 dir.display()
             )
         })?;
+    for topic in log.adopt_configs(specs).await? {
+        info!(%topic, "embedded log: the topic's configs brought to this version's");
+    }
     Ok(Arc::new(log))
 }
 
@@ -709,14 +713,14 @@ impl DevArgs {
         };
         let (log, log_said) = match (&self.log.url, self.log.embedded_dir()?) {
             (None, _) => (
-                open_embedded(self.log_dir.clone()).await?,
+                open_embedded(self.log_dir.clone(), &self.log.settings().spec()).await?,
                 format!(
                     "embedded, in {} (a broker instead: --log kafka://HOST:PORT)",
                     self.log_dir.display()
                 ),
             ),
             (Some(_), Some(dir)) => (
-                open_embedded(dir.clone()).await?,
+                open_embedded(dir.clone(), &self.log.settings().spec()).await?,
                 format!("embedded, in {}", dir.display()),
             ),
             (Some(url), None) => (connect(&self.log, None).await?, url.clone()),

@@ -5,6 +5,10 @@
 //! has a driver task that tells it of partitions gained and lost, and reads the ones it
 //! owns from the group's committed offset (or the partition's start). Commits persist
 //! in the log's database, so a member of the next run resumes there.
+//!
+//! A partition moves as in Kafka's eager rebalance: its new owner is told of it only
+//! once the old owner has taken the news of its loss (its `next` returned the
+//! `Revoked`), or has left. Two members never hold one partition at once.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -22,14 +26,31 @@ const BUFFERED: usize = 1024;
 
 static MEMBER_IDS: AtomicU64 = AtomicU64::new(0);
 
-/// A member's id and where its assignment is published.
-type Assigned = (u64, watch::Sender<BTreeSet<i32>>);
+/// A member of a group, as the group knows it.
+struct Entry {
+    id: u64,
+    /// Where its assignment is published.
+    assign: watch::Sender<BTreeSet<i32>>,
+    /// What it holds: gained when its driver tells it, let go when it takes a revocation.
+    owned: Arc<Mutex<BTreeSet<i32>>>,
+}
 
-#[derive(Default)]
 pub(crate) struct Groups {
-    /// (group, topic) → members in join order, each with its assignment.
-    members: HashMap<(String, String), Vec<Assigned>>,
+    /// (group, topic) → members in join order.
+    members: HashMap<(String, String), Vec<Entry>>,
     leases: HashMap<String, watch::Sender<Option<String>>>,
+    /// Bumped whenever a member lets partitions go: drivers waiting for them look again.
+    released: watch::Sender<u64>,
+}
+
+impl Default for Groups {
+    fn default() -> Self {
+        Groups {
+            members: HashMap::new(),
+            leases: HashMap::new(),
+            released: watch::channel(0).0,
+        }
+    }
 }
 
 impl Groups {
@@ -38,10 +59,27 @@ impl Groups {
             return;
         };
         let n = members.len().max(1);
-        for (i, (_, assign)) in members.iter().enumerate() {
+        for (i, m) in members.iter().enumerate() {
             let mine: BTreeSet<i32> = (0..partitions).filter(|p| *p as usize % n == i).collect();
-            assign.send_replace(mine);
+            m.assign.send_replace(mine);
         }
+    }
+
+    /// Whether a member of `key` other than `me` holds partition `p`.
+    fn held_elsewhere(&self, key: &(String, String), me: u64, p: i32) -> bool {
+        self.members.get(key).is_some_and(|members| {
+            members.iter().any(|m| {
+                m.id != me
+                    && m.owned
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .contains(&p)
+            })
+        })
+    }
+
+    fn release(&self) {
+        self.released.send_modify(|n| *n = n.wrapping_add(1));
     }
 }
 
@@ -58,23 +96,24 @@ pub(crate) fn join(shared: Arc<Shared>, group: &str, topic: Arc<Topic>) -> Membe
     let key = (group.to_string(), topic.name.clone());
     let id = MEMBER_IDS.fetch_add(1, Ordering::Relaxed);
     let (assign_tx, assign_rx) = watch::channel(BTreeSet::new());
-    {
-        let mut groups = shared.groups.lock().unwrap_or_else(|p| p.into_inner());
-        groups
-            .members
-            .entry(key.clone())
-            .or_default()
-            .push((id, assign_tx));
-        groups.spread(&key, topic.partitions());
-    }
-    let (tx, events) = mpsc::channel(BUFFERED);
     let owned = Arc::new(Mutex::new(BTreeSet::new()));
+    let released = {
+        let mut groups = shared.groups.lock().unwrap_or_else(|p| p.into_inner());
+        groups.members.entry(key.clone()).or_default().push(Entry {
+            id,
+            assign: assign_tx,
+            owned: owned.clone(),
+        });
+        groups.spread(&key, topic.partitions());
+        groups.released.subscribe()
+    };
+    let (tx, events) = mpsc::channel(BUFFERED);
     let partitions = topic.partitions();
     tokio::spawn(drive(
         shared.clone(),
-        group.to_string(),
+        (key.clone(), id),
         topic,
-        assign_rx,
+        (assign_rx, released),
         tx,
         owned.clone(),
     ));
@@ -92,12 +131,14 @@ impl Drop for Member {
     fn drop(&mut self) {
         let mut groups = self.shared.groups.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(members) = groups.members.get_mut(&self.key) {
-            members.retain(|(id, _)| *id != self.id);
+            members.retain(|m| m.id != self.id);
             if members.is_empty() {
                 groups.members.remove(&self.key);
             }
         }
         groups.spread(&self.key, self.partitions);
+        // What it held is free.
+        groups.release();
     }
 }
 
@@ -105,14 +146,18 @@ fn committed(shared: &Shared, group: &str, topic: &str, p: i32) -> Result<Option
     shared.meta_i64(&codec::commit_key(group, topic, p))
 }
 
+/// A member's driver: `me` is its group's key and its id; `watches`, its assignment and
+/// the group's releases.
 async fn drive(
     shared: Arc<Shared>,
-    group: String,
+    me: ((String, String), u64),
     topic: Arc<Topic>,
-    mut assign: watch::Receiver<BTreeSet<i32>>,
+    watches: (watch::Receiver<BTreeSet<i32>>, watch::Receiver<u64>),
     tx: mpsc::Sender<Result<GroupEvent>>,
     owned: Arc<Mutex<BTreeSet<i32>>>,
 ) {
+    let ((key, id), (mut assign, mut released)) = (me, watches);
+    let group = key.0.clone();
     let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
     let mut changed = topic.changed.subscribe();
     loop {
@@ -123,22 +168,22 @@ async fn drive(
             .copied()
             .collect();
         if !lost.is_empty() {
+            // Still held until the member takes the news (`Member::next`).
             for p in &lost {
                 positions.remove(p);
             }
-            owned
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .retain(|p| !lost.contains(p));
             if tx.send(Ok(GroupEvent::Revoked(lost))).await.is_err() {
                 return;
             }
         }
-        let gained: Vec<i32> = want
-            .iter()
-            .filter(|p| !positions.contains_key(p))
-            .copied()
-            .collect();
+        released.borrow_and_update();
+        let gained: Vec<i32> = {
+            let groups = shared.groups.lock().unwrap_or_else(|p| p.into_inner());
+            want.iter()
+                .filter(|p| !positions.contains_key(p) && !groups.held_elsewhere(&key, id, **p))
+                .copied()
+                .collect()
+        };
         if !gained.is_empty() {
             for p in &gained {
                 let from = match committed(&shared, &group, &topic.name, *p) {
@@ -168,6 +213,7 @@ async fn drive(
         tokio::select! {
             r = changed.changed() => if r.is_err() { return },
             r = assign.changed() => if r.is_err() { return },
+            r = released.changed() => if r.is_err() { return },
             _ = tx.closed() => return,
         }
     }
@@ -176,7 +222,20 @@ async fn drive(
 #[async_trait]
 impl Subscription for Member {
     async fn next(&mut self) -> Option<Result<GroupEvent>> {
-        self.events.recv().await
+        let event = self.events.recv().await;
+        if let Some(Ok(GroupEvent::Revoked(lost))) = &event {
+            // Taken: the partitions are free for their new owners.
+            self.owned
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retain(|p| !lost.contains(p));
+            self.shared
+                .groups
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .release();
+        }
+        event
     }
 
     fn commit(&self, offsets: &[(i32, i64)]) -> Result<()> {

@@ -214,6 +214,31 @@ impl EmbeddedLog {
         &self.shared.dir
     }
 
+    /// Gives the topics kept in this log from an earlier version the configs of `specs`
+    /// (as `kafka-configs --alter` would); a topic with another partition count, or not
+    /// in the log, is left as it is. Returns the names of the topics changed. `parley dev`
+    /// calls it on the log of its data directory; `provision` only reports differences,
+    /// as it does on Kafka.
+    pub async fn adopt_configs(&self, specs: &[TopicSpec]) -> Result<Vec<String>> {
+        let mut changed = Vec::new();
+        for spec in specs {
+            let Ok(t) = self.shared.topic(&spec.name) else {
+                continue;
+            };
+            let same = *t.configs.read().unwrap_or_else(|p| p.into_inner()) == spec.configs;
+            if same || t.partitions() != spec.partitions {
+                continue;
+            }
+            // A synced write: off the async threads.
+            let (shared, owned) = (self.shared.clone(), spec.clone());
+            tokio::task::spawn_blocking(move || shared.alter(&t, &owned))
+                .await
+                .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))??;
+            changed.push(spec.name.clone());
+        }
+        Ok(changed)
+    }
+
     /// Runs retention and compaction now (they also run every
     /// [`EmbeddedConfig::maintenance_every`]). Blocking.
     pub fn maintain(&self) -> Result<()> {
@@ -414,24 +439,11 @@ impl EventLog for EmbeddedLog {
                     spec.name, spec.partitions
                 )));
             }
-            // Synced writes: off the async threads.
-            let (shared, owned) = (self.shared.clone(), spec.clone());
-            match self.shared.topic(&spec.name) {
-                // A topic kept from an earlier version takes the spec's configs, as
-                // `kafka-configs --alter` would (a partition count is never changed:
-                // a mismatch stays one).
-                Ok(t) => {
-                    let stale =
-                        *t.configs.read().unwrap_or_else(|p| p.into_inner()) != spec.configs;
-                    if stale && t.partitions() == spec.partitions {
-                        tokio::task::spawn_blocking(move || shared.alter(&t, &owned))
-                            .await
-                            .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))??;
-                        tracing::info!(topic = %spec.name, "embedded log: topic configs brought to the spec");
-                    }
-                    out.extend(self.shared.report(spec));
-                }
-                Err(_) => {
+            match self.shared.report(spec) {
+                Some(r) => out.push(r),
+                None => {
+                    // A synced write: off the async threads.
+                    let (shared, owned) = (self.shared.clone(), spec.clone());
                     tokio::task::spawn_blocking(move || shared.create(&owned))
                         .await
                         .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))??;

@@ -53,7 +53,7 @@ async fn appends_sync_unless_their_topic_flushes_lazily() {
 }
 
 #[tokio::test]
-async fn a_kept_topic_takes_the_specs_configs_but_never_its_partitions() {
+async fn a_kept_topic_adopts_the_specs_configs_but_never_its_partitions() {
     let dir = tempfile::tempdir().unwrap();
     {
         let log = open(dir.path()).await;
@@ -61,10 +61,16 @@ async fn a_kept_topic_takes_the_specs_configs_but_never_its_partitions() {
         log.append("t", b"k", Some(b"a")).await.unwrap();
     }
 
-    // A later version's spec for the same topic: its configs are taken, for good.
+    // A later version's spec for the same topic: provisioning reports the difference
+    // (as on Kafka); adopting takes the configs, at once and for good.
     let log = open(dir.path()).await;
     let reports = log.provision(&[lazy("t", 2)]).await.unwrap();
-    assert_eq!(reports[0].status, TopicStatus::Matches);
+    assert!(matches!(reports[0].status, TopicStatus::Mismatch(_)));
+    assert_eq!(log.adopt_configs(&[lazy("t", 2)]).await.unwrap(), vec!["t"]);
+    assert_eq!(
+        log.adopt_configs(&[lazy("t", 2)]).await.unwrap(),
+        Vec::<String>::new()
+    );
     let before = syncs(&log);
     log.append("t", b"k", Some(b"b")).await.unwrap();
     assert_eq!(syncs(&log), before, "the new config applies at once");
@@ -75,8 +81,14 @@ async fn a_kept_topic_takes_the_specs_configs_but_never_its_partitions() {
     let ends = log.end_offsets("t").await.unwrap();
     assert_eq!(ends.iter().sum::<i64>(), 2, "the records are kept");
 
-    // A different partition count stays a mismatch, and changes nothing.
-    let reports = log.provision(&[TopicSpec::plain("t", 3, 1)]).await.unwrap();
+    // Another partition count is never adopted.
+    let three = TopicSpec::plain("t", 3, 1);
+    assert!(log
+        .adopt_configs(std::slice::from_ref(&three))
+        .await
+        .unwrap()
+        .is_empty());
+    let reports = log.provision(&[three]).await.unwrap();
     assert!(matches!(reports[0].status, TopicStatus::Mismatch(_)));
     assert_eq!(log.partition_count("t").await.unwrap(), 2);
 }
