@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use rocksdb::{Direction, IteratorMode};
+use rocksdb::{Direction, IteratorMode, ReadOptions, ReadTier};
 use tokio::sync::mpsc;
 
 use super::{codec, store_error, Shared, Topic};
@@ -12,8 +12,9 @@ use crate::log::{LogRecord, RecordStream, StartAt};
 
 /// Records a reader fetches from the database at a time, per partition.
 const FETCH: usize = 512;
-/// A reader this close to a partition's end reads it on its own thread (a live reader
-/// keeping up); further behind (catching up, maybe from disk) on a blocking thread.
+/// A reader this close to a partition's end first looks for its records in the
+/// memtables, on its own thread (a live reader keeping up); further behind (catching up,
+/// maybe from disk), it reads on a blocking thread.
 const TAIL: i64 = 64;
 /// Records a stream holds for a reader that has not taken them yet.
 const BUFFERED: usize = 1024;
@@ -27,13 +28,50 @@ pub(crate) fn fetch(
     end: i64,
     max: usize,
 ) -> Result<Vec<LogRecord>> {
+    fetch_with(
+        shared,
+        (topic, partition),
+        from,
+        end,
+        max,
+        ReadOptions::default(),
+    )
+}
+
+/// Every record of `partition` from `from` to `end`, if all of them are still in
+/// RocksDB's memtables (the newest writes); else `None`. Never waits for the disk.
+pub(crate) fn fetch_recent(
+    shared: &Shared,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    end: i64,
+) -> Option<Vec<LogRecord>> {
+    let mut memtables = ReadOptions::default();
+    memtables.set_read_tier(ReadTier::Memtable);
+    let want = usize::try_from(end - from).ok()?;
+    let records = fetch_with(shared, (topic, partition), from, end, want, memtables).ok()?;
+    // Flushed to a table file (or compacted away): a gap, so read the whole way.
+    let whole = records.len() == want && records.iter().zip(from..).all(|(r, o)| r.offset == o);
+    whole.then_some(records)
+}
+
+fn fetch_with(
+    shared: &Shared,
+    (topic, partition): (&str, i32),
+    from: i64,
+    end: i64,
+    max: usize,
+    options: ReadOptions,
+) -> Result<Vec<LogRecord>> {
     let cf = shared.cf(codec::RECORDS)?;
     let prefix = codec::partition_prefix(topic, partition);
     let first = codec::record_key(topic, partition, from);
     let mut out = Vec::new();
-    for item in shared
-        .db
-        .iterator_cf(cf, IteratorMode::From(&first, Direction::Forward))
+    for item in
+        shared
+            .db
+            .iterator_cf_opt(cf, options, IteratorMode::From(&first, Direction::Forward))
     {
         let (k, v) = item.map_err(store_error)?;
         if !k.starts_with(&prefix) || k.len() != prefix.len() + 8 {
@@ -86,16 +124,21 @@ pub(crate) async fn pass<T: Send + 'static>(
         if *pos >= end {
             continue;
         }
-        let fetched = if end - *pos <= TAIL {
-            // The newest records, still in RocksDB's memtable: a read of microseconds,
-            // cheaper here than the two thread switches of a blocking task.
-            fetch(shared, &topic.name, *p, *pos, end, FETCH)
-        } else {
-            let (s, name, part, from) = (shared.clone(), topic.name.clone(), *p, *pos);
-            tokio::task::spawn_blocking(move || fetch(&s, &name, part, from, end, FETCH))
-                .await
-                .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))
-                .and_then(|r| r)
+        // A live reader's next records are the newest, still in RocksDB's memtables: read
+        // here, in microseconds and without the disk, rather than with the two thread
+        // switches of a blocking task; what is not all there is read on a blocking thread.
+        let recent = (end - *pos <= TAIL)
+            .then(|| fetch_recent(shared, &topic.name, *p, *pos, end))
+            .flatten();
+        let fetched = match recent {
+            Some(records) => Ok(records),
+            None => {
+                let (s, name, part, from) = (shared.clone(), topic.name.clone(), *p, *pos);
+                tokio::task::spawn_blocking(move || fetch(&s, &name, part, from, end, FETCH))
+                    .await
+                    .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))
+                    .and_then(|r| r)
+            }
         };
         let records = match fetched {
             Ok(r) => r,

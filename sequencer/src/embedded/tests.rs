@@ -92,3 +92,40 @@ async fn a_kept_topic_adopts_the_specs_configs_but_never_its_partitions() {
     assert!(matches!(reports[0].status, TopicStatus::Mismatch(_)));
     assert_eq!(log.partition_count("t").await.unwrap(), 2);
 }
+
+#[tokio::test]
+async fn the_newest_records_are_read_from_the_memtables_and_the_rest_from_the_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).await;
+    log.provision(&[TopicSpec::plain("t", 1, 1)]).await.unwrap();
+    for v in ["a", "b", "c"] {
+        log.append("t", b"k", Some(v.as_bytes())).await.unwrap();
+    }
+    let recent = super::read::fetch_recent(&log.shared, "t", 0, 1, 3).expect("in the memtables");
+    let offsets: Vec<i64> = recent.iter().map(|r| r.offset).collect();
+    assert_eq!(offsets, vec![1, 2]);
+
+    // Flushed to a table file: not in the memtables any more, so not read that way.
+    let records = log.shared.cf(super::codec::RECORDS).unwrap();
+    log.shared.db.flush_cf(records).unwrap();
+    assert!(super::read::fetch_recent(&log.shared, "t", 0, 0, 3).is_none());
+    log.append("t", b"k", Some(b"d")).await.unwrap();
+    assert!(
+        super::read::fetch_recent(&log.shared, "t", 0, 0, 4).is_none(),
+        "a gap: the older records are in a table"
+    );
+    assert_eq!(
+        super::read::fetch_recent(&log.shared, "t", 0, 3, 4).map(|r| r.len()),
+        Some(1)
+    );
+    // And a live reader still gets every record, in order.
+    let mut stream = log
+        .read("t", &[(0, crate::log::StartAt::Beginning)])
+        .await
+        .unwrap();
+    for want in 0..4 {
+        use futures::StreamExt;
+        let r = stream.next().await.unwrap().unwrap();
+        assert_eq!(r.offset, want);
+    }
+}
