@@ -10,7 +10,7 @@
 # It builds the dev profile (Rust dependencies optimized; RocksDB's C++ and Parley's own
 # crates not), which the tests share, so the first run costs one build of RocksDB, not two.
 # PARLEY_PROFILE=release builds and runs the release binary (what the benchmarks use;
-# a cold release build took 25 minutes on two cores, docs/benchmarks.md, *Building*).
+# a cold release build took 13 minutes on two cores, docs/benchmarks.md, *Building*).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
