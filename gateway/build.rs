@@ -14,13 +14,12 @@ fn main() {
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let dist = Path::new(&manifest).join("web").join("dist");
     println!("cargo:rerun-if-changed=web/dist");
-    let mut files: Vec<(String, String)> = Vec::new();
+    let mut files: Vec<String> = Vec::new();
     if dist.join("index.html").is_file() {
         for entry in std::fs::read_dir(&dist).expect("web/dist is readable") {
             let path = entry.expect("web/dist is readable").path();
             if path.is_file() {
-                let name = path.file_name().unwrap().to_string_lossy().to_string();
-                files.push((name, path.to_string_lossy().to_string()));
+                files.push(path.file_name().unwrap().to_string_lossy().to_string());
             }
         }
     }
@@ -28,8 +27,15 @@ fn main() {
     let mut code = String::from(
         "/// The web client's files: (name, bytes).\npub static ASSETS: &[(&str, &[u8])] = &[\n",
     );
-    for (name, path) in &files {
-        writeln!(code, "    ({name:?}, include_bytes!({path:?})),").unwrap();
+    // Paths from the crate's directory as the compiler sees it, not as this script saw
+    // it: a target directory shared by two checkouts must not read one from the other.
+    for name in &files {
+        let path = format!("/web/dist/{name}");
+        writeln!(
+            code,
+            "    ({name:?}, include_bytes!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {path:?}))),"
+        )
+        .unwrap();
     }
     code.push_str("];\n");
     std::fs::write(Path::new(&out).join("web_assets.rs"), code).expect("OUT_DIR is writable");
