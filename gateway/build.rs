@@ -6,7 +6,6 @@
 //! (A build script rather than a derive crate: a new proc-macro dependency changes the
 //! features of the host crates RocksDB's build script shares, which rebuilds RocksDB.)
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 fn main() {
@@ -18,8 +17,8 @@ fn main() {
     if dist.join("index.html").is_file() {
         for entry in std::fs::read_dir(&dist).expect("web/dist is readable") {
             let path = entry.expect("web/dist is readable").path();
-            if path.is_file() {
-                files.push(path.file_name().unwrap().to_string_lossy().to_string());
+            if let (true, Some(name)) = (path.is_file(), path.file_name()) {
+                files.push(name.to_string_lossy().to_string());
             }
         }
     }
@@ -31,11 +30,9 @@ fn main() {
     // it: a target directory shared by two checkouts must not read one from the other.
     for name in &files {
         let path = format!("/web/dist/{name}");
-        writeln!(
-            code,
-            "    ({name:?}, include_bytes!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {path:?}))),"
-        )
-        .unwrap();
+        code.push_str(&format!(
+            "    ({name:?}, include_bytes!(concat!(env!(\"CARGO_MANIFEST_DIR\"), {path:?}))),\n"
+        ));
     }
     code.push_str("];\n");
     std::fs::write(Path::new(&out).join("web_assets.rs"), code).expect("OUT_DIR is writable");

@@ -96,7 +96,8 @@ pub(crate) struct Topic {
     /// Its topic-level configs, as stored (provisioning brings them to the spec's).
     configs: RwLock<BTreeMap<String, String>>,
     /// Its appends are synced before they return ([`writer`]): unless its
-    /// `flush.messages` is above 1.
+    /// `flush.messages` is above 1. Derived from `configs` (set with them, in
+    /// `set_configs`) and kept apart for the writer, which asks it of every append.
     sync: AtomicBool,
     /// Per partition: the offset the next record gets (published after its batch is synced).
     ends: Vec<AtomicI64>,
@@ -166,6 +167,16 @@ impl Topic {
     }
 }
 
+/// Runs blocking database work (a synced write, a read that may wait for the disk) on a
+/// blocking thread, off the async ones.
+async fn off_thread<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))?
+}
+
 fn store_error(e: rocksdb::Error) -> Error {
     Error::Unavailable(format!("embedded log: {e}"))
 }
@@ -200,9 +211,7 @@ impl EmbeddedLog {
     /// commits as they were, and starts its writer thread and maintenance.
     pub async fn open(config: EmbeddedConfig) -> Result<Self> {
         let dir = config.dir.clone();
-        let shared = tokio::task::spawn_blocking(move || Shared::open(&dir))
-            .await
-            .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))??;
+        let shared = off_thread(move || Shared::open(&dir)).await?;
         let shared = Arc::new(shared);
         let appends = writer::start(shared.clone())?;
         maintenance::start(Arc::downgrade(&shared), config.maintenance_every);
@@ -229,11 +238,8 @@ impl EmbeddedLog {
             if same || t.partitions() != spec.partitions {
                 continue;
             }
-            // A synced write: off the async threads.
             let (shared, owned) = (self.shared.clone(), spec.clone());
-            tokio::task::spawn_blocking(move || shared.alter(&t, &owned))
-                .await
-                .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))??;
+            off_thread(move || shared.alter(&t, &owned)).await?;
             changed.push(spec.name.clone());
         }
         Ok(changed)
@@ -442,11 +448,8 @@ impl EventLog for EmbeddedLog {
             match self.shared.report(spec) {
                 Some(r) => out.push(r),
                 None => {
-                    // A synced write: off the async threads.
                     let (shared, owned) = (self.shared.clone(), spec.clone());
-                    tokio::task::spawn_blocking(move || shared.create(&owned))
-                        .await
-                        .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))??;
+                    off_thread(move || shared.create(&owned)).await?;
                     out.push(TopicReport {
                         spec: spec.clone(),
                         partitions: Some(spec.partitions),

@@ -7,7 +7,7 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, ReadTier};
 use tokio::sync::mpsc;
 
 use super::{codec, store_error, Shared, Topic};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::log::{LogRecord, RecordStream, StartAt};
 
 /// Records a reader fetches from the database at a time, per partition.
@@ -134,10 +134,7 @@ pub(crate) async fn pass<T: Send + 'static>(
             Some(records) => Ok(records),
             None => {
                 let (s, name, part, from) = (shared.clone(), topic.name.clone(), *p, *pos);
-                tokio::task::spawn_blocking(move || fetch(&s, &name, part, from, end, FETCH))
-                    .await
-                    .map_err(|e| Error::Unavailable(format!("embedded log: {e}")))
-                    .and_then(|r| r)
+                super::off_thread(move || fetch(&s, &name, part, from, end, FETCH)).await
             }
         };
         let records = match fetched {

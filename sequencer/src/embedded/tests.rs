@@ -129,3 +129,31 @@ async fn the_newest_records_are_read_from_the_memtables_and_the_rest_from_the_ta
         assert_eq!(r.offset, want);
     }
 }
+
+#[tokio::test]
+async fn a_partition_goes_to_its_new_owner_only_once_the_old_one_took_the_revocation() {
+    use crate::log::GroupEvent;
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).await;
+    log.provision(&[TopicSpec::plain("t", 4, 1)]).await.unwrap();
+    let mut a = log.subscribe("g", "t").await.unwrap();
+    let Some(Ok(GroupEvent::Assigned(first))) = a.next().await else {
+        panic!("a is assigned every partition first");
+    };
+    assert_eq!(first, vec![0, 1, 2, 3]);
+
+    // b joins: partitions 1 and 3 are b's now, but a has not taken its Revoked yet.
+    let mut b = log.subscribe("g", "t").await.unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(300), b.next()).await;
+    assert!(early.is_err(), "b got {early:?} while a still holds them");
+
+    let Some(Ok(GroupEvent::Revoked(lost))) = a.next().await else {
+        panic!("a loses partitions");
+    };
+    assert_eq!(lost, vec![1, 3]);
+    let gained = tokio::time::timeout(Duration::from_secs(5), b.next()).await;
+    let Ok(Some(Ok(GroupEvent::Assigned(gained)))) = gained else {
+        panic!("b is assigned once a took its Revoked: {gained:?}");
+    };
+    assert_eq!(gained, vec![1, 3]);
+}
