@@ -5,6 +5,12 @@ use clap::Parser;
 mod cli;
 mod shutdown;
 
+/// mimalloc instead of the system allocator: a message allocates many small buffers
+/// across the roles, and glibc's malloc took about a tenth of the CPU of a 2,000 msgs/s
+/// run (docs/benchmarks.md, *The embedded log beside Kafka*).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     init_tracing(cli.log_format);

@@ -29,11 +29,17 @@ pub trait Record: Sized {
 /// Encodes `record` with its schema's single-object encoding.
 pub fn encode<R: Record>(record: &R) -> Result<Vec<u8>> {
     let info = R::schema();
-    let body =
-        apache_avro::to_avro_datum(&info.schema, record.to_avro()).map_err(|e| Error::Encode {
-            name: R::NAME,
-            problem: e.to_string(),
-        })?;
+    // A self-contained schema needs no name table: `to_avro_datum` would build it from
+    // the schema twice per record (to validate, then to encode).
+    let body = if info.self_contained {
+        apache_avro::to_avro_datum_schemata(&info.schema, Vec::new(), record.to_avro())
+    } else {
+        apache_avro::to_avro_datum(&info.schema, record.to_avro())
+    }
+    .map_err(|e| Error::Encode {
+        name: R::NAME,
+        problem: e.to_string(),
+    })?;
     let mut out = Vec::with_capacity(HEADER_LEN + body.len());
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&info.fingerprint);
@@ -81,8 +87,13 @@ pub fn split(bytes: &[u8]) -> Result<(&'static SchemaInfo, &[u8])> {
 pub fn read_body(writer: &SchemaInfo, reader: &SchemaInfo, body: &[u8]) -> Result<Value> {
     let mut rest = body;
     let reader_schema = (!std::ptr::eq(writer, reader)).then_some(&reader.schema);
-    let value = apache_avro::from_avro_datum(&writer.schema, &mut rest, reader_schema)
-        .map_err(|e| Error::Body(e.to_string()))?;
+    // As in `encode`: no name table to build for a self-contained writer schema.
+    let value = if writer.self_contained {
+        apache_avro::from_avro_datum_schemata(&writer.schema, Vec::new(), &mut rest, reader_schema)
+    } else {
+        apache_avro::from_avro_datum(&writer.schema, &mut rest, reader_schema)
+    }
+    .map_err(|e| Error::Body(e.to_string()))?;
     if !rest.is_empty() {
         return Err(Error::TrailingBytes(rest.len()));
     }

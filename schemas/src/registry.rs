@@ -22,6 +22,9 @@ pub struct SchemaInfo {
     pub canonical_form: String,
     /// CRC-64-AVRO of the canonical form, little-endian (as single-object encoding writes it).
     pub fingerprint: [u8; 8],
+    /// No named type in it is referred to by name (`Schema::Ref`), so it encodes and
+    /// decodes with an empty name table, without resolving the schema on every call.
+    pub self_contained: bool,
 }
 
 impl SchemaInfo {
@@ -103,12 +106,14 @@ static ALL: LazyLock<Vec<SchemaInfo>> = LazyLock::new(|| {
             let canonical_form = canonical_form(json)
                 .unwrap_or_else(|e| panic!("schemas/avro: {name} has no canonical form: {e}"));
             let fingerprint = fingerprint_bytes(&canonical_form);
+            let self_contained = !refers_by_name(&schema);
             SchemaInfo {
                 name,
                 json,
                 schema,
                 canonical_form,
                 fingerprint,
+                self_contained,
             }
         })
         .collect()
@@ -125,4 +130,50 @@ pub fn by_name(name: &str) -> Option<&'static SchemaInfo> {
 
 pub fn by_fingerprint(fp: &[u8; 8]) -> Option<&'static SchemaInfo> {
     ALL.iter().find(|s| &s.fingerprint == fp)
+}
+
+/// Whether `schema` refers to a named type by its name anywhere inside.
+fn refers_by_name(schema: &Schema) -> bool {
+    match schema {
+        Schema::Ref { .. } => true,
+        Schema::Record(r) => r.fields.iter().any(|f| refers_by_name(&f.schema)),
+        Schema::Array(a) => refers_by_name(&a.items),
+        Schema::Map(m) => refers_by_name(&m.types),
+        Schema::Union(u) => u.variants().iter().any(refers_by_name),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_named_type_used_twice_is_a_reference() {
+        let schema = Schema::parse_str(
+            r#"{"type": "record", "name": "T", "fields": [
+                {"name": "a", "type": {"type": "fixed", "name": "F", "size": 2}},
+                {"name": "b", "type": "F"}]}"#,
+        )
+        .unwrap();
+        assert!(refers_by_name(&schema));
+        let inline = Schema::parse_str(
+            r#"{"type": "record", "name": "T", "fields": [
+                {"name": "a", "type": {"type": "array", "items": "string"}},
+                {"name": "b", "type": ["null", {"type": "map", "values": "long"}]}]}"#,
+        )
+        .unwrap();
+        assert!(!refers_by_name(&inline));
+    }
+
+    #[test]
+    fn every_schema_of_the_contract_takes_the_fast_path() {
+        for info in all() {
+            assert!(
+                info.self_contained,
+                "{} refers to a type by name",
+                info.name
+            );
+        }
+    }
 }

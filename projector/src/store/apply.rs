@@ -15,6 +15,7 @@ use rocksdb::WriteBatch;
 use tracing::warn;
 use uuid::Uuid;
 
+use super::cache::{MemberKey, RowCache};
 use super::keys;
 use super::mailbox::MailboxOverlay;
 use super::rows::{ConversationRow, MemberRow, MessageRow};
@@ -92,19 +93,35 @@ impl LogState for Batch<'_> {
 }
 
 impl Batch<'_> {
+    /// Read through this batch's changes, then the rows cache, then the database.
     fn member(&self, conversation: &str, user: &str) -> Result<Option<MemberRow>> {
         let key = (conversation.to_string(), user.to_string());
         if let Some(m) = self.ov.members.get(&key) {
             return Ok(m.clone());
         }
-        self.store.member_row(conversation, user)
+        if let Some(m) = self.store.rows.member(&key) {
+            return Ok(m);
+        }
+        let row = self.store.member_row(conversation, user)?;
+        self.store.rows.keep_member(key, row.clone());
+        Ok(row)
     }
 
+    /// As [`Batch::member`]. A conversation not (yet) in the database is not kept.
     fn conversation(&self, id: &str) -> Result<Option<ConversationRow>> {
         if let Some(c) = self.ov.conversations.get(id) {
             return Ok(Some(c.clone()));
         }
-        self.store.get_json(CF_CONVERSATIONS, id.as_bytes())
+        if let Some(c) = self.store.rows.conversation(id) {
+            return Ok(Some(c));
+        }
+        let row: Option<ConversationRow> = self.store.get_json(CF_CONVERSATIONS, id.as_bytes())?;
+        if let Some(row) = &row {
+            self.store
+                .rows
+                .keep_conversation(id.to_string(), row.clone());
+        }
+        Ok(row)
     }
 
     /// Moves `conversation`'s member count by `delta`.
@@ -226,34 +243,38 @@ impl Batch<'_> {
         }
     }
 
-    fn into_write_batch(self, offsets: &BTreeMap<(Stream, i32), i64>) -> Result<WriteBatch> {
+    /// The batch's writes, and the rows it changed, for the rows cache once written.
+    fn into_write_batch(
+        self,
+        offsets: &BTreeMap<(Stream, i32), i64>,
+    ) -> Result<(WriteBatch, Changed)> {
         let s = self.store;
         let mut wb = WriteBatch::default();
         self.mail.write(s, &mut wb)?;
         let mut conversations: Vec<_> = self.ov.conversations.into_iter().collect();
         conversations.sort_by(|a, b| a.0.cmp(&b.0));
-        for (id, row) in conversations {
+        for (id, row) in &conversations {
             wb.put_cf(
                 s.cf(CF_CONVERSATIONS)?,
                 id.as_bytes(),
-                serde_json::to_vec(&row)?,
+                serde_json::to_vec(row)?,
             );
         }
         let mut members: Vec<_> = self.ov.members.into_iter().collect();
         members.sort_by(|a, b| a.0.cmp(&b.0));
-        for ((conv, user), row) in members {
+        for ((conv, user), row) in &members {
             match row {
                 Some(row) => {
                     wb.put_cf(
                         s.cf(CF_MEMBERS)?,
-                        keys::pair(&conv, &user),
-                        serde_json::to_vec(&row)?,
+                        keys::pair(conv, user),
+                        serde_json::to_vec(row)?,
                     );
-                    wb.put_cf(s.cf(CF_USER_CONVS)?, keys::pair(&user, &conv), b"");
+                    wb.put_cf(s.cf(CF_USER_CONVS)?, keys::pair(user, conv), b"");
                 }
                 None => {
-                    wb.delete_cf(s.cf(CF_MEMBERS)?, keys::pair(&conv, &user));
-                    wb.delete_cf(s.cf(CF_USER_CONVS)?, keys::pair(&user, &conv));
+                    wb.delete_cf(s.cf(CF_MEMBERS)?, keys::pair(conv, user));
+                    wb.delete_cf(s.cf(CF_USER_CONVS)?, keys::pair(user, conv));
                 }
             }
         }
@@ -275,7 +296,31 @@ impl Batch<'_> {
         for ((stream, p), next) in offsets {
             wb.put_cf(s.cf(CF_OFFSETS)?, stream.offset_key(*p), next.to_be_bytes());
         }
-        Ok(wb)
+        Ok((
+            wb,
+            Changed {
+                conversations,
+                members,
+            },
+        ))
+    }
+}
+
+/// The rows a batch wrote.
+struct Changed {
+    conversations: Vec<(String, ConversationRow)>,
+    members: Vec<(MemberKey, Option<MemberRow>)>,
+}
+
+impl Changed {
+    /// Called once the batch is written: the cache then holds what the database does.
+    fn keep(self, cache: &RowCache) {
+        for (id, row) in self.conversations {
+            cache.keep_conversation(id, row);
+        }
+        for (key, row) in self.members {
+            cache.keep_member(key, row);
+        }
     }
 }
 
@@ -307,8 +352,9 @@ impl Store {
                 }
             }
         }
-        let wb = batch.into_write_batch(&applied.offsets)?;
+        let (wb, changed) = batch.into_write_batch(&applied.offsets)?;
         self.db().write(wb)?;
+        changed.keep(&self.rows);
         Ok(applied)
     }
 

@@ -13,6 +13,7 @@
 //! Every write is one batch holding view changes and the offsets that caused them.
 
 pub mod apply;
+mod cache;
 pub mod keys;
 pub mod mailbox;
 pub mod query;
@@ -89,6 +90,8 @@ pub(crate) type Entry = (Box<[u8]>, Box<[u8]>);
 #[derive(Clone)]
 pub struct Store {
     db: Arc<DB>,
+    /// Rows the apply path reads for every message ([`cache`]).
+    rows: Arc<cache::RowCache>,
 }
 
 impl Store {
@@ -102,7 +105,10 @@ impl Store {
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         let cfs = VIEW_CFS.iter().chain([CF_OFFSETS].iter());
         let db = DB::open_cf(&opts, dir, cfs)?;
-        Ok(Store { db: Arc::new(db) })
+        Ok(Store {
+            db: Arc::new(db),
+            rows: Arc::default(),
+        })
     }
 
     pub(crate) fn cf(&self, name: &str) -> Result<&ColumnFamily> {
