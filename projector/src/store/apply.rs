@@ -369,3 +369,99 @@ impl Store {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use parley_schemas::{ConversationCreated, MemberRemoved, MembersAdded, MessagePosted, Meta};
+
+    use super::*;
+
+    fn post(sender: &str, id: u128) -> AnyRecord {
+        MessagePosted {
+            meta: Meta::new(sender),
+            conversation_id: "g".into(),
+            message_id: Uuid::from_u128(id),
+            client_msg_id: format!("c-{id}"),
+            body: "hi".into(),
+        }
+        .into()
+    }
+
+    /// A group's life: members leave and come back, a non-member posts, a send is
+    /// retried. Each record's effect depends on rows earlier records changed.
+    fn history() -> Vec<(Stream, LogRecord)> {
+        let records: Vec<AnyRecord> = vec![
+            ConversationCreated {
+                meta: Meta::new("amy"),
+                conversation_id: "g".into(),
+                kind: ConversationKind::Group,
+                title: None,
+                members: vec!["amy".into(), "bob".into(), "cat".into()],
+            }
+            .into(),
+            post("bob", 1),
+            MemberRemoved {
+                meta: Meta::new("cat"),
+                conversation_id: "g".into(),
+                member: "cat".into(),
+            }
+            .into(),
+            post("cat", 2), // no longer a member: not stored
+            post("bob", 1), // a retry of the first: not stored again
+            MembersAdded {
+                meta: Meta::new("amy"),
+                conversation_id: "g".into(),
+                members: vec!["cat".into(), "dan".into()],
+            }
+            .into(),
+            post("cat", 3),
+            post("dan", 4),
+            post("eve", 5), // never a member
+        ];
+        records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let record = LogRecord {
+                    topic: "events".into(),
+                    partition: 0,
+                    offset: i as i64,
+                    timestamp_ms: None,
+                    key: None,
+                    value: Some(Bytes::from(r.encode().unwrap())),
+                };
+                (Stream::Events, record)
+            })
+            .collect()
+    }
+
+    /// The rows cache must leave the views as the database alone would: a history
+    /// applied in one batch, one record per batch, or in pairs, gives the same views.
+    #[test]
+    fn views_do_not_depend_on_how_the_log_is_cut_into_batches() {
+        let records = history();
+        let mut checksums = Vec::new();
+        for size in [records.len(), 1, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            let mut messages = 0;
+            for chunk in records.chunks(size) {
+                messages += store.apply(chunk).unwrap().messages;
+            }
+            assert_eq!(
+                messages, 3,
+                "batches of {size}: bob's, cat's after her return, dan's"
+            );
+            let conv = store.conversation_row("g").unwrap().unwrap();
+            assert_eq!(
+                (conv.members, conv.last_seq),
+                (4, Some(7)),
+                "batches of {size}"
+            );
+            assert!(store.is_member("g", "cat").unwrap());
+            checksums.push(store.checksum().unwrap());
+        }
+        assert!(checksums.windows(2).all(|w| w[0] == w[1]), "{checksums:?}");
+    }
+}
