@@ -336,24 +336,17 @@ async fn shrink_max_message_bytes(topic: &str, bytes: usize) {
     }
     // The change reaches the broker through the metadata log a little later: wait until
     // it says so, or a copy appended meanwhile is taken (and the test waits for nothing).
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
+    let what = format!("max.message.bytes of {topic} at {value}");
+    eventually(&what, Duration::from_secs(30), || async {
         let described = admin
             .describe_configs(&[ResourceSpecifier::Topic(topic)], &AdminOptions::new())
             .await
             .expect("describe configs");
-        let now = described.into_iter().flatten().any(|r| {
+        described.into_iter().flatten().any(|r| {
             r.get("max.message.bytes").and_then(|e| e.value.as_deref()) == Some(value.as_str())
-        });
-        if now {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "max.message.bytes of {topic} is not {value} after 30 s"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        })
+    })
+    .await;
 }
 
 /// A raw WebSocket of `user` on gateway `base`, which this test reads from only if it

@@ -38,7 +38,7 @@ pub struct Applied {
 #[derive(Default)]
 struct Overlay {
     conversations: HashMap<String, ConversationRow>,
-    members: HashMap<(String, String), Option<MemberRow>>,
+    members: HashMap<MemberKey, Option<MemberRow>>,
     messages: Vec<(String, i64, MessageRow)>,
     /// (conversation, message id) → seq.
     message_ids: HashMap<(String, Uuid), i64>,
@@ -115,7 +115,7 @@ impl Batch<'_> {
         if let Some(c) = self.store.rows.conversation(id) {
             return Ok(Some(c));
         }
-        let row: Option<ConversationRow> = self.store.get_json(CF_CONVERSATIONS, id.as_bytes())?;
+        let row = self.store.conversation_row(id)?;
         if let Some(row) = &row {
             self.store
                 .rows
