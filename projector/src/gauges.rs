@@ -33,7 +33,11 @@ pub async fn watch(
         for ((stream, p), at) in now {
             positions.at(config.topic_of(stream), p, at);
         }
-        match measure(&*log, "projector", &positions, &mut shown).await {
+        let measured = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            m = measure(&*log, "projector", &positions, &mut shown) => m,
+        };
+        match measured {
             Ok(max) => {
                 health.set("log", true, "reachable");
                 health.set(

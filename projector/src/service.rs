@@ -23,7 +23,9 @@ pub struct Projector {
     task: tokio::task::JoinHandle<Result<()>>,
     /// Announces this replica in the directory (when it has a URL to announce).
     announcer: Option<tokio::task::JoinHandle<()>>,
-    /// Stops the announcer (a child of the shutdown token).
+    /// Reports lag and RocksDB figures; holds the store until it returns.
+    gauges: tokio::task::JoinHandle<()>,
+    /// Stops the announcer and the gauges (a child of the shutdown token).
     leave: CancellationToken,
 }
 
@@ -97,13 +99,13 @@ impl Projector {
                 positions.at(config.topic_of(stream), *p, 0);
             }
         }
-        tokio::spawn(crate::gauges::watch(
+        let gauges = tokio::spawn(crate::gauges::watch(
             log.clone(),
             store.clone(),
             rx.clone(),
             positions,
             config.clone(),
-            shutdown.clone(),
+            leave.clone(),
         ));
         let task = tokio::spawn(consume(config, store.clone(), stream, tx, shutdown));
         Ok(Projector {
@@ -114,6 +116,7 @@ impl Projector {
             },
             task,
             announcer,
+            gauges,
             leave,
         })
     }
@@ -122,7 +125,8 @@ impl Projector {
         self.views.clone()
     }
 
-    /// Waits for the consumer to stop (on shutdown or a fatal error).
+    /// Waits for the consumer to stop (on shutdown or a fatal error). When it returns,
+    /// no task of this projector holds its store: the same directory opens again.
     pub async fn join(self) -> Result<()> {
         let consumed = self
             .task
@@ -133,6 +137,7 @@ impl Projector {
         if let Some(a) = self.announcer {
             let _ = a.await;
         }
+        let _ = self.gauges.await;
         consumed
     }
 }

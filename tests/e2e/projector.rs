@@ -340,3 +340,29 @@ async fn delete_records_before(topic: &str, partition: i32, offset: i64) {
         e.error().expect("records deleted");
     }
 }
+
+/// Once `join` returns, the projector has let go of its views: a new projector (after a
+/// restart in the same process, as the embedded `parley dev` does) opens them at once,
+/// even when it stops while its lag gauges are still asking the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joined_projector_has_released_its_views() {
+    use parley_projector::{Projector, ProjectorConfig};
+    let log = kafka().await;
+    let prefix = common::fresh_prefix("release");
+    provision(&*log, &prefix).await;
+    let topics = settings(&prefix).names();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("views");
+    for round in 0..10 {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let p = Projector::start(
+            ProjectorConfig::new(&dir, &topics),
+            log.clone(),
+            stop.clone(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        stop.cancel();
+        p.join().await.unwrap();
+    }
+}
