@@ -3,8 +3,9 @@
 //! - `records`: `topic 0x00 partition(i32 BE) offset(i64 BE)` → `timestamp(i64 BE)
 //!   flags(u8: 1 = has a value) key_len(u32 BE) key value`. Big-endian numbers keep a
 //!   partition's records in offset order.
-//! - `meta`: `topic 0x00 name` → the topic's spec (JSON); `end 0x00 topic 0x00
-//!   partition` and `start …` → i64 BE; `commit 0x00 group 0x00 topic 0x00 partition` →
+//! - `meta`: `topic 0x00 name` → the topic's spec (JSON); `start 0x00 topic 0x00
+//!   partition` → i64 BE (`end …` too, in logs of earlier versions: ends are now read
+//!   off the records); `commit 0x00 group 0x00 topic 0x00 partition` →
 //!   the group's next offset to read.
 
 use bytes::Bytes;

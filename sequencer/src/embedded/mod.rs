@@ -197,6 +197,25 @@ impl Shared {
             .ok_or_else(|| Error::UnknownTopic(name.to_string()))
     }
 
+    /// The offset of `topic`'s `partition`'s last stored record, if it has one.
+    fn last_offset(&self, topic: &str, partition: i32) -> Result<Option<i64>> {
+        let prefix = codec::partition_prefix(topic, partition);
+        let from = codec::record_key(topic, partition, i64::MAX);
+        let mut it = self.db.iterator_cf(
+            self.cf(codec::RECORDS)?,
+            rocksdb::IteratorMode::From(&from, rocksdb::Direction::Reverse),
+        );
+        match it.next() {
+            Some(item) => {
+                let (k, _) = item.map_err(store_error)?;
+                Ok(k.starts_with(&prefix)
+                    .then(|| codec::offset_of(&k))
+                    .flatten())
+            }
+            None => Ok(None),
+        }
+    }
+
     fn meta_i64(&self, key: &[u8]) -> Result<Option<i64>> {
         Ok(self
             .db
@@ -323,8 +342,14 @@ impl Shared {
             let mut ends = Vec::new();
             let mut starts = Vec::new();
             for p in 0..spec.partitions {
-                ends.push(shared.meta_i64(&codec::end_key(&name, p))?.unwrap_or(0));
-                starts.push(shared.meta_i64(&codec::start_key(&name, p))?.unwrap_or(0));
+                let start = shared.meta_i64(&codec::start_key(&name, p))?.unwrap_or(0);
+                // The end is one past the last record kept (retention and compaction never
+                // delete a partition's last record without moving its start past it).
+                // Logs written before ends were derived also stored them: the larger wins.
+                let stored = shared.meta_i64(&codec::end_key(&name, p))?.unwrap_or(0);
+                let kept = shared.last_offset(&name, p)?.map_or(0, |o| o + 1);
+                ends.push(start.max(stored).max(kept));
+                starts.push(start);
             }
             topics.insert(
                 name.clone(),

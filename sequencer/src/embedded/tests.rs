@@ -157,3 +157,42 @@ async fn a_partition_goes_to_its_new_owner_only_once_the_old_one_took_the_revoca
     };
     assert_eq!(gained, vec![1, 3]);
 }
+
+/// End offsets are not stored with each batch but read off the records when the log
+/// opens: they come back as they were, also for a partition that retention emptied, and
+/// appends go on from them.
+#[tokio::test]
+async fn end_offsets_come_back_after_a_reopen_also_for_an_emptied_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gone = TopicSpec::plain("gone", 1, 1);
+    gone.configs.insert("retention.ms".into(), "0".into());
+    let mut kv = TopicSpec::plain("kv", 1, 1);
+    kv.configs.insert("cleanup.policy".into(), "compact".into());
+    let specs = [TopicSpec::plain("t", 3, 1), gone, kv];
+    {
+        let log = open(dir.path()).await;
+        log.provision(&specs).await.unwrap();
+        for (p, n) in [(0, 3), (1, 1)] {
+            for _ in 0..n {
+                log.append_to("t", p, b"k", Some(b"v")).await.unwrap();
+            }
+        }
+        for _ in 0..2 {
+            log.append("gone", b"k", Some(b"v")).await.unwrap();
+        }
+        for v in ["a", "b"] {
+            log.append("kv", b"same", Some(v.as_bytes())).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        log.maintain().unwrap();
+        assert_eq!(log.start_offsets("gone").await.unwrap(), vec![2]);
+    }
+    let log = open(dir.path()).await;
+    assert_eq!(log.end_offsets("t").await.unwrap(), vec![3, 1, 0]);
+    assert_eq!(log.end_offsets("gone").await.unwrap(), vec![2]);
+    assert_eq!(log.start_offsets("gone").await.unwrap(), vec![2]);
+    assert_eq!(log.end_offsets("kv").await.unwrap(), vec![2]);
+    assert_eq!(log.append_to("t", 0, b"k", None).await.unwrap().offset, 3);
+    assert_eq!(log.append_to("t", 2, b"k", None).await.unwrap().offset, 0);
+    assert_eq!(log.append("gone", b"k", None).await.unwrap().offset, 2);
+}

@@ -1,9 +1,10 @@
 //! The one writer of the embedded log: group commit.
 //!
 //! Appends queue in the order they were started. The writer takes every append waiting
-//! (up to [`MAX_BATCH`]), gives each the next offset of its partition, writes them and
-//! the new end offsets as one RocksDB batch with the write-ahead log synced (fsync), and
-//! only then publishes the end offsets, wakes readers and answers the appends. A batch
+//! (up to [`MAX_BATCH`]), gives each the next offset of its partition, writes them as
+//! one RocksDB batch with the write-ahead log synced (fsync), and only then publishes the
+//! new end offsets, wakes readers and answers the appends. End offsets are not stored:
+//! opening the log reads them off each partition's last record. A batch
 //! that fails answers each of its appends with an error, and no offset moves.
 //!
 //! The fsync policy: a batch is synced if any of its appends is to a topic that syncs
@@ -76,7 +77,6 @@ fn run(shared: &Shared, rx: &Receiver<Append>) {
 
 fn write(shared: &Shared, batch: &[Append]) -> Result<Vec<Position>> {
     let records = shared.cf(codec::RECORDS)?;
-    let meta = shared.cf(codec::META)?;
     let now = now_ms();
     let mut next: HashMap<(&str, i32), (Arc<Topic>, i64)> = HashMap::new();
     let mut wb = WriteBatch::default();
@@ -96,9 +96,6 @@ fn write(shared: &Shared, batch: &[Append]) -> Result<Vec<Position>> {
             partition: a.partition,
             offset: at,
         });
-    }
-    for ((name, p), (_, end)) in &next {
-        wb.put_cf(meta, codec::end_key(name, *p), end.to_be_bytes());
     }
     let sync = batch.iter().any(|a| a.topic.syncs());
     let mut wo = WriteOptions::default();
