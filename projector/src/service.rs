@@ -131,14 +131,14 @@ impl Projector {
         let consumed = self
             .task
             .await
-            .map_err(|e| Error::Store(format!("consumer task: {e}")))?;
-        // Stopped or failed: either way its views are no longer served.
+            .map_err(|e| Error::Store(format!("consumer task: {e}")));
+        // Stopped, failed or panicked: either way its views are no longer served.
         self.leave.cancel();
         if let Some(a) = self.announcer {
             let _ = a.await;
         }
         let _ = self.gauges.await;
-        consumed
+        consumed?
     }
 }
 

@@ -182,11 +182,11 @@ async fn a_hung_projector_does_not_hold_up_delivery() {
         );
     }
     let delivered = b
-        .wait_arrivals(&conv, "amy", 6, Duration::from_secs(4))
+        .wait_arrivals(&conv, "amy", 6, Duration::from_secs(10))
         .await;
     let mut answered = Vec::new();
     for rx in replies {
-        answered.push(tokio::time::timeout(Duration::from_secs(4), rx).await);
+        answered.push(tokio::time::timeout(Duration::from_secs(10), rx).await);
     }
     stack.projectors[0].proc.resume();
     delivered.expect("delivered while the projector hung");

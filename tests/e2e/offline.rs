@@ -263,7 +263,7 @@ async fn a_long_poll_client_and_a_websocket_client_chat() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_appended_just_before_a_reconnect_is_never_missed_with_a_slow_projector() {
     let options = Options {
-        projector_args: vec!["--debug-apply-delay-ms".into(), "400".into()],
+        projector_args: vec!["--debug-apply-delay-ms".into(), "1000".into()],
         ..Options::gateways(2)
     };
     let stack = Processes::start_with("barrier", options).await;
@@ -288,7 +288,7 @@ async fn a_message_appended_just_before_a_reconnect_is_never_missed_with_a_slow_
         })
         .await;
         let b = live(g0, &bob).await;
-        // The projector has not applied the message yet (it sleeps 400 ms per batch).
+        // The projector has not applied the message yet (it sleeps 1 s per batch).
         let status: serde_json::Value = projector
             .get(format!("{}/v1/status", stack.projector_url))
             .bearer_auth(common::stack::SERVICE_TOKEN)
