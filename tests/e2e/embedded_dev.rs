@@ -15,11 +15,7 @@ use common::{eventually, live, token, LONG};
 use parley_client::Api;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    common::stack::free_port().port()
 }
 
 /// `parley dev --dev-auth` in `dir`, with no `--log` (and no `PARLEY_LOG`).
