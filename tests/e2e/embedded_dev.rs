@@ -18,8 +18,34 @@ fn free_port() -> u16 {
     common::stack::free_port().port()
 }
 
+/// A `parley dev` process, killed when dropped (also when the test fails half-way, so
+/// no orphan keeps its port and CPU while the other tests run).
+struct Dev(Child);
+
+impl std::ops::Deref for Dev {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Dev {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
 /// `parley dev --dev-auth` in `dir`, with no `--log` (and no `PARLEY_LOG`).
-fn dev(dir: &Path, port: u16, run: &str) -> Child {
+fn dev(dir: &Path, port: u16, run: &str) -> Dev {
     let stderr = std::fs::File::create(dir.join(format!("{run}.log"))).unwrap();
     Command::new(env!("CARGO_BIN_EXE_parley"))
         .args(["dev", "--dev-auth", "--http", &format!("127.0.0.1:{port}")])
@@ -33,6 +59,7 @@ fn dev(dir: &Path, port: u16, run: &str) -> Child {
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
+        .map(Dev)
         .expect("spawn parley dev")
 }
 
