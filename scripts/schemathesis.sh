@@ -39,9 +39,31 @@ for _ in $(seq 1 120); do
 done
 TOKEN="$(curl -fsS -XPOST "127.0.0.1:$PORT/v1/dev/token" -H 'content-type: application/json' \
   -d '{"user_id":"schemathesis"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')"
-echo "schemathesis.sh: $EXAMPLES examples per operation against 127.0.0.1:$PORT" >&2
+# Real identifiers, so that the routes with path parameters reach their logic too: half
+# of the generated cases take one of these (a group, a direct chat, a member, a device),
+# the others a generated value (mostly 400/404).
+api() { curl -fsS -X"$1" "127.0.0.1:$PORT$2" -H "Authorization: Bearer $TOKEN" \
+  -H 'content-type: application/json' -d "$3"; }
+field() { python3 -c "import json,sys; print(json.load(sys.stdin)[\"$1\"])"; }
+GROUP="$(api POST /v1/conversations '{"type":"group","title":"st","members":["st-peer","st-other"]}' | field conversation_id)"
+DIRECT="$(api POST /v1/conversations '{"type":"direct","members":["st-peer"]}' | field conversation_id)"
+DEVICE="$(api POST /v1/devices '{"platform":"webhook","url":"http://127.0.0.1:9/st","device_id":"st-device"}' | field device_id)"
+cat >"$DIR/schemathesis.toml" <<TOML
+[dictionaries.conversations]
+values = ["$GROUP", "$DIRECT"]
+[dictionaries.users]
+values = ["st-peer", "st-other", "schemathesis"]
+[dictionaries.devices]
+values = ["$DEVICE"]
+[parameters]
+"path.id" = { dictionary = "conversations", probability = 0.5 }
+"path.user_id" = { dictionary = "users", probability = 0.5 }
+"path.device_id" = { dictionary = "devices", probability = 0.5 }
+TOML
+echo "schemathesis.sh: $EXAMPLES examples per operation against 127.0.0.1:$PORT (group $GROUP, direct $DIRECT, device $DEVICE)" >&2
 status=0
-# From the scratch directory: schemathesis keeps a cache where it runs.
+# From the scratch directory: schemathesis keeps a cache where it runs, and reads the
+# schemathesis.toml above from there.
 (cd "$DIR" && "$VENV/bin/schemathesis" run "http://127.0.0.1:$PORT/v1/openapi.json" \
   -H "Authorization: Bearer $TOKEN" \
   --checks "${PARLEY_ST_CHECKS:-not_a_server_error,response_schema_conformance}" \
