@@ -30,10 +30,15 @@ const MAX_TITLE_CHARS: usize = 200;
 pub struct CreateBody {
     /// `direct` or `group`.
     #[serde(rename = "type")]
+    #[schema(pattern = r"^(direct|group)$")]
     kind: String,
+    /// User ids (1 to 64 of `A-Z a-z 0-9 . _ @ : -`): one for a direct conversation.
     #[serde(default)]
+    #[schema(max_items = 10000)]
     members: Vec<String>,
+    /// At most 200 characters.
     #[serde(default)]
+    #[schema(max_length = 200)]
     title: Option<String>,
 }
 
@@ -159,6 +164,8 @@ pub async fn create(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddBody {
+    /// User ids (1 to 64 of `A-Z a-z 0-9 . _ @ : -`), at most 10,000.
+    #[schema(min_items = 1, max_items = 10000)]
     members: Vec<String>,
 }
 
@@ -332,6 +339,8 @@ pub async fn history(
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenBody {
+    /// 1 to 64 of `A-Z a-z 0-9 . _ @ : -`.
+    #[schema(pattern = r"^[A-Za-z0-9._@:-]{1,64}$", min_length = 1, max_length = 64)]
     user_id: String,
     /// Seconds the token is valid (1 to 86,400; default 86,400).
     #[serde(default)]

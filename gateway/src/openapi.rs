@@ -162,7 +162,7 @@ mod operations {
     responses((status = 200, body = Added), (status = 409, body = ErrorBody)))]
     fn add_members() {}
     #[utoipa::path(delete, path = "/v1/conversations/{id}/members/{user_id}",
-    params(("id" = String, Path), ("user_id" = String, Path)),
+    params(("id" = String, Path), ("user_id" = String, Path, description = "a user id: 1 to 64 of `A-Z a-z 0-9 . _ @ : -`", pattern = r"^[A-Za-z0-9._@:-]{1,64}$")),
     responses((status = 204, description = "removed (or left)")))]
     fn remove_member() {}
     #[utoipa::path(get, path = "/v1/conversations/{id}", params(("id" = String, Path)),
@@ -172,11 +172,11 @@ mod operations {
     params(("id" = String, Path)), responses((status = 200, body = Settings)))]
     fn group_settings() {}
     #[utoipa::path(put, path = "/v1/conversations/{id}/admins/{user_id}",
-    params(("id" = String, Path), ("user_id" = String, Path)),
+    params(("id" = String, Path), ("user_id" = String, Path, description = "a user id: 1 to 64 of `A-Z a-z 0-9 . _ @ : -`", pattern = r"^[A-Za-z0-9._@:-]{1,64}$")),
     responses((status = 204, description = "the member is an admin")))]
     fn grant_admin() {}
     #[utoipa::path(delete, path = "/v1/conversations/{id}/admins/{user_id}",
-    params(("id" = String, Path), ("user_id" = String, Path)),
+    params(("id" = String, Path), ("user_id" = String, Path, description = "a user id: 1 to 64 of `A-Z a-z 0-9 . _ @ : -`", pattern = r"^[A-Za-z0-9._@:-]{1,64}$")),
     responses((status = 204, description = "the member is not an admin")))]
     fn revoke_admin() {}
     #[utoipa::path(get, path = "/v1/conversations/{id}/messages", params(("id" = String, Path), HistoryParams),
