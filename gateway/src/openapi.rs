@@ -31,6 +31,19 @@ pub struct ErrorDetail {
     retry_after_ms: Option<u64>,
 }
 
+/// The path of a member's routes (`…/members/{user_id}`, `…/admins/{user_id}`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct MemberPath {
+    /// The conversation.
+    id: String,
+    // The rule of `auth::valid_user_id`.
+    /// A user id: 1 to 64 of `A-Z a-z 0-9 . _ @ : -`.
+    #[param(pattern = r"^[A-Za-z0-9._@:-]{1,64}$")]
+    user_id: String,
+}
+
 /// A JSON object (its fields are described in `docs/protocol.md`).
 #[derive(Serialize, ToSchema)]
 pub struct Object {}
@@ -162,7 +175,7 @@ mod operations {
     responses((status = 200, body = Added), (status = 409, body = ErrorBody)))]
     fn add_members() {}
     #[utoipa::path(delete, path = "/v1/conversations/{id}/members/{user_id}",
-    params(("id" = String, Path), ("user_id" = String, Path, description = "a user id: 1 to 64 of `A-Z a-z 0-9 . _ @ : -`", pattern = r"^[A-Za-z0-9._@:-]{1,64}$")),
+    params(MemberPath),
     responses((status = 204, description = "removed (or left)")))]
     fn remove_member() {}
     #[utoipa::path(get, path = "/v1/conversations/{id}", params(("id" = String, Path)),
@@ -172,11 +185,11 @@ mod operations {
     params(("id" = String, Path)), responses((status = 200, body = Settings)))]
     fn group_settings() {}
     #[utoipa::path(put, path = "/v1/conversations/{id}/admins/{user_id}",
-    params(("id" = String, Path), ("user_id" = String, Path, description = "a user id: 1 to 64 of `A-Z a-z 0-9 . _ @ : -`", pattern = r"^[A-Za-z0-9._@:-]{1,64}$")),
+    params(MemberPath),
     responses((status = 204, description = "the member is an admin")))]
     fn grant_admin() {}
     #[utoipa::path(delete, path = "/v1/conversations/{id}/admins/{user_id}",
-    params(("id" = String, Path), ("user_id" = String, Path, description = "a user id: 1 to 64 of `A-Z a-z 0-9 . _ @ : -`", pattern = r"^[A-Za-z0-9._@:-]{1,64}$")),
+    params(MemberPath),
     responses((status = 204, description = "the member is not an admin")))]
     fn revoke_admin() {}
     #[utoipa::path(get, path = "/v1/conversations/{id}/messages", params(("id" = String, Path), HistoryParams),

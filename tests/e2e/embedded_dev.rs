@@ -7,47 +7,21 @@ use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::stack::{free_port, Proc};
 use common::{eventually, live, token, LONG};
 use parley_client::Api;
 
-fn free_port() -> u16 {
-    common::stack::free_port().port()
-}
-
-/// A `parley dev` process, killed when dropped (also when the test fails half-way, so
-/// no orphan keeps its port and CPU while the other tests run).
-struct Dev(Child);
-
-impl std::ops::Deref for Dev {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Dev {
-    fn deref_mut(&mut self) -> &mut Child {
-        &mut self.0
-    }
-}
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
 /// `parley dev --dev-auth` in `dir`, with no `--log` (and no `PARLEY_LOG`).
-fn dev(dir: &Path, port: u16, run: &str) -> Dev {
-    let stderr = std::fs::File::create(dir.join(format!("{run}.log"))).unwrap();
-    Command::new(env!("CARGO_BIN_EXE_parley"))
+/// Killed when dropped (also when the test fails half-way, so no orphan keeps its port
+/// and CPU while the other tests run).
+fn dev(dir: &Path, port: u16, run: &str) -> Proc {
+    let log_path = dir.join(format!("{run}.log"));
+    let stderr = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_parley"))
         .args(["dev", "--dev-auth", "--http", &format!("127.0.0.1:{port}")])
         .current_dir(dir)
         .env_remove("PARLEY_LOG")
@@ -59,8 +33,8 @@ fn dev(dir: &Path, port: u16, run: &str) -> Dev {
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()
-        .map(Dev)
-        .expect("spawn parley dev")
+        .expect("spawn parley dev");
+    Proc::adopt(&format!("parley dev ({run})"), child, log_path)
 }
 
 async fn ready(base: &str) {
@@ -75,7 +49,7 @@ async fn ready(base: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parley_dev_without_a_broker_keeps_every_acked_message_through_sigkill() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = free_port().port();
     let base = format!("http://127.0.0.1:{port}");
     let mut first = dev(dir.path(), port, "first");
     ready(&base).await;
@@ -123,14 +97,14 @@ async fn parley_dev_without_a_broker_keeps_every_acked_message_through_sigkill()
         assert!(tokio::time::Instant::now() < deadline, "200 acks");
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    first.kill().expect("SIGKILL");
-    first.wait().unwrap();
+    first.child.kill().expect("SIGKILL");
+    first.child.wait().unwrap();
     let _ = tokio::time::timeout(Duration::from_secs(60), sender).await;
     let acked = acked.lock().unwrap().clone();
     drop(amy);
 
     // The next run: everything acked is there, in order, each at the seq it was acked with.
-    let port = free_port();
+    let port = free_port().port();
     let base = format!("http://127.0.0.1:{port}");
     let mut second = dev(dir.path(), port, "second");
     ready(&base).await;
@@ -166,6 +140,6 @@ async fn parley_dev_without_a_broker_keeps_every_acked_message_through_sigkill()
     let amy = live(&base, &amy_t).await;
     let after = amy.send(&conv, "after", "after the restart").await.unwrap();
     assert!(after.seq > *acked.values().max().unwrap());
-    second.kill().unwrap();
-    second.wait().unwrap();
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
 }

@@ -257,6 +257,12 @@ impl Proc {
             .stderr(log_file)
             .spawn()
             .expect("spawn parley");
+        Self::adopt(name, child, log_path)
+    }
+
+    /// A `parley` process started with its own command line (directory, environment),
+    /// logging to `log_path`: killed when dropped, its log shown if the test fails.
+    pub fn adopt(name: &str, child: Child, log_path: std::path::PathBuf) -> Proc {
         Proc {
             name: format!("{name} (log {})", log_path.display()),
             child,
