@@ -168,13 +168,13 @@ impl Auth {
     }
 }
 
-/// The token of a request: `Authorization: Bearer …`, or `?token=…`.
+/// The token of a request: `Authorization: Bearer …` only. A URL's `?token=` is taken on
+/// the WebSocket alone ([`SocketCaller`]): a token in a REST URL ends up in proxies' logs
+/// and browser history, and protocol.md names the header for REST.
 pub fn token_of(parts: &Parts) -> Option<String> {
-    if let Some(h) = parts.headers.get(axum::http::header::AUTHORIZATION) {
-        let v = h.to_str().ok()?;
-        return v.strip_prefix("Bearer ").map(|t| t.trim().to_string());
-    }
-    query_param(parts, "token")
+    let h = parts.headers.get(axum::http::header::AUTHORIZATION)?;
+    let v = h.to_str().ok()?;
+    v.strip_prefix("Bearer ").map(|t| t.trim().to_string())
 }
 
 fn query_param(parts: &Parts, name: &str) -> Option<String> {
@@ -231,9 +231,12 @@ impl FromRequestParts<Shared> for SocketCaller {
         if let Some(ticket) = query_param(parts, "ticket") {
             return state.auth.redeem(&ticket).map(SocketCaller);
         }
-        CallerIdentity::from_request_parts(parts, state)
-            .await
-            .map(|c| SocketCaller(c.0))
+        // Header first; a token on the URL still opens a socket (non-browser clients
+        // that cannot set headers), as protocol.md says.
+        let token = token_of(parts)
+            .or_else(|| query_param(parts, "token"))
+            .ok_or_else(|| unauthorized("missing token (Authorization: Bearer …)"))?;
+        state.auth.identify(&token).map(SocketCaller)
     }
 }
 

@@ -30,6 +30,9 @@ pub struct GatewayConfig {
     pub max_frame_bytes: usize,
     /// Longest message body, in characters.
     pub max_body_chars: usize,
+    /// Messages per `sync_batch` frame (1 to [`crate::sync::PAGE`]): smaller pages keep a
+    /// slow link's frames small.
+    pub sync_page: u32,
     /// How often the gateway pings each WebSocket.
     pub ping_interval: Duration,
     /// A WebSocket that sends nothing (not even a pong) for this long is closed as dead.
@@ -44,6 +47,8 @@ pub struct GatewayConfig {
     /// How often contacts' presence changes are looked up and sent (at most one frame
     /// per contact per interval).
     pub presence_every: Duration,
+    /// Where push webhooks may point (checked when a device is registered).
+    pub webhook_targets: parley_push::WebhookTargets,
     /// Rate limits and the frames a session may have in progress.
     pub limits: crate::limits::RateConfig,
     /// The readiness checks `/readyz` answers from (shared with other roles of the
@@ -69,12 +74,14 @@ impl GatewayConfig {
             session_queue: 1024,
             max_frame_bytes: 64 * 1024,
             max_body_chars: 16 * 1024,
+            sync_page: crate::sync::PAGE,
             ping_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(45),
             write_timeout: Duration::from_secs(10),
             receipt_counts_every: Duration::from_secs(2),
             presence_group_limit: 50,
             presence_every: Duration::from_millis(500),
+            webhook_targets: parley_push::WebhookTargets::default(),
             limits: crate::limits::RateConfig::default(),
             health: parley_ops::Health::default(),
             ready_lag: 1_000,

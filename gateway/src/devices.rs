@@ -29,7 +29,9 @@ const READ_BACK: Duration = Duration::from_secs(10);
 pub struct RegisterBody {
     /// `webhook`.
     platform: String,
-    /// Where notifications are POSTed (plain `http://`).
+    /// Where notifications are POSTed (plain `http://`), at a public address or a host
+    /// the operator allows: loopback, link-local, private and reserved addresses are
+    /// refused.
     url: String,
     /// Optional; by default derived from the URL, so registering one URL twice is one
     /// device.
@@ -37,7 +39,7 @@ pub struct RegisterBody {
     device_id: Option<String>,
 }
 
-fn check_url(url: &str) -> Result<(), ApiError> {
+async fn check_url(state: &Shared, url: &str) -> Result<(), ApiError> {
     if url.len() > MAX_URL {
         return Err(ApiError::new(
             ErrorCode::TooLarge,
@@ -58,7 +60,14 @@ fn check_url(url: &str) -> Result<(), ApiError> {
             "url must be an http:// URL with a host",
         ));
     }
-    Ok(())
+    // Not into the deployment's own network (the push role checks again as it
+    // connects, against DNS rebinding).
+    state
+        .config
+        .webhook_targets
+        .check_url(&parsed)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("url refused: {e}")))
 }
 
 fn valid_device_id(id: &str) -> bool {
@@ -92,7 +101,7 @@ pub async fn register(
             body.platform
         )));
     }
-    check_url(&body.url)?;
+    check_url(&state, &body.url).await?;
     let device_id = match body.device_id {
         Some(id) if valid_device_id(&id) => id,
         Some(id) => {

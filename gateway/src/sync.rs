@@ -10,6 +10,13 @@
 //!
 //! What 1 covers and what 3 covers overlap; nothing falls between them. Clients drop the
 //! overlap by message id.
+//!
+//! Every page is bounded above by the end offset the barrier took for its partition:
+//! what was appended after it comes by the live stream, which applies membership at each
+//! record's position. So a member removed while her sync is still running (a slow reader
+//! whose pages are produced only as her socket drains) gets nothing of that
+//! conversation posted after the barrier, whatever the views hold by the time her page
+//! is read.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -23,7 +30,7 @@ use crate::service::Shared;
 use crate::sessions::Session;
 use crate::ws::encode;
 
-/// Messages per `sync_batch` frame.
+/// Messages per `sync_batch` frame, at most (and by default).
 pub const PAGE: u32 = 500;
 /// Most cursors one `sync` may carry.
 pub const MAX_CURSORS: usize = 100_000;
@@ -75,7 +82,7 @@ pub async fn run(
             "presence is not acknowledged yet; retry the sync",
         ));
     }
-    barrier(state).await?;
+    let ends = barrier(state).await?;
     let todo: Vec<(ConversationSummary, Option<i64>)> = state
         .views
         .user_conversations(user, false)
@@ -97,14 +104,19 @@ pub async fn run(
         })
         .collect();
     let first_pages = futures::stream::iter(todo)
-        .map(|(c, after)| async move {
-            let page = read(state, &c.conversation_id, after).await;
-            (c.conversation_id, page)
+        .map(|(c, after)| {
+            // The partition's end at the barrier: the live stream has the rest.
+            let p = crate::membership::partition_of(state, &c.conversation_id);
+            let before = ends.get(p as usize).copied().unwrap_or(0);
+            async move {
+                let page = read(state, &c.conversation_id, after, before).await;
+                (c.conversation_id, before, page)
+            }
         })
         .buffered(READ_AHEAD);
     futures::pin_mut!(first_pages);
     let mut done = SyncStats::default();
-    while let Some((conversation, page)) = first_pages.next().await {
+    while let Some((conversation, before, page)) = first_pages.next().await {
         let mut page = page?;
         done.conversations += 1;
         loop {
@@ -122,7 +134,7 @@ pub async fn run(
             if !has_more {
                 break;
             }
-            page = read(state, &conversation, next_after).await?;
+            page = read(state, &conversation, next_after, before).await?;
         }
     }
     session
@@ -131,15 +143,18 @@ pub async fn run(
     Ok(done)
 }
 
+/// A page of `conversation` after `after` and before `before` (the barrier's end of its
+/// partition).
 async fn read(
     state: &Shared,
     conversation: &str,
     after: Option<i64>,
+    before: i64,
 ) -> Result<HistoryPage, ApiError> {
     let q = HistoryQuery {
         after: Some(after.unwrap_or(-1)),
-        before: None,
-        limit: PAGE,
+        before: Some(before),
+        limit: state.config.sync_page.clamp(1, PAGE),
     };
     Ok(state.views.history(conversation, q).await?)
 }

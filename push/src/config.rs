@@ -26,8 +26,17 @@ pub struct PushConfig {
     pub give_up_after: Duration,
     /// HMAC-SHA256 key of the `X-Parley-Signature` header.
     pub secret: Vec<u8>,
-    /// Deliveries in flight at once.
+    /// Webhook requests in flight at once.
     pub in_flight: usize,
+    /// Webhook requests of one user in flight at once: one user's dead endpoints hold
+    /// at most this many of [`Self::in_flight`].
+    pub per_user_in_flight: usize,
+    /// Notifications of one user under way at once (waiting on retries or open
+    /// circuits); past it, a user's further notifications are dropped (counted as
+    /// `dropped_backlog`), so one user cannot fill the role's backlog.
+    pub per_user_pending: usize,
+    /// Where webhooks may go.
+    pub targets: crate::targets::WebhookTargets,
     /// `/readyz`: `log`, and `push_caught_up` (every assigned partition of `push` within
     /// `ready_lag` records of its end).
     pub health: parley_ops::Health,
@@ -47,6 +56,9 @@ impl PushConfig {
             give_up_after: Duration::from_secs(300),
             secret,
             in_flight: 64,
+            per_user_in_flight: 4,
+            per_user_pending: 64,
+            targets: crate::targets::WebhookTargets::default(),
             health: parley_ops::Health::default(),
             ready_lag: 1_000,
         }

@@ -1,6 +1,12 @@
 //! One notification to one device: the provider's send, retried with backoff through
 //! the endpoint's circuit breaker; what cannot be sent ends in the dead-letter topic,
 //! with a WARN line and the `dead_lettered` counter.
+//!
+//! A delivery holds a permit only while its request is in flight: first one of its
+//! user's ([`crate::PushConfig::per_user_in_flight`]), then one of the role's
+//! ([`crate::PushConfig::in_flight`]). Waiting on an open circuit or a backoff holds
+//! none, so one user's dead endpoints cannot take every permit and stall everyone
+//! else's pushes.
 
 use std::time::{Duration, Instant};
 
@@ -22,9 +28,6 @@ impl Push {
         n: &Notification,
         source: Option<(i32, i64)>,
     ) {
-        let Ok(_permit) = self.permits.acquire().await else {
-            return;
-        };
         let Some(provider) = self.providers.get(device.platform.as_str()) else {
             let why = format!("no push provider for platform {:?}", device.platform);
             return self.dead_letter(device, n, &why, source).await;
@@ -44,7 +47,17 @@ impl Push {
                     .await;
                 continue;
             }
-            match provider.send(&device.url, n).await {
+            let sent = {
+                let user = self.user_permits(&n.user_id);
+                let Ok(_mine) = user.acquire().await else {
+                    return;
+                };
+                let Ok(_permit) = self.permits.acquire().await else {
+                    return;
+                };
+                provider.send(&device.url, n).await
+            };
+            match sent {
                 Ok(()) => {
                     self.lock_breakers().success(&endpoint);
                     bump(&self.stats.delivered, "delivered");
@@ -71,6 +84,22 @@ impl Push {
                 }
             }
         }
+    }
+
+    /// The semaphore of `user`'s requests in flight.
+    fn user_permits(&self, user: &str) -> std::sync::Arc<tokio::sync::Semaphore> {
+        let mut all = self.user_permits.lock().unwrap_or_else(|p| p.into_inner());
+        if all.len() >= 10_000 {
+            // Only users with a delivery under way hold a clone.
+            all.retain(|_, s| std::sync::Arc::strong_count(s) > 1);
+        }
+        all.entry(user.to_string())
+            .or_insert_with(|| {
+                std::sync::Arc::new(tokio::sync::Semaphore::new(
+                    self.config.per_user_in_flight.max(1),
+                ))
+            })
+            .clone()
     }
 
     fn lock_breakers(&self) -> std::sync::MutexGuard<'_, Breakers> {

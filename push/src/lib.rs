@@ -14,6 +14,8 @@
 //!   a new id.
 //! - `payload.rs`: the JSON body (APNs/FCM-shaped) and its HMAC signature.
 //! - `provider.rs`: the [`PushProvider`] seam and the webhook provider.
+//! - `targets.rs`: [`WebhookTargets`], where webhooks may go (no loopback, private or
+//!   metadata addresses), checked at registration and at connect time.
 //! - `backoff.rs`, `breaker.rs`: retries with jitter, per-endpoint circuit breakers.
 
 pub mod backoff;
@@ -26,8 +28,10 @@ pub mod payload;
 pub mod provider;
 mod service;
 pub mod state;
+pub mod targets;
 
 pub use config::PushConfig;
 pub use devices::{Device, DeviceBook};
 pub use provider::{PushProvider, SendError, WebhookProvider};
 pub use service::{run, Stats};
+pub use targets::WebhookTargets;

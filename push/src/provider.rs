@@ -11,6 +11,7 @@ use reqwest::header::CONTENT_TYPE;
 use reqwest::{redirect, StatusCode, Url};
 
 use crate::payload::{sign, Notification, SIGNATURE_HEADER};
+use crate::targets::{literal_ip, Refused, WebhookTargets};
 
 /// Header carrying the notification id, for receivers that deduplicate before parsing.
 pub const NOTIFICATION_ID_HEADER: &str = "X-Parley-Notification-Id";
@@ -44,10 +45,12 @@ pub trait PushProvider: Send + Sync + 'static {
     async fn send(&self, target: &str, n: &Notification) -> Result<(), SendError>;
 }
 
-/// Delivers notifications by POSTing signed JSON to the device's URL.
+/// Delivers notifications by POSTing signed JSON to the device's URL, only to the
+/// destinations its [`WebhookTargets`] allow (checked at connect time).
 pub struct WebhookProvider {
     client: reqwest::Client,
     secret: Vec<u8>,
+    targets: WebhookTargets,
 }
 
 impl std::fmt::Debug for WebhookProvider {
@@ -57,14 +60,25 @@ impl std::fmt::Debug for WebhookProvider {
 }
 
 impl WebhookProvider {
-    /// A provider signing with `secret`, giving up on a request after `timeout`, and not
-    /// following redirects. Fails only if the HTTP client cannot be initialised.
-    pub fn new(secret: Vec<u8>, timeout: Duration) -> Result<Self, reqwest::Error> {
+    /// A provider signing with `secret`, giving up on a request after `timeout`, sending
+    /// only where `targets` allows, through no proxy and following no redirect. Fails
+    /// only if the HTTP client cannot be initialised.
+    pub fn new(
+        secret: Vec<u8>,
+        timeout: Duration,
+        targets: WebhookTargets,
+    ) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(targets.resolver())
             .build()?;
-        Ok(Self { client, secret })
+        Ok(Self {
+            client,
+            secret,
+            targets,
+        })
     }
 }
 
@@ -82,6 +96,16 @@ impl PushProvider for WebhookProvider {
                 "unsupported webhook url scheme {:?}",
                 url.scheme()
             )));
+        }
+        // Names are checked by the client's resolver as it connects; an address in the
+        // URL never reaches a resolver.
+        let host = url.host_str().unwrap_or_default();
+        if !self.targets.host_allowed(host) {
+            if let Some(ip) = literal_ip(host) {
+                self.targets
+                    .check_ip(ip)
+                    .map_err(|e| SendError::Permanent(format!("webhook refused: {e}")))?;
+            }
         }
         let body = n.to_body();
         let response = self
@@ -120,12 +144,14 @@ fn request_error(e: reqwest::Error) -> SendError {
         format!("webhook request failed: {e}")
     };
     let mut source = e.source();
+    let mut refused = false;
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
+        refused |= cause.downcast_ref::<Refused>().is_some();
         source = cause.source();
     }
-    if e.is_builder() {
+    if e.is_builder() || refused {
         SendError::Permanent(text)
     } else {
         SendError::Retryable(text)
@@ -149,6 +175,11 @@ mod tests {
     use crate::payload::verify;
 
     const SECRET: &[u8] = b"test-secret";
+
+    /// The receivers of these tests listen on loopback.
+    fn loopback() -> WebhookTargets {
+        WebhookTargets::new(Vec::new(), true)
+    }
 
     #[derive(Debug)]
     struct Seen {
@@ -203,7 +234,7 @@ mod tests {
     }
 
     fn provider() -> WebhookProvider {
-        WebhookProvider::new(SECRET.to_vec(), Duration::from_secs(5)).expect("client")
+        WebhookProvider::new(SECRET.to_vec(), Duration::from_secs(5), loopback()).expect("client")
     }
 
     async fn send(url: &str) -> Result<(), SendError> {
@@ -300,7 +331,8 @@ mod tests {
                 held.push(stream);
             }
         });
-        let p = WebhookProvider::new(SECRET.to_vec(), Duration::from_millis(200)).expect("client");
+        let p = WebhookProvider::new(SECRET.to_vec(), Duration::from_millis(200), loopback())
+            .expect("client");
         let err = p
             .send(&format!("http://{addr}/hook"), &notification())
             .await

@@ -55,6 +55,9 @@ pub struct Stats {
     pub skipped_no_device: AtomicU64,
     /// Unfinished notifications sent again after a restart or a rebalance.
     pub redelivered: AtomicU64,
+    /// Notifications not sent because their user had too many under way
+    /// (`per_user_pending`: endpoints that do not answer).
+    pub dropped_backlog: AtomicU64,
 }
 
 /// Notifications collapsing or under way at once, at most; past it the role stops
@@ -85,6 +88,28 @@ pub(crate) struct Push {
     pub(crate) permits: Semaphore,
     /// (user, conversation) of the notifications under way here.
     pub(crate) busy: Mutex<HashSet<(String, String)>>,
+    /// Notifications under way here, per user.
+    pub(crate) pending: Mutex<HashMap<String, usize>>,
+    /// Each user's share of the request permits (see `deliver.rs`).
+    pub(crate) user_permits: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+/// A user's notification under way: counted in [`Push::pending`] until dropped.
+struct Pending<'a> {
+    push: &'a Push,
+    user: String,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        let mut all = self.push.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = all.get_mut(&self.user) {
+            *n -= 1;
+            if *n == 0 {
+                all.remove(&self.user);
+            }
+        }
+    }
 }
 
 /// The push role: reads `push` as group `config.group` until `shutdown`; serves
@@ -115,7 +140,11 @@ pub async fn run(
         DeviceBook::follow(log.clone(), &topics.devices, catch_up, shutdown.clone()).await?;
     let state =
         PushState::follow(log.clone(), &topics.push_state, catch_up, shutdown.clone()).await?;
-    let webhook = WebhookProvider::new(config.secret.clone(), config.request_timeout)?;
+    let webhook = WebhookProvider::new(
+        config.secret.clone(),
+        config.request_timeout,
+        config.targets.clone(),
+    )?;
     let mut providers: HashMap<&'static str, Arc<dyn PushProvider>> = HashMap::new();
     providers.insert(webhook.platform(), Arc::new(webhook));
     let stats = Arc::new(Stats::default());
@@ -131,6 +160,8 @@ pub async fn run(
         providers,
         stats: stats.clone(),
         busy: Mutex::new(HashSet::new()),
+        pending: Mutex::new(HashMap::new()),
+        user_permits: Mutex::new(HashMap::new()),
     });
     if let Some(listener) = listener {
         let app = Router::new()
@@ -273,10 +304,30 @@ impl Push {
         covered
     }
 
+    /// Counts a notification of `user` as under way; None if the user has
+    /// `per_user_pending` under way already.
+    fn start_pending(&self, user: &str) -> Option<Pending<'_>> {
+        let mut all = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let n = all.entry(user.to_string()).or_default();
+        if *n >= self.config.per_user_pending.max(1) {
+            return None;
+        }
+        *n += 1;
+        Some(Pending {
+            push: self,
+            user: user.to_string(),
+        })
+    }
+
     /// Handles one collapsed notification to the end: sent to every device,
     /// dead-lettered, or not needed.
     async fn notify(&self, c: Collapsed) {
         let user = c.user_id.clone();
+        let Some(_pending) = self.start_pending(&user) else {
+            warn!(user = %user, conversation = %c.conversation_id, "too many notifications of this user under way (its endpoints do not answer): not pushed");
+            bump_by(&self.stats.dropped_backlog, c.count, "dropped_backlog");
+            return;
+        };
         let key = (user.clone(), c.conversation_id.clone());
         match self.presence.lookup(std::slice::from_ref(&user)).await {
             Ok(seen) if seen.first().is_some_and(|s| s.online) => {
@@ -336,6 +387,11 @@ impl Push {
     /// An intent a member wrote and did not finish: sent again as it was.
     async fn finish(&self, intent: Intent) {
         let key = (intent.user_id.clone(), intent.conversation_id.clone());
+        let Some(_pending) = self.start_pending(&intent.user_id) else {
+            warn!(user = %intent.user_id, "too many notifications of this user under way: an unfinished one is not sent again");
+            bump(&self.stats.dropped_backlog, "dropped_backlog");
+            return;
+        };
         if !self.lock_busy().insert(key.clone()) {
             return;
         }

@@ -362,6 +362,8 @@ pub struct GatewayArgs {
     #[command(flatten)]
     client: ClientArgs,
     #[command(flatten)]
+    targets: WebhookTargetArgs,
+    #[command(flatten)]
     ops: OpsArgs,
     #[command(flatten)]
     log: LogArgs,
@@ -386,6 +388,10 @@ pub struct ClientArgs {
     /// Seconds a single WebSocket write may take before the socket is closed as stuck.
     #[arg(long, env = "PARLEY_WRITE_TIMEOUT_S", default_value_t = 10)]
     write_timeout_s: u64,
+    /// Messages per sync_batch frame of a sync (1 to 500): smaller frames for slow links.
+    #[arg(long, env = "PARLEY_SYNC_PAGE", default_value_t = parley_gateway::sync::PAGE,
+          value_parser = clap::value_parser!(u32).range(1..=500))]
+    sync_page: u32,
     /// Members of groups up to this size see each other's presence; larger groups' members
     /// ask for it (presence_query).
     #[arg(long, env = "PARLEY_PRESENCE_GROUP_LIMIT", default_value_t = 50)]
@@ -449,8 +455,9 @@ impl RateArgs {
 #[derive(Debug, Clone, Args)]
 pub struct PresenceArgs {
     /// Redis for presence (e.g. redis://127.0.0.1:6379/). Without it, presence is
-    /// derived from the presence topic.
-    #[arg(long, env = "PARLEY_REDIS_URL")]
+    /// derived from the presence topic. Its password is never printed (logs show the URL
+    /// with `***` in its place, and --help hides the variable's value).
+    #[arg(long, env = "PARLEY_REDIS_URL", hide_env_values = true)]
     redis: Option<String>,
     /// Prefix of the presence keys in Redis.
     #[arg(long, env = "PARLEY_REDIS_PREFIX", default_value = "parley:")]
@@ -469,8 +476,8 @@ impl PresenceArgs {
         let store =
             parley_presence::RedisPresence::connect(url, &self.redis_prefix, shutdown.clone())
                 .await
-                .with_context(|| format!("connecting to Redis at {url}"))?;
-        info!(url = %url, "presence kept in Redis");
+                .with_context(|| format!("connecting to Redis at {}", redacted(url)))?;
+        info!(url = %redacted(url), "presence kept in Redis");
         Ok(Some(store))
     }
 
@@ -493,6 +500,32 @@ impl PresenceArgs {
     ) -> anyhow::Result<Arc<dyn parley_presence::PresenceStore>> {
         presence_store(self.external(shutdown).await?, log, topic, shutdown).await
     }
+}
+
+/// `url` with the password of its user info (`redis://user:password@host`) replaced by
+/// `***`, for logs and errors.
+pub fn redacted(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let Some(at) = rest[..authority_end].rfind('@') else {
+        return url.to_string();
+    };
+    let user_info = &rest[..at];
+    let user = user_info.split(':').next().unwrap_or_default();
+    let hidden = if user_info.contains(':') || !user.is_empty() {
+        // `redis://secret@host` puts the password where a user name would be.
+        if user_info.contains(':') {
+            format!("{user}:***")
+        } else {
+            "***".to_string()
+        }
+    } else {
+        String::new()
+    };
+    format!("{}{hidden}{}", &url[..scheme_end], &rest[at..])
 }
 
 /// The store presence is read from: `external` (Redis) if given, else the presence topic.
@@ -536,6 +569,7 @@ impl ClientArgs {
         c.idle_timeout = c.ping_interval * 3;
         c.write_timeout = Duration::from_secs(self.write_timeout_s.max(1));
         c.presence_group_limit = self.presence_group_limit;
+        c.sync_page = self.sync_page;
         c.limits = self.rates.config();
         Ok(c)
     }
@@ -545,6 +579,7 @@ impl GatewayArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let mut config = self.client.gateway_config(self.gateway_id, &self.log)?;
         config.ready_lag = self.ops.ready_lag;
+        config.webhook_targets = self.targets.targets(false);
         let log = connect(&self.log, None).await?;
         let shutdown = crate::shutdown::on_signal();
         let views = views_of(
@@ -593,6 +628,16 @@ pub struct PushOptions {
     /// dead-lettered (s).
     #[arg(long, env = "PARLEY_PUSH_GIVE_UP_S", default_value_t = 300)]
     push_give_up_s: u64,
+    /// Webhook requests in flight at once, for all users.
+    #[arg(long, env = "PARLEY_PUSH_IN_FLIGHT", default_value_t = 64)]
+    push_in_flight: usize,
+    /// Webhook requests of one user in flight at once (their share of --push-in-flight).
+    #[arg(long, env = "PARLEY_PUSH_PER_USER_IN_FLIGHT", default_value_t = 4)]
+    push_per_user_in_flight: usize,
+    /// Notifications of one user under way at once (waiting on retries); past it their
+    /// further notifications are dropped until some end.
+    #[arg(long, env = "PARLEY_PUSH_PER_USER_PENDING", default_value_t = 64)]
+    push_per_user_pending: usize,
 }
 
 impl PushOptions {
@@ -626,7 +671,31 @@ impl PushOptions {
         c.breaker_open = Duration::from_millis(self.push_breaker_open_ms);
         c.request_timeout = Duration::from_millis(self.push_timeout_ms.max(1));
         c.give_up_after = Duration::from_secs(self.push_give_up_s.max(1));
+        c.in_flight = self.push_in_flight.max(1);
+        c.per_user_in_flight = self.push_per_user_in_flight.clamp(1, c.in_flight);
+        c.per_user_pending = self.push_per_user_pending.max(1);
         Ok(c)
+    }
+}
+
+/// Where push webhooks may go.
+#[derive(Debug, Clone, Args)]
+pub struct WebhookTargetArgs {
+    /// Hosts webhooks may go to whatever they resolve to (comma-separated names or
+    /// addresses, e.g. the relay to APNs/FCM on your own network). Any other host must be
+    /// a public address: loopback, link-local (cloud metadata), private and reserved
+    /// addresses are refused at registration and at every connection.
+    #[arg(long, env = "PARLEY_PUSH_ALLOW_HOSTS", value_delimiter = ',')]
+    push_allow_hosts: Vec<String>,
+}
+
+impl WebhookTargetArgs {
+    /// The policy of a role; `dev` (one machine) allows loopback too, with a warning.
+    pub fn targets(&self, dev: bool) -> parley_push::WebhookTargets {
+        if dev {
+            warn!("parley dev: push webhooks may go to loopback addresses (this machine); a deployment refuses them");
+        }
+        parley_push::WebhookTargets::new(self.push_allow_hosts.iter().cloned(), dev)
     }
 }
 
@@ -642,6 +711,8 @@ pub struct PushArgs {
     #[command(flatten)]
     push: PushOptions,
     #[command(flatten)]
+    targets: WebhookTargetArgs,
+    #[command(flatten)]
     presence: PresenceArgs,
     #[command(flatten)]
     ops: OpsArgs,
@@ -653,6 +724,7 @@ impl PushArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let mut config = self.push.config(&self.log.settings(), false)?;
         config.ready_lag = self.ops.ready_lag;
+        config.targets = self.targets.targets(false);
         let log = connect(&self.log, None).await?;
         let shutdown = crate::shutdown::on_signal();
         let views = views_of(
@@ -692,6 +764,8 @@ pub struct DevArgs {
     #[command(flatten)]
     push: PushOptions,
     #[command(flatten)]
+    targets: WebhookTargetArgs,
+    #[command(flatten)]
     ops: OpsArgs,
     #[command(flatten)]
     log: LogArgs,
@@ -730,7 +804,9 @@ impl DevArgs {
         info!(http = %self.http, log = %log_said, "parley dev: every role in one process");
         eprintln!("{}", self.banner(&log_said));
         let presence = self.client.presence.external(&shutdown).await?;
-        let push = self.push.config(&self.log.settings(), true)?;
+        let mut push = self.push.config(&self.log.settings(), true)?;
+        push.targets = self.targets.targets(true);
+        gateway_config.webhook_targets = push.targets.clone();
         let all = AllRoles::start(AllRolesConfig {
             log,
             settings: self.log.settings(),
@@ -919,4 +995,28 @@ async fn axum_serve(
     let _ = axum::serve(listener, app)
         .with_graceful_shutdown(stop.cancelled_owned())
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redacted("redis://:s3cret@10.0.0.1:6379/0"),
+            "redis://:***@10.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redacted("redis://parley:s3cret@host/"),
+            "redis://parley:***@host/"
+        );
+        assert_eq!(redacted("rediss://s3cret@host"), "rediss://***@host");
+        assert_eq!(
+            redacted("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
+        assert_eq!(redacted("not a url"), "not a url");
+        assert!(!redacted("redis://u:p@ss@host/").contains("p@ss"));
+    }
 }

@@ -23,3 +23,4 @@ mod realtime;
 mod replay;
 mod shards;
 mod signals;
+mod visibility;

@@ -16,7 +16,18 @@ use serde_json::{json, Value};
 
 const PUSH_SECRET: &str = "push-test-secret-0123456789abcdef0123456789";
 
+/// The test's receivers listen on loopback: the deployment allows it by name.
 fn options() -> Options {
+    let mut o = strict_options();
+    o.env.push((
+        "PARLEY_PUSH_ALLOW_HOSTS".into(),
+        "127.0.0.1,localhost".into(),
+    ));
+    o
+}
+
+/// No host allowed beyond public addresses, as a deployment is by default.
+fn strict_options() -> Options {
     let mut o = Options::gateways(1);
     o.env
         .push(("PARLEY_PUSH_SECRET".into(), PUSH_SECRET.into()));
@@ -72,6 +83,40 @@ fn push_args(collapse_ms: &str) -> Vec<&str> {
         "--push-give-up-s",
         "20",
     ]
+}
+
+/// The dead letters of `stack` as (key, error), once there are `want` of them (or after
+/// `timeout`, with what there is).
+async fn dead_letters(stack: &Processes, want: usize, timeout: Duration) -> Vec<(String, String)> {
+    use futures::StreamExt;
+    let log = common::stack::kafka().await;
+    let mut letters: Vec<(String, String)> = Vec::new();
+    let deadline = Instant::now() + timeout;
+    while letters.len() < want && Instant::now() < deadline {
+        letters.clear();
+        let ends = log.end_offsets(&stack.topics.dead_letters).await.unwrap();
+        let from: Vec<(i32, StartAt)> = (0..ends.len() as i32)
+            .filter(|p| ends[*p as usize] > 0)
+            .map(|p| (p, StartAt::Beginning))
+            .collect();
+        let total: i64 = ends.iter().sum();
+        if total > 0 {
+            let mut stream = log.read(&stack.topics.dead_letters, &from).await.unwrap();
+            for _ in 0..total {
+                let Ok(Some(Ok(r))) =
+                    tokio::time::timeout(Duration::from_secs(5), stream.next()).await
+                else {
+                    break;
+                };
+                if let Ok(AnyRecord::DeadLetter(d)) = decode_any(r.value.as_deref().unwrap()) {
+                    letters.push((String::from_utf8_lossy(&d.key).to_string(), d.error));
+                    assert_eq!(d.topic, "push:webhook");
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    letters
 }
 
 async fn push_proc(stack: &Processes, http: &str, collapse_ms: &str) -> Proc {
@@ -306,34 +351,7 @@ async fn a_failing_endpoint_ends_in_the_dead_letter_topic() {
     amy.send(&to_carol, "x1", "for carol").await.unwrap();
     amy.send(&to_dan, "x2", "for dan").await.unwrap();
 
-    let log = common::stack::kafka().await;
-    let mut letters: Vec<(String, String)> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while letters.len() < 2 && Instant::now() < deadline {
-        letters.clear();
-        let ends = log.end_offsets(&stack.topics.dead_letters).await.unwrap();
-        let from: Vec<(i32, StartAt)> = (0..ends.len() as i32)
-            .filter(|p| ends[*p as usize] > 0)
-            .map(|p| (p, StartAt::Beginning))
-            .collect();
-        let total: i64 = ends.iter().sum();
-        if total > 0 {
-            let mut stream = log.read(&stack.topics.dead_letters, &from).await.unwrap();
-            use futures::StreamExt;
-            for _ in 0..total {
-                let Ok(Some(Ok(r))) =
-                    tokio::time::timeout(Duration::from_secs(5), stream.next()).await
-                else {
-                    break;
-                };
-                if let Ok(AnyRecord::DeadLetter(d)) = decode_any(r.value.as_deref().unwrap()) {
-                    letters.push((String::from_utf8_lossy(&d.key).to_string(), d.error));
-                    assert_eq!(d.topic, "push:webhook");
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    let letters = dead_letters(&stack, 2, Duration::from_secs(90)).await;
     let users: BTreeSet<&str> = letters.iter().map(|(u, _)| u.as_str()).collect();
     assert_eq!(
         users,
@@ -392,4 +410,168 @@ async fn a_killed_push_role_loses_no_job_and_sends_none_twice() {
     assert_covers_once(&receiver.to("bob"), &seqs);
     assert_eq!(receiver.with(|r| r.bad_signatures), 0);
     drop(push);
+}
+
+/// Finding 3 of the second review (SSRF): a device URL that points into the
+/// deployment's own network is refused when it is registered, whatever way the address
+/// is written; a public address is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_urls_into_the_deployments_network_are_refused() {
+    let stack = Processes::start_with("push-ssrf", strict_options()).await;
+    let g = &stack.gateways[0];
+    let bob = api(g, "bob").await;
+    let projector = stack
+        .projector_url
+        .trim_start_matches("http://")
+        .to_string();
+    for url in [
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/".to_string(),
+        "http://127.0.0.1:9/hook".into(),
+        format!("http://{projector}/v1/status"),
+        "http://localhost:8080/v1/devices".into(),
+        "http://10.0.0.7/hook".into(),
+        "http://172.20.1.1/hook".into(),
+        "http://192.168.0.1/hook".into(),
+        "http://100.64.0.1/hook".into(),
+        "http://0.0.0.0:8080/".into(),
+        "http://[::1]:8080/".into(),
+        "http://[fd00:ec2::254]/latest/".into(),
+        "http://[::ffff:169.254.169.254]/latest/".into(),
+        // The URL parser's other spellings of 127.0.0.1.
+        "http://2130706433/hook".into(),
+        "http://0x7f.1/hook".into(),
+    ] {
+        let refused = bob
+            .call(
+                reqwest::Method::POST,
+                "/v1/devices",
+                Some(json!({"platform": "webhook", "url": url})),
+            )
+            .await
+            .unwrap()
+            .expect_err(&url);
+        assert_eq!(refused.status, 400, "{url}: {}", refused.body);
+        assert_eq!(refused.code(), "bad_request", "{url}: {}", refused.body);
+    }
+    let listed = bob
+        .ok(reqwest::Method::GET, "/v1/devices", None)
+        .await
+        .unwrap();
+    assert!(
+        listed["devices"].as_array().unwrap().is_empty(),
+        "refusals register nothing: {listed}"
+    );
+    // A public address is a device (nothing is sent to it here).
+    let device = register(&bob, "http://93.184.215.14/hook").await;
+    assert_eq!(device["url"], "http://93.184.215.14/hook");
+}
+
+/// Finding 3, at connect time: the push role checks the destination again when it
+/// connects (a name may resolve elsewhere by then), by its own policy. Here the gateway
+/// allows loopback and the push role does not: nothing reaches the receiver, and the
+/// notification is dead-lettered as refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_push_role_does_not_connect_where_its_policy_refuses() {
+    let stack = Processes::start_with("push-ssrf-connect", options()).await;
+    let g = &stack.gateways[0];
+    let receiver = Receiver::start(PUSH_SECRET).await;
+    let http = free_port().to_string();
+    let mut args = push_args("200");
+    // Overrides the stack's PARLEY_PUSH_ALLOW_HOSTS=127.0.0.1 for this process only.
+    args.extend(["--push-allow-hosts", "relay.invalid"]);
+    let _push = stack.spawn_push(&http, &args);
+    common::stack::wait_healthy(&format!("http://{http}")).await;
+    let amy = live(g, "amy").await;
+    register(&api(g, "bob").await, &receiver.url("/hook")).await;
+    register(
+        &api(g, "bob").await,
+        &format!("http://localhost:{}/hook", receiver.addr.port()),
+    )
+    .await;
+    let conv = api(g, "amy").await.create_direct("bob").await.unwrap();
+    amy.send(&conv, "s1", "for bob").await.unwrap();
+    let letters = dead_letters(&stack, 2, Duration::from_secs(60)).await;
+    assert_eq!(letters.len(), 2, "{letters:?}");
+    assert!(
+        letters.iter().all(
+            |(_, why)| why.contains("refused") || why.contains("no address webhooks may go to")
+        ),
+        "{letters:?}"
+    );
+    assert!(receiver.to("bob").is_empty(), "nothing reached loopback");
+    assert_eq!(receiver.with(|r| r.refused + r.bad_signatures), 0);
+}
+
+/// A TCP listener that accepts connections and never answers (a black-holed webhook).
+async fn black_hole() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    (addr, task)
+}
+
+/// Finding 4 of the second review: one user's 20 devices at black-holed addresses and a
+/// few messages to them must not stall anyone else's pushes. An unrelated user's
+/// notification still arrives within seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_dead_endpoints_do_not_stall_anyone_elses_push() {
+    let stack = Processes::start_with("push-jam", options()).await;
+    let g = &stack.gateways[0];
+    let receiver = Receiver::start(PUSH_SECRET).await;
+    let http = free_port().to_string();
+    // The role's defaults, but a short collapse window: requests time out after 5 s,
+    // circuits open after 5 failures for 30 s, and a notification is retried for 300 s.
+    let _push = stack.spawn_push(&http, &["--push-collapse-ms", "200"]);
+    common::stack::wait_healthy(&format!("http://{http}")).await;
+    let amy = live(g, "amy").await;
+    let amy_api = api(g, "amy").await;
+    let mallory = api(g, "mallory").await;
+    let mut holes = Vec::new();
+    for i in 0..20 {
+        let (addr, task) = black_hole().await;
+        holes.push(task);
+        mallory
+            .ok(
+                reqwest::Method::POST,
+                "/v1/devices",
+                Some(json!({"platform": "webhook", "url": format!("http://{addr}/hook"), "device_id": format!("d{i}")})),
+            )
+            .await
+            .expect("a device");
+    }
+    // Five conversations with mallory: five notifications, each to 20 devices (100
+    // requests that hang until they time out, then wait and retry).
+    for i in 0..5 {
+        let group = amy_api
+            .create_group(&format!("jam {i}"), &["mallory"])
+            .await
+            .unwrap();
+        amy.send(&group, &format!("j{i}"), "to the void")
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Bob is away, with a working webhook.
+    register(&api(g, "bob").await, &receiver.url("/hook")).await;
+    let to_bob = amy_api.create_direct("bob").await.unwrap();
+    let sent = Instant::now();
+    amy.send(&to_bob, "b1", "for bob").await.unwrap();
+    let deadline = sent + Duration::from_secs(10);
+    while receiver.to("bob").is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "bob's push did not arrive within 10 s while mallory's endpoints black-hole: {}",
+            stats(&http).await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for h in holes {
+        h.abort();
+    }
 }

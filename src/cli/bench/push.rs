@@ -159,6 +159,10 @@ impl PushBenchArgs {
         );
         config.collapse_window = Duration::ZERO;
         config.in_flight = self.in_flight.max(1);
+        // The receiver is this process, on loopback; each user's share is the whole.
+        config.per_user_in_flight = config.in_flight;
+        config.per_user_pending = usize::MAX;
+        config.targets = parley_push::WebhookTargets::new(Vec::new(), true);
         let started = Instant::now();
         let push = tokio::spawn(parley_push::run(
             config,
