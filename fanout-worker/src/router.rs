@@ -210,6 +210,30 @@ impl Router {
                     let all: Vec<i32> = (0..self.slots.load(Ordering::Relaxed)).collect();
                     return self.broadcast(record, conversation, None, raw, &all);
                 }
+                Routed::Pair(users) => {
+                    let mut by_slot: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+                    for u in users {
+                        for s in presence.online_slots(&u, now) {
+                            by_slot.entry(s).or_default().push(u.clone());
+                        }
+                    }
+                    drop(inner);
+                    let Some(conversation) = conversation_of(any) else {
+                        return Vec::new();
+                    };
+                    return by_slot
+                        .into_iter()
+                        .filter_map(|(slot, recipients)| {
+                            let batch =
+                                self.batch(record, conversation, slot, recipients, None, raw);
+                            Some(Output::Delivery {
+                                slot,
+                                key: conversation.to_string(),
+                                value: encode_logged(&batch)?,
+                            })
+                        })
+                        .collect();
+                }
                 Routed::Message(posted) => posted,
             };
             let plan = match &posted.recipients {

@@ -105,6 +105,10 @@ pub enum Routed<'a> {
     /// A group's membership changed (created, members added or removed): the record
     /// goes to every gateway slot, in order with the group's messages.
     Membership,
+    /// A direct conversation's membership changed (one of its pair left, or came back):
+    /// the record goes to the gateways of the pair (both, the one who left included),
+    /// where it changes who is shown whose presence.
+    Pair(Vec<String>),
     Nothing,
 }
 
@@ -238,7 +242,12 @@ impl PartitionState {
                 for m in members {
                     conv.members.insert(m.to_string(), offset);
                 }
-                group_change(conv.kind.unwrap_or(ConversationKind::Group))
+                match conv.kind.unwrap_or(ConversationKind::Group) {
+                    ConversationKind::Group => Routed::Membership,
+                    ConversationKind::Direct => {
+                        Routed::Pair(conv.members.keys().cloned().collect())
+                    }
+                }
             }
             Effect::Remove {
                 conversation,
@@ -247,7 +256,14 @@ impl PartitionState {
                 Some(conv) => {
                     conv.members.remove(member);
                     conv.admins.remove(member);
-                    group_change(conv.kind.unwrap_or(ConversationKind::Group))
+                    match conv.kind.unwrap_or(ConversationKind::Group) {
+                        ConversationKind::Group => Routed::Membership,
+                        ConversationKind::Direct => {
+                            let mut pair: Vec<String> = conv.members.keys().cloned().collect();
+                            pair.push(member.to_string());
+                            Routed::Pair(pair)
+                        }
+                    }
                 }
                 None => Routed::Nothing,
             },

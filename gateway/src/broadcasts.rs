@@ -49,6 +49,8 @@ pub struct Targets {
     pub echoes: Arc<Echoes>,
     /// The membership pre-check's cache: a removal seen here clears its entry.
     pub members: Arc<MemberCache>,
+    /// Presence as people see it: a leave or join changes who is shown whom.
+    pub contacts: Arc<crate::contacts::Contacts>,
 }
 
 impl Broadcasts {
@@ -158,6 +160,7 @@ async fn fan_out(batch: Vec<DeliveryBatch>, targets: &Targets) {
                 run.push((frame, message_id, skip));
             }
             Step::Change(change, partition, offset) => {
+                targets.contacts.on_change(&change);
                 targets.groups.apply(&change, partition, offset)
             }
             Step::Receipt(group) => targets.counts.receipt(&group),

@@ -121,12 +121,22 @@ pub async fn create(
     // A direct conversation's id is derived: it exists if the log holds its creation,
     // which the views show once they have applied its partition up to the end.
     if kind == ConversationKind::Direct && direct_exists(&state, &id).await? {
-        // One of the pair left: creating it again brings them back.
-        let mut gone = false;
-        for m in &members {
-            gone |= !state.views.is_member(&id, m).await?;
+        // Creating it again brings back the caller, if they left. Never the other one:
+        // who left stays out until they come back themselves (consent; the log's rules
+        // add only the record's actor).
+        let other = members
+            .iter()
+            .find(|m| **m != me)
+            .cloned()
+            .unwrap_or_default();
+        // Who is in it now, as the log says (a leave just before counts).
+        if !read_your_log(&state, &id).await? {
+            return Err(ApiError::unavailable(
+                "the views are behind the log; try again",
+            ));
         }
-        if gone {
+        let rejoined = !state.views.is_member(&id, &me).await?;
+        if rejoined {
             let record = MembersAdded {
                 meta: Meta::new(me.clone()),
                 conversation_id: id.clone(),
@@ -135,9 +145,15 @@ pub async fn create(
             append(&state, &id, record.into()).await?;
             state.members.forget(&id);
         }
+        let other_left = !state.views.is_member(&id, &other).await?;
         return Ok((
             StatusCode::OK,
-            Json(json!({"conversation_id": id, "created": false, "rejoined": gone})),
+            Json(json!({
+                "conversation_id": id,
+                "created": false,
+                "rejoined": rejoined,
+                "other_left": other_left,
+            })),
         )
             .into_response());
     }

@@ -38,7 +38,8 @@ pub struct Local {
     pub presence: Arc<PresenceAgent>,
     /// Sends waiting for their routed copy.
     pub echoes: Arc<Echoes>,
-    /// Presence frames: a message of a new conversation reloads its member's contacts.
+    /// Presence frames: a message of a direct conversation shows its writer, a message
+    /// of a conversation new to its recipient looks that one up.
     pub contacts: Arc<crate::contacts::Contacts>,
 }
 
@@ -87,7 +88,20 @@ pub async fn follow(
                 }
             }
             Ok(AnyRecord::DeliveryBatch(batch)) => {
-                let Some((frame, message)) = frame_of(&batch) else {
+                let event = match decode_any(&batch.event) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        debug!(error = %e, "undecodable routed record skipped");
+                        continue;
+                    }
+                };
+                // A direct conversation's membership change, routed to its pair's
+                // gateways: who is shown whose presence changes at its position.
+                if let Some(change) = crate::groups::Change::of(&event) {
+                    contacts.on_change(&change);
+                    continue;
+                }
+                let Some((frame, message)) = frame_of_event(&batch, event) else {
                     continue;
                 };
                 echoes.arrived_frame(&frame);
@@ -110,8 +124,8 @@ pub async fn follow(
                 }
                 for user in &batch.recipients {
                     sessions.deliver(user, &frame, message_id.as_ref());
-                    if message.is_some() {
-                        contacts.on_message(user, &batch.conversation_id);
+                    if let Some(m) = message.as_ref() {
+                        contacts.on_message(user, &batch.conversation_id, m.sender());
                     }
                     if let Some(m) = message.as_ref() {
                         if !sessions.has_user(user) && !presence.holds(user) {
@@ -181,17 +195,6 @@ async fn to_inbox(
 }
 
 /// The frame a routed record becomes, and the message it carries if it is one.
-fn frame_of(batch: &DeliveryBatch) -> Option<(ServerFrame, Option<MessagePosted>)> {
-    match decode_any(&batch.event) {
-        Ok(event) => frame_of_event(batch, event),
-        Err(e) => {
-            debug!(error = %e, "undecodable routed record skipped");
-            None
-        }
-    }
-}
-
-/// [`frame_of`] for a batch whose event is decoded already.
 pub(crate) fn frame_of_event(
     batch: &DeliveryBatch,
     event: AnyRecord,

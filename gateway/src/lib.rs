@@ -8,8 +8,9 @@
 //! - [`sessions`]: the connected sessions of this gateway, with bounded outbound queues.
 //! - [`presence`]: presence records and heartbeats, and waiting for fanout-workers to
 //!   acknowledge a new session.
-//! - [`contacts`]: presence as people see it: `presence` frames about contacts, and
-//!   `presence_query` / `GET /v1/presence`, from the presence store.
+//! - [`contacts`]: presence as people see it (the consent model): `presence` frames
+//!   about contacts, and `presence_query` / `GET /v1/presence`, from the presence store.
+//! - [`privacy`]: hiding one's presence (`/v1/me/presence`).
 //! - [`devices`]: push devices and muted conversations (`/v1/devices`, `/mute`).
 //! - [`deliveries`]: the consumer of this gateway's partition of `deliveries`.
 //! - [`broadcasts`]: large groups' records fanned out to the members here, in a task of
@@ -49,6 +50,7 @@ pub mod longpoll;
 pub mod membership;
 pub mod openapi;
 pub mod presence;
+pub mod privacy;
 pub mod readiness;
 pub mod receipts;
 pub mod roles;

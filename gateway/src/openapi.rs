@@ -52,8 +52,11 @@ pub struct Object {}
 pub struct Created {
     conversation_id: String,
     created: bool,
-    /// Creating a direct conversation again brought back one of its pair who had left.
+    /// Creating a direct conversation again brought the caller back (they had left).
     rejoined: Option<bool>,
+    /// The other member of a direct conversation has left it: they see nothing sent
+    /// there until they come back themselves.
+    other_left: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]

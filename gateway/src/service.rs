@@ -128,6 +128,10 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/v1/inbox", get(receipts::inbox))
         .route("/v1/presence", get(presence_http))
+        .route(
+            "/v1/me/presence",
+            get(crate::privacy::show).put(crate::privacy::set),
+        )
         .route("/v1/devices", post(devices::register).get(devices::list))
         .route("/v1/devices/{device_id}", delete(devices::remove))
         .route(
@@ -249,7 +253,9 @@ pub async fn run(
         views.clone(),
         log.clone(),
         &config.topics.events,
+        events_partitions,
         sessions.clone(),
+        devices.clone(),
         config.presence_group_limit,
     ));
     tokio::spawn(
@@ -304,6 +310,7 @@ pub async fn run(
                 counts: counts.clone(),
                 echoes: echoes.clone(),
                 members,
+                contacts: state.contacts.clone(),
             })
             .0,
             presence: presence.clone(),

@@ -46,6 +46,10 @@ pub struct ConversationView {
     /// Whether members added to the group read its history from its creation.
     #[serde(default)]
     pub full_history: bool,
+    /// In a direct conversation, the members who have written in it since they became
+    /// members (each one's consent to being shown to the other).
+    #[serde(default)]
+    pub wrote: Vec<String>,
 }
 
 /// A conversation's view as the rules' state of that one conversation: the gateway

@@ -1,16 +1,19 @@
-//! [`DeviceBook`]: every user's push devices and muted conversations, read from the
-//! compacted `devices` topic, and the writes that change them.
+//! [`DeviceBook`]: every user's settings (push devices, muted conversations, whether
+//! their presence is hidden), read from the compacted `devices` topic, and the writes
+//! that change them.
 //!
-//! The topic is keyed `user/device/<id>` and `user/mute/<conversation>`, and each record
-//! goes to the partition of its user, so one user's settings stay in one order. Every
-//! reader reads the whole topic (a few hundred bytes per device).
+//! The topic is keyed `user/device/<id>`, `user/mute/<conversation>`,
+//! `user/optin/<conversation>` and `user/privacy/presence`, and each record goes to the
+//! partition of its user, so one user's settings stay in one order. Every reader reads
+//! the whole topic (a few hundred bytes per device).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use parley_schemas::{
-    decode_any, encode, AnyRecord, ConversationMuted, DeviceRegistered, Meta, PushOptedIn,
+    decode_any, encode, AnyRecord, ConversationMuted, DeviceRegistered, Meta, PresenceVisibility,
+    PushOptedIn,
 };
 use parley_sequencer::partition::partition_for_key;
 use parley_sequencer::{follow, EventLog, Position};
@@ -39,9 +42,13 @@ struct Book {
     muted: HashSet<(String, String)>,
     /// Large group → members who want every message pushed.
     opted_in: HashMap<String, HashSet<String>>,
+    /// Users whose presence is hidden.
+    hidden: HashSet<String>,
 }
 
 pub struct DeviceBook {
+    /// Users whose presence visibility changed, as the book applies it.
+    visibility: tokio::sync::broadcast::Sender<String>,
     log: Arc<dyn EventLog>,
     topic: String,
     partitions: i32,
@@ -60,9 +67,16 @@ impl DeviceBook {
     ) -> parley_sequencer::Result<Arc<Self>> {
         let book = Arc::new(Mutex::new(Book::default()));
         let reader = book.clone();
-        let following =
-            follow::follow(log.clone(), topic, shutdown, move |r| apply(&reader, r)).await?;
+        let (visibility, _) = tokio::sync::broadcast::channel(1024);
+        let notify = visibility.clone();
+        let following = follow::follow(log.clone(), topic, shutdown, move |r| {
+            if let Some(user) = apply(&reader, r) {
+                let _ = notify.send(user);
+            }
+        })
+        .await?;
         let book = Arc::new(DeviceBook {
+            visibility,
             log,
             topic: topic.to_string(),
             partitions: following.partitions(),
@@ -144,6 +158,34 @@ impl DeviceBook {
             .await
     }
 
+    /// Whether `user` hides their presence.
+    pub fn presence_hidden(&self, user: &str) -> bool {
+        self.lock().hidden.contains(user)
+    }
+
+    /// Users whose presence visibility the book has applied since the call (a lagged
+    /// receiver has missed some).
+    pub fn visibility_changes(&self) -> tokio::sync::broadcast::Receiver<String> {
+        self.visibility.subscribe()
+    }
+
+    /// Hides (or shows again) `user`'s presence.
+    pub async fn set_presence_hidden(
+        &self,
+        user: &str,
+        hidden: bool,
+    ) -> parley_sequencer::Result<Position> {
+        let record = PresenceVisibility {
+            meta: Meta::new(user),
+            user_id: user.to_string(),
+            hidden,
+        };
+        let value =
+            encode(&record).map_err(|e| parley_sequencer::Error::Rejected(e.to_string()))?;
+        self.append(user, &PresenceVisibility::key(user), Some(&value))
+            .await
+    }
+
     pub fn is_muted(&self, user: &str, conversation: &str) -> bool {
         self.lock()
             .muted
@@ -213,8 +255,9 @@ impl DeviceBook {
     }
 }
 
-/// Applies one record of the topic to `book`.
-fn apply(book: &Mutex<Book>, r: &parley_sequencer::LogRecord) {
+/// Applies one record of the topic to `book`; the user whose presence visibility it
+/// set, if it is such a record.
+fn apply(book: &Mutex<Book>, r: &parley_sequencer::LogRecord) -> Option<String> {
     let key = r.key.as_deref().and_then(|k| std::str::from_utf8(k).ok());
     let at = r.timestamp_ms.unwrap_or(0);
     {
@@ -251,6 +294,14 @@ fn apply(book: &Mutex<Book>, r: &parley_sequencer::LogRecord) {
                         book.muted.remove(&k);
                     }
                 }
+                Ok(AnyRecord::PresenceVisibility(v)) => {
+                    if v.hidden {
+                        book.hidden.insert(v.user_id.clone());
+                    } else {
+                        book.hidden.remove(&v.user_id);
+                    }
+                    return Some(v.user_id);
+                }
                 Ok(AnyRecord::PushOptedIn(o)) => {
                     if o.opted_in {
                         book.opted_in
@@ -272,4 +323,5 @@ fn apply(book: &Mutex<Book>, r: &parley_sequencer::LogRecord) {
             (None, None) => {}
         }
     }
+    None
 }

@@ -94,6 +94,10 @@ pub const SOURCES: &[(&str, &str)] = &[
         "parley.GroupSettingsChanged",
         include_str!("../avro/GroupSettingsChanged.avsc"),
     ),
+    (
+        "parley.PresenceVisibility",
+        include_str!("../avro/PresenceVisibility.avsc"),
+    ),
 ];
 
 static ALL: LazyLock<Vec<SchemaInfo>> = LazyLock::new(|| {

@@ -8,9 +8,10 @@
 //! - `MembersAdded` applies if the conversation is a group and the actor is a member;
 //!   only users not yet members are added, and only if the group then stays within the
 //!   cap ([`max_group_members`]); an add beyond it does nothing at all. In a direct
-//!   conversation it only brings its pair back (re-creating it after one of them left):
-//!   the members must be exactly the two users its id is derived from, and the actor
-//!   one of them.
+//!   conversation it brings back its actor alone (re-creating it after leaving): the
+//!   members must be exactly the two users its id is derived from, and the actor one of
+//!   them. The other one, if they left, stays out until they come back themselves: no
+//!   one is put back into a conversation they left (consent).
 //! - A group member's rank: its creator (the actor of its `ConversationCreated`) ranks
 //!   above its admins, who rank above other members. Only members have a rank: a creator
 //!   who left has no say until added again. A direct conversation has no ranks.
@@ -225,7 +226,7 @@ fn set_role<'a, S: LogState>(state: &S, r: &'a MemberRoleSet) -> Result<Effect<'
     })
 }
 
-/// `MembersAdded` in a direct conversation: its pair back, by one of them.
+/// `MembersAdded` in a direct conversation: one of its pair back, by themself.
 fn rejoin<'a, S: LogState>(
     state: &S,
     a: &'a crate::records::MembersAdded,
@@ -234,22 +235,15 @@ fn rejoin<'a, S: LogState>(
         return Ok(Effect::Nothing);
     };
     let pair = x != y && crate::ids::direct_conversation_id(x, y) == a.conversation_id;
-    if !pair || (a.meta.actor != *x && a.meta.actor != *y) {
+    let Some(actor) = [x, y].into_iter().find(|m| **m == a.meta.actor) else {
+        return Ok(Effect::Nothing);
+    };
+    if !pair || state.is_member(&a.conversation_id, actor)? {
         return Ok(Effect::Nothing);
     }
-    let mut members = Vec::new();
-    for m in [x, y] {
-        if !state.is_member(&a.conversation_id, m)? {
-            members.push(m.as_str());
-        }
-    }
-    Ok(if members.is_empty() {
-        Effect::Nothing
-    } else {
-        Effect::Add {
-            conversation: &a.conversation_id,
-            members,
-        }
+    Ok(Effect::Add {
+        conversation: &a.conversation_id,
+        members: vec![actor.as_str()],
     })
 }
 
@@ -465,6 +459,18 @@ mod tests {
         assert_eq!(effect(&s, &add("a", &["a", "z"])).unwrap(), Effect::Nothing);
         assert_eq!(effect(&s, &add("a", &["b"])).unwrap(), Effect::Nothing);
         assert_eq!(effect(&s, &add("z", &["a", "b"])).unwrap(), Effect::Nothing);
+        // The one who stayed cannot bring the one who left back: "a" re-creating it does
+        // nothing while "a" is a member.
+        assert_eq!(effect(&s, &add("a", &["a", "b"])).unwrap(), Effect::Nothing);
+        // Both left: each comes back alone.
+        s.members.remove(&(id.clone(), "a".to_string()));
+        assert_eq!(
+            effect(&s, &add("a", &["a", "b"])).unwrap(),
+            Effect::Add {
+                conversation: &id,
+                members: vec!["a"]
+            }
+        );
     }
 
     fn remove_rec(actor: &str, member: &str) -> AnyRecord {

@@ -164,5 +164,11 @@ pub fn one_of_each() -> Vec<AnyRecord> {
             full_history: true,
         }
         .into(),
+        PresenceVisibility {
+            meta: meta(17, "carol"),
+            user_id: "carol".into(),
+            hidden: true,
+        }
+        .into(),
     ]
 }

@@ -25,6 +25,7 @@ fn avro_value(record: &AnyRecord) -> Value {
         AnyRecord::PushOptedIn(r) => r.to_avro(),
         AnyRecord::MemberRoleSet(r) => r.to_avro(),
         AnyRecord::GroupSettingsChanged(r) => r.to_avro(),
+        AnyRecord::PresenceVisibility(r) => r.to_avro(),
     }
 }
 

@@ -232,6 +232,14 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
                 .into()
             }
         ),
+        (meta(), ".*", any::<bool>()).prop_map(|(meta, user_id, hidden)| {
+            PresenceVisibility {
+                meta,
+                user_id,
+                hidden,
+            }
+            .into()
+        }),
     ]
 }
 

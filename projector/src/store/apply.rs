@@ -205,6 +205,18 @@ impl Batch<'_> {
                 let Some(mut conv) = self.conversation(&m.conversation_id)? else {
                     return Ok(false);
                 };
+                if conv.kind == ConversationKind::Direct {
+                    // The first message since they joined: they consent to being seen.
+                    if let Some(mut row) = self.member(&m.conversation_id, m.sender())? {
+                        if row.wrote.is_none() {
+                            row.wrote = Some(offset);
+                            self.ov.members.insert(
+                                (m.conversation_id.clone(), m.sender().to_string()),
+                                Some(row),
+                            );
+                        }
+                    }
+                }
                 let row = MessageRow {
                     message_id: m.message_id,
                     sender_id: m.meta.actor.clone(),

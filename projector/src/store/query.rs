@@ -107,6 +107,11 @@ impl Store {
                 .filter(|(_, m)| m.admin_since.is_some())
                 .map(|(u, _)| u.clone())
                 .collect(),
+            wrote: rows
+                .iter()
+                .filter(|(_, m)| m.wrote.is_some())
+                .map(|(u, _)| u.clone())
+                .collect(),
             members: rows.into_iter().map(|(u, _)| u).collect(),
             last_seq: row.last_seq,
             partition: row.partition,

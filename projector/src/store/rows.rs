@@ -35,14 +35,20 @@ pub struct MemberRow {
     /// Offset of the `MemberRoleSet` that made them an admin, while they are one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_since: Option<i64>,
+    /// In a direct conversation, the offset of their first message since they became a
+    /// member: having written to the other is their consent to being shown to them
+    /// (presence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wrote: Option<i64>,
 }
 
 impl MemberRow {
-    /// A member from `offset` on, with no role.
+    /// A member from `offset` on, with no role, who has not written.
     pub fn since(offset: i64) -> Self {
         MemberRow {
             since: offset,
             admin_since: None,
+            wrote: None,
         }
     }
 }

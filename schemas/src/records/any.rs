@@ -28,6 +28,7 @@ pub enum AnyRecord {
     PushOptedIn(PushOptedIn),
     MemberRoleSet(MemberRoleSet),
     GroupSettingsChanged(GroupSettingsChanged),
+    PresenceVisibility(PresenceVisibility),
 }
 
 macro_rules! each_record {
@@ -49,7 +50,8 @@ macro_rules! each_record {
             ConversationMuted,
             PushOptedIn,
             MemberRoleSet,
-            GroupSettingsChanged
+            GroupSettingsChanged,
+            PresenceVisibility
         }
     };
 }

@@ -1,5 +1,6 @@
-//! Push settings of a user (topic `devices`, compacted): the devices that receive push
-//! notifications, and the conversations muted for push.
+//! A user's settings (topic `devices`, compacted): the devices that receive push
+//! notifications, the conversations muted for push, and whether their presence is
+//! hidden.
 
 use apache_avro::types::Value;
 use serde::{Deserialize, Serialize};
@@ -59,6 +60,45 @@ pub struct PushOptedIn {
 impl PushOptedIn {
     pub fn key(user_id: &str, conversation_id: &str) -> String {
         format!("{user_id}/optin/{conversation_id}")
+    }
+}
+
+/// `user_id` hides (or shows again) their presence: while hidden, nobody is told
+/// whether they are online, nor when they were last seen.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PresenceVisibility {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub user_id: String,
+    pub hidden: bool,
+}
+
+impl PresenceVisibility {
+    pub fn key(user_id: &str) -> String {
+        format!("{user_id}/privacy/presence")
+    }
+}
+
+impl Record for PresenceVisibility {
+    const NAME: &'static str = "parley.PresenceVisibility";
+
+    fn to_avro(&self) -> Value {
+        with_meta(
+            &self.meta,
+            vec![
+                ("user_id", Value::String(self.user_id.clone())),
+                ("hidden", Value::Boolean(self.hidden)),
+            ],
+        )
+    }
+
+    fn from_avro(value: Value) -> Result<Self> {
+        let mut f = Fields::new(value, Self::NAME)?;
+        Ok(Self {
+            meta: Meta::take(&mut f)?,
+            user_id: f.string("user_id")?,
+            hidden: f.boolean("hidden")?,
+        })
     }
 }
 

@@ -25,7 +25,7 @@ pub use conversation::{
 };
 pub use dead_letter::{DeadLetter, DEAD_LETTER_VALUE_MAX};
 pub use delivery::DeliveryBatch;
-pub use device::{ConversationMuted, DeviceRegistered, PushOptedIn};
+pub use device::{ConversationMuted, DeviceRegistered, PresenceVisibility, PushOptedIn};
 pub use inbox::InboxEntry;
 pub use message::MessagePosted;
 pub use presence::PresenceUpdated;
