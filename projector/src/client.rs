@@ -22,6 +22,8 @@ pub struct HttpViews {
     client: Client,
     /// The shared service token every request carries (`Authorization: Bearer`).
     token: Option<String>,
+    /// The incarnation of the replica's views the caller expects (empty: any).
+    incarnation: String,
 }
 
 impl HttpViews {
@@ -44,7 +46,17 @@ impl HttpViews {
             base,
             client,
             token: None,
+            incarnation: String::new(),
         })
+    }
+
+    /// These views, answering only as `incarnation` (from the replica's announcement):
+    /// another one answers `Unavailable`.
+    pub fn expecting(&self, incarnation: &str) -> Self {
+        HttpViews {
+            incarnation: incarnation.to_string(),
+            ..self.clone()
+        }
     }
 
     /// Requests carry `token` (the projector's `PARLEY_SERVICE_TOKEN`).
@@ -68,6 +80,11 @@ impl HttpViews {
         let req = match &self.token {
             Some(t) => req.bearer_auth(t),
             None => req,
+        };
+        let req = if self.incarnation.is_empty() {
+            req
+        } else {
+            req.header(crate::http::INCARNATION_HEADER, &self.incarnation)
         };
         let resp = req
             .send()

@@ -1,7 +1,10 @@
 //! The projector's query API (internal: gateways and fanout-workers call it through
 //! [`crate::HttpViews`]). JSON in and out; errors are `{"error":{"code","message"}}`.
 //! Every request must carry the shared service token (`Authorization: Bearer …`); the
-//! role binds to loopback unless told otherwise.
+//! role binds to loopback unless told otherwise. A request may name the incarnation it
+//! expects (`X-Parley-Incarnation`, from the replica's announcement): another one's
+//! views (rebuilt from nothing under the same URL) answer 503, so a caller never takes
+//! them for the views it knew.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +23,12 @@ use crate::views::{HistoryQuery, Views};
 
 type Shared = Arc<dyn Views>;
 
-/// The query API; with `token`, a request without it is refused with 401.
-pub fn router(views: Shared, token: Option<String>) -> Router {
+/// The header naming the incarnation a caller expects.
+pub const INCARNATION_HEADER: &str = "x-parley-incarnation";
+
+/// The query API; with `token`, a request without it is refused with 401; with
+/// `incarnation`, a request that expects another one is refused with 503.
+pub fn router(views: Shared, token: Option<String>, incarnation: Option<String>) -> Router {
     let api = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/checksum", get(checksum))
@@ -35,6 +42,13 @@ pub fn router(views: Shared, token: Option<String>) -> Router {
         .route("/v1/conversations/{id}/receipts", get(receipts))
         .route("/v1/wait", post(wait))
         .with_state(views);
+    let api = match incarnation {
+        Some(i) => api.layer(axum::middleware::from_fn_with_state(
+            Arc::new(i),
+            require_incarnation,
+        )),
+        None => api,
+    };
     match token {
         Some(t) => api.layer(axum::middleware::from_fn_with_state(
             Arc::new(t),
@@ -42,6 +56,27 @@ pub fn router(views: Shared, token: Option<String>) -> Router {
         )),
         None => api,
     }
+}
+
+/// Refuses a request that expects another incarnation of these views.
+async fn require_incarnation(
+    State(ours): State<Arc<String>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let expected = req
+        .headers()
+        .get(INCARNATION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !expected.is_empty() && expected != ours.as_str() {
+        let body = json!({"error": {"code": "unavailable", "message": format!(
+            "this replica's views are incarnation {ours}, not {expected}: they were rebuilt \
+             from nothing; ask again once its new announcement is read"
+        )}});
+        return (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response();
+    }
+    next.run(req).await
 }
 
 /// Refuses a request without the service token.

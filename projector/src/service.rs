@@ -20,6 +20,8 @@ use crate::views::LocalViews;
 /// A running projector: its consumer task and its views.
 pub struct Projector {
     views: LocalViews,
+    /// The id of the views' data (see [`crate::store::Store::incarnation`]).
+    incarnation: String,
     task: tokio::task::JoinHandle<Result<()>>,
     /// Announces this replica in the directory (when it has a URL to announce).
     announcer: Option<tokio::task::JoinHandle<()>>,
@@ -77,15 +79,25 @@ impl Projector {
         let (tx, rx) = watch::channel(stored);
         let stream = futures::stream::select_all(streams).boxed();
         let leave = shutdown.child_token();
+        let incarnation = {
+            let store = store.clone();
+            tokio::task::spawn_blocking(move || store.incarnation())
+                .await
+                .map_err(|e| Error::Store(format!("incarnation: {e}")))??
+        };
         let announcer = config.advertise.clone().map(|url| {
-            info!(%url, topic = %config.directory_topic, "announcing this replica");
+            info!(%url, %incarnation, topic = %config.directory_topic, "announcing this replica");
             tokio::spawn(crate::directory::announce(
-                log.clone(),
-                config.directory_topic.clone(),
-                url,
-                owned.clone(),
-                rx.clone(),
-                ready_at,
+                crate::directory::Announcer {
+                    log: log.clone(),
+                    topic: config.directory_topic.clone(),
+                    events: config.events_topic.clone(),
+                    url,
+                    incarnation: incarnation.clone(),
+                    partitions: owned.clone(),
+                    applied: rx.clone(),
+                    ready_at,
+                },
                 leave.clone(),
             ))
         });
@@ -114,6 +126,7 @@ impl Projector {
                 applied: rx,
                 owned,
             },
+            incarnation,
             task,
             announcer,
             gauges,
@@ -123,6 +136,11 @@ impl Projector {
 
     pub fn views(&self) -> LocalViews {
         self.views.clone()
+    }
+
+    /// The id of the views' data: new whenever they start from nothing.
+    pub fn incarnation(&self) -> &str {
+        &self.incarnation
     }
 
     /// Waits for the consumer to stop (on shutdown or a fatal error). When it returns,
@@ -265,8 +283,12 @@ pub async fn run(
     let token = config.service_token.clone();
     let health = config.health.clone();
     let projector = Projector::start(config, log, shutdown.clone()).await?;
-    let app =
-        crate::http::router(Arc::new(projector.views()), token).merge(parley_ops::router(health));
+    let app = crate::http::router(
+        Arc::new(projector.views()),
+        token,
+        Some(projector.incarnation().to_string()),
+    )
+    .merge(parley_ops::router(health));
     info!(addr = %listener.local_addr()?, "projector query API listening");
     // Small frames must leave at once, not wait for Nagle's algorithm.
     let listener = listener.tap_io(|tcp| {

@@ -6,17 +6,27 @@
 //! a user's conversation list is gathered from one replica of every shard (each knows
 //! the user's conversations in its own partitions, with their unread counts).
 //!
-//! Which replica: ready ones first (caught up since they started), then those that have
-//! not failed lately, then by URL, so that every caller sticks to the same replica while
-//! it is healthy. A replica that fails (refused, reset, 5xx, no answer in time) is set
-//! aside for a moment and the next one is asked.
+//! Which replica: moving ones first (a replica whose announcement says its consumer is
+//! stuck behind the log is passed over), then ready ones (caught up since they started),
+//! then those that have not failed or fallen behind lately, then by URL, so that every
+//! caller sticks to the same replica while it is healthy. A replica that fails (refused,
+//! reset, 5xx, no answer in time) is set aside for a moment and the next one is asked.
+//!
+//! A wait ([`Views::wait_applied`]) is asked of the best replica, and, if it has not
+//! answered within [`HEDGE_AFTER`], of the next one too (and so on): the first that
+//! reaches the offsets answers, and one that was still waiting is set aside as behind.
+//! One slow replica that still announces itself therefore costs a wait its hedge, not
+//! its timeout, and is then passed over.
 //!
 //! Read-your-log across replicas: a read after [`Views::wait_applied`] must not go to a
 //! replica that is behind the waited offsets (the one that answered the wait may have
 //! died since). So every offset a wait reached raises a per-partition floor, and a
 //! replica serves a read of that partition only once it is known to have applied the
 //! floor — from its announcements, or from a wait this process made on it — or after
-//! one more wait, on it.
+//! one more wait, on it. What a wait on a replica reached is remembered for that
+//! replica's incarnation (the id of its data): a replica that comes back under the same
+//! URL with its views rebuilt from nothing is known by its announcements alone until a
+//! wait on it reaches the floor again. A read prefers replicas known to hold the floor.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -43,13 +53,15 @@ const SET_ASIDE: Duration = Duration::from_secs(3);
 const ASK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a replica may take to reach the floor before a read.
 const FLOOR_WAIT: Duration = Duration::from_secs(5);
+/// A wait not answered within this is asked of the next replica too.
+const HEDGE_AFTER: Duration = Duration::from_millis(500);
 
 #[derive(Default)]
 struct Progress {
     /// Per partition: the highest offset a wait of this process reached.
     floor: HashMap<i32, i64>,
-    /// Per (replica, partition): what it is known to have applied.
-    known: HashMap<(String, i32), i64>,
+    /// Per (replica, incarnation, partition): what it is known to have applied.
+    known: HashMap<(String, String, i32), i64>,
 }
 
 pub struct ShardedViews {
@@ -110,7 +122,8 @@ impl ShardedViews {
             .filter(|a| a.partitions.contains(&partition))
             .collect();
         live.sort_by(|a, b| {
-            (!a.ready, recently_failed(&a.url), &a.url).cmp(&(
+            (a.is_stalled(), !a.ready, recently_failed(&a.url), &a.url).cmp(&(
+                b.is_stalled(),
                 !b.ready,
                 recently_failed(&b.url),
                 &b.url,
@@ -136,7 +149,7 @@ impl ShardedViews {
                 let floor = progress.floor.get(p).copied()?;
                 let known = progress
                     .known
-                    .get(&(replica.url.clone(), *p))
+                    .get(&(replica.url.clone(), replica.incarnation.clone(), *p))
                     .copied()
                     .unwrap_or(0)
                     .max(replica.applied(*p));
@@ -145,10 +158,11 @@ impl ShardedViews {
             .collect()
     }
 
-    fn reached(&self, url: &str, offsets: &[(i32, i64)]) {
+    fn reached(&self, replica: &Announcement, offsets: &[(i32, i64)]) {
         let mut progress = lock(&self.progress);
         for (p, o) in offsets {
-            let known = progress.known.entry((url.to_string(), *p)).or_insert(0);
+            let key = (replica.url.clone(), replica.incarnation.clone(), *p);
+            let known = progress.known.entry(key).or_insert(0);
             *known = (*known).max(*o);
             let floor = progress.floor.entry(*p).or_insert(0);
             *floor = (*floor).max(*o);
@@ -168,14 +182,24 @@ impl ShardedViews {
         Fut: Future<Output = Result<T>>,
     {
         let mut last = None;
-        for replica in self.candidates(partition) {
-            let views = self.client(&replica.url)?;
-            let among = floor_of.map_or_else(|| vec![partition], <[i32]>::to_vec);
-            let below = self.below_floor(&replica, &among);
+        let among = floor_of.map_or_else(|| vec![partition], <[i32]>::to_vec);
+        // Those known to hold the floor first (the order is otherwise kept).
+        let mut candidates: Vec<(Announcement, Vec<(i32, i64)>)> = self
+            .candidates(partition)
+            .into_iter()
+            .map(|a| {
+                let below = self.below_floor(&a, &among);
+                (a, below)
+            })
+            .collect();
+        candidates.sort_by_key(|(_, below)| !below.is_empty());
+        for (replica, below) in candidates {
+            let views = self.client(&replica.url)?.expecting(&replica.incarnation);
             if !below.is_empty() {
                 match views.wait_applied(&below, FLOOR_WAIT).await {
-                    Ok(true) => self.reached(&replica.url, &below),
+                    Ok(true) => self.reached(&replica, &below),
                     Ok(false) => {
+                        self.set_aside(&replica.url);
                         last = Some(Error::Unavailable(format!(
                             "replica {} is behind the log",
                             replica.url
@@ -215,6 +239,75 @@ impl ShardedViews {
         Fut: Future<Output = Result<T>>,
     {
         self.ask(partition, None, f).await.map(|(t, _)| t)
+    }
+
+    /// Waits until some replica of `p` has applied `o`: the best one first, the next one
+    /// too after each [`HEDGE_AFTER`] without an answer. The first that reaches it
+    /// answers true; those still waiting then are set aside as behind. False if none
+    /// reached it within `timeout`.
+    async fn wait_one(&self, p: i32, o: i64, timeout: Duration) -> Result<bool> {
+        use futures::stream::{FuturesUnordered, StreamExt};
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut next = self.candidates(p).into_iter();
+        let mut running = FuturesUnordered::new();
+        let mut asked: Vec<String> = Vec::new();
+        let ask = |replica: Announcement| -> Result<_> {
+            let views = self.client(&replica.url)?.expecting(&replica.incarnation);
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            Ok(async move {
+                let outcome = views.wait_applied(&[(p, o)], left).await;
+                (replica, outcome)
+            })
+        };
+        let Some(first) = next.next() else {
+            return Err(Self::none_serves(p));
+        };
+        asked.push(first.url.clone());
+        running.push(ask(first)?);
+        let (mut last, mut timed_out) = (None, false);
+        loop {
+            let more = tokio::time::Instant::now() < deadline;
+            tokio::select! {
+                done = running.next() => {
+                    let Some((replica, outcome)) = done else { break };
+                    match outcome {
+                        Ok(true) => {
+                            self.reached(&replica, &[(p, o)]);
+                            for other in asked.iter().filter(|u| **u != replica.url) {
+                                self.set_aside(other);
+                            }
+                            return Ok(true);
+                        }
+                        Ok(false) => timed_out = true,
+                        Err(e @ Error::Unavailable(_)) => {
+                            self.set_aside(&replica.url);
+                            last = Some(e);
+                        }
+                        Err(e) => return Err(e),
+                    }
+                    asked.retain(|u| *u != replica.url);
+                    if running.is_empty() {
+                        match next.next() {
+                            Some(r) if more => {
+                                asked.push(r.url.clone());
+                                running.push(ask(r)?);
+                            }
+                            _ => break,
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(HEDGE_AFTER), if more => {
+                    if let Some(r) = next.next() {
+                        asked.push(r.url.clone());
+                        running.push(ask(r)?);
+                    }
+                }
+            }
+        }
+        if timed_out {
+            return Ok(false);
+        }
+        Err(last.unwrap_or_else(|| Self::none_serves(p)))
     }
 
     fn of_conversation(&self, conversation: &str) -> i32 {
@@ -306,25 +399,7 @@ impl Views for ShardedViews {
     }
 
     async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool> {
-        let waits = offsets.iter().map(|&(p, o)| async move {
-            let mut last = None;
-            for replica in self.candidates(p) {
-                let views = self.client(&replica.url)?;
-                match views.wait_applied(&[(p, o)], timeout).await {
-                    Ok(true) => {
-                        self.reached(&replica.url, &[(p, o)]);
-                        return Ok(true);
-                    }
-                    Ok(false) => return Ok(false),
-                    Err(e @ Error::Unavailable(_)) => {
-                        self.set_aside(&replica.url);
-                        last = Some(e);
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(last.unwrap_or_else(|| Self::none_serves(p)))
-        });
+        let waits = offsets.iter().map(|&(p, o)| self.wait_one(p, o, timeout));
         let all = futures::future::join_all(waits).await;
         let mut reached = true;
         for r in all {
@@ -386,6 +461,8 @@ mod tests {
             applied: partitions.iter().map(|p| (*p, applied)).collect(),
             ready,
             at_ms: now_ms(),
+            stalled_ms: 0,
+            incarnation: "one".into(),
         }
     }
 
@@ -415,11 +492,33 @@ mod tests {
         // Nothing waited for yet: no floor.
         assert!(views.below_floor(&b, &[0, 2]).is_empty());
         // A wait on a reached 8 in partition 0: b (announced at 4) must catch up first.
-        views.reached(&a.url, &[(0, 8)]);
+        views.reached(&a, &[(0, 8)]);
         assert!(views.below_floor(&a, &[0, 2]).is_empty());
         assert_eq!(views.below_floor(&b, &[0, 2]), vec![(0, 8)]);
         // Once a wait on b reached it, b serves without one.
-        views.reached(&b.url, &[(0, 8)]);
+        views.reached(&b, &[(0, 8)]);
         assert!(views.below_floor(&b, &[0, 2]).is_empty());
+    }
+
+    #[test]
+    fn a_stalled_replica_is_passed_over_and_a_rebuilt_one_is_not_trusted() {
+        let mut stuck = replica("http://a", &[0], 10, true);
+        stuck.stalled_ms = 60_000;
+        let moving = replica("http://b", &[0], 10, true);
+        let views = ShardedViews::new(Directory::of(vec![stuck.clone(), moving]), 1);
+        let urls: Vec<String> = views.candidates(0).into_iter().map(|a| a.url).collect();
+        assert_eq!(urls, ["http://b", "http://a"], "the stalled one last");
+
+        // A wait on "a" reached 8: it serves reads of partition 0 without another.
+        let a = replica("http://a", &[0], 3, true);
+        views.reached(&a, &[(0, 8)]);
+        assert!(views.below_floor(&a, &[0]).is_empty());
+        // The same URL with its views rebuilt from nothing: known by its
+        // announcements alone (3), so it must reach 8 before it serves.
+        let rebuilt = Announcement {
+            incarnation: "two".into(),
+            ..a
+        };
+        assert_eq!(views.below_floor(&rebuilt, &[0]), vec![(0, 8)]);
     }
 }

@@ -903,7 +903,11 @@ impl AllRoles {
         let views: Arc<dyn Views> = Arc::new(projector.views());
         if let Some(addr) = c.projector_http {
             let listener = bind(addr).await?;
-            let app = parley_projector::http::router(views.clone(), Some(c.service_token.clone()));
+            let app = parley_projector::http::router(
+                views.clone(),
+                Some(c.service_token.clone()),
+                Some(projector.incarnation().to_string()),
+            );
             let stop = c.shutdown.clone();
             tokio::spawn(async move { axum_serve(listener, app, stop).await });
         }

@@ -218,3 +218,113 @@ async fn listed(api: &Api) -> BTreeSet<String> {
         .map(|c| c["conversation_id"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// Second review, finding 6: the replica callers prefer (its URL sorts first) applies
+/// each batch 20 s late, yet keeps announcing itself as ready. New sessions must not
+/// wait on it: all 20 get `ready`, their sync and their conversation list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_that_stalls_is_passed_over_and_every_new_session_gets_ready() {
+    let options = Options {
+        shards: Some((1, 2)),
+        replica_args: vec![(
+            (0, 0),
+            vec!["--debug-apply-delay-ms".into(), "20000".into()],
+        )],
+        ..Options::gateways(1)
+    };
+    let stack = Processes::start_with("stalled-replica", options).await;
+    let g = stack.gateways[0].clone();
+    // Conversations the stalled replica will apply 20 s late (it announced itself ready
+    // before any of them: its log was empty).
+    let mut users = Vec::new();
+    for i in 0..20 {
+        let user = format!("u{i}");
+        let t = token(&g, &user).await;
+        let conv = Api::new(&g, &t).create_direct("hub").await.unwrap();
+        users.push((user, t, conv));
+    }
+    let started = std::time::Instant::now();
+    let sessions = futures::future::join_all(users.iter().map(|(user, t, conv)| {
+        let g = g.clone();
+        async move {
+            let s = parley_client::Session::connect(&g, t)
+                .await
+                .expect("connect");
+            assert!(
+                s.ready(LONG).await.expect("ready"),
+                "{user}'s session is not live"
+            );
+            s.sync(LONG)
+                .await
+                .unwrap_or_else(|e| panic!("{user}'s sync: {e}"));
+            let list = listed(&Api::new(&g, t)).await;
+            assert!(list.contains(conv), "{user}'s list: {list:?}");
+            s
+        }
+    }))
+    .await;
+    let took = started.elapsed();
+    eprintln!("20 sessions ready, synced and listed in {took:?}");
+    assert_eq!(sessions.len(), 20);
+    assert!(
+        took < Duration::from_secs(20),
+        "the sessions waited for the stalled replica: {took:?}"
+    );
+}
+
+/// Second review, finding 7: a replica that lost its disk comes back under the same
+/// URL and rebuilds its views slowly. A gateway that had seen it caught up before must
+/// not take it for caught up now: a read it serves is complete, or it is refused
+/// (`unavailable`), never short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_rebuilt_under_the_same_url_is_not_taken_for_caught_up() {
+    let options = Options {
+        shards: Some((1, 2)),
+        ..Options::gateways(1)
+    };
+    let mut stack = Processes::start_with("rebuilt-replica", options).await;
+    let g = stack.gateways[0].clone();
+    let amy = token(&g, "amy").await;
+    let amy_api = Api::new(&g, &amy);
+    let conv = amy_api.create_direct("bob").await.unwrap();
+    let s = live(&g, &amy).await;
+    for i in 0..30 {
+        s.send(&conv, &format!("m{i}"), "before").await.unwrap();
+    }
+    // Replica 0 goes: the gateway's reads and waits go to replica 1, which reaches
+    // everything sent (a send waits for it).
+    stack.projectors[0].proc.kill();
+    for i in 30..40 {
+        s.send(&conv, &format!("m{i}"), "on replica 1")
+            .await
+            .unwrap();
+    }
+    let page = amy_api.history(&conv, None, None, 100).await.unwrap();
+    assert_eq!(page.messages.len(), 40);
+    // Replica 1 loses its disk and comes back, rebuilding at a batch per 4 s; replica 0
+    // stays down, so replica 1 is the only one left to ask.
+    stack
+        .rebuild_projector(1, &["--debug-apply-delay-ms", "4000"])
+        .await;
+    // Reads at once (the gateway's membership check is still cached from the read
+    // above, so only the views' progress stands between a read and a short page).
+    for _ in 0..8 {
+        match amy_api
+            .call(
+                reqwest::Method::GET,
+                &format!("/v1/conversations/{conv}/messages?limit=100"),
+                None,
+            )
+            .await
+            .unwrap()
+        {
+            Ok(page) => {
+                let n = page["messages"].as_array().map_or(0, Vec::len);
+                assert_eq!(n, 40, "a short page from a rebuilding replica: {page}");
+            }
+            Err(refused) => assert_eq!(refused.code(), "unavailable", "{}", refused.body),
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    drop(s);
+}

@@ -111,6 +111,20 @@ impl Store {
         })
     }
 
+    /// The id of this database's data: made when the views start from nothing (a new
+    /// directory, a rebuild), kept while they are. Readers key what they know of a
+    /// replica's progress by it. In the default column family, outside the views and
+    /// their checksum.
+    pub fn incarnation(&self) -> Result<String> {
+        const KEY: &[u8] = b"incarnation";
+        if let Some(v) = self.db.get(KEY)? {
+            return Ok(String::from_utf8_lossy(&v).into_owned());
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        self.db.put(KEY, id.as_bytes())?;
+        Ok(id)
+    }
+
     pub(crate) fn cf(&self, name: &str) -> Result<&ColumnFamily> {
         self.db
             .cf_handle(name)

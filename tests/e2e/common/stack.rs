@@ -345,6 +345,9 @@ pub struct Options {
     /// Projectors as (shards, replicas of each): gateways and fanout-workers then find
     /// them in the directory. `None`: one projector, which they are pointed at.
     pub shards: Option<(usize, usize)>,
+    /// More arguments of one replica, by (shard, replica). Replica 0 of a shard is the
+    /// one whose URL sorts first: the one callers prefer while it is healthy.
+    pub replica_args: Vec<((usize, usize), Vec<String>)>,
 }
 
 impl Options {
@@ -357,6 +360,7 @@ impl Options {
             fanout_args: Vec::new(),
             env: Vec::new(),
             shards: None,
+            replica_args: Vec::new(),
         }
     }
 }
@@ -369,6 +373,7 @@ pub struct Replica {
     pub proc: Proc,
     args: Vec<String>,
     name: String,
+    data_dir: std::path::PathBuf,
 }
 
 /// Roles as separate processes: a projector, fanout-workers, and gateways.
@@ -404,8 +409,10 @@ impl Processes {
         let (shards, replicas) = options.shards.unwrap_or((1, 1));
         let mut projectors = Vec::new();
         for shard in 0..shards {
-            for r in 0..replicas {
-                let addr = free_port();
+            // Replica 0 is the one whose URL sorts first (callers prefer it).
+            let mut addrs: Vec<std::net::SocketAddr> = (0..replicas).map(|_| free_port()).collect();
+            addrs.sort_by_key(|a| format!("http://{a}"));
+            for (r, addr) in addrs.into_iter().enumerate() {
                 let data_dir = data.path().join(format!("p{shard}-{r}"));
                 let mut args = vec![
                     "projector".to_string(),
@@ -418,6 +425,11 @@ impl Processes {
                     args.extend(["--shard".into(), format!("{shard}/{shards}")]);
                 }
                 args.extend(options.projector_args.iter().cloned());
+                for (at, extra) in &options.replica_args {
+                    if *at == (shard, r) {
+                        args.extend(extra.iter().cloned());
+                    }
+                }
                 let name = if options.shards.is_some() {
                     format!("projector{shard}-{r}")
                 } else {
@@ -431,6 +443,7 @@ impl Processes {
                     proc,
                     args,
                     name,
+                    data_dir,
                 });
             }
         }
@@ -538,6 +551,18 @@ impl Processes {
         self.gateway_procs[id].kill();
         self.gateway_procs[id] = self.spawn_gateway(id);
         wait_healthy(&self.gateways[id]).await;
+    }
+
+    /// Kills projector `i`, deletes its data (a lost disk) and starts it again on the
+    /// same port with `extra` arguments: its views are rebuilt from the log.
+    pub async fn rebuild_projector(&mut self, i: usize, extra: &[&str]) {
+        let p = &mut self.projectors[i];
+        p.proc.kill();
+        std::fs::remove_dir_all(&p.data_dir).unwrap();
+        let mut args: Vec<&str> = p.args.iter().map(String::as_str).collect();
+        args.extend(extra);
+        p.proc = Proc::spawn_with(&p.name, &self.prefix, &args, &self.env);
+        wait_healthy(&p.url).await;
     }
 
     /// Starts projector `i` again (same port, same data dir) after it was killed.
