@@ -208,6 +208,13 @@ impl PartitionState {
         if ahead {
             s.replay_until = snapshot.applied;
         }
+        // The dedup window, as the router before would have had it: the messages kept
+        // before the resume point (those after it are routed again, and must pass).
+        for (seq, conversation, id) in snapshot.recent {
+            if seq < resume {
+                s.remember(conversation, id);
+            }
+        }
         s
     }
 
@@ -517,7 +524,25 @@ mod tests {
                 creator: Some("a".into()),
                 admins: Vec::new(),
             }],
+            recent: Vec::new(),
         }
+    }
+
+    #[test]
+    fn a_takeover_starts_with_the_dedup_window_of_the_snapshot() {
+        let id = |cmid: &str| parley_schemas::ids::message_id("a", cmid);
+        let mut snap = snapshot(20, &[("a", 0)], 0);
+        snap.recent = vec![(5, "g".into(), id("1")), (15, "g".into(), id("2"))];
+        // Resuming after the snapshot: both are repeats.
+        let mut s = PartitionState::from_snapshot(snap.clone(), 25, Limits::default());
+        assert!(matches!(s.apply(26, &post("a", "1")), Routed::Nothing));
+        assert!(matches!(s.apply(27, &post("a", "2")), Routed::Nothing));
+        assert!(matches!(s.apply(28, &post("a", "3")), Routed::Message(_)));
+        // Resuming at 10, before the snapshot: the message at 15 is routed again (it is
+        // replayed), the one at 5 is a repeat.
+        let mut s = PartitionState::from_snapshot(snap, 10, Limits::default());
+        assert!(matches!(s.apply(11, &post("a", "1")), Routed::Nothing));
+        assert!(matches!(s.apply(15, &post("a", "2")), Routed::Message(_)));
     }
 
     #[test]
@@ -549,7 +574,7 @@ mod tests {
     }
 
     #[test]
-    fn direct_conversations_route_no_membership() {
+    fn direct_conversations_route_their_leaves_to_the_pair_only() {
         let mut s = PartitionState::new(Limits::default());
         let direct: AnyRecord = ConversationCreated {
             meta: Meta::new("a"),
@@ -560,5 +585,18 @@ mod tests {
         }
         .into();
         assert!(matches!(s.apply(0, &direct), Routed::Nothing));
+        let leave: AnyRecord = MemberRemoved {
+            meta: Meta::new("b"),
+            conversation_id: "d".into(),
+            member: "b".into(),
+        }
+        .into();
+        match s.apply(1, &leave) {
+            Routed::Pair(mut users) => {
+                users.sort();
+                assert_eq!(users, ["a", "b"]);
+            }
+            _ => panic!("a direct leave goes to the pair"),
+        }
     }
 }

@@ -129,6 +129,11 @@ pub struct PartitionSnapshot {
     /// The views reflect every record of the partition before this offset.
     pub applied: i64,
     pub conversations: Vec<SnapshotConversation>,
+    /// (seq, conversation, message id) of the messages the views kept among the
+    /// partition's last records before `applied`, oldest first: a router taking the
+    /// partition over starts its dedup window with them.
+    #[serde(default)]
+    pub recent: Vec<(i64, String, Uuid)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use common::chat::{self, Member};
 use common::stack::{Options, Processes};
+use common::{live, token, LONG};
 use parley_client::Api;
 use tokio_util::sync::CancellationToken;
 
@@ -361,5 +362,59 @@ async fn a_slow_takeover_does_not_hold_up_the_other_partitions() {
     assert!(
         *best < Duration::from_secs(3),
         "every partition waited for the takeover: {worst:?}"
+    );
+}
+
+/// Second review, finding 8: a fanout-worker that takes a partition over from the
+/// projector's snapshot starts with the dedup window the one before had. A resend of a
+/// message from before the takeover, not marked as a retry and through another gateway
+/// (which has not seen its id), is not routed again under a second seq: recipients get
+/// no second copy, and the sender's `sent` names the seq history keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resend_after_a_fanout_takeover_is_not_routed_again() {
+    let mut stack = Processes::start("takeover-dedup", 2).await;
+    let (g0, g1) = (stack.gateways[0].clone(), stack.gateways[1].clone());
+    let (amy_t, bob_t) = (token(&g0, "amy").await, token(&g0, "bob").await);
+    let conv = Api::new(&g0, &amy_t).create_direct("bob").await.unwrap();
+    let bob = live(&g0, &bob_t).await;
+    // Amy sends over REST on g0.
+    let first = Api::new(&g0, &amy_t)
+        .ok(
+            reqwest::Method::POST,
+            &format!("/v1/conversations/{conv}/messages"),
+            Some(serde_json::json!({"client_msg_id": "x", "body": "once"})),
+        )
+        .await
+        .unwrap();
+    let seq = first["seq"].as_i64().unwrap();
+    bob.wait_messages(&conv, 1, LONG).await.unwrap();
+    // The worker commits past it, then dies; the next one takes over from the snapshot.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stack.restart_fanout(0);
+    let amy = live(&g1, &amy_t).await;
+    amy.send(&conv, "probe", "the new worker routes")
+        .await
+        .unwrap();
+    bob.wait_messages(&conv, 2, LONG).await.unwrap();
+
+    // The resend, unmarked (this session never sent "x"), on g1 (which never saw the id).
+    let resent = amy.send(&conv, "x", "once").await.unwrap();
+    assert_eq!(resent.seq, seq, "the sender's `sent` names history's seq");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let at_bob: Vec<i64> = bob
+        .arrivals()
+        .iter()
+        .filter(|m| m.body == "once")
+        .map(|m| m.seq)
+        .collect();
+    assert!(
+        at_bob.iter().all(|s| *s == seq),
+        "bob got the resend under another seq: {at_bob:?} (history keeps {seq})"
+    );
+    let history = Api::new(&g0, &amy_t).all_messages(&conv).await.unwrap();
+    assert_eq!(
+        history.iter().filter(|m| m.body == "once").count(),
+        1,
+        "{history:?}"
     );
 }

@@ -22,6 +22,10 @@ use crate::views::{
 /// The most messages one history page holds.
 pub const MAX_PAGE: u32 = 1000;
 
+/// A partition snapshot lists the messages among this many records before its offset
+/// (at least the fanout-worker's dedup window of 20,000 messages, in records).
+pub const RECENT_SPAN: i64 = 20_000;
+
 /// Unread counts stop here: a conversation with more shows this many.
 pub const UNREAD_CAP: u64 = 1000;
 
@@ -272,8 +276,9 @@ impl Store {
         Ok(row.map(|row| Self::view(conversation, seq, row)))
     }
 
-    /// Every conversation of one partition with its members and last seq, and the offset
-    /// the views stand at: what a fanout-worker taking the partition over starts from.
+    /// Every conversation of one partition with its members and last seq, the ids of the
+    /// messages among its last [`RECENT_SPAN`] records, and the offset the views stand at:
+    /// what a fanout-worker taking the partition over starts from.
     pub fn partition_snapshot(&self, partition: i32) -> Result<PartitionSnapshot> {
         // One RocksDB snapshot, so the offset and the views agree.
         let snap = self.db().snapshot();
@@ -286,6 +291,7 @@ impl Store {
             None => 0,
         };
         let mut conversations = Vec::new();
+        let mut recent = Vec::new();
         for item in snap.iterator_cf(self.cf(CF_CONVERSATIONS)?, IteratorMode::Start) {
             let (k, v) = item?;
             let row: ConversationRow = serde_json::from_slice(&v)?;
@@ -311,6 +317,31 @@ impl Store {
                 }
                 members.push((user, row.since));
             }
+            // The ids of its messages within the span: the router's dedup window.
+            if row
+                .last_seq
+                .is_some_and(|last| last >= applied - RECENT_SPAN)
+            {
+                let end = keys::message(&id, applied);
+                for m in snap.iterator_cf(
+                    self.cf(CF_MESSAGES)?,
+                    IteratorMode::From(&end, Direction::Reverse),
+                ) {
+                    let (mk, mv) = m?;
+                    if !mk.starts_with(&prefix) {
+                        break;
+                    }
+                    let Some(seq) = keys::seq_of(&mk) else { break };
+                    if seq >= applied {
+                        continue;
+                    }
+                    if seq < applied - RECENT_SPAN {
+                        break;
+                    }
+                    let msg: MessageRow = serde_json::from_slice(&mv)?;
+                    recent.push((seq, id.clone(), msg.message_id));
+                }
+            }
             conversations.push(SnapshotConversation {
                 conversation_id: id,
                 kind: row.kind,
@@ -321,10 +352,12 @@ impl Store {
                 admins,
             });
         }
+        recent.sort();
         Ok(PartitionSnapshot {
             partition,
             applied,
             conversations,
+            recent,
         })
     }
 

@@ -276,6 +276,8 @@ pub struct Faults {
     /// Kills by kind: `gateway`, `fanout-worker`, `projector replica`, `broker`.
     pub kills: BTreeMap<&'static str, usize>,
     pub pauses: usize,
+    /// Projector replicas stalled (SIGSTOP), each counted.
+    pub stalls: usize,
     /// Faults whose recovery failed (a role not healthy again, a broker not back).
     pub failed: Vec<String>,
     /// Roles that ended without being killed.
@@ -394,6 +396,7 @@ pub fn verdict(c: &Counts, checksum: &Checksum, faults: &Faults, elapsed: Durati
         ),
         ("kills: broker", kills("broker").to_string()),
         ("broker pauses", faults.pauses.to_string()),
+        ("projector replicas stalled", faults.stalls.to_string()),
         ("client reconnects", c.info_reconnects.to_string()),
         ("live arrivals", c.info_arrivals.to_string()),
         (

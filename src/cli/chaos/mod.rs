@@ -10,8 +10,10 @@
 //! in direct and group conversations while, in turn, each gateway and fanout-worker is
 //! SIGKILLed and restarted, one replica of every shard is SIGKILLed and restarted, and
 //! the broker leading the most partitions of `events` is killed and restarted; then
-//! that broker is paused (SIGSTOP) twice. The load stops, every user settles, and the
-//! checks run (each replica's views against a rebuild of its shard).
+//! that broker is paused (SIGSTOP) twice; then, in a phase of its own, the replica of
+//! every shard that callers prefer hangs (SIGSTOP) for `--stall-s`. The load stops,
+//! every user settles, and the checks run (each replica's views against a rebuild of
+//! its shard).
 //!
 //! Module map:
 //! - `mod.rs` (here): the options, and the phases: set up, load with faults, settle,
@@ -86,6 +88,10 @@ pub struct ChaosArgs {
     /// Seconds between two faults.
     #[arg(long, env = "PARLEY_CHAOS_KILL_EVERY_S", default_value_t = 8)]
     kill_every_s: u64,
+    /// Seconds the preferred projector replica of each shard stays stopped (SIGSTOP), in
+    /// a phase of its own after the broker pauses.
+    #[arg(long, env = "PARLEY_CHAOS_STALL_S", default_value_t = 15)]
+    stall_s: u64,
     /// Seconds a paused broker stays stopped (SIGSTOP).
     #[arg(long, env = "PARLEY_CHAOS_PAUSE_S", default_value_t = 6)]
     pause_s: u64,
@@ -209,6 +215,24 @@ impl Run {
             }
         }
         self.revive(roles).await;
+    }
+
+    /// SIGSTOPs the preferred replica of every shard for `stall`, then SIGCONTs them.
+    async fn stall(&mut self, roles: &mut Roles, stall: Duration) {
+        let stalled = roles.preferred_replicas();
+        self.say(&format!(
+            "stalled (SIGSTOP) {} for {} s: {stalled:?}",
+            if stalled.len() == 1 {
+                "one replica"
+            } else {
+                "the preferred replica of each shard"
+            },
+            stall.as_secs()
+        ));
+        match roles.stall(&stalled, stall).await {
+            Ok(()) => self.faults.stalls += stalled.len(),
+            Err(e) => self.failed(format!("replicas not stalled or not resumed: {e:#}")),
+        }
     }
 
     /// SIGSTOPs the busiest leader for `pause`, then SIGCONTs it.
@@ -352,6 +376,11 @@ impl ChaosArgs {
             run.pause(Duration::from_secs(self.pause_s)).await;
             run.revive(&mut roles).await;
         }
+        // A phase of its own: the replica callers prefer, in every shard, hangs.
+        tokio::time::sleep(every).await;
+        run.stall(&mut roles, Duration::from_secs(self.stall_s))
+            .await;
+        run.revive(&mut roles).await;
         tokio::time::sleep(every).await;
         run.say("load stops; settling");
         load.cancel();

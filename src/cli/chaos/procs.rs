@@ -90,6 +90,20 @@ impl Proc {
         }
     }
 
+    /// SIGSTOP (`stop`) or SIGCONT: a hung process, its sockets open.
+    fn signal_stop(&self, stop: bool) -> anyhow::Result<()> {
+        let Some(c) = &self.child else {
+            anyhow::bail!("{} is not running", self.name);
+        };
+        let sig = if stop { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill")
+            .args([sig, &c.id().to_string()])
+            .status()
+            .context("kill")?;
+        anyhow::ensure!(status.success(), "kill {sig} {} failed", self.name);
+        Ok(())
+    }
+
     /// `Some(status)` if the process ended by itself (it should not).
     fn exited(&mut self) -> Option<std::process::ExitStatus> {
         self.child
@@ -318,6 +332,32 @@ impl Roles {
         }
         for s in 0..self.shards {
             self.wait_up(Role::Projector(s, r)).await?;
+        }
+        Ok(())
+    }
+
+    /// The replica of each shard that callers prefer while it is healthy (its URL sorts
+    /// first).
+    pub fn preferred_replicas(&self) -> Vec<Role> {
+        (0..self.shards)
+            .map(|s| {
+                let r = (0..self.replicas)
+                    .min_by_key(|r| self.projector_urls[s * self.replicas + r].clone())
+                    .unwrap_or(0);
+                Role::Projector(s, r)
+            })
+            .collect()
+    }
+
+    /// SIGSTOPs `roles` for `stall`, then SIGCONTs them: hung, not dead (their sockets
+    /// stay open; a stalled replica stops announcing and applying at once).
+    pub async fn stall(&mut self, roles: &[Role], stall: Duration) -> anyhow::Result<()> {
+        for r in roles {
+            self.proc_mut(*r).signal_stop(true)?;
+        }
+        tokio::time::sleep(stall).await;
+        for r in roles {
+            self.proc_mut(*r).signal_stop(false)?;
         }
         Ok(())
     }
