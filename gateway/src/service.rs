@@ -41,6 +41,8 @@ pub struct Gateway {
     /// Message ids sent through this gateway lately: a send of one again takes the
     /// careful path even when the client does not mark it a retry.
     pub recent: crate::send::RecentIds,
+    /// Receipt keys written through this gateway (one writer per key).
+    pub receipt_marks: crate::receipts::Marks,
     /// Partitions of `events`.
     pub events_partitions: i32,
     /// Push devices and mutes, read from the `devices` topic.
@@ -274,6 +276,7 @@ pub async fn run(
         members: members.clone(),
         echoes: echoes.clone(),
         recent: crate::send::RecentIds::default(),
+        receipt_marks: crate::receipts::Marks::default(),
         events_partitions,
         devices,
         contacts,

@@ -189,7 +189,20 @@ impl Views for HttpViews {
     }
 
     async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool> {
-        let body = json!({"offsets": offsets, "timeout_ms": timeout.as_millis() as u64});
+        self.wait_stream_applied(crate::store::Stream::Events, offsets, timeout)
+            .await
+    }
+
+    async fn wait_stream_applied(
+        &self,
+        stream: crate::store::Stream,
+        offsets: &[(i32, i64)],
+        timeout: Duration,
+    ) -> Result<bool> {
+        let mut body = json!({"offsets": offsets, "timeout_ms": timeout.as_millis() as u64});
+        if stream != crate::store::Stream::Events {
+            body["stream"] = json!(stream.name());
+        }
         let req = self.client.post(self.url(&["v1", "wait"])).json(&body);
         let v: Value = self
             .send(req)

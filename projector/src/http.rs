@@ -211,6 +211,9 @@ struct WaitBody {
     offsets: Vec<(i32, i64)>,
     #[serde(default = "default_wait")]
     timeout_ms: u64,
+    /// `events` (the default), `inbox` or `receipts`.
+    #[serde(default)]
+    stream: Option<String>,
 }
 
 fn default_wait() -> u64 {
@@ -219,5 +222,14 @@ fn default_wait() -> u64 {
 
 async fn wait(State(v): State<Shared>, Json(b): Json<WaitBody>) -> Answer {
     let timeout = Duration::from_millis(b.timeout_ms.min(60_000));
-    Ok(Json(json!({"reached": v.wait_applied(&b.offsets, timeout).await?})).into_response())
+    let stream = match b.stream.as_deref() {
+        None => crate::store::Stream::Events,
+        Some(name) => crate::store::Stream::named(name).ok_or_else(|| {
+            Error::BadRequest(format!(
+                "stream {name:?} is not one of events, inbox, receipts"
+            ))
+        })?,
+    };
+    let reached = v.wait_stream_applied(stream, &b.offsets, timeout).await?;
+    Ok(Json(json!({ "reached": reached })).into_response())
 }

@@ -42,6 +42,7 @@ use crate::client::HttpViews;
 use crate::directory::{Announcement, Directory};
 use crate::error::{Error, Result};
 use crate::store::mailbox::{InboxPage, ReceiptView};
+use crate::store::Stream;
 use crate::views::{
     ConversationSummary, ConversationView, HistoryPage, HistoryQuery, PartitionSnapshot, Status,
     Views,
@@ -245,7 +246,7 @@ impl ShardedViews {
     /// too after each [`HEDGE_AFTER`] without an answer. The first that reaches it
     /// answers true; those still waiting then are set aside as behind. False if none
     /// reached it within `timeout`.
-    async fn wait_one(&self, p: i32, o: i64, timeout: Duration) -> Result<bool> {
+    async fn wait_one(&self, stream: Stream, p: i32, o: i64, timeout: Duration) -> Result<bool> {
         use futures::stream::{FuturesUnordered, StreamExt};
         let deadline = tokio::time::Instant::now() + timeout;
         let mut next = self.candidates(p).into_iter();
@@ -255,7 +256,7 @@ impl ShardedViews {
             let views = self.client(&replica.url)?.expecting(&replica.incarnation);
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             Ok(async move {
-                let outcome = views.wait_applied(&[(p, o)], left).await;
+                let outcome = views.wait_stream_applied(stream, &[(p, o)], left).await;
                 (replica, outcome)
             })
         };
@@ -272,7 +273,9 @@ impl ShardedViews {
                     let Some((replica, outcome)) = done else { break };
                     match outcome {
                         Ok(true) => {
-                            self.reached(&replica, &[(p, o)]);
+                            if stream == Stream::Events {
+                                self.reached(&replica, &[(p, o)]);
+                            }
                             for other in asked.iter().filter(|u| **u != replica.url) {
                                 self.set_aside(other);
                             }
@@ -399,7 +402,19 @@ impl Views for ShardedViews {
     }
 
     async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool> {
-        let waits = offsets.iter().map(|&(p, o)| self.wait_one(p, o, timeout));
+        self.wait_stream_applied(Stream::Events, offsets, timeout)
+            .await
+    }
+
+    async fn wait_stream_applied(
+        &self,
+        stream: Stream,
+        offsets: &[(i32, i64)],
+        timeout: Duration,
+    ) -> Result<bool> {
+        let waits = offsets
+            .iter()
+            .map(|&(p, o)| self.wait_one(stream, p, o, timeout));
         let all = futures::future::join_all(waits).await;
         let mut reached = true;
         for r in all {

@@ -169,6 +169,14 @@ pub trait Views: Send + Sync + 'static {
     /// Waits until the views reflect every record before `offsets` (partition, next
     /// offset), at most `timeout`; false if they did not get there in time.
     async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool>;
+    /// [`Views::wait_applied`] for the records of `stream` (`events`, `inbox` or
+    /// `receipts`: their partitions are numbered alike).
+    async fn wait_stream_applied(
+        &self,
+        stream: Stream,
+        offsets: &[(i32, i64)],
+        timeout: Duration,
+    ) -> Result<bool>;
     async fn partition_snapshot(&self, partition: i32) -> Result<PartitionSnapshot>;
     /// Messages waiting for `user` (offline when they were routed, not acknowledged yet).
     async fn inbox(&self, user: &str, limit: u32) -> Result<InboxPage>;
@@ -198,10 +206,14 @@ impl LocalViews {
             .map_err(|e| Error::Unavailable(format!("query task: {e}")))?
     }
 
-    fn reached(applied: &BTreeMap<(Stream, i32), i64>, offsets: &[(i32, i64)]) -> bool {
+    fn reached(
+        applied: &BTreeMap<(Stream, i32), i64>,
+        stream: Stream,
+        offsets: &[(i32, i64)],
+    ) -> bool {
         offsets
             .iter()
-            .all(|(p, o)| applied.get(&(Stream::Events, *p)).copied().unwrap_or(0) >= *o)
+            .all(|(p, o)| applied.get(&(stream, *p)).copied().unwrap_or(0) >= *o)
     }
 
     fn check_owned(&self, partition: i32) -> Result<()> {
@@ -253,12 +265,22 @@ impl Views for LocalViews {
     }
 
     async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool> {
+        self.wait_stream_applied(Stream::Events, offsets, timeout)
+            .await
+    }
+
+    async fn wait_stream_applied(
+        &self,
+        stream: Stream,
+        offsets: &[(i32, i64)],
+        timeout: Duration,
+    ) -> Result<bool> {
         for (p, _) in offsets {
             self.check_owned(*p)?;
         }
         let mut rx = self.applied.clone();
         let outcome = tokio::time::timeout(timeout, async {
-            rx.wait_for(|applied| Self::reached(applied, offsets))
+            rx.wait_for(|applied| Self::reached(applied, stream, offsets))
                 .await
                 .is_ok()
         })

@@ -418,3 +418,85 @@ async fn a_resend_after_a_fanout_takeover_is_not_routed_again() {
         "{history:?}"
     );
 }
+
+/// Second review, finding 9: `receipts` is compacted per (conversation, member, kind),
+/// so the newest record of a key must carry the highest mark. A session acks 50 and
+/// then 40 at once, while the views lag (they cannot tell the gateway about the 50):
+/// the key's newest record in the log must still say 50.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lower_receipt_never_ends_up_last_in_the_log() {
+    use futures::StreamExt;
+    let options = Options {
+        projector_args: vec!["--debug-apply-delay-ms".into(), "1500".into()],
+        ..Options::gateways(1)
+    };
+    let stack = Processes::start_with("receipt-marks", options).await;
+    let g = &stack.gateways[0];
+    let (amy_t, bob_t) = (token(g, "amy").await, token(g, "bob").await);
+    let amy_api = Api::new(g, &amy_t);
+    let amy = live(g, &amy_t).await;
+    let bob = live(g, &bob_t).await;
+    let mut convs = Vec::new();
+    for i in 0..6 {
+        let conv = amy_api
+            .create_group(&format!("g{i}"), &["bob"])
+            .await
+            .unwrap();
+        let mut seqs = Vec::new();
+        for j in 0..3 {
+            seqs.push(
+                amy.send(&conv, &format!("{i}-{j}"), "hi")
+                    .await
+                    .unwrap()
+                    .seq,
+            );
+        }
+        convs.push((conv, seqs[0], seqs[2]));
+    }
+    // The high mark, then the low one, of every conversation, as fast as they go.
+    for (conv, low, high) in &convs {
+        for seq in [high, low] {
+            bob.send_json(serde_json::json!({"type": "ack", "conversation_id": conv, "seq": seq}))
+                .await
+                .unwrap();
+        }
+    }
+    // The receipts (and any repairs) reach the log.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    assert!(bob.errors().is_empty(), "{:?}", bob.errors());
+    let log = common::stack::kafka().await;
+    let topic = &stack.topics.receipts;
+    let ends = log.end_offsets(topic).await.unwrap();
+    let from: Vec<(i32, parley_sequencer::StartAt)> = (0..ends.len() as i32)
+        .filter(|p| ends[*p as usize] > 0)
+        .map(|p| (p, parley_sequencer::StartAt::Beginning))
+        .collect();
+    let total: i64 = ends.iter().sum();
+    let mut stream = log.read(topic, &from).await.unwrap();
+    let mut newest: std::collections::HashMap<String, (i64, i64)> = Default::default();
+    for _ in 0..total {
+        let r = tokio::time::timeout(LONG, stream.next())
+            .await
+            .expect("a record")
+            .expect("a record")
+            .expect("a record");
+        let key = String::from_utf8_lossy(r.key.as_deref().unwrap()).to_string();
+        let Ok(parley_schemas::AnyRecord::ReceiptRecorded(rec)) =
+            parley_schemas::decode_any(r.value.as_deref().unwrap())
+        else {
+            continue;
+        };
+        let e = newest.entry(key).or_insert((-1, 0));
+        if r.offset > e.0 {
+            *e = (r.offset, rec.up_to_seq);
+        }
+    }
+    for (conv, _, high) in &convs {
+        let key = format!("{conv}/bob/delivered");
+        assert_eq!(
+            newest.get(&key).map(|(_, mark)| *mark),
+            Some(*high),
+            "the newest record of {key} (compaction keeps it): {newest:?}"
+        );
+    }
+}

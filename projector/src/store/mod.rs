@@ -60,6 +60,20 @@ pub enum Stream {
 impl Stream {
     pub const ALL: [Stream; 3] = [Stream::Events, Stream::Inbox, Stream::Receipts];
 
+    /// Its name on the query API.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stream::Events => "events",
+            Stream::Inbox => "inbox",
+            Stream::Receipts => "receipts",
+        }
+    }
+
+    /// The stream of a name on the query API.
+    pub fn named(name: &str) -> Option<Stream> {
+        Stream::ALL.into_iter().find(|s| s.name() == name)
+    }
+
     /// Key of this stream's consumed offset of partition `p`.
     pub fn offset_key(self, p: i32) -> Vec<u8> {
         match self {
