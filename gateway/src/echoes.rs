@@ -15,9 +15,14 @@
 //! If the copy does not come back in time (the sender's presence moved, a router is
 //! taking partitions over, or the rules dropped it), the send is confirmed the careful
 //! way, by the views.
+//!
+//! A registration is an [`EchoWait`]: dropping it (the copy came, the wait timed out,
+//! the append failed, the send was abandoned) takes its entry out, so nothing waits
+//! for a copy that will never come. `parley_echo_waiters` counts the entries.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use parley_schemas::frames::ServerFrame;
 use tokio::sync::oneshot;
@@ -34,24 +39,75 @@ pub struct Echo {
     pub ts: i64,
 }
 
-/// The sends waiting for their copy, by message id.
+/// The sends waiting for their copy, by message id (each with the token of its
+/// registration).
 #[derive(Default)]
 pub struct Echoes {
-    waiting: Mutex<HashMap<Uuid, oneshot::Sender<Echo>>>,
+    waiting: Mutex<HashMap<Uuid, (u64, oneshot::Sender<Echo>)>>,
+    next: AtomicU64,
+}
+
+/// One send's wait for its copy; its entry goes when this is dropped.
+pub struct EchoWait {
+    echoes: Arc<Echoes>,
+    id: Uuid,
+    token: u64,
+    rx: oneshot::Receiver<Echo>,
+}
+
+impl EchoWait {
+    /// The copy, if it comes within `within`.
+    pub async fn within(mut self, within: std::time::Duration) -> Option<Echo> {
+        tokio::time::timeout(within, &mut self.rx).await.ok()?.ok()
+    }
+}
+
+impl std::fmt::Debug for EchoWait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EchoWait").field("id", &self.id).finish()
+    }
+}
+
+impl Drop for EchoWait {
+    fn drop(&mut self) {
+        let mut waiting = self.echoes.lock();
+        // A later registration of the same id replaced this one: it stays.
+        if waiting.get(&self.id).is_some_and(|(t, _)| *t == self.token) {
+            waiting.remove(&self.id);
+        }
+        gauge(waiting.len());
+    }
+}
+
+fn gauge(n: usize) {
+    metrics::gauge!(parley_ops::metrics::ECHO_WAITERS).set(n as f64);
 }
 
 impl Echoes {
     /// Waits for `id`'s copy (a second registration of one id replaces the first, which
     /// then falls back to the views).
-    pub fn expect(&self, id: Uuid) -> oneshot::Receiver<Echo> {
+    pub fn expect(self: &Arc<Self>, id: Uuid) -> EchoWait {
         let (tx, rx) = oneshot::channel();
-        self.lock().insert(id, tx);
-        rx
+        let token = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut waiting = self.lock();
+        waiting.insert(id, (token, tx));
+        gauge(waiting.len());
+        EchoWait {
+            echoes: self.clone(),
+            id,
+            token,
+            rx,
+        }
     }
 
-    /// No longer waiting for `id` (it timed out).
-    pub fn forget(&self, id: Uuid) {
-        self.lock().remove(&id);
+    /// How many sends wait for their copy.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no send waits.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     /// A routed frame reached this gateway: if it is a message, its copy (seq and
@@ -75,27 +131,31 @@ impl Echoes {
             if waiting.is_empty() {
                 return;
             }
-            waiting.remove(&id)
+            let w = waiting.remove(&id);
+            gauge(waiting.len());
+            w
         };
-        if let Some(tx) = waiter {
+        if let Some((_, tx)) = waiter {
             let _ = tx.send(echo);
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, oneshot::Sender<Echo>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, (u64, oneshot::Sender<Echo>)>> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[tokio::test]
-    async fn a_copy_reaches_its_waiter_once() {
-        let echoes = Echoes::default();
+    async fn a_copy_reaches_its_waiter_once_and_no_wait_outlives_its_send() {
+        let echoes = Arc::new(Echoes::default());
         let id = Uuid::new_v4();
-        let rx = echoes.expect(id);
+        let wait = echoes.expect(id);
         let echo = Echo {
             seq: 7,
             prev_seq: Some(5),
@@ -104,11 +164,19 @@ mod tests {
         };
         echoes.arrived(Uuid::new_v4(), echo);
         echoes.arrived(id, echo);
-        assert_eq!(rx.await.unwrap(), echo);
+        assert_eq!(wait.within(Duration::from_secs(1)).await, Some(echo));
+        assert!(echoes.is_empty());
         // Nobody waits any more: a second copy is ignored.
         echoes.arrived(id, echo);
-        let rx = echoes.expect(id);
-        echoes.forget(id);
-        assert!(rx.await.is_err(), "forgotten: the waiter falls back");
+        // A wait dropped (a failed append, a timeout) leaves nothing behind.
+        drop(echoes.expect(id));
+        assert!(echoes.is_empty());
+        // A wait replaced by a later one of the same id does not take the later one out.
+        let first = echoes.expect(id);
+        let second = echoes.expect(id);
+        drop(first);
+        assert_eq!(echoes.len(), 1);
+        assert_eq!(second.within(Duration::from_millis(10)).await, None);
+        assert!(echoes.is_empty());
     }
 }

@@ -34,10 +34,9 @@ use std::time::Duration;
 
 use parley_schemas::frames::ServerFrame;
 use parley_schemas::{ids, MessagePosted, Meta};
-use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::echoes::Echo;
+use crate::echoes::EchoWait;
 use crate::error::ApiError;
 use crate::membership::{ensure_member, partition_of};
 use crate::service::Shared;
@@ -120,7 +119,7 @@ pub enum Appended {
         partition: i32,
         offset: i64,
         /// Its routed copy, when the sender is live here.
-        echo: Option<oneshot::Receiver<Echo>>,
+        echo: Option<EchoWait>,
     },
 }
 
@@ -165,7 +164,7 @@ pub enum Started {
         message_id: Uuid,
         partition: i32,
         appending: parley_sequencer::log::Appending,
-        echo: Option<oneshot::Receiver<Echo>>,
+        echo: Option<EchoWait>,
     },
 }
 
@@ -297,19 +296,16 @@ pub async fn confirm(state: &Shared, appended: Appended) -> Result<Sent, ApiErro
     let span = tracing::debug_span!("send", conversation_id = %conversation, message_id = %message_id, seq = offset);
     tracing::debug!(parent: &span, "appended");
     if let Some(echo) = echo {
-        match tokio::time::timeout(ECHO_WAIT, echo).await {
-            // The kept occurrence: this append, or an earlier one of the same id (a
-            // later one would have been dropped).
-            Ok(Ok(e)) if e.seq <= offset => {
-                return Ok(Sent {
-                    message_id,
-                    seq: e.seq,
-                    prev_seq: e.prev_seq,
-                    prev_unknown: e.prev_unknown,
-                    ts: e.ts,
-                })
-            }
-            _ => state.echoes.forget(message_id),
+        // The kept occurrence: this append, or an earlier one of the same id (a later one
+        // would have been dropped). A wait that ends without it takes its entry out.
+        if let Some(e) = echo.within(ECHO_WAIT).await.filter(|e| e.seq <= offset) {
+            return Ok(Sent {
+                message_id,
+                seq: e.seq,
+                prev_seq: e.prev_seq,
+                prev_unknown: e.prev_unknown,
+                ts: e.ts,
+            });
         }
     }
     let applied = state

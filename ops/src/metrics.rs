@@ -45,6 +45,8 @@ pub const RESIDENT: &str = "parley_process_resident_memory_bytes";
 pub const PUSHES: &str = "parley_push_notifications_total";
 /// Records written by fanout-workers: deliveries, inbox entries, push jobs.
 pub const ROUTED: &str = "parley_routed_total";
+/// Sends waiting for their routed copy (gateway).
+pub const ECHO_WAITERS: &str = "parley_echo_waiters";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -99,6 +101,7 @@ pub fn resident_bytes() -> Option<u64> {
 
 fn describe() {
     describe_gauge!(CONNECTIONS, "WebSocket sessions open");
+    describe_gauge!(ECHO_WAITERS, "sends waiting for their routed copy");
     describe_counter!(CONNECTIONS_OPENED, "WebSocket sessions opened");
     describe_counter!(FRAMES_IN, "client frames received, by type");
     describe_counter!(FRAMES_OUT, "server frames written to sockets, by type");

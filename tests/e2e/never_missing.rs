@@ -643,3 +643,49 @@ async fn a_takeover_from_a_snapshot_ahead_never_moves_a_cursor_over_a_hole() {
     assert_eq!(held, want);
     assert_eq!(b.cursors().get(&conv), Some(&last));
 }
+
+/// The value of the gauge `name` on `base`'s `/metrics`, if it is there.
+async fn gauge(base: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    text.lines()
+        .find(|l| l.starts_with(name) && !l.starts_with('#'))
+        .and_then(|l| l.split_whitespace().last()?.parse().ok())
+}
+
+/// Second review, finding 11: a send that registered for its routed copy and whose
+/// append then failed (here: the log refuses a record that large) leaves no waiter
+/// behind. `parley_echo_waiters` comes back to 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_append_leaves_no_waiter_for_its_copy() {
+    let stack = Processes::start("echo-leak", 1).await;
+    let g = &stack.gateways[0];
+    let (amy, bob) = (token(g, "amy").await, token(g, "bob").await);
+    let conv = Api::new(g, &amy).create_direct("bob").await.unwrap();
+    let a = live(g, &amy).await;
+    let _b = live(g, &bob).await;
+    a.send(&conv, "ok", "fits").await.expect("sent");
+    shrink_max_message_bytes(&stack.topics.events, 2048).await;
+    // Letters that do not compress (the limit is on the compressed batch).
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let big: String = (0..12_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect();
+    for i in 0..20 {
+        let refused = a.send(&conv, &format!("big-{i}"), &big).await;
+        assert!(refused.is_err(), "the log took {i}: {refused:?}");
+    }
+    eventually("no send waits for a copy", LONG, || async {
+        gauge(g, "parley_echo_waiters").await == Some(0.0)
+    })
+    .await;
+}
