@@ -145,8 +145,10 @@ export class App {
     if (unknown) void this.refreshList();
     for (const c of touched) {
       this.acknowledge(c, "delivered");
+      // A gap is filled in every conversation, open or not: until then the receipts
+      // claim no more than the gap-free run.
+      if (c.gaps().length > 0) void this.fillGaps(c);
       if (this.store.open === c.id) {
-        if (c.loaded && c.gaps().length > 0) void this.fillGaps(c);
         this.renderMessages(true);
         this.markRead();
       }
@@ -158,9 +160,12 @@ export class App {
     return document.visibilityState === "visible";
   }
 
-  /** Tells the server how far this user got in `c` (once per new seq). */
+  /**
+   * Tells the server how far this user got in `c` (once per new seq): the end of the
+   * gap-free run held, never past a gap ("you hold everything up to seq").
+   */
   private acknowledge(c: Conversation, kind: "delivered" | "read"): void {
-    const seq = c.newest();
+    const seq = c.contiguous();
     if (seq === null) return;
     const done = this.acked.get(c.id) ?? { delivered: -1, read: -1 };
     if (done[kind] >= seq) return;
@@ -239,7 +244,19 @@ export class App {
   }
 
   /** Fetches what is missing between the messages held (history is the authority). */
+  private readonly filling = new Set<string>();
+
   private async fillGaps(c: Conversation): Promise<void> {
+    if (this.filling.has(c.id)) return;
+    this.filling.add(c.id);
+    try {
+      await this.fillGapsNow(c);
+    } finally {
+      this.filling.delete(c.id);
+    }
+  }
+
+  private async fillGapsNow(c: Conversation): Promise<void> {
     for (let round = 0; round < 20; round++) {
       const gaps = c.gaps();
       if (gaps.length === 0) return;
@@ -251,6 +268,11 @@ export class App {
         for (const m of page.messages) c.messages.set(m.seq, m);
       }
       if (this.store.open === c.id) this.renderMessages(false);
+      if (grew) {
+        // The run grew: the receipts may say so.
+        this.acknowledge(c, "delivered");
+        if (this.store.open === c.id) this.markRead();
+      }
       if (!grew && c.gaps().length === gaps.length) return;
     }
   }

@@ -12,7 +12,8 @@ export interface PendingSend {
 
 export class Conversation {
   readonly messages = new Map<number, MessageView>();
-  readonly ids = new Set<string>();
+  /** message id → the seq it is held under (one seq per id). */
+  readonly ids = new Map<string, number>();
   readonly pending = new Map<string, PendingSend>();
   /** user → how far they received and read. */
   readonly receipts = new Map<string, { delivered: number; read: number }>();
@@ -33,13 +34,21 @@ export class Conversation {
     return this.summary.conversation_id;
   }
 
-  /** Adds a message (history's copy replaces a live one); true if it was new. */
+  /**
+   * Adds a message (history's copy replaces a live one); true if it was new. One id is
+   * held under one seq: the first occurrence, which is the one history keeps (a resend
+   * routed again under a later seq is dropped).
+   */
   insert(m: MessageView): boolean {
-    const fresh = !this.ids.has(m.message_id);
-    this.ids.add(m.message_id);
+    const held = this.ids.get(m.message_id);
+    if (held !== undefined && held !== m.seq) {
+      if (held < m.seq) return false;
+      this.messages.delete(held);
+    }
+    this.ids.set(m.message_id, m.seq);
     this.messages.set(m.seq, m);
     this.lastActivity = Math.max(this.lastActivity, m.ts);
-    return fresh;
+    return held === undefined;
   }
 
   sorted(): MessageView[] {
@@ -50,6 +59,23 @@ export class Conversation {
     let n: number | null = null;
     for (const s of this.messages.keys()) if (n === null || s > n) n = s;
     return n;
+  }
+
+  /**
+   * The end of the gap-free run from the oldest message held: every message up to it
+   * is held (as far as the `prev_seq` links tell). What `ack` and `read` may claim, and
+   * where a sync resumes: a message after a gap is not "everything up to" it.
+   */
+  contiguous(): number | null {
+    const list = this.sorted();
+    if (list.length === 0) return null;
+    let end = list[0].seq;
+    for (let i = 1; i < list.length; i++) {
+      const m = list[i];
+      if (m.prev_unknown || (m.prev_seq !== null && m.prev_seq !== list[i - 1].seq)) break;
+      end = m.seq;
+    }
+    return end;
   }
 
   oldest(): number | null {
@@ -131,11 +157,14 @@ export class Store {
     return [...this.conversations.values()].sort((a, b) => b.lastActivity - a.lastActivity || a.id.localeCompare(b.id));
   }
 
-  /** The `sync` cursors: per conversation, the newest seq held or known. */
+  /**
+   * The `sync` cursors: per conversation, the end of the gap-free run held (so a sync
+   * brings what a gap left out), or the newest seq known when nothing is held.
+   */
   cursors(): Record<string, number> {
     const out: Record<string, number> = {};
     for (const c of this.conversations.values()) {
-      const n = c.newest() ?? c.summary.last_seq;
+      const n = c.contiguous() ?? c.summary.last_seq;
       if (n !== null && n !== undefined) out[c.id] = n;
     }
     return out;
