@@ -201,14 +201,16 @@ impl Router {
             let posted = match state.apply(record.offset, any) {
                 Routed::Nothing => return Vec::new(),
                 Routed::Membership => {
+                    // The slots with someone online: a gateway with nobody there has no
+                    // index to keep. Its next session loads its groups from views that
+                    // hold the log up to where routing to it begins (this worker's
+                    // acknowledgement of that session's presence).
+                    let active = presence.active_slots();
                     drop(inner);
                     let Some(conversation) = conversation_of(any) else {
                         return Vec::new();
                     };
-                    // Every slot: a gateway that has no session yet follows membership
-                    // too, so that its first session's load waits for the views.
-                    let all: Vec<i32> = (0..self.slots.load(Ordering::Relaxed)).collect();
-                    return self.broadcast(record, conversation, None, raw, &all);
+                    return self.broadcast(record, conversation, None, raw, &active);
                 }
                 Routed::Pair(users) => {
                     let mut by_slot: BTreeMap<i32, Vec<String>> = BTreeMap::new();

@@ -306,6 +306,52 @@ impl GroupIndex {
         Ok(attachment())
     }
 
+    /// Loads `user`'s groups again (a session here that was not live when its groups
+    /// were loaded has become live: membership records routed to this slot start at its
+    /// presence, so the load must reach there). Changes routed meanwhile are applied on
+    /// top, as for the first load; on an error they are applied to what was held.
+    pub async fn reload<F, Fut>(self: &Arc<Self>, user: &str, load: F) -> Result<(), LoadError>
+    where
+        F: FnOnce(Vec<(i32, i64)>) -> Fut,
+        Fut: Future<Output = Result<Vec<String>, LoadError>>,
+    {
+        let seen = {
+            let mut inner = self.lock();
+            let seen: Vec<(i32, i64)> = inner.seen.iter().map(|(p, o)| (*p, *o)).collect();
+            let Some(e) = inner.users.get_mut(user) else {
+                return Ok(());
+            };
+            if e.pending.is_some() {
+                // A load is running: it is the one that counts.
+                return Ok(());
+            }
+            e.pending = Some(Vec::new());
+            seen
+        };
+        let loaded = match tokio::time::timeout(LOAD_DEADLINE, load(seen)).await {
+            Ok(r) => r,
+            Err(_) => Err(LoadError("the views did not answer in time".into())),
+        };
+        let mut inner = self.lock();
+        let Some(e) = inner.users.get_mut(user) else {
+            return loaded.map(|_| ());
+        };
+        let pending = e.pending.take().unwrap_or_default();
+        if let Ok(groups) = &loaded {
+            let held: Vec<String> = e.groups.iter().cloned().collect();
+            for g in held {
+                inner.leave(&g, user);
+            }
+            for g in groups {
+                inner.join(g, user);
+            }
+        }
+        for change in &pending {
+            inner.apply_for(user, change);
+        }
+        loaded.map(|_| ())
+    }
+
     /// The end offsets of `events` once this gateway's stream has started: a
     /// membership record routed before the stream started is older, so every load
     /// waits for the views to reach them.

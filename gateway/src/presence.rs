@@ -14,7 +14,7 @@
 //! than sit deaf. A heartbeat that races the close of the user's last session is
 //! followed by a second tombstone, so no stale record outlives the session.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,7 +36,9 @@ struct UserPresence {
     sessions: usize,
     /// Where this user's latest acknowledged-for presence record is.
     pending: Option<Position>,
-    covered: BTreeSet<i32>,
+    /// Partitions of `events` acknowledged, each with the first offset the worker routes
+    /// with the user online.
+    covered: BTreeMap<i32, i64>,
     live: bool,
     /// Acknowledgements that came before `pending` was known.
     early: Vec<PresenceAcked>,
@@ -183,6 +185,15 @@ impl PresenceAgent {
         self.lock().get(user).is_some_and(|e| e.live)
     }
 
+    /// Once `user` is live here: per partition of `events`, the offset from which the
+    /// workers route to this gateway with the user online (every record from there on
+    /// reaches this slot; what came before is for the views to hold).
+    pub fn live_from(&self, user: &str) -> Option<Vec<(i32, i64)>> {
+        let users = self.lock();
+        let e = users.get(user).filter(|e| e.live)?;
+        Some(e.covered.iter().map(|(p, o)| (*p, *o)).collect())
+    }
+
     /// Waits, at most `timeout`, until `user` is live here: until every message to the
     /// user appended from now on will be routed to this gateway.
     pub async fn wait_live(&self, user: &str, timeout: Duration) -> bool {
@@ -216,7 +227,10 @@ impl PresenceAgent {
         if ack.presence_partition != pos.partition || ack.presence_offset < pos.offset {
             return;
         }
-        entry.covered.extend(ack.partitions.iter().copied());
+        for (p, o) in ack.partitions.iter().zip(&ack.next_offsets) {
+            let at = entry.covered.entry(*p).or_insert(*o);
+            *at = (*at).max(*o);
+        }
         if entry.covered.len() >= partitions && !entry.live {
             entry.live = true;
             entry.notify.notify_waiters();

@@ -112,13 +112,28 @@ async fn session(state: Shared, who: Identity, socket: WebSocket) {
         state.shutdown.clone(),
     ));
 
-    // The user's groups are indexed before the session is ready: large groups'
-    // messages routed from now on reach it, and its sync covers those before.
+    // Presence first: once the workers acknowledge it, every record of the log from
+    // their acknowledged offsets on is routed here (group membership changes go only to
+    // the slots with someone online).
+    state.presence.session_opened(&user).await;
+    {
+        let (contacts, u) = (state.contacts.clone(), user.clone());
+        tokio::spawn(async move { contacts.attach(&u).await });
+    }
+    let live = state
+        .presence
+        .wait_live(&user, state.config.ack_timeout)
+        .await;
+
+    // Then the user's groups, indexed before the session is ready from views that hold
+    // the log up to where routing here begins: large groups' messages routed from then
+    // on reach it, and its sync covers those before.
+    let from = routed_from(&state, &user).await;
     let (views, u) = (state.views.clone(), user.clone());
     let attached = state
         .groups
         .attach(&user, |seen| async move {
-            crate::groups::load(&*views, &u, &seen).await
+            crate::groups::load(&*views, &u, &merge(seen, from)).await
         })
         .await;
     let attachment = match attached {
@@ -128,6 +143,8 @@ async fn session(state: Shared, who: Identity, socket: WebSocket) {
             reply_error(&session, ApiError::unavailable(e.to_string()), None);
             session.close_with(CLOSE_TRY_AGAIN, "unavailable: try again later");
             state.sessions.close(&session);
+            state.presence.session_closed(&user).await;
+            state.contacts.detach(&user);
             drop(session);
             let _ = writer.await;
             return;
@@ -138,11 +155,6 @@ async fn session(state: Shared, who: Identity, socket: WebSocket) {
     // no task and no queue for sends.
     let mut sends: Option<(mpsc::Sender<Send>, tokio::task::JoinHandle<()>)> = None;
 
-    state.presence.session_opened(&user).await;
-    {
-        let (contacts, u) = (state.contacts.clone(), user.clone());
-        tokio::spawn(async move { contacts.attach(&u).await });
-    }
     let ready = |live| {
         encode(&ServerFrame::Ready {
             user_id: user.clone(),
@@ -151,10 +163,6 @@ async fn session(state: Shared, who: Identity, socket: WebSocket) {
             live,
         })
     };
-    let live = state
-        .presence
-        .wait_live(&user, state.config.ack_timeout)
-        .await;
     session.push(ready(live));
     if !live {
         // Late acknowledgements (a fanout-worker still joining) still make it live.
@@ -168,6 +176,20 @@ async fn session(state: Shared, who: Identity, socket: WebSocket) {
                     _ = session.closed.cancelled() => return,
                 };
                 if live {
+                    // Routing here began only now: the groups are loaded again up to it.
+                    let from = routed_from(&state, &session.user).await;
+                    let (views, u) = (state.views.clone(), session.user.clone());
+                    let reloaded = state
+                        .groups
+                        .reload(&session.user, |seen| async move {
+                            crate::groups::load(&*views, &u, &merge(seen, from)).await
+                        })
+                        .await;
+                    if let Err(e) = reloaded {
+                        warn!(user = %session.user, error = %e, "groups not reloaded: the session reconnects");
+                        session.close_with(CLOSE_TRY_AGAIN, "unavailable: try again later");
+                        return;
+                    }
                     session.push(frame);
                     return;
                 }
@@ -636,4 +658,30 @@ async fn sender(state: Shared, session: Arc<Session>, mut rx: mpsc::Receiver<Sen
             }
         });
     }
+}
+
+/// Where routing to this gateway begins for `user`: the workers' acknowledged offsets
+/// once the user is live here, else the log's end now (nothing older is routed here).
+async fn routed_from(state: &Shared, user: &str) -> Vec<(i32, i64)> {
+    if let Some(from) = state.presence.live_from(user) {
+        return from;
+    }
+    match state.log.end_offsets(&state.config.topics.events).await {
+        Ok(ends) => ends
+            .into_iter()
+            .enumerate()
+            .map(|(p, e)| (p as i32, e))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The larger offset of each partition of `a` and `b`.
+fn merge(a: Vec<(i32, i64)>, b: Vec<(i32, i64)>) -> Vec<(i32, i64)> {
+    let mut all: std::collections::BTreeMap<i32, i64> = std::collections::BTreeMap::new();
+    for (p, o) in a.into_iter().chain(b) {
+        let at = all.entry(p).or_insert(o);
+        *at = (*at).max(o);
+    }
+    all.into_iter().collect()
 }

@@ -413,3 +413,62 @@ async fn a_large_group_pushes_only_to_mentioned_or_opted_in_offline_members() {
     );
     assert_eq!(appended(&*log, &team.stack.topics.inbox).await, 0);
 }
+
+/// Second review, finding 13: a group's membership change goes to the gateway slots
+/// with someone online, not to every slot. One gateway of four slots has a session; a
+/// group of 2,000 is created and 2,000 more are added: only that slot gets the records.
+/// A user who then connects on another gateway (a slot no change was routed to) still
+/// gets the group's messages live: its groups are loaded from views that hold the log
+/// up to where routing to it begins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_changes_go_only_to_slots_with_someone_online() {
+    let options = Options {
+        fanout_args: vec!["--large-group".into(), "3".into()],
+        ..Options::gateways(2)
+    };
+    let stack = Processes::start_with("membership-slots", options).await;
+    let (g0, g1) = (stack.gateways[0].clone(), stack.gateways[1].clone());
+    let amy_t = token(&g0, "amy").await;
+    let bob_t = token(&g0, "bob").await;
+    let amy = live(&g0, &amy_t).await;
+    let log = kafka().await;
+    let before = log.end_offsets(&stack.topics.deliveries).await.unwrap();
+    let first: Vec<String> = (0..2_000).map(|i| format!("m{i:05}")).collect();
+    let mut with_bob = first.clone();
+    with_bob.push("bob".into());
+    let conv = Api::new(&g0, &amy_t)
+        .create_group(
+            "big",
+            &with_bob.iter().map(String::as_str).collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+    let more: Vec<String> = (2_000..4_000).map(|i| format!("m{i:05}")).collect();
+    add(&Api::new(&g0, &amy_t), &conv, &more).await;
+    // A message: routed after both changes, so they are in the slot by then.
+    let seq = amy.send(&conv, "hello", "to everyone").await.unwrap().seq;
+    amy.wait_for("amy's own copy", LONG, |s| {
+        s.messages(&conv).iter().any(|m| m.seq == seq)
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = log.end_offsets(&stack.topics.deliveries).await.unwrap();
+    let grew: Vec<i64> = after.iter().zip(&before).map(|(a, b)| a - b).collect();
+    eprintln!("deliveries records per slot: {grew:?}");
+    assert!(
+        grew[0] >= 2,
+        "slot 0 got the changes and the message: {grew:?}"
+    );
+    for (slot, n) in grew.iter().enumerate().skip(1) {
+        assert_eq!(*n, 0, "slot {slot} has nobody online: {grew:?}");
+    }
+    // Bob connects on gateway 1, whose slot got none of it: live copies reach him.
+    let bob = live(&g1, &bob_t).await;
+    let next = amy.send(&conv, "again", "bob too").await.unwrap().seq;
+    bob.wait_for("bob's live copy", LONG, |s| {
+        s.arrivals().iter().any(|m| m.seq == next)
+    })
+    .await
+    .unwrap();
+}
