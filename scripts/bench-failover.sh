@@ -20,7 +20,7 @@ BIN="${PARLEY_BIN:-${CARGO_TARGET_DIR:-target}/release/parley}"
 curl -sf 127.0.0.1:8085/healthz >/dev/null 2>&1 && { echo "bench-failover.sh: something already listens on 127.0.0.1:8085" >&2; exit 1; }
 export PARLEY_TOPIC_PREFIX="fo$(date +%s)." PARLEY_LOG=kafka://127.0.0.1:9092 PARLEY_LOG_LEVEL=warn
 export PARLEY_SERVICE_TOKEN="failover-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-export PARLEY_RATE_SENDS=0 PARLEY_RATE_CONNECTS=0 PARLEY_RATE_UPGRADES_PER_IP=0
+export PARLEY_RATE_SENDS=0 PARLEY_RATE_CONNECTS=0 PARLEY_RATE_UPGRADES_PER_IP=0 PARLEY_RATE_READS=0
 DIR="$(mktemp -d)"
 pids=()
 cleanup() { kill "${pids[@]}" 2>/dev/null || true; }

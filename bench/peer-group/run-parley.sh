@@ -88,7 +88,7 @@ case "${1:-start}" in
     # the rate limits of the gateways are off.
     export PARLEY_SERVICE_TOKEN="service-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
     export PARLEY_RATE_SENDS=0 PARLEY_RATE_TYPING=0 PARLEY_RATE_CREATES=0 PARLEY_RATE_ADDS=0 \
-      PARLEY_RATE_CONNECTS=0 PARLEY_RATE_UPGRADES_PER_IP=0
+      PARLEY_RATE_CONNECTS=0 PARLEY_RATE_UPGRADES_PER_IP=0 PARLEY_RATE_READS=0 PARLEY_RATE_SETTINGS=0
     ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     "$BIN" topics create --log "$LOG" --topic-prefix "$PREFIX" --partitions 8 --gateway-slots 8 >&2
     pp="$(free_port)"

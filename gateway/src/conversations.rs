@@ -262,6 +262,7 @@ pub async fn remove_member(
             "{user:?} is not a valid user id"
         )));
     }
+    state.limits.check(crate::limits::Limit::AddMembers, &me)?;
     ensure_member(&state, &id, &me).await?;
     let record = MemberRemoved {
         meta: Meta::new(me.clone()),
@@ -318,6 +319,9 @@ async fn direct_exists(state: &Shared, id: &str) -> Result<bool, ApiError> {
 
 /// `GET /v1/conversations`: read-your-writes, behind the same barrier as a sync.
 pub async fn list(State(state): State<Shared>, Caller(me): Caller) -> Result<Response, ApiError> {
+    state
+        .limits
+        .check(crate::limits::Limit::Read(crate::limits::Read::List), &me)?;
     crate::sync::barrier(&state).await?;
     let conversations = state.views.user_conversations(&me, true).await?;
     Ok(Json(json!({"conversations": conversations})).into_response())

@@ -95,6 +95,7 @@ pub async fn register(
     body: Result<Json<RegisterBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    state.limits.check(crate::limits::Limit::Settings, &me)?;
     if !PLATFORMS.contains(&body.platform.as_str()) {
         return Err(ApiError::bad_request(format!(
             "platform {:?} is not served; one of {PLATFORMS:?}",
@@ -145,6 +146,7 @@ pub async fn remove(
     Caller(me): Caller,
     Path(device_id): Path<String>,
 ) -> Result<Response, ApiError> {
+    state.limits.check(crate::limits::Limit::Settings, &me)?;
     if !state
         .devices
         .devices(&me)
@@ -217,6 +219,7 @@ async fn set_opt_in(
     conversation: String,
     opted_in: bool,
 ) -> Result<Response, ApiError> {
+    state.limits.check(crate::limits::Limit::Settings, &me)?;
     ensure_member(&state, &conversation, &me).await?;
     let pos = state.devices.opt_in(&me, &conversation, opted_in).await?;
     read_back(&state, pos).await?;
@@ -229,6 +232,7 @@ async fn set_mute(
     conversation: String,
     muted: bool,
 ) -> Result<Response, ApiError> {
+    state.limits.check(crate::limits::Limit::Settings, &me)?;
     ensure_member(&state, &conversation, &me).await?;
     let pos = state.devices.mute(&me, &conversation, muted).await?;
     read_back(&state, pos).await?;

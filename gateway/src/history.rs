@@ -34,6 +34,9 @@ pub async fn page(
     conversation: &str,
     q: HistoryQuery,
 ) -> Result<HistoryPage, ApiError> {
+    state
+        .limits
+        .check(crate::limits::Limit::Read(crate::limits::Read::Page), user)?;
     ensure_member(state, conversation, user).await?;
     let Some(since) = state.views.history_from(conversation, user).await? else {
         return Err(ApiError::not_member(conversation));

@@ -1,7 +1,13 @@
 //! Rate limits (GCRA, through `governor`): per user for sends, typing, conversation
-//! creation, member adds and connection attempts; per IP for WebSocket upgrades. A
-//! refused request is answered `rate_limited` with `retry_after_ms` (HTTP 429 with
-//! `Retry-After`).
+//! creation, membership changes, connection attempts, reads and settings changes; per
+//! IP for WebSocket upgrades. A refused request is answered `rate_limited` with
+//! `retry_after_ms` (HTTP 429 with `Retry-After`).
+//!
+//! Reads are cost-aware: each takes as many units of the user's read allowance as the
+//! work it causes ([`Read`]): a history page 1, a long poll 5 (a group load, a barrier
+//! and a presence append), a conversation list 5 (a barrier and a gather across every
+//! shard), a presence query 2, or 20 when the caller has no session here (their
+//! contacts are read from the views).
 
 use std::hash::Hash;
 use std::net::IpAddr;
@@ -76,6 +82,10 @@ pub struct RateConfig {
     pub connects: Rate,
     /// WebSocket upgrades from one IP address.
     pub upgrades_per_ip: Rate,
+    /// Read units a user spends (see [`Read`] for what each read costs).
+    pub reads: Rate,
+    /// Settings changes a user makes: devices, mutes, opt-ins, presence visibility.
+    pub settings: Rate,
     /// Frames of one session being worked on at once (history, sync, receipts, typing,
     /// presence queries); beyond it the session is told to slow down.
     pub frames_in_progress: usize,
@@ -92,6 +102,8 @@ impl RateConfig {
             adds: Rate::UNLIMITED,
             connects: Rate::UNLIMITED,
             upgrades_per_ip: Rate::UNLIMITED,
+            reads: Rate::UNLIMITED,
+            settings: Rate::UNLIMITED,
             frames_in_progress: 256,
         }
     }
@@ -106,6 +118,8 @@ impl Default for RateConfig {
             adds: Rate::per_minute(120, 30),
             connects: Rate::per_minute(60, 20),
             upgrades_per_ip: Rate::per_minute(600, 200),
+            reads: Rate::per_second(50, 200),
+            settings: Rate::per_minute(60, 30),
             frames_in_progress: 32,
         }
     }
@@ -117,8 +131,39 @@ pub enum Limit {
     Send,
     Typing,
     Create,
+    /// Adding or removing members (one allowance for both).
     AddMembers,
     Connect,
+    /// A read, by what it costs.
+    Read(Read),
+    /// A change of a user's settings.
+    Settings,
+}
+
+/// Reads, each with the units of the read allowance it takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Read {
+    /// A history or receipts page, the inbox, one conversation.
+    Page,
+    /// A long poll: a group load, a barrier, a presence append.
+    Poll,
+    /// The conversation list: a barrier and a gather across every shard.
+    List,
+    /// A presence query by a user with a session here.
+    Presence,
+    /// A presence query by a user with no session here (contacts read from the views).
+    PresenceCold,
+}
+
+impl Read {
+    pub fn cost(self) -> u32 {
+        match self {
+            Read::Page => 1,
+            Read::Poll | Read::List => 5,
+            Read::Presence => 2,
+            Read::PresenceCold => 20,
+        }
+    }
 }
 
 impl Limit {
@@ -127,8 +172,10 @@ impl Limit {
             Limit::Send => "send",
             Limit::Typing => "typing",
             Limit::Create => "create_conversation",
-            Limit::AddMembers => "add_members",
+            Limit::AddMembers => "change_members",
             Limit::Connect => "connect",
+            Limit::Read(_) => "read",
+            Limit::Settings => "settings",
         }
     }
 }
@@ -140,6 +187,8 @@ pub struct Limits {
     creates: Option<DefaultKeyedRateLimiter<String>>,
     adds: Option<DefaultKeyedRateLimiter<String>>,
     connects: Option<DefaultKeyedRateLimiter<String>>,
+    reads: Option<DefaultKeyedRateLimiter<String>>,
+    settings: Option<DefaultKeyedRateLimiter<String>>,
     upgrades: Option<DefaultKeyedRateLimiter<IpAddr>>,
     pub frames_in_progress: usize,
 }
@@ -152,22 +201,26 @@ impl Limits {
             creates: c.creates.limiter(),
             adds: c.adds.limiter(),
             connects: c.connects.limiter(),
+            reads: c.reads.limiter(),
+            settings: c.settings.limiter(),
             upgrades: c.upgrades_per_ip.limiter(),
             frames_in_progress: c.frames_in_progress.max(1),
         }
     }
 
-    /// Takes one of `user`'s allowance of `limit`, or says how long to wait.
+    /// Takes what `limit` costs of `user`'s allowance, or says how long to wait.
     pub fn check(&self, limit: Limit, user: &str) -> Result<(), ApiError> {
-        let limiter = match limit {
-            Limit::Send => &self.sends,
-            Limit::Typing => &self.typing,
-            Limit::Create => &self.creates,
-            Limit::AddMembers => &self.adds,
-            Limit::Connect => &self.connects,
+        let (limiter, cost) = match limit {
+            Limit::Send => (&self.sends, 1),
+            Limit::Typing => (&self.typing, 1),
+            Limit::Create => (&self.creates, 1),
+            Limit::AddMembers => (&self.adds, 1),
+            Limit::Connect => (&self.connects, 1),
+            Limit::Read(r) => (&self.reads, r.cost()),
+            Limit::Settings => (&self.settings, 1),
         };
         match limiter {
-            Some(l) => take(l, &user.to_string(), limit.label()),
+            Some(l) => take_n(l, &user.to_string(), cost, limit.label()),
             None => Ok(()),
         }
     }
@@ -188,6 +241,8 @@ impl Limits {
             &self.creates,
             &self.adds,
             &self.connects,
+            &self.reads,
+            &self.settings,
         ]
         .into_iter()
         .flatten()
@@ -208,6 +263,33 @@ impl Limits {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(60)) => self.shrink(),
             }
+        }
+    }
+}
+
+/// [`take`] of `n` units; more than a whole burst waits a second.
+fn take_n<K: Hash + Eq + Clone>(
+    limiter: &DefaultKeyedRateLimiter<K>,
+    key: &K,
+    n: u32,
+    what: &'static str,
+) -> Result<(), ApiError> {
+    let Some(n) = NonZeroU32::new(n) else {
+        return Ok(());
+    };
+    if n.get() == 1 {
+        return take(limiter, key, what);
+    }
+    match limiter.check_key_n(key, n) {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(not_until)) => {
+            metrics::counter!(parley_ops::metrics::RATE_LIMITED, "limit" => what).increment(1);
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            Err(ApiError::rate_limited(what, wait))
+        }
+        Err(_) => {
+            metrics::counter!(parley_ops::metrics::RATE_LIMITED, "limit" => what).increment(1);
+            Err(ApiError::rate_limited(what, Duration::from_secs(1)))
         }
     }
 }
@@ -247,6 +329,23 @@ mod tests {
         assert!((1..=1000).contains(&wait), "{wait}");
         // Another user has an allowance of their own.
         limits.check(Limit::Typing, "bob").unwrap();
+    }
+
+    #[test]
+    fn reads_cost_what_they_cause() {
+        let limits = Limits::new(&RateConfig {
+            reads: Rate::per_minute(1, 10),
+            ..RateConfig::default()
+        });
+        // 10 units: two long polls, then no third; pages still fit what is left.
+        limits.check(Limit::Read(Read::Poll), "alice").unwrap();
+        assert!(limits.check(Limit::Read(Read::Poll), "alice").is_ok());
+        let e = limits.check(Limit::Read(Read::Poll), "alice").unwrap_err();
+        assert!(e.retry_after_ms.unwrap() > 0);
+        // More than a whole burst at once: refused, with a wait.
+        assert!(limits
+            .check(Limit::Read(Read::PresenceCold), "bob")
+            .is_err());
     }
 
     #[test]

@@ -108,6 +108,9 @@ pub async fn poll(
     params: Result<Query<PollParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<PollReply>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    state
+        .limits
+        .check(crate::limits::Limit::Read(crate::limits::Read::Poll), &me)?;
     let mut cursor = match &p.cursor {
         Some(c) => Cursor::decode(c, state.events_partitions)?,
         None => Cursor::start(state.events_partitions),

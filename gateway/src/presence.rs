@@ -58,6 +58,10 @@ pub struct PresenceAgent {
     config: GatewayConfig,
     partitions: usize,
     users: Mutex<HashMap<String, UserPresence>>,
+    /// While anyone is live here: per partition of `events`, the offsets from which the
+    /// workers have routed to this slot without a break (those of the first user who
+    /// made it live). Taken after `users`, never before.
+    active_since: Mutex<Option<Vec<(i32, i64)>>>,
     epochs: AtomicU64,
     /// An external presence store (Redis) that gets every heartbeat and end too.
     mirror: Option<Arc<dyn parley_presence::PresenceStore>>,
@@ -71,6 +75,7 @@ impl PresenceAgent {
             config,
             partitions,
             users: Mutex::new(HashMap::new()),
+            active_since: Mutex::new(None),
             epochs: AtomicU64::new(0),
             mirror: None,
         }
@@ -185,13 +190,20 @@ impl PresenceAgent {
         self.lock().get(user).is_some_and(|e| e.live)
     }
 
-    /// Once `user` is live here: per partition of `events`, the offset from which the
-    /// workers route to this gateway with the user online (every record from there on
-    /// reaches this slot; what came before is for the views to hold).
-    pub fn live_from(&self, user: &str) -> Option<Vec<(i32, i64)>> {
+    /// Once `user` is live here: per partition of `events`, the offsets from which the
+    /// workers have routed to this gateway without a break (since the first of the users
+    /// live here now became live). Every record from there on reaches this slot; what
+    /// came before is for the views to hold.
+    pub fn routed_since(&self, user: &str) -> Option<Vec<(i32, i64)>> {
         let users = self.lock();
         let e = users.get(user).filter(|e| e.live)?;
-        Some(e.covered.iter().map(|(p, o)| (*p, *o)).collect())
+        let own: Vec<(i32, i64)> = e.covered.iter().map(|(p, o)| (*p, *o)).collect();
+        let since = self
+            .active_since
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        Some(since.unwrap_or(own))
     }
 
     /// Waits, at most `timeout`, until `user` is live here: until every message to the
@@ -242,6 +254,12 @@ impl PresenceAgent {
         let mut users = self.lock();
         if let Some(entry) = users.get_mut(&ack.user_id) {
             Self::absorb(entry, ack, self.partitions);
+            if entry.live {
+                let mut since = self.active_since.lock().unwrap_or_else(|p| p.into_inner());
+                if since.is_none() {
+                    *since = Some(entry.covered.iter().map(|(p, o)| (*p, *o)).collect());
+                }
+            }
             debug!(user = %ack.user_id, covered = entry.covered.len(), live = entry.live, "presence acknowledged");
         }
     }
@@ -257,6 +275,10 @@ impl PresenceAgent {
                 }
                 Some(_) => {
                     users.remove(user);
+                    if !users.values().any(|e| e.live) {
+                        // Nobody live here: routing to this slot may stop.
+                        *self.active_since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    }
                     true
                 }
                 None => false,

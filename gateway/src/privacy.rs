@@ -38,6 +38,7 @@ pub async fn set(
     body: Result<Json<VisibilityBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    state.limits.check(crate::limits::Limit::Settings, &me)?;
     if state.devices.presence_hidden(&me) != body.visible {
         return Ok(Json(json!({ "visible": body.visible })));
     }

@@ -111,6 +111,9 @@ pub async fn record(
     if seq < 0 {
         return Err(ApiError::bad_request("seq must be 0 or more"));
     }
+    state
+        .limits
+        .check(crate::limits::Limit::Read(crate::limits::Read::Page), user)?;
     ensure_member(state, conversation, user).await?;
     let (partition, end) = log_end(state, conversation).await?;
     if seq >= end {
@@ -229,6 +232,9 @@ pub async fn list(
     Caller(me): Caller,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    state
+        .limits
+        .check(crate::limits::Limit::Read(crate::limits::Read::Page), &me)?;
     ensure_member(&state, &id, &me).await?;
     let receipts = state.views.receipts(&id).await?;
     Ok(Json(json!({"conversation_id": id, "receipts": receipts})))
@@ -249,6 +255,9 @@ pub async fn inbox(
     params: Result<Query<InboxParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<InboxPage>, ApiError> {
     let Query(p) = params.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    state
+        .limits
+        .check(crate::limits::Limit::Read(crate::limits::Read::Page), &me)?;
     let limit = p.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(state.views.inbox(&me, limit).await?))
 }

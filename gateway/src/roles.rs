@@ -48,7 +48,8 @@ fn group_only(view: &ConversationView) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Appends `record` and waits for the views to apply it; the view after it, if they did.
+/// Appends `record` and waits for the views to apply it; the view after it, if they did
+/// (None: not within [`APPLY_WAIT`]).
 async fn write(
     state: &Shared,
     id: &str,
@@ -66,6 +67,15 @@ async fn write(
     Ok(state.views.conversation(id).await?)
 }
 
+/// The record is in the log, but the views did not apply it in time: whether the log
+/// took it at its position is not known yet.
+fn not_confirmed() -> ApiError {
+    ApiError::unavailable(
+        "the change is in the log but the views have not applied it yet: look at the \
+         conversation again shortly to see whether it took",
+    )
+}
+
 fn refused_at_its_position() -> ApiError {
     ApiError::new(
         ErrorCode::Forbidden,
@@ -79,6 +89,9 @@ pub async fn show(
     Caller(me): Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    state
+        .limits
+        .check(crate::limits::Limit::Read(crate::limits::Read::Page), &me)?;
     let v = view_for(&state, &id, &me).await?;
     Ok(Json(json!({
         "conversation_id": v.conversation_id,
@@ -122,6 +135,7 @@ async fn set_role(
             "{user:?} is not a valid user id"
         )));
     }
+    state.limits.check(crate::limits::Limit::Settings, &me)?;
     let view = view_for(&state, &id, &me).await?;
     group_only(&view)?;
     let target = rank(&view, &user);
@@ -161,10 +175,11 @@ async fn set_role(
             },
         ));
     }
-    if let Some(now) = write(&state, &id, record.into()).await? {
-        if now.admins.contains(&user) != admin {
-            return Err(refused_at_its_position());
-        }
+    let now = write(&state, &id, record.into())
+        .await?
+        .ok_or_else(not_confirmed)?;
+    if now.admins.contains(&user) != admin {
+        return Err(refused_at_its_position());
     }
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -185,6 +200,7 @@ pub async fn settings(
     body: Result<Json<SettingsBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    state.limits.check(crate::limits::Limit::Settings, &me)?;
     let view = view_for(&state, &id, &me).await?;
     group_only(&view)?;
     if rank(&view, &me) < Rank::Admin {
@@ -204,10 +220,11 @@ pub async fn settings(
         conversation_id: id.clone(),
         full_history: body.full_history,
     };
-    if let Some(now) = write(&state, &id, record.into()).await? {
-        if now.full_history != body.full_history {
-            return Err(refused_at_its_position());
-        }
+    let now = write(&state, &id, record.into())
+        .await?
+        .ok_or_else(not_confirmed)?;
+    if now.full_history != body.full_history {
+        return Err(refused_at_its_position());
     }
     Ok(answer(body.full_history))
 }

@@ -186,8 +186,21 @@ async fn presence_http(
             "user_ids: one or more user ids, comma-separated",
         ));
     }
+    state
+        .limits
+        .check(crate::limits::Limit::Read(presence_cost(&state, &me)), &me)?;
     let users = state.contacts.query(&me, &ids).await?;
     Ok(axum::Json(serde_json::json!({ "users": users })))
+}
+
+/// What a presence query by `user` costs: more when they have no session here (their
+/// contacts are read from the views).
+pub fn presence_cost(state: &Shared, user: &str) -> crate::limits::Read {
+    if state.sessions.has_user(user) {
+        crate::limits::Read::Presence
+    } else {
+        crate::limits::Read::PresenceCold
+    }
 }
 
 /// Where the gateway's presence is kept for people to see.

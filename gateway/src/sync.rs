@@ -77,6 +77,9 @@ pub async fn run(
         )));
     }
     let user = &session.user;
+    state
+        .limits
+        .check(crate::limits::Limit::Read(crate::limits::Read::List), user)?;
     if !state.presence.wait_live(user, state.config.sync_wait).await {
         return Err(ApiError::unavailable(
             "presence is not acknowledged yet; retry the sync",

@@ -459,7 +459,15 @@ fn dispatch(
         } => {
             tokio::spawn(async move {
                 let _permit = permit;
-                let frame = match state.contacts.query(&session.user, &user_ids).await {
+                let cost = crate::service::presence_cost(&state, &session.user);
+                let limited = state
+                    .limits
+                    .check(crate::limits::Limit::Read(cost), &session.user);
+                let answer = match limited {
+                    Ok(()) => state.contacts.query(&session.user, &user_ids).await,
+                    Err(e) => Err(e),
+                };
+                let frame = match answer {
                     Ok(users) => ServerFrame::PresenceResult { request_id, users },
                     Err(e) => e.frame(None, request_id),
                 };
@@ -660,10 +668,11 @@ async fn sender(state: Shared, session: Arc<Session>, mut rx: mpsc::Receiver<Sen
     }
 }
 
-/// Where routing to this gateway begins for `user`: the workers' acknowledged offsets
-/// once the user is live here, else the log's end now (nothing older is routed here).
+/// Where routing to this gateway began for `user`: the workers' acknowledged offsets
+/// since this slot has had someone live, once the user is live here; else the log's end
+/// now (nothing older is routed here).
 async fn routed_from(state: &Shared, user: &str) -> Vec<(i32, i64)> {
-    if let Some(from) = state.presence.live_from(user) {
+    if let Some(from) = state.presence.routed_since(user) {
         return from;
     }
     match state.log.end_offsets(&state.config.topics.events).await {

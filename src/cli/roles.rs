@@ -415,9 +415,18 @@ pub struct RateArgs {
     /// Conversations a user may create per minute; bursts of 20.
     #[arg(long, env = "PARLEY_RATE_CREATES", default_value_t = RateConfig::default().creates.count)]
     rate_creates_per_min: u32,
-    /// Member-add requests a user may make per minute; bursts of 30.
+    /// Member adds and removals a user may make per minute; bursts of 30.
     #[arg(long, env = "PARLEY_RATE_ADDS", default_value_t = RateConfig::default().adds.count)]
     rate_adds_per_min: u32,
+    /// Read units a user may spend per second; bursts of 4x. A history page, receipts or
+    /// the inbox cost 1, a presence query 2 (20 with no session on this gateway), a long
+    /// poll, a sync or the conversation list 5.
+    #[arg(long, env = "PARLEY_RATE_READS", default_value_t = RateConfig::default().reads.count)]
+    rate_reads_per_s: u32,
+    /// Settings changes a user may make per minute (devices, mutes, opt-ins, presence
+    /// visibility, a group's roles and settings); bursts of 30.
+    #[arg(long, env = "PARLEY_RATE_SETTINGS", default_value_t = RateConfig::default().settings.count)]
+    rate_settings_per_min: u32,
     /// WebSocket sessions a user may open per minute; bursts of 20.
     #[arg(long, env = "PARLEY_RATE_CONNECTS", default_value_t = RateConfig::default().connects.count)]
     rate_connects_per_min: u32,
@@ -446,6 +455,12 @@ impl RateArgs {
             adds: with(self.rate_adds_per_min, d.adds),
             connects: with(self.rate_connects_per_min, d.connects),
             upgrades_per_ip: with(self.rate_upgrades_per_ip_per_min, d.upgrades_per_ip),
+            reads: Rate {
+                count: self.rate_reads_per_s,
+                burst: self.rate_reads_per_s.saturating_mul(4),
+                ..d.reads
+            },
+            settings: with(self.rate_settings_per_min, d.settings),
             frames_in_progress: self.frames_in_progress,
         }
     }

@@ -30,6 +30,7 @@ fn dev(dir: &Path, port: u16, run: &str) -> Proc {
         .env_remove("PARLEY_LOG_DIR")
         .env("PARLEY_LOG_LEVEL", "info")
         .env("PARLEY_RATE_SENDS", "0")
+        .env("PARLEY_RATE_READS", "0")
         .stdout(Stdio::null())
         .stderr(stderr)
         .spawn()

@@ -535,3 +535,76 @@ async fn a_removal_ends_presence_at_once_and_anyone_can_hide_theirs() {
     assert_eq!(bad.status, 400);
     drop(cat);
 }
+
+/// Second review, finding 14: every route that makes the deployment work has a
+/// cost-aware limit per user. One user looping on long polls with no wait, presence
+/// queries, history pages and settings changes is told to slow down (429 with
+/// `Retry-After`), and another user is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_looping_on_expensive_reads_is_slowed_down_and_nobody_else_is() {
+    let mut options = Options::gateways(1);
+    options.env.extend([
+        ("PARLEY_RATE_READS".to_string(), "10".to_string()),
+        ("PARLEY_RATE_SETTINGS".to_string(), "10".to_string()),
+    ]);
+    let stack = Processes::start_with("cost-limits", options).await;
+    let g = &stack.gateways[0];
+    let (eve_t, amy_t) = (token(g, "eve").await, token(g, "amy").await);
+    let (eve, amy) = (Api::new(g, &eve_t), Api::new(g, &amy_t));
+    let conv = eve.create_direct("amy").await.unwrap();
+    let http = reqwest::Client::new();
+    let limited = |path: String, method: Method, body: Option<Value>| {
+        let (http, t, g) = (http.clone(), eve_t.clone(), g.clone());
+        async move {
+            let mut req = http.request(method, format!("{g}{path}")).bearer_auth(&t);
+            if let Some(b) = body {
+                req = req.json(&b);
+            }
+            let r = req.send().await.unwrap();
+            if r.status().as_u16() != 429 {
+                return false;
+            }
+            assert!(r.headers().contains_key("retry-after"), "{path}");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "rate_limited", "{path}: {body}");
+            true
+        }
+    };
+    // Long polls that do not wait: 5 units each, 10 a second with a burst of 40.
+    let mut refused = 0;
+    for _ in 0..30 {
+        refused += usize::from(limited("/v1/events?timeout_ms=0".into(), Method::GET, None).await);
+    }
+    assert!(refused > 0, "30 polls in a row were all served");
+    // Another user is not slowed down by it.
+    amy.history(&conv, None, None, 10).await.expect("amy reads");
+    // Presence queries with no session here (20 units) and history pages (1).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut refused = 0;
+    for _ in 0..10 {
+        refused +=
+            usize::from(limited("/v1/presence?user_ids=amy".into(), Method::GET, None).await);
+    }
+    assert!(refused > 0, "10 cold presence queries were all served");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let mut refused = 0;
+    for _ in 0..100 {
+        refused += usize::from(
+            limited(
+                format!("/v1/conversations/{conv}/messages"),
+                Method::GET,
+                None,
+            )
+            .await,
+        );
+    }
+    assert!(refused > 0, "100 history pages in a row were all served");
+    // Settings changes: 10 a minute with a burst of 30.
+    let mut refused = 0;
+    for i in 0..40 {
+        let path = format!("/v1/conversations/{conv}/mute");
+        refused +=
+            usize::from(limited(path, Method::POST, Some(json!({"muted": i % 2 == 0}))).await);
+    }
+    assert!(refused > 0, "40 mute changes in a row were all made");
+}

@@ -54,6 +54,7 @@ async function startParley() {
         PARLEY_LOG_LEVEL: "warn",
         PARLEY_RATE_SENDS: "0",
         PARLEY_RATE_TYPING: "0",
+        PARLEY_RATE_READS: "0",
       },
       stdio: ["ignore", "ignore", openSync(log, "w")],
     },

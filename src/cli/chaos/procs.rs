@@ -72,6 +72,7 @@ impl Proc {
             .env("PARLEY_RATE_SENDS", "0")
             .env("PARLEY_RATE_CONNECTS", "0")
             .env("PARLEY_RATE_UPGRADES_PER_IP", "0")
+            .env("PARLEY_RATE_READS", "0")
             .env("PARLEY_LOG_LEVEL", level)
             .stdin(Stdio::null())
             .stdout(Stdio::null())

@@ -248,6 +248,8 @@ impl Proc {
                     "PARLEY_RATE_ADDS",
                     "PARLEY_RATE_CONNECTS",
                     "PARLEY_RATE_UPGRADES_PER_IP",
+                    "PARLEY_RATE_READS",
+                    "PARLEY_RATE_SETTINGS",
                 ]
                 .map(|k| (k, "0")),
             )
