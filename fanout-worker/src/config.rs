@@ -15,6 +15,8 @@ pub struct FanoutConfig {
     pub worker_id: String,
     /// Records whose outputs may be in flight at once.
     pub max_in_flight: usize,
+    /// Records held, in all, for partitions being taken over (see `takeover.rs`).
+    pub hold_max: usize,
     /// How often done offsets are committed.
     pub commit_interval: Duration,
     /// Dedup window and large-group threshold of each partition's state.
@@ -37,6 +39,7 @@ impl FanoutConfig {
             group: group.into(),
             worker_id: worker_id.into(),
             max_in_flight: 2048,
+            hold_max: crate::takeover::HELD_MAX,
             commit_interval: Duration::from_millis(200),
             limits: Limits::default(),
             large_typing_per_s: 2,

@@ -14,12 +14,12 @@ use parley_schemas::{encode, DeadLetter, Meta, DEAD_LETTER_VALUE_MAX};
 use parley_sequencer::log::Appending;
 use parley_sequencer::{EventLog, GroupEvent, StartAt, TopicNames};
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::FanoutConfig;
 use crate::router::{Output, Router};
 use crate::signals::Signals;
-use crate::takeover::Takeovers;
+use crate::takeover::{Hold, Takeovers};
 
 /// The fanout-worker role, until `shutdown`.
 pub async fn run(
@@ -137,7 +137,11 @@ async fn route_events(
     let mut sub = log.subscribe(&config.group, &topics.events).await?;
     info!(group = %config.group, topic = %topics.events, worker = %config.worker_id, "fanout-worker joined");
     let mut pipeline: FuturesOrdered<Done> = FuturesOrdered::new();
-    let mut takeovers = Takeovers::default();
+    let mut takeovers = Takeovers::new(config.hold_max);
+    // Partitions paused at the log while they warm up (their share is held).
+    let mut paused: std::collections::BTreeSet<i32> = std::collections::BTreeSet::new();
+    // The log pauses partitions: then reading never stops for what warm-ups hold.
+    let mut pauses = false;
     let mut done: BTreeMap<i32, i64> = BTreeMap::new();
     let mut failed: Vec<i32> = Vec::new();
     let mut dirty = false;
@@ -171,6 +175,9 @@ async fn route_events(
             // A partition taken over is ready: route what was held for it meanwhile.
             Some(warmed) = takeovers.next() => {
                 let Some(ended) = takeovers.finished(warmed) else { continue };
+                if paused.remove(&ended.partition) {
+                    sub.resume(&[ended.partition])?;
+                }
                 let state = ended.state?;
                 info!(partition = ended.partition, conversations = state.conversations(), held = ended.held.len(), "partition taken over");
                 router.ready(ended.partition, state);
@@ -178,16 +185,23 @@ async fn route_events(
                     dispatch(record, config, log, router, shutdown, &mut pipeline).await;
                 }
             }
-            ev = sub.next(), if pipeline.len() < config.max_in_flight && !takeovers.full() => {
+            ev = sub.next(), if pipeline.len() < config.max_in_flight && (pauses || !takeovers.full()) => {
                 let Some(ev) = ev else { break };
                 match ev? {
                     GroupEvent::Assigned(parts) => {
+                        // A partition paused before it was revoked may come back paused.
+                        sub.resume(&parts)?;
                         take_over(config, log, views, router, &mut *sub, &parts, &mut takeovers).await?;
                         signals.restart(config, log, router, shutdown);
                     }
                     GroupEvent::Revoked(parts) => {
                         router.revoke(&parts);
                         takeovers.revoke(&parts);
+                        let was_paused: Vec<i32> =
+                            parts.iter().copied().filter(|p| paused.remove(p)).collect();
+                        if !was_paused.is_empty() {
+                            sub.resume(&was_paused)?;
+                        }
                         positions.forget(&topics.events, &parts);
                         for p in &parts {
                             done.remove(p);
@@ -198,8 +212,19 @@ async fn route_events(
                     GroupEvent::Record(record) => {
                         // Read from here on: its lag counts from the first record read.
                         positions.at(&topics.events, record.partition, record.offset);
-                        if let Some(record) = takeovers.hold(record) {
-                            dispatch(record, config, log, router, shutdown, &mut pipeline).await;
+                        let p = record.partition;
+                        match takeovers.hold(record) {
+                            Hold::Route(record) => {
+                                dispatch(record, config, log, router, shutdown, &mut pipeline).await;
+                            }
+                            Hold::Held { pause: true } => {
+                                if sub.pause(&[p])? {
+                                    debug!(partition = p, "paused while it warms up");
+                                    paused.insert(p);
+                                    pauses = true;
+                                }
+                            }
+                            Hold::Held { pause: false } => {}
                         }
                     }
                 }

@@ -3,8 +3,16 @@
 //!
 //! Each assigned partition's state is built by [`crate::warm::warm`] (the projector's
 //! snapshot, or a scan of the log) in a task; its records that arrive meanwhile are held
-//! here, in order, and routed once its state is ready. The held records are bounded
-//! ([`HELD_MAX`]): past that the loop stops reading the log until a warm-up finishes.
+//! here, in order, and routed once its state is ready. The held records are bounded:
+//! - a partition that holds its share of `hold_max` ([`HELD_MAX`] by default, shared
+//!   evenly by the partitions warming) is paused at the log ([`Takeovers::hold`] says
+//!   so): the loop goes on reading the other partitions, and keeps asking the broker for records,
+//!   so however long a warm-up takes (a whole log scanned with the projector down) the
+//!   group does not take the worker's partitions away for not polling
+//!   (`max.poll.interval.ms`). It is resumed when its warm-up ends (or it is revoked);
+//! - on a log that does not pause (the embedded one, which evicts no one for it), past
+//!   `hold_max` the loop stops reading until a warm-up finishes.
+//!
 //! A partition revoked while warming drops its warm-up and what was held for it (the
 //! next owner resumes at the committed offset).
 
@@ -32,6 +40,7 @@ pub struct Warmed {
 }
 
 pub struct Takeovers {
+    hold_max: usize,
     tx: mpsc::UnboundedSender<Warmed>,
     rx: mpsc::UnboundedReceiver<Warmed>,
     /// Partitions warming, with the epoch of their warm-up (a revoked and re-assigned
@@ -40,25 +49,34 @@ pub struct Takeovers {
     next_epoch: u64,
     held: HashMap<i32, Vec<LogRecord>>,
     held_len: usize,
+    /// Warming partitions already told to pause.
+    pausing: std::collections::HashSet<i32>,
     limit: Arc<Semaphore>,
 }
 
 impl Default for Takeovers {
     fn default() -> Self {
+        Takeovers::new(HELD_MAX)
+    }
+}
+
+impl Takeovers {
+    /// Takeovers holding at most `hold_max` records in all.
+    pub fn new(hold_max: usize) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         Takeovers {
+            hold_max: hold_max.max(CONCURRENT),
             tx,
             rx,
             warming: HashMap::new(),
             next_epoch: 0,
             held: HashMap::new(),
             held_len: 0,
+            pausing: Default::default(),
             limit: Arc::new(Semaphore::new(CONCURRENT)),
         }
     }
-}
 
-impl Takeovers {
     /// Starts warming `partition` as of `resume` (its committed offset) in a task.
     pub fn start(
         &mut self,
@@ -91,20 +109,30 @@ impl Takeovers {
         });
     }
 
-    /// The record back if it can be routed now; `None` if it was held (its partition
-    /// is warming).
-    pub fn hold(&mut self, record: LogRecord) -> Option<LogRecord> {
+    /// What to do with a record read: route it now, or it was held (its partition is
+    /// warming), and whether its partition now holds its share and should be paused.
+    pub fn hold(&mut self, record: LogRecord) -> Hold {
         if !self.warming.contains_key(&record.partition) {
-            return Some(record);
+            return Hold::Route(record);
         }
-        self.held.entry(record.partition).or_default().push(record);
+        let p = record.partition;
+        let share = self.share();
+        let held = self.held.entry(p).or_default();
+        held.push(record);
         self.held_len += 1;
-        None
+        let pause = held.len() >= share && self.pausing.insert(p);
+        Hold::Held { pause }
+    }
+
+    /// The records one warming partition holds before it is paused: an even share of
+    /// `hold_max` among the partitions warming now.
+    fn share(&self) -> usize {
+        (self.hold_max / self.warming.len().max(1)).max(1)
     }
 
     /// Too much is held: read no more until a warm-up ends.
     pub fn full(&self) -> bool {
-        self.held_len >= HELD_MAX
+        self.held_len >= self.hold_max
     }
 
     pub fn revoke(&mut self, partitions: &[i32]) {
@@ -115,6 +143,7 @@ impl Takeovers {
     }
 
     fn drop_held(&mut self, partition: i32) -> Vec<LogRecord> {
+        self.pausing.remove(&partition);
         let held = self.held.remove(&partition).unwrap_or_default();
         self.held_len -= held.len();
         held
@@ -137,6 +166,23 @@ impl Takeovers {
             state: w.state,
             held: self.drop_held(w.partition),
         })
+    }
+}
+
+/// What [`Takeovers::hold`] made of a record.
+#[derive(Debug)]
+pub enum Hold {
+    Route(LogRecord),
+    Held {
+        /// Its partition holds its share now: pause it at the log.
+        pause: bool,
+    },
+}
+
+impl Hold {
+    #[cfg(test)]
+    fn routed(&self) -> bool {
+        matches!(self, Hold::Route(_))
     }
 }
 
@@ -167,9 +213,9 @@ mod tests {
         let mut t = Takeovers::default();
         // Warming partition 1 (by hand: no task).
         t.warming.insert(1, 7);
-        assert!(t.hold(record(0, 5)).is_some(), "partition 0 routes at once");
-        assert!(t.hold(record(1, 10)).is_none());
-        assert!(t.hold(record(1, 11)).is_none());
+        assert!(t.hold(record(0, 5)).routed(), "partition 0 routes at once");
+        assert!(!t.hold(record(1, 10)).routed());
+        assert!(!t.hold(record(1, 11)).routed());
         assert_eq!(t.held_len, 2);
         // A stale warm-up (an earlier epoch) is ignored.
         let stale = Warmed {
@@ -188,16 +234,31 @@ mod tests {
         let offsets: Vec<i64> = ended.held.iter().map(|r| r.offset).collect();
         assert_eq!(offsets, vec![10, 11]);
         assert_eq!(t.held_len, 0);
-        assert!(t.hold(record(1, 12)).is_some(), "ready: routes at once");
+        assert!(t.hold(record(1, 12)).routed(), "ready: routes at once");
     }
 
     #[test]
     fn a_revoked_partition_drops_what_it_held() {
         let mut t = Takeovers::default();
         t.warming.insert(2, 1);
-        assert!(t.hold(record(2, 1)).is_none());
+        assert!(!t.hold(record(2, 1)).routed());
         t.revoke(&[2]);
         assert_eq!(t.held_len, 0);
-        assert!(t.hold(record(2, 2)).is_some());
+        assert!(t.hold(record(2, 2)).routed());
+    }
+
+    #[test]
+    fn a_partition_holding_its_share_is_to_be_paused_once() {
+        // 8 in all, 4 partitions warming: a share of 2 each.
+        let mut t = Takeovers::new(8);
+        for p in 0..4 {
+            t.warming.insert(p, 1);
+        }
+        t.warming.insert(3, 1);
+        assert!(matches!(t.hold(record(3, 1)), Hold::Held { pause: false }));
+        assert!(matches!(t.hold(record(3, 2)), Hold::Held { pause: true }));
+        // What the log had fetched ahead before the pause still comes: held, no new pause.
+        assert!(matches!(t.hold(record(3, 3)), Hold::Held { pause: false }));
+        assert!(!t.full());
     }
 }

@@ -196,4 +196,17 @@ pub trait Subscription: Send + Sync {
 
     /// The committed offsets (next offset to read) of these partitions, if any.
     async fn committed(&self, partitions: &[i32]) -> Result<Vec<(i32, Option<i64>)>>;
+
+    /// Stops handing out records of these partitions (owned by this member) while
+    /// [`Subscription::next`] keeps being called, which keeps the membership alive; the
+    /// records come, in order, once they are resumed. False if this log has no need of
+    /// it and does not do it (a member that stops calling `next` is not evicted).
+    fn pause(&self, _partitions: &[i32]) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Hands out records of these partitions again, from where they were paused.
+    fn resume(&self, _partitions: &[i32]) -> Result<()> {
+        Ok(())
+    }
 }

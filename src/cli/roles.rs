@@ -88,13 +88,24 @@ pub async fn connect(
     log: &LogArgs,
     session_timeout_ms: Option<u32>,
 ) -> anyhow::Result<Arc<dyn EventLog>> {
+    connect_tuned(log, |c| {
+        if let Some(ms) = session_timeout_ms {
+            c.session_timeout_ms = ms;
+        }
+    })
+    .await
+}
+
+/// [`connect`], with the Kafka client's settings changed by `tune`.
+pub async fn connect_tuned(
+    log: &LogArgs,
+    tune: impl FnOnce(&mut parley_sequencer::KafkaConfig),
+) -> anyhow::Result<Arc<dyn EventLog>> {
     if let Some(dir) = log.embedded_dir()? {
         return open_embedded(dir, &log.settings().spec()).await;
     }
     let mut config = log.kafka_config()?;
-    if let Some(ms) = session_timeout_ms {
-        config.session_timeout_ms = ms;
-    }
+    tune(&mut config);
     let kafka = KafkaLog::connect(config)
         .await
         .with_context(|| format!("connecting to {}", log.url()))?;
@@ -302,6 +313,15 @@ pub struct FanoutArgs {
     /// takeovers only).
     #[arg(long, hide = true, default_value_t = 0)]
     debug_warm_delay_ms: u64,
+    /// Records held in memory, in all, for partitions being taken over; past a share of
+    /// it a partition is paused (the worker keeps reading the others, and stays in the
+    /// group however long the warm-up takes).
+    #[arg(long, env = "PARLEY_HOLD_MAX", default_value_t = 50_000)]
+    hold_max: usize,
+    /// How long the worker may go without asking the broker for records before the group
+    /// takes its partitions away (ms).
+    #[arg(long, env = "PARLEY_MAX_POLL_INTERVAL_MS", default_value_t = 300_000)]
+    max_poll_interval_ms: u32,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, env = "PARLEY_FANOUT_HTTP", default_value = "127.0.0.1:8091")]
     http: SocketAddr,
@@ -314,7 +334,11 @@ pub struct FanoutArgs {
 impl FanoutArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let listener = bind(self.http).await?;
-        let log = connect(&self.log, Some(self.session_timeout_ms)).await?;
+        let log = connect_tuned(&self.log, |c| {
+            c.session_timeout_ms = self.session_timeout_ms;
+            c.max_poll_interval_ms = self.max_poll_interval_ms;
+        })
+        .await?;
         let shutdown = crate::shutdown::on_signal();
         let views = views_of(
             self.projector.as_deref(),
@@ -336,6 +360,7 @@ impl FanoutArgs {
         config.large_typing_per_s = self.large_typing_per_s.max(1);
         config.commit_interval = Duration::from_millis(self.commit_interval_ms.max(1));
         config.warm_delay = Duration::from_millis(self.debug_warm_delay_ms);
+        config.hold_max = self.hold_max.max(1);
         config.ready_lag = self.ops.ready_lag;
         tokio::spawn(parley_ops::http::serve(
             listener,

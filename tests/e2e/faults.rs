@@ -500,3 +500,102 @@ async fn a_lower_receipt_never_ends_up_last_in_the_log() {
         );
     }
 }
+
+/// Second review, finding 12: a fanout-worker taking partitions over holds the records
+/// that arrive for them meanwhile, up to a bound. It used to stop reading the log once
+/// the bound was reached, and reading is its only poll: a warm-up that outlasts
+/// `max.poll.interval.ms` (a whole log scanned with the projector down) got it evicted
+/// from the group, and each new owner could repeat the cycle. Here the warm-up takes
+/// 20 s, the poll interval is 8 s, the bound 40 records, and messages keep coming: the
+/// worker must stay in the group, and every message must be delivered soon after the
+/// warm-up ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_warm_up_does_not_get_the_worker_evicted() {
+    let options = Options {
+        fanout_workers: 2,
+        fanout_args: [
+            "--debug-warm-delay-ms",
+            "20000",
+            "--hold-max",
+            "40",
+            "--max-poll-interval-ms",
+            "8000",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Options::gateways(1)
+    };
+    let mut stack = Processes::start_with("long-warm-up", options).await;
+    let g = stack.gateways[0].clone();
+    let (amy_t, bob_t) = (token(&g, "amy").await, token(&g, "bob").await);
+    let amy_api = Api::new(&g, &amy_t);
+    // Conversations over every partition, each with a message (committed offsets: a
+    // warm-up with something to resume from is the one that is slowed down).
+    let mut convs = Vec::new();
+    for i in 0..12 {
+        convs.push(
+            amy_api
+                .create_group(&format!("c{i}"), &["bob"])
+                .await
+                .unwrap(),
+        );
+    }
+    let amy = live(&g, &amy_t).await;
+    let bob = live(&g, &bob_t).await;
+    for c in &convs {
+        amy.send(c, &format!("{c}-first"), "first").await.unwrap();
+    }
+    let distinct = |n: usize| {
+        move |s: &parley_client::Session| {
+            let ids: std::collections::HashSet<uuid::Uuid> =
+                s.arrivals().iter().map(|m| m.message_id).collect();
+            ids.len() >= n
+        }
+    };
+    bob.wait_for("the first messages", LONG, distinct(convs.len()))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Worker 1 dies; worker 0 takes its partitions over, slowly, while messages come.
+    stack.fanouts[1].kill();
+    let started = std::time::Instant::now();
+    let mut sent = convs.len();
+    let mut replies = Vec::new();
+    // Pipelined: a send is confirmed by its routed copy, which waits for the warm-up.
+    while started.elapsed() < Duration::from_secs(30) {
+        for c in &convs {
+            replies.push(
+                amy.send_nowait(c, &format!("{c}-{sent}"), "during the warm-up")
+                    .await
+                    .unwrap(),
+            );
+            sent += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for r in replies {
+        r.await.unwrap().expect("sent");
+    }
+    // Everything arrives live, soon after the warm-up (6 s to notice the death, 20 s
+    // to warm up): not after a cycle of evictions and warm-ups.
+    let arrived = bob
+        .wait_for("every message", Duration::from_secs(20), distinct(sent))
+        .await;
+    let log = stack.fanouts[0].log_text();
+    assert!(
+        !log.contains("maximum poll interval"),
+        "the worker was evicted for not polling:\n{}",
+        log.lines()
+            .filter(|l| l.contains("poll interval") || l.contains("revoked"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    arrived.unwrap_or_else(|e| {
+        panic!(
+            "{e}: {} of {sent} arrived {:?} after the kill",
+            bob.arrivals().len(),
+            started.elapsed()
+        )
+    });
+}

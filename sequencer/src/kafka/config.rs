@@ -21,6 +21,9 @@ pub struct KafkaConfig {
     pub client_id: String,
     /// Consumer-group session timeout: how soon a dead member's partitions move (ms).
     pub session_timeout_ms: u32,
+    /// How long a member may go without asking for records before the group takes
+    /// its partitions away (ms; librdkafka's `max.poll.interval.ms`).
+    pub max_poll_interval_ms: u32,
 }
 
 impl Default for KafkaConfig {
@@ -34,6 +37,7 @@ impl Default for KafkaConfig {
             read_buffer: 1024,
             client_id: "parley".into(),
             session_timeout_ms: 10_000,
+            max_poll_interval_ms: 300_000,
         }
     }
 }
@@ -87,6 +91,12 @@ impl KafkaConfig {
         let mut c = self.consumer("group");
         c.set("group.id", group)
             .set("session.timeout.ms", self.session_timeout_ms.to_string())
+            .set(
+                "max.poll.interval.ms",
+                self.max_poll_interval_ms
+                    .max(self.session_timeout_ms)
+                    .to_string(),
+            )
             .set(
                 "heartbeat.interval.ms",
                 (self.session_timeout_ms / 5).max(100).to_string(),

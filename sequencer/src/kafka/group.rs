@@ -20,6 +20,9 @@ use super::errors::config as config_error;
 use crate::error::{Error, Result};
 use crate::log::{GroupEvent, LogRecord, Subscription};
 
+/// How long one wait for a record lasts before the queue is polled again.
+const KEEP_POLLING: Duration = Duration::from_secs(1);
+
 #[derive(Default)]
 struct Shared {
     events: VecDeque<GroupEvent>,
@@ -99,6 +102,14 @@ pub struct KafkaSubscription {
 }
 
 impl KafkaSubscription {
+    fn partition_list(&self, partitions: &[i32]) -> Result<TopicPartitionList> {
+        let mut tpl = TopicPartitionList::new();
+        for p in partitions {
+            tpl.add_partition(&self.topic, *p);
+        }
+        Ok(tpl)
+    }
+
     pub(crate) fn new(config: &KafkaConfig, group: &str, topic: &str) -> Result<Self> {
         let shared = Arc::new(Mutex::new(Shared::default()));
         let context = GroupContext {
@@ -130,7 +141,14 @@ impl Subscription for KafkaSubscription {
             if let Some(r) = self.stash.take() {
                 return Some(Ok(GroupEvent::Record(r)));
             }
-            match self.consumer.recv().await {
+            // Asked again every second: each ask is a poll of librdkafka's queue, which
+            // keeps this member in the group (`max.poll.interval.ms`) while every
+            // partition it owns is paused and no record comes.
+            let Ok(received) = tokio::time::timeout(KEEP_POLLING, self.consumer.recv()).await
+            else {
+                continue;
+            };
+            match received {
                 Ok(m) => {
                     let record = super::reader::to_record(&m);
                     // A rebalance served during this recv comes first.
@@ -148,6 +166,23 @@ impl Subscription for KafkaSubscription {
                 }
             }
         }
+    }
+
+    fn pause(&self, partitions: &[i32]) -> Result<bool> {
+        // librdkafka drops what it fetched ahead for them and fetches again from the
+        // next record not handed out when they are resumed.
+        let tpl = self.partition_list(partitions)?;
+        self.consumer
+            .pause(&tpl)
+            .map_err(|e| Error::Unavailable(format!("{}: pause: {e}", self.topic)))?;
+        Ok(true)
+    }
+
+    fn resume(&self, partitions: &[i32]) -> Result<()> {
+        let tpl = self.partition_list(partitions)?;
+        self.consumer
+            .resume(&tpl)
+            .map_err(|e| Error::Unavailable(format!("{}: resume: {e}", self.topic)))
     }
 
     fn commit(&self, offsets: &[(i32, i64)]) -> Result<()> {
