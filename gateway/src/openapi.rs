@@ -11,6 +11,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use crate::conversations::{AddBody, CreateBody, HistoryParams, TokenBody};
 use crate::devices::{MuteBody, RegisterBody};
 use crate::longpoll::{PollParams, SendBody};
+use crate::privacy::VisibilityBody;
 use crate::receipts::{InboxParams, ReceiptBody};
 use crate::roles::SettingsBody;
 use crate::service::PresenceParams;
@@ -118,6 +119,12 @@ pub struct Presence {
 #[derive(Serialize, ToSchema)]
 pub struct Devices {
     devices: Vec<Object>,
+}
+
+/// Whether the caller's presence is shown.
+#[derive(Serialize, ToSchema)]
+pub struct Visibility {
+    visible: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -231,6 +238,11 @@ mod operations {
     #[utoipa::path(delete, path = "/v1/conversations/{id}/opt-in", params(("id" = String, Path)),
     responses((status = 200, body = OptedIn)))]
     fn opt_out() {}
+    #[utoipa::path(get, path = "/v1/me/presence", responses((status = 200, body = Visibility)))]
+    fn my_presence() {}
+    #[utoipa::path(put, path = "/v1/me/presence", request_body = VisibilityBody,
+    responses((status = 200, body = Visibility)))]
+    fn set_my_presence() {}
     #[utoipa::path(get, path = "/v1/events", params(PollParams), responses((status = 200, body = Poll)))]
     fn events() {}
     #[utoipa::path(post, path = "/v1/ws-ticket", responses((status = 200, body = Ticket)))]
@@ -260,7 +272,7 @@ mod operations {
         operations::grant_admin, operations::revoke_admin, operations::history, operations::post_message, operations::receipts,
         operations::post_receipt, operations::inbox, operations::presence, operations::register_device,
         operations::devices, operations::remove_device, operations::mute, operations::unmute, operations::opt_in,
-        operations::opt_out, operations::events, operations::ws_ticket, operations::dev_token, operations::healthz,
+        operations::opt_out, operations::my_presence, operations::set_my_presence, operations::events, operations::ws_ticket, operations::dev_token, operations::healthz,
         operations::readyz
     ),
     modifiers(&Bearer)
