@@ -6,7 +6,6 @@
 //! every record of P at or after N is routed with U online.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use parley_schemas::{
@@ -52,8 +51,6 @@ pub(crate) struct Inner {
 
 pub struct Router {
     inner: Mutex<Inner>,
-    /// Gateway slots, for broadcasts.
-    slots: AtomicI32,
     pub(crate) actor: String,
     /// Typing indicators of large groups, throttled.
     pub(crate) typing: crate::signals::TypingGate,
@@ -65,7 +62,6 @@ impl Router {
     pub fn new(worker_id: &str, typing_per_s: u32) -> Self {
         Router {
             inner: Mutex::new(Inner::default()),
-            slots: AtomicI32::new(0),
             actor: format!("fanout:{worker_id}"),
             typing: crate::signals::TypingGate::new(typing_per_s),
             opt_ins: std::sync::OnceLock::new(),
@@ -378,11 +374,6 @@ impl Router {
             prev_seq,
             event: raw.to_vec(),
         }
-    }
-
-    /// How many gateway slots (partitions of `deliveries`) there are.
-    pub fn set_slots(&self, slots: i32) {
-        self.slots.store(slots, Ordering::Relaxed);
     }
 }
 

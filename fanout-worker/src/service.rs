@@ -41,11 +41,6 @@ pub async fn run(
         shutdown.clone(),
     );
     let router = Arc::new(Router::new(&config.worker_id, config.large_typing_per_s));
-    let slots = retry("deliveries partitions", || {
-        log.partition_count(&config.topics.deliveries)
-    })
-    .await?;
-    router.set_slots(slots);
     let book = parley_push::DeviceBook::follow(
         log.clone(),
         &config.topics.devices,

@@ -220,7 +220,7 @@ impl Limits {
             Limit::Settings => (&self.settings, 1),
         };
         match limiter {
-            Some(l) => take_n(l, &user.to_string(), cost, limit.label()),
+            Some(l) => take(l, &user.to_string(), cost, limit.label()),
             None => Ok(()),
         }
     }
@@ -228,7 +228,7 @@ impl Limits {
     /// Takes one WebSocket upgrade of `ip`'s allowance.
     pub fn check_upgrade(&self, ip: IpAddr) -> Result<(), ApiError> {
         match &self.upgrades {
-            Some(l) => take(l, &ip, "websocket_upgrade"),
+            Some(l) => take(l, &ip, 1, "websocket_upgrade"),
             None => Ok(()),
         }
     }
@@ -267,8 +267,9 @@ impl Limits {
     }
 }
 
-/// [`take`] of `n` units; more than a whole burst waits a second.
-fn take_n<K: Hash + Eq + Clone>(
+/// Takes `n` units of `key`'s allowance, or says how long to wait (a second for more
+/// than a whole burst, which never fits).
+fn take<K: Hash + Eq + Clone>(
     limiter: &DefaultKeyedRateLimiter<K>,
     key: &K,
     n: u32,
@@ -277,36 +278,13 @@ fn take_n<K: Hash + Eq + Clone>(
     let Some(n) = NonZeroU32::new(n) else {
         return Ok(());
     };
-    if n.get() == 1 {
-        return take(limiter, key, what);
-    }
-    match limiter.check_key_n(key, n) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(not_until)) => {
-            metrics::counter!(parley_ops::metrics::RATE_LIMITED, "limit" => what).increment(1);
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            Err(ApiError::rate_limited(what, wait))
-        }
-        Err(_) => {
-            metrics::counter!(parley_ops::metrics::RATE_LIMITED, "limit" => what).increment(1);
-            Err(ApiError::rate_limited(what, Duration::from_secs(1)))
-        }
-    }
-}
-
-fn take<K: Hash + Eq + Clone>(
-    limiter: &DefaultKeyedRateLimiter<K>,
-    key: &K,
-    what: &'static str,
-) -> Result<(), ApiError> {
-    match limiter.check_key(key) {
-        Ok(()) => Ok(()),
-        Err(not_until) => {
-            metrics::counter!(parley_ops::metrics::RATE_LIMITED, "limit" => what).increment(1);
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            Err(ApiError::rate_limited(what, wait))
-        }
-    }
+    let wait = match limiter.check_key_n(key, n) {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(not_until)) => not_until.wait_time_from(DefaultClock::default().now()),
+        Err(_) => Duration::from_secs(1),
+    };
+    metrics::counter!(parley_ops::metrics::RATE_LIMITED, "limit" => what).increment(1);
+    Err(ApiError::rate_limited(what, wait))
 }
 
 #[cfg(test)]

@@ -142,11 +142,7 @@ async fn session(state: Shared, who: Identity, socket: WebSocket) {
             warn!(user = %user, error = %e, "session refused: its groups could not be loaded");
             reply_error(&session, ApiError::unavailable(e.to_string()), None);
             session.close_with(CLOSE_TRY_AGAIN, "unavailable: try again later");
-            state.sessions.close(&session);
-            state.presence.session_closed(&user).await;
-            state.contacts.detach(&user);
-            drop(session);
-            let _ = writer.await;
+            end_session(&state, session, &user, writer).await;
             return;
         }
     };
@@ -313,15 +309,26 @@ async fn session(state: Shared, who: Identity, socket: WebSocket) {
         drop(tx);
         let _ = task.await;
     }
+    drop(attachment);
+    end_session(&state, session, &user, writer).await;
+    info!(user = %user, "session closed");
+}
+
+/// Takes a session out of the gateway (its contacts, its presence) and waits for its
+/// writer to drain.
+async fn end_session(
+    state: &Shared,
+    session: Arc<Session>,
+    user: &str,
+    writer: tokio::task::JoinHandle<()>,
+) {
     // The presence agent counts the user's sessions itself.
     state.sessions.close(&session);
-    drop(attachment);
-    state.contacts.detach(&user);
-    state.presence.session_closed(&user).await;
+    state.contacts.detach(user);
+    state.presence.session_closed(user).await;
     // Dropping the last handle of the session ends the writer after it drains.
     drop(session);
     let _ = writer.await;
-    info!(user = %user, "session closed");
 }
 
 /// Keeps the `parley_connections` gauge right however the session ends.

@@ -188,11 +188,6 @@ impl Views for HttpViews {
         .await
     }
 
-    async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool> {
-        self.wait_stream_applied(crate::store::Stream::Events, offsets, timeout)
-            .await
-    }
-
     async fn wait_stream_applied(
         &self,
         stream: crate::store::Stream,

@@ -401,11 +401,6 @@ impl Views for ShardedViews {
         .await
     }
 
-    async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool> {
-        self.wait_stream_applied(Stream::Events, offsets, timeout)
-            .await
-    }
-
     async fn wait_stream_applied(
         &self,
         stream: Stream,

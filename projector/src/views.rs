@@ -168,7 +168,10 @@ pub trait Views: Send + Sync + 'static {
     async fn message_by_id(&self, conversation: &str, id: Uuid) -> Result<Option<MessageView>>;
     /// Waits until the views reflect every record before `offsets` (partition, next
     /// offset), at most `timeout`; false if they did not get there in time.
-    async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool>;
+    async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool> {
+        self.wait_stream_applied(Stream::Events, offsets, timeout)
+            .await
+    }
     /// [`Views::wait_applied`] for the records of `stream` (`events`, `inbox` or
     /// `receipts`: their partitions are numbered alike).
     async fn wait_stream_applied(
@@ -262,11 +265,6 @@ impl Views for LocalViews {
     async fn message_by_id(&self, conversation: &str, id: Uuid) -> Result<Option<MessageView>> {
         let c = conversation.to_string();
         self.blocking(move |s| s.message_by_id(&c, &id)).await
-    }
-
-    async fn wait_applied(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool> {
-        self.wait_stream_applied(Stream::Events, offsets, timeout)
-            .await
     }
 
     async fn wait_stream_applied(

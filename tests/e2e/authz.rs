@@ -505,3 +505,39 @@ async fn a_group_can_open_its_full_history_to_members_added_later() {
         .collect();
     assert_eq!(seen, vec![after], "from the add on again");
 }
+
+/// A role change the views have not applied within 10 s is not answered as done: the
+/// answer is 503 `unavailable` (the change is in the log), not 204. Here the projector
+/// applies each batch 12 s late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_change_the_views_have_not_applied_is_not_answered_as_done() {
+    let options = common::stack::Options {
+        projector_args: vec!["--debug-apply-delay-ms".into(), "12000".into()],
+        ..common::stack::Options::gateways(1)
+    };
+    let stack = common::stack::Processes::start_with("roles-unconfirmed", options).await;
+    let g = &stack.gateways[0];
+    let amy = Api::new(g, &token(g, "amy").await);
+    let group = amy.create_group("team", &["bob"]).await.unwrap();
+    let path = format!("/v1/conversations/{group}");
+    eventually("the views hold the group", LONG, || async {
+        amy.call(Method::GET, &path, None).await.unwrap().is_ok()
+    })
+    .await;
+    let answer = amy
+        .call(Method::PUT, &format!("{path}/admins/bob"), None)
+        .await
+        .unwrap();
+    let refused = answer.expect_err("answered as done before the views had it");
+    assert_eq!(
+        (refused.status.as_u16(), refused.code()),
+        (503, "unavailable")
+    );
+    // It was in the log: it takes.
+    eventually("bob is an admin", LONG, || async {
+        amy.ok(Method::GET, &path, None)
+            .await
+            .is_ok_and(|v| v["admins"] == json!(["bob"]))
+    })
+    .await;
+}

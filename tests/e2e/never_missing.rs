@@ -349,28 +349,6 @@ async fn shrink_max_message_bytes(topic: &str, bytes: usize) {
     .await;
 }
 
-/// A raw WebSocket of `user` on gateway `base`, which this test reads from only if it
-/// wants to (a client that stopped reading, or vanished). Its receive buffer is small
-/// and fixed (no autotuning), so a client that does not read stops taking bytes soon.
-async fn raw_socket(
-    base: &str,
-    token: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio::net::TcpStream> {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let url = format!("{}/v1/ws", base.replacen("http://", "ws://", 1));
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(16 * 1024).unwrap();
-    let tcp = socket.connect(addr).await.expect("tcp");
-    tokio_tungstenite::client_async(req, tcp)
-        .await
-        .expect("ws")
-        .0
-}
-
 /// Sends from `sender` until `user`'s inbox holds an entry (at most `timeout`).
 async fn until_inbox(sender: &Session, conv: &str, user: &Api, timeout: Duration) {
     let deadline = tokio::time::Instant::now() + timeout;
@@ -405,7 +383,7 @@ async fn a_vanished_client_is_closed_and_counted_offline() {
     let (amy, bob) = (token(g, "amy").await, token(g, "bob").await);
     let conv = Api::new(g, &amy).create_direct("bob").await.unwrap();
     let a = live(g, &amy).await;
-    let _silent = raw_socket(g, &bob).await;
+    let _silent = common::raw_socket(g, &bob).await;
     // Bob is online: Amy's first message is delivered to his socket, not his inbox.
     tokio::time::sleep(Duration::from_secs(1)).await;
     until_inbox(&a, &conv, &Api::new(g, &bob), Duration::from_secs(20)).await;
@@ -427,7 +405,7 @@ async fn a_client_that_stops_reading_is_closed_and_counted_offline() {
     let (amy, bob) = (token(g, "amy").await, token(g, "bob").await);
     let conv = Api::new(g, &amy).create_direct("bob").await.unwrap();
     let a = live(g, &amy).await;
-    let mut deaf = raw_socket(g, &bob).await;
+    let mut deaf = common::raw_socket(g, &bob).await;
     let talking = tokio::spawn(async move {
         // Frames keep coming from Bob, so he is never idle; he reads nothing. (Bounded:
         // the test aborts it long before.)

@@ -15,25 +15,7 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
-type Raw = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
-
-/// A raw WebSocket of `token` on `base` that the test reads only when it wants to, with
-/// a small fixed receive buffer (a client on a slow link).
-async fn raw_socket(base: &str, token: &str) -> Raw {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let url = format!("{}/v1/ws", base.replacen("http://", "ws://", 1));
-    let mut req = url.into_client_request().unwrap();
-    req.headers_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(8 * 1024).unwrap();
-    let tcp = socket.connect(addr).await.expect("tcp");
-    tokio_tungstenite::client_async(req, tcp)
-        .await
-        .expect("ws")
-        .0
-}
+type Raw = common::RawSocket;
 
 /// The next JSON frame of `ws` (None once it closed), at most `timeout`.
 async fn next_frame(ws: &mut Raw, timeout: Duration) -> Option<Value> {
@@ -51,7 +33,8 @@ async fn next_frame(ws: &mut Raw, timeout: Duration) -> Option<Value> {
 
 /// Finding 1: a member syncing with an old cursor reads slowly, so her pages are produced
 /// only as her socket drains. She is removed from the group meanwhile, and more is
-/// posted there. No page she gets may hold a message posted after her removal.
+/// posted there. No page she gets may hold a message posted after her removal. (Her
+/// socket's receive buffer is small: she stops taking bytes soon after she stops reading.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_member_removed_during_her_sync_reads_nothing_posted_after() {
     // Small pages: many frames, so the sync is still producing them when she stops
@@ -80,7 +63,7 @@ async fn a_member_removed_during_her_sync_reads_nothing_posted_after() {
         p.await.unwrap().expect("sent");
     }
 
-    let mut mia = raw_socket(g, &mia_t).await;
+    let mut mia = common::raw_socket(g, &mia_t).await;
     loop {
         let f = next_frame(&mut mia, LONG).await.expect("ready");
         if f["type"] == "ready" {

@@ -102,12 +102,12 @@ pub struct KafkaSubscription {
 }
 
 impl KafkaSubscription {
-    fn partition_list(&self, partitions: &[i32]) -> Result<TopicPartitionList> {
+    fn partition_list(&self, partitions: &[i32]) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
         for p in partitions {
             tpl.add_partition(&self.topic, *p);
         }
-        Ok(tpl)
+        tpl
     }
 
     pub(crate) fn new(config: &KafkaConfig, group: &str, topic: &str) -> Result<Self> {
@@ -171,7 +171,7 @@ impl Subscription for KafkaSubscription {
     fn pause(&self, partitions: &[i32]) -> Result<bool> {
         // librdkafka drops what it fetched ahead for them and fetches again from the
         // next record not handed out when they are resumed.
-        let tpl = self.partition_list(partitions)?;
+        let tpl = self.partition_list(partitions);
         self.consumer
             .pause(&tpl)
             .map_err(|e| Error::Unavailable(format!("{}: pause: {e}", self.topic)))?;
@@ -179,7 +179,7 @@ impl Subscription for KafkaSubscription {
     }
 
     fn resume(&self, partitions: &[i32]) -> Result<()> {
-        let tpl = self.partition_list(partitions)?;
+        let tpl = self.partition_list(partitions);
         self.consumer
             .resume(&tpl)
             .map_err(|e| Error::Unavailable(format!("{}: resume: {e}", self.topic)))

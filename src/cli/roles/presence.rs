@@ -63,27 +63,17 @@ impl PresenceArgs {
 /// `url` with the password of its user info (`redis://user:password@host`) replaced by
 /// `***`, for logs and errors.
 pub fn redacted(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        // Not a URL: nothing of it is shown, as a password may be in there.
+        return "(a URL that does not parse)".to_string();
     };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_string();
-    };
-    let user_info = &rest[..at];
-    let user = user_info.split(':').next().unwrap_or_default();
-    let hidden = if user_info.contains(':') || !user.is_empty() {
-        // `redis://secret@host` puts the password where a user name would be.
-        if user_info.contains(':') {
-            format!("{user}:***")
-        } else {
-            "***".to_string()
-        }
-    } else {
-        String::new()
-    };
-    format!("{}{hidden}{}", &url[..scheme_end], &rest[at..])
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+    } else if !parsed.username().is_empty() {
+        // `redis://secret@host`: some clients take a lone user info as the password.
+        let _ = parsed.set_username("***");
+    }
+    parsed.to_string()
 }
 
 /// The store presence is read from: `external` (Redis) if given, else the presence topic.
@@ -126,7 +116,7 @@ mod tests {
             redacted("redis://127.0.0.1:6379/"),
             "redis://127.0.0.1:6379/"
         );
-        assert_eq!(redacted("not a url"), "not a url");
+        assert!(!redacted("not a url s3cret").contains("s3cret"));
         assert!(!redacted("redis://u:p@ss@host/").contains("p@ss"));
     }
 }

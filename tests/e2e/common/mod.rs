@@ -62,3 +62,25 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A client WebSocket over a plain TCP stream.
+pub type RawSocket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A raw WebSocket of `user` on gateway `base`, which this test reads from only if it
+/// wants to (a client that stopped reading, or vanished). Its receive buffer is small
+/// and fixed (no autotuning), so a client that does not read stops taking bytes soon.
+pub async fn raw_socket(base: &str, token: &str) -> RawSocket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let url = format!("{}/v1/ws", base.replacen("http://", "ws://", 1));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
+    let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let tcp = socket.connect(addr).await.expect("tcp");
+    tokio_tungstenite::client_async(req, tcp)
+        .await
+        .expect("ws")
+        .0
+}
