@@ -39,7 +39,57 @@ type IdleResult struct {
 	RSSAfterKB  int64   `json:"rss_after_kb"`
 	PerConnKB   float64 `json:"rss_per_connection_kb"`
 	OpenSeconds float64 `json:"open_seconds"`
-	Error       string  `json:"error,omitempty"`
+	// CPU while the connections sat idle, as a share of one core (100 = one core busy),
+	// over CPUSeconds: the server's process, and the sum of -parley-extra-pids (the
+	// broker) for Parley.
+	CPUSeconds float64 `json:"cpu_window_s"`
+	CPUPercent float64 `json:"cpu_percent"`
+	ExtraCPU   float64 `json:"extra_cpu_percent"`
+	Error      string  `json:"error,omitempty"`
+}
+
+// cpuTicks is a process's user+system CPU time in clock ticks (/proc/<pid>/stat), -1 if
+// it cannot be read.
+func cpuTicks(pid int) int64 {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return -1
+	}
+	// The command name (field 2) may hold spaces: fields are counted after its ")".
+	s := string(data)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return -1
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	k, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + k
+}
+
+// cpuShare measures, over window, the CPU of each pid as a share of one core (clock
+// ticks are 100 per second on Linux).
+func cpuShare(ctx context.Context, pids []int, window time.Duration) []float64 {
+	before := make([]int64, len(pids))
+	for i, p := range pids {
+		before[i] = cpuTicks(p)
+	}
+	start := time.Now()
+	sleepCtx(ctx, window)
+	secs := time.Since(start).Seconds()
+	out := make([]float64, len(pids))
+	for i, p := range pids {
+		after := cpuTicks(p)
+		if before[i] < 0 || after < 0 || secs <= 0 {
+			out[i] = -1
+			continue
+		}
+		out[i] = float64(after-before[i]) / 100 / secs * 100
+	}
+	return out
 }
 
 func rssKB(pid int) int64 {
@@ -113,7 +163,7 @@ func openIdle(ctx context.Context, system, base, secret, id string, k, sources i
 	return ws, nil
 }
 
-func runIdleOne(ctx context.Context, system, base, secret, id string, pid, n, sources int, settle time.Duration) IdleResult {
+func runIdleOne(ctx context.Context, system, base, secret, id string, pid int, extra []int, n, sources int, settle, cpuWindow time.Duration) IdleResult {
 	res := IdleResult{System: system, Connections: n, RSSBeforeKB: rssKB(pid)}
 	var mu sync.Mutex
 	conns := make([]*websocket.Conn, 0, n)
@@ -147,6 +197,16 @@ func runIdleOne(ctx context.Context, system, base, secret, id string, pid, n, so
 	if res.Opened > 0 && res.RSSBeforeKB > 0 {
 		res.PerConnKB = float64(res.RSSOpenKB-res.RSSBeforeKB) / float64(res.Opened)
 	}
+	if cpuWindow > 0 {
+		shares := cpuShare(ctx, append([]int{pid}, extra...), cpuWindow)
+		res.CPUSeconds = cpuWindow.Seconds()
+		res.CPUPercent = shares[0]
+		for _, x := range shares[1:] {
+			res.ExtraCPU += x
+		}
+		logf("%s: CPU over %s with %d idle connections: %.1f%% of a core (+ %.1f%% other processes)",
+			system, cpuWindow, res.Opened, res.CPUPercent, res.ExtraCPU)
+	}
 	fs := make([]func(), 0, len(conns))
 	for _, c := range conns {
 		fs = append(fs, func() { c.CloseNow() })
@@ -160,23 +220,28 @@ func runIdleOne(ctx context.Context, system, base, secret, id string, pid, n, so
 }
 
 // runIdles runs the idle test on each system with a pid (-only picks one).
-func runIdles(ctx context.Context, only, parleyURL, parleySecret string, parleyPID int, cfURL, cfSecret string, cfPID int,
-	id string, n, sources int, settle time.Duration, jsonOut string) {
+func runIdles(ctx context.Context, only, parleyURL, parleySecret string, parleyPID int, parleyExtra []int, cfURL, cfSecret string, cfPID int,
+	id string, n, sources int, settle, cpuWindow time.Duration, jsonOut string) {
 	logf("machine: %s; load average %s", machine(), loadAvg())
 	var results []IdleResult
 	for _, s := range []struct {
 		name, base, secret string
 		pid                int
-	}{{"parley", parleyURL, parleySecret, parleyPID}, {"centrifugo", cfURL, cfSecret, cfPID}} {
+		extra              []int
+	}{{"parley", parleyURL, parleySecret, parleyPID, parleyExtra}, {"centrifugo", cfURL, cfSecret, cfPID, nil}} {
 		if (only != "" && only != s.name) || s.pid <= 0 {
 			continue
 		}
-		results = append(results, runIdleOne(ctx, s.name, s.base, s.secret, id, s.pid, n, sources, settle))
+		results = append(results, runIdleOne(ctx, s.name, s.base, s.secret, id, s.pid, s.extra, n, sources, settle, cpuWindow))
 	}
-	fmt.Printf("\n| system | connections | opened | open in s | RSS before MB | RSS open MB | KB per connection | RSS after close MB | note |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	fmt.Printf("\n| system | connections | opened | open in s | RSS before MB | RSS open MB | KB per connection | RSS after close MB | idle CPU %% (server + others) | note |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, r := range results {
-		fmt.Printf("| %s | %d | %d | %.1f | %.0f | %.0f | %.1f | %.0f | %s |\n", r.System, r.Connections, r.Opened, r.OpenSeconds,
-			float64(r.RSSBeforeKB)/1024, float64(r.RSSOpenKB)/1024, r.PerConnKB, float64(r.RSSAfterKB)/1024, r.Error)
+		fmt.Printf("| %s | %d | %d | %.1f | %.0f | %.0f | %.1f | %.0f | %.1f + %.1f | %s |\n", r.System, r.Connections, r.Opened, r.OpenSeconds,
+			float64(r.RSSBeforeKB)/1024, float64(r.RSSOpenKB)/1024, r.PerConnKB, float64(r.RSSAfterKB)/1024, r.CPUPercent, r.ExtraCPU, r.Error)
+	}
+	if len(results) == 2 && results[1].CPUPercent > 0 {
+		p, c := results[0], results[1]
+		fmt.Printf("| parley ÷ centrifugo | | | | | | ×%.2f | | ×%.2f | |\n", p.PerConnKB/c.PerConnKB, (p.CPUPercent+p.ExtraCPU)/(c.CPUPercent+c.ExtraCPU))
 	}
 	if jsonOut != "" {
 		writeJSON(jsonOut, map[string]any{"machine": machine(), "idle": results})

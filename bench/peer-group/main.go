@@ -97,6 +97,8 @@ func main() {
 		pSecret   = flag.String("parley-secret", "", "-idle: the gateway's PARLEY_JWT_SECRET (tokens are minted here)")
 		pPID      = flag.Int("parley-pid", 0, "-idle: pid of the Parley process whose RSS is read (0: skip Parley)")
 		cfPID     = flag.Int("centrifugo-pid", 0, "-idle: pid of Centrifugo (0: skip it)")
+		pExtra    = flag.String("parley-extra-pids", "", "-idle: comma list of other pids whose CPU counts for Parley (the broker's)")
+		idleCPU   = flag.Duration("idle-cpu", 30*time.Second, "-idle: after settling, how long to measure CPU with the connections idle (0: skip)")
 		presence  = flag.Int("presence", 0, "instead of the group phases: this many users in groups of -presence-group connect, and the presence items each receives are counted (see presence.go)")
 		presGroup = flag.Int("presence-group", 50, "-presence: users per group")
 		presConn  = flag.Duration("presence-connect", 10*time.Second, "-presence: the users connect over this long")
@@ -150,7 +152,18 @@ func main() {
 		if *pPID > 0 && *pSecret == "" {
 			fatal(fmt.Errorf("-idle with -parley-pid needs -parley-secret (the gateway's PARLEY_JWT_SECRET)"))
 		}
-		runIdles(ctx, *only, parleyURLs[0], *pSecret, *pPID, *cfURL, *cfSecret, *cfPID, id, *idle, *idleSrc, *idleWait, *jsonOut)
+		var extra []int
+		for _, f := range strings.Split(*pExtra, ",") {
+			if f = strings.TrimSpace(f); f == "" {
+				continue
+			}
+			n, err := strconv.Atoi(f)
+			if err != nil || n <= 0 {
+				fatal(fmt.Errorf("-parley-extra-pids: %q is not a pid", f))
+			}
+			extra = append(extra, n)
+		}
+		runIdles(ctx, *only, parleyURLs[0], *pSecret, *pPID, extra, *cfURL, *cfSecret, *cfPID, id, *idle, *idleSrc, *idleWait, *idleCPU, *jsonOut)
 		return
 	}
 	if *presence > 0 {

@@ -1,17 +1,20 @@
 //! Who is connected where: the latest presence record of each (user, gateway slot),
-//! read from the compacted `presence` topic. A record is live until its `expires_at`;
-//! a tombstone ends it at once.
+//! read from the compacted `presence` topic. A record is live until its `expires_at`,
+//! or while its slot's lease (a [`SlotLease`] of the gateway's current run) lives; a
+//! tombstone ends it at once.
 
 use std::collections::{BTreeMap, HashMap};
 
-use parley_schemas::{decode, PresenceUpdated};
+use parley_schemas::{decode, PresenceUpdated, SlotLease};
 use parley_sequencer::LogRecord;
 use tracing::warn;
 
 #[derive(Default)]
 pub struct PresenceView {
-    /// user → gateway slot → expires_at (ms).
-    users: HashMap<String, BTreeMap<i32, i64>>,
+    /// user → gateway slot → (expires_at, occurred_at) (ms).
+    users: HashMap<String, BTreeMap<i32, (i64, i64)>>,
+    /// gateway slot → its lease.
+    leases: BTreeMap<i32, SlotLease>,
     /// gateway slot → (user, slot) records held for it, expired or not: the slots a
     /// large group's messages go to.
     per_slot: BTreeMap<i32, usize>,
@@ -39,6 +42,20 @@ impl PresenceView {
             .key
             .as_deref()
             .and_then(|k| std::str::from_utf8(k).ok())?;
+        if let Some(slot) = SlotLease::slot_of_key(key) {
+            match record.value.as_deref().map(decode::<SlotLease>) {
+                Some(Ok(lease)) => {
+                    self.leases.insert(slot, lease);
+                }
+                Some(Err(e)) => {
+                    warn!(partition = record.partition, offset = record.offset, error = %e, "bad slot lease skipped")
+                }
+                None => {
+                    self.leases.remove(&slot);
+                }
+            }
+            return None;
+        }
         let Some(value) = &record.value else {
             // Tombstone: key is "user/slot".
             let (user, slot) = key.rsplit_once('/')?;
@@ -70,7 +87,7 @@ impl PresenceView {
             .users
             .entry(p.user_id.clone())
             .or_default()
-            .insert(p.gateway_slot, p.expires_at)
+            .insert(p.gateway_slot, (p.expires_at, p.meta.occurred_at))
             .is_none();
         if fresh {
             *self.per_slot.entry(p.gateway_slot).or_default() += 1;
@@ -106,7 +123,13 @@ impl PresenceView {
             .map(|slots| {
                 slots
                     .iter()
-                    .filter(|(_, exp)| **exp > now_ms)
+                    .filter(|(slot, (expires, occurred))| {
+                        *expires > now_ms
+                            || self
+                                .leases
+                                .get(slot)
+                                .is_some_and(|l| l.keeps(**slot, *occurred, now_ms))
+                    })
                     .map(|(s, _)| *s)
                     .collect()
             })
@@ -183,6 +206,50 @@ mod tests {
         assert!(v.online_slots("u", 1500).is_empty());
         assert!(v.caught_up(&[3]));
         assert!(!v.caught_up(&[4]));
+    }
+
+    fn lease(offset: i64, slot: i32, since: i64, expires_at: i64) -> LogRecord {
+        let l = SlotLease {
+            meta: Meta::new("gateway"),
+            gateway_slot: slot,
+            since,
+            expires_at,
+        };
+        LogRecord {
+            topic: "p".into(),
+            partition: 0,
+            offset,
+            timestamp_ms: None,
+            key: Some(Bytes::from(SlotLease::key(slot))),
+            value: Some(Bytes::from(encode(&l).unwrap())),
+        }
+    }
+
+    fn at(mut u: PresenceUpdated, occurred_at: i64) -> PresenceUpdated {
+        u.meta.occurred_at = occurred_at;
+        u
+    }
+
+    #[test]
+    fn a_lease_keeps_the_records_of_its_run_alive_and_no_older_ones() {
+        let mut v = PresenceView::default();
+        // Written at 100 (this run began at 50), at 10 (an earlier run's), expiring at 1000.
+        v.apply(&rec(0, "u/1", Some(at(up("u", 1, 1000, false), 100))), 0);
+        v.apply(&rec(1, "old/1", Some(at(up("old", 1, 1000, false), 10))), 0);
+        v.apply(&rec(2, "w/2", Some(at(up("w", 2, 1000, false), 100))), 0);
+        v.apply(&lease(3, 1, 50, 5000), 0);
+        assert_eq!(v.online_slots("u", 2000), vec![1], "kept by the lease");
+        assert!(v.online_slots("old", 2000).is_empty(), "before the run");
+        assert!(v.online_slots("w", 2000).is_empty(), "another slot's lease");
+        assert!(v.online_slots("u", 5000).is_empty(), "the lease lapsed");
+        // A later run of slot 1 does not revive the earlier run's records.
+        v.apply(&lease(4, 1, 4000, 9000), 0);
+        assert!(v.online_slots("u", 6000).is_empty());
+        assert!(
+            v.online_slots("u", 500).contains(&1),
+            "its own expiry still counts"
+        );
+        assert_eq!(v.active_slots(), vec![1, 2], "leases are not users");
     }
 
     #[test]

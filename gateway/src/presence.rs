@@ -1,14 +1,18 @@
-//! Presence: this gateway tells the log who is connected to it (one record per user,
-//! keyed `user/slot`, refreshed every heartbeat, a tombstone when the user's last
-//! session here closes).
+//! Presence: this gateway tells the log who is connected to it: one record per user,
+//! keyed `user/slot`, when the user's first session here opens, and a tombstone when
+//! their last one closes; and the slot's lease ([`SlotLease`]), renewed every heartbeat,
+//! which keeps every record this run of the gateway wrote alive. So a heartbeat costs
+//! one record, however many users are connected; a gateway that dies stops renewing
+//! its lease, and all its users go offline together when it lapses.
 //!
 //! When a user's first session opens, its presence record asks for acknowledgements;
 //! the session is *live* once acknowledgements from fanout-workers cover every
 //! partition of `events`: from then on every message to the user is routed here.
-//! Until then every heartbeat asks again, so a worker that takes partitions over later
-//! (after a failover, or while no worker ran) still acknowledges the user.
+//! Until then every heartbeat writes the user's record again, asking again, so a worker
+//! that takes partitions over later (after a failover, or while no worker ran) still
+//! acknowledges the user.
 //!
-//! A user whose presence record has lapsed (heartbeats failed for a whole TTL) is routed
+//! A user whose presence has lapsed (the lease was not renewed for a whole TTL) is routed
 //! to the inbox by the workers; the gateway then closes that user's sessions
 //! ([`crate::ws::CLOSE_PRESENCE_LAPSED`]) so that the clients reconnect and sync rather
 //! than sit deaf. A heartbeat that races the close of the user's last session is
@@ -20,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use parley_schemas::{decode, encode, now_millis, Meta, PresenceAcked, PresenceUpdated};
+use parley_schemas::{decode, encode, now_millis, Meta, PresenceAcked, PresenceUpdated, SlotLease};
 use parley_sequencer::{EventLog, Position, StartAt};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -65,6 +69,10 @@ pub struct PresenceAgent {
     epochs: AtomicU64,
     /// An external presence store (Redis) that gets every heartbeat and end too.
     mirror: Option<Arc<dyn parley_presence::PresenceStore>>,
+    /// When this run began: the slot's lease keeps the records written since.
+    since: i64,
+    /// `expires_at` of the newest lease the log confirmed (0: none yet).
+    lease_until: Mutex<i64>,
 }
 
 impl PresenceAgent {
@@ -78,6 +86,8 @@ impl PresenceAgent {
             active_since: Mutex::new(None),
             epochs: AtomicU64::new(0),
             mirror: None,
+            since: now_millis(),
+            lease_until: Mutex::new(0),
         }
     }
 
@@ -109,9 +119,17 @@ impl PresenceAgent {
         self.users.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn meta(&self) -> Meta {
+        let mut meta = Meta::new(format!("gateway:{}", self.config.gateway_id));
+        // Never before the lease's `since`, even if the clock stepped back: the lease
+        // keeps only records written at or after it.
+        meta.occurred_at = meta.occurred_at.max(self.since);
+        meta
+    }
+
     fn record(&self, user: &str, sessions: usize, ack: bool) -> PresenceUpdated {
         PresenceUpdated {
-            meta: Meta::new(format!("gateway:{}", self.config.gateway_id)),
+            meta: self.meta(),
             user_id: user.to_string(),
             gateway_slot: self.config.gateway_id,
             sessions: sessions as i32,
@@ -313,7 +331,40 @@ impl PresenceAgent {
         }
     }
 
-    /// One heartbeat of every connected user; returns the users whose presence lapsed.
+    /// Renews this slot's lease; whether it had lapsed before this renewal landed (the
+    /// workers saw this gateway's users offline in between).
+    async fn renew_lease(&self) -> bool {
+        let lease = SlotLease {
+            meta: self.meta(),
+            gateway_slot: self.config.gateway_id,
+            since: self.since,
+            expires_at: now_millis() + self.config.presence_ttl.as_millis() as i64,
+        };
+        let key = SlotLease::key(self.config.gateway_id);
+        let appended = match encode(&lease) {
+            Ok(value) => {
+                self.log
+                    .append(&self.config.topics.presence, key.as_bytes(), Some(&value))
+                    .await
+            }
+            Err(e) => Err(parley_sequencer::Error::Rejected(e.to_string())),
+        };
+        match appended {
+            Ok(_) => {
+                let mut until = self.lease_until.lock().unwrap_or_else(|p| p.into_inner());
+                let lapsed = *until != 0 && *until <= now_millis();
+                *until = (*until).max(lease.expires_at);
+                lapsed
+            }
+            Err(e) => {
+                warn!(error = %e, "presence lease not renewed; the next heartbeat retries");
+                false
+            }
+        }
+    }
+
+    /// One heartbeat: the slot's lease, and the record of every user not live yet (which
+    /// asks the workers again); returns the users whose presence lapsed.
     async fn heartbeat_round(&self) -> Vec<String> {
         // (user, sessions, epoch, ask for acknowledgements)
         let users: Vec<(String, usize, u64, bool)> = self
@@ -321,11 +372,18 @@ impl PresenceAgent {
             .iter()
             .map(|(u, e)| (u.clone(), e.sessions, e.epoch, !e.live))
             .collect();
+        let lease_lapsed = self.renew_lease().await;
         // Many at once: one round trip per heartbeat, not one per user.
         futures::stream::iter(users)
             .for_each_concurrent(
                 HEARTBEATS_IN_FLIGHT,
                 |(user, sessions, epoch, ask)| async move {
+                    if !ask {
+                        // Live: the lease keeps the user's record; only an external
+                        // store (with TTLs of its own) hears of the user again.
+                        self.mirror_refresh(&user).await;
+                        return;
+                    }
                     match self.publish(&user, sessions, ask).await {
                         Ok((pos, expires_at)) => {
                             self.heartbeat_landed(&user, epoch, ask, pos, expires_at)
@@ -337,12 +395,15 @@ impl PresenceAgent {
             )
             .await;
         // A user whose first record has not landed yet (a session opened during this
-        // round) has nothing that could have expired.
+        // round) has nothing that could have expired. Anyone else is present while their
+        // own record or the lease lives, and lapsed if both expired at some moment.
         let now = now_millis();
+        let lease_until = *self.lease_until.lock().unwrap_or_else(|p| p.into_inner());
         self.lock()
             .iter_mut()
             .filter(|(_, e)| {
-                e.epoch != 0 && (e.lapsed || (e.confirmed_until != 0 && e.confirmed_until <= now))
+                let own_expired = e.confirmed_until != 0 && e.confirmed_until <= now;
+                e.epoch != 0 && (e.lapsed || (own_expired && (lease_lapsed || lease_until <= now)))
             })
             .map(|(u, e)| {
                 e.lapsed = false;
@@ -359,11 +420,13 @@ impl PresenceAgent {
         pos: Position,
         expires_at: i64,
     ) {
+        let lease_until = *self.lease_until.lock().unwrap_or_else(|p| p.into_inner());
         let ended = {
             let mut users = self.lock();
             match users.get_mut(user) {
                 Some(e) if e.epoch == epoch => {
-                    if e.confirmed_until != 0 && e.confirmed_until <= now_millis() {
+                    let now = now_millis();
+                    if e.confirmed_until != 0 && e.confirmed_until <= now && lease_until <= now {
                         e.lapsed = true;
                     }
                     e.confirmed_until = e.confirmed_until.max(expires_at);

@@ -98,6 +98,7 @@ pub const SOURCES: &[(&str, &str)] = &[
         "parley.PresenceVisibility",
         include_str!("../avro/PresenceVisibility.avsc"),
     ),
+    ("parley.SlotLease", include_str!("../avro/SlotLease.avsc")),
 ];
 
 static ALL: LazyLock<Vec<SchemaInfo>> = LazyLock::new(|| {

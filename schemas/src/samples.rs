@@ -170,5 +170,12 @@ pub fn one_of_each() -> Vec<AnyRecord> {
             hidden: true,
         }
         .into(),
+        SlotLease {
+            meta: meta(18, "gateway:3"),
+            gateway_slot: 3,
+            since: 1_767_225_000_000,
+            expires_at: 1_767_225_630_000,
+        }
+        .into(),
     ]
 }

@@ -26,6 +26,7 @@ fn avro_value(record: &AnyRecord) -> Value {
         AnyRecord::MemberRoleSet(r) => r.to_avro(),
         AnyRecord::GroupSettingsChanged(r) => r.to_avro(),
         AnyRecord::PresenceVisibility(r) => r.to_avro(),
+        AnyRecord::SlotLease(r) => r.to_avro(),
     }
 }
 

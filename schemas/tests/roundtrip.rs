@@ -240,6 +240,17 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
             }
             .into()
         }),
+        (meta(), any::<i32>(), any::<i64>(), any::<i64>()).prop_map(
+            |(meta, gateway_slot, since, expires_at)| {
+                SlotLease {
+                    meta,
+                    gateway_slot,
+                    since,
+                    expires_at,
+                }
+                .into()
+            }
+        ),
     ]
 }
 

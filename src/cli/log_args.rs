@@ -34,7 +34,7 @@ pub struct LogArgs {
         long,
         global = true,
         env = "PARLEY_FETCH_WAIT_MS",
-        default_value_t = 100
+        default_value_t = 500
     )]
     pub fetch_wait_ms: u32,
     /// An append not confirmed within this time fails (ms).

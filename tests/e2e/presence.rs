@@ -211,3 +211,48 @@ async fn contacts_see_each_other_with_the_log_store() {
 async fn contacts_see_each_other_with_the_redis_store() {
     contacts_see_each_other_come_and_go(Store::Redis).await;
 }
+
+/// A heartbeat costs one record per gateway, however many users are connected: the
+/// slot's lease keeps their records alive. Twenty live users over four heartbeats (each
+/// a second) add a handful of records to `presence`, not eighty; and they stay online
+/// past twice the TTL: a message to one arrives live and leaves nothing in the inbox.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_heartbeat_costs_one_record_however_many_are_connected() {
+    let mut o = Options::gateways(1);
+    o.env.push(("PARLEY_HEARTBEAT_S".into(), "1".into()));
+    let stack = Processes::start_with("presence-lease", o).await;
+    let g = stack.gateways[0].clone();
+    let amy_api = api(&g, "amy").await;
+    let direct = amy_api.create_direct("bob").await.unwrap();
+    let amy = live(&g, "amy").await;
+    let bob = live(&g, "bob").await;
+    let mut others = Vec::new();
+    for i in 0..18 {
+        others.push(live(&g, &format!("lease-{i}")).await);
+    }
+    // Every first record has landed and been acknowledged (all are live); let a
+    // heartbeat go by so that nobody is asking any more.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let log = common::stack::kafka().await;
+    let count = |ends: Vec<i64>| ends.iter().sum::<i64>();
+    let before = count(log.end_offsets(&stack.topics.presence).await.unwrap());
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let after = count(log.end_offsets(&stack.topics.presence).await.unwrap());
+    let written = after - before;
+    assert!(
+        written <= 8,
+        "{written} presence records in 4 heartbeats of 20 live users: one per heartbeat expected"
+    );
+
+    // Past twice the TTL since anyone's own record was written, Bob is online still.
+    tokio::time::sleep(TTL).await;
+    amy.send(&direct, "after-two-ttls", "still there?")
+        .await
+        .expect("sent");
+    bob.wait_arrivals(&direct, "amy", 1, LONG)
+        .await
+        .expect("delivered live");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(api(&g, "bob").await.inbox().await.unwrap().is_empty());
+    drop(others);
+}

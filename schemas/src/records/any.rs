@@ -29,6 +29,7 @@ pub enum AnyRecord {
     MemberRoleSet(MemberRoleSet),
     GroupSettingsChanged(GroupSettingsChanged),
     PresenceVisibility(PresenceVisibility),
+    SlotLease(SlotLease),
 }
 
 macro_rules! each_record {
@@ -51,7 +52,8 @@ macro_rules! each_record {
             PushOptedIn,
             MemberRoleSet,
             GroupSettingsChanged,
-            PresenceVisibility
+            PresenceVisibility,
+            SlotLease
         }
     };
 }

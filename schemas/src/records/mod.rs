@@ -28,7 +28,7 @@ pub use delivery::DeliveryBatch;
 pub use device::{ConversationMuted, DeviceRegistered, PresenceVisibility, PushOptedIn};
 pub use inbox::InboxEntry;
 pub use message::MessagePosted;
-pub use presence::PresenceUpdated;
+pub use presence::{PresenceUpdated, SlotLease};
 pub use presence_ack::PresenceAcked;
 pub use push::PushJob;
 pub use receipt::{ReceiptKind, ReceiptRecorded};

@@ -31,7 +31,7 @@ impl Default for KafkaConfig {
         KafkaConfig {
             bootstrap: "127.0.0.1:9092".into(),
             linger_ms: 0,
-            fetch_wait_ms: 100,
+            fetch_wait_ms: 500,
             delivery_timeout_ms: 10_000,
             request_timeout_ms: 10_000,
             read_buffer: 1024,
