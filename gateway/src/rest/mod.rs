@@ -1,0 +1,19 @@
+//! The REST resources.
+//!
+//! - [`conversations`]: conversations, members and messages (`/v1/conversations…`).
+//! - [`history`]: history pages (with a barrier when bounded above).
+//! - [`receipts`]: delivery and read receipts, and the inbox endpoints.
+//! - [`roles`]: a group's admins and settings.
+//! - [`devices`]: push devices and muted conversations (`/v1/devices`, `/mute`).
+//! - [`privacy`]: hiding one's presence (`/v1/me/presence`).
+//! - [`openapi`]: the REST API as an OpenAPI document (`GET /v1/openapi.json`).
+//! - [`web`]: the web client, served at `/`.
+
+pub mod conversations;
+pub mod devices;
+pub mod history;
+pub mod openapi;
+pub mod privacy;
+pub mod receipts;
+pub mod roles;
+pub mod web;
