@@ -331,9 +331,11 @@ impl PresenceAgent {
         }
     }
 
-    /// Renews this slot's lease; whether it had lapsed before this renewal landed (the
-    /// workers saw this gateway's users offline in between).
-    async fn renew_lease(&self) -> bool {
+    /// Renews this slot's lease. Returns until when the lease lived before this renewal
+    /// (0: no lease yet), and when the renewal landed; if it failed, the lease's expiry
+    /// and now. A user whose own record expired before that moment, with no lease
+    /// covering, was offline to the workers in between.
+    async fn renew_lease(&self) -> (i64, i64) {
         let lease = SlotLease {
             meta: self.meta(),
             gateway_slot: self.config.gateway_id,
@@ -349,18 +351,14 @@ impl PresenceAgent {
             }
             Err(e) => Err(parley_sequencer::Error::Rejected(e.to_string())),
         };
-        match appended {
-            Ok(_) => {
-                let mut until = self.lease_until.lock().unwrap_or_else(|p| p.into_inner());
-                let lapsed = *until != 0 && *until <= now_millis();
-                *until = (*until).max(lease.expires_at);
-                lapsed
-            }
-            Err(e) => {
-                warn!(error = %e, "presence lease not renewed; the next heartbeat retries");
-                false
-            }
+        let mut until = self.lease_until.lock().unwrap_or_else(|p| p.into_inner());
+        let before = *until;
+        if let Err(e) = appended {
+            warn!(error = %e, "presence lease not renewed; the next heartbeat retries");
+        } else {
+            *until = before.max(lease.expires_at);
         }
+        (before, now_millis())
     }
 
     /// One heartbeat: the slot's lease, and the record of every user not live yet (which
@@ -372,7 +370,7 @@ impl PresenceAgent {
             .iter()
             .map(|(u, e)| (u.clone(), e.sessions, e.epoch, !e.live))
             .collect();
-        let lease_lapsed = self.renew_lease().await;
+        let (lease_before, at) = self.renew_lease().await;
         // Many at once: one round trip per heartbeat, not one per user.
         futures::stream::iter(users)
             .for_each_concurrent(
@@ -386,7 +384,7 @@ impl PresenceAgent {
                     }
                     match self.publish(&user, sessions, ask).await {
                         Ok((pos, expires_at)) => {
-                            self.heartbeat_landed(&user, epoch, ask, pos, expires_at)
+                            self.heartbeat_landed(&user, epoch, ask, pos, expires_at, lease_before)
                                 .await
                         }
                         Err(e) => warn!(user, error = %e, "presence heartbeat failed"),
@@ -396,14 +394,14 @@ impl PresenceAgent {
             .await;
         // A user whose first record has not landed yet (a session opened during this
         // round) has nothing that could have expired. Anyone else is present while their
-        // own record or the lease lives, and lapsed if both expired at some moment.
-        let now = now_millis();
-        let lease_until = *self.lease_until.lock().unwrap_or_else(|p| p.into_inner());
+        // own record or the lease lives, and lapsed if both had expired before the lease
+        // was renewed (or, if it was not, by now).
         self.lock()
             .iter_mut()
             .filter(|(_, e)| {
-                let own_expired = e.confirmed_until != 0 && e.confirmed_until <= now;
-                e.epoch != 0 && (e.lapsed || (own_expired && (lease_lapsed || lease_until <= now)))
+                e.epoch != 0
+                    && (e.lapsed
+                        || (e.confirmed_until != 0 && e.confirmed_until.max(lease_before) <= at))
             })
             .map(|(u, e)| {
                 e.lapsed = false;
@@ -419,14 +417,16 @@ impl PresenceAgent {
         ask: bool,
         pos: Position,
         expires_at: i64,
+        lease_before: i64,
     ) {
-        let lease_until = *self.lease_until.lock().unwrap_or_else(|p| p.into_inner());
         let ended = {
             let mut users = self.lock();
             match users.get_mut(user) {
                 Some(e) if e.epoch == epoch => {
-                    let now = now_millis();
-                    if e.confirmed_until != 0 && e.confirmed_until <= now && lease_until <= now {
+                    // Neither this user's previous record nor the lease (as it was before
+                    // this round) lived until this record landed.
+                    if e.confirmed_until != 0 && e.confirmed_until.max(lease_before) <= now_millis()
+                    {
                         e.lapsed = true;
                     }
                     e.confirmed_until = e.confirmed_until.max(expires_at);
@@ -670,5 +670,60 @@ mod tests {
         log.open("b");
         opening.await.unwrap();
         assert!(agent.heartbeat_round().await.is_empty());
+    }
+
+    /// A live user writes nothing per heartbeat: the lease keeps them. When the lease
+    /// is not renewed for a whole TTL (the gateway hung), they lapse with it.
+    #[tokio::test]
+    async fn a_live_user_lapses_with_the_lease() {
+        let log = Arc::new(GatedLog::default());
+        let mut config = GatewayConfig::new(
+            0,
+            TopicSettings::default().names(),
+            "a-secret-of-thirty-two-bytes-or-more",
+        );
+        config.presence_ttl = Duration::from_millis(300);
+        let agent = Arc::new(PresenceAgent::new(log.clone(), config, 1));
+        agent.session_opened("bob").await;
+        let pos = agent.lock().get("bob").and_then(|e| e.pending).unwrap();
+        agent.on_ack(&PresenceAcked {
+            meta: Meta::new("fanout:w0"),
+            gateway_slot: 0,
+            user_id: "bob".into(),
+            presence_partition: pos.partition,
+            presence_offset: pos.offset,
+            partitions: vec![0],
+            next_offsets: vec![0],
+        });
+        assert!(agent.is_live("bob"));
+        assert!(agent.heartbeat_round().await.is_empty());
+        let written = log.next.load(Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(agent.heartbeat_round().await.is_empty(), "renewed in time");
+        assert_eq!(
+            log.next.load(Ordering::Relaxed),
+            written + 1,
+            "one record: the lease"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(agent.heartbeat_round().await, vec!["bob".to_string()]);
+        assert!(agent.heartbeat_round().await.is_empty(), "told once");
+
+        // A gateway that hangs before its first lease lands: the user's own record
+        // expires with nothing to cover it, and the first lease is too late.
+        let fresh = Arc::new(PresenceAgent::new(log.clone(), agent.config.clone(), 1));
+        fresh.session_opened("amy").await;
+        let pos = fresh.lock().get("amy").and_then(|e| e.pending).unwrap();
+        fresh.on_ack(&PresenceAcked {
+            meta: Meta::new("fanout:w0"),
+            gateway_slot: 0,
+            user_id: "amy".into(),
+            presence_partition: pos.partition,
+            presence_offset: pos.offset,
+            partitions: vec![0],
+            next_offsets: vec![0],
+        });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert_eq!(fresh.heartbeat_round().await, vec!["amy".to_string()]);
     }
 }
