@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# The 1:1 workload of ../shared/peer-bench/compare.sh against Parley and Centrifugo, one
+# after the other in one run, with what compare.sh does not report: each system's CPU
+# during the measured window (Parley's process, plus the broker's on Kafka), CPU per
+# delivered message, and their ratios.
+#
+#   bench/one-to-one/cpu-compare.sh kafka 1000 500      # log, msgs/s, pairs
+#   bench/one-to-one/cpu-compare.sh embedded 4000 500
+#
+# It starts a fresh `parley dev --dev-auth` on 127.0.0.1:8085 (rate limits off; on Kafka
+# with fresh topics) from $PARLEY_BIN (default target/release/parley), warms it with a
+# short step, measures, then stops it. Centrifugo must already run
+# (../shared/peer-bench/run-centrifugo.sh); on Kafka, so must the broker
+# (scripts/kafka.sh start). Steps: warm-up 10 s, 20 s measured, CPU sampled over 15 s
+# inside the measured window from /proc/PID/stat.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+[[ $# -eq 3 && ( $1 == kafka || $1 == embedded ) ]] || { sed -n 2,17p "$0" >&2; exit 2; }
+MODE=$1 RATE=$2 PAIRS=$3
+BIN="${PARLEY_BIN:-$ROOT/target/release/parley}"
+COMPARE="$ROOT/../shared/peer-bench/compare.sh"
+[[ -x $BIN ]] || { echo "cpu-compare.sh: no $BIN (cargo build --release)" >&2; exit 1; }
+[[ -x $COMPARE ]] || { echo "cpu-compare.sh: no $COMPARE" >&2; exit 1; }
+CF=$(pgrep -x centrifugo | head -1) || { echo "cpu-compare.sh: Centrifugo is not running" >&2; exit 1; }
+TCK=$(getconf CLK_TCK)
+ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
+# share PIDS...: CPU of the pids over 15 s, as a share of one core (summed)
+share() {
+  local p a=0 b=0
+  for p in "$@"; do a=$((a + $(ticks "$p"))); done
+  sleep 15
+  for p in "$@"; do b=$((b + $(ticks "$p"))); done
+  echo "scale=1; 100 * ($b - $a) / $TCK / 15" | bc
+}
+if curl -fsS -m 2 http://127.0.0.1:8085/healthz >/dev/null 2>&1; then
+  echo "cpu-compare.sh: something already serves 127.0.0.1:8085; stop it first" >&2; exit 1
+fi
+RUN=$(mktemp -d)
+export PARLEY_RATE_SENDS=0 PARLEY_RATE_TYPING=0 PARLEY_RATE_CREATES=0 PARLEY_RATE_ADDS=0 \
+       PARLEY_RATE_CONNECTS=0 PARLEY_RATE_UPGRADES_PER_IP=0 PARLEY_RATE_READS=0 PARLEY_RATE_SETTINGS=0
+if [[ $MODE == kafka ]]; then
+  LOG=kafka://127.0.0.1:9092; export PARLEY_TOPIC_PREFIX="cpu$(date +%s)."
+  BROKER=$(pgrep -f kafka.Kafka | head -1) || { echo "cpu-compare.sh: no broker (scripts/kafka.sh start)" >&2; exit 1; }
+else
+  LOG="embedded://$RUN/log"; BROKER=""
+fi
+RUST_LOG=warn "$BIN" dev --http 127.0.0.1:8085 --dev-auth --data-dir "$RUN/projector" --log "$LOG" >"$RUN/parley.log" 2>&1 &
+PARLEY=$!
+cleanup() { kill $PARLEY 2>/dev/null || true; wait $PARLEY 2>/dev/null || true; rm -rf "$RUN"; }
+trap cleanup EXIT
+trap 'echo cpu-compare.sh: interrupted >&2; exit 130' INT
+trap 'echo cpu-compare.sh: terminated >&2; exit 143' TERM
+# compare.sh signals its whole process group when it ends: each runs in a session of its own.
+for _ in $(seq 1 300); do curl -fsS -m 2 http://127.0.0.1:8085/readyz >/dev/null 2>&1 && break; sleep 0.2; done
+if ! kill -0 $PARLEY 2>/dev/null || ! curl -fsS -m 2 http://127.0.0.1:8085/readyz >/dev/null 2>&1; then
+  echo "cpu-compare.sh: parley dev did not become ready; its log:" >&2; tail -20 "$RUN/parley.log" >&2; exit 1
+fi
+echo "parley dev ($MODE, $BIN) pid $PARLEY${BROKER:+, broker pid $BROKER}; centrifugo pid $CF; $(nproc) cores; $PAIRS pairs at $RATE msgs/s" >&2
+setsid -w "$COMPARE" --only parley --pairs "$PAIRS" --rates 1k --duration 5s --warmup 3s >/dev/null 2>&1 || true
+( sleep 16; share $PARLEY $BROKER >"$RUN/cpu-parley" ) &
+SAMPLER=$!
+ROW_P=$(setsid -w "$COMPARE" --only parley --pairs "$PAIRS" --rates "$RATE" --duration 20s 2>&1 | grep -E "^\| parley") || true
+wait $SAMPLER
+( sleep 13; share "$CF" >"$RUN/cpu-cf" ) &
+SAMPLER=$!
+ROW_C=$(setsid -w "$COMPARE" --only centrifugo --pairs "$PAIRS" --rates "$RATE" --duration 20s 2>&1 | grep -E "^\| centrifugo") || true
+wait $SAMPLER
+P=$(cat "$RUN/cpu-parley"); C=$(cat "$RUN/cpu-cf")
+echo "| system | pairs | rate/s | sched | sent | acked | recv | lost | err | dup | p50 | p90 | p99 | p99.9 | max | p99 from write | ack p99 | gen lag p99 | delivered/s | pass |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+echo "$ROW_P"; echo "$ROW_C"
+echo
+echo "| CPU ($MODE, $RATE msgs/s) | share of one core | per delivered message |"
+echo "|---|---:|---:|"
+echo "| parley${BROKER:+ + broker} | $P% | $(echo "scale=3; $P * 10 / $RATE" | bc) ms |"
+echo "| centrifugo | $C% | $(echo "scale=3; $C * 10 / $RATE" | bc) ms |"
+echo "| parley ÷ centrifugo | ×$(echo "scale=2; $P / $C" | bc) | |"
