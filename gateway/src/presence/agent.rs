@@ -672,6 +672,22 @@ mod tests {
         assert!(agent.heartbeat_round().await.is_empty());
     }
 
+    /// Opens a session of `user` and acknowledges it on the one partition: live.
+    async fn open_live(agent: &PresenceAgent, user: &str) {
+        agent.session_opened(user).await;
+        let pos = agent.lock().get(user).and_then(|e| e.pending).unwrap();
+        agent.on_ack(&PresenceAcked {
+            meta: Meta::new("fanout:w0"),
+            gateway_slot: 0,
+            user_id: user.into(),
+            presence_partition: pos.partition,
+            presence_offset: pos.offset,
+            partitions: vec![0],
+            next_offsets: vec![0],
+        });
+        assert!(agent.is_live(user));
+    }
+
     /// A live user writes nothing per heartbeat: the lease keeps them. When the lease
     /// is not renewed for a whole TTL (the gateway hung), they lapse with it.
     #[tokio::test]
@@ -684,18 +700,7 @@ mod tests {
         );
         config.presence_ttl = Duration::from_millis(300);
         let agent = Arc::new(PresenceAgent::new(log.clone(), config, 1));
-        agent.session_opened("bob").await;
-        let pos = agent.lock().get("bob").and_then(|e| e.pending).unwrap();
-        agent.on_ack(&PresenceAcked {
-            meta: Meta::new("fanout:w0"),
-            gateway_slot: 0,
-            user_id: "bob".into(),
-            presence_partition: pos.partition,
-            presence_offset: pos.offset,
-            partitions: vec![0],
-            next_offsets: vec![0],
-        });
-        assert!(agent.is_live("bob"));
+        open_live(&agent, "bob").await;
         assert!(agent.heartbeat_round().await.is_empty());
         let written = log.next.load(Ordering::Relaxed);
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -712,17 +717,7 @@ mod tests {
         // A gateway that hangs before its first lease lands: the user's own record
         // expires with nothing to cover it, and the first lease is too late.
         let fresh = Arc::new(PresenceAgent::new(log.clone(), agent.config.clone(), 1));
-        fresh.session_opened("amy").await;
-        let pos = fresh.lock().get("amy").and_then(|e| e.pending).unwrap();
-        fresh.on_ack(&PresenceAcked {
-            meta: Meta::new("fanout:w0"),
-            gateway_slot: 0,
-            user_id: "amy".into(),
-            presence_partition: pos.partition,
-            presence_offset: pos.offset,
-            partitions: vec![0],
-            next_offsets: vec![0],
-        });
+        open_live(&fresh, "amy").await;
         tokio::time::sleep(Duration::from_millis(400)).await;
         assert_eq!(fresh.heartbeat_round().await, vec!["amy".to_string()]);
     }
