@@ -20,6 +20,10 @@
 #                          base+100*(N-1), its controller that port+1)
 #   PARLEY_CACHE           cache for jars and broker state (default ~/.cache/parley)
 #   PARLEY_KAFKA_HEAP      JVM heap (default 512m)
+#   PARLEY_KAFKA_JVM_OPTS  garbage collector and other JVM flags (default -XX:+UseParallelGC:
+#                          on a small heap its young collections pause the broker for less
+#                          than G1's, and each pause stalls every append and fetch; see
+#                          docs/benchmarks.md, "Parley against Centrifugo, today")
 #
 # start and stop are idempotent. State (data, logs, pid) lives outside the repository.
 set -euo pipefail
@@ -29,6 +33,7 @@ LOG4J_VERSION="2.24.3"
 CACHE="${PARLEY_CACHE:-$HOME/.cache/parley}"
 LIBS="$CACHE/kafka-$VERSION/libs"
 HEAP="${PARLEY_KAFKA_HEAP:-512m}"
+JVM_OPTS="${PARLEY_KAFKA_JVM_OPTS:--XX:+UseParallelGC}"
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 READY_TIMEOUT="${PARLEY_KAFKA_READY_TIMEOUT:-90}"
 
@@ -137,7 +142,8 @@ launch() { # DIR CLUSTER_ID [standalone]
       || { cat "$dir/logs/format.log" >&2; die "formatting storage in $dir failed"; }
   fi
   # setsid: the broker must not die with the shell (or the test harness) that started it.
-  setsid nohup java "-Xms$HEAP" "-Xmx$HEAP" -XX:+UseG1GC -Djava.awt.headless=true \
+  # shellcheck disable=SC2086 # JVM_OPTS is a list of flags
+  setsid nohup java "-Xms$HEAP" "-Xmx$HEAP" $JVM_OPTS -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$dir/log4j2.properties" -Dkafka.logs.dir="$dir/logs" \
     -cp "$LIBS/*" kafka.Kafka "$dir/server.properties" \
     >"$dir/logs/stdout.log" 2>&1 </dev/null &
