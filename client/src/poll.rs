@@ -142,6 +142,7 @@ impl Poller {
             sender_id: self.user.clone(),
             body: body.to_string(),
             ts,
+            ..Default::default()
         };
         self.take(&api, own, Source::Sent).await?;
         Ok(Sent {

@@ -566,6 +566,7 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                         sender_id: user,
                         body: out.body,
                         ts,
+                        ..Default::default()
                     };
                     if let Inserted::Gap { after, before } = st.store.insert(own, Source::Sent) {
                         fetch.push((conversation, after, before));

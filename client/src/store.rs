@@ -153,6 +153,7 @@ mod tests {
             sender_id: "a".into(),
             body: "b".into(),
             ts: 0,
+            ..Default::default()
         }
     }
 

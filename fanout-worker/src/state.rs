@@ -290,6 +290,9 @@ impl PartitionState {
             }
             // Who reads which history is the views' concern, not routing's.
             Effect::Settings(_) => Routed::Nothing,
+            // This state keeps no messages (`LogState::message` is the default), so the
+            // rules keep no change to one here: see `parley_schemas::rules::changes`.
+            Effect::Edit(_) | Effect::Delete(_) | Effect::React(_) => Routed::Nothing,
             Effect::Post(m) => {
                 self.remember(m.conversation_id.clone(), m.message_id);
                 let large = self.limits.large_group;
@@ -411,6 +414,7 @@ mod tests {
             message_id: parley_schemas::ids::message_id(sender, cmid),
             client_msg_id: cmid.into(),
             body: "hi".into(),
+            reply_to: None,
         }
         .into()
     }

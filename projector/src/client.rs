@@ -168,6 +168,9 @@ impl Views for HttpViews {
         if let Some(b) = q.before {
             params.push(("before", b.to_string()));
         }
+        if let Some(v) = q.viewer {
+            params.push(("viewer", v));
+        }
         let req = self
             .client
             .get(self.url(&["v1", "conversations", conversation, "messages"]))

@@ -147,6 +147,7 @@ struct HistoryParams {
     after: Option<i64>,
     before: Option<i64>,
     limit: Option<u32>,
+    viewer: Option<String>,
 }
 
 async fn history(
@@ -158,6 +159,7 @@ async fn history(
         after: p.after,
         before: p.before,
         limit: p.limit.unwrap_or(50),
+        viewer: p.viewer,
     };
     Ok(Json(v.history(&id, q).await?).into_response())
 }

@@ -20,6 +20,9 @@ pub struct HistoryQuery {
     pub after: Option<i64>,
     pub before: Option<i64>,
     pub limit: u32,
+    /// Who reads: each message then says which reactions are theirs (`my_reactions`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub viewer: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -138,8 +138,29 @@ fn is_false(b: &bool) -> bool {
     !*b
 }
 
+/// The message a reply quotes.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplyTo {
+    /// Its seq, in the same conversation.
+    pub seq: i64,
+    /// Its author, when the server knows the quoted message (history does; a live
+    /// `message` frame carries the seq alone, and the client quotes from its own copy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_id: Option<String>,
+    /// The first [`REPLY_PREVIEW_CHARS`] characters of its **current** text; absent
+    /// when it was deleted or is not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
+    /// The quoted message was deleted for everyone.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+}
+
+/// How many characters of the quoted message a [`ReplyTo`] shows.
+pub const REPLY_PREVIEW_CHARS: usize = 200;
+
 /// A message as clients see it, live or in history.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MessageView {
     pub conversation_id: String,
     pub seq: i64,
@@ -152,9 +173,28 @@ pub struct MessageView {
     pub prev_unknown: bool,
     pub message_id: Uuid,
     pub sender_id: String,
+    /// The current text; empty once deleted.
     pub body: String,
     /// When the gateway accepted it, ms since the Unix epoch.
     pub ts: i64,
+    /// The message it replies to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<ReplyTo>,
+    /// Its author edited it; `body` is the latest edit's text.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub edited: bool,
+    /// When the latest edit was made (ms since the Unix epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
+    /// Deleted for everyone: a tombstone at its seq, without text.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+    /// Emoji → how many members reacted with it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reactions: BTreeMap<String, u64>,
+    /// The emoji the reader has set on it (history only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub my_reactions: Vec<String>,
 }
 
 /// Frames the server sends.

@@ -99,10 +99,34 @@ pub const SOURCES: &[(&str, &str)] = &[
         include_str!("../avro/PresenceVisibility.avsc"),
     ),
     ("parley.SlotLease", include_str!("../avro/SlotLease.avsc")),
+    (
+        "parley.MessageEdited",
+        include_str!("../avro/MessageEdited.avsc"),
+    ),
+    (
+        "parley.MessageDeleted",
+        include_str!("../avro/MessageDeleted.avsc"),
+    ),
+    (
+        "parley.ReactionSet",
+        include_str!("../avro/ReactionSet.avsc"),
+    ),
 ];
 
-static ALL: LazyLock<Vec<SchemaInfo>> = LazyLock::new(|| {
-    SOURCES
+/// `(full name, file text)` of the earlier versions of schemas still in the log
+/// (`schemas/avro/older/<Name>.<version>.avsc`). A record written with one of them is
+/// read resolved to the current version of its name (a field added since takes its
+/// default); nothing is written with them.
+pub const OLDER: &[(&str, &str)] = &[(
+    "parley.MessagePosted",
+    include_str!("../avro/older/MessagePosted.1.avsc"),
+)];
+
+static ALL: LazyLock<Vec<SchemaInfo>> = LazyLock::new(|| parse(SOURCES));
+static ALL_OLDER: LazyLock<Vec<SchemaInfo>> = LazyLock::new(|| parse(OLDER));
+
+fn parse(sources: &'static [(&'static str, &'static str)]) -> Vec<SchemaInfo> {
+    sources
         .iter()
         .map(|(name, json)| {
             // These files are compiled in and checked by the tests; failing here is a build defect.
@@ -122,7 +146,7 @@ static ALL: LazyLock<Vec<SchemaInfo>> = LazyLock::new(|| {
             }
         })
         .collect()
-});
+}
 
 /// Every schema of the contract.
 pub fn all() -> &'static [SchemaInfo] {
@@ -133,8 +157,16 @@ pub fn by_name(name: &str) -> Option<&'static SchemaInfo> {
     ALL.iter().find(|s| s.name == name)
 }
 
+/// The earlier versions of schemas that records in the log may still carry ([`OLDER`]).
+pub fn older() -> &'static [SchemaInfo] {
+    &ALL_OLDER
+}
+
+/// The schema, current or earlier, whose fingerprint is `fp`.
 pub fn by_fingerprint(fp: &[u8; 8]) -> Option<&'static SchemaInfo> {
-    ALL.iter().find(|s| &s.fingerprint == fp)
+    ALL.iter()
+        .chain(ALL_OLDER.iter())
+        .find(|s| &s.fingerprint == fp)
 }
 
 /// Whether `schema` refers to a named type by its name anywhere inside.

@@ -22,6 +22,7 @@ pub fn message_posted() -> MessagePosted {
         message_id: crate::ids::message_id("alice", "c-1"),
         client_msg_id: "c-1".into(),
         body: "héllo, wörld ✓".into(),
+        reply_to: Some(3),
     }
 }
 
@@ -175,6 +176,27 @@ pub fn one_of_each() -> Vec<AnyRecord> {
             gateway_slot: 3,
             since: 1_767_225_000_000,
             expires_at: 1_767_225_630_000,
+        }
+        .into(),
+        MessageEdited {
+            meta: meta(19, "alice"),
+            conversation_id: CONVERSATION.into(),
+            target_seq: 4,
+            body: "héllo, wörld ✓✓".into(),
+        }
+        .into(),
+        MessageDeleted {
+            meta: meta(20, "alice"),
+            conversation_id: CONVERSATION.into(),
+            target_seq: 4,
+        }
+        .into(),
+        ReactionSet {
+            meta: meta(21, "bob"),
+            conversation_id: CONVERSATION.into(),
+            target_seq: 4,
+            emoji: "👍".into(),
+            on: true,
         }
         .into(),
     ]

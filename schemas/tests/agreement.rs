@@ -27,6 +27,9 @@ fn avro_value(record: &AnyRecord) -> Value {
         AnyRecord::GroupSettingsChanged(r) => r.to_avro(),
         AnyRecord::PresenceVisibility(r) => r.to_avro(),
         AnyRecord::SlotLease(r) => r.to_avro(),
+        AnyRecord::MessageEdited(r) => r.to_avro(),
+        AnyRecord::MessageDeleted(r) => r.to_avro(),
+        AnyRecord::ReactionSet(r) => r.to_avro(),
     }
 }
 
@@ -69,8 +72,24 @@ fn every_rust_type_matches_its_schema() {
 #[test]
 fn every_schema_file_is_registered_and_every_record_carries_meta() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("avro");
-    let files = std::fs::read_dir(dir).unwrap().count();
+    let files = std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| {
+            let path = e.as_ref().unwrap().path();
+            path.is_file() && path.extension().is_some_and(|x| x == "avsc")
+        })
+        .count();
     assert_eq!(files, registry::all().len());
+    let older = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("avro/older");
+    assert_eq!(
+        std::fs::read_dir(older).unwrap().count(),
+        registry::older().len(),
+        "every file of avro/older is listed in registry::OLDER"
+    );
+    for old in registry::older() {
+        let current = registry::by_name(old.name).expect("an older version of a current schema");
+        assert_ne!(old.fingerprint, current.fingerprint, "{}", old.name);
+    }
     for info in registry::all() {
         let Schema::Record(rs) = &info.schema else {
             panic!("{} is not a record", info.name)

@@ -15,7 +15,7 @@ fn a_reader_with_an_added_optional_field_reads_old_bytes() {
         .as_array_mut()
         .unwrap()
         .push(serde_json::json!({
-            "name": "reply_to", "type": ["null", "string"], "default": null
+            "name": "thread_root", "type": ["null", "string"], "default": null
         }));
     let newer = Schema::parse_str(&json.to_string()).unwrap();
 
@@ -26,7 +26,7 @@ fn a_reader_with_an_added_optional_field_reads_old_bytes() {
     let get = |n: &str| fields.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     assert_eq!(get("body"), Some(Value::String("héllo, wörld ✓".into())));
     assert_eq!(
-        get("reply_to"),
+        get("thread_root"),
         Some(Value::Union(0, Box::new(Value::Null)))
     );
 }

@@ -5,6 +5,9 @@ use parley_schemas::{decode_any, registry, samples};
 
 const RECORDS: &str = include_str!("golden/records.hex");
 const FINGERPRINTS: &str = include_str!("golden/fingerprints.txt");
+/// Records written with earlier versions of a schema (`schemas/avro/older/`), as lines
+/// `name@version hex`.
+const OLDER: &str = include_str!("golden/older.hex");
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -51,4 +54,30 @@ fn the_header_is_magic_then_the_fingerprint() {
     assert_eq!(&encoded[..2], &[0xC3, 0x01]);
     let info = registry::by_name("parley.MessagePosted").unwrap();
     assert_eq!(&encoded[2..10], &info.fingerprint);
+}
+
+#[test]
+fn records_of_an_earlier_version_read_as_the_current_one() {
+    let lines: Vec<(&str, &str)> = OLDER.lines().filter_map(|l| l.split_once(' ')).collect();
+    assert_eq!(
+        lines.len(),
+        registry::older().len(),
+        "one record per older version"
+    );
+    for (name, hex) in lines {
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let record = decode_any(&bytes).unwrap_or_else(|e| panic!("{name}: {e}"));
+        match (name, record) {
+            ("parley.MessagePosted@1", parley_schemas::AnyRecord::MessagePosted(m)) => {
+                // Version 1 had no reply_to: it reads as the sample without one.
+                let mut expected = samples::message_posted();
+                expected.reply_to = None;
+                assert_eq!(m, expected);
+            }
+            (name, other) => panic!("{name} read as {}", other.schema_name()),
+        }
+    }
 }

@@ -52,16 +52,25 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
             member
         }
         .into()),
-        (meta(), ".*", any::<u128>(), ".*", ".*").prop_map(
-            |(meta, conversation_id, id, client_msg_id, body)| MessagePosted {
-                meta,
-                conversation_id,
-                message_id: Uuid::from_u128(id),
-                client_msg_id,
-                body
-            }
-            .into()
-        ),
+        (
+            meta(),
+            ".*",
+            any::<u128>(),
+            ".*",
+            ".*",
+            proptest::option::of(any::<i64>())
+        )
+            .prop_map(
+                |(meta, conversation_id, id, client_msg_id, body, reply_to)| MessagePosted {
+                    meta,
+                    conversation_id,
+                    message_id: Uuid::from_u128(id),
+                    client_msg_id,
+                    body,
+                    reply_to
+                }
+                .into()
+            ),
         (meta(), ".*", receipt_kind(), any::<i64>()).prop_map(
             |(meta, conversation_id, kind, up_to_seq)| ReceiptRecorded {
                 meta,
@@ -251,6 +260,33 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
                 .into()
             }
         ),
+        (meta(), ".*", any::<i64>(), ".*").prop_map(|(meta, conversation_id, target_seq, body)| {
+            MessageEdited {
+                meta,
+                conversation_id,
+                target_seq,
+                body,
+            }
+            .into()
+        }),
+        (meta(), ".*", any::<i64>()).prop_map(|(meta, conversation_id, target_seq)| {
+            MessageDeleted {
+                meta,
+                conversation_id,
+                target_seq,
+            }
+            .into()
+        }),
+        (meta(), ".*", any::<i64>(), ".*", any::<bool>()).prop_map(
+            |(meta, conversation_id, target_seq, emoji, on)| ReactionSet {
+                meta,
+                conversation_id,
+                target_seq,
+                emoji,
+                on,
+            }
+            .into()
+        ),
     ]
 }
 
@@ -271,6 +307,7 @@ proptest! {
             message_id: parley_schemas::ids::message_id("s", &cmid),
             client_msg_id: cmid,
             body,
+            reply_to: None,
         };
         let bytes = encode(&m).unwrap();
         prop_assert_eq!(decode::<MessagePosted>(&bytes).unwrap(), m);

@@ -130,6 +130,7 @@ async fn readyz_is_false_while_the_projector_is_far_behind() {
                     message_id: ids::message_id("alice", &format!("b{i}")),
                     client_msg_id: format!("b{i}"),
                     body: "backlog".into(),
+                    reply_to: None,
                 };
                 log.append(&topic, conv.as_bytes(), Some(&encode(&m).unwrap()))
                     .await

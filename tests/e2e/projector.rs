@@ -98,6 +98,7 @@ async fn a_killed_projector_resumes_and_equals_a_rebuild() {
                     message_id: ids::message_id(sender, &cmid),
                     client_msg_id: cmid,
                     body: format!("message {i}"),
+                    reply_to: None,
                 };
                 log.append(&topic, c.as_bytes(), Some(&encode(&m).unwrap()))
                     .await

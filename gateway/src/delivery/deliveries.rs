@@ -211,6 +211,7 @@ pub(crate) fn frame_of_event(
                 sender_id: m.meta.actor.clone(),
                 body: m.body.clone(),
                 ts: m.meta.occurred_at,
+                ..Default::default()
             });
             Some((frame, Some(m)))
         }

@@ -261,6 +261,7 @@ pub async fn check(
             message_id,
             client_msg_id: client_msg_id.to_string(),
             body: body.to_string(),
+            reply_to: None,
         },
         careful,
     }))

@@ -158,6 +158,7 @@ async fn read(
         after: Some(after.unwrap_or(-1)),
         before: Some(before),
         limit: state.config.sync_page.clamp(1, PAGE),
+        viewer: None,
     };
     Ok(state.views.history(conversation, q).await?)
 }

@@ -348,6 +348,7 @@ pub async fn history(
         after: p.after,
         before: p.before,
         limit: p.limit.unwrap_or(50).clamp(1, 1000),
+        viewer: None,
     };
     let page = crate::history::page(&state, &me, &id, q).await?;
     Ok(

@@ -41,7 +41,8 @@ pub async fn page(
     let Some(since) = state.views.history_from(conversation, user).await? else {
         return Err(ApiError::not_member(conversation));
     };
-    let q = from_join(q, Some(since));
+    let mut q = from_join(q, Some(since));
+    q.viewer = Some(user.to_string());
     if q.before.is_some_and(|b| b <= since + 1) {
         return Ok(HistoryPage {
             messages: Vec::new(),

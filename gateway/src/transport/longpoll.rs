@@ -207,6 +207,7 @@ async fn collect(
             after: Some(*next - 1),
             before: Some(end),
             limit: room as u32,
+            viewer: None,
         };
         let mut found: Vec<MessageView> = Vec::new();
         let mut capped = false;

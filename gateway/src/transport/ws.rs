@@ -494,6 +494,7 @@ fn dispatch(
                     after: after_seq,
                     before: before_seq,
                     limit: limit.unwrap_or(100).clamp(1, 1000),
+                    viewer: None,
                 };
                 match history::page(&state, &session.user, &conversation_id, q).await {
                     Ok(page) => {

@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use parley_schemas::rules::{self, Effect, LogState};
+use parley_schemas::rules::{self, Effect, LogState, MessageFacts};
 use parley_schemas::{decode_any, AnyRecord, ConversationKind};
 use parley_sequencer::LogRecord;
 use rocksdb::WriteBatch;
@@ -21,7 +21,7 @@ use super::mailbox::MailboxOverlay;
 use super::rows::{ConversationRow, MemberRow, MessageRow};
 use super::{
     Store, Stream, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS, CF_OFFSETS,
-    CF_USER_CONVS,
+    CF_REACTIONS, CF_USER_CONVS,
 };
 use crate::error::Result;
 
@@ -39,9 +39,12 @@ pub struct Applied {
 struct Overlay {
     conversations: HashMap<String, ConversationRow>,
     members: HashMap<MemberKey, Option<MemberRow>>,
-    messages: Vec<(String, i64, MessageRow)>,
+    /// (conversation, seq) → the message as this batch leaves it (posted or changed).
+    messages: BTreeMap<(String, i64), MessageRow>,
     /// (conversation, message id) → seq.
     message_ids: HashMap<(String, Uuid), i64>,
+    /// (conversation, seq, user, emoji) → whether it is set after this batch.
+    reactions: BTreeMap<(String, i64, String, String), bool>,
 }
 
 pub(super) struct Batch<'a> {
@@ -90,9 +93,62 @@ impl LogState for Batch<'_> {
             .get_cf(self.store.cf(CF_MESSAGE_IDS)?, key)?
             .is_some())
     }
+
+    fn message(&self, conversation: &str, seq: i64) -> Result<Option<MessageFacts>> {
+        Ok(self.message_row(conversation, seq)?.map(|m| MessageFacts {
+            sender: m.sender_id,
+            posted_at: m.ts,
+            deleted: m.deleted,
+            reactions: m.reactions,
+        }))
+    }
+
+    fn reacted(&self, conversation: &str, seq: i64, user: &str, emoji: &str) -> Result<bool> {
+        let key = (
+            conversation.to_string(),
+            seq,
+            user.to_string(),
+            emoji.to_string(),
+        );
+        if let Some(set) = self.ov.reactions.get(&key) {
+            return Ok(*set);
+        }
+        let k = keys::reaction(conversation, seq, user, emoji);
+        Ok(self
+            .store
+            .db()
+            .get_cf(self.store.cf(CF_REACTIONS)?, k)?
+            .is_some())
+    }
 }
 
 impl Batch<'_> {
+    /// The message at `seq` of `conversation`: this batch's version, else the database's.
+    fn message_row(&self, conversation: &str, seq: i64) -> Result<Option<MessageRow>> {
+        if let Some(m) = self.ov.messages.get(&(conversation.to_string(), seq)) {
+            return Ok(Some(m.clone()));
+        }
+        self.store
+            .get_json(CF_MESSAGES, &keys::message(conversation, seq))
+    }
+
+    /// Changes the message at `seq` with `change`; false if there is none.
+    fn change_message(
+        &mut self,
+        conversation: &str,
+        seq: i64,
+        change: impl FnOnce(&mut MessageRow),
+    ) -> Result<bool> {
+        let Some(mut row) = self.message_row(conversation, seq)? else {
+            return Ok(false);
+        };
+        change(&mut row);
+        self.ov
+            .messages
+            .insert((conversation.to_string(), seq), row);
+        Ok(true)
+    }
+
     /// Read through this batch's changes, then the rows cache, then the database.
     fn member(&self, conversation: &str, user: &str) -> Result<Option<MemberRow>> {
         let key = (conversation.to_string(), user.to_string());
@@ -223,6 +279,10 @@ impl Batch<'_> {
                     body: m.body.clone(),
                     ts: m.meta.occurred_at,
                     prev_seq: conv.last_seq,
+                    reply_to: m.reply_to,
+                    edited_at: None,
+                    deleted: false,
+                    reactions: BTreeMap::new(),
                 };
                 conv.last_seq = Some(offset);
                 self.ov
@@ -233,10 +293,83 @@ impl Batch<'_> {
                     .insert((m.conversation_id.clone(), m.message_id), offset);
                 self.ov
                     .messages
-                    .push((m.conversation_id.clone(), offset, row));
+                    .insert((m.conversation_id.clone(), offset), row);
                 Ok(true)
             }
+            Effect::Edit(e) => self.change_message(&e.conversation_id, e.target_seq, |row| {
+                row.body = e.body.clone();
+                row.edited_at = Some(e.meta.occurred_at);
+            }),
+            Effect::Delete(d) => {
+                // Every reaction goes with the text: the row keeps only the tombstone.
+                let Some(row) = self.message_row(&d.conversation_id, d.target_seq)? else {
+                    return Ok(false);
+                };
+                for user in self.reactors(&d.conversation_id, d.target_seq, &row)? {
+                    self.ov.reactions.insert(user, false);
+                }
+                self.change_message(&d.conversation_id, d.target_seq, |row| {
+                    row.body.clear();
+                    row.deleted = true;
+                    row.edited_at = None;
+                    row.reactions.clear();
+                })
+            }
+            Effect::React(r) => {
+                let key = (
+                    r.conversation_id.clone(),
+                    r.target_seq,
+                    r.meta.actor.clone(),
+                    r.emoji.clone(),
+                );
+                self.ov.reactions.insert(key, r.on);
+                self.change_message(&r.conversation_id, r.target_seq, |row| {
+                    let n = row.reactions.entry(r.emoji.clone()).or_insert(0);
+                    if r.on {
+                        *n += 1;
+                    } else {
+                        *n = n.saturating_sub(1);
+                    }
+                    if *n == 0 {
+                        row.reactions.remove(&r.emoji);
+                    }
+                })
+            }
         }
+    }
+
+    /// Every (conversation, seq, user, emoji) set on the message at `seq`, after this
+    /// batch's changes so far.
+    fn reactors(
+        &self,
+        conversation: &str,
+        seq: i64,
+        row: &MessageRow,
+    ) -> Result<Vec<(String, i64, String, String)>> {
+        let mut set: BTreeMap<(String, i64, String, String), bool> = BTreeMap::new();
+        if !row.reactions.is_empty() {
+            let prefix = keys::message(conversation, seq);
+            let cf = self.store.cf(CF_REACTIONS)?;
+            for item in self.store.db().prefix_iterator_cf(cf, &prefix) {
+                let (k, _) = item?;
+                if !k.starts_with(&prefix) {
+                    break;
+                }
+                if let Some((user, emoji)) = keys::reaction_parts(&k[prefix.len()..]) {
+                    set.insert((conversation.to_string(), seq, user, emoji), true);
+                }
+            }
+        }
+        for (k, on) in &self.ov.reactions {
+            if k.0 == conversation && k.1 == seq {
+                set.insert(k.clone(), *on);
+            }
+        }
+        Ok(set
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(k, _)| k)
+            .collect())
     }
 
     /// Applies one record of `stream`; true if it changed the views.
@@ -290,12 +423,20 @@ impl Batch<'_> {
                 }
             }
         }
-        for (conv, seq, row) in self.ov.messages {
+        for ((conv, seq), row) in self.ov.messages {
             wb.put_cf(
                 s.cf(CF_MESSAGES)?,
                 keys::message(&conv, seq),
                 serde_json::to_vec(&row)?,
             );
+        }
+        for ((conv, seq, user, emoji), on) in self.ov.reactions {
+            let key = keys::reaction(&conv, seq, &user, &emoji);
+            if on {
+                wb.put_cf(s.cf(CF_REACTIONS)?, key, b"");
+            } else {
+                wb.delete_cf(s.cf(CF_REACTIONS)?, key);
+            }
         }
         for ((conv, id), seq) in self.ov.message_ids {
             wb.put_cf(
@@ -387,6 +528,8 @@ mod tests {
     use bytes::Bytes;
     use parley_schemas::{ConversationCreated, MemberRemoved, MembersAdded, MessagePosted, Meta};
 
+    use crate::views::HistoryQuery;
+
     use super::*;
 
     fn post(sender: &str, id: u128) -> AnyRecord {
@@ -396,6 +539,7 @@ mod tests {
             message_id: Uuid::from_u128(id),
             client_msg_id: format!("c-{id}"),
             body: "hi".into(),
+            reply_to: None,
         }
         .into()
     }
@@ -403,7 +547,11 @@ mod tests {
     /// A group's life: members leave and come back, a non-member posts, a send is
     /// retried. Each record's effect depends on rows earlier records changed.
     fn history() -> Vec<(Stream, LogRecord)> {
-        let records: Vec<AnyRecord> = vec![
+        as_log(&life())
+    }
+
+    fn life() -> Vec<AnyRecord> {
+        vec![
             ConversationCreated {
                 meta: Meta::new("amy"),
                 conversation_id: "g".into(),
@@ -430,7 +578,10 @@ mod tests {
             post("cat", 3),
             post("dan", 4),
             post("eve", 5), // never a member
-        ];
+        ]
+    }
+
+    fn as_log(records: &[AnyRecord]) -> Vec<(Stream, LogRecord)> {
         records
             .iter()
             .enumerate()
@@ -472,6 +623,113 @@ mod tests {
                 "batches of {size}"
             );
             assert!(store.is_member("g", "cat").unwrap());
+            checksums.push(store.checksum().unwrap());
+        }
+        assert!(checksums.windows(2).all(|w| w[0] == w[1]), "{checksums:?}");
+    }
+
+    /// [`life`] (bob's message at seq 1, dan's at 7), then changes to its messages,
+    /// some of them refused; amy's reply lands at seq 16.
+    fn changes() -> Vec<(Stream, LogRecord)> {
+        use parley_schemas::{MessageDeleted, MessageEdited, ReactionSet};
+        let edit = |actor: &str, seq: i64, body: &str| -> AnyRecord {
+            MessageEdited {
+                meta: Meta::new(actor),
+                conversation_id: "g".into(),
+                target_seq: seq,
+                body: body.into(),
+            }
+            .into()
+        };
+        let react = |actor: &str, seq: i64, emoji: &str, on: bool| -> AnyRecord {
+            ReactionSet {
+                meta: Meta::new(actor),
+                conversation_id: "g".into(),
+                target_seq: seq,
+                emoji: emoji.into(),
+                on,
+            }
+            .into()
+        };
+        let delete = |actor: &str, seq: i64| -> AnyRecord {
+            MessageDeleted {
+                meta: Meta::new(actor),
+                conversation_id: "g".into(),
+                target_seq: seq,
+            }
+            .into()
+        };
+        let mut records = life();
+        records.extend([
+            edit("bob", 1, "hello"),      // 9: kept
+            edit("cat", 1, "not yours"),  // 10: not the author
+            react("dan", 1, "👍", true),  // 11
+            react("cat", 1, "👍", true),  // 12
+            react("dan", 1, "👍", true),  // 13: already set
+            react("cat", 1, "👍", false), // 14
+            react("dan", 7, "🎉", true),  // 15: on dan's own message
+            MessagePosted {
+                meta: Meta::new("amy"),
+                conversation_id: "g".into(),
+                message_id: Uuid::from_u128(6),
+                client_msg_id: "c-6".into(),
+                body: "replying".into(),
+                reply_to: Some(1),
+            }
+            .into(), // 16
+            delete("bob", 7),             // 17: bob is no one's superior
+            delete("amy", 7),             // 18: the creator deletes dan's
+            edit("dan", 7, "too late"),   // 19: deleted
+            react("bob", 7, "👍", true),  // 20: deleted
+        ]);
+        as_log(&records)
+    }
+
+    #[test]
+    fn edits_deletions_and_reactions_follow_the_rules_whatever_the_batches() {
+        let records = changes();
+        let mut checksums = Vec::new();
+        for size in [records.len(), 1, 3] {
+            let dir = tempfile::tempdir().unwrap();
+            let store = Store::open(dir.path()).unwrap();
+            for chunk in records.chunks(size) {
+                store.apply(chunk).unwrap();
+            }
+            let page = store
+                .history(
+                    "g",
+                    &HistoryQuery {
+                        limit: 50,
+                        viewer: Some("dan".into()),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            let seqs: Vec<i64> = page.messages.iter().map(|m| m.seq).collect();
+            assert_eq!(seqs, [1, 6, 7, 16], "batches of {size}");
+            let bob = &page.messages[0];
+            assert_eq!(bob.body, "hello");
+            assert!(bob.edited && bob.edited_at.is_some() && !bob.deleted);
+            assert_eq!(bob.reactions, BTreeMap::from([("👍".to_string(), 1)]));
+            assert_eq!(bob.my_reactions, ["👍"]);
+            let dan = &page.messages[2];
+            assert!(dan.deleted && dan.body.is_empty() && !dan.edited);
+            assert!(
+                dan.reactions.is_empty(),
+                "a deletion takes the reactions too"
+            );
+            assert_eq!(dan.prev_seq, Some(6), "the tombstone keeps its place");
+            let reply = &page.messages[3];
+            let quoted = reply.reply_to.as_ref().unwrap();
+            assert_eq!(
+                (
+                    quoted.seq,
+                    quoted.sender_id.as_deref(),
+                    quoted.preview.as_deref()
+                ),
+                (1, Some("bob"), Some("hello")),
+                "the quote shows the current text"
+            );
             checksums.push(store.checksum().unwrap());
         }
         assert!(checksums.windows(2).all(|w| w[0] == w[1]), "{checksums:?}");

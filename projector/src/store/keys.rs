@@ -25,6 +25,29 @@ pub fn message(conversation: &str, seq: i64) -> Vec<u8> {
     k
 }
 
+/// `[len][conversation][seq][len][user]`: the prefix of a user's reactions to one
+/// message; the emoji follows ([`reaction`]).
+pub fn reactions_of(conversation: &str, seq: i64, user: &str) -> Vec<u8> {
+    let mut k = message(conversation, seq);
+    k.extend_from_slice(&prefix(user));
+    k
+}
+
+/// `[len][conversation][seq][len][user][emoji]`: `user` has reaction `emoji` set.
+pub fn reaction(conversation: &str, seq: i64, user: &str, emoji: &str) -> Vec<u8> {
+    let mut k = reactions_of(conversation, seq, user);
+    k.extend_from_slice(emoji.as_bytes());
+    k
+}
+
+/// The user and emoji of a [`reaction`] key, after its `[len][conversation][seq]`.
+pub fn reaction_parts(rest: &[u8]) -> Option<(String, String)> {
+    let len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+    let user = String::from_utf8(rest.get(2..2 + len)?.to_vec()).ok()?;
+    let emoji = String::from_utf8(rest.get(2 + len..)?.to_vec()).ok()?;
+    Some((user, emoji))
+}
+
 /// The second component of a [`pair`] key.
 pub fn second(key: &[u8]) -> Option<String> {
     let len = usize::from(u16::from_be_bytes([*key.first()?, *key.get(1)?]));

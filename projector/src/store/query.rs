@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use parley_schemas::frames::MessageView;
+use parley_schemas::frames::{MessageView, ReplyTo, REPLY_PREVIEW_CHARS};
 use rocksdb::{Direction, IteratorMode};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -11,7 +11,7 @@ use super::keys;
 use super::rows::{ConversationRow, MemberRow, MessageRow, ReceiptRow};
 use super::{
     Store, Stream, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS, CF_OFFSETS,
-    CF_RECEIPTS, CF_USER_CONVS, VIEW_CFS,
+    CF_REACTIONS, CF_RECEIPTS, CF_USER_CONVS, VIEW_CFS,
 };
 use crate::error::{Error, Result};
 use crate::views::{
@@ -186,8 +186,24 @@ impl Store {
         Ok(n)
     }
 
-    fn view(conv: &str, seq: i64, row: MessageRow) -> MessageView {
-        MessageView {
+    /// A message as history shows it: its current state, the message it quotes as that
+    /// one is now, and (for `viewer`) the reactions that are theirs.
+    fn view(
+        &self,
+        conv: &str,
+        seq: i64,
+        row: MessageRow,
+        viewer: Option<&str>,
+    ) -> Result<MessageView> {
+        let reply_to = match row.reply_to {
+            Some(target) => Some(self.quote(conv, target)?),
+            None => None,
+        };
+        let my_reactions = match viewer {
+            Some(user) if !row.reactions.is_empty() => self.reactions_of(conv, seq, user)?,
+            _ => Vec::new(),
+        };
+        Ok(MessageView {
             conversation_id: conv.to_string(),
             seq,
             prev_seq: row.prev_seq,
@@ -196,7 +212,47 @@ impl Store {
             sender_id: row.sender_id,
             body: row.body,
             ts: row.ts,
+            reply_to,
+            edited: row.edited_at.is_some(),
+            edited_at: row.edited_at,
+            deleted: row.deleted,
+            reactions: row.reactions,
+            my_reactions,
+        })
+    }
+
+    /// The message at `target` of `conv`, as a reply quotes it now.
+    fn quote(&self, conv: &str, target: i64) -> Result<ReplyTo> {
+        let row: Option<MessageRow> = self.get_json(CF_MESSAGES, &keys::message(conv, target))?;
+        Ok(match row {
+            Some(r) => ReplyTo {
+                seq: target,
+                sender_id: Some(r.sender_id),
+                preview: (!r.deleted).then(|| r.body.chars().take(REPLY_PREVIEW_CHARS).collect()),
+                deleted: r.deleted,
+            },
+            None => ReplyTo {
+                seq: target,
+                ..Default::default()
+            },
+        })
+    }
+
+    /// The emoji `user` has set on the message at `seq` of `conv`.
+    fn reactions_of(&self, conv: &str, seq: i64, user: &str) -> Result<Vec<String>> {
+        let prefix = keys::reactions_of(conv, seq, user);
+        let mut out = Vec::new();
+        for item in self.db().iterator_cf(
+            self.cf(CF_REACTIONS)?,
+            IteratorMode::From(&prefix, Direction::Forward),
+        ) {
+            let (k, _) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(String::from_utf8_lossy(&k[prefix.len()..]).into_owned());
         }
+        Ok(out)
     }
 
     /// Messages with `after < seq < before`, oldest first. With only `before` (or
@@ -204,6 +260,7 @@ impl Store {
     /// `has_more` says whether the scan stopped at the limit.
     pub fn history(&self, conv: &str, q: &HistoryQuery) -> Result<HistoryPage> {
         let limit = q.limit.clamp(1, MAX_PAGE) as usize;
+        let viewer = q.viewer.as_deref();
         let prefix = keys::prefix(conv);
         let cf = self.cf(CF_MESSAGES)?;
         let mut messages = Vec::new();
@@ -226,7 +283,7 @@ impl Store {
                     has_more = true;
                     break;
                 }
-                messages.push(Self::view(conv, seq, serde_json::from_slice(&v)?));
+                messages.push(self.view(conv, seq, serde_json::from_slice(&v)?, viewer)?);
             }
         } else {
             let end = match q.before {
@@ -253,7 +310,7 @@ impl Store {
                     has_more = true;
                     break;
                 }
-                messages.push(Self::view(conv, seq, serde_json::from_slice(&v)?));
+                messages.push(self.view(conv, seq, serde_json::from_slice(&v)?, viewer)?);
             }
             messages.reverse();
         }
@@ -273,7 +330,8 @@ impl Store {
         );
         let row: Option<MessageRow> =
             self.get_json(CF_MESSAGES, &keys::message(conversation, seq))?;
-        Ok(row.map(|row| Self::view(conversation, seq, row)))
+        row.map(|row| self.view(conversation, seq, row, None))
+            .transpose()
     }
 
     /// Every conversation of one partition with its members and last seq, the ids of the

@@ -1,6 +1,8 @@
 //! The values stored in each column family (JSON: readable with `ldb`, and
 //! deterministic, which the rebuild checksum relies on).
 
+use std::collections::BTreeMap;
+
 use parley_schemas::ConversationKind;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -57,10 +59,24 @@ impl MemberRow {
 pub struct MessageRow {
     pub message_id: Uuid,
     pub sender_id: String,
+    /// The current text: the last kept edit's, or empty once deleted.
     pub body: String,
     pub ts: i64,
     /// seq of the conversation's previous message.
     pub prev_seq: Option<i64>,
+    /// The seq it replies to, as posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<i64>,
+    /// When its last kept edit was made (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<i64>,
+    /// Deleted for everyone: the body is gone, the row stays (a tombstone), so `prev_seq`
+    /// chains and cursors stay whole.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// Emoji → how many members have it set (no zero counts).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub reactions: BTreeMap<String, u64>,
 }
 
 /// A message waiting for an offline user (`inbox`: user, conversation, seq → row).

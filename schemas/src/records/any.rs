@@ -30,6 +30,9 @@ pub enum AnyRecord {
     GroupSettingsChanged(GroupSettingsChanged),
     PresenceVisibility(PresenceVisibility),
     SlotLease(SlotLease),
+    MessageEdited(MessageEdited),
+    MessageDeleted(MessageDeleted),
+    ReactionSet(ReactionSet),
 }
 
 macro_rules! each_record {
@@ -53,7 +56,10 @@ macro_rules! each_record {
             MemberRoleSet,
             GroupSettingsChanged,
             PresenceVisibility,
-            SlotLease
+            SlotLease,
+            MessageEdited,
+            MessageDeleted,
+            ReactionSet
         }
     };
 }

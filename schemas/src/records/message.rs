@@ -1,4 +1,5 @@
-//! A posted message: the record whose offset in `events` is its seq_no.
+//! A posted message (the record whose offset in `events` is its seq_no), and the
+//! changes to it made later: an edit, a deletion for everyone, a reaction.
 
 use apache_avro::types::Value;
 use serde::{Deserialize, Serialize};
@@ -7,7 +8,7 @@ use uuid::Uuid;
 use super::{with_meta, Meta};
 use crate::codec::Record;
 use crate::error::Result;
-use crate::value::Fields;
+use crate::value::{nullable, Fields};
 
 /// `meta.actor` is the sender.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -19,6 +20,9 @@ pub struct MessagePosted {
     pub message_id: Uuid,
     pub client_msg_id: String,
     pub body: String,
+    /// The seq of the message this one replies to (same conversation), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<i64>,
 }
 
 impl MessagePosted {
@@ -41,6 +45,7 @@ impl Record for MessagePosted {
                 ("message_id", Value::Uuid(self.message_id)),
                 ("client_msg_id", Value::String(self.client_msg_id.clone())),
                 ("body", Value::String(self.body.clone())),
+                ("reply_to", nullable(self.reply_to.map(Value::Long))),
             ],
         )
     }
@@ -53,6 +58,121 @@ impl Record for MessagePosted {
             message_id: f.uuid("message_id")?,
             client_msg_id: f.string("client_msg_id")?,
             body: f.string("body")?,
+            reply_to: f.opt_long("reply_to")?,
+        })
+    }
+}
+
+/// `meta.actor` is the editor, `meta.occurred_at` when it was edited.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageEdited {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub conversation_id: String,
+    pub target_seq: i64,
+    pub body: String,
+}
+
+impl Record for MessageEdited {
+    const NAME: &'static str = "parley.MessageEdited";
+
+    fn to_avro(&self) -> Value {
+        with_meta(
+            &self.meta,
+            vec![
+                (
+                    "conversation_id",
+                    Value::String(self.conversation_id.clone()),
+                ),
+                ("target_seq", Value::Long(self.target_seq)),
+                ("body", Value::String(self.body.clone())),
+            ],
+        )
+    }
+
+    fn from_avro(value: Value) -> Result<Self> {
+        let mut f = Fields::new(value, Self::NAME)?;
+        Ok(Self {
+            meta: Meta::take(&mut f)?,
+            conversation_id: f.string("conversation_id")?,
+            target_seq: f.long("target_seq")?,
+            body: f.string("body")?,
+        })
+    }
+}
+
+/// A message deleted for everyone; `meta.actor` deleted it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageDeleted {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub conversation_id: String,
+    pub target_seq: i64,
+}
+
+impl Record for MessageDeleted {
+    const NAME: &'static str = "parley.MessageDeleted";
+
+    fn to_avro(&self) -> Value {
+        with_meta(
+            &self.meta,
+            vec![
+                (
+                    "conversation_id",
+                    Value::String(self.conversation_id.clone()),
+                ),
+                ("target_seq", Value::Long(self.target_seq)),
+            ],
+        )
+    }
+
+    fn from_avro(value: Value) -> Result<Self> {
+        let mut f = Fields::new(value, Self::NAME)?;
+        Ok(Self {
+            meta: Meta::take(&mut f)?,
+            conversation_id: f.string("conversation_id")?,
+            target_seq: f.long("target_seq")?,
+        })
+    }
+}
+
+/// `meta.actor`'s reaction `emoji` to the message at `target_seq`, set (`on`) or taken back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionSet {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub conversation_id: String,
+    pub target_seq: i64,
+    pub emoji: String,
+    pub on: bool,
+}
+
+impl Record for ReactionSet {
+    const NAME: &'static str = "parley.ReactionSet";
+
+    fn to_avro(&self) -> Value {
+        with_meta(
+            &self.meta,
+            vec![
+                (
+                    "conversation_id",
+                    Value::String(self.conversation_id.clone()),
+                ),
+                ("target_seq", Value::Long(self.target_seq)),
+                ("emoji", Value::String(self.emoji.clone())),
+                ("on", Value::Boolean(self.on)),
+            ],
+        )
+    }
+
+    fn from_avro(value: Value) -> Result<Self> {
+        let mut f = Fields::new(value, Self::NAME)?;
+        Ok(Self {
+            meta: Meta::take(&mut f)?,
+            conversation_id: f.string("conversation_id")?,
+            target_seq: f.long("target_seq")?,
+            emoji: f.string("emoji")?,
+            on: f.boolean("on")?,
         })
     }
 }

@@ -24,7 +24,13 @@
 //!   ends anyone's admin role, and an admin may end their own.
 //! - `GroupSettingsChanged` applies in a group whose creator or an admin is the actor.
 //! - `MessagePosted` counts if the conversation exists, the sender is a member and the
-//!   message id was not posted in the conversation before (first occurrence wins).
+//!   message id was not posted in the conversation before (first occurrence wins). Its
+//!   `reply_to` does not decide anything: views show the quoted message if it is one of
+//!   the conversation's.
+//! - `MessageEdited`, `MessageDeleted` and `ReactionSet`, the changes made to a message
+//!   after it was posted, follow [`changes`].
+
+pub mod changes;
 
 use std::sync::OnceLock;
 
@@ -32,8 +38,9 @@ use uuid::Uuid;
 
 use crate::records::{
     AnyRecord, ConversationCreated, ConversationKind, GroupSettingsChanged, MemberRemoved,
-    MemberRoleSet, MessagePosted,
+    MemberRoleSet, MessageDeleted, MessageEdited, MessagePosted, ReactionSet,
 };
+pub use changes::{Change, MessageFacts, Refusal};
 
 /// The default of [`max_group_members`].
 pub const DEFAULT_MAX_GROUP_MEMBERS: usize = 100_000;
@@ -69,6 +76,22 @@ pub trait LogState {
     /// Whether `user` holds the admin role in `conversation` (given by `MemberRoleSet`;
     /// the creator's rank does not depend on it).
     fn is_admin(&self, conversation: &str, user: &str) -> Result<bool, Self::Error>;
+    /// The message at `seq` of `conversation`, if it is one of its messages (the rules
+    /// kept it) and this consumer keeps messages. A consumer that keeps none leaves the
+    /// default, to which every change of [`changes`] targets nothing.
+    fn message(&self, _conversation: &str, _seq: i64) -> Result<Option<MessageFacts>, Self::Error> {
+        Ok(None)
+    }
+    /// Whether `user` has reaction `emoji` set on the message at `seq`.
+    fn reacted(
+        &self,
+        _conversation: &str,
+        _seq: i64,
+        _user: &str,
+        _emoji: &str,
+    ) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
 }
 
 /// A member's say in a group: see the module's rules.
@@ -118,6 +141,12 @@ pub enum Effect<'a> {
     },
     Settings(&'a GroupSettingsChanged),
     Post(&'a MessagePosted),
+    /// The body of the message at `target` becomes the edit's (see [`changes`]).
+    Edit(&'a MessageEdited),
+    /// The message at `target` is deleted for everyone.
+    Delete(&'a MessageDeleted),
+    /// A member's reaction is set or taken back.
+    React(&'a ReactionSet),
     /// The record changes nothing (refused, repeated, or not a conversation record).
     Nothing,
 }
@@ -182,7 +211,22 @@ pub fn effect_capped<'a, S: LogState>(
                 Effect::Nothing
             }
         }
+        AnyRecord::MessageEdited(e) => kept(state, Change::Edit(e), Effect::Edit(e))?,
+        AnyRecord::MessageDeleted(d) => kept(state, Change::Delete(d), Effect::Delete(d))?,
+        AnyRecord::ReactionSet(r) => kept(state, Change::React(r), Effect::React(r))?,
         _ => Effect::Nothing,
+    })
+}
+
+/// `effect` if `change` is kept, else nothing.
+fn kept<'a, S: LogState>(
+    state: &S,
+    change: Change<'_>,
+    effect: Effect<'a>,
+) -> Result<Effect<'a>, S::Error> {
+    Ok(match changes::check(state, change)? {
+        Ok(()) => effect,
+        Err(_) => Effect::Nothing,
     })
 }
 
@@ -297,6 +341,7 @@ mod tests {
             message_id: crate::ids::message_id(sender, cmid),
             client_msg_id: cmid.into(),
             body: "hi".into(),
+            reply_to: None,
         }
         .into()
     }
