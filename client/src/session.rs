@@ -70,6 +70,7 @@ pub struct ReceiptCounts {
 struct Outgoing {
     conversation_id: String,
     body: String,
+    reply_to: Option<i64>,
 }
 
 #[derive(Default)]
@@ -83,6 +84,8 @@ struct State {
     ready: Option<bool>,
     /// request ids of the syncs that finished.
     synced: std::collections::HashSet<String>,
+    /// `changed` answers (the change's seq) by request id.
+    changed: std::collections::HashMap<String, i64>,
     /// `receipt` frames: this session's own confirmed, and other members' routed.
     receipts: Vec<Receipt>,
     /// The latest `receipt_counts` per large group.
@@ -232,7 +235,21 @@ impl Session {
         client_msg_id: &str,
         body: &str,
     ) -> Result<Sent, SessionError> {
-        let rx = self.send_nowait(conversation, client_msg_id, body).await?;
+        self.send_reply(conversation, client_msg_id, body, None)
+            .await
+    }
+
+    /// [`Session::send`] of a reply to the message at `reply_to` (if any).
+    pub async fn send_reply(
+        &self,
+        conversation: &str,
+        client_msg_id: &str,
+        body: &str,
+        reply_to: Option<i64>,
+    ) -> Result<Sent, SessionError> {
+        let rx = self
+            .send_message(conversation, client_msg_id, body, reply_to)
+            .await?;
         match tokio::time::timeout(Duration::from_secs(30), rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(SessionError::Closed("reply dropped".into())),
@@ -247,10 +264,22 @@ impl Session {
         client_msg_id: &str,
         body: &str,
     ) -> Result<oneshot::Receiver<Reply>, SessionError> {
+        self.send_message(conversation, client_msg_id, body, None)
+            .await
+    }
+
+    async fn send_message(
+        &self,
+        conversation: &str,
+        client_msg_id: &str,
+        body: &str,
+        reply_to: Option<i64>,
+    ) -> Result<oneshot::Receiver<Reply>, SessionError> {
         let (tx, rx) = oneshot::channel();
         let outgoing = Outgoing {
             conversation_id: conversation.to_string(),
             body: body.to_string(),
+            reply_to,
         };
         let retry = {
             let mut st = self.shared.lock();
@@ -263,6 +292,9 @@ impl Session {
         let mut frame = json!({"type": "send", "client_msg_id": client_msg_id, "conversation_id": conversation, "body": body});
         if retry {
             frame["retry"] = json!(true);
+        }
+        if let Some(r) = reply_to {
+            frame["reply_to"] = json!(r);
         }
         self.send_json(frame).await?;
         Ok(rx)
@@ -280,6 +312,69 @@ impl Session {
         self.wait(&what, timeout, |st| {
             if st.synced.contains(&request_id) {
                 return Some(Ok(()));
+            }
+            st.errors
+                .iter()
+                .find(|e| e["request_id"].as_str() == Some(request_id.as_str()))
+                .map(|e| {
+                    Err(SessionError::Server {
+                        code: e["code"].as_str().unwrap_or_default().to_string(),
+                        message: e["message"].as_str().unwrap_or_default().to_string(),
+                    })
+                })
+        })
+        .await?
+    }
+
+    /// Edits this user's message at `seq`; the edit's own seq once the log has it.
+    pub async fn edit(
+        &self,
+        conversation: &str,
+        seq: i64,
+        body: &str,
+        timeout: Duration,
+    ) -> Result<i64, SessionError> {
+        let frame =
+            json!({"type": "edit", "conversation_id": conversation, "seq": seq, "body": body});
+        self.change(frame, timeout).await
+    }
+
+    /// Deletes the message at `seq` for everyone; the deletion's own seq.
+    pub async fn delete(
+        &self,
+        conversation: &str,
+        seq: i64,
+        timeout: Duration,
+    ) -> Result<i64, SessionError> {
+        let frame = json!({"type": "delete", "conversation_id": conversation, "seq": seq});
+        self.change(frame, timeout).await
+    }
+
+    /// Sets (`on`) or takes back reaction `emoji` on the message at `seq`; the
+    /// reaction's own seq.
+    pub async fn react(
+        &self,
+        conversation: &str,
+        seq: i64,
+        emoji: &str,
+        on: bool,
+        timeout: Duration,
+    ) -> Result<i64, SessionError> {
+        let frame = json!({"type": "react", "conversation_id": conversation, "seq": seq,
+                           "emoji": emoji, "on": on});
+        self.change(frame, timeout).await
+    }
+
+    /// Sends an `edit`, `delete` or `react` frame and waits for its `changed` (or error).
+    async fn change(&self, mut frame: Value, timeout: Duration) -> Result<i64, SessionError> {
+        let n = self.shared.requests.fetch_add(1, Ordering::Relaxed);
+        let request_id = format!("change-{n}");
+        frame["request_id"] = json!(request_id);
+        self.send_json(frame).await?;
+        let what = format!("changed {request_id}");
+        self.wait(&what, timeout, |st| {
+            if let Some(&seq) = st.changed.get(&request_id) {
+                return Some(Ok(seq));
             }
             st.errors
                 .iter()
@@ -566,6 +661,10 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                         sender_id: user,
                         body: out.body,
                         ts,
+                        reply_to: out.reply_to.map(|seq| parley_schemas::frames::ReplyTo {
+                            seq,
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     };
                     if let Inserted::Gap { after, before } = st.store.insert(own, Source::Sent) {
@@ -609,6 +708,17 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                 if let Inserted::Gap { after, before } = st.store.insert(m.clone(), Source::Live) {
                     fetch.push((m.conversation_id, after, before));
                 }
+            }
+            ServerFrame::Changed {
+                request_id, seq, ..
+            } => {
+                st.changed.insert(request_id.unwrap_or_default(), seq);
+            }
+            ServerFrame::MessageEdited { .. }
+            | ServerFrame::MessageDeleted { .. }
+            | ServerFrame::Reaction { .. } => {
+                let me = st.user.clone();
+                st.store.apply_change(&frame, &me);
             }
             ServerFrame::SyncBatch { messages, .. } | ServerFrame::History { messages, .. } => {
                 for m in messages {

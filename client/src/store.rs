@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use parley_schemas::frames::MessageView;
+use parley_schemas::frames::{MessageView, ServerFrame};
 use uuid::Uuid;
 
 #[derive(Default, Debug)]
@@ -75,6 +75,20 @@ impl Store {
                     held.prev_unknown = m.prev_unknown;
                 }
             }
+            if source == Source::History {
+                // History shows the message as it is now: edits, deletion, reactions.
+                if let Some(held) = conv.messages.get_mut(&m.seq) {
+                    held.body = m.body;
+                    held.edited = m.edited;
+                    held.edited_at = m.edited_at;
+                    held.deleted = m.deleted;
+                    held.reactions = m.reactions;
+                    held.my_reactions = m.my_reactions;
+                    if m.reply_to.is_some() {
+                        held.reply_to = m.reply_to;
+                    }
+                }
+            }
             return Inserted::Duplicate;
         }
         let seq = m.seq;
@@ -90,6 +104,92 @@ impl Store {
             after,
             before: seq + 1,
         }
+    }
+
+    /// Applies a change to a message this client holds (`message_edited`,
+    /// `message_deleted`, `reaction`; `me` is this client's user), by the rules of
+    /// `parley_schemas::rules::changes` as far as a client can tell them: an edit by
+    /// someone other than the author, or any change to a deleted message, is ignored.
+    /// A change to a message not held is ignored too: history brings it as it is now.
+    /// True if the held copy changed.
+    pub fn apply_change(&mut self, change: &ServerFrame, me: &str) -> bool {
+        let (conversation, target) = match change {
+            ServerFrame::MessageEdited {
+                conversation_id,
+                target_seq,
+                ..
+            }
+            | ServerFrame::MessageDeleted {
+                conversation_id,
+                target_seq,
+                ..
+            }
+            | ServerFrame::Reaction {
+                conversation_id,
+                target_seq,
+                ..
+            } => (conversation_id, *target_seq),
+            _ => return false,
+        };
+        let Some(held) = self
+            .conversations
+            .get_mut(conversation)
+            .and_then(|c| c.messages.get_mut(&target))
+        else {
+            return false;
+        };
+        if held.deleted {
+            return false;
+        }
+        match change {
+            ServerFrame::MessageEdited {
+                sender_id,
+                body,
+                edited_at,
+                ..
+            } => {
+                if *sender_id != held.sender_id {
+                    return false;
+                }
+                held.body = body.clone();
+                held.edited = true;
+                held.edited_at = Some(*edited_at);
+            }
+            ServerFrame::MessageDeleted { .. } => {
+                held.deleted = true;
+                held.body.clear();
+                held.edited = false;
+                held.edited_at = None;
+                held.reactions.clear();
+                held.my_reactions.clear();
+            }
+            ServerFrame::Reaction {
+                user_id, emoji, on, ..
+            } => {
+                let mine = user_id == me;
+                if mine && held.my_reactions.contains(emoji) == *on {
+                    return false;
+                }
+                let n = held.reactions.entry(emoji.clone()).or_insert(0);
+                if *on {
+                    *n += 1;
+                } else {
+                    *n = n.saturating_sub(1);
+                }
+                if *n == 0 {
+                    held.reactions.remove(emoji);
+                }
+                if mine {
+                    if *on {
+                        held.my_reactions.push(emoji.clone());
+                    } else {
+                        held.my_reactions.retain(|e| e != emoji);
+                    }
+                }
+            }
+            _ => return false,
+        }
+        true
     }
 
     /// The conversation's messages in seq order.
@@ -162,6 +262,71 @@ mod tests {
             prev_unknown: true,
             ..m(seq, None)
         }
+    }
+
+    #[test]
+    fn edits_deletions_and_reactions_change_the_held_copy_by_the_rules() {
+        let mut s = Store::default();
+        s.insert(m(1, None), Source::Live); // by "a"
+        let edit = |by: &str, body: &str| ServerFrame::MessageEdited {
+            conversation_id: "c".into(),
+            seq: 5,
+            target_seq: 1,
+            sender_id: by.into(),
+            body: body.into(),
+            edited_at: 9,
+        };
+        assert!(!s.apply_change(&edit("z", "not theirs"), "me"));
+        assert!(s.apply_change(&edit("a", "fixed"), "me"));
+        let held = &s.messages("c")[0];
+        assert_eq!(
+            (held.body.as_str(), held.edited, held.edited_at),
+            ("fixed", true, Some(9))
+        );
+        let react = |user: &str, on: bool| ServerFrame::Reaction {
+            conversation_id: "c".into(),
+            seq: 6,
+            target_seq: 1,
+            user_id: user.into(),
+            emoji: "👍".into(),
+            on,
+        };
+        assert!(s.apply_change(&react("me", true), "me"));
+        assert!(
+            !s.apply_change(&react("me", true), "me"),
+            "mine, already set"
+        );
+        assert!(s.apply_change(&react("b", true), "me"));
+        let held = &s.messages("c")[0];
+        assert_eq!(held.reactions.get("👍"), Some(&2));
+        assert_eq!(held.my_reactions, ["👍"]);
+        assert!(s.apply_change(&react("me", false), "me"));
+        assert_eq!(s.messages("c")[0].reactions.get("👍"), Some(&1));
+        let delete = ServerFrame::MessageDeleted {
+            conversation_id: "c".into(),
+            seq: 7,
+            target_seq: 1,
+            actor: "a".into(),
+        };
+        assert!(s.apply_change(&delete, "me"));
+        let held = &s.messages("c")[0];
+        assert!(held.deleted && held.body.is_empty() && held.reactions.is_empty());
+        assert!(!s.apply_change(&edit("a", "again"), "me"), "deleted");
+        // A change to a message not held waits for history.
+        let other = ServerFrame::MessageDeleted {
+            conversation_id: "c".into(),
+            seq: 8,
+            target_seq: 4,
+            actor: "a".into(),
+        };
+        assert!(!s.apply_change(&other, "me"));
+        // History is the authority on a held message's state.
+        let mut now = m(1, None);
+        now.body = "from history".into();
+        now.edited = true;
+        s.insert(now, Source::History);
+        let held = &s.messages("c")[0];
+        assert_eq!((held.body.as_str(), held.deleted), ("from history", false));
     }
 
     #[test]

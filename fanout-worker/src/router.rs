@@ -208,7 +208,15 @@ impl Router {
                     };
                     return self.broadcast(record, conversation, None, raw, &active);
                 }
-                Routed::Pair(users) => {
+                Routed::Change(Recipients::Broadcast) => {
+                    let active = presence.active_slots();
+                    drop(inner);
+                    let Some(conversation) = conversation_of(any) else {
+                        return Vec::new();
+                    };
+                    return self.broadcast(record, conversation, None, raw, &active);
+                }
+                Routed::Pair(users) | Routed::Change(Recipients::Members(users)) => {
                     let mut by_slot: BTreeMap<i32, Vec<String>> = BTreeMap::new();
                     for u in users {
                         for s in presence.online_slots(&u, now) {
@@ -383,6 +391,9 @@ fn conversation_of(record: &AnyRecord) -> Option<&str> {
         AnyRecord::ConversationCreated(c) => Some(&c.conversation_id),
         AnyRecord::MembersAdded(a) => Some(&a.conversation_id),
         AnyRecord::MemberRemoved(r) => Some(&r.conversation_id),
+        AnyRecord::MessageEdited(e) => Some(&e.conversation_id),
+        AnyRecord::MessageDeleted(d) => Some(&d.conversation_id),
+        AnyRecord::ReactionSet(r) => Some(&r.conversation_id),
         _ => None,
     }
 }

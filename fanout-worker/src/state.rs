@@ -81,6 +81,16 @@ pub struct PartitionState {
     replay_until: i64,
 }
 
+/// The conversation and actor of a change to a message.
+fn change_of(record: &AnyRecord) -> Option<(&str, &str)> {
+    match record {
+        AnyRecord::MessageEdited(e) => Some((&e.conversation_id, &e.meta.actor)),
+        AnyRecord::MessageDeleted(d) => Some((&d.conversation_id, &d.meta.actor)),
+        AnyRecord::ReactionSet(r) => Some((&r.conversation_id, &r.meta.actor)),
+        _ => None,
+    }
+}
+
 /// Who a message goes to.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Recipients {
@@ -109,6 +119,9 @@ pub enum Routed<'a> {
     /// the record goes to the gateways of the pair (both, the one who left included),
     /// where it changes who is shown whose presence.
     Pair(Vec<String>),
+    /// A member's change to a message (an edit, a deletion, a reaction): it goes to the
+    /// members online now, like a message but to no inbox (history shows it).
+    Change(Recipients),
     Nothing,
 }
 
@@ -220,6 +233,9 @@ impl PartitionState {
 
     /// Applies the record at `offset`; says what to route.
     pub fn apply<'a>(&mut self, offset: i64, record: &'a AnyRecord) -> Routed<'a> {
+        if let Some((conversation, actor)) = change_of(record) {
+            return self.change(conversation, actor);
+        }
         let effect = match rules::effect(self, record) {
             Ok(e) => e,
             Err(never) => match never {},
@@ -290,8 +306,7 @@ impl PartitionState {
             }
             // Who reads which history is the views' concern, not routing's.
             Effect::Settings(_) => Routed::Nothing,
-            // This state keeps no messages (`LogState::message` is the default), so the
-            // rules keep no change to one here: see `parley_schemas::rules::changes`.
+            // Changes never reach the rules here (`PartitionState::change`).
             Effect::Edit(_) | Effect::Delete(_) | Effect::React(_) => Routed::Nothing,
             Effect::Post(m) => {
                 self.remember(m.conversation_id.clone(), m.message_id);
@@ -319,6 +334,25 @@ impl PartitionState {
                 })
             }
         }
+    }
+
+    /// Routing of a change to a message. This state keeps no messages, so it applies the
+    /// part of the rules it can (the actor is a member); the rest depends on the message
+    /// (`parley_schemas::rules::changes`), which the views and every client that holds
+    /// it apply, each to its own copy. The gateway checks every change against the
+    /// views before it appends it.
+    fn change<'a>(&self, conversation: &str, actor: &str) -> Routed<'a> {
+        let Some(conv) = self.conversations.get(conversation) else {
+            return Routed::Nothing;
+        };
+        if !conv.members.contains_key(actor) {
+            return Routed::Nothing;
+        }
+        Routed::Change(if conv.members.len() >= self.limits.large_group {
+            Recipients::Broadcast
+        } else {
+            Recipients::Members(conv.members.keys().cloned().collect())
+        })
     }
 
     /// During a replay over a state rebuilt from a snapshot ahead, a group member's

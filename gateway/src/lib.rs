@@ -31,10 +31,10 @@ pub mod service;
 pub mod transport;
 
 pub use delivery::{
-    broadcasts, counts, deliveries, echoes, groups, membership, send, sync, typing,
+    broadcasts, changes, counts, deliveries, echoes, groups, membership, send, sync, typing,
 };
 pub use presence::contacts;
-pub use rest::{conversations, devices, history, openapi, privacy, receipts, roles, web};
+pub use rest::{conversations, devices, history, messages, openapi, privacy, receipts, roles, web};
 pub use transport::{longpoll, sessions, ws};
 
 pub use config::GatewayConfig;

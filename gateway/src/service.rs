@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 use axum::serve::ListenerExt;
 use axum::Router;
 use parley_projector::Views;
@@ -123,6 +123,14 @@ pub fn router(state: Shared) -> Router {
         .route(
             "/v1/conversations/{id}/messages",
             get(conversations::history).post(longpoll::post_message),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{seq}",
+            patch(crate::messages::edit).delete(crate::messages::delete),
+        )
+        .route(
+            "/v1/conversations/{id}/messages/{seq}/reactions/{emoji}",
+            put(crate::messages::react).delete(crate::messages::unreact),
         )
         .route(
             "/v1/conversations/{id}/receipts",

@@ -22,6 +22,35 @@ pub enum ClientFrame {
         /// before appending. A first attempt is appended at once.
         #[serde(default, skip_serializing_if = "std::ops::Not::not")]
         retry: bool,
+        /// The seq of the message of this conversation it replies to.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply_to: Option<i64>,
+    },
+    /// Edit one's own message (`seq`). Answered by `changed` once the log has the edit,
+    /// or by `error`.
+    Edit {
+        conversation_id: String,
+        seq: i64,
+        body: String,
+        #[serde(default)]
+        request_id: Option<String>,
+    },
+    /// Delete a message for everyone. Answered like `edit`.
+    Delete {
+        conversation_id: String,
+        seq: i64,
+        #[serde(default)]
+        request_id: Option<String>,
+    },
+    /// Set (`on`, the default) or take back a reaction. Answered like `edit`.
+    React {
+        conversation_id: String,
+        seq: i64,
+        emoji: String,
+        #[serde(default = "yes")]
+        on: bool,
+        #[serde(default)]
+        request_id: Option<String>,
     },
     /// Catch up: everything after each cursor (conversation → last seq seen); a
     /// conversation not listed means from the beginning.
@@ -65,9 +94,13 @@ pub enum ClientFrame {
     },
 }
 
+fn yes() -> bool {
+    true
+}
+
 impl ServerFrame {
     /// Every `type` a server frame has (each variant's), for labels.
-    pub const KINDS: [&'static str; 13] = [
+    pub const KINDS: [&'static str; 17] = [
         "ready",
         "sent",
         "message",
@@ -81,6 +114,10 @@ impl ServerFrame {
         "presence",
         "presence_result",
         "error",
+        "changed",
+        "message_edited",
+        "message_deleted",
+        "reaction",
     ];
 
     /// The `type` of an encoded server frame, read from its first field (serde writes
@@ -110,6 +147,9 @@ impl ClientFrame {
             ClientFrame::History { .. } => "history",
             ClientFrame::Ping { .. } => "ping",
             ClientFrame::PresenceQuery { .. } => "presence_query",
+            ClientFrame::Edit { .. } => "edit",
+            ClientFrame::Delete { .. } => "delete",
+            ClientFrame::React { .. } => "react",
         }
     }
 }
@@ -278,6 +318,42 @@ pub enum ServerFrame {
         request_id: Option<String>,
         users: Vec<PresenceView>,
     },
+    /// An `edit`, `delete` or `react` is in the log at `seq` (its own seq, after every
+    /// message before it); it changes the message at `target_seq`.
+    Changed {
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        request_id: Option<String>,
+        conversation_id: String,
+        seq: i64,
+        target_seq: i64,
+    },
+    /// The message at `target_seq` was edited by its author (`sender_id`): its text is
+    /// now `body`. `seq` is the edit's own place in the conversation's log.
+    MessageEdited {
+        conversation_id: String,
+        seq: i64,
+        target_seq: i64,
+        sender_id: String,
+        body: String,
+        edited_at: i64,
+    },
+    /// The message at `target_seq` was deleted for everyone (by `actor`): drop its text.
+    MessageDeleted {
+        conversation_id: String,
+        seq: i64,
+        target_seq: i64,
+        actor: String,
+    },
+    /// `user_id` set (`on`) or took back reaction `emoji` on the message at
+    /// `target_seq`: its count of that emoji goes up or down by one.
+    Reaction {
+        conversation_id: String,
+        seq: i64,
+        target_seq: i64,
+        user_id: String,
+        emoji: String,
+        on: bool,
+    },
     Error {
         code: ErrorCode,
         message: String,
@@ -312,6 +388,11 @@ pub enum ErrorCode {
     TooLarge,
     /// The group would grow beyond its member cap.
     GroupFull,
+    /// The request contradicts the state it would change: a reaction already as asked,
+    /// a message that has all the distinct reactions it may carry.
+    Conflict,
+    /// The message was deleted for everyone: it takes no edits or reactions.
+    Gone,
     RateLimited,
     /// The log or a view could not be reached in time; retrying may help.
     Unavailable,
@@ -329,7 +410,8 @@ impl ErrorCode {
             ErrorCode::NotFound => 404,
             ErrorCode::MethodNotAllowed => 405,
             ErrorCode::TooLarge => 413,
-            ErrorCode::GroupFull => 409,
+            ErrorCode::GroupFull | ErrorCode::Conflict => 409,
+            ErrorCode::Gone => 410,
             ErrorCode::RateLimited => 429,
             ErrorCode::Unavailable | ErrorCode::SlowConsumer => 503,
             ErrorCode::Internal => 500,
@@ -363,6 +445,8 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::TooLarge => "too_large",
             ErrorCode::GroupFull => "group_full",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::Gone => "gone",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::SlowConsumer => "slow_consumer",
@@ -384,6 +468,20 @@ mod tests {
         let frames = [
             ServerFrame::Synced { request_id: None },
             ServerFrame::Pong { nonce: None },
+            ServerFrame::Changed {
+                request_id: None,
+                conversation_id: "c".into(),
+                seq: 2,
+                target_seq: 1,
+            },
+            ServerFrame::Reaction {
+                conversation_id: "c".into(),
+                seq: 2,
+                target_seq: 1,
+                user_id: "u".into(),
+                emoji: "👍".into(),
+                on: true,
+            },
             ServerFrame::Error {
                 code: ErrorCode::Forbidden,
                 message: String::new(),
@@ -407,6 +505,8 @@ mod tests {
             ErrorCode::MethodNotAllowed,
             ErrorCode::TooLarge,
             ErrorCode::GroupFull,
+            ErrorCode::Conflict,
+            ErrorCode::Gone,
             ErrorCode::RateLimited,
             ErrorCode::Unavailable,
             ErrorCode::SlowConsumer,
@@ -431,6 +531,7 @@ mod tests {
                 conversation_id: "k".into(),
                 body: "hi".into(),
                 retry: false,
+                reply_to: None,
             }
         );
     }

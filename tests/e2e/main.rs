@@ -13,6 +13,7 @@ mod authz;
 mod embedded_dev;
 mod faults;
 mod large_groups;
+mod message_changes;
 mod never_missing;
 mod offline;
 mod operable;

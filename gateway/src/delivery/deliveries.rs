@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use parley_schemas::frames::{MessageView, ServerFrame};
+use parley_schemas::frames::{MessageView, ReplyTo, ServerFrame};
 use parley_schemas::{
     decode_any, encode, AnyRecord, DeliveryBatch, InboxEntry, MessagePosted, PushJob,
 };
@@ -211,10 +211,45 @@ pub(crate) fn frame_of_event(
                 sender_id: m.meta.actor.clone(),
                 body: m.body.clone(),
                 ts: m.meta.occurred_at,
+                reply_to: m.reply_to.map(|seq| ReplyTo {
+                    seq,
+                    ..Default::default()
+                }),
                 ..Default::default()
             });
             Some((frame, Some(m)))
         }
+        AnyRecord::MessageEdited(e) => Some((
+            ServerFrame::MessageEdited {
+                conversation_id: e.conversation_id,
+                seq: batch.source_offset,
+                target_seq: e.target_seq,
+                sender_id: e.meta.actor,
+                body: e.body,
+                edited_at: e.meta.occurred_at,
+            },
+            None,
+        )),
+        AnyRecord::MessageDeleted(d) => Some((
+            ServerFrame::MessageDeleted {
+                conversation_id: d.conversation_id,
+                seq: batch.source_offset,
+                target_seq: d.target_seq,
+                actor: d.meta.actor,
+            },
+            None,
+        )),
+        AnyRecord::ReactionSet(r) => Some((
+            ServerFrame::Reaction {
+                conversation_id: r.conversation_id,
+                seq: batch.source_offset,
+                target_seq: r.target_seq,
+                user_id: r.meta.actor,
+                emoji: r.emoji,
+                on: r.on,
+            },
+            None,
+        )),
         AnyRecord::ReceiptRecorded(r) => Some((
             ServerFrame::Receipt {
                 conversation_id: r.conversation_id,

@@ -1,6 +1,7 @@
 //! A message's way in and out: sends appended, routed records delivered.
 //!
 //! - [`send`]: the send flow shared by every transport.
+//! - [`changes`]: edits, deletions and reactions: checked by the log's rules, appended.
 //! - [`membership`]: the (cached, read-your-log) membership pre-check before an append.
 //! - [`echoes`]: a sender's message routed back here confirms its send (no views).
 //! - [`deliveries`]: the consumer of this gateway's partition of `deliveries`.
@@ -13,6 +14,7 @@
 //! - [`typing`]: typing indicators (ephemeral).
 
 pub mod broadcasts;
+pub mod changes;
 pub mod counts;
 pub mod deliveries;
 pub mod echoes;

@@ -129,6 +129,11 @@ pub fn validate(state: &Shared, client_msg_id: &str, body: &str) -> Result<(), A
             "client_msg_id must be 1 to 128 characters",
         ));
     }
+    validate_body(state, body)
+}
+
+/// A body is not empty, and not longer than the gateway's limit.
+pub fn validate_body(state: &Shared, body: &str) -> Result<(), ApiError> {
     if body.is_empty() {
         return Err(ApiError::bad_request("body is empty"));
     }
@@ -150,8 +155,18 @@ pub async fn send(
     client_msg_id: &str,
     body: &str,
     retry: bool,
+    reply_to: Option<i64>,
 ) -> Result<Sent, ApiError> {
-    let appended = append(state, sender, conversation, client_msg_id, body, retry).await?;
+    let appended = append(
+        state,
+        sender,
+        conversation,
+        client_msg_id,
+        body,
+        retry,
+        reply_to,
+    )
+    .await?;
     confirm(state, appended).await
 }
 
@@ -235,8 +250,12 @@ pub async fn check(
     client_msg_id: &str,
     body: &str,
     retry: bool,
+    reply_to: Option<i64>,
 ) -> Result<Result<Checked, Sent>, ApiError> {
     validate(state, client_msg_id, body)?;
+    if reply_to.is_some_and(|r| r < 0) {
+        return Err(ApiError::bad_request("reply_to must be a seq, 0 or more"));
+    }
     state.limits.check(crate::limits::Limit::Send, sender)?;
     ensure_member(state, conversation, sender).await?;
     let message_id = ids::message_id(sender, client_msg_id);
@@ -261,7 +280,7 @@ pub async fn check(
             message_id,
             client_msg_id: client_msg_id.to_string(),
             body: body.to_string(),
-            reply_to: None,
+            reply_to,
         },
         careful,
     }))
@@ -276,8 +295,18 @@ pub async fn append(
     client_msg_id: &str,
     body: &str,
     retry: bool,
+    reply_to: Option<i64>,
 ) -> Result<Appended, ApiError> {
-    let checked = check(state, sender, conversation, client_msg_id, body, retry).await?;
+    let checked = check(
+        state,
+        sender,
+        conversation,
+        client_msg_id,
+        body,
+        retry,
+        reply_to,
+    )
+    .await?;
     appended(begin(state, conversation, checked).await?).await
 }
 

@@ -2,6 +2,7 @@
 //!
 //! - [`conversations`]: conversations, members and messages (`/v1/conversations…`).
 //! - [`history`]: history pages (with a barrier when bounded above).
+//! - [`messages`]: one message's edits, deletion and reactions.
 //! - [`receipts`]: delivery and read receipts, and the inbox endpoints.
 //! - [`roles`]: a group's admins and settings.
 //! - [`devices`]: push devices and muted conversations (`/v1/devices`, `/mute`).
@@ -12,6 +13,7 @@
 pub mod conversations;
 pub mod devices;
 pub mod history;
+pub mod messages;
 pub mod openapi;
 pub mod privacy;
 pub mod receipts;

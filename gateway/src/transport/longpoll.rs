@@ -241,6 +241,9 @@ pub struct SendBody {
     /// This `client_msg_id` was sent before: looked up before appending.
     #[serde(default)]
     retry: bool,
+    /// The seq of the message of this conversation it replies to.
+    #[serde(default)]
+    reply_to: Option<i64>,
 }
 
 /// `POST /v1/conversations/{id}/messages`: answers with the `sent` frame.
@@ -251,7 +254,16 @@ pub async fn post_message(
     body: Result<Json<SendBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<ServerFrame>, ApiError> {
     let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let sent = send(&state, &me, &id, &b.client_msg_id, &b.body, b.retry).await?;
+    let sent = send(
+        &state,
+        &me,
+        &id,
+        &b.client_msg_id,
+        &b.body,
+        b.retry,
+        b.reply_to,
+    )
+    .await?;
     Ok(Json(sent.frame(&b.client_msg_id, &id)))
 }
 

@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::auth::{Identity, SocketCaller};
+use crate::changes::{change, Request};
 use crate::error::ApiError;
 use crate::limits::Limit;
 use crate::send::{appended, begin, check, confirm};
@@ -264,6 +265,7 @@ async fn session(state: Shared, who: Identity, socket: WebSocket) {
             conversation_id,
             body,
             retry,
+            reply_to,
         } = frame
         {
             let send = Send {
@@ -271,6 +273,7 @@ async fn session(state: Shared, who: Identity, socket: WebSocket) {
                 conversation_id,
                 body,
                 retry,
+                reply_to,
             };
             let (tx, _) = sends.get_or_insert_with(|| {
                 let (tx, rx) = mpsc::channel::<Send>(256);
@@ -443,6 +446,39 @@ fn text_out(frame: &Frame) -> Message {
     Message::Text(Utf8Bytes::from(frame.as_ref()))
 }
 
+/// An `edit`, `delete` or `react`, in a task of its own: answered by `changed` or by an
+/// `error`, each with the frame's request id.
+fn spawn_change(
+    state: Shared,
+    session: Arc<Session>,
+    permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    conversation: String,
+    seq: i64,
+    request: Request,
+    request_id: Option<String>,
+) {
+    tokio::spawn(async move {
+        let _permit = permit;
+        match change(&state, &session.user, &conversation, seq, request).await {
+            Ok(ServerFrame::Changed {
+                conversation_id,
+                seq,
+                target_seq,
+                ..
+            }) => {
+                session.push(encode(&ServerFrame::Changed {
+                    request_id,
+                    conversation_id,
+                    seq,
+                    target_seq,
+                }));
+            }
+            Ok(_) => {}
+            Err(e) => reply_error(&session, e, request_id),
+        }
+    });
+}
+
 /// Answers every frame but `send` (which the sender task takes, in order). Anything that
 /// reads the views runs in a task of its own, so the socket keeps being read; each such
 /// task holds one of the session's `permit`s until it ends.
@@ -457,6 +493,48 @@ fn dispatch(
     match frame {
         // The caller hands sends to the session's sender task.
         ClientFrame::Send { .. } => {}
+        ClientFrame::Edit {
+            conversation_id,
+            seq,
+            body,
+            request_id,
+        } => spawn_change(
+            state,
+            session,
+            permit,
+            conversation_id,
+            seq,
+            Request::Edit { body },
+            request_id,
+        ),
+        ClientFrame::Delete {
+            conversation_id,
+            seq,
+            request_id,
+        } => spawn_change(
+            state,
+            session,
+            permit,
+            conversation_id,
+            seq,
+            Request::Delete,
+            request_id,
+        ),
+        ClientFrame::React {
+            conversation_id,
+            seq,
+            emoji,
+            on,
+            request_id,
+        } => spawn_change(
+            state,
+            session,
+            permit,
+            conversation_id,
+            seq,
+            Request::React { emoji, on },
+            request_id,
+        ),
         ClientFrame::Ping { nonce } => {
             session.push(encode(&ServerFrame::Pong { nonce }));
         }
@@ -608,6 +686,7 @@ struct Send {
     conversation_id: String,
     body: String,
     retry: bool,
+    reply_to: Option<i64>,
 }
 
 /// Handles a session's sends: checked concurrently, appends begun one after another in
@@ -637,8 +716,8 @@ async fn sender(state: Shared, session: Arc<Session>, mut rx: mpsc::Receiver<Sen
                         session.sent(ids::message_id(&session.user, &send.client_msg_id));
                         let (state, user) = (state.clone(), session.user.clone());
                         checks.push_back(async move {
-                            let Send { client_msg_id, conversation_id, body, retry } = send;
-                            let checked = check(&state, &user, &conversation_id, &client_msg_id, &body, retry).await;
+                            let Send { client_msg_id, conversation_id, body, retry, reply_to } = send;
+                            let checked = check(&state, &user, &conversation_id, &client_msg_id, &body, retry, reply_to).await;
                             (client_msg_id, conversation_id, checked)
                         });
                     }

@@ -118,20 +118,6 @@ pub enum Refusal {
 }
 
 impl Refusal {
-    /// The error code of the API (`docs/protocol.md`).
-    pub fn code(self) -> &'static str {
-        match self {
-            Refusal::NotMember => "not_member",
-            Refusal::NotFound => "message_not_found",
-            Refusal::NotAuthor | Refusal::NotAllowed => "forbidden",
-            Refusal::Deleted => "message_deleted",
-            Refusal::TooLate => "edit_window_passed",
-            Refusal::BadEmoji => "bad_request",
-            Refusal::TooManyEmoji => "too_many_reactions",
-            Refusal::NoChange => "no_change",
-        }
-    }
-
     /// A sentence for people.
     pub fn message(self) -> String {
         match self {

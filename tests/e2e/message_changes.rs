@@ -1,0 +1,253 @@
+//! Edits, deletions for everyone, reactions and replies: each an event on the
+//! conversation's partition, seen live by the members online, in history by everyone,
+//! and equal in a projector rebuilt from offset 0 (real broker, every role real).
+
+use crate::common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::stack::InProcess;
+use parley_client::{Api, Session};
+use parley_projector::store::Stream;
+use parley_projector::{Projector, ProjectorConfig, Views};
+use parley_schemas::frames::MessageView;
+use serde_json::json;
+
+const LONG: Duration = Duration::from_secs(60);
+
+async fn user(base: &str, name: &str) -> (Api, Session) {
+    let token = Api::dev_token(base, name).await.expect("dev token");
+    let session = Session::connect(base, &token).await.expect("connect");
+    assert!(session.ready(LONG).await.expect("ready"), "{name} not live");
+    (Api::new(base, &token), session)
+}
+
+/// Waits until `s` holds the message at `seq` of `conv` and `check` holds of it.
+async fn held(s: &Session, conv: &str, seq: i64, what: &str, check: impl Fn(&MessageView) -> bool) {
+    s.wait_for(what, LONG, |s| {
+        s.messages(conv).iter().any(|m| m.seq == seq && check(m))
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{}: {what}: {e}; holds {:?}", s.user(), s.messages(conv)));
+}
+
+fn server_code(e: &parley_client::SessionError) -> String {
+    match e {
+        parley_client::SessionError::Server { code, .. } => code.clone(),
+        other => format!("not a server error: {other}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_deletions_reactions_and_replies_live_in_history_and_after_a_rebuild() {
+    let stack = InProcess::start("changes", 1).await;
+    let base = &stack.gateways[0];
+    let (alice_api, alice) = user(base, "alice").await;
+    let (_, bob) = user(base, "bob").await;
+    // carol stays offline (REST only); eve is no member.
+    let carol = Api::new(base, &Api::dev_token(base, "carol").await.unwrap());
+    let eve = Api::new(base, &Api::dev_token(base, "eve").await.unwrap());
+    let conv = alice_api
+        .create_group("changes", &["bob", "carol"])
+        .await
+        .unwrap();
+
+    // An edit: the author's only, seen by both sides live.
+    let first = alice.send(&conv, "a-1", "helo").await.unwrap().seq;
+    held(&bob, &conv, first, "alice's message", |_| true).await;
+    let edit = alice.edit(&conv, first, "hello", LONG).await.unwrap();
+    assert!(edit > first, "an edit has its own seq after its target");
+    for s in [&alice, &bob] {
+        held(s, &conv, first, "the edit", |m| {
+            m.body == "hello" && m.edited
+        })
+        .await;
+    }
+    let e = bob.edit(&conv, first, "mine now", LONG).await.unwrap_err();
+    assert_eq!(server_code(&e), "forbidden", "{e}");
+    let e = bob
+        .edit(&conv, first + 1000, "nothing", LONG)
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), "not_found", "{e}");
+
+    // Reactions: counted once per member and emoji, the reactor's own marked.
+    bob.react(&conv, first, "👍", true, LONG).await.unwrap();
+    let e = bob.react(&conv, first, "👍", true, LONG).await.unwrap_err();
+    assert_eq!(server_code(&e), "conflict", "{e}");
+    let e = bob
+        .react(&conv, first, "two words", true, LONG)
+        .await
+        .unwrap_err();
+    assert_eq!(server_code(&e), "bad_request", "{e}");
+    held(&alice, &conv, first, "bob's reaction", |m| {
+        m.reactions.get("👍") == Some(&1) && m.my_reactions.is_empty()
+    })
+    .await;
+    held(&bob, &conv, first, "his own reaction", |m| {
+        m.my_reactions == ["👍"]
+    })
+    .await;
+
+    // A reply, quoting the current text.
+    let reply = bob
+        .send_reply(&conv, "b-1", "hi alice", Some(first))
+        .await
+        .unwrap()
+        .seq;
+    held(&alice, &conv, reply, "bob's reply", |m| {
+        m.reply_to.as_ref().is_some_and(|r| r.seq == first)
+    })
+    .await;
+
+    // A deletion: the creator deletes bob's message; it takes no more changes.
+    let doomed = bob.send(&conv, "b-2", "oops").await.unwrap().seq;
+    held(&alice, &conv, doomed, "bob's second", |_| true).await;
+    alice.delete(&conv, doomed, LONG).await.unwrap();
+    for s in [&alice, &bob] {
+        held(s, &conv, doomed, "the deletion", |m| {
+            m.deleted && m.body.is_empty()
+        })
+        .await;
+    }
+    let e = bob.edit(&conv, doomed, "back", LONG).await.unwrap_err();
+    assert_eq!(server_code(&e), "gone", "{e}");
+    let e = bob.delete(&conv, first, LONG).await.unwrap_err();
+    assert_eq!(
+        server_code(&e),
+        "forbidden",
+        "a member deletes no one else's: {e}"
+    );
+
+    // Over REST (long-poll clients): carol reacts and takes it back, alice edits again.
+    let path = |tail: &str| format!("/v1/conversations/{conv}/messages/{tail}");
+    let changed = carol
+        .ok(
+            reqwest::Method::PUT,
+            &path(&format!("{first}/reactions/%F0%9F%8E%89")),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed["type"], "changed");
+    assert_eq!(changed["target_seq"], first);
+    carol
+        .ok(
+            reqwest::Method::DELETE,
+            &path(&format!("{first}/reactions/%F0%9F%8E%89")),
+            None,
+        )
+        .await
+        .unwrap();
+    alice_api
+        .ok(
+            reqwest::Method::PATCH,
+            &path(&first.to_string()),
+            Some(json!({"body": "hello!"})),
+        )
+        .await
+        .unwrap();
+    let r = eve
+        .call(
+            reqwest::Method::PATCH,
+            &path(&first.to_string()),
+            Some(json!({"body": "x"})),
+        )
+        .await
+        .unwrap()
+        .expect_err("a non-member edits nothing");
+    assert_eq!((r.status.as_u16(), r.code()), (403, "not_member"));
+    let r = alice_api
+        .call(reqwest::Method::DELETE, &path("not-a-seq"), None)
+        .await
+        .unwrap()
+        .expect_err("a seq is a number");
+    assert_eq!(r.status.as_u16(), 400);
+    let r = alice_api
+        .call(
+            reqwest::Method::PATCH,
+            &path(&first.to_string()),
+            Some(json!({"text": "x"})),
+        )
+        .await
+        .unwrap()
+        .expect_err("the body is named body");
+    assert_eq!(r.status.as_u16(), 400);
+    held(&bob, &conv, first, "the second edit", |m| {
+        m.body == "hello!"
+    })
+    .await;
+
+    // History, for carol who was never online: the current state of every message.
+    let page = carol.history(&conv, None, None, 100).await.unwrap();
+    let by_seq: BTreeMap<i64, &MessageView> = page.messages.iter().map(|m| (m.seq, m)).collect();
+    assert_eq!(
+        by_seq.len(),
+        3,
+        "the changes are no messages: {:?}",
+        page.messages
+    );
+    let m = by_seq[&first];
+    assert_eq!((m.body.as_str(), m.edited), ("hello!", true));
+    assert_eq!(m.reactions, BTreeMap::from([("👍".to_string(), 1)]));
+    assert!(m.my_reactions.is_empty(), "carol took hers back");
+    let quoted = by_seq[&reply].reply_to.clone().expect("a reply");
+    assert_eq!(
+        (
+            quoted.seq,
+            quoted.sender_id.as_deref(),
+            quoted.preview.as_deref()
+        ),
+        (first, Some("alice"), Some("hello!"))
+    );
+    assert!(by_seq[&doomed].deleted && by_seq[&doomed].body.is_empty());
+    // The live copies agree with history.
+    for s in [&alice, &bob] {
+        let held: BTreeMap<i64, MessageView> =
+            s.messages(&conv).into_iter().map(|m| (m.seq, m)).collect();
+        for (seq, h) in &by_seq {
+            let l = &held[seq];
+            assert_eq!(
+                (&l.body, l.edited, l.deleted, &l.reactions),
+                (&h.body, h.edited, h.deleted, &h.reactions),
+                "{}'s copy of {seq}",
+                s.user()
+            );
+        }
+    }
+
+    // A projector rebuilt from offset 0 holds the same views (every stream it reads).
+    let dir = tempfile::tempdir().unwrap();
+    let rebuilt = Projector::start(
+        ProjectorConfig::new(dir.path().join("rebuilt"), &stack.topics),
+        stack.log.clone(),
+        stack.shutdown.clone(),
+    )
+    .await
+    .expect("a second projector");
+    let rebuilt = rebuilt.views();
+    for (stream, topic) in [
+        (Stream::Events, &stack.topics.events),
+        (Stream::Inbox, &stack.topics.inbox),
+        (Stream::Receipts, &stack.topics.receipts),
+    ] {
+        let ends = stack.log.end_offsets(topic).await.unwrap();
+        let upto: Vec<(i32, i64)> = ends
+            .iter()
+            .enumerate()
+            .map(|(p, e)| (p as i32, *e))
+            .collect();
+        for views in [&rebuilt, &stack.views] {
+            assert!(views
+                .wait_stream_applied(stream, &upto, LONG)
+                .await
+                .unwrap());
+        }
+    }
+    assert_eq!(
+        rebuilt.checksum().await.unwrap(),
+        stack.views.checksum().await.unwrap(),
+        "a rebuild from offset 0 differs from the live views"
+    );
+}
