@@ -75,9 +75,15 @@ impl Poller {
             serde_json::from_value(v).map_err(|e| SessionError::Protocol(e.to_string()))?;
         let mut messages = 0;
         for frame in reply.frames {
-            if let ServerFrame::Message(m) = frame {
-                messages += 1;
-                self.take(&api, m, Source::Live).await?;
+            match frame {
+                ServerFrame::Message(m) => {
+                    messages += 1;
+                    self.take(&api, m, Source::Live).await?;
+                }
+                // Edits, deletions, reactions: to the messages held.
+                change => {
+                    self.store.apply_change(&change, &self.user);
+                }
             }
         }
         self.cursor = Some(reply.cursor);

@@ -720,7 +720,19 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                 let me = st.user.clone();
                 st.store.apply_change(&frame, &me);
             }
-            ServerFrame::SyncBatch { messages, .. } | ServerFrame::History { messages, .. } => {
+            ServerFrame::SyncBatch {
+                messages, changes, ..
+            } => {
+                for m in messages {
+                    st.store.insert(m, Source::History);
+                }
+                // After the page's messages: a change may name one of them.
+                let me = st.user.clone();
+                for c in changes {
+                    st.store.apply_change(&c.into_frame(), &me);
+                }
+            }
+            ServerFrame::History { messages, .. } => {
                 for m in messages {
                     st.store.insert(m, Source::History);
                 }

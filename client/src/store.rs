@@ -77,13 +77,18 @@ impl Store {
             }
             if source == Source::History {
                 // History shows the message as it is now: edits, deletion, reactions.
-                if let Some(held) = conv.messages.get_mut(&m.seq) {
+                if let Some(held) = conv
+                    .messages
+                    .get_mut(&m.seq)
+                    .filter(|held| m.changed_seq >= held.changed_seq)
+                {
                     held.body = m.body;
                     held.edited = m.edited;
                     held.edited_at = m.edited_at;
                     held.deleted = m.deleted;
                     held.reactions = m.reactions;
                     held.my_reactions = m.my_reactions;
+                    held.changed_seq = m.changed_seq;
                     if m.reply_to.is_some() {
                         held.reply_to = m.reply_to;
                     }
@@ -113,22 +118,25 @@ impl Store {
     /// A change to a message not held is ignored too: history brings it as it is now.
     /// True if the held copy changed.
     pub fn apply_change(&mut self, change: &ServerFrame, me: &str) -> bool {
-        let (conversation, target) = match change {
+        let (conversation, target, at) = match change {
             ServerFrame::MessageEdited {
                 conversation_id,
                 target_seq,
+                seq,
                 ..
             }
             | ServerFrame::MessageDeleted {
                 conversation_id,
                 target_seq,
+                seq,
                 ..
             }
             | ServerFrame::Reaction {
                 conversation_id,
                 target_seq,
+                seq,
                 ..
-            } => (conversation_id, *target_seq),
+            } => (conversation_id, *target_seq, *seq),
             _ => return false,
         };
         let Some(held) = self
@@ -138,7 +146,9 @@ impl Store {
         else {
             return false;
         };
-        if held.deleted {
+        // Deleted, or this copy already reflects the change (it came from history or a
+        // sync page read after it).
+        if held.deleted || held.changed_seq.is_some_and(|c| c >= at) {
             return false;
         }
         match change {
@@ -189,6 +199,7 @@ impl Store {
             }
             _ => return false,
         }
+        held.changed_seq = Some(at);
         true
     }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use parley_schemas::frames::MessageView;
+use parley_schemas::frames::{MessageChange, MessageView};
 use parley_schemas::ConversationKind;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -28,6 +28,11 @@ pub struct HistoryQuery {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HistoryPage {
     pub messages: Vec<MessageView>,
+    /// For a page read forward (`after` given): the changes to messages in the same
+    /// stretch of the log, after `after` and up to the last message (when `has_more`)
+    /// or to `before`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<MessageChange>,
     pub has_more: bool,
 }
 
@@ -96,6 +101,9 @@ pub struct ConversationSummary {
     pub kind: ConversationKind,
     pub title: Option<String>,
     pub last_seq: Option<i64>,
+    /// seq of its latest kept change to a message (edit, deletion, reaction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<i64>,
     /// Messages from others after the caller's read mark (at most 1,000).
     #[serde(default)]
     pub unread: u64,

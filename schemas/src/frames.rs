@@ -196,6 +196,93 @@ pub struct ReplyTo {
     pub deleted: bool,
 }
 
+/// A kept change to a message, at its own seq: what a live `message_edited`,
+/// `message_deleted` or `reaction` frame carries, and what `sync_batch` and long-poll
+/// pages list (`changes`) for a client to apply to the messages it holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MessageChange {
+    MessageEdited {
+        conversation_id: String,
+        seq: i64,
+        target_seq: i64,
+        sender_id: String,
+        body: String,
+        edited_at: i64,
+    },
+    MessageDeleted {
+        conversation_id: String,
+        seq: i64,
+        target_seq: i64,
+        actor: String,
+    },
+    Reaction {
+        conversation_id: String,
+        seq: i64,
+        target_seq: i64,
+        user_id: String,
+        emoji: String,
+        on: bool,
+    },
+}
+
+impl MessageChange {
+    pub fn seq(&self) -> i64 {
+        match self {
+            MessageChange::MessageEdited { seq, .. }
+            | MessageChange::MessageDeleted { seq, .. }
+            | MessageChange::Reaction { seq, .. } => *seq,
+        }
+    }
+
+    /// The live frame of the same change (the same JSON).
+    pub fn into_frame(self) -> ServerFrame {
+        match self {
+            MessageChange::MessageEdited {
+                conversation_id,
+                seq,
+                target_seq,
+                sender_id,
+                body,
+                edited_at,
+            } => ServerFrame::MessageEdited {
+                conversation_id,
+                seq,
+                target_seq,
+                sender_id,
+                body,
+                edited_at,
+            },
+            MessageChange::MessageDeleted {
+                conversation_id,
+                seq,
+                target_seq,
+                actor,
+            } => ServerFrame::MessageDeleted {
+                conversation_id,
+                seq,
+                target_seq,
+                actor,
+            },
+            MessageChange::Reaction {
+                conversation_id,
+                seq,
+                target_seq,
+                user_id,
+                emoji,
+                on,
+            } => ServerFrame::Reaction {
+                conversation_id,
+                seq,
+                target_seq,
+                user_id,
+                emoji,
+                on,
+            },
+        }
+    }
+}
+
 /// How many characters of the quoted message a [`ReplyTo`] shows.
 pub const REPLY_PREVIEW_CHARS: usize = 200;
 
@@ -235,6 +322,10 @@ pub struct MessageView {
     /// The emoji the reader has set on it (history only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub my_reactions: Vec<String>,
+    /// The seq of the latest change this copy reflects: a change at or before it is
+    /// already applied (a copy from history or sync), a later one is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_seq: Option<i64>,
 }
 
 /// Frames the server sends.
@@ -267,6 +358,11 @@ pub enum ServerFrame {
     SyncBatch {
         conversation_id: String,
         messages: Vec<MessageView>,
+        /// The changes made in the same stretch of the log (after the cursor, up to the
+        /// last message of this batch or the sync's end): apply each to the message it
+        /// names, if held.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changes: Vec<MessageChange>,
         has_more: bool,
     },
     /// Catch-up is complete; live delivery follows.
@@ -517,6 +613,34 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_change_in_a_page_is_the_live_frame() {
+        let change = MessageChange::Reaction {
+            conversation_id: "c".into(),
+            seq: 9,
+            target_seq: 3,
+            user_id: "u".into(),
+            emoji: "👍".into(),
+            on: false,
+        };
+        assert_eq!(
+            serde_json::to_value(&change).unwrap(),
+            serde_json::to_value(change.clone().into_frame()).unwrap()
+        );
+        let edit = MessageChange::MessageEdited {
+            conversation_id: "c".into(),
+            seq: 9,
+            target_seq: 3,
+            sender_id: "u".into(),
+            body: "b".into(),
+            edited_at: 1,
+        };
+        assert_eq!(
+            serde_json::to_value(&edit).unwrap(),
+            serde_json::to_value(edit.clone().into_frame()).unwrap()
+        );
+    }
 
     #[test]
     fn send_frame_parses_from_the_documented_json() {

@@ -251,3 +251,117 @@ async fn edits_deletions_reactions_and_replies_live_in_history_and_after_a_rebui
         "a rebuild from offset 0 differs from the live views"
     );
 }
+
+/// The final state of each message a client holds: (body, edited, deleted, reactions,
+/// own reactions), by seq.
+type State = BTreeMap<i64, (String, bool, bool, BTreeMap<String, u64>, Vec<String>)>;
+
+fn state_of(messages: Vec<MessageView>) -> State {
+    messages
+        .into_iter()
+        .map(|m| {
+            let mut mine = m.my_reactions;
+            mine.sort();
+            (m.seq, (m.body, m.edited, m.deleted, m.reactions, mine))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_while_away_reach_the_client_at_its_next_sync_and_poll() {
+    let stack = InProcess::start("changes-away", 1).await;
+    let base = &stack.gateways[0];
+    let (alice_api, alice) = user(base, "alice").await;
+    let (_, bob) = user(base, "bob").await;
+    let conv = alice_api
+        .create_group("away", &["bob", "carol"])
+        .await
+        .unwrap();
+    let mut seqs = Vec::new();
+    for i in 0..3 {
+        seqs.push(
+            alice
+                .send(&conv, &format!("a-{i}"), &format!("m{i}"))
+                .await
+                .unwrap()
+                .seq,
+        );
+    }
+    held(&bob, &conv, seqs[2], "alice's three", |_| true).await;
+    bob.react(&conv, seqs[1], "👍", true, LONG).await.unwrap();
+    held(&bob, &conv, seqs[1], "his reaction", |m| {
+        m.my_reactions == ["👍"]
+    })
+    .await;
+
+    // bob goes away holding his copies; the three are changed meanwhile.
+    let kept = bob.into_store();
+    alice.edit(&conv, seqs[0], "m0, fixed", LONG).await.unwrap();
+    alice.react(&conv, seqs[1], "🎉", true, LONG).await.unwrap();
+    alice.react(&conv, seqs[1], "👍", true, LONG).await.unwrap();
+    alice.delete(&conv, seqs[2], LONG).await.unwrap();
+    let later = alice.send(&conv, "a-3", "m3").await.unwrap().seq;
+    alice.react(&conv, later, "👀", true, LONG).await.unwrap();
+
+    let ends = stack.log.end_offsets(&stack.topics.events).await.unwrap();
+    let upto: Vec<(i32, i64)> = ends
+        .iter()
+        .enumerate()
+        .map(|(p, e)| (p as i32, *e))
+        .collect();
+    assert!(stack.views.wait_applied(&upto, LONG).await.unwrap());
+    let expected = state_of(
+        stack
+            .views
+            .history(
+                &conv,
+                parley_projector::views::HistoryQuery {
+                    limit: 100,
+                    viewer: Some("bob".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap()
+            .messages,
+    );
+    assert_eq!(
+        expected[&seqs[1]].3.get("👍"),
+        Some(&2),
+        "bob's and alice's"
+    );
+    assert!(expected[&seqs[2]].2, "deleted");
+
+    // A sync from bob's cursors brings the changes to the messages he held, each
+    // applied once (his own reaction not counted twice), and what came after.
+    let token = Api::dev_token(base, "bob").await.unwrap();
+    let bob = Session::connect(base, &token).await.unwrap();
+    assert!(bob.ready(LONG).await.unwrap());
+    bob.absorb(kept);
+    bob.sync(LONG).await.expect("sync");
+    assert_eq!(
+        state_of(bob.messages(&conv)),
+        expected,
+        "bob after his sync"
+    );
+
+    // carol, on long-poll from the start, pages through messages and changes.
+    let token = Api::dev_token(base, "carol").await.unwrap();
+    let mut carol = parley_client::Poller::new(&stack.gateways, &token, "carol");
+    carol.limit = Some(2);
+    for polls in 0.. {
+        assert!(polls < 50, "paging never ended");
+        if !carol.poll(Duration::ZERO).await.expect("poll").has_more {
+            break;
+        }
+    }
+    let mut carol_state = state_of(carol.store.messages(&conv));
+    let mut expected_for_carol = expected.clone();
+    for v in expected_for_carol.values_mut() {
+        v.4.clear(); // bob's own reactions are not carol's
+    }
+    for v in carol_state.values_mut() {
+        v.4.clear();
+    }
+    assert_eq!(carol_state, expected_for_carol, "carol after her polls");
+}

@@ -100,7 +100,7 @@ pub async fn run(
             let after = crate::history::from_join(cursor, c.joined).after;
             (c, after)
         })
-        .filter(|(c, after)| match (c.last_seq, after) {
+        .filter(|(c, after)| match (c.last_seq.max(c.last_change), after) {
             (None, _) => false,
             (Some(last), Some(after)) => last > *after,
             (Some(_), None) => true,
@@ -112,7 +112,7 @@ pub async fn run(
             let p = crate::membership::partition_of(state, &c.conversation_id);
             let before = ends.get(p as usize).copied().unwrap_or(0);
             async move {
-                let page = read(state, &c.conversation_id, after, before).await;
+                let page = read(state, user, &c.conversation_id, after, before).await;
                 (c.conversation_id, before, page)
             }
         })
@@ -129,6 +129,7 @@ pub async fn run(
             let frame = ServerFrame::SyncBatch {
                 conversation_id: conversation.clone(),
                 messages: page.messages,
+                changes: page.changes,
                 has_more,
             };
             if !session.push_bulk(encode(&frame)).await {
@@ -137,7 +138,7 @@ pub async fn run(
             if !has_more {
                 break;
             }
-            page = read(state, &conversation, next_after, before).await?;
+            page = read(state, user, &conversation, next_after, before).await?;
         }
     }
     session
@@ -150,6 +151,7 @@ pub async fn run(
 /// partition).
 async fn read(
     state: &Shared,
+    user: &str,
     conversation: &str,
     after: Option<i64>,
     before: i64,
@@ -158,7 +160,7 @@ async fn read(
         after: Some(after.unwrap_or(-1)),
         before: Some(before),
         limit: state.config.sync_page.clamp(1, PAGE),
-        viewer: None,
+        viewer: Some(user.to_string()),
     };
     Ok(state.views.history(conversation, q).await?)
 }

@@ -46,6 +46,7 @@ pub async fn page(
     if q.before.is_some_and(|b| b <= since + 1) {
         return Ok(HistoryPage {
             messages: Vec::new(),
+            changes: Vec::new(),
             has_more: false,
         });
     }

@@ -20,7 +20,7 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use base64::Engine;
 use parley_projector::views::HistoryQuery;
-use parley_schemas::frames::{MessageView, ServerFrame};
+use parley_schemas::frames::ServerFrame;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -140,15 +140,15 @@ pub async fn poll(
     state.presence.session_opened(&me).await;
     let result = async {
         loop {
-            let (messages, has_more) = collect(&state, &me, &mut cursor, limit).await?;
-            if !messages.is_empty() || Instant::now() >= deadline {
-                return Ok::<_, ApiError>((messages, has_more));
+            let (frames, has_more) = collect(&state, &me, &mut cursor, limit).await?;
+            if !frames.is_empty() || Instant::now() >= deadline {
+                return Ok::<_, ApiError>((frames, has_more));
             }
             let recheck = deadline.min(Instant::now() + RECHECK);
             tokio::select! {
                 _ = wake.live.recv() => {}
                 _ = tokio::time::sleep_until(recheck) => {}
-                _ = state.shutdown.cancelled() => return Ok((messages, false)),
+                _ = state.shutdown.cancelled() => return Ok((frames, false)),
             }
             while wake.live.try_recv().is_ok() {}
         }
@@ -161,29 +161,33 @@ pub async fn poll(
         tokio::time::sleep(linger).await;
         agent.session_closed(&user).await;
     });
-    let (messages, has_more) = result?;
+    let (frames, has_more) = result?;
     Ok(Json(PollReply {
-        frames: messages.into_iter().map(ServerFrame::Message).collect(),
+        frames: frames.into_iter().map(|(_, f)| f).collect(),
         cursor: cursor.encode(),
         has_more,
     }))
 }
 
-/// The next messages after `cursor` (at most `limit`) of `user`'s conversations, read
-/// behind the barrier; advances `cursor` past what they cover.
+/// The next messages and changes to messages after `cursor` (at most `limit`, each
+/// with its seq) of `user`'s conversations, read behind the barrier; advances `cursor`
+/// past what they cover.
 async fn collect(
     state: &Shared,
     user: &str,
     cursor: &mut Cursor,
     limit: u32,
-) -> Result<(Vec<MessageView>, bool), ApiError> {
+) -> Result<(Vec<(i64, ServerFrame)>, bool), ApiError> {
     let ends = barrier(state).await?;
     // Each conversation with the offset the user joined it at: nothing before it.
     let mut by_partition: BTreeMap<i32, Vec<(String, Option<i64>)>> = BTreeMap::new();
     for c in state.views.user_conversations(user, false).await? {
         let p = partition_of(state, &c.conversation_id);
         let from = cursor.next.get(p as usize).copied().unwrap_or(0);
-        if c.last_seq.is_some_and(|last| last >= from) {
+        if c.last_seq
+            .max(c.last_change)
+            .is_some_and(|last| last >= from)
+        {
             by_partition
                 .entry(p)
                 .or_default()
@@ -207,24 +211,31 @@ async fn collect(
             after: Some(*next - 1),
             before: Some(end),
             limit: room as u32,
-            viewer: None,
+            viewer: Some(user.to_string()),
         };
-        let mut found: Vec<MessageView> = Vec::new();
+        let mut found: Vec<(i64, ServerFrame)> = Vec::new();
         let mut capped = false;
         for (c, joined) in conversations {
             let q = crate::history::from_join(q.clone(), *joined);
             let page = state.views.history(c, q).await?;
             capped |= page.has_more;
-            found.extend(page.messages);
+            found.extend(
+                page.messages
+                    .into_iter()
+                    .map(|m| (m.seq, ServerFrame::Message(m))),
+            );
+            // A page's changes end at its last message when it has more: in seq order
+            // with the messages, a cut below keeps a prefix of both.
+            found.extend(page.changes.into_iter().map(|c| (c.seq(), c.into_frame())));
         }
-        found.sort_by_key(|m| m.seq);
+        found.sort_by_key(|(seq, _)| *seq);
         if found.len() > room {
             found.truncate(room);
             capped = true;
         }
         if capped {
             has_more = true;
-            *next = found.last().map_or(*next, |m| m.seq + 1);
+            *next = found.last().map_or(*next, |(seq, _)| seq + 1);
         } else {
             *next = (*next).max(end);
         }

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use parley_schemas::frames::MessageChange;
 use parley_schemas::rules::{self, Effect, LogState, MessageFacts};
 use parley_schemas::{decode_any, AnyRecord, ConversationKind};
 use parley_sequencer::LogRecord;
@@ -20,8 +21,8 @@ use super::keys;
 use super::mailbox::MailboxOverlay;
 use super::rows::{ConversationRow, MemberRow, MessageRow};
 use super::{
-    Store, Stream, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS, CF_OFFSETS,
-    CF_REACTIONS, CF_USER_CONVS,
+    Store, Stream, CF_CHANGES, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS,
+    CF_OFFSETS, CF_REACTIONS, CF_USER_CONVS,
 };
 use crate::error::Result;
 
@@ -45,6 +46,8 @@ struct Overlay {
     message_ids: HashMap<(String, Uuid), i64>,
     /// (conversation, seq, user, emoji) → whether it is set after this batch.
     reactions: BTreeMap<(String, i64, String, String), bool>,
+    /// (conversation, seq of the change) → the kept change.
+    changes: BTreeMap<(String, i64), MessageChange>,
 }
 
 pub(super) struct Batch<'a> {
@@ -190,7 +193,11 @@ impl Batch<'_> {
     }
 
     fn apply(&mut self, partition: i32, offset: i64, record: &AnyRecord) -> Result<bool> {
-        match rules::effect(self, record)? {
+        let effect = rules::effect(self, record)?;
+        if let Some(change) = change_at(&effect, offset) {
+            self.keep_change(change)?;
+        }
+        match effect {
             Effect::Nothing => Ok(false),
             Effect::Create(c) => {
                 let mut count = 0;
@@ -205,6 +212,7 @@ impl Batch<'_> {
                     partition,
                     created_at: offset,
                     last_seq: None,
+                    last_change: None,
                     members: count,
                     creator: Some(c.meta.actor.clone()),
                     full_history: false,
@@ -283,6 +291,7 @@ impl Batch<'_> {
                     edited_at: None,
                     deleted: false,
                     reactions: BTreeMap::new(),
+                    changed_seq: None,
                 };
                 conv.last_seq = Some(offset);
                 self.ov
@@ -297,6 +306,7 @@ impl Batch<'_> {
                 Ok(true)
             }
             Effect::Edit(e) => self.change_message(&e.conversation_id, e.target_seq, |row| {
+                row.changed_seq = Some(offset);
                 row.body = e.body.clone();
                 row.edited_at = Some(e.meta.occurred_at);
             }),
@@ -309,6 +319,7 @@ impl Batch<'_> {
                     self.ov.reactions.insert(user, false);
                 }
                 self.change_message(&d.conversation_id, d.target_seq, |row| {
+                    row.changed_seq = Some(offset);
                     row.body.clear();
                     row.deleted = true;
                     row.edited_at = None;
@@ -324,6 +335,7 @@ impl Batch<'_> {
                 );
                 self.ov.reactions.insert(key, r.on);
                 self.change_message(&r.conversation_id, r.target_seq, |row| {
+                    row.changed_seq = Some(offset);
                     let n = row.reactions.entry(r.emoji.clone()).or_insert(0);
                     if r.on {
                         *n += 1;
@@ -336,6 +348,33 @@ impl Batch<'_> {
                 })
             }
         }
+    }
+
+    /// Keeps a change for sync, and moves its conversation's `last_change`.
+    fn keep_change(&mut self, change: MessageChange) -> Result<()> {
+        let (conversation, seq) = match &change {
+            MessageChange::MessageEdited {
+                conversation_id,
+                seq,
+                ..
+            }
+            | MessageChange::MessageDeleted {
+                conversation_id,
+                seq,
+                ..
+            }
+            | MessageChange::Reaction {
+                conversation_id,
+                seq,
+                ..
+            } => (conversation_id.clone(), *seq),
+        };
+        if let Some(mut conv) = self.conversation(&conversation)? {
+            conv.last_change = Some(seq);
+            self.ov.conversations.insert(conversation.clone(), conv);
+        }
+        self.ov.changes.insert((conversation, seq), change);
+        Ok(())
     }
 
     /// Every (conversation, seq, user, emoji) set on the message at `seq`, after this
@@ -430,6 +469,13 @@ impl Batch<'_> {
                 serde_json::to_vec(&row)?,
             );
         }
+        for ((conv, seq), change) in self.ov.changes {
+            wb.put_cf(
+                s.cf(CF_CHANGES)?,
+                keys::message(&conv, seq),
+                serde_json::to_vec(&change)?,
+            );
+        }
         for ((conv, seq, user, emoji), on) in self.ov.reactions {
             let key = keys::reaction(&conv, seq, &user, &emoji);
             if on {
@@ -521,6 +567,35 @@ impl Store {
             None => Ok(None),
         }
     }
+}
+
+/// The change a kept effect makes to a message, as clients apply it.
+fn change_at(effect: &Effect<'_>, seq: i64) -> Option<MessageChange> {
+    Some(match effect {
+        Effect::Edit(e) => MessageChange::MessageEdited {
+            conversation_id: e.conversation_id.clone(),
+            seq,
+            target_seq: e.target_seq,
+            sender_id: e.meta.actor.clone(),
+            body: e.body.clone(),
+            edited_at: e.meta.occurred_at,
+        },
+        Effect::Delete(d) => MessageChange::MessageDeleted {
+            conversation_id: d.conversation_id.clone(),
+            seq,
+            target_seq: d.target_seq,
+            actor: d.meta.actor.clone(),
+        },
+        Effect::React(r) => MessageChange::Reaction {
+            conversation_id: r.conversation_id.clone(),
+            seq,
+            target_seq: r.target_seq,
+            user_id: r.meta.actor.clone(),
+            emoji: r.emoji.clone(),
+            on: r.on,
+        },
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

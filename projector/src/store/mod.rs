@@ -6,6 +6,8 @@
 //! - `user_convs`: user, conversation → ()
 //! - `messages`: conversation, seq → message
 //! - `message_ids`: conversation, message id → seq (the dedup index)
+//! - `changes`: conversation, seq → a kept change to one of its messages (the frame
+//!   clients apply), for sync and long-poll to bring after a cursor
 //! - `reactions`: conversation, seq, user, emoji → () while the user has it set (the
 //!   counts per emoji are in the message's row)
 //! - `inbox`: user, conversation, seq → message waiting for the offline user
@@ -34,18 +36,20 @@ pub const CF_USER_CONVS: &str = "user_convs";
 pub const CF_MESSAGES: &str = "messages";
 pub const CF_MESSAGE_IDS: &str = "message_ids";
 pub const CF_REACTIONS: &str = "reactions";
+pub const CF_CHANGES: &str = "changes";
 pub const CF_INBOX: &str = "inbox";
 pub const CF_RECEIPTS: &str = "receipts";
 pub const CF_OFFSETS: &str = "offsets";
 
 /// The view column families, in checksum order.
-pub const VIEW_CFS: [&str; 8] = [
+pub const VIEW_CFS: [&str; 9] = [
     CF_CONVERSATIONS,
     CF_MEMBERS,
     CF_USER_CONVS,
     CF_MESSAGES,
     CF_MESSAGE_IDS,
     CF_REACTIONS,
+    CF_CHANGES,
     CF_INBOX,
     CF_RECEIPTS,
 ];

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use parley_schemas::frames::{MessageView, ReplyTo, REPLY_PREVIEW_CHARS};
+use parley_schemas::frames::{MessageChange, MessageView, ReplyTo, REPLY_PREVIEW_CHARS};
 use rocksdb::{Direction, IteratorMode};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::keys;
 use super::rows::{ConversationRow, MemberRow, MessageRow, ReceiptRow};
 use super::{
-    Store, Stream, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS, CF_OFFSETS,
-    CF_REACTIONS, CF_RECEIPTS, CF_USER_CONVS, VIEW_CFS,
+    Store, Stream, CF_CHANGES, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS,
+    CF_OFFSETS, CF_REACTIONS, CF_RECEIPTS, CF_USER_CONVS, VIEW_CFS,
 };
 use crate::error::{Error, Result};
 use crate::views::{
@@ -144,6 +144,7 @@ impl Store {
                     kind: row.kind,
                     title: row.title,
                     last_seq: row.last_seq,
+                    last_change: row.last_change,
                     unread,
                     members: row.members,
                     joined,
@@ -218,6 +219,7 @@ impl Store {
             deleted: row.deleted,
             reactions: row.reactions,
             my_reactions,
+            changed_seq: row.changed_seq,
         })
     }
 
@@ -314,7 +316,44 @@ impl Store {
             }
             messages.reverse();
         }
-        Ok(HistoryPage { messages, has_more })
+        let changes = match q.after {
+            Some(after) => {
+                let upto = match messages.last() {
+                    Some(m) if has_more => Some(m.seq + 1),
+                    _ => q.before,
+                };
+                self.changes(conv, after, upto)?
+            }
+            None => Vec::new(),
+        };
+        Ok(HistoryPage {
+            messages,
+            changes,
+            has_more,
+        })
+    }
+
+    /// The kept changes to `conv`'s messages with `after < seq < before` (no bound
+    /// above without `before`), in seq order.
+    fn changes(&self, conv: &str, after: i64, before: Option<i64>) -> Result<Vec<MessageChange>> {
+        let prefix = keys::prefix(conv);
+        let start = keys::message(conv, after.saturating_add(1).max(0));
+        let mut out = Vec::new();
+        for item in self.db().iterator_cf(
+            self.cf(CF_CHANGES)?,
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let seq = keys::seq_of(&k).ok_or_else(|| Error::Store("bad change key".into()))?;
+            if before.is_some_and(|b| seq >= b) {
+                break;
+            }
+            out.push(serde_json::from_slice(&v)?);
+        }
+        Ok(out)
     }
 
     /// The message `id` of `conversation`, if the views hold it.

@@ -17,6 +17,9 @@ pub struct ConversationRow {
     pub created_at: i64,
     /// seq of its latest message.
     pub last_seq: Option<i64>,
+    /// seq of its latest kept change to a message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_change: Option<i64>,
     /// How many members it has (the group cap is checked against it).
     #[serde(default)]
     pub members: usize,
@@ -77,6 +80,9 @@ pub struct MessageRow {
     /// Emoji → how many members have it set (no zero counts).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub reactions: BTreeMap<String, u64>,
+    /// seq of the latest kept change to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changed_seq: Option<i64>,
 }
 
 /// A message waiting for an offline user (`inbox`: user, conversation, seq → row).
