@@ -17,9 +17,11 @@ use crate::changes::{change, Request};
 use crate::error::ApiError;
 use crate::service::Shared;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EditBody {
+    /// The new text (not empty; at most the gateway's body limit).
+    #[schema(min_length = 1)]
     body: String,
 }
 

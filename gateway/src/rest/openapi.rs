@@ -11,6 +11,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use crate::conversations::{AddBody, CreateBody, HistoryParams, TokenBody};
 use crate::devices::{MuteBody, RegisterBody};
 use crate::longpoll::{PollParams, SendBody};
+use crate::messages::EditBody;
 use crate::privacy::VisibilityBody;
 use crate::receipts::{InboxParams, ReceiptBody};
 use crate::roles::SettingsBody;
@@ -25,7 +26,7 @@ pub struct ErrorBody {
 #[derive(Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// `bad_request`, `unauthorized`, `not_member`, `forbidden`, `not_found`, `method_not_allowed`,
-    /// `too_large`, `group_full`, `rate_limited`, `unavailable`, `internal`.
+    /// `too_large`, `group_full`, `conflict`, `gone`, `rate_limited`, `unavailable`, `internal`.
     code: String,
     message: String,
     /// With `rate_limited`.
@@ -58,6 +59,19 @@ pub struct Created {
     /// The other member of a direct conversation has left it: they see nothing sent
     /// there until they come back themselves.
     other_left: Option<bool>,
+}
+
+/// The `changed` frame: the change is in the log at `seq`.
+#[derive(Serialize, ToSchema)]
+pub struct Changed {
+    /// `changed`.
+    #[serde(rename = "type")]
+    kind: String,
+    conversation_id: String,
+    /// The change's own seq.
+    seq: i64,
+    /// The seq of the message it changes.
+    target_seq: i64,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -208,6 +222,22 @@ mod operations {
     #[utoipa::path(post, path = "/v1/conversations/{id}/messages", request_body = SendBody,
     params(("id" = String, Path)), responses((status = 200, body = Object, description = "the `sent` frame")))]
     fn post_message() {}
+    #[utoipa::path(patch, path = "/v1/conversations/{id}/messages/{seq}", request_body = EditBody,
+    params(("id" = String, Path), ("seq" = i64, Path, minimum = 0)),
+    responses((status = 200, body = Changed), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
+    fn edit_message() {}
+    #[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{seq}",
+    params(("id" = String, Path), ("seq" = i64, Path, minimum = 0)),
+    responses((status = 200, body = Changed), (status = 410, body = ErrorBody)))]
+    fn delete_message() {}
+    #[utoipa::path(put, path = "/v1/conversations/{id}/messages/{seq}/reactions/{emoji}",
+    params(("id" = String, Path), ("seq" = i64, Path, minimum = 0), ("emoji" = String, Path, description = "1 to 32 bytes of UTF-8, percent-encoded")),
+    responses((status = 200, body = Changed), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
+    fn react() {}
+    #[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{seq}/reactions/{emoji}",
+    params(("id" = String, Path), ("seq" = i64, Path, minimum = 0), ("emoji" = String, Path, description = "1 to 32 bytes of UTF-8, percent-encoded")),
+    responses((status = 200, body = Changed), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
+    fn unreact() {}
     #[utoipa::path(get, path = "/v1/conversations/{id}/receipts", params(("id" = String, Path)),
     responses((status = 200, body = Receipts)))]
     fn receipts() {}
@@ -269,7 +299,9 @@ mod operations {
     paths(
         operations::create_conversation, operations::list_conversations, operations::add_members,
         operations::remove_member, operations::show_conversation, operations::group_settings,
-        operations::grant_admin, operations::revoke_admin, operations::history, operations::post_message, operations::receipts,
+        operations::grant_admin, operations::revoke_admin, operations::history, operations::post_message,
+        operations::edit_message, operations::delete_message, operations::react, operations::unreact,
+        operations::receipts,
         operations::post_receipt, operations::inbox, operations::presence, operations::register_device,
         operations::devices, operations::remove_device, operations::mute, operations::unmute, operations::opt_in,
         operations::opt_out, operations::my_presence, operations::set_my_presence, operations::events, operations::ws_ticket, operations::dev_token, operations::healthz,
@@ -305,7 +337,7 @@ const ERRORS: [(&str, &str); 7] = [
     ("400", "bad input: a malformed body, parameter or id"),
     ("401", "missing, invalid or expired token"),
     ("403", "not a member, or not allowed"),
-    ("404", "no such conversation or device"),
+    ("404", "no such conversation, message or device"),
     ("413", "over a size limit"),
     (
         "429",

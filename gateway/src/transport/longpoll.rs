@@ -254,6 +254,7 @@ pub struct SendBody {
     retry: bool,
     /// The seq of the message of this conversation it replies to.
     #[serde(default)]
+    #[schema(minimum = 0)]
     reply_to: Option<i64>,
 }
 
