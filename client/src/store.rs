@@ -294,28 +294,32 @@ mod tests {
             (held.body.as_str(), held.edited, held.edited_at),
             ("fixed", true, Some(9))
         );
-        let react = |user: &str, on: bool| ServerFrame::Reaction {
+        let react = |seq: i64, user: &str, on: bool| ServerFrame::Reaction {
             conversation_id: "c".into(),
-            seq: 6,
+            seq,
             target_seq: 1,
             user_id: user.into(),
             emoji: "👍".into(),
             on,
         };
-        assert!(s.apply_change(&react("me", true), "me"));
+        assert!(s.apply_change(&react(6, "me", true), "me"));
         assert!(
-            !s.apply_change(&react("me", true), "me"),
+            !s.apply_change(&react(6, "me", true), "me"),
+            "the same change again"
+        );
+        assert!(
+            !s.apply_change(&react(7, "me", true), "me"),
             "mine, already set"
         );
-        assert!(s.apply_change(&react("b", true), "me"));
+        assert!(s.apply_change(&react(8, "b", true), "me"));
         let held = &s.messages("c")[0];
         assert_eq!(held.reactions.get("👍"), Some(&2));
         assert_eq!(held.my_reactions, ["👍"]);
-        assert!(s.apply_change(&react("me", false), "me"));
+        assert!(s.apply_change(&react(9, "me", false), "me"));
         assert_eq!(s.messages("c")[0].reactions.get("👍"), Some(&1));
         let delete = ServerFrame::MessageDeleted {
             conversation_id: "c".into(),
-            seq: 7,
+            seq: 10,
             target_seq: 1,
             actor: "a".into(),
         };
@@ -331,10 +335,20 @@ mod tests {
             actor: "a".into(),
         };
         assert!(!s.apply_change(&other, "me"));
-        // History is the authority on a held message's state.
+        // History is the authority on a held message's state, unless its copy is older
+        // than the changes already applied.
+        let mut older = m(1, None);
+        older.body = "an older copy".into();
+        older.changed_seq = Some(9);
+        s.insert(older, Source::History);
+        assert!(
+            s.messages("c")[0].deleted,
+            "a copy from before the deletion"
+        );
         let mut now = m(1, None);
         now.body = "from history".into();
         now.edited = true;
+        now.changed_seq = Some(12);
         s.insert(now, Source::History);
         let held = &s.messages("c")[0];
         assert_eq!((held.body.as_str(), held.deleted), ("from history", false));

@@ -12,11 +12,9 @@
 //! - [`takeover`]: those warm-ups in tasks of their own, with the records of a warming
 //!   partition held (bounded) until it is ready, so the others keep routing.
 //! - [`signals`]: receipts and typing, routed live to online members.
-//! - [`mentions`]: `@user` in a body (the push policy of large groups).
 //! - [`service`]: the consumer-group loop, pipelined appends, offset commits; [`run`].
 
 pub mod config;
-pub mod mentions;
 pub mod presence;
 pub mod router;
 pub mod service;

@@ -107,6 +107,9 @@ pub struct ConversationSummary {
     /// Messages from others after the caller's read mark (at most 1,000).
     #[serde(default)]
     pub unread: u64,
+    /// How many of those mention the caller (`@user_id`), in groups of every size.
+    #[serde(default)]
+    pub mentions: u64,
     /// How many members it has.
     #[serde(default)]
     pub members: usize,

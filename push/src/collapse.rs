@@ -40,6 +40,8 @@ pub struct Collapsed {
     pub preview: String,
     /// `(partition, offset)` of every job folded in, duplicates included.
     pub offsets: Vec<(i32, i64)>,
+    /// One of the messages folded in mentions the user.
+    pub mentioned: bool,
 }
 
 impl Collapsed {
@@ -55,6 +57,7 @@ impl Collapsed {
             title: job.push.title,
             preview: job.push.preview,
             offsets: vec![(job.partition, job.offset)],
+            mentioned: job.push.mentioned,
         }
     }
 }
@@ -106,6 +109,7 @@ impl Collapser {
             return;
         }
         c.count = c.count.saturating_add(1);
+        c.mentioned |= job.push.mentioned;
         c.first_seq = c.first_seq.min(job.push.seq);
         if job.push.seq > c.last_seq {
             c.last_seq = job.push.seq;
@@ -194,6 +198,7 @@ mod tests {
                 title: format!("title-{seq}"),
                 preview: format!("preview-{seq}"),
                 badge: None,
+                mentioned: false,
             },
         }
     }

@@ -164,6 +164,7 @@ mod tests {
             title: "Bob".to_owned(),
             preview: "hello".to_owned(),
             offsets: vec![(0, 1)],
+            mentioned: false,
         }
     }
 

@@ -253,6 +253,7 @@ mod tests {
             title: "Bob".to_owned(),
             preview: "hi".to_owned(),
             offsets: vec![(0, 1), (0, 2)],
+            mentioned: false,
         };
         Notification::build(&c, "phone", Some(2), 1_700_000_000_000)
     }

@@ -2,7 +2,7 @@
 //!
 //! Not pushed:
 //! - to a user with a live session when the collapsed notification is handled;
-//! - for a conversation the user muted;
+//! - for a conversation the user muted, unless one of the messages mentions them;
 //! - for seqs an earlier notification already covered (a repeated job, or a job read
 //!   again after a restart);
 //! - to a user with no device.
@@ -356,7 +356,9 @@ impl Push {
             bump_by(&self.stats.skipped_no_device, c.count, "skipped_no_device");
             return;
         }
-        if self.devices.is_muted(&user, &c.conversation_id) {
+        // A mention pushes even where the user muted the conversation (Slack's and
+        // Zulip's norm).
+        if self.devices.is_muted(&user, &c.conversation_id) && !c.mentioned {
             bump_by(&self.stats.skipped_muted, c.count, "skipped_muted");
             return;
         }

@@ -20,6 +20,7 @@ pub mod error;
 pub mod fingerprint;
 pub mod frames;
 pub mod ids;
+pub mod mentions;
 pub mod records;
 pub mod registry;
 pub mod rules;

@@ -117,10 +117,16 @@ pub const SOURCES: &[(&str, &str)] = &[
 /// (`schemas/avro/older/<Name>.<version>.avsc`). A record written with one of them is
 /// read resolved to the current version of its name (a field added since takes its
 /// default); nothing is written with them.
-pub const OLDER: &[(&str, &str)] = &[(
-    "parley.MessagePosted",
-    include_str!("../avro/older/MessagePosted.1.avsc"),
-)];
+pub const OLDER: &[(&str, &str)] = &[
+    (
+        "parley.MessagePosted",
+        include_str!("../avro/older/MessagePosted.1.avsc"),
+    ),
+    (
+        "parley.PushJob",
+        include_str!("../avro/older/PushJob.1.avsc"),
+    ),
+];
 
 static ALL: LazyLock<Vec<SchemaInfo>> = LazyLock::new(|| parse(SOURCES));
 static ALL_OLDER: LazyLock<Vec<SchemaInfo>> = LazyLock::new(|| parse(OLDER));

@@ -115,6 +115,7 @@ pub fn one_of_each() -> Vec<AnyRecord> {
             title: "alice".into(),
             preview: "héllo, wörld ✓".into(),
             badge: None,
+            mentioned: true,
         }
         .into(),
         DeadLetter {

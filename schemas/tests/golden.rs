@@ -77,6 +77,17 @@ fn records_of_an_earlier_version_read_as_the_current_one() {
                 expected.reply_to = None;
                 assert_eq!(m, expected);
             }
+            ("parley.PushJob@1", parley_schemas::AnyRecord::PushJob(j)) => {
+                // Version 1 had no mentioned: it reads as false.
+                let Some(parley_schemas::AnyRecord::PushJob(mut expected)) = samples::one_of_each()
+                    .into_iter()
+                    .find(|r| r.schema_name() == "parley.PushJob")
+                else {
+                    panic!("no PushJob sample")
+                };
+                expected.mentioned = false;
+                assert_eq!(j, expected);
+            }
             (name, other) => panic!("{name} read as {}", other.schema_name()),
         }
     }

@@ -171,6 +171,7 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
                         title,
                         preview,
                         badge,
+                        mentioned: false,
                     }
                     .into()
                 }

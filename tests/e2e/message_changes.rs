@@ -302,6 +302,7 @@ async fn changes_made_while_away_reach_the_client_at_its_next_sync_and_poll() {
     alice.delete(&conv, seqs[2], LONG).await.unwrap();
     let later = alice.send(&conv, "a-3", "m3").await.unwrap().seq;
     alice.react(&conv, later, "👀", true, LONG).await.unwrap();
+    alice.send(&conv, "a-4", "@bob, look").await.unwrap();
 
     let ends = stack.log.end_offsets(&stack.topics.events).await.unwrap();
     let upto: Vec<(i32, i64)> = ends
@@ -332,9 +333,21 @@ async fn changes_made_while_away_reach_the_client_at_its_next_sync_and_poll() {
     );
     assert!(expected[&seqs[2]].2, "deleted");
 
+    // His conversation list counts what he has not read, and the mention among it.
+    let token = Api::dev_token(base, "bob").await.unwrap();
+    let listed = Api::new(base, &token).conversations().await.unwrap();
+    let row = listed
+        .iter()
+        .find(|c| c["conversation_id"] == conv.as_str())
+        .expect("bob's conversation");
+    assert_eq!(
+        (row["unread"].as_u64(), row["mentions"].as_u64()),
+        (Some(4), Some(1)),
+        "m0, m1, m3 and the mention (the deleted m2 is not unread): {row}"
+    );
+
     // A sync from bob's cursors brings the changes to the messages he held, each
     // applied once (his own reaction not counted twice), and what came after.
-    let token = Api::dev_token(base, "bob").await.unwrap();
     let bob = Session::connect(base, &token).await.unwrap();
     assert!(bob.ready(LONG).await.unwrap());
     bob.absorb(kept);

@@ -290,6 +290,15 @@ async fn offline_users_get_collapsed_signed_pushes_through_outages_and_not_when_
         notified,
         "a muted conversation is not pushed"
     );
+    // ...unless a message mentions him.
+    let mention = amy.send(&conv, "m-at", "@bob wake up").await.unwrap();
+    eventually("a mention pushes though muted", LONG, || async {
+        receiver
+            .to("bob")
+            .iter()
+            .any(|n| n.data.last_seq >= mention.seq)
+    })
+    .await;
     bob_api
         .ok(
             reqwest::Method::DELETE,

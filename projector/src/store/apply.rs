@@ -809,4 +809,55 @@ mod tests {
         }
         assert!(checksums.windows(2).all(|w| w[0] == w[1]), "{checksums:?}");
     }
+
+    #[test]
+    fn mentions_since_the_read_mark_are_counted_by_the_current_text() {
+        use parley_schemas::MessageDeleted;
+        let say = |id: u128, body: &str| -> AnyRecord {
+            MessagePosted {
+                meta: Meta::new("amy"),
+                conversation_id: "g".into(),
+                message_id: Uuid::from_u128(id),
+                client_msg_id: format!("c-{id}"),
+                body: body.into(),
+                reply_to: None,
+            }
+            .into()
+        };
+        let records = vec![
+            ConversationCreated {
+                meta: Meta::new("amy"),
+                conversation_id: "g".into(),
+                kind: ConversationKind::Group,
+                title: None,
+                members: vec!["amy".into(), "bob".into()],
+            }
+            .into(),
+            say(1, "hi @bob"),                        // 1
+            say(2, "hello"),                          // 2
+            say(3, "@bob.smith is not bob; @bob is"), // 3
+            say(4, "mail bob@example.com"),           // 4: no mention
+            MessageDeleted {
+                meta: Meta::new("amy"),
+                conversation_id: "g".into(),
+                target_seq: 1,
+            }
+            .into(),
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.apply(&as_log(&records)).unwrap();
+        let bob = store.user_conversations("bob", true).unwrap();
+        assert_eq!(
+            (bob[0].unread, bob[0].mentions),
+            (3, 1),
+            "the deleted one is neither unread nor a mention"
+        );
+        let amy = store.user_conversations("amy", true).unwrap();
+        assert_eq!(
+            (amy[0].unread, amy[0].mentions),
+            (0, 0),
+            "one's own messages"
+        );
+    }
 }

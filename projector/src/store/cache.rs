@@ -81,6 +81,7 @@ mod tests {
             partition: 0,
             created_at: 0,
             last_seq: Some(seq),
+            last_change: None,
             members: 2,
             creator: None,
             full_history: false,

@@ -133,10 +133,10 @@ impl Store {
             let (k, _) = item?;
             let conv = keys::second(&k).ok_or_else(|| Error::Store("bad user_convs key".into()))?;
             if let Some(row) = self.conversation_row(&conv)? {
-                let unread = if unread {
+                let (unread, mentions) = if unread {
                     self.unread(&conv, user, row.last_seq)?
                 } else {
-                    0
+                    (0, 0)
                 };
                 let joined = self.history_from(&conv, user)?;
                 out.push(ConversationSummary {
@@ -146,6 +146,7 @@ impl Store {
                     last_seq: row.last_seq,
                     last_change: row.last_change,
                     unread,
+                    mentions,
                     members: row.members,
                     joined,
                 });
@@ -154,23 +155,25 @@ impl Store {
         Ok(out)
     }
 
-    /// How many messages of `conv` from others `user` has not read: those after the
-    /// user's read mark, counted up to [`UNREAD_CAP`]. From the mark and history, so it
-    /// holds for large groups, which have no inbox entries.
-    fn unread(&self, conv: &str, user: &str, last_seq: Option<i64>) -> Result<u64> {
+    /// How many messages of `conv` from others `user` has not read (those after the
+    /// user's read mark and not deleted, counted up to [`UNREAD_CAP`]), and how many of them mention
+    /// the user (`@user` in their current text: a deleted message mentions no one).
+    /// From the mark and history, so it holds for large groups, which have no inbox
+    /// entries.
+    fn unread(&self, conv: &str, user: &str, last_seq: Option<i64>) -> Result<(u64, u64)> {
         let Some(last) = last_seq else {
-            return Ok(0);
+            return Ok((0, 0));
         };
         let read = self
             .get_json::<ReceiptRow>(CF_RECEIPTS, &keys::pair(conv, user))?
             .and_then(|r| r.read);
         if read.is_some_and(|r| r >= last) {
-            return Ok(0);
+            return Ok((0, 0));
         }
         let prefix = keys::prefix(conv);
         let start = keys::message(conv, read.map_or(0, |r| r.saturating_add(1)));
         let cf = self.cf(CF_MESSAGES)?;
-        let mut n = 0;
+        let (mut n, mut mentions) = (0, 0);
         // Bounded by rows read too: the user's own messages do not count but cost.
         for (read_rows, item) in self
             .db()
@@ -182,9 +185,13 @@ impl Store {
                 break;
             }
             let row: MessageRow = serde_json::from_slice(&v)?;
-            n += u64::from(row.sender_id != user);
+            if row.sender_id != user && !row.deleted {
+                n += 1;
+                let named = parley_schemas::mentions::mentions(&row.body);
+                mentions += u64::from(named.iter().any(|u| u == user));
+            }
         }
-        Ok(n)
+        Ok((n, mentions))
     }
 
     /// A message as history shows it: its current state, the message it quotes as that

@@ -24,6 +24,9 @@ pub struct PushJob {
     pub title: String,
     pub preview: String,
     pub badge: Option<i32>,
+    /// The message mentions the user: pushed even where they muted the conversation.
+    #[serde(default)]
+    pub mentioned: bool,
 }
 
 impl PushJob {
@@ -39,6 +42,7 @@ impl PushJob {
             title: m.sender().to_string(),
             preview: PushJob::preview_of(&m.body),
             badge: None,
+            mentioned: crate::mentions::mentions(&m.body).iter().any(|u| u == user),
         }
     }
 
@@ -66,6 +70,7 @@ impl Record for PushJob {
                 ("title", Value::String(self.title.clone())),
                 ("preview", Value::String(self.preview.clone())),
                 ("badge", nullable(self.badge.map(Value::Int))),
+                ("mentioned", Value::Boolean(self.mentioned)),
             ],
         )
     }
@@ -82,6 +87,7 @@ impl Record for PushJob {
             title: f.string("title")?,
             preview: f.string("preview")?,
             badge: f.opt_int("badge")?,
+            mentioned: f.boolean("mentioned")?,
         })
     }
 }

@@ -126,6 +126,7 @@ impl PushBenchArgs {
                     title: "bench".into(),
                     preview: "a message of about this length, as people write them".into(),
                     badge: None,
+                    mentioned: false,
                 };
                 let value = encode(&job)?;
                 log.append(&topic, user.as_bytes(), Some(&value)).await?;

@@ -1,5 +1,7 @@
 //! Mentions in a message body: `@user`. In a large group, where nobody gets a push job
-//! per message, an offline member who is mentioned still gets one.
+//! per message, an offline member who is mentioned still gets one; in every
+//! conversation, a member's mentions since their read mark are counted, and a mention
+//! pushes even in a conversation the member muted.
 
 /// The most mentions of one message that are acted on.
 pub const MAX_MENTIONS: usize = 20;
