@@ -3,6 +3,9 @@
 
 import type { ConversationDetail, ConversationSummary, MessageView, Receipt, Sent, ServerFrame } from "./protocol";
 
+/** A change to a message, as the page asks for it. */
+export type Change = { kind: "edit"; body: string } | { kind: "delete" } | { kind: "react"; emoji: string; on: boolean };
+
 export class ApiError extends Error {
   constructor(
     readonly status: number,
@@ -91,10 +94,24 @@ export class Api {
     return (await this.call<{ receipts: Receipt[] }>("GET", `/v1/conversations/${encodeURIComponent(id)}/receipts`)).receipts;
   }
 
-  postMessage(id: string, clientMsgId: string, body: string, retry: boolean): Promise<Sent> {
+  postMessage(id: string, clientMsgId: string, body: string, retry: boolean, replyTo?: number): Promise<Sent> {
     const b: Record<string, unknown> = { client_msg_id: clientMsgId, body };
     if (retry) b.retry = true;
+    if (replyTo !== undefined) b.reply_to = replyTo;
     return this.call("POST", `/v1/conversations/${encodeURIComponent(id)}/messages`, b);
+  }
+
+  /** An edit, deletion or reaction over REST (for long-poll pages); the `changed` frame. */
+  change(id: string, seq: number, change: Change): Promise<unknown> {
+    const path = `/v1/conversations/${encodeURIComponent(id)}/messages/${seq}`;
+    switch (change.kind) {
+      case "edit":
+        return this.call("PATCH", path, { body: change.body });
+      case "delete":
+        return this.call("DELETE", path);
+      case "react":
+        return this.call(change.on ? "PUT" : "DELETE", `${path}/reactions/${encodeURIComponent(change.emoji)}`);
+    }
   }
 
   async postReceipt(id: string, kind: "delivered" | "read", seq: number): Promise<void> {

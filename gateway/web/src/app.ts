@@ -1,20 +1,37 @@
 // The signed-in page: the conversation list, the open conversation, and what flows
 // between them and the connection.
 
-import { Api, ApiError } from "./api";
+import { Api, ApiError, type Change } from "./api";
 import { Connection, type State, type Via } from "./connection";
 import { $, el, input, time } from "./dom";
-import type { MessageView, ServerFrame } from "./protocol";
+import type { MessageChange, MessageView, ServerFrame } from "./protocol";
 import { Conversation, Store } from "./store";
 
 const PAGE = 50;
-/** How often a typing indicator is refreshed while the user types. */
+/** How often "typing" is said again while the person keeps typing. */
 const TYPING_EVERY_MS = 3_000;
+/** The fewest ms between two typing frames of this page (the gateway allows 2 a second). */
+const TYPING_GAP_MS = 700;
+/** The reactions offered on every message. */
+const EMOJI = ["👍", "❤️", "😂", "🎉"];
+/** How much of a quoted message a reply shows. */
+const QUOTE_CHARS = 200;
 
 export class App {
   private readonly store: Store;
   private readonly conn: Connection;
   private lastTyping = 0;
+  /** The last typing frame said "typing". */
+  private typingShown = false;
+  /** A typing frame held back by the gap, sent when it ends. */
+  private typingLater: ReturnType<typeof setTimeout> | null = null;
+  /** The message the next send replies to. */
+  private replyTo: MessageView | null = null;
+  /** The message being edited in place. */
+  private editing: number | null = null;
+  /** A delete button clicked once: the second click deletes. */
+  private confirmDelete: number | null = null;
+  private changeCount = 0;
   private loadingOlder = false;
   private sendCount = 0;
   private readonly acked = new Map<string, { delivered: number; read: number }>();
@@ -64,7 +81,7 @@ export class App {
     this.conn.send({ type: "sync", cursors: this.store.cursors(), request_id: "sync" });
     // Sends that never got their `sent`: again, as retries.
     for (const c of this.store.conversations.values()) {
-      for (const p of c.pending.values()) this.transmit(c, p.clientMsgId, p.body, p.tried);
+      for (const p of c.pending.values()) this.transmit(c, p.clientMsgId, p.body, p.tried, p.replyTo);
     }
   }
 
@@ -75,6 +92,12 @@ export class App {
         break;
       case "sync_batch":
         this.receive(f.messages);
+        this.changed(f.changes ?? []);
+        break;
+      case "message_edited":
+      case "message_deleted":
+      case "reaction":
+        this.changed([f]);
         break;
       case "synced":
         for (const c of this.store.conversations.values()) if (c.loaded) void this.fillGaps(c);
@@ -82,6 +105,7 @@ export class App {
       case "sent": {
         const c = this.store.conversations.get(f.conversation_id);
         if (!c) break;
+        const pending = c.pending.get(f.client_msg_id);
         c.pending.delete(f.client_msg_id);
         c.insert({
           conversation_id: f.conversation_id,
@@ -91,6 +115,7 @@ export class App {
           sender_id: this.me,
           body: this.sentBodies.get(f.client_msg_id) ?? "",
           ts: f.ts,
+          ...(pending?.replyTo !== undefined ? { reply_to: { seq: pending.replyTo } } : {}),
         });
         this.sentBodies.delete(f.client_msg_id);
         this.renderList();
@@ -117,8 +142,7 @@ export class App {
         this.renderList();
         break;
       case "error":
-        if (f.client_msg_id) this.showError(`message not sent: ${f.message}`);
-        else if (f.request_id !== "sync") this.showError(f.message);
+        this.onError(f);
         break;
       default:
         break;
@@ -126,6 +150,55 @@ export class App {
   }
 
   private readonly sentBodies = new Map<string, string>();
+
+  private onError(f: Extract<ServerFrame, { type: "error" }>): void {
+    if (f.client_msg_id) {
+      const c = [...this.store.conversations.values()].find((c) => c.pending.has(f.client_msg_id!));
+      const p = c?.pending.get(f.client_msg_id);
+      if (c && p && (f.code === "rate_limited" || f.code === "unavailable")) {
+        // Not lost: sent again in a moment, and said so gently.
+        this.showNotice("sending more slowly: a moment…");
+        setTimeout(() => this.transmit(c, p.clientMsgId, p.body, true, p.replyTo), f.retry_after_ms ?? 1_000);
+        return;
+      }
+      c?.pending.delete(f.client_msg_id);
+      if (c && this.store.open === c.id) this.renderMessages(false);
+      this.showError(`message not sent: ${f.message}`);
+    } else if (f.code === "rate_limited" && !f.request_id?.startsWith("change-")) {
+      // Typing, receipts: best effort, nothing to tell.
+    } else if (f.request_id !== "sync") {
+      this.showError(f.message);
+    }
+  }
+
+  /** Edits, deletions and reactions, live or from a sync page. */
+  private changed(changes: MessageChange[]): void {
+    let open = false;
+    for (const f of changes) {
+      const c = this.store.conversations.get(f.conversation_id);
+      if (c?.applyChange(f, this.me) && this.store.open === c.id) open = true;
+    }
+    if (open) this.renderMessages(false);
+  }
+
+  /** Asks for a change to the message at `seq` of the open conversation. */
+  private change(seq: number, change: Change): void {
+    const c = this.current();
+    if (!c) return;
+    if (this.conn.via === "websocket") {
+      const request_id = `change-${this.changeCount++}`;
+      const base = { conversation_id: c.id, seq, request_id };
+      const frame =
+        change.kind === "edit"
+          ? { type: "edit", ...base, body: change.body }
+          : change.kind === "delete"
+            ? { type: "delete", ...base }
+            : { type: "react", ...base, emoji: change.emoji, on: change.on };
+      if (this.conn.send(frame)) return;
+    }
+    // Long-poll (or the socket is down): REST; the change comes back with the next poll.
+    this.api.change(c.id, seq, change).catch((e) => this.fail(e));
+  }
 
   /** Messages from the connection: kept, acknowledged, shown. */
   private receive(messages: MessageView[]): void {
@@ -139,7 +212,10 @@ export class App {
       }
       if (c.insert(m)) {
         touched.add(c);
-        if (m.sender_id !== this.me && !(this.store.open === c.id && this.visible())) c.unread++;
+        if (m.sender_id !== this.me && !(this.store.open === c.id && this.visible())) {
+          c.unread++;
+          if (mentions(m.body, this.me)) c.mentions++;
+        }
       }
     }
     if (unknown) void this.refreshList();
@@ -185,8 +261,9 @@ export class App {
     const c = this.current();
     if (!c || !this.visible()) return;
     this.acknowledge(c, "read");
-    if (c.unread !== 0) {
+    if (c.unread !== 0 || c.mentions !== 0) {
       c.unread = 0;
+      c.mentions = 0;
       this.renderList();
     }
   }
@@ -306,26 +383,37 @@ export class App {
     const c = this.current();
     if (!c) return;
     const clientMsgId = `${this.me}-${Date.now().toString(36)}-${(this.sendCount++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-    c.pending.set(clientMsgId, { clientMsgId, body, tried: false });
+    const replyTo = this.replyTo?.seq;
+    this.setReply(null);
+    c.pending.set(clientMsgId, { clientMsgId, body, tried: false, replyTo });
     this.sentBodies.set(clientMsgId, body);
     this.renderMessages(true);
-    this.transmit(c, clientMsgId, body, false);
+    this.transmit(c, clientMsgId, body, false, replyTo);
     this.typingSignal(false);
   }
 
+  private setReply(m: MessageView | null): void {
+    this.replyTo = m;
+    $("replying").hidden = m === null;
+    $("replying-text").textContent = m ? `Replying to ${m.sender_id}: ${m.body.slice(0, QUOTE_CHARS)}` : "";
+    if (m) input("composer-text").focus();
+  }
+
   /** Sends over the WebSocket, or REST when polling; a send with no answer stays pending. */
-  private transmit(c: Conversation, clientMsgId: string, body: string, retry: boolean): void {
+  private transmit(c: Conversation, clientMsgId: string, body: string, retry: boolean, replyTo?: number): void {
     const p = c.pending.get(clientMsgId);
-    if (p) p.tried = true;
+    if (!p) return;
+    p.tried = true;
     const frame: Record<string, unknown> = { type: "send", client_msg_id: clientMsgId, conversation_id: c.id, body };
     if (retry) frame.retry = true;
+    if (replyTo !== undefined) frame.reply_to = replyTo;
     if (this.conn.via === "websocket") {
       // Not open: sent again by `sync` once the socket is back.
       this.conn.send(frame);
       return;
     }
     this.api
-      .postMessage(c.id, clientMsgId, body, retry)
+      .postMessage(c.id, clientMsgId, body, retry, replyTo)
       .then((sent) => this.onFrame(sent))
       .catch((e) => {
         if (e instanceof ApiError && e.status < 500 && e.code !== "rate_limited") {
@@ -333,17 +421,34 @@ export class App {
           this.fail(e);
           this.renderMessages(false);
         } else {
-          setTimeout(() => this.transmit(c, clientMsgId, body, true), 1_000);
+          if (e instanceof ApiError && e.code === "rate_limited") this.showNotice("sending more slowly: a moment…");
+          setTimeout(() => this.transmit(c, clientMsgId, body, true, replyTo), 1_000);
         }
       });
   }
 
+  /**
+   * Paced: "typing" when the person starts and again every TYPING_EVERY_MS while they
+   * go on, "stopped" only after a "typing", and never two frames within TYPING_GAP_MS
+   * (a frame that would be is sent when the gap ends, if still true). A person typing
+   * and sending at any pace stays under the gateway's typing limit.
+   */
   private typingSignal(active: boolean): void {
     const c = this.current();
     if (!c) return;
-    const now = Date.now();
-    if (active && now - this.lastTyping < TYPING_EVERY_MS) return;
-    this.lastTyping = active ? now : 0;
+    if (active === this.typingShown && (!active || Date.now() - this.lastTyping < TYPING_EVERY_MS)) return;
+    const wait = this.lastTyping + TYPING_GAP_MS - Date.now();
+    if (wait > 0) {
+      if (this.typingLater) clearTimeout(this.typingLater);
+      this.typingLater = setTimeout(() => {
+        this.typingLater = null;
+        const typed = input("composer-text").value.length > 0;
+        if (typed === active) this.typingSignal(active);
+      }, wait);
+      return;
+    }
+    this.lastTyping = Date.now();
+    this.typingShown = active;
     this.conn.send({ type: "typing", conversation_id: c.id, active });
   }
 
@@ -391,17 +496,32 @@ export class App {
       text.value = "";
       void this.sendMessage(body);
     };
-    input("composer-text").oninput = () => this.typingSignal(input("composer-text").value.length > 0);
+    input("composer-text").oninput = () => {
+      if (input("composer-text").value.length > 0) this.typingSignal(true);
+    };
+    $("replying-cancel").onclick = () => this.setReply(null);
     $("messages").onscroll = () => {
       if ($("messages").scrollTop < 40) void this.loadOlder();
     };
   }
 
   private showError(message: string): void {
-    $("error").textContent = message;
+    this.toast(message, "error");
+  }
+
+  /** Something the person should know that is not a failure (a moment's wait). */
+  private showNotice(message: string): void {
+    this.toast(message, "notice");
+  }
+
+  private toast(message: string, kind: "error" | "notice"): void {
+    const t = $("error");
+    t.textContent = message;
+    t.className = `toast ${kind}`;
+    t.title = message;
     setTimeout(() => {
-      if ($("error").textContent === message) $("error").textContent = "";
-    }, 6_000);
+      if (t.textContent === message) t.textContent = "";
+    }, kind === "error" ? 6_000 : 3_000);
   }
 
   private fail(e: unknown): void {
@@ -420,6 +540,7 @@ export class App {
           class: other === null ? "dot none" : this.store.online.get(other) ? "dot online" : "dot",
         });
         const li = el("li", { "data-id": c.id }, dot, el("span", { class: "name" }, c.name(this.me)));
+        if (c.mentions > 0) li.append(el("span", { class: "mentions", title: "mentions of you" }, `@${c.mentions}`));
         if (c.unread > 0) li.append(el("span", { class: "unread" }, String(c.unread)));
         if (this.store.open === c.id) li.classList.add("open");
         li.onclick = () => void this.openConversation(c.id);
@@ -455,14 +576,93 @@ export class App {
     const mine = m.sender_id === this.me;
     const li = el("li", { "data-seq": String(m.seq), class: mine ? "mine" : "" });
     if (!mine && c.summary.type === "group") li.append(el("div", { class: "sender" }, m.sender_id));
-    li.append(el("div", { class: "body" }, m.body));
+    if (m.reply_to) li.append(this.quote(c, m.reply_to.seq, m.reply_to));
+    if (m.deleted) {
+      li.classList.add("deleted");
+      li.append(el("div", { class: "body" }, "message deleted"));
+    } else if (this.editing === m.seq) {
+      const edit = el("input", { class: "edit-input", value: m.body, maxlength: "16384" });
+      edit.onkeydown = (ev) => {
+        if (ev.key === "Enter" && edit.value.trim() && edit.value !== m.body) {
+          this.editing = null;
+          this.change(m.seq, { kind: "edit", body: edit.value });
+          this.renderMessages(false);
+        } else if (ev.key === "Escape" || (ev.key === "Enter" && edit.value === m.body)) {
+          this.editing = null;
+          this.renderMessages(false);
+        }
+      };
+      li.append(edit);
+      setTimeout(() => edit.focus(), 0);
+    } else {
+      li.append(el("div", { class: "body" }, m.body));
+    }
+    if (!m.deleted) {
+      const chips = Object.entries(m.reactions ?? {}).map(([emoji, n]) => {
+        const on = (m.my_reactions ?? []).includes(emoji);
+        const chip = el("button", { type: "button", class: on ? "chip mine" : "chip", "data-emoji": emoji }, `${emoji} ${n}`);
+        chip.onclick = () => this.change(m.seq, { kind: "react", emoji, on: !on });
+        return chip;
+      });
+      if (chips.length > 0) li.append(el("div", { class: "reactions" }, ...chips));
+    }
     const meta = el("div", { class: "meta" }, time(m.ts));
+    if (m.edited && !m.deleted) meta.append(" ", el("span", { class: "edited", title: m.edited_at ? new Date(m.edited_at).toLocaleString() : "" }, "edited"));
     if (mine) {
       const tick = c.tick(this.me, m.seq);
       meta.append(" ", el("span", { class: `tick ${tick}`, "data-tick": tick }, tick === "sent" ? "✓" : "✓✓"));
     }
     li.append(meta);
+    if (!m.deleted) li.append(this.actions(c, m, mine));
     return li;
+  }
+
+  /** The quoted message of a reply: as this page holds it now, else as history said. */
+  private quote(c: Conversation, seq: number, reply: { sender_id?: string; preview?: string; deleted?: boolean }): HTMLElement {
+    const held = c.messages.get(seq);
+    const who = held?.sender_id ?? reply.sender_id ?? "a message";
+    const deleted = held ? held.deleted : reply.deleted;
+    const text = deleted ? "message deleted" : (held?.body ?? reply.preview ?? "…").slice(0, QUOTE_CHARS);
+    return el("div", { class: "quote", "data-reply-to": String(seq) }, el("span", { class: "quote-sender" }, who), " ", text);
+  }
+
+  /** Reply, react, and for one's own messages edit and delete. */
+  private actions(c: Conversation, m: MessageView, mine: boolean): HTMLElement {
+    const bar = el("div", { class: "actions" });
+    const button = (cls: string, label: string, title: string, click: () => void) => {
+      const b = el("button", { type: "button", class: cls, title }, label);
+      b.onclick = click;
+      bar.append(b);
+      return b;
+    };
+    button("act-reply", "↩", "reply", () => this.setReply(m));
+    for (const emoji of EMOJI) {
+      const on = (m.my_reactions ?? []).includes(emoji);
+      button(`act-react${on ? " on" : ""}`, emoji, on ? "take back" : "react", () => this.change(m.seq, { kind: "react", emoji, on: !on })).dataset.emoji = emoji;
+    }
+    if (mine) {
+      button("act-edit", "edit", "edit", () => {
+        this.editing = m.seq;
+        this.renderMessages(false);
+      });
+      const confirm = this.confirmDelete === m.seq;
+      button(`act-delete${confirm ? " confirm" : ""}`, confirm ? "delete for everyone?" : "delete", "delete for everyone", () => {
+        if (this.confirmDelete === m.seq) {
+          this.confirmDelete = null;
+          this.change(m.seq, { kind: "delete" });
+        } else {
+          this.confirmDelete = m.seq;
+          setTimeout(() => {
+            if (this.confirmDelete === m.seq) {
+              this.confirmDelete = null;
+              if (this.store.open === c.id) this.renderMessages(false);
+            }
+          }, 5_000);
+        }
+        this.renderMessages(false);
+      });
+    }
+    return bar;
   }
 
   private renderTyping(): void {
@@ -472,4 +672,11 @@ export class App {
     $("typing").textContent =
       who.length === 0 ? "" : who.length === 1 ? `${who[0]} is typing…` : `${who.join(", ")} are typing…`;
   }
+}
+
+/** Whether `body` mentions `user` as `@user` (not inside a word, as the server counts). */
+function mentions(body: string, user: string): boolean {
+  const re = /(^|[^A-Za-z0-9._:-])@([A-Za-z0-9._:-]+)/g;
+  for (const m of body.matchAll(re)) if (m[2].replace(/[.:]+$/, "") === user) return true;
+  return false;
 }

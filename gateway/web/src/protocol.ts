@@ -9,7 +9,28 @@ export interface MessageView {
   sender_id: string;
   body: string;
   ts: number;
+  reply_to?: ReplyTo;
+  edited?: boolean;
+  edited_at?: number;
+  deleted?: boolean;
+  reactions?: Record<string, number>;
+  my_reactions?: string[];
+  /** The seq of the latest change this copy reflects. */
+  changed_seq?: number;
 }
+
+export interface ReplyTo {
+  seq: number;
+  sender_id?: string;
+  preview?: string;
+  deleted?: boolean;
+}
+
+/** An edit, a deletion for everyone or a reaction, at its own seq. */
+export type MessageChange =
+  | { type: "message_edited"; conversation_id: string; seq: number; target_seq: number; sender_id: string; body: string; edited_at: number }
+  | { type: "message_deleted"; conversation_id: string; seq: number; target_seq: number; actor: string }
+  | { type: "reaction"; conversation_id: string; seq: number; target_seq: number; user_id: string; emoji: string; on: boolean };
 
 export interface Sent {
   type: "sent";
@@ -27,13 +48,15 @@ export type ServerFrame =
   | { type: "ready"; user_id: string; live: boolean }
   | Sent
   | ({ type: "message" } & MessageView)
-  | { type: "sync_batch"; conversation_id: string; messages: MessageView[]; has_more: boolean }
+  | { type: "sync_batch"; conversation_id: string; messages: MessageView[]; changes?: MessageChange[]; has_more: boolean }
+  | MessageChange
+  | { type: "changed"; request_id?: string; conversation_id: string; seq: number; target_seq: number }
   | { type: "synced"; request_id?: string }
   | { type: "receipt"; conversation_id: string; user_id: string; kind: ReceiptKind; seq: number }
   | { type: "receipt_counts"; conversation_id: string; seq: number; delivered: number; read: number }
   | { type: "typing"; conversation_id: string; user_id: string; active: boolean; expires_at: number }
   | { type: "presence"; user_id: string; online: boolean; last_seen: number | null }
-  | { type: "error"; code: string; message: string; client_msg_id?: string; request_id?: string }
+  | { type: "error"; code: string; message: string; client_msg_id?: string; request_id?: string; retry_after_ms?: number }
   | { type: "pong" }
   | { type: "history" }
   | { type: "presence_result" };
@@ -44,6 +67,8 @@ export interface ConversationSummary {
   title: string | null;
   last_seq: number | null;
   unread: number;
+  /** Of the unread, how many mention the caller. */
+  mentions?: number;
   members: number;
 }
 

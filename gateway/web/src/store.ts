@@ -1,11 +1,12 @@
 // What the page knows: each conversation's messages by seq (each message id once), the
 // sends still waiting for their `sent`, receipts, typing and presence.
 
-import type { ConversationDetail, ConversationSummary, MessageView, ReceiptKind } from "./protocol";
+import type { ConversationDetail, ConversationSummary, MessageChange, MessageView, ReceiptKind } from "./protocol";
 
 export interface PendingSend {
   clientMsgId: string;
   body: string;
+  replyTo?: number;
   /** Sent at least once before: a resend is marked as a retry. */
   tried: boolean;
 }
@@ -21,6 +22,7 @@ export class Conversation {
   readonly typing = new Map<string, number>();
   detail: ConversationDetail | null = null;
   unread = 0;
+  mentions = 0;
   /** The newest page of history was loaded, and older pages may follow. */
   loaded = false;
   hasOlder = true;
@@ -28,6 +30,7 @@ export class Conversation {
 
   constructor(public summary: ConversationSummary) {
     this.unread = summary.unread;
+    this.mentions = summary.mentions ?? 0;
   }
 
   get id(): string {
@@ -46,9 +49,54 @@ export class Conversation {
       this.messages.delete(held);
     }
     this.ids.set(m.message_id, m.seq);
-    this.messages.set(m.seq, m);
+    const same = this.messages.get(m.seq);
+    if (same && (m.changed_seq ?? -1) < (same.changed_seq ?? -1)) {
+      // An older copy (a live one after history's): its links count, not its text.
+      this.messages.set(m.seq, { ...same, prev_seq: m.prev_seq, prev_unknown: m.prev_unknown });
+    } else {
+      this.messages.set(m.seq, same?.reply_to?.preview !== undefined && m.reply_to?.preview === undefined ? { ...m, reply_to: same.reply_to } : m);
+    }
     this.lastActivity = Math.max(this.lastActivity, m.ts);
     return held === undefined;
+  }
+
+  /**
+   * Applies an edit, deletion or reaction to the message it names, if held, by the rules
+   * a client can check (docs/protocol.md, "Keeping a conversation complete"): each
+   * change once (`changed_seq`), nothing after a deletion, an edit only by the author.
+   * True if the message changed.
+   */
+  applyChange(f: MessageChange, me: string): boolean {
+    const m = this.messages.get(f.target_seq);
+    if (!m || m.deleted || (m.changed_seq ?? -1) >= f.seq) return false;
+    const next: MessageView = { ...m, reactions: { ...(m.reactions ?? {}) }, my_reactions: [...(m.my_reactions ?? [])] };
+    switch (f.type) {
+      case "message_edited":
+        if (f.sender_id !== m.sender_id) return false;
+        next.body = f.body;
+        next.edited = true;
+        next.edited_at = f.edited_at;
+        break;
+      case "message_deleted":
+        next.deleted = true;
+        next.body = "";
+        next.edited = false;
+        next.reactions = {};
+        next.my_reactions = [];
+        break;
+      case "reaction": {
+        const mine = f.user_id === me;
+        if (mine && next.my_reactions!.includes(f.emoji) === f.on) return false;
+        const n = (next.reactions![f.emoji] ?? 0) + (f.on ? 1 : -1);
+        if (n > 0) next.reactions![f.emoji] = n;
+        else delete next.reactions![f.emoji];
+        if (mine) next.my_reactions = f.on ? [...next.my_reactions!, f.emoji] : next.my_reactions!.filter((e) => e !== f.emoji);
+        break;
+      }
+    }
+    next.changed_seq = f.seq;
+    this.messages.set(m.seq, next);
+    return true;
   }
 
   sorted(): MessageView[] {

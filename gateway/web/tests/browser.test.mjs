@@ -53,7 +53,6 @@ async function startParley() {
         PARLEY_JWT_SECRET: "browser-tests-secret-of-at-least-32-bytes",
         PARLEY_LOG_LEVEL: "warn",
         PARLEY_RATE_SENDS: "0",
-        PARLEY_RATE_TYPING: "0",
         PARLEY_RATE_READS: "0",
       },
       stdio: ["ignore", "ignore", openSync(log, "w")],
@@ -214,4 +213,102 @@ test("with the WebSocket blocked, the page long-polls and still chats", async ()
   await gus.screenshot({ path: SHOTS + "long-poll.png" });
   await gus.context().close();
   await hal.context().close();
+});
+
+/** The message item whose body says `text`. */
+function item(page, text) {
+  return page.locator("#messages li", { has: page.locator(".body", { hasText: text }) }).first();
+}
+
+test("edit, delete for everyone, react and reply: live, after a reload, and after being offline", async () => {
+  const ivy = await signedIn("ivy");
+  // jon's WebSockets pass through here, so that the test can cut them (offline).
+  let offline = false;
+  const sockets = [];
+  const jon = await signedIn("jon", (context) =>
+    context.routeWebSocket(/\/v1\/ws/, (ws) => {
+      if (offline) return ws.close();
+      ws.connectToServer();
+      sockets.push(ws);
+    }),
+  );
+  await startChat(ivy, "jon");
+  await send(ivy, "helo");
+  await open(jon, "ivy");
+  await expectBody(jon, "helo");
+
+  // An edit: inline on ivy's page, marked on both.
+  await item(ivy, "helo").locator(".act-edit").click();
+  await ivy.fill("#messages .edit-input", "hello");
+  await ivy.press("#messages .edit-input", "Enter");
+  for (const page of [ivy, jon]) {
+    await item(page, "hello").locator(".edited").waitFor();
+  }
+  // A reaction: counted on both pages, jon's own highlighted on his.
+  await item(jon, "hello").locator('.act-react[data-emoji="👍"]').click();
+  await item(ivy, "hello").locator('.chip[data-emoji="👍"]', { hasText: "1" }).waitFor();
+  await item(jon, "hello").locator('.chip.mine[data-emoji="👍"]').waitFor();
+  // A reply, quoting the message above it.
+  await item(jon, "hello").locator(".act-reply").click();
+  await jon.locator("#replying:not([hidden])", { hasText: "hello" }).waitFor();
+  await send(jon, "hi ivy");
+  await item(ivy, "hi ivy").locator(".quote", { hasText: "hello" }).waitFor();
+  // A deletion for everyone (two clicks: the second confirms).
+  await send(ivy, "oops, wrong chat");
+  await expectBody(jon, "oops, wrong chat");
+  await item(ivy, "oops, wrong chat").locator(".act-delete").click();
+  await ivy.locator("#messages .act-delete.confirm").click();
+  for (const page of [ivy, jon]) {
+    await page.locator("#messages li.deleted .body", { hasText: "message deleted" }).waitFor();
+    assert.equal(await page.locator("#messages .body", { hasText: "oops, wrong chat" }).count(), 0);
+  }
+  await jon.screenshot({ path: SHOTS + "changes.png" });
+
+  // After a reload: the same, from history.
+  await jon.reload();
+  await jon.waitForSelector("#app:not([hidden])");
+  await open(jon, "ivy");
+  await item(jon, "hello").locator(".edited").waitFor();
+  await item(jon, "hello").locator('.chip.mine[data-emoji="👍"]', { hasText: "1" }).waitFor();
+  await item(jon, "hi ivy").locator(".quote", { hasText: "hello" }).waitFor();
+  await jon.locator("#messages li.deleted").waitFor();
+
+  // While jon's page is offline, ivy changes what it holds; back online, it catches up.
+  offline = true;
+  for (const ws of sockets.splice(0)) await ws.close();
+  await jon.locator("#banner:not([hidden])").waitFor();
+  await item(ivy, "hello").locator(".act-edit").click();
+  await ivy.fill("#messages .edit-input", "hello again");
+  await ivy.press("#messages .edit-input", "Enter");
+  await item(ivy, "hello again").locator(".edited").waitFor();
+  await item(ivy, "hi ivy").locator('.act-react[data-emoji="🎉"]').click();
+  await item(ivy, "hi ivy").locator('.chip[data-emoji="🎉"]').waitFor();
+  offline = false;
+  await jon.locator("#banner[hidden]").waitFor({ state: "attached" });
+  await item(jon, "hello again").locator(".edited").waitFor();
+  await item(jon, "hi ivy").locator('.chip[data-emoji="🎉"]', { hasText: "1" }).waitFor();
+  // The quote follows the quoted message's current text.
+  await item(jon, "hi ivy").locator(".quote", { hasText: "hello again" }).waitFor();
+  await ivy.context().close();
+  await jon.context().close();
+});
+
+test("mentions are counted in the list, and typing at a person's pace meets no limit", async () => {
+  const kim = await signedIn("kim");
+  const lou = await signedIn("lou");
+  await startChat(kim, "lou");
+  await send(kim, "@lou are you there?");
+  await lou.locator("#conversations li", { hasText: "kim" }).locator(".mentions", { hasText: "@1" }).waitFor();
+  await open(lou, "kim");
+  await lou.locator("#conversations li .mentions").waitFor({ state: "detached" });
+  // A short exchange typed at an ordinary pace: no error shows (the page paces its
+  // typing frames below the gateway's limit).
+  for (let i = 0; i < 6; i++) {
+    await lou.type("#composer-text", `reply number ${i}`, { delay: 15 });
+    await lou.press("#composer-text", "Enter");
+  }
+  await expectBody(kim, "reply number 5");
+  assert.equal((await lou.locator("#error").textContent()) ?? "", "", "no error on lou's page");
+  await kim.context().close();
+  await lou.context().close();
 });

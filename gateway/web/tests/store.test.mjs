@@ -65,3 +65,29 @@ test("one message id is held under one seq, the first", () => {
   assert.deepEqual([...d.messages.keys()], [3]);
   assert.equal(d.ids.get("y"), 3);
 });
+
+test("edits, deletions and reactions apply once, by the rules a client can check", () => {
+  const c = new Conversation({ conversation_id: "c", type: "group", title: null, last_seq: 1, unread: 0, members: 3 });
+  c.insert(msg(1, null));
+  const edit = (seq, by, body) => ({ type: "message_edited", conversation_id: "c", seq, target_seq: 1, sender_id: by, body, edited_at: 5 });
+  const react = (seq, user, on) => ({ type: "reaction", conversation_id: "c", seq, target_seq: 1, user_id: user, emoji: "👍", on });
+  assert.equal(c.applyChange(edit(2, "bob", "not his"), "me"), false);
+  assert.equal(c.applyChange(edit(3, "amy", "fixed"), "me"), true);
+  assert.equal(c.messages.get(1).body, "fixed");
+  assert.equal(c.messages.get(1).edited, true);
+  assert.equal(c.applyChange(react(4, "me", true), "me"), true);
+  assert.equal(c.applyChange(react(4, "me", true), "me"), false, "the same change twice");
+  assert.equal(c.applyChange(react(5, "bob", true), "me"), true);
+  assert.deepEqual(c.messages.get(1).reactions, { "👍": 2 });
+  assert.deepEqual(c.messages.get(1).my_reactions, ["👍"]);
+  // A live copy arriving after the changes does not undo them; history's newer copy wins.
+  c.insert(msg(1, null));
+  assert.equal(c.messages.get(1).body, "fixed");
+  c.insert({ ...msg(1, null), body: "from history", changed_seq: 9, reactions: { "🎉": 1 } });
+  assert.equal(c.messages.get(1).body, "from history");
+  assert.equal(c.applyChange(react(6, "bob", false), "me"), false, "history already reflects it");
+  assert.equal(c.applyChange({ type: "message_deleted", conversation_id: "c", seq: 10, target_seq: 1, actor: "amy" }, "me"), true);
+  assert.equal(c.messages.get(1).deleted, true);
+  assert.equal(c.messages.get(1).body, "");
+  assert.equal(c.applyChange(edit(11, "amy", "back"), "me"), false, "nothing after a deletion");
+});
