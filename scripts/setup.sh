@@ -50,11 +50,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ "$build_only" = 0 ] && ! python3 -c 'import fastavro' 2>/dev/null; then
-  say "installing fastavro"
-  python3 -m pip install --quiet --disable-pip-version-check fastavro 2>/dev/null \
-    || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages fastavro
-fi
+# The interop tests' outside readers of the Avro contract: fastavro, and Apache Avro's
+# reference library.
+for module in fastavro avro; do
+  if [ "$build_only" = 0 ] && ! python3 -c "import $module" 2>/dev/null; then
+    say "installing $module"
+    python3 -m pip install --quiet --disable-pip-version-check "$module" 2>/dev/null \
+      || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages "$module"
+  fi
+done
 
 command -v cargo >/dev/null || { say "cargo not found: install Rust (rustup)"; exit 1; }
 

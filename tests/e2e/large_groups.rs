@@ -331,6 +331,44 @@ async fn a_large_groups_receipts_are_counted_and_its_typing_throttled() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_groups_edits_deletions_and_reactions_reach_its_members_on_both_gateways() {
+    let team = Team::start("bigchanges", &["amy", "bob", "cat", "dan"]).await;
+    let conv = team.conv.clone();
+    let amy = team.live("amy", 0).await;
+    let bob = team.live("bob", 1).await;
+    let cat = team.live("cat", 0).await;
+    let m1 = amy.send(&conv, "m1", "helo all").await.unwrap().seq;
+    let m2 = amy.send(&conv, "m2", "wrong group").await.unwrap().seq;
+    all_got_exactly(&[&bob, &cat], &conv, &[m1, m2]).await;
+
+    amy.edit(&conv, m1, "hello all", LONG).await.unwrap();
+    bob.react(&conv, m1, "🎉", true, LONG).await.unwrap();
+    cat.react(&conv, m1, "🎉", true, LONG).await.unwrap();
+    amy.delete(&conv, m2, LONG).await.unwrap();
+    // Broadcast to every slot with a member online, applied on each side.
+    for s in [&amy, &bob, &cat] {
+        s.wait_for("the changes", LONG, |s| {
+            let held = s.messages(&conv);
+            let one = held.iter().find(|m| m.seq == m1);
+            let two = held.iter().find(|m| m.seq == m2);
+            one.is_some_and(|m| m.body == "hello all" && m.reactions.get("🎉") == Some(&2))
+                && two.is_some_and(|m| m.deleted)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{}: {e}: {:?}", s.user(), s.messages(&conv)));
+    }
+    // dan, offline throughout, finds them in history.
+    let page = team
+        .api("dan")
+        .history(&conv, None, None, 10)
+        .await
+        .unwrap();
+    let one = page.messages.iter().find(|m| m.seq == m1).unwrap();
+    assert_eq!((one.body.as_str(), one.edited), ("hello all", true));
+    assert!(page.messages.iter().any(|m| m.seq == m2 && m.deleted));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_group_cannot_grow_beyond_its_cap() {
     let options = Options {
         env: vec![("PARLEY_MAX_GROUP_MEMBERS".into(), "4".into())],
