@@ -102,6 +102,19 @@ struct State {
     closed: Option<String>,
 }
 
+impl State {
+    /// The `error` frame answering request `request_id`, if one came.
+    fn error_for(&self, request_id: &str) -> Option<SessionError> {
+        self.errors
+            .iter()
+            .find(|e| e["request_id"].as_str() == Some(request_id))
+            .map(|e| SessionError::Server {
+                code: e["code"].as_str().unwrap_or_default().to_string(),
+                message: e["message"].as_str().unwrap_or_default().to_string(),
+            })
+    }
+}
+
 struct Shared {
     state: Mutex<State>,
     changed: Notify,
@@ -313,15 +326,7 @@ impl Session {
             if st.synced.contains(&request_id) {
                 return Some(Ok(()));
             }
-            st.errors
-                .iter()
-                .find(|e| e["request_id"].as_str() == Some(request_id.as_str()))
-                .map(|e| {
-                    Err(SessionError::Server {
-                        code: e["code"].as_str().unwrap_or_default().to_string(),
-                        message: e["message"].as_str().unwrap_or_default().to_string(),
-                    })
-                })
+            st.error_for(&request_id).map(Err)
         })
         .await?
     }
@@ -376,15 +381,7 @@ impl Session {
             if let Some(&seq) = st.changed.get(&request_id) {
                 return Some(Ok(seq));
             }
-            st.errors
-                .iter()
-                .find(|e| e["request_id"].as_str() == Some(request_id.as_str()))
-                .map(|e| {
-                    Err(SessionError::Server {
-                        code: e["code"].as_str().unwrap_or_default().to_string(),
-                        message: e["message"].as_str().unwrap_or_default().to_string(),
-                    })
-                })
+            st.error_for(&request_id).map(Err)
         })
         .await?
     }
