@@ -63,44 +63,50 @@ pub async fn change(
         .await?
         .ok_or_else(|| ApiError::not_member(conversation))?;
     let message = held(state, user, conversation, target).await?;
-    let meta = Meta::new(user);
-    let conversation_id = conversation.to_string();
-    let record: AnyRecord = match request {
-        Request::Edit { body } => MessageEdited {
-            meta,
-            conversation_id,
-            target_seq: target,
-            body,
-        }
-        .into(),
-        Request::Delete => MessageDeleted {
-            meta,
-            conversation_id,
-            target_seq: target,
-        }
-        .into(),
-        Request::React { emoji, on } => ReactionSet {
-            meta,
-            conversation_id,
-            target_seq: target,
-            emoji,
-            on,
-        }
-        .into(),
-    };
-    let change = match &record {
-        AnyRecord::MessageEdited(e) => Change::Edit(e),
-        AnyRecord::MessageDeleted(d) => Change::Delete(d),
-        AnyRecord::ReactionSet(r) => Change::React(r),
-        _ => unreachable!("built above"),
-    };
     let known = Known {
         view: &view,
         message: message.as_ref(),
         user,
     };
-    let Ok(verdict) = changes::check(&known, change);
-    verdict.map_err(refused)?;
+    // Each record is checked as the change it is, then appended as a record of the log.
+    let allowed = |change: Change<'_>| {
+        let Ok(verdict) = changes::check(&known, change);
+        verdict.map_err(refused)
+    };
+    let meta = Meta::new(user);
+    let conversation_id = conversation.to_string();
+    let record: AnyRecord = match request {
+        Request::Edit { body } => {
+            let e = MessageEdited {
+                meta,
+                conversation_id,
+                target_seq: target,
+                body,
+            };
+            allowed(Change::Edit(&e))?;
+            e.into()
+        }
+        Request::Delete => {
+            let d = MessageDeleted {
+                meta,
+                conversation_id,
+                target_seq: target,
+            };
+            allowed(Change::Delete(&d))?;
+            d.into()
+        }
+        Request::React { emoji, on } => {
+            let r = ReactionSet {
+                meta,
+                conversation_id,
+                target_seq: target,
+                emoji,
+                on,
+            };
+            allowed(Change::React(&r))?;
+            r.into()
+        }
+    };
     let position = state.append_event(conversation, &record).await?;
     Ok(ServerFrame::Changed {
         request_id: None,
