@@ -1,6 +1,7 @@
 //! What a gateway's `/readyz` checks: `log` (the log answers), `deliveries` (this
-//! slot's consumer is running) and `views` (the projector is within
-//! `ready_lag` records of the end of every partition of `events`).
+//! slot's consumer is running) and `views` (every partition of `events` is served by a
+//! projector within `ready_lag` records of its end: a partition no replica serves yet,
+//! even an empty one, keeps the gateway unready, since any request on it would fail).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,12 +32,12 @@ pub async fn watch(
             }
             Ok(ends) => {
                 health.set("log", true, "reachable");
-                // Within the bound of each end: applied past end - bound.
+                // Within the bound of each end: applied past end - bound. Every
+                // partition is asked, so one that no replica serves is seen.
                 let targets: Vec<(i32, i64)> = ends
                     .iter()
                     .enumerate()
-                    .filter(|(_, end)| **end > bound)
-                    .map(|(p, end)| (p as i32, end - bound))
+                    .map(|(p, end)| (p as i32, (end - bound).max(0)))
                     .collect();
                 let (ok, detail) = match views
                     .wait_applied(&targets, Duration::from_millis(200))

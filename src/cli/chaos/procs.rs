@@ -249,6 +249,11 @@ impl Roles {
         for id in 0..gateways {
             roles.wait_up(Role::Gateway(id)).await?;
         }
+        // Ready, not only alive: every partition served by a projector the gateway
+        // has seen announced, so the first requests find their views.
+        for url in &roles.gateway_urls {
+            wait_ready(url, HEALTHY_WITHIN).await?;
+        }
         Ok(roles)
     }
 
@@ -394,6 +399,20 @@ pub async fn get(base: &str, path: &str, token: &str) -> anyhow::Result<Option<V
         Ok(Ok(Err(_refused))) => Ok(None),
         Ok(Err(e)) => bail!("GET {base}{path}: {e}"),
         Err(_) => bail!("GET {base}{path}: no answer within {REQUEST_TIMEOUT:?}"),
+    }
+}
+
+/// Waits until `GET base/readyz` answers 200, at most `within`.
+async fn wait_ready(base: &str, within: Duration) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(Some(_)) = get(base, "/readyz", "").await {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            bail!("{base} was not ready within {within:?} (its /readyz names the check)");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
