@@ -18,6 +18,9 @@ pub struct Api {
 #[derive(Debug, Deserialize)]
 pub struct Page {
     pub messages: Vec<MessageView>,
+    /// For a page read forward: the changes made in its stretch of the log.
+    #[serde(default)]
+    pub changes: Vec<parley_schemas::frames::MessageChange>,
     pub has_more: bool,
 }
 

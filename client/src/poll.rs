@@ -78,7 +78,7 @@ impl Poller {
             match frame {
                 ServerFrame::Message(m) => {
                     messages += 1;
-                    self.take(&api, m, Source::Live).await?;
+                    self.take(&api, m, Source::Polled).await?;
                 }
                 // Edits, deletions, reactions: to the messages held.
                 change => {
@@ -106,6 +106,9 @@ impl Poller {
                 .await?;
             for m in page.messages {
                 self.store.insert(m, Source::History);
+            }
+            for c in page.changes {
+                self.store.apply_change(&c.into_frame(), &self.user);
             }
         }
         Ok(())
@@ -150,7 +153,8 @@ impl Poller {
             ts,
             ..Default::default()
         };
-        self.take(&api, own, Source::Sent).await?;
+        // A poll brings every change of its stretch: no change chain to check.
+        self.take(&api, own, Source::Polled).await?;
         Ok(Sent {
             message_id,
             seq,

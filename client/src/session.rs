@@ -100,7 +100,24 @@ struct State {
     /// Where `message` frames are also sent, with their arrival time (benchmarks).
     tap: Option<mpsc::UnboundedSender<(std::time::Instant, MessageView)>>,
     closed: Option<String>,
+    /// The gap fills under way, by request id.
+    fills: HashMap<String, Fill>,
 }
+
+/// A gap's fill: `history` pages of `conversation` with `after < seq < before`, asked
+/// page after page from `next`.
+#[derive(Clone, Debug)]
+struct Fill {
+    conversation: String,
+    after: Option<i64>,
+    next: Option<i64>,
+    before: i64,
+    /// Pages asked again after an `error` answer.
+    retries: u32,
+}
+
+/// How many times one page of a fill is asked again after an error.
+const FILL_RETRIES: u32 = 3;
 
 impl State {
     /// The `error` frame answering request `request_id`, if one came.
@@ -639,6 +656,7 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                 prev_seq,
                 prev_unknown,
                 ts,
+                prev_change,
                 ..
             } => {
                 if let Some((out, w)) = take_waiter(&mut st, &client_msg_id) {
@@ -662,10 +680,11 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                             seq,
                             ..Default::default()
                         }),
+                        prev_change,
                         ..Default::default()
                     };
                     if let Inserted::Gap { after, before } = st.store.insert(own, Source::Sent) {
-                        fetch.push((conversation, after, before));
+                        fetch.push(Fill::new(conversation, after, before));
                     }
                     let _ = w.send(Ok(Sent {
                         message_id,
@@ -693,6 +712,19 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                         .push(json!({"code": code, "message": message, "client_msg_id": id})),
                 }
             }
+            ServerFrame::Error {
+                request_id: Some(id),
+                ..
+            } if st.fills.contains_key(&id) => {
+                // A fill's page refused (the views were busy, a rate limit): asked again
+                // a few times; else the next sync brings what it would have.
+                if let Some(mut fill) = st.fills.remove(&id) {
+                    if fill.retries < FILL_RETRIES {
+                        fill.retries += 1;
+                        fetch.push(fill);
+                    }
+                }
+            }
             ServerFrame::Error { .. } => {
                 st.errors
                     .push(serde_json::from_str(text).unwrap_or(Value::Null));
@@ -703,7 +735,7 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                 }
                 st.arrivals.push(m.clone());
                 if let Inserted::Gap { after, before } = st.store.insert(m.clone(), Source::Live) {
-                    fetch.push((m.conversation_id, after, before));
+                    fetch.push(Fill::new(m.conversation_id, after, before));
                 }
             }
             ServerFrame::Changed {
@@ -711,15 +743,34 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
             } => {
                 st.changed.insert(request_id.unwrap_or_default(), seq);
             }
-            ServerFrame::MessageEdited { .. }
-            | ServerFrame::MessageDeleted { .. }
-            | ServerFrame::Reaction { .. } => {
+            ServerFrame::MessageEdited {
+                ref conversation_id,
+                ..
+            }
+            | ServerFrame::MessageDeleted {
+                ref conversation_id,
+                ..
+            }
+            | ServerFrame::Reaction {
+                ref conversation_id,
+                ..
+            } => {
                 let me = st.user.clone();
-                st.store.apply_change(&frame, &me);
+                if let Some(Inserted::Gap { after, before }) = st.store.take_change(&frame, &me) {
+                    fetch.push(Fill::new(conversation_id.clone(), after, before));
+                }
             }
             ServerFrame::SyncBatch {
-                messages, changes, ..
+                conversation_id,
+                messages,
+                changes,
+                ..
             } => {
+                let through = messages
+                    .iter()
+                    .map(|m| m.seq)
+                    .chain(changes.iter().map(|c| c.seq()))
+                    .max();
                 for m in messages {
                     st.store.insert(m, Source::History);
                 }
@@ -728,10 +779,35 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                 for c in changes {
                     st.store.apply_change(&c.into_frame(), &me);
                 }
+                if let Some(through) = through {
+                    st.store.synced_through(&conversation_id, through);
+                }
             }
-            ServerFrame::History { messages, .. } => {
+            ServerFrame::History {
+                request_id,
+                messages,
+                changes,
+                has_more,
+                ..
+            } => {
+                let last = messages.last().map(|m| m.seq);
                 for m in messages {
                     st.store.insert(m, Source::History);
+                }
+                let me = st.user.clone();
+                for c in changes {
+                    st.store.apply_change(&c.into_frame(), &me);
+                }
+                // A gap's fill: the next page, or the end of the fill.
+                if let Some(mut fill) = request_id.and_then(|id| st.fills.remove(&id)) {
+                    match (has_more, last) {
+                        (true, Some(last)) => {
+                            fill.next = Some(last);
+                            fill.retries = 0;
+                            fetch.push(fill);
+                        }
+                        _ => st.store.filled(&fill.conversation, fill.after, fill.before),
+                    }
                 }
             }
             ServerFrame::Synced { request_id } => {
@@ -781,13 +857,34 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
             ServerFrame::Pong { .. } => {}
         }
     }
-    for (conversation, after, before) in fetch {
-        let n = shared.requests.fetch_add(1, Ordering::Relaxed);
-        let frame = json!({"type": "history", "conversation_id": conversation, "after_seq": after,
-            "before_seq": before, "limit": 1000, "request_id": format!("gap-{n}")});
-        let _ = out.try_send(Message::Text(frame.to_string().into()));
+    if !fetch.is_empty() {
+        let mut st = shared.lock();
+        for fill in fetch {
+            let n = shared.requests.fetch_add(1, Ordering::Relaxed);
+            let id = format!("gap-{n}");
+            let frame = json!({"type": "history", "conversation_id": fill.conversation,
+                "after_seq": fill.next, "before_seq": fill.before, "limit": 1000, "request_id": id});
+            if out
+                .try_send(Message::Text(frame.to_string().into()))
+                .is_ok()
+            {
+                st.fills.insert(id, fill);
+            }
+        }
     }
     shared.changed.notify_waiters();
+}
+
+impl Fill {
+    fn new(conversation: String, after: Option<i64>, before: i64) -> Fill {
+        Fill {
+            conversation,
+            after,
+            next: after,
+            before,
+            retries: 0,
+        }
+    }
 }
 
 fn take_waiter(st: &mut State, client_msg_id: &str) -> Option<(Outgoing, oneshot::Sender<Reply>)> {

@@ -15,7 +15,7 @@ use parley_sequencer::LogRecord;
 use tracing::warn;
 
 use crate::presence::{AckRequest, PresenceView};
-use crate::state::{PartitionState, Recipients, Routed};
+use crate::state::{PartitionState, Posted, Prev, Recipients, Routed};
 
 /// A record to append, and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -181,109 +181,135 @@ impl Router {
             return Vec::new();
         };
         let now = now_millis();
-        let (posted, plan) = {
-            let mut inner = self.lock();
-            let Inner { presence, parts } = &mut *inner;
-            let Some(part) = parts.get_mut(&record.partition) else {
-                return Vec::new();
-            };
-            let Some(state) = part.state.as_mut() else {
-                return Vec::new();
-            };
-            if record.offset < part.next {
-                return Vec::new();
-            }
-            part.next = record.offset + 1;
-            let posted = match state.apply(record.offset, any) {
-                Routed::Nothing => return Vec::new(),
-                Routed::Membership => {
-                    // The slots with someone online: a gateway with nobody there has no
-                    // index to keep. Its next session loads its groups from views that
-                    // hold the log up to where routing to it begins (this worker's
-                    // acknowledgement of that session's presence).
-                    let active = presence.active_slots();
-                    drop(inner);
-                    let Some(conversation) = conversation_of(any) else {
-                        return Vec::new();
-                    };
-                    return self.broadcast(record, conversation, None, raw, &active);
-                }
-                Routed::Change(Recipients::Broadcast) => {
-                    let active = presence.active_slots();
-                    drop(inner);
-                    let Some(conversation) = conversation_of(any) else {
-                        return Vec::new();
-                    };
-                    return self.broadcast(record, conversation, None, raw, &active);
-                }
-                Routed::Pair(users) | Routed::Change(Recipients::Members(users)) => {
-                    let mut by_slot: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-                    for u in users {
-                        for s in presence.online_slots(&u, now) {
-                            by_slot.entry(s).or_default().push(u.clone());
-                        }
-                    }
-                    drop(inner);
-                    let Some(conversation) = conversation_of(any) else {
-                        return Vec::new();
-                    };
-                    return by_slot
-                        .into_iter()
-                        .filter_map(|(slot, recipients)| {
-                            let batch =
-                                self.batch(record, conversation, slot, recipients, None, raw);
-                            Some(Output::Delivery {
-                                slot,
-                                key: conversation.to_string(),
-                                value: encode_logged(&batch)?,
-                            })
-                        })
-                        .collect();
-                }
-                Routed::Message(posted) => posted,
-            };
-            let plan = match &posted.recipients {
-                Recipients::Broadcast => {
-                    // Large groups push only to offline members who are mentioned, or
-                    // who opted in to every message.
-                    let mut named = parley_schemas::mentions::mentions(&posted.message.body);
-                    if let Some(book) = self.opt_ins.get() {
-                        for u in book.opted_in(&posted.message.conversation_id) {
-                            if !named.contains(&u) {
-                                named.push(u);
-                            }
-                        }
-                    }
-                    let pushed: Vec<String> = named
-                        .into_iter()
-                        .filter(|u| {
-                            u != posted.message.sender()
-                                && state.has_member(&posted.message.conversation_id, u)
-                                && presence.online_slots(u, now).is_empty()
-                        })
-                        .collect();
-                    Err((presence.active_slots(), pushed))
-                }
-                Recipients::Members(members) => {
-                    let mut by_slot: BTreeMap<i32, Vec<String>> = BTreeMap::new();
-                    let mut offline = Vec::new();
-                    for user in members {
-                        let slots = presence.online_slots(user, now);
-                        if slots.is_empty() {
-                            if user != posted.message.sender() {
-                                offline.push(user.clone());
-                            }
-                        } else {
-                            for s in slots {
-                                by_slot.entry(s).or_default().push(user.clone());
-                            }
-                        }
-                    }
-                    Ok((by_slot, offline))
-                }
-            };
-            (posted, plan)
+        let mut inner = self.lock();
+        let Inner { presence, parts } = &mut *inner;
+        let Some(part) = parts.get_mut(&record.partition) else {
+            return Vec::new();
         };
+        let Some(state) = part.state.as_mut() else {
+            return Vec::new();
+        };
+        if record.offset < part.next {
+            return Vec::new();
+        }
+        part.next = record.offset + 1;
+        let (users, chain) = match state.apply(record.offset, any) {
+            Routed::Nothing => return Vec::new(),
+            Routed::Membership => {
+                // The slots with someone online: a gateway with nobody there has no
+                // index to keep. Its next session loads its groups from views that
+                // hold the log up to where routing to it begins (this worker's
+                // acknowledgement of that session's presence).
+                let active = presence.active_slots();
+                drop(inner);
+                let Some(conversation) = conversation_of(any) else {
+                    return Vec::new();
+                };
+                return self.broadcast(record, conversation, Chain::NONE, raw, &active);
+            }
+            Routed::Change(Recipients::Broadcast, prev) => {
+                let active = presence.active_slots();
+                drop(inner);
+                let Some(conversation) = conversation_of(any) else {
+                    return Vec::new();
+                };
+                return self.broadcast(record, conversation, Chain::change(prev), raw, &active);
+            }
+            Routed::Pair(users) => (users, Chain::NONE),
+            Routed::Change(Recipients::Members(users), prev) => (users, Chain::change(prev)),
+            Routed::Message(posted) => {
+                let plan = self.plan(&posted, state, presence, now);
+                drop(inner);
+                return self.message(record, raw, posted, plan);
+            }
+        };
+        // To the slots where each of `users` is online.
+        let mut by_slot: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        for u in users {
+            for s in presence.online_slots(&u, now) {
+                by_slot.entry(s).or_default().push(u.clone());
+            }
+        }
+        drop(inner);
+        let Some(conversation) = conversation_of(any) else {
+            return Vec::new();
+        };
+        by_slot
+            .into_iter()
+            .filter_map(|(slot, recipients)| {
+                let batch = self.batch(record, conversation, slot, recipients, chain, raw);
+                Some(Output::Delivery {
+                    slot,
+                    key: conversation.to_string(),
+                    value: encode_logged(&batch)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Where a message goes, decided under the lock: the large groups' slots and the
+    /// offline members to push, or each online member's slots and the offline members.
+    fn plan(
+        &self,
+        posted: &Posted<'_>,
+        state: &PartitionState,
+        presence: &PresenceView,
+        now: i64,
+    ) -> Plan {
+        match &posted.recipients {
+            Recipients::Broadcast => {
+                // Large groups push only to offline members who are mentioned, or
+                // who opted in to every message.
+                let mut named = parley_schemas::mentions::mentions(&posted.message.body);
+                if let Some(book) = self.opt_ins.get() {
+                    for u in book.opted_in(&posted.message.conversation_id) {
+                        if !named.contains(&u) {
+                            named.push(u);
+                        }
+                    }
+                }
+                let pushed: Vec<String> = named
+                    .into_iter()
+                    .filter(|u| {
+                        u != posted.message.sender()
+                            && state.has_member(&posted.message.conversation_id, u)
+                            && presence.online_slots(u, now).is_empty()
+                    })
+                    .collect();
+                Plan::Broadcast {
+                    slots: presence.active_slots(),
+                    pushed,
+                }
+            }
+            Recipients::Members(members) => {
+                let mut by_slot: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+                let mut offline = Vec::new();
+                for user in members {
+                    let slots = presence.online_slots(user, now);
+                    if slots.is_empty() {
+                        if user != posted.message.sender() {
+                            offline.push(user.clone());
+                        }
+                    } else {
+                        for s in slots {
+                            by_slot.entry(s).or_default().push(user.clone());
+                        }
+                    }
+                }
+                Plan::Members { by_slot, offline }
+            }
+        }
+    }
+
+    /// The outputs of a message: its deliveries, and the inbox entries and push jobs of
+    /// its offline recipients.
+    fn message(
+        &self,
+        record: &LogRecord,
+        raw: &[u8],
+        posted: Posted<'_>,
+        plan: Plan,
+    ) -> Vec<Output> {
         let m = posted.message;
         tracing::debug!(
             conversation_id = %m.conversation_id,
@@ -291,11 +317,14 @@ impl Router {
             seq = record.offset,
             "route"
         );
-        let prev_seq = posted.prev.to_record();
+        let chain = Chain {
+            prev_seq: posted.prev.to_record(),
+            prev_change: posted.prev_change.to_record(),
+        };
         let (by_slot, offline) = match plan {
-            Ok(plan) => plan,
-            Err((slots, pushed)) => {
-                let mut out = self.broadcast(record, &m.conversation_id, prev_seq, raw, &slots);
+            Plan::Members { by_slot, offline } => (by_slot, offline),
+            Plan::Broadcast { slots, pushed } => {
+                let mut out = self.broadcast(record, &m.conversation_id, chain, raw, &slots);
                 for user in pushed {
                     let job = PushJob::for_message(&self.actor, &user, record.offset, m);
                     if let Some(value) = encode_logged(&job) {
@@ -309,7 +338,7 @@ impl Router {
         for (slot, recipients) in by_slot {
             // Batches stay well under the broker's record size, whatever the group.
             for recipients in chunks(recipients, raw.len()) {
-                let batch = self.batch(record, &m.conversation_id, slot, recipients, prev_seq, raw);
+                let batch = self.batch(record, &m.conversation_id, slot, recipients, chain, raw);
                 if let Some(value) = encode_logged(&batch) {
                     out.push(Output::Delivery {
                         slot,
@@ -339,11 +368,11 @@ impl Router {
         &self,
         record: &LogRecord,
         conversation: &str,
-        prev_seq: Option<i64>,
+        chain: Chain,
         raw: &[u8],
         slots: &[i32],
     ) -> Vec<Output> {
-        let batch = self.batch(record, conversation, 0, Vec::new(), prev_seq, raw);
+        let batch = self.batch(record, conversation, 0, Vec::new(), chain, raw);
         let mut out = Vec::with_capacity(slots.len());
         for &slot in slots {
             let batch = DeliveryBatch {
@@ -367,7 +396,7 @@ impl Router {
         conversation: &str,
         slot: i32,
         recipients: Vec<String>,
-        prev_seq: Option<i64>,
+        chain: Chain,
         raw: &[u8],
     ) -> DeliveryBatch {
         DeliveryBatch {
@@ -379,10 +408,49 @@ impl Router {
             source_topic: record.topic.clone(),
             source_partition: record.partition,
             source_offset: record.offset,
-            prev_seq,
+            prev_seq: chain.prev_seq,
             event: raw.to_vec(),
+            prev_change: chain.prev_change,
         }
     }
+}
+
+/// Where a routed record stands in its conversation's two chains, as `DeliveryBatch`
+/// carries them: -1 for "none before", `None` for "unknown" (and for records outside a
+/// chain: membership changes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Chain {
+    prev_seq: Option<i64>,
+    prev_change: Option<i64>,
+}
+
+impl Chain {
+    pub(crate) const NONE: Chain = Chain {
+        prev_seq: None,
+        prev_change: None,
+    };
+
+    /// A change to a message: in the change chain only.
+    fn change(prev: Prev) -> Chain {
+        Chain {
+            prev_seq: None,
+            prev_change: prev.to_record(),
+        }
+    }
+}
+
+/// Where a message goes ([`Router::plan`]).
+enum Plan {
+    /// A large group: every slot with anyone online; push jobs for `pushed`.
+    Broadcast {
+        slots: Vec<i32>,
+        pushed: Vec<String>,
+    },
+    /// Each online recipient's slots; inbox entries and push jobs for `offline`.
+    Members {
+        by_slot: BTreeMap<i32, Vec<String>>,
+        offline: Vec<String>,
+    },
 }
 
 /// The conversation a membership record is about.

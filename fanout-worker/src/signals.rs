@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::config::FanoutConfig;
-use crate::router::{Output, Router};
+use crate::router::{Chain, Output, Router};
 
 impl Router {
     /// The deliveries of one receipt or typing record: one per gateway slot where a member
@@ -58,7 +58,7 @@ impl Router {
             if !member || (skip_actor && !self.typing.admit(&conversation, now)) {
                 return Vec::new();
             }
-            return self.broadcast(record, &conversation, None, raw, &slots);
+            return self.broadcast(record, &conversation, Chain::NONE, raw, &slots);
         }
         let Some(members) = state.members(&conversation) else {
             return Vec::new();
@@ -79,7 +79,7 @@ impl Router {
         by_slot
             .into_iter()
             .filter_map(|(slot, recipients)| {
-                let batch = self.batch(record, &conversation, slot, recipients, None, raw);
+                let batch = self.batch(record, &conversation, slot, recipients, Chain::NONE, raw);
                 let value = parley_schemas::encode(&batch).ok()?;
                 Some(Output::Delivery {
                     slot,

@@ -1,6 +1,7 @@
 //! Per partition of `events`: each conversation's members (with the offset they joined
-//! at) and last message seq, kept by applying the shared rules to the log, and a
-//! bounded memory of recent message ids to drop repeats.
+//! at), last message seq and last change seq (the two chains a routed event carries:
+//! `DeliveryBatch.prev_seq` and `prev_change`), kept by applying the shared rules to
+//! the log, and a bounded memory of recent message ids to drop repeats.
 //!
 //! A message of a group with at least [`Limits::large_group`] members takes the
 //! broadcast path: it is routed to every gateway slot with anyone online, without a recipient list, and each
@@ -15,26 +16,36 @@ use parley_schemas::rules::{self, Effect, LogState};
 use parley_schemas::{AnyRecord, ConversationKind, MessagePosted};
 use uuid::Uuid;
 
-/// What a router knows of the message before the next one of a conversation.
+/// What a router knows of the message (or the change to a message) before the next
+/// one of a conversation.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Prev {
-    /// No message yet: the next is the conversation's first.
+    /// None yet: the next is the conversation's first.
     #[default]
     First,
-    /// The last message routed.
+    /// The last one routed.
     Seq(i64),
     /// Not known here (a takeover from a snapshot ahead of the resume offset).
     Unknown,
 }
 
 impl Prev {
-    /// As `DeliveryBatch.prev_seq` carries it: -1 for "the first message", null for
-    /// "unknown" (see `DeliveryBatch.avsc`).
+    /// As `DeliveryBatch.prev_seq` and `prev_change` carry it: -1 for "none before",
+    /// null for "unknown" (see `DeliveryBatch.avsc`).
     pub fn to_record(self) -> Option<i64> {
         match self {
             Prev::First => Some(-1),
             Prev::Seq(s) => Some(s),
             Prev::Unknown => None,
+        }
+    }
+
+    /// The inverse of [`Prev::to_record`].
+    pub fn from_record(r: Option<i64>) -> Prev {
+        match r {
+            Some(s) if s >= 0 => Prev::Seq(s),
+            Some(_) => Prev::First,
+            None => Prev::Unknown,
         }
     }
 }
@@ -48,7 +59,10 @@ pub struct Conversation {
     pub members: BTreeMap<String, i64>,
     /// admin → offset of the `MemberRoleSet` that made them one (a subset of `members`).
     pub admins: BTreeMap<String, i64>,
+    /// The last message routed.
     pub last: Prev,
+    /// The last change to a message routed (an edit, a deletion, a reaction).
+    pub last_change: Prev,
 }
 
 /// The sizes a partition's state works with.
@@ -106,6 +120,8 @@ pub struct Posted<'a> {
     pub message: &'a MessagePosted,
     pub recipients: Recipients,
     pub prev: Prev,
+    /// The conversation's last change routed before it.
+    pub prev_change: Prev,
 }
 
 /// What a record of `events` gives to route.
@@ -120,8 +136,9 @@ pub enum Routed<'a> {
     /// where it changes who is shown whose presence.
     Pair(Vec<String>),
     /// A member's change to a message (an edit, a deletion, a reaction): it goes to the
-    /// members online now, like a message but to no inbox (history shows it).
-    Change(Recipients),
+    /// members online now, like a message but to no inbox (history shows it). With the
+    /// conversation's change routed before it.
+    Change(Recipients, Prev),
     Nothing,
 }
 
@@ -215,6 +232,11 @@ impl PartitionState {
                         (false, Some(s)) => Prev::Seq(s),
                         (false, None) => Prev::First,
                     },
+                    // The views' last kept change (unknown from an older projector).
+                    last_change: match ahead {
+                        true => Prev::Unknown,
+                        false => Prev::from_record(c.last_change),
+                    },
                 },
             );
         }
@@ -234,7 +256,7 @@ impl PartitionState {
     /// Applies the record at `offset`; says what to route.
     pub fn apply<'a>(&mut self, offset: i64, record: &'a AnyRecord) -> Routed<'a> {
         if let Some((conversation, actor)) = change_of(record) {
-            return self.change(conversation, actor);
+            return self.change(offset, conversation, actor);
         }
         let effect = match rules::effect(self, record) {
             Ok(e) => e,
@@ -315,6 +337,7 @@ impl PartitionState {
                     return Routed::Nothing;
                 };
                 let prev = std::mem::replace(&mut conv.last, Prev::Seq(offset));
+                let prev_change = conv.last_change;
                 let recipients = if conv.members.len() >= large {
                     Recipients::Broadcast
                 } else {
@@ -331,6 +354,7 @@ impl PartitionState {
                     message: m,
                     recipients,
                     prev,
+                    prev_change,
                 })
             }
         }
@@ -341,18 +365,24 @@ impl PartitionState {
     /// (`parley_schemas::rules::changes`), which the views and every client that holds
     /// it apply, each to its own copy. The gateway checks every change against the
     /// views before it appends it.
-    fn change<'a>(&self, conversation: &str, actor: &str) -> Routed<'a> {
-        let Some(conv) = self.conversations.get(conversation) else {
+    ///
+    /// A routed change moves the conversation's change chain: the next event routed
+    /// says this change came before it, so a client that missed it knows.
+    fn change<'a>(&mut self, offset: i64, conversation: &str, actor: &str) -> Routed<'a> {
+        let large = self.limits.large_group;
+        let Some(conv) = self.conversations.get_mut(conversation) else {
             return Routed::Nothing;
         };
         if !conv.members.contains_key(actor) {
             return Routed::Nothing;
         }
-        Routed::Change(if conv.members.len() >= self.limits.large_group {
+        let prev = std::mem::replace(&mut conv.last_change, Prev::Seq(offset));
+        let recipients = if conv.members.len() >= large {
             Recipients::Broadcast
         } else {
             Recipients::Members(conv.members.keys().cloned().collect())
-        })
+        };
+        Routed::Change(recipients, prev)
     }
 
     /// During a replay over a state rebuilt from a snapshot ahead, a group member's
@@ -507,6 +537,49 @@ mod tests {
         ));
     }
 
+    fn reaction(by: &str, target: i64) -> AnyRecord {
+        parley_schemas::ReactionSet {
+            meta: Meta::new(by),
+            conversation_id: "g".into(),
+            target_seq: target,
+            emoji: "👍".into(),
+            on: true,
+        }
+        .into()
+    }
+
+    #[test]
+    fn every_routed_event_names_the_change_before_it() {
+        let mut s = PartitionState::new(Limits::default());
+        s.apply(0, &group(&["a", "b"]));
+        let prev_change = |r: Routed<'_>| match r {
+            Routed::Message(p) => p.prev_change,
+            Routed::Change(_, prev) => prev,
+            other => panic!("{other:?}"),
+        };
+        let first = post("a", "1");
+        assert_eq!(prev_change(s.apply(1, &first)), Prev::First);
+        assert_eq!(prev_change(s.apply(2, &reaction("b", 1))), Prev::First);
+        assert_eq!(prev_change(s.apply(3, &reaction("a", 1))), Prev::Seq(2));
+        let second = post("b", "2");
+        assert_eq!(prev_change(s.apply(4, &second)), Prev::Seq(3));
+        // A change by a non-member is not routed, and is not in the chain.
+        assert!(matches!(s.apply(5, &reaction("z", 1)), Routed::Nothing));
+        let third = post("a", "3");
+        assert_eq!(prev_change(s.apply(6, &third)), Prev::Seq(3));
+
+        // From a snapshot: the views' last kept change; unknown from one taken ahead.
+        let mut snap = snapshot(20, &[("a", 0), ("b", 0)], 0);
+        snap.conversations[0].last_change = Some(17);
+        let mut s = PartitionState::from_snapshot(snap.clone(), 20, Limits::default());
+        assert_eq!(prev_change(s.apply(20, &post("a", "9"))), Prev::Seq(17));
+        let mut s = PartitionState::from_snapshot(snap.clone(), 15, Limits::default());
+        assert_eq!(prev_change(s.apply(15, &post("a", "9"))), Prev::Unknown);
+        snap.conversations[0].last_change = None;
+        let mut s = PartitionState::from_snapshot(snap, 20, Limits::default());
+        assert_eq!(prev_change(s.apply(20, &post("a", "9"))), Prev::Unknown);
+    }
+
     #[test]
     fn a_group_at_the_threshold_is_broadcast_and_its_membership_changes_are_routed() {
         let mut s = PartitionState::new(Limits {
@@ -558,6 +631,7 @@ mod tests {
                 kind: ConversationKind::Group,
                 members: members.iter().map(|(u, s)| (u.to_string(), *s)).collect(),
                 last_seq: Some(applied - 1),
+                last_change: Some(-1),
                 created_at: Some(created_at),
                 creator: Some("a".into()),
                 admins: Vec::new(),

@@ -126,6 +126,10 @@ pub struct SnapshotConversation {
     /// (user, offset they joined at).
     pub members: Vec<(String, i64)>,
     pub last_seq: Option<i64>,
+    /// seq of its last kept change to a message; -1 when it has none (absent from an
+    /// older projector: unknown).
+    #[serde(default)]
+    pub last_change: Option<i64>,
     /// Offset of its `ConversationCreated`.
     #[serde(default)]
     pub created_at: Option<i64>,

@@ -235,7 +235,8 @@ impl MessageChange {
         }
     }
 
-    /// The live frame of the same change (the same JSON).
+    /// The live frame of the same change (the same JSON, without a `prev_change`: a
+    /// page's changes are a whole stretch of the log, not links of a chain).
     pub fn into_frame(self) -> ServerFrame {
         match self {
             MessageChange::MessageEdited {
@@ -252,6 +253,7 @@ impl MessageChange {
                 sender_id,
                 body,
                 edited_at,
+                prev_change: None,
             },
             MessageChange::MessageDeleted {
                 conversation_id,
@@ -263,6 +265,7 @@ impl MessageChange {
                 seq,
                 target_seq,
                 actor,
+                prev_change: None,
             },
             MessageChange::Reaction {
                 conversation_id,
@@ -278,6 +281,7 @@ impl MessageChange {
                 user_id,
                 emoji,
                 on,
+                prev_change: None,
             },
         }
     }
@@ -326,6 +330,11 @@ pub struct MessageView {
     /// already applied (a copy from history or sync), a later one is not.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_seq: Option<i64>,
+    /// The conversation's change chain: seq of the latest change to a message (edit,
+    /// deletion, reaction) before this one; -1 when there was none; absent when not
+    /// known. A client that does not hold every change up to it has missed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_change: Option<i64>,
 }
 
 /// Frames the server sends.
@@ -353,6 +362,9 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "is_false")]
         prev_unknown: bool,
         ts: i64,
+        /// As on `message`: the conversation's latest change before it (-1: none).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prev_change: Option<i64>,
     },
     Message(MessageView),
     SyncBatch {
@@ -374,6 +386,10 @@ pub enum ServerFrame {
         conversation_id: String,
         request_id: Option<String>,
         messages: Vec<MessageView>,
+        /// For a page read forward (`after_seq` given): the changes made to messages in
+        /// the same stretch of the log, as in `sync_batch`.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changes: Vec<MessageChange>,
         has_more: bool,
     },
     Receipt {
@@ -432,6 +448,9 @@ pub enum ServerFrame {
         sender_id: String,
         body: String,
         edited_at: i64,
+        /// The change before it (-1: none; absent: not known), as on `message`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prev_change: Option<i64>,
     },
     /// The message at `target_seq` was deleted for everyone (by `actor`): drop its text.
     MessageDeleted {
@@ -439,6 +458,8 @@ pub enum ServerFrame {
         seq: i64,
         target_seq: i64,
         actor: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prev_change: Option<i64>,
     },
     /// `user_id` set (`on`) or took back reaction `emoji` on the message at
     /// `target_seq`: its count of that emoji goes up or down by one.
@@ -449,6 +470,8 @@ pub enum ServerFrame {
         user_id: String,
         emoji: String,
         on: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        prev_change: Option<i64>,
     },
     Error {
         code: ErrorCode,
@@ -577,6 +600,7 @@ mod tests {
                 user_id: "u".into(),
                 emoji: "👍".into(),
                 on: true,
+                prev_change: Some(-1),
             },
             ServerFrame::Error {
                 code: ErrorCode::Forbidden,

@@ -126,6 +126,10 @@ pub const OLDER: &[(&str, &str)] = &[
         "parley.PushJob",
         include_str!("../avro/older/PushJob.1.avsc"),
     ),
+    (
+        "parley.DeliveryBatch",
+        include_str!("../avro/older/DeliveryBatch.1.avsc"),
+    ),
 ];
 
 static ALL: LazyLock<Vec<SchemaInfo>> = LazyLock::new(|| parse(SOURCES));

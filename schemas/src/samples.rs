@@ -94,6 +94,7 @@ pub fn one_of_each() -> Vec<AnyRecord> {
             source_offset: 42,
             prev_seq: Some(40),
             event: crate::codec::encode(&message_posted()).unwrap_or_default(),
+            prev_change: Some(37),
         }
         .into(),
         InboxEntry {

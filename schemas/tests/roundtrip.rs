@@ -117,7 +117,8 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
                 any::<i64>(),
                 prop::option::of(any::<i64>())
             ),
-            prop::collection::vec(any::<u8>(), 0..64)
+            prop::collection::vec(any::<u8>(), 0..64),
+            prop::option::of(any::<i64>())
         )
             .prop_map(
                 |(
@@ -125,6 +126,7 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
                     (gateway_slot, conversation_id, recipients, broadcast),
                     (source_topic, source_partition, source_offset, prev_seq),
                     event,
+                    prev_change,
                 )| DeliveryBatch {
                     meta,
                     gateway_slot,
@@ -135,7 +137,8 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
                     source_partition,
                     source_offset,
                     prev_seq,
-                    event
+                    event,
+                    prev_change,
                 }
                 .into()
             ),

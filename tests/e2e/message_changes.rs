@@ -378,3 +378,82 @@ async fn changes_made_while_away_reach_the_client_at_its_next_sync_and_poll() {
     }
     assert_eq!(carol_state, expected_for_carol, "carol after her polls");
 }
+
+/// A change a client missed while later events of the conversation still reached it —
+/// its own `sent`, a later change — is fetched at once, and never lets its sync cursor
+/// pass it. (Here the client misses the changes by being away and coming back without a
+/// sync, as a client does whose frame was lost in a reconnect.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_change_is_fetched_when_a_later_event_names_it() {
+    let stack = InProcess::start("missed-change", 1).await;
+    let base = &stack.gateways[0];
+    let (alice_api, alice) = user(base, "alice").await;
+    let (_, bob) = user(base, "bob").await;
+    let conv = alice_api.create_direct("bob").await.unwrap();
+    let first = alice.send(&conv, "a-1", "one").await.unwrap().seq;
+    held(&bob, &conv, first, "alice's first message", |_| true).await;
+    let token = Api::dev_token(base, "bob").await.unwrap();
+    let reconnect = |kept| {
+        let token = token.clone();
+        async move {
+            let s = Session::connect(base, &token).await.unwrap();
+            assert!(s.ready(LONG).await.unwrap());
+            s.absorb(kept);
+            s
+        }
+    };
+
+    // Away: alice reacts. Back, without a sync: bob's own send names her reaction as
+    // the change before it, though its message chain is whole.
+    let kept = bob.into_store();
+    let reaction = alice.react(&conv, first, "👍", true, LONG).await.unwrap();
+    let bob = reconnect(kept).await;
+    let own = bob.send(&conv, "b-1", "two").await.unwrap().seq;
+    held(&bob, &conv, first, "the reaction he was away for", |m| {
+        m.reactions.get("👍") == Some(&1) && m.changed_seq == Some(reaction)
+    })
+    .await;
+    bob.wait_for("his cursor at his own message", LONG, |s| {
+        s.cursors().get(&conv) == Some(&own)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}: cursors {:?}", bob.cursors()));
+
+    // Away again: an edit and a reaction to his message. Back, without a sync: alice's
+    // next reaction comes live and names the one before it; bob applies all three, in
+    // order.
+    let kept = bob.into_store();
+    alice.edit(&conv, first, "one, edited", LONG).await.unwrap();
+    alice.react(&conv, own, "🎉", true, LONG).await.unwrap();
+    let bob = reconnect(kept).await;
+    // (A frame routed to the new session before it took in the old store may already
+    // have started a fill: the cursor is then none until the fill ends.)
+    assert!(
+        bob.cursors().get(&conv).is_none_or(|c| *c <= own),
+        "nothing past what he held: {:?}",
+        bob.cursors()
+    );
+    let last = alice.react(&conv, own, "👀", true, LONG).await.unwrap();
+    held(&bob, &conv, first, "the edit he was away for", |m| {
+        m.edited && m.body == "one, edited"
+    })
+    .await;
+    held(&bob, &conv, own, "both reactions to his message", |m| {
+        m.reactions.get("🎉") == Some(&1) && m.reactions.get("👀") == Some(&1)
+    })
+    .await;
+    let history = alice_api.history(&conv, None, None, 100).await.unwrap();
+    let mut now = history.messages;
+    let mut his = bob.messages(&conv);
+    for m in now.iter_mut().chain(his.iter_mut()) {
+        m.my_reactions.clear();
+        m.prev_change = None;
+    }
+    let state = |l: &[MessageView]| -> Vec<_> {
+        l.iter()
+            .map(|m| (m.seq, m.body.clone(), m.edited, m.reactions.clone()))
+            .collect()
+    };
+    assert_eq!(state(&his), state(&now), "bob's copy equals history");
+    assert!(bob.cursors()[&conv] >= own && last > own);
+}

@@ -215,6 +215,8 @@ pub(crate) fn frame_of_event(
                     seq,
                     ..Default::default()
                 }),
+                // -1: no change before it; null: the router did not know.
+                prev_change: batch.prev_change,
                 ..Default::default()
             });
             Some((frame, Some(m)))
@@ -227,6 +229,7 @@ pub(crate) fn frame_of_event(
                 sender_id: e.meta.actor,
                 body: e.body,
                 edited_at: e.meta.occurred_at,
+                prev_change: batch.prev_change,
             },
             None,
         )),
@@ -236,6 +239,7 @@ pub(crate) fn frame_of_event(
                 seq: batch.source_offset,
                 target_seq: d.target_seq,
                 actor: d.meta.actor,
+                prev_change: batch.prev_change,
             },
             None,
         )),
@@ -247,6 +251,7 @@ pub(crate) fn frame_of_event(
                 user_id: r.meta.actor,
                 emoji: r.emoji,
                 on: r.on,
+                prev_change: batch.prev_change,
             },
             None,
         )),

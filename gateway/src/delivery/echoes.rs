@@ -37,6 +37,8 @@ pub struct Echo {
     /// The router did not know the message before it.
     pub prev_unknown: bool,
     pub ts: i64,
+    /// The conversation's change before it, as the router knows it (-1: none).
+    pub prev_change: Option<i64>,
 }
 
 /// The sends waiting for their copy, by message id (each with the token of its
@@ -119,6 +121,7 @@ impl Echoes {
                 prev_seq: m.prev_seq,
                 prev_unknown: m.prev_unknown,
                 ts: m.ts,
+                prev_change: m.prev_change,
             };
             self.arrived(m.message_id, echo);
         }
@@ -161,6 +164,7 @@ mod tests {
             prev_seq: Some(5),
             prev_unknown: false,
             ts: 1,
+            prev_change: Some(-1),
         };
         echoes.arrived(Uuid::new_v4(), echo);
         echoes.arrived(id, echo);

@@ -82,6 +82,8 @@ pub struct Sent {
     /// The router that confirmed it did not know the previous message.
     pub prev_unknown: bool,
     pub ts: i64,
+    /// The conversation's change before it (-1: none; `None`: not known).
+    pub prev_change: Option<i64>,
 }
 
 impl Sent {
@@ -94,6 +96,7 @@ impl Sent {
             prev_seq: self.prev_seq,
             prev_unknown: self.prev_unknown,
             ts: self.ts,
+            prev_change: self.prev_change,
         }
     }
 }
@@ -271,6 +274,7 @@ pub async fn check(
             prev_seq: m.prev_seq,
             prev_unknown: false,
             ts: m.ts,
+            prev_change: m.prev_change,
         }));
     }
     Ok(Ok(Checked {
@@ -335,6 +339,7 @@ pub async fn confirm(state: &Shared, appended: Appended) -> Result<Sent, ApiErro
                 prev_seq: e.prev_seq,
                 prev_unknown: e.prev_unknown,
                 ts: e.ts,
+                prev_change: e.prev_change,
             });
         }
     }
@@ -356,6 +361,7 @@ pub async fn confirm(state: &Shared, appended: Appended) -> Result<Sent, ApiErro
             prev_seq: kept.prev_seq,
             prev_unknown: false,
             ts: kept.ts,
+            prev_change: kept.prev_change,
         }),
         None => {
             // The rules refused it at its position: the sender was no longer a member.

@@ -580,6 +580,7 @@ fn dispatch(
                             conversation_id,
                             request_id,
                             messages: page.messages,
+                            changes: page.changes,
                             has_more: page.has_more,
                         };
                         session.push_bulk(encode(&frame)).await;

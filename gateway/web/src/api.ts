@@ -1,7 +1,7 @@
 // The REST half of the protocol: every call with the user's token, every failure an
 // ApiError with the server's code and message.
 
-import type { ConversationDetail, ConversationSummary, MessageView, Receipt, Sent, ServerFrame } from "./protocol";
+import type { ConversationDetail, ConversationSummary, MessageChange, MessageView, Receipt, Sent, ServerFrame } from "./protocol";
 
 /** A change to a message, as the page asks for it. */
 export type Change = { kind: "edit"; body: string } | { kind: "delete" } | { kind: "react"; emoji: string; on: boolean };
@@ -82,7 +82,10 @@ export class Api {
   }
 
   /** Messages with after < seq < before, oldest first. */
-  history(id: string, q: { after?: number; before?: number; limit?: number }): Promise<{ messages: MessageView[]; has_more: boolean }> {
+  history(
+    id: string,
+    q: { after?: number; before?: number; limit?: number },
+  ): Promise<{ messages: MessageView[]; changes?: MessageChange[]; has_more: boolean }> {
     const p = new URLSearchParams();
     if (q.after !== undefined) p.set("after", String(q.after));
     if (q.before !== undefined) p.set("before", String(q.before));

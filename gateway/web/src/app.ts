@@ -87,24 +87,38 @@ export class App {
 
   private onFrame(f: ServerFrame): void {
     switch (f.type) {
-      case "message":
+      case "message": {
+        const c = this.store.conversations.get(f.conversation_id);
+        const linked = c?.chain(f.seq, f.prev_change) ?? true;
         this.receive([f]);
+        if (c && !linked) void this.fillChanges(c, f.seq);
         break;
-      case "sync_batch":
+      }
+      case "sync_batch": {
         this.receive(f.messages);
         this.changed(f.changes ?? []);
+        // A sync starts at or below the change mark: the page's stretch is whole.
+        const c = this.store.conversations.get(f.conversation_id);
+        const seqs = [...f.messages.map((m) => m.seq), ...(f.changes ?? []).map((ch) => ch.seq)];
+        if (c && seqs.length > 0) c.mark(Math.max(...seqs));
         break;
+      }
       case "message_edited":
       case "message_deleted":
-      case "reaction":
-        this.changed([f]);
+      case "reaction": {
+        const c = this.store.conversations.get(f.conversation_id);
+        // After a missed change, this one comes in order with the fill's page.
+        if (c && !c.chain(f.seq, f.prev_change)) void this.fillChanges(c, f.seq);
+        else this.changed([f]);
         break;
+      }
       case "synced":
         for (const c of this.store.conversations.values()) if (c.loaded) void this.fillGaps(c);
         break;
       case "sent": {
         const c = this.store.conversations.get(f.conversation_id);
         if (!c) break;
+        const linked = c.chain(f.seq, f.prev_change);
         const pending = c.pending.get(f.client_msg_id);
         c.pending.delete(f.client_msg_id);
         c.insert({
@@ -117,6 +131,7 @@ export class App {
           ts: f.ts,
           ...(pending?.replyTo !== undefined ? { reply_to: { seq: pending.replyTo } } : {}),
         });
+        if (!linked) void this.fillChanges(c, f.seq);
         this.sentBodies.delete(f.client_msg_id);
         this.renderList();
         if (this.store.open === c.id) this.renderMessages(true);
@@ -305,6 +320,9 @@ export class App {
         for (const m of page.messages) c.insert(m);
         c.hasOlder = page.has_more;
         c.loaded = true;
+        // History's copies are as they are now: every change to them is in.
+        const newest = c.newest();
+        if (newest !== null) c.mark(newest);
         await this.fillGaps(c);
       }
       for (const r of await this.api.receipts(id)) {
@@ -318,6 +336,41 @@ export class App {
       this.renderMessages(true);
       this.markRead();
     }
+  }
+
+  /** conversation → the change fill under way, up to (not including) this seq. */
+  private readonly changeFills = new Map<string, number>();
+
+  /**
+   * A change before `seq` was missed: reads history from the change mark up to and
+   * including `seq`, whose pages list every change of that stretch, and applies them in
+   * order. If it fails, the next sync brings them (its cursor is not past the mark).
+   */
+  private async fillChanges(c: Conversation, seq: number): Promise<void> {
+    const running = this.changeFills.has(c.id);
+    this.changeFills.set(c.id, Math.max(this.changeFills.get(c.id) ?? 0, seq + 1));
+    if (running) return;
+    try {
+      for (let round = 0; round < 20; round++) {
+        const before = this.changeFills.get(c.id)!;
+        let after = c.changesThrough ?? (c.oldest() ?? before) - 1;
+        for (;;) {
+          const page = await this.api.history(c.id, { after, before, limit: 1000 });
+          for (const m of page.messages) c.insert(m);
+          this.changed(page.changes ?? []);
+          const last = page.messages.at(-1)?.seq;
+          if (!page.has_more || last === undefined) break;
+          after = last;
+        }
+        c.mark(before - 1);
+        if (this.changeFills.get(c.id) === before) break;
+      }
+    } catch {
+      // Left to the next sync.
+    } finally {
+      this.changeFills.delete(c.id);
+    }
+    if (this.store.open === c.id) this.renderMessages(false);
   }
 
   /** Fetches what is missing between the messages held (history is the authority). */

@@ -17,6 +17,8 @@ export interface MessageView {
   my_reactions?: string[];
   /** The seq of the latest change this copy reflects. */
   changed_seq?: number;
+  /** The conversation's change before it: -1 for none; absent when not known. */
+  prev_change?: number;
 }
 
 export interface ReplyTo {
@@ -27,10 +29,11 @@ export interface ReplyTo {
 }
 
 /** An edit, a deletion for everyone or a reaction, at its own seq. */
-export type MessageChange =
+export type MessageChange = (
   | { type: "message_edited"; conversation_id: string; seq: number; target_seq: number; sender_id: string; body: string; edited_at: number }
   | { type: "message_deleted"; conversation_id: string; seq: number; target_seq: number; actor: string }
-  | { type: "reaction"; conversation_id: string; seq: number; target_seq: number; user_id: string; emoji: string; on: boolean };
+  | { type: "reaction"; conversation_id: string; seq: number; target_seq: number; user_id: string; emoji: string; on: boolean }
+) & { prev_change?: number };
 
 export interface Sent {
   type: "sent";
@@ -40,6 +43,7 @@ export interface Sent {
   seq: number;
   prev_seq: number | null;
   ts: number;
+  prev_change?: number;
 }
 
 export type ReceiptKind = "delivered" | "read";

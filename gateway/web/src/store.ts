@@ -25,6 +25,11 @@ export class Conversation {
   mentions = 0;
   /** The newest page of history was loaded, and older pages may follow. */
   loaded = false;
+  /**
+   * The change mark: every edit, deletion and reaction at or before this seq is
+   * reflected in the copies held (docs/protocol.md, "Keeping a conversation complete").
+   */
+  changesThrough: number | null = null;
   hasOlder = true;
   lastActivity = 0;
 
@@ -97,6 +102,24 @@ export class Conversation {
     next.changed_seq = f.seq;
     this.messages.set(m.seq, next);
     return true;
+  }
+
+  /**
+   * Whether an event at `seq` whose change before it is `prev` (-1: none; undefined: not
+   * known) links to the change mark; if so (or if nothing is held, so nothing can miss a
+   * change), the mark moves to `seq`. If not, a change was missed: fill from the mark.
+   */
+  chain(seq: number, prev: number | undefined): boolean {
+    const linked =
+      this.messages.size === 0 ||
+      (prev !== undefined && (prev < 0 || (this.changesThrough !== null && this.changesThrough >= prev)));
+    if (linked) this.mark(seq);
+    return linked;
+  }
+
+  /** Every change at or before `seq` is reflected now. */
+  mark(seq: number): void {
+    this.changesThrough = Math.max(this.changesThrough ?? -1, seq);
   }
 
   sorted(): MessageView[] {
@@ -212,7 +235,9 @@ export class Store {
   cursors(): Record<string, number> {
     const out: Record<string, number> = {};
     for (const c of this.conversations.values()) {
-      const n = c.contiguous() ?? c.summary.last_seq;
+      let n = c.contiguous() ?? c.summary.last_seq;
+      // Not past the change mark: a change missed comes with the sync.
+      if (n !== null && n !== undefined && c.changesThrough !== null) n = Math.min(n, c.changesThrough);
       if (n !== null && n !== undefined) out[c.id] = n;
     }
     return out;

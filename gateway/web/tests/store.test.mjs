@@ -91,3 +91,20 @@ test("edits, deletions and reactions apply once, by the rules a client can check
   assert.equal(c.messages.get(1).body, "");
   assert.equal(c.applyChange(edit(11, "amy", "back"), "me"), false, "nothing after a deletion");
 });
+
+test("a missed edit, deletion or reaction holds the sync cursor back at the change mark", () => {
+  const store = new Store("bob");
+  const c = store.upsert({ conversation_id: "c", type: "direct", title: null, last_seq: 3, unread: 0, members: 2 });
+  // Nothing held: nothing can miss a change.
+  assert.equal(c.chain(1, 0), true);
+  c.insert(msg(1, null));
+  assert.equal(c.chain(2, -1), true, "no change before it");
+  c.insert({ ...msg(4, 1), prev_change: 3 });
+  assert.equal(c.chain(4, 3), false, "the change at 3 never came");
+  assert.equal(c.chain(5, undefined), false, "not known: a fill tells");
+  assert.deepEqual(store.cursors(), { c: 2 });
+  // The fill's page brought the stretch up to 5.
+  c.mark(5);
+  assert.equal(c.chain(7, 5), true);
+  assert.deepEqual(store.cursors(), { c: 4 });
+});

@@ -292,6 +292,7 @@ impl Batch<'_> {
                     deleted: false,
                     reactions: BTreeMap::new(),
                     changed_seq: None,
+                    prev_change: Some(conv.last_change.unwrap_or(-1)),
                 };
                 conv.last_seq = Some(offset);
                 self.ov

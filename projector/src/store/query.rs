@@ -227,6 +227,7 @@ impl Store {
             reactions: row.reactions,
             my_reactions,
             changed_seq: row.changed_seq,
+            prev_change: row.prev_change,
         })
     }
 
@@ -451,6 +452,7 @@ impl Store {
                 kind: row.kind,
                 members,
                 last_seq: row.last_seq,
+                last_change: Some(row.last_change.unwrap_or(-1)),
                 created_at: Some(row.created_at),
                 creator: row.creator,
                 admins,

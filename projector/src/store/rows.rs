@@ -83,6 +83,10 @@ pub struct MessageRow {
     /// seq of the latest kept change to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changed_seq: Option<i64>,
+    /// seq of the conversation's latest kept change before it; -1 when there was none
+    /// (absent in rows written before it was kept: not known).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev_change: Option<i64>,
 }
 
 /// A message waiting for an offline user (`inbox`: user, conversation, seq → row).

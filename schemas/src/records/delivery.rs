@@ -28,6 +28,11 @@ pub struct DeliveryBatch {
     /// The routed record, single-object encoded.
     #[serde(with = "crate::records::any::base64_bytes")]
     pub event: Vec<u8>,
+    /// seq of the conversation's latest change to a message routed before the event;
+    /// -1 when there has been none; `None` when the router does not know it (and in
+    /// version 1 records, which did not have it).
+    #[serde(default)]
+    pub prev_change: Option<i64>,
 }
 
 impl Record for DeliveryBatch {
@@ -49,6 +54,7 @@ impl Record for DeliveryBatch {
                 ("source_offset", Value::Long(self.source_offset)),
                 ("prev_seq", nullable(self.prev_seq.map(Value::Long))),
                 ("event", Value::Bytes(self.event.clone())),
+                ("prev_change", nullable(self.prev_change.map(Value::Long))),
             ],
         )
     }
@@ -66,6 +72,7 @@ impl Record for DeliveryBatch {
             source_offset: f.long("source_offset")?,
             prev_seq: f.opt_long("prev_seq")?,
             event: f.bytes("event")?,
+            prev_change: f.opt_long("prev_change")?,
         })
     }
 }
