@@ -32,6 +32,8 @@ pub struct Counts {
     pub info_duplicates_dropped: usize,
     pub info_reconnects: usize,
     pub info_send_retries: usize,
+    pub info_changes: usize,
+    pub info_changes_failed: usize,
     pub info_receipts: usize,
     pub missing_in_history: usize,
     /// (acked message, member) pairs where the member's store lacks it.
@@ -40,6 +42,8 @@ pub struct Counts {
     pub cmid_two_seqs: usize,
     pub stores_out_of_order: usize,
     pub held_not_in_history: usize,
+    /// Messages a client holds whose text, flags or reaction counts differ from history.
+    pub changes_differ: usize,
     pub store_duplicates: usize,
     pub history_duplicates: usize,
     pub not_converged: usize,
@@ -138,6 +142,8 @@ pub fn count(
         c.info_arrivals_out_of_order += r.arrivals_out_of_order;
         c.info_reconnects += r.reconnects;
         c.info_send_retries += r.send_retries;
+        c.info_changes += r.changes;
+        c.info_changes_failed += r.changes_failed;
         c.info_receipts += r.acks;
         c.info_duplicates_dropped += r
             .store
@@ -161,6 +167,15 @@ pub fn count(
             .count();
         // The messages both hold, in the store's order and in history's.
         let h = history_of(histories, &r.conversation);
+        let by_seq: HashMap<i64, &MessageView> = h.iter().map(|m| (m.seq, m)).collect();
+        c.changes_differ += store
+            .iter()
+            .filter(|m| {
+                by_seq.get(&m.seq).is_some_and(|h| {
+                    h.message_id == m.message_id && !super::client::same_state(m, h)
+                })
+            })
+            .count();
         let in_history = history_ids.get(r.conversation.as_str());
         let mine: Vec<(i64, Uuid)> = store
             .iter()
@@ -330,6 +345,10 @@ pub fn verdict(c: &Counts, checksum: &Checksum, faults: &Faults, elapsed: Durati
             c.held_not_in_history,
         ),
         zero(
+            "messages whose text, edit or deletion, or reactions at a client differ from history",
+            c.changes_differ,
+        ),
+        zero(
             "message ids held twice in a client's store",
             c.store_duplicates,
         ),
@@ -388,6 +407,14 @@ pub fn verdict(c: &Counts, checksum: &Checksum, faults: &Faults, elapsed: Durati
         ("acked messages (distinct)", c.info_acked.to_string()),
         ("`sent` frames", c.info_sent_frames.to_string()),
         ("send attempts retried", c.info_send_retries.to_string()),
+        (
+            "edits, reactions, deletions acknowledged",
+            c.info_changes.to_string(),
+        ),
+        (
+            "changes that failed (not retried)",
+            c.info_changes_failed.to_string(),
+        ),
         ("kills: gateway", kills("gateway").to_string()),
         ("kills: fanout-worker", kills("fanout-worker").to_string()),
         (

@@ -8,9 +8,15 @@
 //! over, waits for `ready` and syncs. Every `sent` frame is recorded, repeated ones
 //! included, and every ~2 s the user acknowledges its cursor.
 //!
+//! Every [`CHANGE_EVERY`]th acknowledged message is followed by a change, in turn: an
+//! edit of its own latest message, a reaction set or taken back on the newest message
+//! of someone else it holds, a deletion of its own message two sends back. A change that
+//! fails is not retried (it may still have landed: the checks compare with history).
+//!
 //! After the load, the user first gets its last message acknowledged, then waits (only
 //! reconnecting if its session closed, never syncing on purpose) until its store equals
-//! the conversation's history: a message the system failed to bring it stays missing.
+//! the conversation's history, message by message, text, edits, deletions and reaction
+//! counts included: a message or a change the system failed to bring it stays missing.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -32,6 +38,10 @@ const ACK_EVERY: Duration = Duration::from_secs(2);
 const ACK_TIMEOUT: Duration = Duration::from_millis(500);
 /// Timed-out sends whose late `sent` is still awaited, at most.
 const LATE_MAX: usize = 256;
+/// A change to a message after every this many acknowledged sends.
+const CHANGE_EVERY: u64 = 4;
+/// How long one change may wait for its `changed`.
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A user of the run.
 #[derive(Clone, Debug)]
@@ -91,6 +101,10 @@ pub struct Record {
     pub arrivals_out_of_order: usize,
     /// Send attempts that failed and were retried.
     pub send_retries: usize,
+    /// Changes (edits, reactions, deletions) acknowledged by `changed`.
+    pub changes: usize,
+    /// Changes that failed or got no answer in time (not retried).
+    pub changes_failed: usize,
     /// Acks (receipts) confirmed.
     pub acks: usize,
     /// Whether the store came to equal the history of the conversation.
@@ -133,6 +147,8 @@ pub async fn run(user: User, gateways: Vec<String>, timing: Timing, progress: Pr
         arrivals: 0,
         arrivals_out_of_order: 0,
         send_retries: 0,
+        changes: 0,
+        changes_failed: 0,
         acks: 0,
         converged: false,
         gave_up: None,
@@ -276,6 +292,47 @@ impl Client {
         }
     }
 
+    /// The `k`th change of this user (see the module doc); failures are counted only.
+    async fn change(&mut self, s: &Session, conv: &str, k: u64) {
+        let me = self.user.name.clone();
+        let mine: Vec<i64> = self
+            .rec
+            .sent
+            .iter()
+            .filter(|f| f.conversation == conv)
+            .map(|f| f.seq)
+            .collect();
+        let done = match k % 3 {
+            0 => {
+                let Some(&seq) = mine.last() else { return };
+                let body = format!("edit {k} by {me}");
+                s.edit(conv, seq, &body, CHANGE_TIMEOUT).await
+            }
+            1 => {
+                let held = s.messages(conv);
+                let Some(target) = held.iter().rev().find(|m| m.sender_id != me && !m.deleted)
+                else {
+                    return;
+                };
+                let on = !target.my_reactions.iter().any(|e| e == "👍");
+                s.react(conv, target.seq, "👍", on, CHANGE_TIMEOUT).await
+            }
+            _ => {
+                let Some(&seq) = mine.len().checked_sub(3).and_then(|i| mine.get(i)) else {
+                    return;
+                };
+                s.delete(conv, seq, CHANGE_TIMEOUT).await
+            }
+        };
+        match done {
+            Ok(_) => self.rec.changes += 1,
+            Err(e) => {
+                self.rec.changes_failed += 1;
+                tracing::debug!(user = %me, error = %e, "change failed; not retried");
+            }
+        }
+    }
+
     /// Acknowledges the conversation up to the cursor, if it moved (failures ignored).
     async fn ack(&mut self, s: &Session, acked_to: &mut Option<i64>) {
         let conv = self.user.conversation.clone();
@@ -334,6 +391,9 @@ impl Client {
                     self.record(&conv, &cmid, &sent);
                     pending = None;
                     silent = 0;
+                    if n % CHANGE_EVERY == 0 && !timing.load.is_cancelled() {
+                        self.change(&s, &conv, n / CHANGE_EVERY).await;
+                    }
                 }
                 Attempt::TimedOut(rx) => {
                     silent += 1;
@@ -415,7 +475,12 @@ fn same(a: &[MessageView], b: &[MessageView]) -> bool {
     a.len() == b.len()
         && a.iter()
             .zip(b)
-            .all(|(x, y)| x.seq == y.seq && x.message_id == y.message_id)
+            .all(|(x, y)| x.seq == y.seq && x.message_id == y.message_id && same_state(x, y))
+}
+
+/// The same text, edit and deletion flags and reaction counts.
+pub fn same_state(a: &MessageView, b: &MessageView) -> bool {
+    (&a.body, a.edited, a.deleted, &a.reactions) == (&b.body, b.edited, b.deleted, &b.reactions)
 }
 
 /// (live arrivals, arrivals below an earlier arrival's seq in their conversation).
