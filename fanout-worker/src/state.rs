@@ -232,11 +232,7 @@ impl PartitionState {
                         (false, Some(s)) => Prev::Seq(s),
                         (false, None) => Prev::First,
                     },
-                    // The views' last kept change (unknown from an older projector).
-                    last_change: match ahead {
-                        true => Prev::Unknown,
-                        false => Prev::from_record(c.last_change),
-                    },
+                    last_change: last_change_at(c.last_change, ahead, resume),
                 },
             );
         }
@@ -447,6 +443,28 @@ impl PartitionState {
     }
 }
 
+/// The change before the first record routed from `resume` on, from a snapshot's last
+/// kept change (`-1`: none; `None`: an older projector did not say).
+///
+/// `prev_change` is a bound: no change before the event is above it (a client checks
+/// only that it holds every change up to it). A snapshot at or behind `resume` gives it
+/// exactly (the records up to `resume` are applied on top). One taken ahead may name a
+/// change at or after `resume`, which is routed again; then every change before
+/// `resume` is at or below `resume - 1`, and that bound is what the next event names.
+fn last_change_at(snapshot: Option<i64>, ahead: bool, resume: i64) -> Prev {
+    let bound = match resume {
+        0 => Prev::First,
+        r => Prev::Seq(r - 1),
+    };
+    match snapshot {
+        Some(l) if l < 0 => Prev::First,
+        Some(l) if !ahead || l < resume => Prev::Seq(l),
+        Some(_) => bound,
+        None if ahead => bound,
+        None => Prev::Unknown,
+    }
+}
+
 fn group_change<'a>(kind: ConversationKind) -> Routed<'a> {
     match kind {
         ConversationKind::Group => Routed::Membership,
@@ -573,11 +591,22 @@ mod tests {
         snap.conversations[0].last_change = Some(17);
         let mut s = PartitionState::from_snapshot(snap.clone(), 20, Limits::default());
         assert_eq!(prev_change(s.apply(20, &post("a", "9"))), Prev::Seq(17));
+        // Taken ahead of the resume point past a change: a bound, every change before
+        // the resume point is at or below it (the change at 17 is routed again).
         let mut s = PartitionState::from_snapshot(snap.clone(), 15, Limits::default());
-        assert_eq!(prev_change(s.apply(15, &post("a", "9"))), Prev::Unknown);
+        assert_eq!(prev_change(s.apply(15, &post("a", "9"))), Prev::Seq(14));
+        // Taken ahead, its last change before the resume point: exact.
+        let mut s = PartitionState::from_snapshot(snap.clone(), 18, Limits::default());
+        assert_eq!(prev_change(s.apply(18, &post("a", "9"))), Prev::Seq(17));
+        snap.conversations[0].last_change = Some(-1);
+        let mut s = PartitionState::from_snapshot(snap.clone(), 15, Limits::default());
+        assert_eq!(prev_change(s.apply(15, &post("a", "9"))), Prev::First);
+        // From a projector that does not say: unknown, or the bound when ahead.
         snap.conversations[0].last_change = None;
-        let mut s = PartitionState::from_snapshot(snap, 20, Limits::default());
+        let mut s = PartitionState::from_snapshot(snap.clone(), 20, Limits::default());
         assert_eq!(prev_change(s.apply(20, &post("a", "9"))), Prev::Unknown);
+        let mut s = PartitionState::from_snapshot(snap, 15, Limits::default());
+        assert_eq!(prev_change(s.apply(15, &post("a", "9"))), Prev::Seq(14));
     }
 
     #[test]
