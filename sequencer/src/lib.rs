@@ -8,6 +8,9 @@
 //! - [`kafka`]: the Kafka backend, on rdkafka.
 //! - [`embedded`]: the embedded backend, on RocksDB, for `parley dev` without a broker.
 //! - [`follow`]: reading a whole topic, from its start and then live, into a state.
+//! - [`handoff`]: an [`EventLog`] in front of another that keeps some partitions of one
+//!   topic in memory, for a writer and reader in one process (`deliveries` in
+//!   `parley dev`).
 //! - [`error`]: the crate's error, which says whether a retry can help.
 //!
 //! **seq_no.** A message's seq_no is the offset of its `MessagePosted` record in its
@@ -18,6 +21,7 @@
 pub mod embedded;
 pub mod error;
 pub mod follow;
+pub mod handoff;
 pub mod kafka;
 pub mod log;
 pub mod partition;
@@ -25,6 +29,7 @@ pub mod topics;
 
 pub use embedded::{EmbeddedConfig, EmbeddedLog};
 pub use error::{Error, Result};
+pub use handoff::Handoff;
 pub use kafka::{KafkaConfig, KafkaLog};
 pub use log::{
     EventLog, GroupEvent, Lease, LogRecord, Position, RecordStream, StartAt, Subscription,

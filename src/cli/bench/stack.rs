@@ -43,6 +43,7 @@ impl OwnStack {
             presence: None,
             push: None,
             service_token: String::new(),
+            handoff: true,
             shutdown: tokio_util::sync::CancellationToken::new(),
         })
         .await?;

@@ -10,7 +10,7 @@ use clap::Args;
 use parley_fanout::FanoutConfig;
 use parley_gateway::GatewayConfig;
 use parley_projector::{Projector, ProjectorConfig, Views};
-use parley_sequencer::EventLog;
+use parley_sequencer::{EventLog, Handoff};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -46,6 +46,10 @@ pub struct DevArgs {
     pub(super) ops: OpsArgs,
     #[command(flatten)]
     pub(super) log: LogArgs,
+    /// Route the gateway's deliveries through the log's `deliveries` topic, as separate
+    /// processes do, instead of handing them over in this process.
+    #[arg(long, env = "PARLEY_DELIVERIES_VIA_LOG")]
+    pub(super) deliveries_via_log: bool,
 }
 
 impl DevArgs {
@@ -94,6 +98,7 @@ impl DevArgs {
             presence,
             push: Some(push),
             service_token,
+            handoff: !self.deliveries_via_log,
             shutdown,
         })
         .await?;
@@ -145,6 +150,9 @@ pub struct AllRolesConfig {
     pub push: Option<parley_push::PushConfig>,
     /// The token of the projector API, when it is served (`projector_http`).
     pub service_token: String,
+    /// Hand the gateway's slot of `deliveries` from the fanout-worker to the gateway in
+    /// this process ([`Handoff`]) rather than through the log.
+    pub handoff: bool,
     pub shutdown: tokio_util::sync::CancellationToken,
 }
 
@@ -168,6 +176,16 @@ impl AllRoles {
             );
         }
         let names = c.settings.names();
+        // The router and the reader of this gateway's slot live and die together here:
+        // its routed copies go from one to the other in memory (docs/ARCHITECTURE.md,
+        // "One process").
+        let log: Arc<dyn EventLog> = match c.handoff {
+            true => {
+                let slot = [c.gateway.gateway_id];
+                Arc::new(Handoff::new(c.log.clone(), &names.deliveries, &slot).await?)
+            }
+            false => c.log.clone(),
+        };
         // One set of readiness checks for the process: the gateway's /readyz has them all.
         let health = c.gateway.health.clone();
         let mut pc = ProjectorConfig::new(c.data_dir, &names);
@@ -197,7 +215,7 @@ impl AllRoles {
         fanout.ready_lag = c.gateway.ready_lag;
         let fanout = tokio::spawn(parley_fanout::run(
             fanout,
-            c.log.clone(),
+            log.clone(),
             Some(views.clone()),
             c.shutdown.clone(),
         ));
@@ -229,7 +247,7 @@ impl AllRoles {
         };
         let gateway = tokio::spawn(parley_gateway::run(
             c.gateway,
-            c.log,
+            log,
             views,
             source,
             c.listener,
