@@ -37,6 +37,15 @@ pub struct LogArgs {
         default_value_t = 500
     )]
     pub fetch_wait_ms: u32,
+    /// Compression of the records this process appends to Kafka.
+    #[arg(
+        long,
+        global = true,
+        env = "PARLEY_KAFKA_COMPRESSION",
+        default_value = "none",
+        value_parser = ["none", "gzip", "snappy", "lz4", "zstd"]
+    )]
+    pub kafka_compression: String,
     /// An append not confirmed within this time fails (ms).
     #[arg(
         long,
@@ -78,6 +87,7 @@ impl LogArgs {
             bootstrap: bootstrap.to_string(),
             linger_ms: self.linger_ms,
             fetch_wait_ms: self.fetch_wait_ms,
+            compression: self.kafka_compression.clone(),
             delivery_timeout_ms: self.delivery_timeout_ms,
             ..KafkaConfig::default()
         })

@@ -11,6 +11,8 @@ pub struct KafkaConfig {
     pub linger_ms: u32,
     /// Consumer `fetch.wait.max.ms`: how long the broker may hold a fetch for new data.
     pub fetch_wait_ms: u32,
+    /// Producer `compression.type`: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
+    pub compression: String,
     /// Producer `message.timeout.ms`: an append not confirmed by then fails.
     pub delivery_timeout_ms: u32,
     /// Timeout of metadata and admin requests.
@@ -32,6 +34,7 @@ impl Default for KafkaConfig {
             bootstrap: "127.0.0.1:9092".into(),
             linger_ms: 0,
             fetch_wait_ms: 500,
+            compression: "none".into(),
             delivery_timeout_ms: 10_000,
             request_timeout_ms: 10_000,
             read_buffer: 1024,
@@ -69,7 +72,7 @@ impl KafkaConfig {
             .set("message.timeout.ms", self.delivery_timeout_ms.to_string())
             .set("queue.buffering.max.messages", "200000")
             .set("queue.buffering.max.kbytes", "262144")
-            .set("compression.type", "lz4");
+            .set("compression.type", &self.compression);
         c
     }
 

@@ -48,7 +48,9 @@ pub struct DevArgs {
     pub(super) log: LogArgs,
     /// Route the gateway's deliveries through the log's `deliveries` topic, as separate
     /// processes do, instead of handing them over in this process.
-    #[arg(long, env = "PARLEY_DELIVERIES_VIA_LOG")]
+    #[arg(long, env = "PARLEY_DELIVERIES_VIA_LOG",
+          value_parser = clap::builder::BoolishValueParser::new(),
+          action = clap::ArgAction::SetTrue)]
     pub(super) deliveries_via_log: bool,
 }
 
