@@ -149,27 +149,12 @@ impl Store {
     /// applied if the change chain links it, else left to the fill of the gap it
     /// reveals (returned; its page brings this change in order).
     pub fn take_change(&mut self, change: &ServerFrame, me: &str) -> Option<Inserted> {
-        let (conversation, seq, prev) = match change {
-            ServerFrame::MessageEdited {
-                conversation_id,
-                seq,
-                prev_change,
-                ..
-            }
-            | ServerFrame::MessageDeleted {
-                conversation_id,
-                seq,
-                prev_change,
-                ..
-            }
-            | ServerFrame::Reaction {
-                conversation_id,
-                seq,
-                prev_change,
-                ..
-            } => (conversation_id, *seq, *prev_change),
-            _ => return None,
-        };
+        let Change {
+            conversation,
+            seq,
+            prev,
+            ..
+        } = Change::of(change)?;
         let conv = self.conversations.entry(conversation.clone()).or_default();
         let through = conv.changes_through;
         if conv.chain(seq, prev) {
@@ -213,26 +198,14 @@ impl Store {
     /// A change to a message not held is ignored too: history brings it as it is now.
     /// True if the held copy changed.
     pub fn apply_change(&mut self, change: &ServerFrame, me: &str) -> bool {
-        let (conversation, target, at) = match change {
-            ServerFrame::MessageEdited {
-                conversation_id,
-                target_seq,
-                seq,
-                ..
-            }
-            | ServerFrame::MessageDeleted {
-                conversation_id,
-                target_seq,
-                seq,
-                ..
-            }
-            | ServerFrame::Reaction {
-                conversation_id,
-                target_seq,
-                seq,
-                ..
-            } => (conversation_id, *target_seq, *seq),
-            _ => return false,
+        let Some(Change {
+            conversation,
+            seq: at,
+            target,
+            ..
+        }) = Change::of(change)
+        else {
+            return false;
         };
         let conv = self.conversations.entry(conversation.clone()).or_default();
         let Some(held) = conv.messages.get_mut(&target) else {
@@ -290,11 +263,50 @@ impl Store {
 
 /// The seq of a change frame (0 for any other frame).
 fn change_seq(change: &ServerFrame) -> i64 {
-    match change {
-        ServerFrame::MessageEdited { seq, .. }
-        | ServerFrame::MessageDeleted { seq, .. }
-        | ServerFrame::Reaction { seq, .. } => *seq,
-        _ => 0,
+    Change::of(change).map_or(0, |c| c.seq)
+}
+
+/// What every change frame says: its conversation, its own seq, the message it changes
+/// and the change before it.
+struct Change<'a> {
+    conversation: &'a String,
+    seq: i64,
+    target: i64,
+    prev: Option<i64>,
+}
+
+impl<'a> Change<'a> {
+    /// `None` for a frame that is not a change to a message.
+    fn of(frame: &'a ServerFrame) -> Option<Change<'a>> {
+        match frame {
+            ServerFrame::MessageEdited {
+                conversation_id,
+                seq,
+                target_seq,
+                prev_change,
+                ..
+            }
+            | ServerFrame::MessageDeleted {
+                conversation_id,
+                seq,
+                target_seq,
+                prev_change,
+                ..
+            }
+            | ServerFrame::Reaction {
+                conversation_id,
+                seq,
+                target_seq,
+                prev_change,
+                ..
+            } => Some(Change {
+                conversation: conversation_id,
+                seq: *seq,
+                target: *target_seq,
+                prev: *prev_change,
+            }),
+            _ => None,
+        }
     }
 }
 

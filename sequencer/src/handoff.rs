@@ -90,11 +90,33 @@ impl Handoff {
         })
     }
 
-    /// The handed-over partition `partition` of `topic`, if it is one.
-    fn part(&self, topic: &str, partition: i32) -> Option<&Arc<Part>> {
-        (topic == self.topic)
-            .then(|| self.local.get(&partition))
-            .flatten()
+    /// Appends here if the record goes to a handed-over partition (`partition`, or its
+    /// key's); `None` if it goes to the log behind.
+    fn take(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: &[u8],
+        value: Option<&[u8]>,
+    ) -> Option<Position> {
+        if topic != self.topic {
+            return None;
+        }
+        let p = partition.unwrap_or_else(|| partition_for_key(key, self.partitions));
+        let part = self.local.get(&p)?;
+        Some(self.put(part, p, key, value))
+    }
+
+    /// `offsets` of the log behind, with each handed-over partition's from `of`.
+    fn overlay(&self, topic: &str, mut offsets: Vec<i64>, of: fn(&Kept) -> i64) -> Vec<i64> {
+        if topic == self.topic {
+            for (p, part) in &self.local {
+                if let Some(o) = offsets.get_mut(*p as usize) {
+                    *o = of(&part.records.lock().unwrap_or_else(|p| p.into_inner()));
+                }
+            }
+        }
+        offsets
     }
 
     fn put(&self, part: &Part, partition: i32, key: &[u8], value: Option<&[u8]>) -> Position {
@@ -163,13 +185,10 @@ fn now_ms() -> i64 {
 #[async_trait]
 impl EventLog for Handoff {
     async fn append(&self, topic: &str, key: &[u8], value: Option<&[u8]>) -> Result<Position> {
-        if topic == self.topic {
-            let p = partition_for_key(key, self.partitions);
-            if let Some(part) = self.part(topic, p) {
-                return Ok(self.put(part, p, key, value));
-            }
+        match self.take(topic, None, key, value) {
+            Some(at) => Ok(at),
+            None => self.inner.append(topic, key, value).await,
         }
-        self.inner.append(topic, key, value).await
     }
 
     async fn append_to(
@@ -179,8 +198,8 @@ impl EventLog for Handoff {
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Result<Position> {
-        match self.part(topic, partition) {
-            Some(part) => Ok(self.put(part, partition, key, value)),
+        match self.take(topic, Some(partition), key, value) {
+            Some(at) => Ok(at),
             None => self.inner.append_to(topic, partition, key, value).await,
         }
     }
@@ -192,16 +211,8 @@ impl EventLog for Handoff {
         key: &[u8],
         value: Option<&[u8]>,
     ) -> Option<Appending> {
-        let p = match partition {
-            Some(p) => p,
-            None if topic == self.topic => partition_for_key(key, self.partitions),
-            None => return self.inner.start_append(topic, partition, key, value),
-        };
-        match self.part(topic, p) {
-            Some(part) => {
-                let at = self.put(part, p, key, value);
-                Some(Box::pin(async move { Ok(at) }))
-            }
+        match self.take(topic, partition, key, value) {
+            Some(at) => Some(Box::pin(async move { Ok(at) })),
             None => self.inner.start_append(topic, partition, key, value),
         }
     }
@@ -226,27 +237,13 @@ impl EventLog for Handoff {
     }
 
     async fn end_offsets(&self, topic: &str) -> Result<Vec<i64>> {
-        let mut ends = self.inner.end_offsets(topic).await?;
-        if topic == self.topic {
-            for (p, part) in &self.local {
-                if let Some(e) = ends.get_mut(*p as usize) {
-                    *e = part.records.lock().unwrap_or_else(|p| p.into_inner()).end();
-                }
-            }
-        }
-        Ok(ends)
+        let ends = self.inner.end_offsets(topic).await?;
+        Ok(self.overlay(topic, ends, Kept::end))
     }
 
     async fn start_offsets(&self, topic: &str) -> Result<Vec<i64>> {
-        let mut starts = self.inner.start_offsets(topic).await?;
-        if topic == self.topic {
-            for (p, part) in &self.local {
-                if let Some(s) = starts.get_mut(*p as usize) {
-                    *s = part.records.lock().unwrap_or_else(|p| p.into_inner()).start;
-                }
-            }
-        }
-        Ok(starts)
+        let starts = self.inner.start_offsets(topic).await?;
+        Ok(self.overlay(topic, starts, |k| k.start))
     }
 
     async fn partition_count(&self, topic: &str) -> Result<i32> {

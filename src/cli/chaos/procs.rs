@@ -404,27 +404,23 @@ pub async fn get(base: &str, path: &str, token: &str) -> anyhow::Result<Option<V
 
 /// Waits until `GET base/readyz` answers 200, at most `within`.
 async fn wait_ready(base: &str, within: Duration) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Ok(Some(_)) = get(base, "/readyz", "").await {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("{base} was not ready within {within:?} (its /readyz names the check)");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_ok(base, "/readyz", within).await
 }
 
 /// Waits until `GET base/healthz` answers 200, at most `within`.
 pub async fn wait_healthy(base: &str, within: Duration) -> anyhow::Result<()> {
+    wait_ok(base, "/healthz", within).await
+}
+
+/// Waits until `GET base{path}` answers 200, at most `within`.
+async fn wait_ok(base: &str, path: &str, within: Duration) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        if let Ok(Some(_)) = get(base, "/healthz", "").await {
+        if let Ok(Some(_)) = get(base, path, "").await {
             return Ok(());
         }
         if tokio::time::Instant::now() >= deadline {
-            bail!("{base} did not answer /healthz within {within:?} (see its log)");
+            bail!("{base} did not answer {path} with 200 within {within:?} (see its log)");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
