@@ -599,3 +599,51 @@ async fn a_long_warm_up_does_not_get_the_worker_evicted() {
         )
     });
 }
+
+/// A client that gives up while its session is being set up (the workers have not
+/// acknowledged its presence yet) is let go at once: its socket is not held, half
+/// closed, until the setup ends. Under a connection storm those sockets used to pile up
+/// in CLOSE-WAIT until the process ran out of files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_gone_during_session_setup_is_let_go_at_once() {
+    use futures::SinkExt;
+    let stack = Processes::start("gone-in-setup", 1).await;
+    let g = &stack.gateways[0];
+    let connections = || async {
+        let m = reqwest::get(format!("{g}/metrics")).await.unwrap();
+        let text = m.text().await.unwrap();
+        text.lines()
+            .find(|l| l.starts_with("parley_connections "))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let mut tokens = Vec::new();
+    for i in 0..10 {
+        tokens.push(token(g, &format!("setup{i}")).await);
+    }
+    // With the worker stopped, no presence is acknowledged: every session waits in its
+    // setup for the acknowledgement timeout (5 s).
+    stack.fanouts[0].pause();
+    let mut sockets = Vec::new();
+    for t in &tokens {
+        sockets.push(common::raw_socket(g, t).await);
+    }
+    common::eventually("ten sessions open", LONG, || async {
+        connections().await >= 10.0
+    })
+    .await;
+    let closed_at = std::time::Instant::now();
+    for mut s in sockets {
+        let _ = s.close(None).await;
+    }
+    common::eventually("every session ended", LONG, || async {
+        connections().await == 0.0
+    })
+    .await;
+    let took = closed_at.elapsed();
+    stack.fanouts[0].resume();
+    assert!(
+        took < Duration::from_secs(3),
+        "the sessions ended {took:?} after their clients left: they waited for their setup"
+    );
+}

@@ -29,6 +29,8 @@ use crate::{history, receipts, sync, typing};
 pub use crate::sessions::{
     CLOSE_DEAD, CLOSE_PRESENCE_LAPSED, CLOSE_SLOW, CLOSE_TOKEN_EXPIRED, CLOSE_TRY_AGAIN,
 };
+/// Close code of a session that ended normally (its client closed it).
+const CLOSE_NORMAL: u16 = 1000;
 /// Close code when the gateway shuts down: reconnect elsewhere and sync.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
@@ -121,10 +123,16 @@ async fn session(state: Shared, who: Identity, socket: WebSocket) {
         let (contacts, u) = (state.contacts.clone(), user.clone());
         tokio::spawn(async move { contacts.attach(&u).await });
     }
-    let live = state
-        .presence
-        .wait_live(&user, state.config.ack_timeout)
-        .await;
+    // The socket is read while the workers acknowledge: a client gone meanwhile ends the
+    // session at once (its socket is not left half-closed until the setup's end), and
+    // frames it sent early are kept for afterwards.
+    let mut early = std::collections::VecDeque::new();
+    let waiting = state.presence.wait_live(&user, state.config.ack_timeout);
+    let Some(live) = while_reading(&mut stream, &mut early, waiting).await else {
+        debug!(user = %user, session = session.id, "client gone during session setup");
+        end_session(&state, session, &user, writer).await;
+        return;
+    };
 
     // Then the user's groups, indexed before the session is ready from views that hold
     // the log up to where routing here begins: large groups' messages routed from then
@@ -214,7 +222,7 @@ async fn session(state: Shared, who: Identity, socket: WebSocket) {
                 session.close_with(CLOSE_DEAD, "idle: no frame or pong in time");
                 break;
             }
-            m = stream.next() => m,
+            m = next_frame(&mut stream, &mut early) => m,
         };
         heard = tokio::time::Instant::now();
         let text = match msg {
@@ -317,6 +325,45 @@ async fn session(state: Shared, who: Identity, socket: WebSocket) {
     info!(user = %user, "session closed");
 }
 
+/// Frames read from a socket before its session was ready, at most.
+const EARLY_FRAMES: usize = 16;
+
+type Inbound = futures::stream::SplitStream<WebSocket>;
+
+/// Runs `setup` while reading the socket: `None` as soon as the client is gone (closed,
+/// reset), else `setup`'s output. Frames that arrive meanwhile are kept in `early`; past
+/// [`EARLY_FRAMES`] the socket is left unread until `setup` ends (TCP holds the rest).
+async fn while_reading<F: std::future::Future>(
+    stream: &mut Inbound,
+    early: &mut std::collections::VecDeque<Message>,
+    setup: F,
+) -> Option<F::Output> {
+    tokio::pin!(setup);
+    loop {
+        if early.len() >= EARLY_FRAMES {
+            return Some(setup.await);
+        }
+        tokio::select! {
+            out = &mut setup => return Some(out),
+            m = stream.next() => match m {
+                Some(Ok(Message::Close(_))) | Some(Err(_)) | None => return None,
+                Some(Ok(m)) => early.push_back(m),
+            },
+        }
+    }
+}
+
+/// The next frame: one kept from the session's setup first, else the socket's.
+async fn next_frame(
+    stream: &mut Inbound,
+    early: &mut std::collections::VecDeque<Message>,
+) -> Option<Result<Message, axum::Error>> {
+    match early.pop_front() {
+        Some(m) => Some(Ok(m)),
+        None => stream.next().await,
+    }
+}
+
 /// Takes a session out of the gateway (its contacts, its presence) and waits for its
 /// writer to drain.
 async fn end_session(
@@ -329,7 +376,7 @@ async fn end_session(
     state.sessions.close(&session);
     state.contacts.detach(user);
     state.presence.session_closed(user).await;
-    // Dropping the last handle of the session ends the writer after it drains.
+    // The session is closed: its writer writes what is queued, then closes the socket.
     drop(session);
     let _ = writer.await;
 }
@@ -390,6 +437,9 @@ async fn write(
                 None => break,
             },
             Some(f) = outbound.bulk.recv() => Ok(text_out(&f)),
+            // The session has ended (its client left, or its setup failed) and everything
+            // queued is written: the socket is closed now, not at the next ping.
+            _ = session.closed.cancelled() => Err((CLOSE_NORMAL, "session ended")),
             _ = ping.tick() => Ok(Message::Ping(Default::default())),
         };
         let msg = match next {
