@@ -606,7 +606,6 @@ async fn a_long_warm_up_does_not_get_the_worker_evicted() {
 /// in CLOSE-WAIT until the process ran out of files.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_gone_during_session_setup_is_let_go_at_once() {
-    use futures::SinkExt;
     let stack = Processes::start("gone-in-setup", 1).await;
     let g = &stack.gateways[0];
     let connections = || async {
