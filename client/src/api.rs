@@ -24,6 +24,14 @@ pub struct Page {
     pub has_more: bool,
 }
 
+/// A downloaded attachment.
+#[derive(Debug, Clone)]
+pub struct Download {
+    pub bytes: Vec<u8>,
+    pub content_type: String,
+    pub disposition: String,
+}
+
 /// A REST answer that was not a success: its status and body.
 #[derive(Debug, Clone)]
 pub struct Refused {
@@ -115,6 +123,98 @@ impl Api {
         self.call(method, path, body)
             .await?
             .map_err(|r| SessionError::Refused(format!("{}: {}", r.status, r.body)))
+    }
+
+    /// Uploads a file for `conversation`: asks for a slot (`POST /v1/uploads`), then puts
+    /// the bytes where it says (the object store's presigned URL, or the gateway). The
+    /// answer names it in a send ([`crate::Session::send_files`]).
+    pub async fn upload(
+        &self,
+        conversation: &str,
+        name: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<parley_schemas::AttachmentRef, SessionError> {
+        let slot = self
+            .ok(
+                reqwest::Method::POST,
+                "/v1/uploads",
+                Some(json!({
+                    "conversation_id": conversation,
+                    "content_type": content_type,
+                    "size": bytes.len(),
+                })),
+            )
+            .await?;
+        let (Some(id), Some(url)) = (slot["attachment_id"].as_str(), slot["upload_url"].as_str())
+        else {
+            return Err(SessionError::Protocol(format!(
+                "an upload slot without id or url: {slot}"
+            )));
+        };
+        let size = bytes.len();
+        let mut put = if url.starts_with('/') {
+            self.http
+                .put(format!("{}{url}", self.base))
+                .bearer_auth(&self.token)
+        } else {
+            self.http.put(url)
+        };
+        if let Some(headers) = slot["headers"].as_object() {
+            for (k, v) in headers {
+                if k != "content-length" {
+                    put = put.header(k.as_str(), v.as_str().unwrap_or_default());
+                }
+            }
+        }
+        let resp = put.body(bytes).send().await?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            return Err(SessionError::Refused(format!("upload: {status}: {text}")));
+        }
+        Ok(parley_schemas::AttachmentRef {
+            attachment_id: id.to_string(),
+            name: name.to_string(),
+            content_type: content_type.to_string(),
+            size: size as i64,
+            width: None,
+            height: None,
+        })
+    }
+
+    /// Downloads an attachment (or an image's thumbnail), following the gateway's
+    /// redirect to the object store if it gives one.
+    pub async fn download(
+        &self,
+        attachment_id: &str,
+        thumbnail: bool,
+    ) -> Result<Result<Download, Refused>, SessionError> {
+        let mut url = format!("{}/v1/attachments/{attachment_id}", self.base);
+        if thumbnail {
+            url.push_str("?thumbnail=true");
+        }
+        let resp = self.http.get(url).bearer_auth(&self.token).send().await?;
+        let status = resp.status();
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let (content_type, disposition) = (header("content-type"), header("content-disposition"));
+        let bytes = resp.bytes().await?.to_vec();
+        if !status.is_success() {
+            let body = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+            return Ok(Err(Refused { status, body }));
+        }
+        Ok(Ok(Download {
+            bytes,
+            content_type,
+            disposition,
+        }))
     }
 
     pub async fn create_direct(&self, other: &str) -> Result<String, SessionError> {

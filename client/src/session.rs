@@ -71,6 +71,7 @@ struct Outgoing {
     conversation_id: String,
     body: String,
     reply_to: Option<i64>,
+    attachments: Vec<parley_schemas::AttachmentRef>,
 }
 
 #[derive(Default)]
@@ -278,8 +279,29 @@ impl Session {
         reply_to: Option<i64>,
     ) -> Result<Sent, SessionError> {
         let rx = self
-            .send_message(conversation, client_msg_id, body, reply_to)
+            .send_message(conversation, client_msg_id, body, reply_to, Vec::new())
             .await?;
+        Self::answer(client_msg_id, rx).await
+    }
+
+    /// [`Session::send`] of a message with files uploaded for it ([`crate::Api::upload`]).
+    pub async fn send_files(
+        &self,
+        conversation: &str,
+        client_msg_id: &str,
+        body: &str,
+        attachments: Vec<parley_schemas::AttachmentRef>,
+    ) -> Result<Sent, SessionError> {
+        let rx = self
+            .send_message(conversation, client_msg_id, body, None, attachments)
+            .await?;
+        Self::answer(client_msg_id, rx).await
+    }
+
+    async fn answer(
+        client_msg_id: &str,
+        rx: oneshot::Receiver<Reply>,
+    ) -> Result<Sent, SessionError> {
         match tokio::time::timeout(Duration::from_secs(30), rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(SessionError::Closed("reply dropped".into())),
@@ -294,7 +316,7 @@ impl Session {
         client_msg_id: &str,
         body: &str,
     ) -> Result<oneshot::Receiver<Reply>, SessionError> {
-        self.send_message(conversation, client_msg_id, body, None)
+        self.send_message(conversation, client_msg_id, body, None, Vec::new())
             .await
     }
 
@@ -304,12 +326,23 @@ impl Session {
         client_msg_id: &str,
         body: &str,
         reply_to: Option<i64>,
+        attachments: Vec<parley_schemas::AttachmentRef>,
     ) -> Result<oneshot::Receiver<Reply>, SessionError> {
         let (tx, rx) = oneshot::channel();
+        let attach: Vec<parley_schemas::frames::Attach> = attachments
+            .iter()
+            .map(|a| parley_schemas::frames::Attach {
+                attachment_id: a.attachment_id.clone(),
+                name: a.name.clone(),
+                width: a.width,
+                height: a.height,
+            })
+            .collect();
         let outgoing = Outgoing {
             conversation_id: conversation.to_string(),
             body: body.to_string(),
             reply_to,
+            attachments,
         };
         let retry = {
             let mut st = self.shared.lock();
@@ -325,6 +358,9 @@ impl Session {
         }
         if let Some(r) = reply_to {
             frame["reply_to"] = json!(r);
+        }
+        if !attach.is_empty() {
+            frame["attachments"] = json!(attach);
         }
         self.send_json(frame).await?;
         Ok(rx)
@@ -681,6 +717,7 @@ fn on_frame(shared: &Shared, out: &mpsc::Sender<Message>, text: &str) {
                             ..Default::default()
                         }),
                         prev_change,
+                        attachments: out.attachments,
                         ..Default::default()
                     };
                     if let Inserted::Gap { after, before } = st.store.insert(own, Source::Sent) {

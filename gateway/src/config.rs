@@ -57,6 +57,11 @@ pub struct GatewayConfig {
     /// The views count as caught up (for `/readyz`) within this many records of the
     /// end of every partition of `events`.
     pub ready_lag: i64,
+    /// Where attachments are stored; `None`: uploads answer `unavailable`.
+    pub attachments: Option<crate::attachments::Blobs>,
+    pub attachment_limits: crate::attachments::AttachmentLimits,
+    /// How often gateway 0 sweeps the attachment store.
+    pub attachment_sweep: Duration,
 }
 
 impl GatewayConfig {
@@ -85,6 +90,9 @@ impl GatewayConfig {
             limits: crate::limits::RateConfig::default(),
             health: parley_ops::Health::default(),
             ready_lag: 1_000,
+            attachments: None,
+            attachment_limits: crate::attachments::AttachmentLimits::default(),
+            attachment_sweep: crate::attachments::sweeper::EVERY,
         }
     }
 }

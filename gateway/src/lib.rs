@@ -10,6 +10,8 @@
 //!   [`deliveries`], [`broadcasts`], [`groups`], [`counts`], [`sync`], [`typing`].
 //! - [`presence`]: this gateway's presence records and slot lease ([`presence::agent`]),
 //!   and what people see of each other ([`contacts`]).
+//! - [`attachments`]: files sent with messages: upload slots, the object store (S3 or a
+//!   directory), downloads under the rules of history, thumbnails, the sweeper.
 //! - [`config`]: slot, topics, limits, timings.
 //! - [`auth`]: JWT (HS256) verification, and dev tokens.
 //! - [`error`]: [`ApiError`], one code per failure, mapped to HTTP statuses and error frames.
@@ -19,6 +21,7 @@
 //!
 //! Every file is also reachable at the crate's root (`crate::ws`, `crate::send`, …).
 
+pub mod attachments;
 pub mod auth;
 pub mod config;
 pub mod delivery;

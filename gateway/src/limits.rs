@@ -86,6 +86,8 @@ pub struct RateConfig {
     pub reads: Rate,
     /// Settings changes a user makes: devices, mutes, opt-ins, presence visibility.
     pub settings: Rate,
+    /// Upload slots a user asks for (`POST /v1/uploads`).
+    pub uploads: Rate,
     /// Frames of one session being worked on at once (history, sync, receipts, typing,
     /// presence queries); beyond it the session is told to slow down.
     pub frames_in_progress: usize,
@@ -104,6 +106,7 @@ impl RateConfig {
             upgrades_per_ip: Rate::UNLIMITED,
             reads: Rate::UNLIMITED,
             settings: Rate::UNLIMITED,
+            uploads: Rate::UNLIMITED,
             frames_in_progress: 256,
         }
     }
@@ -120,6 +123,7 @@ impl Default for RateConfig {
             upgrades_per_ip: Rate::per_minute(600, 200),
             reads: Rate::per_second(50, 200),
             settings: Rate::per_minute(60, 30),
+            uploads: Rate::per_minute(30, 10),
             frames_in_progress: 32,
         }
     }
@@ -138,6 +142,8 @@ pub enum Limit {
     Read(Read),
     /// A change of a user's settings.
     Settings,
+    /// An upload slot.
+    Upload,
 }
 
 /// Reads, each with the units of the read allowance it takes.
@@ -176,6 +182,7 @@ impl Limit {
             Limit::Connect => "connect",
             Limit::Read(_) => "read",
             Limit::Settings => "settings",
+            Limit::Upload => "upload",
         }
     }
 }
@@ -189,6 +196,7 @@ pub struct Limits {
     connects: Option<DefaultKeyedRateLimiter<String>>,
     reads: Option<DefaultKeyedRateLimiter<String>>,
     settings: Option<DefaultKeyedRateLimiter<String>>,
+    uploads: Option<DefaultKeyedRateLimiter<String>>,
     upgrades: Option<DefaultKeyedRateLimiter<IpAddr>>,
     pub frames_in_progress: usize,
 }
@@ -203,6 +211,7 @@ impl Limits {
             connects: c.connects.limiter(),
             reads: c.reads.limiter(),
             settings: c.settings.limiter(),
+            uploads: c.uploads.limiter(),
             upgrades: c.upgrades_per_ip.limiter(),
             frames_in_progress: c.frames_in_progress.max(1),
         }
@@ -218,6 +227,7 @@ impl Limits {
             Limit::Connect => (&self.connects, 1),
             Limit::Read(r) => (&self.reads, r.cost()),
             Limit::Settings => (&self.settings, 1),
+            Limit::Upload => (&self.uploads, 1),
         };
         match limiter {
             Some(l) => take(l, &user.to_string(), cost, limit.label()),
@@ -243,6 +253,7 @@ impl Limits {
             &self.connects,
             &self.reads,
             &self.settings,
+            &self.uploads,
         ]
         .into_iter()
         .flatten()

@@ -153,6 +153,17 @@ pub fn router(state: Shared) -> Router {
             post(devices::opt_in).delete(devices::opt_out),
         )
         .route("/v1/events", get(longpoll::poll))
+        .route("/v1/uploads", post(crate::attachments::routes::create))
+        .route(
+            "/v1/uploads/{id}",
+            put(crate::attachments::routes::upload).layer(DefaultBodyLimit::max(
+                usize::try_from(state.config.attachment_limits.max_bytes).unwrap_or(usize::MAX),
+            )),
+        )
+        .route(
+            "/v1/attachments/{id}",
+            get(crate::attachments::routes::download),
+        )
         .route("/v1/openapi.json", get(crate::openapi::serve));
     if state.config.dev_auth {
         app = app.route("/v1/dev/token", post(conversations::dev_token));
@@ -305,6 +316,13 @@ pub async fn run(
         shutdown: shutdown.clone(),
     });
     tokio::spawn(state.limits.clone().run(shutdown.clone()));
+    if config.gateway_id == 0 {
+        tokio::spawn(crate::attachments::sweeper::run(
+            state.clone(),
+            config.attachment_sweep,
+            shutdown.clone(),
+        ));
+    }
 
     // One gateway per slot: a second one started with the same id takes the slot over
     // and this one stops (it must not end the presence the newcomer now keeps).

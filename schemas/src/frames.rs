@@ -25,6 +25,9 @@ pub enum ClientFrame {
         /// The seq of the message of this conversation it replies to.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply_to: Option<i64>,
+        /// Files uploaded for it (`POST /v1/uploads`), each used once.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        attachments: Vec<crate::frames::Attach>,
     },
     /// Edit one's own message (`seq`). Answered by `changed` once the log has the edit,
     /// or by `error`.
@@ -176,6 +179,20 @@ pub struct PresenceView {
 
 fn is_false(b: &bool) -> bool {
     !*b
+}
+
+/// A file to send with a message, as the sender names it: the id its upload slot was
+/// given, the name to show, and an image's size if known. Its type and length are the
+/// ones the slot was given and the store holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attach {
+    pub attachment_id: String,
+    /// The file name shown to readers (1 to 255 characters, no path).
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<i32>,
 }
 
 /// The message a reply quotes.
@@ -335,6 +352,9 @@ pub struct MessageView {
     /// known. A client that does not hold every change up to it has missed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_change: Option<i64>,
+    /// Files sent with it: each downloads from `GET /v1/attachments/{attachment_id}`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::AttachmentRef>,
 }
 
 /// Frames the server sends.
@@ -680,6 +700,7 @@ mod tests {
                 body: "hi".into(),
                 retry: false,
                 reply_to: None,
+                attachments: Vec::new(),
             }
         );
     }

@@ -123,6 +123,10 @@ pub const OLDER: &[(&str, &str)] = &[
         include_str!("../avro/older/MessagePosted.1.avsc"),
     ),
     (
+        "parley.MessagePosted",
+        include_str!("../avro/older/MessagePosted.2.avsc"),
+    ),
+    (
         "parley.PushJob",
         include_str!("../avro/older/PushJob.1.avsc"),
     ),

@@ -23,6 +23,14 @@ pub fn message_posted() -> MessagePosted {
         client_msg_id: "c-1".into(),
         body: "héllo, wörld ✓".into(),
         reply_to: Some(3),
+        attachments: vec![crate::AttachmentRef {
+            attachment_id: "7f1c2b9e-3d4a-4e5f-8a6b-9c0d1e2f3a4b".into(),
+            name: "plan.png".into(),
+            content_type: "image/png".into(),
+            size: 48_213,
+            width: Some(640),
+            height: None,
+        }],
     }
 }
 

@@ -124,6 +124,14 @@ impl Fields {
         }
     }
 
+    /// An array's items (an absent field read through a default is an empty array).
+    pub fn array(&mut self, name: &str) -> Result<Vec<Value>> {
+        match self.take(name)? {
+            Value::Array(items) => Ok(items),
+            other => Err(wrong(name, "an array", &other)),
+        }
+    }
+
     pub fn opt_string(&mut self, name: &str) -> Result<Option<String>> {
         match self.take(name)? {
             Value::Null => Ok(None),

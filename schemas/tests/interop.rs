@@ -103,5 +103,13 @@ fn the_reference_avro_library_reads_every_record_from_the_schema_files() {
         fields("parley.MessagePosted@1")["reply_to"],
         serde_json::Value::Null
     );
+    assert_eq!(
+        fields("parley.MessagePosted")["attachments"][0]["name"],
+        "plan.png"
+    );
+    assert_eq!(
+        fields("parley.MessagePosted@2")["attachments"],
+        serde_json::json!([])
+    );
     assert_eq!(fields("parley.PushJob@1")["mentioned"], false);
 }

@@ -28,6 +28,27 @@ fn receipt_kind() -> impl Strategy<Value = ReceiptKind> {
     prop_oneof![Just(ReceiptKind::Delivered), Just(ReceiptKind::Read)]
 }
 
+fn attachment() -> impl Strategy<Value = parley_schemas::AttachmentRef> {
+    (
+        ".*",
+        ".*",
+        ".*",
+        any::<i64>(),
+        proptest::option::of(any::<i32>()),
+        proptest::option::of(any::<i32>()),
+    )
+        .prop_map(|(attachment_id, name, content_type, size, width, height)| {
+            parley_schemas::AttachmentRef {
+                attachment_id,
+                name,
+                content_type,
+                size,
+                width,
+                height,
+            }
+        })
+}
+
 fn any_record() -> impl Strategy<Value = AnyRecord> {
     prop_oneof![
         (meta(), ".*", kind(), prop::option::of(".*"), names()).prop_map(
@@ -58,18 +79,22 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
             any::<u128>(),
             ".*",
             ".*",
-            proptest::option::of(any::<i64>())
+            proptest::option::of(any::<i64>()),
+            proptest::collection::vec(attachment(), 0..3)
         )
             .prop_map(
-                |(meta, conversation_id, id, client_msg_id, body, reply_to)| MessagePosted {
-                    meta,
-                    conversation_id,
-                    message_id: Uuid::from_u128(id),
-                    client_msg_id,
-                    body,
-                    reply_to
+                |(meta, conversation_id, id, client_msg_id, body, reply_to, attachments)| {
+                    MessagePosted {
+                        meta,
+                        conversation_id,
+                        message_id: Uuid::from_u128(id),
+                        client_msg_id,
+                        body,
+                        reply_to,
+                        attachments,
+                    }
+                    .into()
                 }
-                .into()
             ),
         (meta(), ".*", receipt_kind(), any::<i64>()).prop_map(
             |(meta, conversation_id, kind, up_to_seq)| ReceiptRecorded {
@@ -312,6 +337,7 @@ proptest! {
             client_msg_id: cmid,
             body,
             reply_to: None,
+            attachments: Vec::new(),
         };
         let bytes = encode(&m).unwrap();
         prop_assert_eq!(decode::<MessagePosted>(&bytes).unwrap(), m);

@@ -9,6 +9,7 @@
 
 mod common;
 
+mod attachments;
 mod authz;
 mod embedded_dev;
 mod faults;

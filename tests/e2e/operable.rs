@@ -131,6 +131,7 @@ async fn readyz_is_false_while_the_projector_is_far_behind() {
                     client_msg_id: format!("b{i}"),
                     body: "backlog".into(),
                     reply_to: None,
+                    attachments: Vec::new(),
                 };
                 log.append(&topic, conv.as_bytes(), Some(&encode(&m).unwrap()))
                     .await

@@ -99,6 +99,7 @@ async fn a_killed_projector_resumes_and_equals_a_rebuild() {
                     client_msg_id: cmid,
                     body: format!("message {i}"),
                     reply_to: None,
+                    attachments: Vec::new(),
                 };
                 log.append(&topic, c.as_bytes(), Some(&encode(&m).unwrap()))
                     .await

@@ -217,6 +217,7 @@ pub(crate) fn frame_of_event(
                 }),
                 // -1: no change before it; null: the router did not know.
                 prev_change: batch.prev_change,
+                attachments: m.attachments.clone(),
                 ..Default::default()
             });
             Some((frame, Some(m)))

@@ -155,22 +155,23 @@ pub async fn send(
     state: &Shared,
     sender: &str,
     conversation: &str,
-    client_msg_id: &str,
-    body: &str,
-    retry: bool,
-    reply_to: Option<i64>,
+    draft: Draft,
 ) -> Result<Sent, ApiError> {
-    let appended = append(
-        state,
-        sender,
-        conversation,
-        client_msg_id,
-        body,
-        retry,
-        reply_to,
-    )
-    .await?;
+    let appended = append(state, sender, conversation, draft).await?;
     confirm(state, appended).await
+}
+
+/// A message as its sender wrote it, before any check.
+#[derive(Clone, Debug, Default)]
+pub struct Draft {
+    pub client_msg_id: String,
+    pub body: String,
+    /// This `client_msg_id` was sent before (a retry): looked up before appending.
+    pub retry: bool,
+    /// The seq of the message of the same conversation it replies to.
+    pub reply_to: Option<i64>,
+    /// Uploads to send with it.
+    pub attachments: Vec<parley_schemas::frames::Attach>,
 }
 
 /// A send whose append is under way ([`begin`]).
@@ -250,18 +251,28 @@ pub async fn check(
     state: &Shared,
     sender: &str,
     conversation: &str,
-    client_msg_id: &str,
-    body: &str,
-    retry: bool,
-    reply_to: Option<i64>,
+    draft: Draft,
 ) -> Result<Result<Checked, Sent>, ApiError> {
-    validate(state, client_msg_id, body)?;
+    let Draft {
+        client_msg_id,
+        body,
+        retry,
+        reply_to,
+        attachments,
+    } = draft;
+    validate(state, &client_msg_id, &body)?;
     if reply_to.is_some_and(|r| r < 0) {
         return Err(ApiError::bad_request("reply_to must be a seq, 0 or more"));
     }
     state.limits.check(crate::limits::Limit::Send, sender)?;
     ensure_member(state, conversation, sender).await?;
-    let message_id = ids::message_id(sender, client_msg_id);
+    if attachments.len() > crate::attachments::slots::MAX_PER_MESSAGE {
+        return Err(ApiError::bad_request(format!(
+            "at most {} attachments per message",
+            crate::attachments::slots::MAX_PER_MESSAGE
+        )));
+    }
+    let message_id = ids::message_id(sender, &client_msg_id);
     let careful = state.recent.seen(message_id) || retry;
     let known = match careful {
         true => state.views.message_by_id(conversation, message_id).await?,
@@ -277,14 +288,26 @@ pub async fn check(
             prev_change: m.prev_change,
         }));
     }
+    // Each upload is claimed for this message before it reaches the log.
+    let attachments = match attachments.is_empty() {
+        true => Vec::new(),
+        false => {
+            let blobs = state.config.attachments.as_ref().ok_or_else(|| {
+                ApiError::unavailable("attachments are not configured on this gateway")
+            })?;
+            crate::attachments::slots::claim(blobs, sender, conversation, message_id, &attachments)
+                .await?
+        }
+    };
     Ok(Ok(Checked {
         record: MessagePosted {
             meta: Meta::new(sender),
             conversation_id: conversation.to_string(),
             message_id,
-            client_msg_id: client_msg_id.to_string(),
-            body: body.to_string(),
+            client_msg_id,
+            body,
             reply_to,
+            attachments,
         },
         careful,
     }))
@@ -296,21 +319,9 @@ pub async fn append(
     state: &Shared,
     sender: &str,
     conversation: &str,
-    client_msg_id: &str,
-    body: &str,
-    retry: bool,
-    reply_to: Option<i64>,
+    draft: Draft,
 ) -> Result<Appended, ApiError> {
-    let checked = check(
-        state,
-        sender,
-        conversation,
-        client_msg_id,
-        body,
-        retry,
-        reply_to,
-    )
-    .await?;
+    let checked = check(state, sender, conversation, draft).await?;
     appended(begin(state, conversation, checked).await?).await
 }
 

@@ -27,7 +27,7 @@ use tokio::time::Instant;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::membership::partition_of;
-use crate::send::send;
+use crate::send::{send, Draft};
 use crate::service::Shared;
 use crate::sync::barrier;
 
@@ -256,6 +256,10 @@ pub struct SendBody {
     #[serde(default)]
     #[schema(minimum = 0)]
     reply_to: Option<i64>,
+    /// Uploads to send with it (`POST /v1/uploads`), each used once.
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    attachments: Vec<parley_schemas::frames::Attach>,
 }
 
 /// `POST /v1/conversations/{id}/messages`: answers with the `sent` frame.
@@ -266,17 +270,16 @@ pub async fn post_message(
     body: Result<Json<SendBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<ServerFrame>, ApiError> {
     let Json(b) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let sent = send(
-        &state,
-        &me,
-        &id,
-        &b.client_msg_id,
-        &b.body,
-        b.retry,
-        b.reply_to,
-    )
-    .await?;
-    Ok(Json(sent.frame(&b.client_msg_id, &id)))
+    let client_msg_id = b.client_msg_id.clone();
+    let draft = Draft {
+        client_msg_id: b.client_msg_id,
+        body: b.body,
+        retry: b.retry,
+        reply_to: b.reply_to,
+        attachments: b.attachments,
+    };
+    let sent = send(&state, &me, &id, draft).await?;
+    Ok(Json(sent.frame(&client_msg_id, &id)))
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use crate::auth::{Identity, SocketCaller};
 use crate::changes::{change, Request};
 use crate::error::ApiError;
 use crate::limits::Limit;
-use crate::send::{appended, begin, check, confirm};
+use crate::send::{appended, begin, check, confirm, Draft};
 use crate::service::Shared;
 use crate::sessions::{Frame, Session};
 use crate::{history, receipts, sync, typing};
@@ -274,14 +274,18 @@ async fn session(state: Shared, who: Identity, socket: WebSocket) {
             body,
             retry,
             reply_to,
+            attachments,
         } = frame
         {
             let send = Send {
-                client_msg_id,
                 conversation_id,
-                body,
-                retry,
-                reply_to,
+                draft: Draft {
+                    client_msg_id,
+                    body,
+                    retry,
+                    reply_to,
+                    attachments,
+                },
             };
             let (tx, _) = sends.get_or_insert_with(|| {
                 let (tx, rx) = mpsc::channel::<Send>(256);
@@ -733,11 +737,8 @@ const CHECKS_IN_FLIGHT: usize = 64;
 
 /// A `send` frame, for the session's sender task.
 struct Send {
-    client_msg_id: String,
     conversation_id: String,
-    body: String,
-    retry: bool,
-    reply_to: Option<i64>,
+    draft: Draft,
 }
 
 /// Handles a session's sends: checked concurrently, appends begun one after another in
@@ -764,11 +765,12 @@ async fn sender(state: Shared, session: Arc<Session>, mut rx: mpsc::Receiver<Sen
                 match next {
                     Some(send) => {
                         // Mark it before the log has it: the delivery may overtake the reply.
-                        session.sent(ids::message_id(&session.user, &send.client_msg_id));
+                        session.sent(ids::message_id(&session.user, &send.draft.client_msg_id));
                         let (state, user) = (state.clone(), session.user.clone());
                         checks.push_back(async move {
-                            let Send { client_msg_id, conversation_id, body, retry, reply_to } = send;
-                            let checked = check(&state, &user, &conversation_id, &client_msg_id, &body, retry, reply_to).await;
+                            let Send { conversation_id, draft } = send;
+                            let client_msg_id = draft.client_msg_id.clone();
+                            let checked = check(&state, &user, &conversation_id, draft).await;
                             (client_msg_id, conversation_id, checked)
                         });
                     }

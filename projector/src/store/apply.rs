@@ -293,6 +293,7 @@ impl Batch<'_> {
                     reactions: BTreeMap::new(),
                     changed_seq: None,
                     prev_change: Some(conv.last_change.unwrap_or(-1)),
+                    attachments: m.attachments.clone(),
                 };
                 conv.last_seq = Some(offset);
                 self.ov
@@ -323,6 +324,7 @@ impl Batch<'_> {
                     row.changed_seq = Some(offset);
                     row.body.clear();
                     row.deleted = true;
+                    row.attachments.clear();
                     row.edited_at = None;
                     row.reactions.clear();
                 })
@@ -616,6 +618,7 @@ mod tests {
             client_msg_id: format!("c-{id}"),
             body: "hi".into(),
             reply_to: None,
+            attachments: Vec::new(),
         }
         .into()
     }
@@ -751,6 +754,7 @@ mod tests {
                 client_msg_id: "c-6".into(),
                 body: "replying".into(),
                 reply_to: Some(1),
+                attachments: Vec::new(),
             }
             .into(), // 16
             delete("bob", 7),             // 17: bob is no one's superior
@@ -822,6 +826,7 @@ mod tests {
                 client_msg_id: format!("c-{id}"),
                 body: body.into(),
                 reply_to: None,
+                attachments: Vec::new(),
             }
             .into()
         };

@@ -228,6 +228,7 @@ impl Store {
             my_reactions,
             changed_seq: row.changed_seq,
             prev_change: row.prev_change,
+            attachments: row.attachments,
         })
     }
 

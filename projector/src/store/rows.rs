@@ -87,6 +87,9 @@ pub struct MessageRow {
     /// (absent in rows written before it was kept: not known).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_change: Option<i64>,
+    /// Files sent with it (references; cleared when it is deleted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<parley_schemas::AttachmentRef>,
 }
 
 /// A message waiting for an offline user (`inbox`: user, conversation, seq → row).

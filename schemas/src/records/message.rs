@@ -23,6 +23,48 @@ pub struct MessagePosted {
     /// The seq of the message this one replies to (same conversation), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<i64>,
+    /// Files sent with it, by reference (the bytes are in the object store).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<AttachmentRef>,
+}
+
+/// A file sent with a message: what the log and clients know of it. Its bytes are in
+/// the object store under its `attachment_id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttachmentRef {
+    pub attachment_id: String,
+    pub name: String,
+    pub content_type: String,
+    pub size: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<i32>,
+}
+
+impl AttachmentRef {
+    fn to_avro(&self) -> Value {
+        crate::value::record(vec![
+            ("attachment_id", Value::String(self.attachment_id.clone())),
+            ("name", Value::String(self.name.clone())),
+            ("content_type", Value::String(self.content_type.clone())),
+            ("size", Value::Long(self.size)),
+            ("width", nullable(self.width.map(Value::Int))),
+            ("height", nullable(self.height.map(Value::Int))),
+        ])
+    }
+
+    fn from_avro(value: Value) -> Result<Self> {
+        let mut f = Fields::new(value, "parley.AttachmentRef")?;
+        Ok(Self {
+            attachment_id: f.string("attachment_id")?,
+            name: f.string("name")?,
+            content_type: f.string("content_type")?,
+            size: f.long("size")?,
+            width: f.opt_int("width")?,
+            height: f.opt_int("height")?,
+        })
+    }
 }
 
 impl MessagePosted {
@@ -46,6 +88,15 @@ impl Record for MessagePosted {
                 ("client_msg_id", Value::String(self.client_msg_id.clone())),
                 ("body", Value::String(self.body.clone())),
                 ("reply_to", nullable(self.reply_to.map(Value::Long))),
+                (
+                    "attachments",
+                    Value::Array(
+                        self.attachments
+                            .iter()
+                            .map(AttachmentRef::to_avro)
+                            .collect(),
+                    ),
+                ),
             ],
         )
     }
@@ -59,6 +110,11 @@ impl Record for MessagePosted {
             client_msg_id: f.string("client_msg_id")?,
             body: f.string("body")?,
             reply_to: f.opt_long("reply_to")?,
+            attachments: f
+                .array("attachments")?
+                .into_iter()
+                .map(AttachmentRef::from_avro)
+                .collect::<Result<_>>()?,
         })
     }
 }

@@ -27,7 +27,7 @@ pub use dead_letter::{DeadLetter, DEAD_LETTER_VALUE_MAX};
 pub use delivery::DeliveryBatch;
 pub use device::{ConversationMuted, DeviceRegistered, PresenceVisibility, PushOptedIn};
 pub use inbox::InboxEntry;
-pub use message::{MessageDeleted, MessageEdited, MessagePosted, ReactionSet};
+pub use message::{AttachmentRef, MessageDeleted, MessageEdited, MessagePosted, ReactionSet};
 pub use presence::{PresenceUpdated, SlotLease};
 pub use presence_ack::PresenceAcked;
 pub use push::PushJob;

@@ -342,6 +342,7 @@ mod tests {
             client_msg_id: cmid.into(),
             body: "hi".into(),
             reply_to: None,
+            attachments: Vec::new(),
         }
         .into()
     }

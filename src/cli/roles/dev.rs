@@ -60,6 +60,14 @@ impl DevArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let mut gateway_config = self.client.gateway_config(0, &self.log)?;
         gateway_config.ready_lag = self.ops.ready_lag;
+        let attachments_dir = self
+            .data_dir
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("attachments");
+        self.client
+            .attachments
+            .apply(&mut gateway_config, Some(&attachments_dir))?;
         let service_token = match (self.ops.token()?, self.projector_http) {
             (Some(t), _) => t,
             (None, Some(addr)) => {

@@ -67,6 +67,8 @@ pub struct ClientArgs {
     pub(super) rates: RateArgs,
     #[command(flatten)]
     pub(super) presence: PresenceArgs,
+    #[command(flatten)]
+    pub(super) attachments: super::attachments::AttachmentArgs,
 }
 
 /// Rate limits of the client-facing side (a limited client gets `rate_limited` with
@@ -94,6 +96,9 @@ pub struct RateArgs {
     /// visibility, a group's roles and settings); bursts of 30.
     #[arg(long, env = "PARLEY_RATE_SETTINGS", default_value_t = RateConfig::default().settings.count)]
     pub(super) rate_settings_per_min: u32,
+    /// Upload slots (POST /v1/uploads) a user may ask for per minute; bursts of 10.
+    #[arg(long, env = "PARLEY_RATE_UPLOADS", default_value_t = RateConfig::default().uploads.count)]
+    pub(super) rate_uploads_per_min: u32,
     /// WebSocket sessions a user may open per minute; bursts of 20.
     #[arg(long, env = "PARLEY_RATE_CONNECTS", default_value_t = RateConfig::default().connects.count)]
     pub(super) rate_connects_per_min: u32,
@@ -128,6 +133,7 @@ impl RateArgs {
                 ..d.reads
             },
             settings: with(self.rate_settings_per_min, d.settings),
+            uploads: with(self.rate_uploads_per_min, d.uploads),
             frames_in_progress: self.frames_in_progress,
         }
     }
@@ -167,6 +173,7 @@ impl GatewayArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let mut config = self.client.gateway_config(self.gateway_id, &self.log)?;
         config.ready_lag = self.ops.ready_lag;
+        self.client.attachments.apply(&mut config, None)?;
         config.webhook_targets = self.targets.targets(false);
         let log = connect(&self.log, None).await?;
         let shutdown = crate::shutdown::on_signal();

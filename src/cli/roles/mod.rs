@@ -5,9 +5,11 @@
 //! Module map:
 //! - `common.rs`: binding, the log connection, the service token, the views other roles ask.
 //! - `projector.rs`, `fanout.rs`, `gateway.rs`, `push.rs`: each role's options and `run`.
+//! - `attachments.rs`: where a gateway keeps attachments (S3, a directory), their limits.
 //! - `presence.rs`: where presence is kept for people (topic or Redis); redacted URLs.
 //! - `dev.rs`: every role in one process (`parley dev`, and the benchmarks' stacks).
 
+mod attachments;
 mod common;
 mod dev;
 mod fanout;
