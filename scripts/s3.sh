@@ -82,6 +82,7 @@ EOF
         # The bucket Parley uses; creating it again is harmless.
         if curl -s -m 5 -o /dev/null -w '%{http_code}' -X PUT \
             --aws-sigv4 "aws:amz:us-east-1:s3" --user "$ACCESS_KEY:$SECRET_KEY" \
+            -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
             "http://127.0.0.1:$PORT/$BUCKET" | grep -qE '^(200|409)$'; then
           say "running on 127.0.0.1:$PORT, bucket $BUCKET (log: $DIR/weed.log)"
           exit 0

@@ -8,6 +8,8 @@
 #   - Python: fastavro (the second Avro implementation of the interop tests);
 #     scripts/schemathesis.sh installs schemathesis into a venv of its own
 #   - the Kafka broker jars, into ~/.cache/parley (scripts/kafka.sh fetch)
+#   - the S3-compatible store of the attachment tests, SeaweedFS, built from the Go
+#     module proxy once (scripts/s3.sh install: about 4 minutes; needs Go 1.24+)
 #
 #   scripts/setup.sh --build   only what building Parley needs (the toolchain, zlib,
 #                              Node.js and npm): enough for `parley dev` on its embedded log
@@ -73,5 +75,6 @@ if command -v rustup >/dev/null && [ -n "$channel" ] && ! rustup toolchain list 
 fi
 
 [ "$build_only" = 1 ] || scripts/kafka.sh fetch
+[ "$build_only" = 1 ] || scripts/s3.sh install
 scripts/web.sh
 say "ready"

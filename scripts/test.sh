@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs all of Parley's checks and tests: installs what is missing and builds the web
-# client (scripts/setup.sh), starts the Kafka broker and Redis unless they are running,
+# client (scripts/setup.sh), starts the Kafka broker, Redis and the S3 store
+# (SeaweedFS, for attachments) unless they are running,
 # runs rustfmt, clippy and every test against it, then the web client's browser tests
 # (headless Chromium), and stops what it started, whatever happens.
 #
@@ -17,10 +18,12 @@ eval "$(scripts/rocksdb.sh dev)"
 
 started=0
 redis_started=0
+s3_started=0
 stop_kafka() { if [ "$started" = 1 ]; then scripts/kafka.sh stop || true; fi; }
 stop_all() {
   stop_kafka
   if [ "$redis_started" = 1 ]; then scripts/redis.sh stop || true; fi
+  if [ "$s3_started" = 1 ]; then scripts/s3.sh stop || true; fi
 }
 trap stop_all EXIT
 if ! scripts/kafka.sh status >/dev/null 2>&1; then
@@ -31,7 +34,12 @@ if ! scripts/redis.sh status >/dev/null 2>&1; then
   scripts/redis.sh start
   redis_started=1
 fi
+if ! scripts/s3.sh status >/dev/null 2>&1; then
+  scripts/s3.sh start
+  s3_started=1
+fi
 export PARLEY_TEST_KAFKA="127.0.0.1:${PARLEY_KAFKA_PORT:-9092}"
+export PARLEY_TEST_S3_ENDPOINT="http://127.0.0.1:${PARLEY_S3_PORT:-8333}"
 export PARLEY_TEST_REDIS="redis://127.0.0.1:${PARLEY_REDIS_PORT:-6379}/"
 
 echo "== cargo fmt --check" >&2

@@ -8,6 +8,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi, ToSchema};
 
+use crate::attachments::routes::{DownloadParams, UploadRequest, UploadSlot};
 use crate::conversations::{AddBody, CreateBody, HistoryParams, TokenBody};
 use crate::devices::{MuteBody, RegisterBody};
 use crate::longpoll::{PollParams, SendBody};
@@ -234,6 +235,20 @@ mod operations {
     params(("id" = String, Path), ("seq" = i64, Path, minimum = 0), ("emoji" = String, Path, description = "1 to 32 bytes of UTF-8, percent-encoded")),
     responses((status = 200, body = Changed), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
     fn react() {}
+    #[utoipa::path(post, path = "/v1/uploads", request_body = UploadRequest,
+    responses((status = 201, body = UploadSlot, description = "an upload slot: PUT the bytes to `upload_url` with `headers`"),
+        (status = 413, body = ErrorBody)))]
+    fn create_upload() {}
+    #[utoipa::path(put, path = "/v1/uploads/{id}",
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the file, with the slot's content type and length"),
+    params(("id" = String, Path, description = "the slot's attachment_id")),
+    responses((status = 201, description = "stored"), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
+    fn upload() {}
+    #[utoipa::path(get, path = "/v1/attachments/{id}",
+    params(("id" = String, Path, description = "an attachment_id of a message"), DownloadParams),
+    responses((status = 200, content_type = "application/octet-stream", description = "the file (filesystem store), with Content-Disposition"),
+        (status = 302, description = "a redirect to a presigned GET of the object store, valid for minutes")))]
+    fn download_attachment() {}
     #[utoipa::path(delete, path = "/v1/conversations/{id}/messages/{seq}/reactions/{emoji}",
     params(("id" = String, Path), ("seq" = i64, Path, minimum = 0), ("emoji" = String, Path, description = "1 to 32 bytes of UTF-8, percent-encoded")),
     responses((status = 200, body = Changed), (status = 409, body = ErrorBody), (status = 410, body = ErrorBody)))]
@@ -301,7 +316,7 @@ mod operations {
         operations::remove_member, operations::show_conversation, operations::group_settings,
         operations::grant_admin, operations::revoke_admin, operations::history, operations::post_message,
         operations::edit_message, operations::delete_message, operations::react, operations::unreact,
-        operations::receipts,
+        operations::receipts, operations::create_upload, operations::upload, operations::download_attachment,
         operations::post_receipt, operations::inbox, operations::presence, operations::register_device,
         operations::devices, operations::remove_device, operations::mute, operations::unmute, operations::opt_in,
         operations::opt_out, operations::my_presence, operations::set_my_presence, operations::events, operations::ws_ticket, operations::dev_token, operations::healthz,
