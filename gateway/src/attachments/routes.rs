@@ -5,8 +5,9 @@
 //! - `PUT /v1/uploads/{id}`: the bytes, through the gateway (the uploader only, once);
 //! - `GET /v1/attachments/{id}`: the file, to whoever may read its message under the
 //!   rules of history: a redirect to a presigned `GET` of the S3 store, or the bytes.
-//!   `?thumbnail=true` gives an image's thumbnail. A missing id and one the caller may
-//!   not read get the same 403.
+//!   `?thumbnail=true` gives an image's thumbnail, `?via=gateway` the bytes through the
+//!   gateway on either store. A missing id and one the caller may not read get the same
+//!   403.
 
 use std::collections::BTreeMap;
 
@@ -191,6 +192,10 @@ pub struct DownloadParams {
     /// An image's thumbnail (PNG, at most 320 px on its longer side) instead of the file.
     #[serde(default)]
     thumbnail: bool,
+    /// `gateway`: the bytes through this gateway, never a redirect to the store (for a
+    /// page whose content security policy connects only to its own origin).
+    #[serde(default)]
+    via: Option<String>,
 }
 
 /// `GET /v1/attachments/{id}`
@@ -201,6 +206,15 @@ pub async fn download(
     query: Result<Query<DownloadParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let redirect = match params.via.as_deref() {
+        None => true,
+        Some("gateway") => false,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "via must be \"gateway\", not {other:?}"
+            )))
+        }
+    };
     state
         .limits
         .check(Limit::Read(crate::limits::Read::Page), &me)?;
@@ -216,7 +230,7 @@ pub async fn download(
             ));
         }
         let key = super::thumbnail::ensure(blobs, &id).await?;
-        return serve(blobs, &key, "image/png", "inline", expiry).await;
+        return serve(blobs, &key, "image/png", "inline", expiry, redirect).await;
     }
     let disposition = disposition(inline, &file.name);
     serve(
@@ -225,6 +239,7 @@ pub async fn download(
         &file.content_type,
         &disposition,
         expiry,
+        redirect,
     )
     .await
 }
@@ -284,11 +299,17 @@ async fn serve(
     content_type: &str,
     disposition: &str,
     expiry: std::time::Duration,
+    redirect: bool,
 ) -> Result<Response, ApiError> {
-    if let Some(url) = blobs
-        .get_url(key, content_type, disposition, expiry)
-        .await?
-    {
+    let presigned = match redirect {
+        true => {
+            blobs
+                .get_url(key, content_type, disposition, expiry)
+                .await?
+        }
+        false => None,
+    };
+    if let Some(url) = presigned {
         let mut r = StatusCode::FOUND.into_response();
         let location = HeaderValue::from_str(url.as_str())
             .map_err(|e| ApiError::unavailable(e.to_string()))?;

@@ -127,12 +127,17 @@ pub enum Appended {
 }
 
 pub fn validate(state: &Shared, client_msg_id: &str, body: &str) -> Result<(), ApiError> {
+    validate_id(client_msg_id)?;
+    validate_body(state, body)
+}
+
+fn validate_id(client_msg_id: &str) -> Result<(), ApiError> {
     if client_msg_id.is_empty() || client_msg_id.len() > 128 {
         return Err(ApiError::bad_request(
             "client_msg_id must be 1 to 128 characters",
         ));
     }
-    validate_body(state, body)
+    Ok(())
 }
 
 /// A body is not empty, and not longer than the gateway's limit.
@@ -260,7 +265,11 @@ pub async fn check(
         reply_to,
         attachments,
     } = draft;
-    validate(state, &client_msg_id, &body)?;
+    // A message of files alone may have no text.
+    match attachments.is_empty() || !body.is_empty() {
+        true => validate(state, &client_msg_id, &body)?,
+        false => validate_id(&client_msg_id)?,
+    }
     if reply_to.is_some_and(|r| r < 0) {
         return Err(ApiError::bad_request("reply_to must be a seq, 0 or more"));
     }

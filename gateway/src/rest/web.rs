@@ -17,8 +17,9 @@ const NOT_BUILT: &str = "<!doctype html><meta charset=utf-8><title>Parley</title
 <code>scripts/run.sh</code>), then build Parley again.</p>\
 <p>The API is at <a href=\"/v1/openapi.json\">/v1/openapi.json</a>.</p>";
 
-/// The page's policy: scripts, styles and connections to this origin only.
-const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \
+/// The page's policy: scripts, styles and connections to this origin only (images also
+/// from `blob:`: attachments the page fetched with its token).
+const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data: blob:; \
 frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 fn content_type(name: &str) -> &'static str {

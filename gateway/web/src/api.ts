@@ -1,7 +1,7 @@
 // The REST half of the protocol: every call with the user's token, every failure an
 // ApiError with the server's code and message.
 
-import type { ConversationDetail, ConversationSummary, MessageChange, MessageView, Receipt, Sent, ServerFrame } from "./protocol";
+import type { Attachment, ConversationDetail, ConversationSummary, MessageChange, MessageView, Receipt, Sent, ServerFrame } from "./protocol";
 
 /** A change to a message, as the page asks for it. */
 export type Change = { kind: "edit"; body: string } | { kind: "delete" } | { kind: "react"; emoji: string; on: boolean };
@@ -40,6 +40,14 @@ export async function devToken(user: string): Promise<string> {
     body: JSON.stringify({ user_id: user }),
   });
   return (await answer<{ token: string }>(r)).token;
+}
+
+/** An attachment as a send names it. */
+export function attachRef(a: Attachment): Record<string, unknown> {
+  const r: Record<string, unknown> = { attachment_id: a.attachment_id, name: a.name };
+  if (a.width !== undefined) r.width = a.width;
+  if (a.height !== undefined) r.height = a.height;
+  return r;
 }
 
 export interface Poll {
@@ -97,10 +105,11 @@ export class Api {
     return (await this.call<{ receipts: Receipt[] }>("GET", `/v1/conversations/${encodeURIComponent(id)}/receipts`)).receipts;
   }
 
-  postMessage(id: string, clientMsgId: string, body: string, retry: boolean, replyTo?: number): Promise<Sent> {
+  postMessage(id: string, clientMsgId: string, body: string, retry: boolean, replyTo?: number, attachments?: Attachment[]): Promise<Sent> {
     const b: Record<string, unknown> = { client_msg_id: clientMsgId, body };
     if (retry) b.retry = true;
     if (replyTo !== undefined) b.reply_to = replyTo;
+    if (attachments && attachments.length > 0) b.attachments = attachments.map(attachRef);
     return this.call("POST", `/v1/conversations/${encodeURIComponent(id)}/messages`, b);
   }
 
@@ -115,6 +124,56 @@ export class Api {
       case "react":
         return this.call(change.on ? "PUT" : "DELETE", `${path}/reactions/${encodeURIComponent(change.emoji)}`);
     }
+  }
+
+  /**
+   * Uploads `file` for conversation `id`: a slot, then the bytes through the gateway
+   * (this page connects only to its own origin), reporting progress as a fraction.
+   */
+  async upload(id: string, file: File, progress: (done: number) => void): Promise<Attachment> {
+    const type = file.type || "application/octet-stream";
+    const slot = await this.call<{ attachment_id: string }>("POST", "/v1/uploads", {
+      conversation_id: id,
+      content_type: type,
+      size: file.size,
+    });
+    await new Promise<void>((resolve, reject) => {
+      const xhr = new XMLHttpRequest();
+      xhr.open("PUT", `/v1/uploads/${encodeURIComponent(slot.attachment_id)}`);
+      xhr.setRequestHeader("authorization", `Bearer ${this.token}`);
+      xhr.setRequestHeader("content-type", type);
+      xhr.upload.onprogress = (ev) => {
+        if (ev.lengthComputable) progress(ev.loaded / ev.total);
+      };
+      xhr.onload = () => {
+        if (xhr.status >= 200 && xhr.status < 300) return resolve();
+        let code = `http_${xhr.status}`;
+        let message = `the upload failed (HTTP ${xhr.status})`;
+        try {
+          const e = JSON.parse(xhr.responseText).error;
+          code = e.code ?? code;
+          message = e.message ?? message;
+        } catch {
+          // not JSON
+        }
+        reject(new ApiError(xhr.status, code, message));
+      };
+      xhr.onerror = () => reject(new ApiError(0, "network", "the upload was interrupted"));
+      xhr.send(file);
+    });
+    progress(1);
+    return { attachment_id: slot.attachment_id, name: file.name || "file", content_type: type, size: file.size };
+  }
+
+  /** An attachment's bytes (or an image's thumbnail), through the gateway. */
+  async attachment(attachmentId: string, thumbnail: boolean): Promise<Blob> {
+    const p = new URLSearchParams({ via: "gateway" });
+    if (thumbnail) p.set("thumbnail", "true");
+    const r = await fetch(`/v1/attachments/${encodeURIComponent(attachmentId)}?${p}`, {
+      headers: { authorization: `Bearer ${this.token}` },
+    });
+    if (!r.ok) await answer(r);
+    return r.blob();
   }
 
   async postReceipt(id: string, kind: "delivered" | "read", seq: number): Promise<void> {

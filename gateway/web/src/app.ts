@@ -1,9 +1,10 @@
 // The signed-in page: the conversation list, the open conversation, and what flows
 // between them and the connection.
 
-import { Api, ApiError, type Change } from "./api";
+import { Api, ApiError, attachRef, type Change } from "./api";
 import { Connection, type State, type Via } from "./connection";
 import { $, el, input, time } from "./dom";
+import { attachmentsView, Uploads } from "./files";
 import type { MessageChange, MessageView, ServerFrame } from "./protocol";
 import { Conversation, Store } from "./store";
 
@@ -35,6 +36,8 @@ export class App {
   private loadingOlder = false;
   private sendCount = 0;
   private readonly acked = new Map<string, { delivered: number; read: number }>();
+  /** Files staged for the next message. */
+  private readonly uploads: Uploads;
 
   constructor(
     private readonly api: Api,
@@ -42,6 +45,7 @@ export class App {
     private readonly signOut: () => void,
   ) {
     this.store = new Store(me);
+    this.uploads = new Uploads(api, (e) => this.fail(e));
     this.conn = new Connection(api, {
       frame: (f) => this.onFrame(f),
       ready: () => this.sync(),
@@ -130,6 +134,7 @@ export class App {
           body: this.sentBodies.get(f.client_msg_id) ?? "",
           ts: f.ts,
           ...(pending?.replyTo !== undefined ? { reply_to: { seq: pending.replyTo } } : {}),
+          ...(pending?.attachments?.length ? { attachments: pending.attachments } : {}),
         });
         if (!linked) void this.fillChanges(c, f.seq);
         this.sentBodies.delete(f.client_msg_id);
@@ -307,6 +312,8 @@ export class App {
   private async openConversation(id: string): Promise<void> {
     const c = this.store.conversations.get(id);
     if (!c) return;
+    // Files staged for another conversation are not sent here.
+    if (this.store.open !== id) this.uploads.clear();
     this.store.open = id;
     $("chat").hidden = false;
     $("chat-title").textContent = c.name(this.me);
@@ -435,10 +442,12 @@ export class App {
   private async sendMessage(body: string): Promise<void> {
     const c = this.current();
     if (!c) return;
+    const attachments = this.uploads.empty ? [] : await this.uploads.take();
+    if (!body.trim() && attachments.length === 0) return;
     const clientMsgId = `${this.me}-${Date.now().toString(36)}-${(this.sendCount++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
     const replyTo = this.replyTo?.seq;
     this.setReply(null);
-    c.pending.set(clientMsgId, { clientMsgId, body, tried: false, replyTo });
+    c.pending.set(clientMsgId, { clientMsgId, body, tried: false, replyTo, attachments });
     this.sentBodies.set(clientMsgId, body);
     this.renderMessages(true);
     this.transmit(c, clientMsgId, body, false, replyTo);
@@ -460,13 +469,14 @@ export class App {
     const frame: Record<string, unknown> = { type: "send", client_msg_id: clientMsgId, conversation_id: c.id, body };
     if (retry) frame.retry = true;
     if (replyTo !== undefined) frame.reply_to = replyTo;
+    if (p.attachments?.length) frame.attachments = p.attachments.map(attachRef);
     if (this.conn.via === "websocket") {
       // Not open: sent again by `sync` once the socket is back.
       this.conn.send(frame);
       return;
     }
     this.api
-      .postMessage(c.id, clientMsgId, body, retry, replyTo)
+      .postMessage(c.id, clientMsgId, body, retry, replyTo, p.attachments)
       .then((sent) => this.onFrame(sent))
       .catch((e) => {
         if (e instanceof ApiError && e.status < 500 && e.code !== "rate_limited") {
@@ -545,9 +555,29 @@ export class App {
       ev.preventDefault();
       const text = input("composer-text");
       const body = text.value;
-      if (!body.trim()) return;
+      if (!body.trim() && this.uploads.empty) return;
       text.value = "";
       void this.sendMessage(body);
+    };
+    const files = input("composer-file");
+    $("attach").onclick = () => files.click();
+    files.onchange = () => {
+      const c = this.current();
+      if (c && files.files) this.uploads.add(c.id, files.files);
+      files.value = "";
+    };
+    // Files dropped anywhere on the open conversation.
+    const chat = $("chat");
+    chat.ondragover = (ev) => {
+      ev.preventDefault();
+      chat.classList.add("dropping");
+    };
+    chat.ondragleave = () => chat.classList.remove("dropping");
+    chat.ondrop = (ev) => {
+      ev.preventDefault();
+      chat.classList.remove("dropping");
+      const c = this.current();
+      if (c && ev.dataTransfer?.files.length) this.uploads.add(c.id, ev.dataTransfer.files);
     };
     input("composer-text").oninput = () => {
       if (input("composer-text").value.length > 0) this.typingSignal(true);
@@ -617,6 +647,7 @@ export class App {
           "li",
           { class: "mine pending" },
           el("div", { class: "body" }, p.body),
+          ...(p.attachments?.length ? [el("div", { class: "attachments" }, ...p.attachments.map((a) => el("div", { class: "attachment" }, a.name)))] : []),
           el("div", { class: "meta" }, el("span", { class: "tick", "data-tick": "pending" }, "…")),
         ),
       );
@@ -647,9 +678,10 @@ export class App {
       };
       li.append(edit);
       setTimeout(() => edit.focus(), 0);
-    } else {
+    } else if (m.body) {
       li.append(el("div", { class: "body" }, m.body));
     }
+    if (!m.deleted && m.attachments?.length) li.append(attachmentsView(this.api, m.attachments, (e) => this.fail(e)));
     if (!m.deleted) {
       const chips = Object.entries(m.reactions ?? {}).map(([emoji, n]) => {
         const on = (m.my_reactions ?? []).includes(emoji);

@@ -19,6 +19,18 @@ export interface MessageView {
   changed_seq?: number;
   /** The conversation's change before it: -1 for none; absent when not known. */
   prev_change?: number;
+  /** Files sent with it (GET /v1/attachments/{attachment_id}). */
+  attachments?: Attachment[];
+}
+
+/** A file sent with a message. */
+export interface Attachment {
+  attachment_id: string;
+  name: string;
+  content_type: string;
+  size: number;
+  width?: number;
+  height?: number;
 }
 
 export interface ReplyTo {

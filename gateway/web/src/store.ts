@@ -1,12 +1,13 @@
 // What the page knows: each conversation's messages by seq (each message id once), the
 // sends still waiting for their `sent`, receipts, typing and presence.
 
-import type { ConversationDetail, ConversationSummary, MessageChange, MessageView, ReceiptKind } from "./protocol";
+import type { Attachment, ConversationDetail, ConversationSummary, MessageChange, MessageView, ReceiptKind } from "./protocol";
 
 export interface PendingSend {
   clientMsgId: string;
   body: string;
   replyTo?: number;
+  attachments?: Attachment[];
   /** Sent at least once before: a resend is marked as a retry. */
   tried: boolean;
 }

@@ -1,5 +1,6 @@
 // The web client in a real browser: Debian's headless Chromium, driven by playwright-core,
-// against `parley dev` on the real Kafka broker (scripts/kafka.sh start).
+// against `parley dev` on the real Kafka broker (scripts/kafka.sh start), with attachments
+// in the real S3 store (scripts/s3.sh start).
 //
 //   PARLEY_BIN=…/debug/parley PARLEY_TEST_KAFKA=127.0.0.1:9092 node --test tests/
 //
@@ -12,10 +13,12 @@ import { mkdirSync, mkdtempSync, openSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createServer } from "node:net";
+import { crc32, deflateSync } from "node:zlib";
 import { chromium } from "playwright-core";
 
 const BIN = process.env.PARLEY_BIN;
 const KAFKA = process.env.PARLEY_TEST_KAFKA ?? "127.0.0.1:9092";
+const S3 = process.env.PARLEY_TEST_S3_ENDPOINT ?? "http://127.0.0.1:8333";
 const CHROMIUM = process.env.PARLEY_CHROMIUM ?? "/usr/bin/chromium";
 const SHOTS = new URL("../test-results/", import.meta.url).pathname;
 const WAIT = 30_000;
@@ -54,6 +57,10 @@ async function startParley() {
         PARLEY_LOG_LEVEL: "warn",
         PARLEY_RATE_SENDS: "0",
         PARLEY_RATE_READS: "0",
+        PARLEY_ATTACHMENTS: "s3://parley-attachments",
+        PARLEY_S3_ENDPOINT: S3,
+        PARLEY_S3_ACCESS_KEY: process.env.PARLEY_TEST_S3_ACCESS_KEY ?? "parley",
+        PARLEY_S3_SECRET_KEY: process.env.PARLEY_TEST_S3_SECRET_KEY ?? "parley-secret-key",
       },
       stdio: ["ignore", "ignore", openSync(log, "w")],
     },
@@ -311,4 +318,81 @@ test("mentions are counted in the list, and typing at a person's pace meets no l
   assert.equal((await lou.locator("#error").textContent()) ?? "", "", "no error on lou's page");
   await kim.context().close();
   await lou.context().close();
+});
+
+/** A PNG of `w`×`h` pixels (RGB, a gradient). */
+function png(w, h) {
+  const chunk = (type, data) => {
+    const len = Buffer.alloc(4);
+    len.writeUInt32BE(data.length);
+    const body = Buffer.concat([Buffer.from(type), data]);
+    const crc = Buffer.alloc(4);
+    crc.writeUInt32BE(crc32(body));
+    return Buffer.concat([len, body, crc]);
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(w, 0);
+  header.writeUInt32BE(h, 4);
+  header[8] = 8; // bit depth
+  header[9] = 2; // RGB
+  const rows = [];
+  for (let y = 0; y < h; y++) {
+    const row = Buffer.alloc(1 + 3 * w);
+    for (let x = 0; x < w; x++) row.set([x % 256, y % 256, 120], 1 + 3 * x);
+    rows.push(row);
+  }
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk("IHDR", header),
+    chunk("IDAT", deflateSync(Buffer.concat(rows))),
+    chunk("IEND", Buffer.alloc(0)),
+  ]);
+}
+
+async function downloaded(page, selector) {
+  const [download] = await Promise.all([page.waitForEvent("download"), page.click(selector)]);
+  return readFileSync(await download.path());
+}
+
+test("files: a PNG and a PDF uploaded on one page, seen inline and downloaded on the other, refused to an outsider", async () => {
+  const image = png(640, 320);
+  const pdf = Buffer.concat([Buffer.from("%PDF-1.4\n% not an image\n"), Buffer.alloc(20_000, 7)]);
+  const amy = await signedIn("fileamy");
+  const ben = await signedIn("fileben");
+  await startChat(amy, "fileben");
+  await amy.setInputFiles("#composer-file", [
+    { name: "sketch.png", mimeType: "image/png", buffer: image },
+    { name: "notes.pdf", mimeType: "application/pdf", buffer: pdf },
+  ]);
+  await amy.locator('#uploads li[data-state="uploaded"][data-name="sketch.png"]').waitFor();
+  await amy.locator('#uploads li[data-state="uploaded"][data-name="notes.pdf"]').waitFor();
+  await amy.locator("#uploads progress").first().waitFor();
+  await send(amy, "two files");
+  await amy.locator('#messages li.mine .tick[data-tick="sent"], #messages li.mine .tick[data-tick="delivered"], #messages li.mine .tick[data-tick="read"]').first().waitFor();
+  // The other page: the image inline from its thumbnail, the PDF as a link.
+  await open(ben, "fileamy");
+  const thumb = ben.locator('#messages .attachment img.thumb[src^="blob:"]');
+  await thumb.waitFor();
+  const shown = await thumb.evaluate((img) => img.complete && img.naturalWidth);
+  assert.equal(shown, 320, "the thumbnail is 320 px wide");
+  await ben.locator("#messages a.file", { hasText: "notes.pdf" }).waitFor();
+  await ben.screenshot({ path: SHOTS + "attachments.png" });
+  assert.deepEqual(await downloaded(ben, '#messages a.file:has-text("notes.pdf")'), pdf, "the PDF's bytes");
+  assert.deepEqual(await downloaded(ben, '#messages a.file:has-text("sketch.png")'), image, "the PNG's bytes");
+  // The files are in the S3 store: the API redirects there.
+  const id = await ben.getAttribute('#messages a.file:has-text("notes.pdf")', "data-attachment");
+  const token = async (user) =>
+    (await (await fetch(`${base}/v1/dev/token`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ user_id: user }) })).json()).token;
+  const benToken = await token("fileben");
+  const r = await fetch(`${base}/v1/attachments/${id}`, { headers: { authorization: `Bearer ${benToken}` }, redirect: "manual" });
+  assert.equal(r.status, 302);
+  assert.ok(r.headers.get("location").startsWith(S3), r.headers.get("location"));
+  // Someone outside the conversation.
+  const outsider = await token("filecarl");
+  for (const via of ["", "?via=gateway"]) {
+    const no = await fetch(`${base}/v1/attachments/${id}${via}`, { headers: { authorization: `Bearer ${outsider}` }, redirect: "manual" });
+    assert.equal(no.status, 403);
+  }
+  await amy.context().close();
+  await ben.context().close();
 });

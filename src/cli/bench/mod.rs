@@ -2,6 +2,7 @@
 //! records them with the command and the machine.
 
 mod append;
+mod attachments;
 mod e2e;
 mod group;
 mod presence;
@@ -35,6 +36,9 @@ enum Which {
     Push(push::PushBenchArgs),
     /// Presence fanout: frames per second when many users with many contacts connect.
     Presence(presence::PresenceBenchArgs),
+    /// Attachments: uploads per second and MiB/s through the slot API, and the latency a
+    /// file adds to a message (against a running gateway with a store).
+    Attachments(attachments::AttachmentsArgs),
 }
 
 impl BenchArgs {
@@ -46,6 +50,7 @@ impl BenchArgs {
             Which::Group(a) => a.run().await,
             Which::Push(a) => a.run().await,
             Which::Presence(a) => a.run().await,
+            Which::Attachments(a) => a.run().await,
         }
     }
 }
