@@ -345,7 +345,7 @@ async fn attachments_on_the_s3_store_and_the_broker() {
 }
 
 /// `parley dev` on its embedded log, with attachments in its data directory.
-fn dev(dir: &std::path::Path, port: u16) -> Proc {
+fn dev(dir: &std::path::Path, port: u16, env: &[(String, String)]) -> Proc {
     let log_path = dir.join("dev.log");
     let stderr = std::fs::File::create(&log_path).unwrap();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_parley"));
@@ -359,7 +359,7 @@ fn dev(dir: &std::path::Path, port: u16) -> Proc {
         .env("PARLEY_LOG_LEVEL", "info")
         .stdout(std::process::Stdio::null())
         .stderr(stderr);
-    for (k, v) in limits() {
+    for (k, v) in limits().iter().chain(env) {
         cmd.env(k, v);
     }
     Proc::adopt(
@@ -374,7 +374,7 @@ async fn attachments_on_the_filesystem_store_of_parley_dev() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port().port();
     let base = format!("http://127.0.0.1:{port}");
-    let _dev = dev(dir.path(), port);
+    let _dev = dev(dir.path(), port, &[]);
     eventually("parley dev ready", LONG, || async {
         reqwest::get(format!("{base}/readyz"))
             .await
@@ -425,4 +425,75 @@ async fn attachments_on_the_filesystem_store_of_parley_dev() {
         StatusCode::CONFLICT
     );
     let _ = ben;
+}
+
+/// A user's daily quota of files, and the sweeper: an upload never sent is removed once
+/// its time has passed, and the file of a deleted message at the next sweep.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_daily_quota_holds_and_the_sweeper_removes_what_no_message_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("PARLEY_UPLOAD_QUOTA_FILES".to_string(), "3".to_string()),
+        ("PARLEY_ATTACHMENT_SWEEP_S".into(), "1".into()),
+        ("PARLEY_UNSENT_UPLOAD_TTL_S".into(), "6".into()),
+    ];
+    let _dev = dev(dir.path(), port, &env);
+    eventually("parley dev ready", LONG, || async {
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+    let (amy_t, _ben_t) = (token(&base, "amy").await, token(&base, "ben").await);
+    let amy = Api::new(&base, &amy_t);
+    let conv = amy.create_direct("ben").await.unwrap();
+    let sent_file = amy
+        .upload(&conv, "kept.txt", "text/plain", b"kept".to_vec())
+        .await
+        .unwrap();
+    let unsent = amy
+        .upload(&conv, "never.txt", "text/plain", b"never".to_vec())
+        .await
+        .unwrap();
+    let s = live(&base, &amy_t).await;
+    let sent = s
+        .send_files(&conv, "q1", "", vec![sent_file.clone()])
+        .await
+        .expect("a message of a file alone");
+    let third = slot(&amy, &conv, "text/plain", 3)
+        .await
+        .expect("the third slot of the day");
+    let over = slot(&amy, &conv, "text/plain", 3).await.unwrap_err();
+    assert_eq!(
+        (over.status, over.code()),
+        (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+    );
+    assert!(
+        over.body["error"]["retry_after_ms"].as_u64().unwrap() > 0,
+        "{}",
+        over.body
+    );
+    let files = dir.path().join("parley-data/attachments/files");
+    let has = |id: &str| files.join(id).exists();
+    assert!(has(&sent_file.attachment_id) && has(&unsent.attachment_id));
+    // The message's file stays while it is there; the one never sent goes.
+    eventually("the upload never sent removed", LONG, || async {
+        !has(&unsent.attachment_id)
+    })
+    .await;
+    assert!(has(&sent_file.attachment_id), "a sent file was swept");
+    let _ = third;
+    amy.ok(
+        Method::DELETE,
+        &format!("/v1/conversations/{conv}/messages/{}", sent.seq),
+        None,
+    )
+    .await
+    .unwrap();
+    eventually("the deleted message's file removed", LONG, || async {
+        !has(&sent_file.attachment_id)
+    })
+    .await;
 }

@@ -6,9 +6,11 @@
 //! - [`slots`]: upload slots, the claim of the one message an upload is sent with, and
 //!   the checks a send's attachments pass.
 //! - [`routes`]: `POST /v1/uploads`, `PUT /v1/uploads/{id}`, `GET /v1/attachments/{id}`.
+//! - [`quota`]: what a user may upload per day (files and bytes), counted in the store.
 //! - [`thumbnail`]: an image's thumbnail, made on first request and kept beside it.
 //! - [`sweeper`]: removes uploads never sent and the files of deleted messages.
 
+pub mod quota;
 pub mod routes;
 pub mod slots;
 pub mod store;
@@ -52,6 +54,8 @@ pub struct AttachmentLimits {
     pub download_expiry: Duration,
     /// An upload never sent is removed this long after its slot was given.
     pub unsent_ttl: Duration,
+    /// What a user may upload per UTC day.
+    pub quota: quota::Quota,
 }
 
 impl Default for AttachmentLimits {
@@ -62,6 +66,7 @@ impl Default for AttachmentLimits {
             upload_expiry: Duration::from_secs(15 * 60),
             download_expiry: Duration::from_secs(5 * 60),
             unsent_ttl: Duration::from_secs(24 * 3600),
+            quota: quota::Quota::default(),
         }
     }
 }

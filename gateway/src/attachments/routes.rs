@@ -109,6 +109,7 @@ pub async fn create(
     ensure_member(&state, &req.conversation_id, &me).await?;
     let id = Uuid::new_v4();
     let now = now_ms();
+    super::quota::take(blobs, limits.quota, &me, &id, req.size, now).await?;
     let slot = Slot {
         uploader: me.clone(),
         conversation_id: req.conversation_id,

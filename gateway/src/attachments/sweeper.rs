@@ -1,6 +1,7 @@
 //! Removes what no message holds any more: uploads never sent, past
 //! [`super::AttachmentLimits::unsent_ttl`] after their slot was given, and the files of
-//! messages deleted for everyone (their claims stay, so the id is never used again).
+//! messages deleted for everyone (their claims stay, so the id is never used again);
+//! and the quota markers of past days.
 //! Gateway 0 sweeps every [`EVERY`] (`PARLEY_ATTACHMENT_SWEEP_S`).
 
 use std::time::Duration;
@@ -89,6 +90,14 @@ pub async fn sweep(state: &Shared, blobs: &Blobs) -> anyhow::Result<Swept> {
                     swept.deleted += 1;
                 }
             }
+        }
+    }
+    // Quota markers of days gone by.
+    let today = now.div_euclid(86_400_000);
+    for (key, _) in blobs.list("quota").await? {
+        let day = key.split('/').nth(2).and_then(|d| d.parse::<i64>().ok());
+        if day.is_some_and(|d| d < today) {
+            blobs.delete(&key).await?;
         }
     }
     Ok(swept)

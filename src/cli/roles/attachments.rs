@@ -41,6 +41,12 @@ pub struct AttachmentArgs {
     /// Seconds after which an upload never sent is removed.
     #[arg(long, env = "PARLEY_UNSENT_UPLOAD_TTL_S", default_value_t = 86_400)]
     pub(super) unsent_upload_ttl_s: u64,
+    /// Files a user may upload per UTC day (0: no limit).
+    #[arg(long, env = "PARLEY_UPLOAD_QUOTA_FILES", default_value_t = parley_gateway::attachments::quota::Quota::default().count)]
+    pub(super) upload_quota_files: u64,
+    /// Bytes a user may upload per UTC day (0: no limit).
+    #[arg(long, env = "PARLEY_UPLOAD_QUOTA_BYTES", default_value_t = parley_gateway::attachments::quota::Quota::default().bytes)]
+    pub(super) upload_quota_bytes: u64,
     /// Seconds between sweeps of the store (by gateway 0).
     #[arg(long, env = "PARLEY_ATTACHMENT_SWEEP_S", default_value_t = 3600)]
     pub(super) attachment_sweep_s: u64,
@@ -64,6 +70,10 @@ impl AttachmentArgs {
             upload_expiry: Duration::from_secs(self.upload_expiry_s.max(1)),
             download_expiry: Duration::from_secs(self.download_expiry_s.max(1)),
             unsent_ttl: Duration::from_secs(self.unsent_upload_ttl_s),
+            quota: parley_gateway::attachments::quota::Quota {
+                count: self.upload_quota_files,
+                bytes: self.upload_quota_bytes,
+            },
             ..AttachmentLimits::default()
         };
         if !self.attachment_types.is_empty() {
