@@ -7,6 +7,8 @@
 //!   the checks a send's attachments pass.
 //! - [`routes`]: `POST /v1/uploads`, `PUT /v1/uploads/{id}`, `GET /v1/attachments/{id}`.
 //! - [`quota`]: what a user may upload per day (files and bytes), counted in the store.
+//!
+//! `tests/store_conformance.rs` runs one contract against both stores.
 //! - [`thumbnail`]: an image's thumbnail, made on first request and kept beside it.
 //! - [`sweeper`]: removes uploads never sent and the files of deleted messages.
 
