@@ -116,8 +116,12 @@ pub async fn claim(
     }
     let mut refs = Vec::with_capacity(attach.len());
     let mut ids = Vec::with_capacity(attach.len());
-    for a in attach {
-        let checked = check_one(blobs, sender, conversation, a).await?;
+    // Every file's checks at once (each is a few requests to the store).
+    let checks = attach
+        .iter()
+        .map(|a| check_one(blobs, sender, conversation, a));
+    for (a, checked) in attach.iter().zip(futures::future::join_all(checks).await) {
+        let checked = checked?;
         if ids.contains(&checked.0) {
             return Err(ApiError::bad_request(format!(
                 "attachment {} is named twice",
@@ -195,11 +199,14 @@ async fn check_one(
         )
     };
     let id = parse_id(&a.attachment_id).ok_or_else(unknown)?;
-    let slot = slot(blobs, &id).await?.ok_or_else(unknown)?;
+    // The slot and the stored length, asked at once.
+    let key = file_key(&id);
+    let (slot, stored) = futures::join!(slot(blobs, &id), blobs.size(&key));
+    let slot = slot?.ok_or_else(unknown)?;
     if slot.uploader != sender || slot.conversation_id != conversation {
         return Err(unknown());
     }
-    match blobs.size(&file_key(&id)).await? {
+    match stored? {
         Some(n) if n == slot.size => {}
         Some(n) => {
             return Err(ApiError::bad_request(format!(
