@@ -7,7 +7,7 @@ use crate::common;
 
 use std::time::Duration;
 
-use common::stack::{free_port, Options, Proc, Processes};
+use common::stack::{dev_embedded, free_port, wait_ready, Options, Proc, Processes};
 use common::{eventually, live, token, LONG};
 use parley_client::{Api, Session};
 use reqwest::{Method, StatusCode};
@@ -346,27 +346,8 @@ async fn attachments_on_the_s3_store_and_the_broker() {
 
 /// `parley dev` on its embedded log, with attachments in its data directory.
 fn dev(dir: &std::path::Path, port: u16, env: &[(String, String)]) -> Proc {
-    let log_path = dir.join("dev.log");
-    let stderr = std::fs::File::create(&log_path).unwrap();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_parley"));
-    cmd.args(["dev", "--dev-auth", "--http", &format!("127.0.0.1:{port}")])
-        .current_dir(dir)
-        .env_remove("PARLEY_LOG")
-        .env_remove("PARLEY_TOPIC_PREFIX")
-        .env_remove("PARLEY_DATA_DIR")
-        .env_remove("PARLEY_LOG_DIR")
-        .env_remove("PARLEY_ATTACHMENTS")
-        .env("PARLEY_LOG_LEVEL", "info")
-        .stdout(std::process::Stdio::null())
-        .stderr(stderr);
-    for (k, v) in limits().iter().chain(env) {
-        cmd.env(k, v);
-    }
-    Proc::adopt(
-        "parley dev (attachments)",
-        cmd.spawn().expect("spawn parley dev"),
-        log_path,
-    )
+    let env: Vec<(String, String)> = limits().into_iter().chain(env.iter().cloned()).collect();
+    dev_embedded(dir, port, "dev", &env)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -375,12 +356,7 @@ async fn attachments_on_the_filesystem_store_of_parley_dev() {
     let port = free_port().port();
     let base = format!("http://127.0.0.1:{port}");
     let _dev = dev(dir.path(), port, &[]);
-    eventually("parley dev ready", LONG, || async {
-        reqwest::get(format!("{base}/readyz"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await;
+    wait_ready(&base).await;
     suite(&Target {
         base: base.clone(),
         presigned: false,
@@ -440,12 +416,7 @@ async fn the_daily_quota_holds_and_the_sweeper_removes_what_no_message_holds() {
         ("PARLEY_UNSENT_UPLOAD_TTL_S".into(), "6".into()),
     ];
     let _dev = dev(dir.path(), port, &env);
-    eventually("parley dev ready", LONG, || async {
-        reqwest::get(format!("{base}/readyz"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await;
+    wait_ready(&base).await;
     let (amy_t, _ben_t) = (token(&base, "amy").await, token(&base, "ben").await);
     let amy = Api::new(&base, &amy_t);
     let conv = amy.create_direct("ben").await.unwrap();

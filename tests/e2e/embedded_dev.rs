@@ -7,44 +7,20 @@ use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::stack::{free_port, Proc};
-use common::{eventually, live, token, LONG};
+use common::stack::{dev_embedded, free_port, wait_ready, Proc};
+use common::{live, token, LONG};
 use parley_client::Api;
 
-/// `parley dev --dev-auth` in `dir`, with no `--log` (and no `PARLEY_LOG`).
-/// Killed when dropped (also when the test fails half-way, so no orphan keeps its port
-/// and CPU while the other tests run).
+/// `parley dev` on its embedded log in `dir`, sends and reads unlimited.
 fn dev(dir: &Path, port: u16, run: &str) -> Proc {
-    let log_path = dir.join(format!("{run}.log"));
-    let stderr = std::fs::File::create(&log_path).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_parley"))
-        .args(["dev", "--dev-auth", "--http", &format!("127.0.0.1:{port}")])
-        .current_dir(dir)
-        .env_remove("PARLEY_LOG")
-        .env_remove("PARLEY_TOPIC_PREFIX")
-        .env_remove("PARLEY_DATA_DIR")
-        .env_remove("PARLEY_LOG_DIR")
-        .env("PARLEY_LOG_LEVEL", "info")
-        .env("PARLEY_RATE_SENDS", "0")
-        .env("PARLEY_RATE_READS", "0")
-        .stdout(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .expect("spawn parley dev");
-    Proc::adopt(&format!("parley dev ({run})"), child, log_path)
-}
-
-async fn ready(base: &str) {
-    eventually("parley dev ready", LONG, || async {
-        reqwest::get(format!("{base}/readyz"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await;
+    let unlimited = [
+        ("PARLEY_RATE_SENDS".to_string(), "0".to_string()),
+        ("PARLEY_RATE_READS".into(), "0".into()),
+    ];
+    dev_embedded(dir, port, run, &unlimited)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -53,7 +29,7 @@ async fn parley_dev_without_a_broker_keeps_every_acked_message_through_sigkill()
     let port = free_port().port();
     let base = format!("http://127.0.0.1:{port}");
     let mut first = dev(dir.path(), port, "first");
-    ready(&base).await;
+    wait_ready(&base).await;
     assert!(
         dir.path().join("parley-data/log").is_dir(),
         "the log's directory"
@@ -108,7 +84,7 @@ async fn parley_dev_without_a_broker_keeps_every_acked_message_through_sigkill()
     let port = free_port().port();
     let base = format!("http://127.0.0.1:{port}");
     let mut second = dev(dir.path(), port, "second");
-    ready(&base).await;
+    wait_ready(&base).await;
     let amy_t = token(&base, "amy").await;
     let history = Api::new(&base, &amy_t).all_messages(&conv).await.unwrap();
     let kept: BTreeMap<i64, &str> = history.iter().map(|m| (m.seq, m.body.as_str())).collect();

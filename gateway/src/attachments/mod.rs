@@ -73,6 +73,15 @@ impl Default for AttachmentLimits {
     }
 }
 
+/// The gateway's attachment store, or `unavailable` if it has none.
+pub fn store_of(state: &crate::service::Shared) -> Result<&Blobs, crate::error::ApiError> {
+    state.config.attachments.as_ref().ok_or_else(|| {
+        crate::error::ApiError::unavailable(
+            "attachments are not configured on this gateway (PARLEY_ATTACHMENTS)",
+        )
+    })
+}
+
 /// `content_type` as compared: lower case, without parameters (`; charset=…`).
 pub fn media_type(content_type: &str) -> String {
     content_type

@@ -49,7 +49,7 @@ pub async fn take(
     let used = blobs.list(&prefix).await?;
     let bytes: u64 = used
         .iter()
-        .filter_map(|(key, _)| {
+        .filter_map(|key| {
             key.rsplit('/')
                 .next()?
                 .split('-')

@@ -58,19 +58,6 @@ pub struct UploadSlot {
     expires_at: i64,
 }
 
-fn blobs(state: &Shared) -> Result<&Blobs, ApiError> {
-    state.config.attachments.as_ref().ok_or_else(|| {
-        ApiError::unavailable("attachments are not configured on this gateway (PARLEY_ATTACHMENTS)")
-    })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// `POST /v1/uploads`
 pub async fn create(
     State(state): State<Shared>,
@@ -78,7 +65,7 @@ pub async fn create(
     body: Result<Json<UploadRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(req) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    let blobs = blobs(&state)?;
+    let blobs = super::store_of(&state)?;
     let limits = &state.config.attachment_limits;
     let content_type = media_type(&req.content_type);
     if !limits.types.contains(&content_type) {
@@ -108,7 +95,7 @@ pub async fn create(
     state.limits.check(Limit::Upload, &me)?;
     ensure_member(&state, &req.conversation_id, &me).await?;
     let id = Uuid::new_v4();
-    let now = now_ms();
+    let now = parley_schemas::now_millis();
     super::quota::take(blobs, limits.quota, &me, &id, req.size, now).await?;
     let slot = Slot {
         uploader: me.clone(),
@@ -147,14 +134,14 @@ pub async fn upload(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, ApiError> {
-    let blobs = blobs(&state)?;
+    let blobs = super::store_of(&state)?;
     let missing = || ApiError::new(ErrorCode::NotFound, "no upload slot of yours has this id");
     let id = slots::parse_id(&id).ok_or_else(missing)?;
     let slot = slots::slot(blobs, &id).await?.ok_or_else(missing)?;
     if slot.uploader != me {
         return Err(missing());
     }
-    if slots::expired(&slot, now_ms()) {
+    if slots::expired(&slot, parley_schemas::now_millis()) {
         return Err(ApiError::new(
             ErrorCode::Gone,
             "this upload slot has expired: ask for a new one",
@@ -219,7 +206,7 @@ pub async fn download(
     state
         .limits
         .check(Limit::Read(crate::limits::Read::Page), &me)?;
-    let blobs = blobs(&state)?;
+    let blobs = super::store_of(&state)?;
     let (id, file) = readable(&state, blobs, &me, &id).await?;
     let inline = INLINE_IMAGES.contains(&file.content_type.as_str());
     let expiry = state.config.attachment_limits.download_expiry;
@@ -262,18 +249,13 @@ async fn readable(
     let id = slots::parse_id(id).ok_or_else(forbidden)?;
     let claim = slots::claim_of(blobs, &id).await?.ok_or_else(forbidden)?;
     let conversation = &claim.conversation_id;
-    match ensure_member(state, conversation, user).await {
-        Ok(()) => {}
-        Err(e) if e.code == ErrorCode::NotMember => return Err(forbidden()),
-        Err(e) => return Err(e),
-    }
     // The rules of history: a member reads the messages after the record that made
     // them one (from the group's creation with full_history).
-    let since = state
-        .views
-        .history_from(conversation, user)
-        .await?
-        .ok_or_else(forbidden)?;
+    let since = match crate::history::joined(state, conversation, user).await {
+        Ok(since) => since,
+        Err(e) if e.code == ErrorCode::NotMember => return Err(forbidden()),
+        Err(e) => return Err(e),
+    };
     let message = state
         .views
         .message_by_id(conversation, claim.message_id)
@@ -357,14 +339,13 @@ pub fn disposition(inline: bool, name: &str) -> String {
             }
         })
         .collect();
-    let mut encoded = String::new();
-    for b in name.as_bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(*b as char);
-        } else {
-            encoded.push_str(&format!("%{b:02X}"));
-        }
-    }
+    // RFC 5987: every byte but the unreserved ones, percent-encoded.
+    const ENCODED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let encoded = percent_encoding::utf8_percent_encode(name, ENCODED);
     format!("{kind}; filename=\"{ascii}\"; filename*=UTF-8''{encoded}")
 }
 

@@ -5,8 +5,6 @@
 //! `If-None-Match: *`, or an exclusive create on the filesystem), so two messages can
 //! never both hold one upload.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use parley_schemas::frames::{Attach, ErrorCode};
 use parley_schemas::AttachmentRef;
@@ -52,7 +50,7 @@ pub fn thumb_key(id: &Uuid) -> String {
     format!("thumbs/{id}")
 }
 
-fn slot_key(id: &Uuid) -> String {
+pub fn slot_key(id: &Uuid) -> String {
     format!("uploads/{id}.json")
 }
 
@@ -236,11 +234,4 @@ async fn check_one(
 /// Whether `slot`'s upload window has passed at `now_ms`.
 pub fn expired(slot: &Slot, now_ms: i64) -> bool {
     now_ms > slot.upload_by
-}
-
-/// How long an upload slot stays open, and how long a download URL works.
-#[derive(Clone, Debug)]
-pub struct Expiry {
-    pub upload: Duration,
-    pub download: Duration,
 }

@@ -195,17 +195,14 @@ impl Blobs {
         }
     }
 
-    /// The keys under `prefix`, with their last-modified times (ms).
-    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, i64)>, StoreError> {
+    /// The keys under `prefix`.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         use futures::TryStreamExt;
         let metas: Vec<_> = self
             .store
             .list(Some(&Path::from(prefix)))
             .try_collect()
             .await?;
-        Ok(metas
-            .into_iter()
-            .map(|m| (m.location.to_string(), m.last_modified.timestamp_millis()))
-            .collect())
+        Ok(metas.into_iter().map(|m| m.location.to_string()).collect())
     }
 }

@@ -46,12 +46,10 @@ pub async fn run(state: Shared, every: Duration, shutdown: CancellationToken) {
 
 /// One sweep over every slot.
 pub async fn sweep(state: &Shared, blobs: &Blobs) -> anyhow::Result<Swept> {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)?
-        .as_millis() as i64;
+    let now = parley_schemas::now_millis();
     let ttl = state.config.attachment_limits.unsent_ttl.as_millis() as i64;
     let mut swept = Swept::default();
-    for (key, _) in blobs.list("uploads").await? {
+    for key in blobs.list("uploads").await? {
         let Some(id) = key
             .strip_prefix("uploads/")
             .and_then(|k| k.strip_suffix(".json"))
@@ -68,7 +66,7 @@ pub async fn sweep(state: &Shared, blobs: &Blobs) -> anyhow::Result<Swept> {
         {
             None if now - slot.created_at > ttl => {
                 remove_bytes(blobs, &id).await?;
-                blobs.delete(&format!("uploads/{id}.json")).await?;
+                blobs.delete(&slots::slot_key(&id)).await?;
                 swept.unsent += 1;
             }
             None => {}
@@ -94,7 +92,7 @@ pub async fn sweep(state: &Shared, blobs: &Blobs) -> anyhow::Result<Swept> {
     }
     // Quota markers of days gone by.
     let today = now.div_euclid(86_400_000);
-    for (key, _) in blobs.list("quota").await? {
+    for key in blobs.list("quota").await? {
         let day = key.split('/').nth(2).and_then(|d| d.parse::<i64>().ok());
         if day.is_some_and(|d| d < today) {
             blobs.delete(&key).await?;

@@ -275,12 +275,6 @@ pub async fn check(
     }
     state.limits.check(crate::limits::Limit::Send, sender)?;
     ensure_member(state, conversation, sender).await?;
-    if attachments.len() > crate::attachments::slots::MAX_PER_MESSAGE {
-        return Err(ApiError::bad_request(format!(
-            "at most {} attachments per message",
-            crate::attachments::slots::MAX_PER_MESSAGE
-        )));
-    }
     let message_id = ids::message_id(sender, &client_msg_id);
     let careful = state.recent.seen(message_id) || retry;
     let known = match careful {
@@ -301,9 +295,7 @@ pub async fn check(
     let attachments = match attachments.is_empty() {
         true => Vec::new(),
         false => {
-            let blobs = state.config.attachments.as_ref().ok_or_else(|| {
-                ApiError::unavailable("attachments are not configured on this gateway")
-            })?;
+            let blobs = crate::attachments::store_of(state)?;
             crate::attachments::slots::claim(blobs, sender, conversation, message_id, &attachments)
                 .await?
         }

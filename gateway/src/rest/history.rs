@@ -28,6 +28,17 @@ pub fn from_join(mut q: HistoryQuery, joined: Option<i64>) -> HistoryQuery {
     q
 }
 
+/// The offset after which `user` reads `conversation` (their join, or its creation with
+/// `full_history`): `not_member` unless they are a member now. Every reader's check.
+pub async fn joined(state: &Shared, conversation: &str, user: &str) -> Result<i64, ApiError> {
+    ensure_member(state, conversation, user).await?;
+    state
+        .views
+        .history_from(conversation, user)
+        .await?
+        .ok_or_else(|| ApiError::not_member(conversation))
+}
+
 pub async fn page(
     state: &Shared,
     user: &str,
@@ -37,10 +48,7 @@ pub async fn page(
     state
         .limits
         .check(crate::limits::Limit::Read(crate::limits::Read::Page), user)?;
-    ensure_member(state, conversation, user).await?;
-    let Some(since) = state.views.history_from(conversation, user).await? else {
-        return Err(ApiError::not_member(conversation));
-    };
+    let since = joined(state, conversation, user).await?;
     let mut q = from_join(q, Some(since));
     q.viewer = Some(user.to_string());
     if q.before.is_some_and(|b| b <= since + 1) {

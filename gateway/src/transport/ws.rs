@@ -7,7 +7,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
@@ -29,8 +29,6 @@ use crate::{history, receipts, sync, typing};
 pub use crate::sessions::{
     CLOSE_DEAD, CLOSE_PRESENCE_LAPSED, CLOSE_SLOW, CLOSE_TOKEN_EXPIRED, CLOSE_TRY_AGAIN,
 };
-/// Close code of a session that ended normally (its client closed it).
-const CLOSE_NORMAL: u16 = 1000;
 /// Close code when the gateway shuts down: reconnect elsewhere and sync.
 pub const CLOSE_GOING_AWAY: u16 = 1001;
 
@@ -443,7 +441,7 @@ async fn write(
             Some(f) = outbound.bulk.recv() => Ok(text_out(&f)),
             // The session has ended (its client left, or its setup failed) and everything
             // queued is written: the socket is closed now, not at the next ping.
-            _ = session.closed.cancelled() => Err((CLOSE_NORMAL, "session ended")),
+            _ = session.closed.cancelled() => Err((close_code::NORMAL, "session ended")),
             _ = ping.tick() => Ok(Message::Ping(Default::default())),
         };
         let msg = match next {

@@ -157,6 +157,38 @@ async fn report(role: &str, f: impl std::future::Future<Output = anyhow::Result<
     }
 }
 
+/// `parley dev --dev-auth` in `dir` on its embedded log (no `--log`, no `PARLEY_LOG`),
+/// with `env` added; its stderr goes to `dir/<run>.log`. Killed when dropped (also when
+/// the test fails half-way, so no orphan keeps its port and CPU).
+pub fn dev_embedded(dir: &std::path::Path, port: u16, run: &str, env: &[(String, String)]) -> Proc {
+    let log_path = dir.join(format!("{run}.log"));
+    let stderr = std::fs::File::create(&log_path).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_parley"));
+    cmd.args(["dev", "--dev-auth", "--http", &format!("127.0.0.1:{port}")])
+        .current_dir(dir)
+        .env_remove("PARLEY_LOG")
+        .env_remove("PARLEY_TOPIC_PREFIX")
+        .env_remove("PARLEY_DATA_DIR")
+        .env_remove("PARLEY_LOG_DIR")
+        .env_remove("PARLEY_ATTACHMENTS")
+        .env("PARLEY_LOG_LEVEL", "info")
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr);
+    let child = cmd.spawn().expect("spawn parley dev");
+    Proc::adopt(&format!("parley dev ({run})"), child, log_path)
+}
+
+/// Waits until `base/readyz` answers 200.
+pub async fn wait_ready(base: &str) {
+    super::eventually(&format!("{base} ready"), super::LONG, || async {
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+}
+
 pub async fn wait_healthy(base: &str) {
     let client = reqwest::Client::new();
     for _ in 0..300 {
