@@ -24,6 +24,52 @@ pub struct Page {
     pub has_more: bool,
 }
 
+/// A search's options beyond its query (`GET /v1/search`).
+#[derive(Debug, Clone, Default)]
+pub struct SearchOptions {
+    pub conversation_id: Option<String>,
+    pub from: Option<String>,
+    /// By relevance rather than newest first.
+    pub relevance: bool,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// A page of search results.
+#[derive(Debug, Clone, Deserialize)]
+pub struct SearchResults {
+    pub results: Vec<SearchResult>,
+    #[serde(default)]
+    pub next_cursor: Option<String>,
+}
+
+/// A message found, with a snippet of its text (`hit` parts are the matched words).
+#[derive(Debug, Clone, Deserialize)]
+pub struct SearchResult {
+    pub conversation_id: String,
+    pub seq: i64,
+    pub message_id: uuid::Uuid,
+    pub sender_id: String,
+    pub ts: i64,
+    pub snippet: Vec<SnippetPart>,
+    #[serde(default)]
+    pub score: Option<f32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SnippetPart {
+    pub text: String,
+    #[serde(default)]
+    pub hit: bool,
+}
+
+impl SearchResult {
+    /// The snippet as plain text.
+    pub fn text(&self) -> String {
+        self.snippet.iter().map(|p| p.text.as_str()).collect()
+    }
+}
+
 /// A downloaded attachment.
 #[derive(Debug, Clone)]
 pub struct Download {
@@ -284,6 +330,34 @@ impl Api {
                 None,
             )
             .await?;
+        serde_json::from_value(v).map_err(|e| SessionError::Protocol(e.to_string()))
+    }
+
+    /// The messages the caller may read that match `q` (docs/protocol.md, *Search*).
+    pub async fn search(&self, q: &str, o: &SearchOptions) -> Result<SearchResults, SessionError> {
+        let mut url = reqwest::Url::parse("http://gateway/v1/search")
+            .map_err(|e| SessionError::Protocol(e.to_string()))?;
+        {
+            let mut pairs = url.query_pairs_mut();
+            pairs.append_pair("q", q);
+            if let Some(c) = &o.conversation_id {
+                pairs.append_pair("conversation_id", c);
+            }
+            if let Some(f) = &o.from {
+                pairs.append_pair("from", f);
+            }
+            if o.relevance {
+                pairs.append_pair("sort", "relevance");
+            }
+            if let Some(l) = o.limit {
+                pairs.append_pair("limit", &l.to_string());
+            }
+            if let Some(c) = &o.cursor {
+                pairs.append_pair("cursor", c);
+            }
+        }
+        let path = format!("{}?{}", url.path(), url.query().unwrap_or(""));
+        let v = self.ok(reqwest::Method::GET, &path, None).await?;
         serde_json::from_value(v).map_err(|e| SessionError::Protocol(e.to_string()))
     }
 

@@ -15,7 +15,7 @@ pub mod reconnect;
 pub mod session;
 pub mod store;
 
-pub use api::{Api, Download, Refused};
+pub use api::{Api, Download, Refused, SearchOptions, SearchResult, SearchResults};
 pub use poll::Poller;
 pub use reconnect::{Reconnecting, TokenSource};
 pub use session::{ReceiptCounts, Session, SessionError};

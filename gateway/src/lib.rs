@@ -5,7 +5,7 @@
 //! - [`transport`]: how clients connect: [`ws`] (WebSocket), [`longpoll`], and the
 //!   [`sessions`] of this gateway.
 //! - [`rest`]: the REST resources: [`conversations`], [`history`], [`receipts`],
-//!   [`roles`], [`devices`], [`privacy`], [`openapi`], and the [`web`] client.
+//!   [`roles`], [`search`], [`devices`], [`privacy`], [`openapi`], and the [`web`] client.
 //! - [`delivery`]: a message's way in and out: [`send`], [`membership`], [`echoes`],
 //!   [`deliveries`], [`broadcasts`], [`groups`], [`counts`], [`sync`], [`typing`].
 //! - [`presence`]: this gateway's presence records and slot lease ([`presence::agent`]),
@@ -37,7 +37,9 @@ pub use delivery::{
     broadcasts, changes, counts, deliveries, echoes, groups, membership, send, sync, typing,
 };
 pub use presence::contacts;
-pub use rest::{conversations, devices, history, messages, openapi, privacy, receipts, roles, web};
+pub use rest::{
+    conversations, devices, history, messages, openapi, privacy, receipts, roles, search, web,
+};
 pub use transport::{longpoll, sessions, ws};
 
 pub use config::GatewayConfig;

@@ -159,13 +159,15 @@ pub enum Read {
     Presence,
     /// A presence query by a user with no session here (contacts read from the views).
     PresenceCold,
+    /// A search: a barrier and a query on every shard.
+    Search,
 }
 
 impl Read {
     pub fn cost(self) -> u32 {
         match self {
             Read::Page => 1,
-            Read::Poll | Read::List => 5,
+            Read::Poll | Read::List | Read::Search => 5,
             Read::Presence => 2,
             Read::PresenceCold => 20,
         }

@@ -47,6 +47,12 @@ pub const PUSHES: &str = "parley_push_notifications_total";
 pub const ROUTED: &str = "parley_routed_total";
 /// Sends waiting for their routed copy (gateway).
 pub const ECHO_WAITERS: &str = "parley_echo_waiters";
+/// Messages (re)indexed by the projector's search index.
+pub const SEARCH_INDEXED: &str = "parley_search_indexed_total";
+/// How long a commit of the search index took.
+pub const SEARCH_COMMIT_SECONDS: &str = "parley_search_commit_seconds";
+/// How long a search took in a replica (after its barrier).
+pub const SEARCH_SECONDS: &str = "parley_search_seconds";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -126,4 +132,14 @@ fn describe() {
     describe_gauge!(RESIDENT, Unit::Bytes, "resident memory of the process");
     describe_counter!(PUSHES, "push notifications, by result");
     describe_counter!(ROUTED, "records written by fanout-workers");
+    describe_counter!(
+        SEARCH_INDEXED,
+        "messages indexed for search (again, once changed)"
+    );
+    describe_histogram!(
+        SEARCH_COMMIT_SECONDS,
+        Unit::Seconds,
+        "a commit of the search index"
+    );
+    describe_histogram!(SEARCH_SECONDS, Unit::Seconds, "one shard's search query");
 }

@@ -10,6 +10,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::search::{SearchPage, SearchQuery};
 use crate::store::mailbox::{InboxPage, ReceiptView};
 use crate::views::{
     ConversationSummary, ConversationView, HistoryPage, HistoryQuery, PartitionSnapshot, Status,
@@ -233,6 +234,13 @@ impl Views for HttpViews {
 
     async fn status(&self) -> Result<Status> {
         self.must(&["v1", "status"]).await
+    }
+
+    async fn search_shard(&self, q: SearchQuery) -> Result<SearchPage> {
+        let req = self.client.post(self.url(&["v1", "search"])).json(&q);
+        self.send(req)
+            .await?
+            .ok_or_else(|| Error::Unavailable("search: no page in the reply".into()))
     }
 
     async fn checksum(&self) -> Result<String> {

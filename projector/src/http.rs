@@ -41,6 +41,7 @@ pub fn router(views: Shared, token: Option<String>, incarnation: Option<String>)
         .route("/v1/users/{user}/inbox", get(inbox))
         .route("/v1/conversations/{id}/receipts", get(receipts))
         .route("/v1/wait", post(wait))
+        .route("/v1/search", post(search))
         .with_state(views);
     let api = match incarnation {
         Some(i) => api.layer(axum::middleware::from_fn_with_state(
@@ -234,4 +235,13 @@ async fn wait(State(v): State<Shared>, Json(b): Json<WaitBody>) -> Answer {
     };
     let reached = v.wait_stream_applied(stream, &b.offsets, timeout).await?;
     Ok(Json(json!({ "reached": reached })).into_response())
+}
+
+/// One shard's answer to a search (the gateway merges the shards' answers).
+async fn search(
+    State(v): State<Shared>,
+    body: Result<Json<crate::search::SearchQuery>, axum::extract::rejection::JsonRejection>,
+) -> Answer {
+    let Json(q) = body.map_err(|e| Error::BadRequest(e.body_text()))?;
+    Ok(Json(v.search_shard(q).await?).into_response())
 }

@@ -12,6 +12,8 @@
 //!   follow it.
 //! - [`sharded`]: [`ShardedViews`], the trait over every replica of every shard found
 //!   in the directory, with failover and read-your-log across replicas.
+//! - [`search`]: the full-text index of the same partitions, kept in step with the
+//!   views, and the search over it (filtered by what the caller may read).
 //! - [`gauges`]: consumer lag, readiness and RocksDB figures, measured every 2 s.
 //! - [`service`]: the consumer loop and [`run`], the role's entry point.
 //! - [`config`], [`error`].
@@ -22,6 +24,7 @@ pub mod directory;
 pub mod error;
 pub mod gauges;
 pub mod http;
+pub mod search;
 pub mod service;
 pub mod sharded;
 pub mod store;

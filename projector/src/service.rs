@@ -29,6 +29,8 @@ pub struct Projector {
     gauges: tokio::task::JoinHandle<()>,
     /// Stops the announcer and the gauges (a child of the shutdown token).
     leave: CancellationToken,
+    /// Keeps the search index in step with the views.
+    indexer: tokio::task::JoinHandle<Result<()>>,
 }
 
 impl Projector {
@@ -101,6 +103,20 @@ impl Projector {
                 leave.clone(),
             ))
         });
+        let events_at: BTreeMap<i32, i64> = rx
+            .borrow()
+            .iter()
+            .filter(|((s, _), _)| *s == Stream::Events)
+            .map(|((_, p), o)| (*p, *o))
+            .collect();
+        let (indexer, indexing) = crate::search::indexer::Indexer::start(
+            config.data_dir.join("search"),
+            store.clone(),
+            incarnation.clone(),
+            events_at,
+            leave.clone(),
+        )
+        .await?;
         parley_ops::metrics::install();
         let positions = parley_ops::lag::Positions::default();
         for ((stream, p), at) in rx.borrow().iter() {
@@ -119,18 +135,21 @@ impl Projector {
             config.clone(),
             leave.clone(),
         ));
-        let task = tokio::spawn(consume(config, store.clone(), stream, tx, shutdown));
+        let feed = indexer.clone();
+        let task = tokio::spawn(consume(config, store.clone(), stream, tx, feed, shutdown));
         Ok(Projector {
             views: LocalViews {
                 store,
                 applied: rx,
                 owned,
+                indexer,
             },
             incarnation,
             task,
             announcer,
             gauges,
             leave,
+            indexer: indexing,
         })
     }
 
@@ -156,6 +175,12 @@ impl Projector {
             let _ = a.await;
         }
         let _ = self.gauges.await;
+        // The index's last commit, and its writer's lock let go.
+        match self.indexer.await {
+            Ok(Err(e)) => warn!(error = %e, "the search index stopped with an error"),
+            Err(e) => warn!(error = %e, "the search index task failed"),
+            Ok(Ok(())) => {}
+        }
         consumed?
     }
 }
@@ -237,6 +262,7 @@ async fn consume(
         parley_sequencer::Result<(Stream, parley_sequencer::LogRecord)>,
     >,
     applied: watch::Sender<BTreeMap<(Stream, i32), i64>>,
+    indexer: crate::search::indexer::Indexer,
     shutdown: CancellationToken,
 ) -> Result<()> {
     loop {
@@ -263,6 +289,16 @@ async fn consume(
         match result {
             Ok(done) => {
                 debug!(offsets = ?done.offsets, messages = done.messages, skipped = done.skipped, "batch applied");
+                let offsets = done
+                    .offsets
+                    .iter()
+                    .filter(|((s, _), _)| *s == Stream::Events)
+                    .map(|((_, p), o)| (*p, *o))
+                    .collect();
+                indexer.touched(crate::search::indexer::Touched {
+                    messages: done.touched,
+                    offsets,
+                });
                 applied.send_modify(|a| a.extend(done.offsets));
             }
             Err(e) => {

@@ -41,6 +41,7 @@ use uuid::Uuid;
 use crate::client::HttpViews;
 use crate::directory::{Announcement, Directory};
 use crate::error::{Error, Result};
+use crate::search::{SearchPage, SearchQuery};
 use crate::store::mailbox::{InboxPage, ReceiptView};
 use crate::store::Stream;
 use crate::views::{
@@ -450,6 +451,25 @@ impl Views for ShardedViews {
             all.receipts.extend(s.receipts);
         }
         Ok(all)
+    }
+
+    async fn search_shard(&self, _: SearchQuery) -> Result<SearchPage> {
+        Err(Error::BadRequest(
+            "a shard's answer is one replica's: ask that replica's /v1/search".into(),
+        ))
+    }
+
+    /// One replica of every shard, as for a user's conversation list; their answers
+    /// merged into one page.
+    async fn search(&self, q: SearchQuery) -> Result<SearchPage> {
+        let cursor = q.check().map_err(Error::BadRequest)?.1;
+        let parts = self
+            .gather(|v| {
+                let q = q.clone();
+                async move { v.search_shard(q).await }
+            })
+            .await?;
+        Ok(crate::search::merge(&q, cursor, parts))
     }
 
     async fn checksum(&self) -> Result<String> {

@@ -12,6 +12,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
+use crate::search::indexer::Indexer;
+use crate::search::{SearchPage, SearchQuery};
 use crate::store::mailbox::{InboxPage, ReceiptView};
 use crate::store::{Store, Stream};
 
@@ -205,6 +207,16 @@ pub trait Views: Send + Sync + 'static {
     async fn receipts(&self, conversation: &str) -> Result<Vec<ReceiptView>>;
     async fn status(&self) -> Result<Status>;
     async fn checksum(&self) -> Result<String>;
+    /// One replica's own answer to `q`, unmerged: its best results, and "more" when it
+    /// has more ([`crate::search::merge`] makes pages of such answers).
+    async fn search_shard(&self, q: SearchQuery) -> Result<SearchPage>;
+    /// The messages `q.user` may read now that match `q`, a page of them
+    /// ([`crate::search`]).
+    async fn search(&self, q: SearchQuery) -> Result<SearchPage> {
+        let cursor = q.check().map_err(Error::BadRequest)?.1;
+        let page = self.search_shard(q.clone()).await?;
+        Ok(crate::search::merge(&q, cursor, vec![page]))
+    }
 }
 
 /// The views of a projector in this process.
@@ -214,6 +226,8 @@ pub struct LocalViews {
     /// Next offset to apply, per stream and partition.
     pub(crate) applied: watch::Receiver<BTreeMap<(Stream, i32), i64>>,
     pub(crate) owned: Vec<i32>,
+    /// The search index of the same partitions.
+    pub(crate) indexer: Indexer,
 }
 
 impl LocalViews {
@@ -343,5 +357,10 @@ impl Views for LocalViews {
 
     async fn checksum(&self) -> Result<String> {
         self.blocking(|s| s.checksum()).await
+    }
+
+    async fn search_shard(&self, q: SearchQuery) -> Result<SearchPage> {
+        let (store, applied) = (&self.store, &self.applied);
+        crate::search::shard::answer(store, applied, &self.owned, &self.indexer, q).await
     }
 }

@@ -5,6 +5,7 @@
 //! - [`messages`]: one message's edits, deletion and reactions.
 //! - [`receipts`]: delivery and read receipts, and the inbox endpoints.
 //! - [`roles`]: a group's admins and settings.
+//! - [`search`]: full-text search over what the caller may read (`/v1/search`).
 //! - [`devices`]: push devices and muted conversations (`/v1/devices`, `/mute`).
 //! - [`privacy`]: hiding one's presence (`/v1/me/presence`).
 //! - [`openapi`]: the REST API as an OpenAPI document (`GET /v1/openapi.json`).
@@ -18,4 +19,5 @@ pub mod openapi;
 pub mod privacy;
 pub mod receipts;
 pub mod roles;
+pub mod search;
 pub mod web;

@@ -16,6 +16,7 @@ use crate::messages::EditBody;
 use crate::privacy::VisibilityBody;
 use crate::receipts::{InboxParams, ReceiptBody};
 use crate::roles::SettingsBody;
+use crate::search::SearchParams;
 use crate::service::PresenceParams;
 
 /// Every error: `{"error": {"code", "message", "retry_after_ms"?}}`.
@@ -124,6 +125,35 @@ pub struct Inbox {
     user_id: String,
     entries: Vec<Object>,
     has_more: bool,
+}
+
+/// A page of search results, newest first unless `sort=relevance`.
+#[derive(Serialize, ToSchema)]
+pub struct SearchResults {
+    results: Vec<SearchResult>,
+    /// Give it as `cursor` for the next page; absent on the last one.
+    next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SearchResult {
+    conversation_id: String,
+    /// The message's seq: open history there.
+    seq: i64,
+    message_id: String,
+    sender_id: String,
+    /// When it was sent (ms since the epoch).
+    ts: i64,
+    /// A fragment of the text around the best match; `hit` marks the matched words.
+    snippet: Vec<SnippetPart>,
+    /// With `sort=relevance`: the match's score.
+    score: Option<f32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SnippetPart {
+    text: String,
+    hit: Option<bool>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -261,6 +291,9 @@ mod operations {
     fn post_receipt() {}
     #[utoipa::path(get, path = "/v1/inbox", params(InboxParams), responses((status = 200, body = Inbox)))]
     fn inbox() {}
+    #[utoipa::path(get, path = "/v1/search", params(SearchParams),
+    responses((status = 200, body = SearchResults), (status = 403, body = ErrorBody, description = "`conversation_id` names a conversation the caller may not read")))]
+    fn search() {}
     #[utoipa::path(get, path = "/v1/presence", params(PresenceParams), responses((status = 200, body = Presence)))]
     fn presence() {}
     #[utoipa::path(post, path = "/v1/devices", request_body = RegisterBody,
@@ -317,7 +350,7 @@ mod operations {
         operations::grant_admin, operations::revoke_admin, operations::history, operations::post_message,
         operations::edit_message, operations::delete_message, operations::react, operations::unreact,
         operations::receipts, operations::create_upload, operations::upload, operations::download_attachment,
-        operations::post_receipt, operations::inbox, operations::presence, operations::register_device,
+        operations::post_receipt, operations::inbox, operations::search, operations::presence, operations::register_device,
         operations::devices, operations::remove_device, operations::mute, operations::unmute, operations::opt_in,
         operations::opt_out, operations::my_presence, operations::set_my_presence, operations::events, operations::ws_ticket, operations::dev_token, operations::healthz,
         operations::readyz

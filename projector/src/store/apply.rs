@@ -22,7 +22,7 @@ use super::mailbox::MailboxOverlay;
 use super::rows::{ConversationRow, MemberRow, MessageRow};
 use super::{
     Store, Stream, CF_CHANGES, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS,
-    CF_OFFSETS, CF_REACTIONS, CF_USER_CONVS,
+    CF_OFFSETS, CF_REACTIONS, CF_SEARCH_PENDING, CF_USER_CONVS,
 };
 use crate::error::Result;
 
@@ -33,6 +33,9 @@ pub struct Applied {
     pub offsets: BTreeMap<(Stream, i32), i64>,
     pub messages: usize,
     pub skipped: usize,
+    /// (conversation, seq) of the messages posted, edited or deleted, for the search
+    /// index (in the batch's order; one may come more than once).
+    pub touched: Vec<(String, i64)>,
 }
 
 /// Changes of one batch, read through before the database.
@@ -48,6 +51,9 @@ struct Overlay {
     reactions: BTreeMap<(String, i64, String, String), bool>,
     /// (conversation, seq of the change) → the kept change.
     changes: BTreeMap<(String, i64), MessageChange>,
+    /// (partition, offset, conversation, seq): a message whose text the record at
+    /// (partition, offset) set, for the search index.
+    touched: Vec<(i32, i64, String, i64)>,
 }
 
 pub(super) struct Batch<'a> {
@@ -269,6 +275,9 @@ impl Batch<'_> {
                 let Some(mut conv) = self.conversation(&m.conversation_id)? else {
                     return Ok(false);
                 };
+                self.ov
+                    .touched
+                    .push((partition, offset, m.conversation_id.clone(), offset));
                 if conv.kind == ConversationKind::Direct {
                     // The first message since they joined: they consent to being seen.
                     if let Some(mut row) = self.member(&m.conversation_id, m.sender())? {
@@ -307,16 +316,22 @@ impl Batch<'_> {
                     .insert((m.conversation_id.clone(), offset), row);
                 Ok(true)
             }
-            Effect::Edit(e) => self.change_message(&e.conversation_id, e.target_seq, |row| {
-                row.changed_seq = Some(offset);
-                row.body = e.body.clone();
-                row.edited_at = Some(e.meta.occurred_at);
-            }),
+            Effect::Edit(e) => {
+                let t = (partition, offset, e.conversation_id.clone(), e.target_seq);
+                self.ov.touched.push(t);
+                self.change_message(&e.conversation_id, e.target_seq, |row| {
+                    row.changed_seq = Some(offset);
+                    row.body = e.body.clone();
+                    row.edited_at = Some(e.meta.occurred_at);
+                })
+            }
             Effect::Delete(d) => {
                 // Every reaction goes with the text: the row keeps only the tombstone.
                 let Some(row) = self.message_row(&d.conversation_id, d.target_seq)? else {
                     return Ok(false);
                 };
+                let t = (partition, offset, d.conversation_id.clone(), d.target_seq);
+                self.ov.touched.push(t);
                 for user in self.reactors(&d.conversation_id, d.target_seq, &row)? {
                     self.ov.reactions.insert(user, false);
                 }
@@ -494,6 +509,10 @@ impl Batch<'_> {
                 seq.to_be_bytes(),
             );
         }
+        for (p, offset, conv, seq) in &self.ov.touched {
+            let key = keys::touched(*p, *offset, conv, *seq);
+            wb.put_cf(s.cf(CF_SEARCH_PENDING)?, key, b"");
+        }
         // The consumed offsets go in the same batch as the views they produced.
         for ((stream, p), next) in offsets {
             wb.put_cf(s.cf(CF_OFFSETS)?, stream.offset_key(*p), next.to_be_bytes());
@@ -554,6 +573,12 @@ impl Store {
                 }
             }
         }
+        applied.touched = batch
+            .ov
+            .touched
+            .iter()
+            .map(|(_, _, c, s)| (c.clone(), *s))
+            .collect();
         let (wb, changed) = batch.into_write_batch(&applied.offsets)?;
         self.db().write(wb)?;
         changed.keep(&self.rows);

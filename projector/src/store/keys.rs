@@ -103,6 +103,37 @@ pub fn inbox_parts(key: &[u8]) -> Option<(String, i64)> {
     Some((conv, u64::from_be_bytes(seq) as i64))
 }
 
+/// The conversation and seq of a [`message`] key.
+pub fn message_parts(key: &[u8]) -> Option<(String, i64)> {
+    let len = usize::from(u16::from_be_bytes([*key.first()?, *key.get(1)?]));
+    let conversation = String::from_utf8(key.get(2..2 + len)?.to_vec()).ok()?;
+    (key.len() == 2 + len + 8).then_some(())?;
+    Some((conversation, seq_of(key)?))
+}
+
+/// `[partition][offset][message key]`: a message a record at (partition, offset)
+/// touched, for the search index to read again. Sorted by partition, then offset.
+pub fn touched(partition: i32, offset: i64, conversation: &str, seq: i64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(12 + 2 + conversation.len() + 8);
+    k.extend_from_slice(&partition.to_be_bytes());
+    k.extend_from_slice(&(offset.max(0) as u64).to_be_bytes());
+    k.extend_from_slice(&message(conversation, seq));
+    k
+}
+
+/// The first [`touched`] key of `partition` at or after `offset`.
+pub fn touched_from(partition: i32, offset: i64) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..4].copy_from_slice(&partition.to_be_bytes());
+    k[4..].copy_from_slice(&(offset.max(0) as u64).to_be_bytes());
+    k
+}
+
+/// The conversation and seq of a [`touched`] key.
+pub fn touched_message(key: &[u8]) -> Option<(String, i64)> {
+    message_parts(key.get(12..)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

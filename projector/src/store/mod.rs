@@ -13,6 +13,9 @@
 //! - `inbox`: user, conversation, seq → message waiting for the offline user
 //! - `receipts`: conversation, user → delivered / read up to seq
 //! - `offsets`: (stream, partition) → next offset to apply
+//! - `search_pending`: partition, offset, conversation, seq → (): a message a record
+//!   touched (posted, edited, deleted), until the search index has committed that
+//!   offset ([`crate::search::indexer`]); outside the views and their checksum
 //!
 //! Every write is one batch holding view changes and the offsets that caused them.
 
@@ -22,6 +25,7 @@ pub mod keys;
 pub mod mailbox;
 pub mod query;
 pub mod rows;
+pub mod touched;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -40,6 +44,7 @@ pub const CF_CHANGES: &str = "changes";
 pub const CF_INBOX: &str = "inbox";
 pub const CF_RECEIPTS: &str = "receipts";
 pub const CF_OFFSETS: &str = "offsets";
+pub const CF_SEARCH_PENDING: &str = "search_pending";
 
 /// The view column families, in checksum order.
 pub const VIEW_CFS: [&str; 9] = [
@@ -125,7 +130,9 @@ impl Store {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let cfs = VIEW_CFS.iter().chain([CF_OFFSETS].iter());
+        let cfs = VIEW_CFS
+            .iter()
+            .chain([CF_OFFSETS, CF_SEARCH_PENDING].iter());
         let db = DB::open_cf(&opts, dir, cfs)?;
         Ok(Store {
             db: Arc::new(db),

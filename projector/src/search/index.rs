@@ -1,0 +1,477 @@
+//! One shard's full-text index (tantivy), in `<data dir>/search`.
+//!
+//! A document per message the views hold and have not deleted, its body as it reads
+//! now (the last edit's). Fields: `key` (conversation and seq: what an update replaces),
+//! `conversation`, `sender`, `seq`, `ts`, `order` (the conversation's place among equal
+//! times, [`super::conversation_order`]), `message_id` and `body`.
+//!
+//! A search is filtered inside the query by what the caller may read: the union, over
+//! their conversations in this shard, of (that conversation and seq after the offset they
+//! read from). A page therefore never comes back short because of what they may not see.
+
+use std::collections::BTreeMap;
+use std::collections::BinaryHeap;
+use std::ops::Bound;
+use std::path::Path;
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{Collector, SegmentCollector};
+use tantivy::query::{BooleanQuery, PhraseQuery, Query, RangeQuery, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED,
+    STRING,
+};
+use tantivy::snippet::SnippetGenerator;
+use tantivy::{
+    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, SegmentReader,
+    TantivyDocument, Term,
+};
+use uuid::Uuid;
+
+use super::syntax::{Clause, Parsed};
+use super::words::{self, ANALYZER};
+use super::{Cursor, OrderKey, SearchHit, SearchPage, SnippetPart, Sort};
+use crate::error::{Error, Result};
+use crate::store::rows::MessageRow;
+
+/// The writer's memory for documents not yet written out.
+const WRITER_MEMORY: usize = 32 * 1024 * 1024;
+/// The most characters a snippet shows.
+const SNIPPET_CHARS: usize = 160;
+
+/// What a commit says about the index: the views' incarnation it was built from, and
+/// per partition of `events` the next offset it reflects.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payload {
+    pub incarnation: String,
+    pub applied: BTreeMap<i32, i64>,
+}
+
+#[derive(Clone, Copy)]
+struct Fields {
+    key: Field,
+    conversation: Field,
+    sender: Field,
+    seq: Field,
+    ts: Field,
+    order: Field,
+    message_id: Field,
+    body: Field,
+}
+
+fn schema() -> (Schema, Fields) {
+    let mut s = Schema::builder();
+    let body = TextOptions::default()
+        .set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(ANALYZER)
+                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+        )
+        .set_stored();
+    let fields = Fields {
+        key: s.add_text_field("key", STRING),
+        conversation: s.add_text_field("conversation", STRING | STORED),
+        sender: s.add_text_field("sender", STRING | STORED),
+        seq: s.add_i64_field("seq", INDEXED | STORED | FAST),
+        ts: s.add_i64_field("ts", STORED | FAST),
+        order: s.add_u64_field("order", FAST),
+        message_id: s.add_text_field("message_id", STORED),
+        body: s.add_text_field("body", body),
+    };
+    (s.build(), fields)
+}
+
+fn err(e: impl std::fmt::Display) -> Error {
+    Error::Store(format!("search index: {e}"))
+}
+
+/// A message's identity in the index.
+fn key(conversation: &str, seq: i64) -> String {
+    format!("{seq}@{conversation}")
+}
+
+/// The index as searches read it.
+pub struct SearchIndex {
+    index: Index,
+    reader: IndexReader,
+    f: Fields,
+}
+
+/// The index's one writer (it holds the index's lock until dropped).
+pub struct Writer {
+    writer: Mutex<IndexWriter>,
+    f: Fields,
+}
+
+impl SearchIndex {
+    /// Opens the index in `dir`, creating it if there is none, and its writer. Blocking.
+    pub fn open(dir: &Path) -> Result<(Self, Writer)> {
+        std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+        let (schema, f) = schema();
+        let directory = tantivy::directory::MmapDirectory::open(dir).map_err(err)?;
+        let index = Index::open_or_create(directory, schema).map_err(err)?;
+        index.tokenizers().register(ANALYZER, words::analyzer());
+        let writer = index
+            .writer_with_num_threads(1, WRITER_MEMORY)
+            .map_err(err)?;
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(err)?;
+        Ok((
+            SearchIndex { index, reader, f },
+            Writer {
+                writer: Mutex::new(writer),
+                f,
+            },
+        ))
+    }
+
+    /// What the last commit said, if there was one.
+    pub fn payload(&self) -> Result<Option<Payload>> {
+        let metas = self.index.load_metas().map_err(err)?;
+        match metas.payload {
+            Some(p) => Ok(Some(serde_json::from_str(&p)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// How many messages searches see.
+    pub fn documents(&self) -> u64 {
+        self.reader.searcher().num_docs()
+    }
+
+    /// The bytes the index takes on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        let searcher = self.reader.searcher();
+        searcher
+            .space_usage()
+            .map(|u| u.total().get_bytes())
+            .unwrap_or(0)
+    }
+
+    /// The page of `parsed` among the messages of `allowed` (conversation, and the
+    /// offset after which the caller reads it), ordered by `sort`.
+    pub fn search(
+        &self,
+        allowed: &[(String, i64)],
+        parsed: &Parsed,
+        sort: Sort,
+        cursor: Option<Cursor>,
+        limit: usize,
+    ) -> Result<SearchPage> {
+        let empty = SearchPage {
+            results: Vec::new(),
+            next_cursor: None,
+        };
+        if allowed.is_empty() {
+            return Ok(empty);
+        }
+        let f = self.f;
+        let term = |field: Field, text: &str| -> Box<dyn Query> {
+            Box::new(TermQuery::new(
+                Term::from_field_text(field, text),
+                IndexRecordOption::Basic,
+            ))
+        };
+        let mut must: Vec<Box<dyn Query>> = Vec::new();
+        let mut text: Vec<Box<dyn Query>> = Vec::new();
+        for clause in &parsed.clauses {
+            let (Clause::Word(w) | Clause::Phrase(w)) = clause;
+            let terms: Vec<Term> = words::words(w)
+                .iter()
+                .map(|t| Term::from_field_text(f.body, t))
+                .collect();
+            let q: Box<dyn Query> = match terms.len() {
+                0 => continue,
+                1 => Box::new(TermQuery::new(
+                    terms[0].clone(),
+                    IndexRecordOption::WithFreqs,
+                )),
+                _ => Box::new(PhraseQuery::new(terms)),
+            };
+            text.push(q.box_clone());
+            must.push(q);
+        }
+        if !parsed.from.is_empty() {
+            let authors = parsed.from.iter().map(|a| term(f.sender, a)).collect();
+            must.push(Box::new(BooleanQuery::union(authors)));
+        }
+        // What the caller may read, inside the query.
+        let readable: Vec<Box<dyn Query>> = allowed
+            .iter()
+            .filter(|(c, _)| parsed.within.is_empty() || parsed.within.contains(c))
+            .map(|(c, from)| -> Box<dyn Query> {
+                let after = RangeQuery::new(
+                    Bound::Excluded(Term::from_field_i64(f.seq, *from)),
+                    Bound::Unbounded,
+                );
+                Box::new(BooleanQuery::intersection(vec![
+                    term(f.conversation, c),
+                    Box::new(after),
+                ]))
+            })
+            .collect();
+        if readable.is_empty() {
+            return Ok(empty);
+        }
+        must.push(Box::new(BooleanQuery::union(readable)));
+        let query = BooleanQuery::intersection(must);
+        let searcher = self.reader.searcher();
+        let snippets = if text.is_empty() {
+            None
+        } else {
+            let text_query = BooleanQuery::intersection(text);
+            let mut g = SnippetGenerator::create(&searcher, &text_query, f.body).map_err(err)?;
+            g.set_max_num_chars(SNIPPET_CHARS);
+            Some(g)
+        };
+        // Newest: the `limit` after the cursor. By relevance: the best `skip + limit`
+        // (the gateway merges them with other shards'), ties broken as newest first.
+        let (before, want) = match (sort, cursor) {
+            (Sort::Newest, Some(Cursor::Before(k))) => (Some(k), limit),
+            (Sort::Relevance, Some(Cursor::Skip(n))) => (None, n as usize + limit),
+            _ => (None, limit),
+        };
+        let ranked = sort == Sort::Relevance;
+        let mut top = searcher
+            .search(
+                &query,
+                &Best {
+                    limit: want + 1,
+                    before,
+                    ranked,
+                },
+            )
+            .map_err(err)?;
+        let more = top.len() > want;
+        top.truncate(want);
+        let found: Vec<(DocAddress, Option<f32>)> = top
+            .into_iter()
+            .map(|(rank, address)| (address, ranked.then(|| f32::from_bits(rank.score))))
+            .collect();
+        let mut results = Vec::with_capacity(found.len());
+        for (address, score) in found {
+            results.push(self.hit(&searcher, address, score, snippets.as_ref())?);
+        }
+        // The shard's own cursor only says "more"; the gateway makes the real one.
+        let next_cursor = more.then(|| "more".to_string());
+        Ok(SearchPage {
+            results,
+            next_cursor,
+        })
+    }
+
+    fn hit(
+        &self,
+        searcher: &Searcher,
+        address: DocAddress,
+        score: Option<f32>,
+        snippets: Option<&SnippetGenerator>,
+    ) -> Result<SearchHit> {
+        let f = self.f;
+        let doc: TantivyDocument = searcher.doc(address).map_err(err)?;
+        let text = |field: Field| -> String {
+            doc.get_first(field)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let number = |field: Field| doc.get_first(field).and_then(|v| v.as_i64()).unwrap_or(0);
+        let body = text(f.body);
+        let snippet = match snippets {
+            Some(g) => {
+                let s = g.snippet(&body);
+                if s.is_empty() {
+                    plain(&body)
+                } else {
+                    parts(s.fragment(), s.highlighted())
+                }
+            }
+            None => plain(&body),
+        };
+        Ok(SearchHit {
+            conversation_id: text(f.conversation),
+            seq: number(f.seq),
+            message_id: Uuid::parse_str(&text(f.message_id)).unwrap_or_default(),
+            sender_id: text(f.sender),
+            ts: number(f.ts),
+            snippet,
+            score,
+        })
+    }
+}
+
+impl Writer {
+    fn writer(&self) -> std::sync::MutexGuard<'_, IndexWriter> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the message at (`conversation`, `seq`) read as `row` says: indexed with its
+    /// current body, or gone if it is deleted or absent. Seen by searches once committed.
+    pub fn put(&self, conversation: &str, seq: i64, row: Option<&MessageRow>) -> Result<()> {
+        let f = self.f;
+        let writer = self.writer();
+        let id = key(conversation, seq);
+        writer.delete_term(Term::from_field_text(f.key, &id));
+        let Some(row) = row.filter(|r| !r.deleted) else {
+            return Ok(());
+        };
+        let mut doc = TantivyDocument::new();
+        doc.add_text(f.key, &id);
+        doc.add_text(f.conversation, conversation);
+        doc.add_text(f.sender, &row.sender_id);
+        doc.add_i64(f.seq, seq);
+        doc.add_i64(f.ts, row.ts);
+        doc.add_u64(f.order, super::conversation_order(conversation));
+        doc.add_text(f.message_id, row.message_id.to_string());
+        doc.add_text(f.body, &row.body);
+        writer.add_document(doc).map_err(err)?;
+        Ok(())
+    }
+
+    /// Drops every document (before indexing the views again from nothing).
+    pub fn clear(&self) -> Result<()> {
+        self.writer().delete_all_documents().map_err(err)?;
+        Ok(())
+    }
+
+    /// Writes what was put since the last commit, with `payload`, and shows it to
+    /// searches.
+    pub fn commit(&self, payload: &Payload, index: &SearchIndex) -> Result<()> {
+        let text = serde_json::to_string(payload)?;
+        {
+            let mut writer = self.writer();
+            let mut prepared = writer.prepare_commit().map_err(err)?;
+            prepared.set_payload(&text);
+            prepared.commit().map_err(err)?;
+        }
+        index.reader.reload().map_err(err)
+    }
+}
+
+/// The start of a body, with nothing highlighted.
+fn plain(body: &str) -> Vec<SnippetPart> {
+    let mut text: String = body.chars().take(SNIPPET_CHARS).collect();
+    if text.len() < body.len() {
+        text.push('…');
+    }
+    vec![SnippetPart { text, hit: false }]
+}
+
+/// A fragment cut at its highlighted byte ranges.
+fn parts(fragment: &str, highlighted: &[std::ops::Range<usize>]) -> Vec<SnippetPart> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for r in highlighted {
+        let (start, end) = (r.start.min(fragment.len()), r.end.min(fragment.len()));
+        if start < at || !fragment.is_char_boundary(start) || !fragment.is_char_boundary(end) {
+            continue;
+        }
+        if start > at {
+            out.push(SnippetPart {
+                text: fragment[at..start].to_string(),
+                hit: false,
+            });
+        }
+        out.push(SnippetPart {
+            text: fragment[start..end].to_string(),
+            hit: true,
+        });
+        at = end;
+    }
+    if at < fragment.len() {
+        out.push(SnippetPart {
+            text: fragment[at..].to_string(),
+            hit: false,
+        });
+    }
+    out
+}
+
+/// Where a document ranks: its score (0 unless ranked by relevance; scores are never
+/// negative, so their bits order like them), then newest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Rank {
+    score: u32,
+    key: OrderKey,
+}
+
+/// Collects the best `limit` documents (by [`Rank`]), older than `before` if given.
+struct Best {
+    limit: usize,
+    before: Option<OrderKey>,
+    ranked: bool,
+}
+
+struct BestInSegment {
+    limit: usize,
+    before: Option<OrderKey>,
+    segment: u32,
+    ts: tantivy::columnar::Column<i64>,
+    seq: tantivy::columnar::Column<i64>,
+    order: tantivy::columnar::Column<u64>,
+    /// The best so far, worst on top.
+    top: BinaryHeap<std::cmp::Reverse<(Rank, DocAddress)>>,
+}
+
+impl Collector for Best {
+    type Fruit = Vec<(Rank, DocAddress)>;
+    type Child = BestInSegment;
+
+    fn for_segment(&self, segment: u32, reader: &SegmentReader) -> tantivy::Result<Self::Child> {
+        let fast = reader.fast_fields();
+        Ok(BestInSegment {
+            limit: self.limit,
+            before: self.before,
+            segment,
+            ts: fast.i64("ts")?,
+            seq: fast.i64("seq")?,
+            order: fast.u64("order")?,
+            top: BinaryHeap::with_capacity(self.limit + 1),
+        })
+    }
+
+    fn requires_scoring(&self) -> bool {
+        self.ranked
+    }
+
+    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
+        let mut all: Vec<(Rank, DocAddress)> = fruits.into_iter().flatten().collect();
+        all.sort_by(|a, b| b.cmp(a));
+        all.truncate(self.limit);
+        Ok(all)
+    }
+}
+
+impl SegmentCollector for BestInSegment {
+    type Fruit = Vec<(Rank, DocAddress)>;
+
+    fn collect(&mut self, doc: tantivy::DocId, score: tantivy::Score) {
+        let key = OrderKey {
+            ts: self.ts.first(doc).unwrap_or(0),
+            seq: self.seq.first(doc).unwrap_or(0),
+            conversation: self.order.first(doc).unwrap_or(0),
+        };
+        if self.before.is_some_and(|b| key >= b) {
+            return;
+        }
+        let rank = Rank {
+            score: score.max(0.0).to_bits(),
+            key,
+        };
+        let entry = std::cmp::Reverse((rank, DocAddress::new(self.segment, doc)));
+        if self.top.len() < self.limit {
+            self.top.push(entry);
+        } else if self.top.peek().is_some_and(|worst| entry < *worst) {
+            self.top.pop();
+            self.top.push(entry);
+        }
+    }
+
+    fn harvest(self) -> Self::Fruit {
+        self.top.into_iter().map(|r| r.0).collect()
+    }
+}

@@ -1,0 +1,321 @@
+//! Keeps a shard's search index in step with its views.
+//!
+//! Every batch the projector applies names the messages its records posted, edited or
+//! deleted ([`crate::store::apply::Applied::touched`]), and writes the same list to the
+//! store's `search_pending` column family in the same write batch as the views. The
+//! indexer reads each such message's row again and indexes it as it reads now (or drops
+//! it, deleted). It commits at most every [`COMMIT_EVERY`], after [`COMMIT_DOCS`]
+//! changes, or at once when a search is waiting for it; each commit carries the offsets
+//! it reflects ([`super::index::Payload`]), and then the pending touches before them are
+//! cleared.
+//!
+//! So a restart resumes exactly: what the last commit missed is still pending, and is
+//! indexed again first (indexing a message twice gives the same document). An index
+//! that is new, or was built from views that have since been rebuilt (another
+//! incarnation), is cleared and built from every message the views hold.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, watch, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+
+use super::index::{Payload, SearchIndex, Writer};
+use crate::error::{Error, Result};
+use crate::store::Store;
+
+/// Uncommitted changes are committed after this long.
+pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
+/// … or once there are this many.
+pub const COMMIT_DOCS: usize = 20_000;
+/// The most touches read in one go.
+const CHUNK: usize = 5_000;
+
+/// What one applied batch touched.
+#[derive(Debug, Default)]
+pub struct Touched {
+    pub messages: Vec<(String, i64)>,
+    /// Per partition of `events`, the next offset after the batch.
+    pub offsets: BTreeMap<i32, i64>,
+}
+
+/// The indexer of one projector, as its searches and its consumer see it.
+#[derive(Clone)]
+pub struct Indexer {
+    pub index: Arc<SearchIndex>,
+    tx: mpsc::UnboundedSender<Touched>,
+    /// Per partition of `events`: the next offset searches see the effects of.
+    applied: watch::Receiver<BTreeMap<i32, i64>>,
+    /// Searches waiting for a commit.
+    waiting: Arc<AtomicUsize>,
+    hurry: Arc<Notify>,
+}
+
+impl Indexer {
+    /// Opens the index in `dir` and starts indexing. `stored`: the views' offsets of
+    /// `events` when the projector started (the pending touches cover the rest).
+    pub async fn start(
+        dir: std::path::PathBuf,
+        store: Store,
+        incarnation: String,
+        stored: BTreeMap<i32, i64>,
+        shutdown: CancellationToken,
+    ) -> Result<(Self, tokio::task::JoinHandle<Result<()>>)> {
+        let (index, writer) = tokio::task::spawn_blocking(move || SearchIndex::open(&dir))
+            .await
+            .map_err(|e| Error::Store(e.to_string()))??;
+        let index = Arc::new(index);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let committed = index.payload()?.unwrap_or_default();
+        let initial = if committed.incarnation == incarnation {
+            committed.applied.clone()
+        } else {
+            BTreeMap::new()
+        };
+        let (applied_tx, applied) = watch::channel(initial);
+        let indexer = Indexer {
+            index: index.clone(),
+            tx,
+            applied,
+            waiting: Arc::default(),
+            hurry: Arc::default(),
+        };
+        let work = Work {
+            index,
+            writer: Arc::new(writer),
+            store,
+            payload: Payload {
+                incarnation,
+                applied: stored,
+            },
+            committed,
+            uncommitted: 0,
+            dirty_since: None,
+            applied: applied_tx,
+            waiting: indexer.waiting.clone(),
+            hurry: indexer.hurry.clone(),
+        };
+        let task = tokio::spawn(work.run(rx, shutdown));
+        Ok((indexer, task))
+    }
+
+    /// Hands over what a batch touched (called once the batch is written).
+    pub fn touched(&self, t: Touched) {
+        let _ = self.tx.send(t);
+    }
+
+    /// What searches see now: per partition, the next offset.
+    pub fn applied(&self) -> BTreeMap<i32, i64> {
+        self.applied.borrow().clone()
+    }
+
+    /// Waits until searches see every record before `offsets` (partition, next offset),
+    /// at most `timeout`, asking for a commit now; false if not in time.
+    pub async fn wait(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool> {
+        let reached = |a: &BTreeMap<i32, i64>| {
+            offsets
+                .iter()
+                .all(|(p, o)| a.get(p).copied().unwrap_or(0) >= *o)
+        };
+        if reached(&self.applied.borrow()) {
+            return Ok(true);
+        }
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        self.hurry.notify_one();
+        let mut rx = self.applied.clone();
+        let outcome = tokio::time::timeout(timeout, rx.wait_for(|a| reached(a))).await;
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        match outcome {
+            Ok(Ok(_)) => Ok(true),
+            Ok(Err(_)) => Err(Error::Unavailable("the search indexer stopped".into())),
+            Err(_) => Ok(false),
+        }
+    }
+}
+
+struct Work {
+    index: Arc<SearchIndex>,
+    /// Dropped (and the index's lock with it) when the task ends.
+    writer: Arc<Writer>,
+    store: Store,
+    /// What the next commit will say.
+    payload: Payload,
+    /// What the last commit said.
+    committed: Payload,
+    /// Changes since the last commit.
+    uncommitted: usize,
+    dirty_since: Option<Instant>,
+    applied: watch::Sender<BTreeMap<i32, i64>>,
+    waiting: Arc<AtomicUsize>,
+    hurry: Arc<Notify>,
+}
+
+impl Work {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<Touched>,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
+        let outcome = self.serve(&mut rx, &shutdown).await;
+        if let Err(e) = &outcome {
+            error!(error = %e, "the search index stopped; searches answer 503 until the projector restarts");
+        }
+        outcome
+    }
+
+    async fn serve(
+        &mut self,
+        rx: &mut mpsc::UnboundedReceiver<Touched>,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        self.recover().await?;
+        loop {
+            let deadline = self.dirty_since.map(|t| t + COMMIT_EVERY);
+            tokio::select! {
+                next = rx.recv() => {
+                    let Some(first) = next else { break };
+                    let mut chunk = vec![first];
+                    let mut n = chunk[0].messages.len();
+                    while n < CHUNK {
+                        match rx.try_recv() {
+                            Ok(t) => {
+                                n += t.messages.len();
+                                chunk.push(t);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.index_chunk(chunk).await?;
+                    if self.uncommitted >= COMMIT_DOCS || self.waiting.load(Ordering::SeqCst) > 0 {
+                        self.commit().await?;
+                    }
+                }
+                _ = self.hurry.notified() => self.commit().await?,
+                _ = sleep_until(deadline), if deadline.is_some() => self.commit().await?,
+                _ = shutdown.cancelled() => break,
+            }
+        }
+        self.commit().await
+    }
+
+    /// Brings the index to the views' state when the projector started.
+    async fn recover(&mut self) -> Result<()> {
+        let index = self.writer.clone();
+        let store = self.store.clone();
+        let fresh = self.committed.incarnation != self.payload.incarnation;
+        let started = Instant::now();
+        let n = blocking(move || {
+            let mut n = 0usize;
+            if fresh {
+                // A new index, or one of views rebuilt since: every message again.
+                index.clear()?;
+                store.each_message(|c, seq, row| {
+                    n += 1;
+                    index.put(c, seq, Some(row))
+                })?;
+            } else {
+                for (c, seq) in store.touched()? {
+                    n += 1;
+                    index.put(&c, seq, store.message_at(&c, seq)?.as_ref())?;
+                }
+            }
+            Ok(n)
+        })
+        .await?;
+        if fresh || n > 0 {
+            self.uncommitted += n.max(1);
+            self.commit().await?;
+            if fresh {
+                self.clear_touched(None).await?;
+            }
+            info!(
+                messages = n,
+                rebuilt = fresh,
+                took_ms = started.elapsed().as_millis() as u64,
+                "search index caught up with the views"
+            );
+        } else {
+            self.publish();
+        }
+        Ok(())
+    }
+
+    async fn index_chunk(&mut self, chunk: Vec<Touched>) -> Result<()> {
+        let mut messages = Vec::new();
+        for t in chunk {
+            messages.extend(t.messages);
+            self.payload.applied.extend(t.offsets);
+        }
+        if messages.is_empty() {
+            if self.uncommitted == 0 {
+                // Nothing to write: searches see these offsets already.
+                self.publish();
+            }
+            return Ok(());
+        }
+        self.uncommitted += messages.len();
+        self.dirty_since.get_or_insert_with(Instant::now);
+        let index = self.writer.clone();
+        let store = self.store.clone();
+        blocking(move || {
+            for (c, seq) in messages {
+                index.put(&c, seq, store.message_at(&c, seq)?.as_ref())?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn commit(&mut self) -> Result<()> {
+        if self.uncommitted == 0 {
+            self.publish();
+            return Ok(());
+        }
+        let (writer, index) = (self.writer.clone(), self.index.clone());
+        let payload = self.payload.clone();
+        let started = Instant::now();
+        blocking(move || writer.commit(&payload, &index)).await?;
+        metrics::histogram!(parley_ops::metrics::SEARCH_COMMIT_SECONDS)
+            .record(started.elapsed().as_secs_f64());
+        metrics::counter!(parley_ops::metrics::SEARCH_INDEXED).increment(self.uncommitted as u64);
+        self.committed = self.payload.clone();
+        self.uncommitted = 0;
+        self.dirty_since = None;
+        self.publish();
+        let upto = self.committed.applied.clone();
+        self.clear_touched(Some(upto)).await
+    }
+
+    async fn clear_touched(&self, upto: Option<BTreeMap<i32, i64>>) -> Result<()> {
+        let store = self.store.clone();
+        blocking(move || store.clear_touched(upto.as_ref())).await
+    }
+
+    fn publish(&self) {
+        let now = self.payload.applied.clone();
+        self.applied.send_if_modified(|a| {
+            if *a == now {
+                false
+            } else {
+                *a = now;
+                true
+            }
+        });
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Store(format!("search index task: {e}")))?
+}

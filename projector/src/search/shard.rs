@@ -1,0 +1,341 @@
+//! One replica's answer to a search: its barrier, what the caller may read here, and
+//! the query on its index.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::indexer::Indexer;
+use super::{SearchPage, SearchQuery};
+use crate::error::{Error, Result};
+use crate::store::{Store, Stream};
+
+/// How long a search waits for the views, then for the index, to reach its barrier.
+pub const BARRIER_WAIT: Duration = Duration::from_secs(5);
+
+/// Answers `q` from this replica's views and index: the views first reach the log's
+/// end the gateway saw (`q.until`, for the partitions owned here), then the index
+/// reflects every message and change of the caller's conversations that the views
+/// hold. A replica that cannot get there in time answers `Unavailable`, and the gateway
+/// asks another.
+pub async fn answer(
+    store: &Store,
+    applied: &watch::Receiver<BTreeMap<(Stream, i32), i64>>,
+    owned: &[i32],
+    indexer: &Indexer,
+    q: SearchQuery,
+) -> Result<SearchPage> {
+    let (mut parsed, cursor) = q.check().map_err(Error::BadRequest)?;
+    let until: Vec<(i32, i64)> = q
+        .until
+        .iter()
+        .copied()
+        .filter(|(p, _)| owned.contains(p))
+        .collect();
+    let reached = |a: &BTreeMap<(Stream, i32), i64>| {
+        until
+            .iter()
+            .all(|(p, o)| a.get(&(Stream::Events, *p)).copied().unwrap_or(0) >= *o)
+    };
+    let mut rx = applied.clone();
+    match tokio::time::timeout(BARRIER_WAIT, rx.wait_for(|a| reached(a))).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(_)) => return Err(Error::Unavailable("projector stopped".into())),
+        Err(_) => {
+            return Err(Error::Unavailable(
+                "this replica's views are behind the log".into(),
+            ))
+        }
+    }
+    let user = q.user.clone();
+    let only = q.conversation_id.clone();
+    let s = store.clone();
+    let readable = tokio::task::spawn_blocking(move || s.readable(&user))
+        .await
+        .map_err(|e| Error::Unavailable(format!("query task: {e}")))??;
+    let readable: Vec<_> = readable
+        .into_iter()
+        .filter(|r| only.as_ref().is_none_or(|c| *c == r.conversation))
+        .collect();
+    let mut needed: BTreeMap<i32, i64> = BTreeMap::new();
+    for r in &readable {
+        if let Some(last) = r.last {
+            let n = needed.entry(r.partition).or_insert(0);
+            *n = (*n).max(last + 1);
+        }
+    }
+    let needed: Vec<(i32, i64)> = needed.into_iter().collect();
+    if !indexer.wait(&needed, BARRIER_WAIT).await? {
+        return Err(Error::Unavailable(
+            "this replica's search index is behind its views".into(),
+        ));
+    }
+    if let Some(from) = &q.from {
+        if !parsed.from.is_empty() && !parsed.from.contains(from) {
+            return Ok(SearchPage {
+                results: Vec::new(),
+                next_cursor: None,
+            });
+        }
+        parsed.from = vec![from.clone()];
+    }
+    let allowed: Vec<(String, i64)> = readable
+        .into_iter()
+        .map(|r| (r.conversation, r.from))
+        .collect();
+    let index = indexer.index.clone();
+    let (sort, limit) = (q.sort, q.limit as usize);
+    let started = Instant::now();
+    let page =
+        tokio::task::spawn_blocking(move || index.search(&allowed, &parsed, sort, cursor, limit))
+            .await
+            .map_err(|e| Error::Unavailable(format!("query task: {e}")))??;
+    metrics::histogram!(parley_ops::metrics::SEARCH_SECONDS)
+        .record(started.elapsed().as_secs_f64());
+    Ok(page)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use parley_schemas::{
+        AnyRecord, ConversationCreated, ConversationKind, MemberRemoved, MessageDeleted,
+        MessageEdited, MessagePosted, Meta,
+    };
+    use parley_sequencer::LogRecord;
+    use tokio_util::sync::CancellationToken;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::search::indexer::Touched;
+    use crate::search::Sort;
+
+    fn post(sender: &str, conversation: &str, id: u128, body: &str) -> AnyRecord {
+        MessagePosted {
+            meta: Meta::new(sender),
+            conversation_id: conversation.into(),
+            message_id: Uuid::from_u128(id),
+            client_msg_id: format!("c-{id}"),
+            body: body.into(),
+            reply_to: None,
+            attachments: Vec::new(),
+        }
+        .into()
+    }
+
+    fn group(id: &str, members: &[&str]) -> AnyRecord {
+        ConversationCreated {
+            meta: Meta::new(members[0]),
+            conversation_id: id.into(),
+            kind: ConversationKind::Group,
+            title: None,
+            members: members.iter().map(|m| m.to_string()).collect(),
+        }
+        .into()
+    }
+
+    /// The records, at offsets 0… of partition 0.
+    fn log() -> Vec<AnyRecord> {
+        vec![
+            group("g", &["amy", "bob", "cat"]),                           // 0
+            group("h", &["dan", "amy"]),                                  // 1
+            post("amy", "g", 1, "Where did we say the launch date was?"), // 2
+            post("bob", "g", 2, "The LAUNCH is on Friday, at the café"),  // 3
+            post("dan", "h", 3, "launch party"),                          // 4
+            post("bob", "g", 4, "東京都に行く"),                          // 5
+            MessageEdited {
+                meta: Meta::new("bob"),
+                conversation_id: "g".into(),
+                target_seq: 3,
+                body: "The launch moved to Monday, at the cafe".into(),
+            }
+            .into(), // 6
+            post("cat", "g", 5, "launch checklist"),                      // 7
+            MessageDeleted {
+                meta: Meta::new("cat"),
+                conversation_id: "g".into(),
+                target_seq: 7,
+            }
+            .into(), // 8
+            MemberRemoved {
+                meta: Meta::new("cat"),
+                conversation_id: "g".into(),
+                member: "cat".into(),
+            }
+            .into(), // 9
+        ]
+    }
+
+    fn records(from: usize, all: &[AnyRecord]) -> Vec<(Stream, LogRecord)> {
+        all.iter()
+            .enumerate()
+            .skip(from)
+            .map(|(i, r)| {
+                let record = LogRecord {
+                    topic: "events".into(),
+                    partition: 0,
+                    offset: i as i64,
+                    timestamp_ms: None,
+                    key: None,
+                    value: Some(Bytes::from(r.encode().unwrap())),
+                };
+                (Stream::Events, record)
+            })
+            .collect()
+    }
+
+    struct Shard {
+        store: Store,
+        applied: watch::Sender<BTreeMap<(Stream, i32), i64>>,
+        indexer: Indexer,
+        task: tokio::task::JoinHandle<Result<()>>,
+        stop: CancellationToken,
+    }
+
+    async fn open(dir: &std::path::Path, store: Store) -> Shard {
+        let offsets = store.offsets().unwrap();
+        let events = offsets
+            .iter()
+            .map(|((_, p), o)| (*p, *o))
+            .collect::<BTreeMap<_, _>>();
+        let stop = CancellationToken::new();
+        let incarnation = store.incarnation().unwrap();
+        let (indexer, task) = Indexer::start(
+            dir.join("search"),
+            store.clone(),
+            incarnation,
+            events,
+            stop.clone(),
+        )
+        .await
+        .unwrap();
+        let (applied, _) = watch::channel(offsets);
+        Shard {
+            store,
+            applied,
+            indexer,
+            task,
+            stop,
+        }
+    }
+
+    impl Shard {
+        fn apply(&self, batch: &[(Stream, LogRecord)]) {
+            let done = self.store.apply(batch).unwrap();
+            let offsets = done.offsets.iter().map(|((_, p), o)| (*p, *o)).collect();
+            self.indexer.touched(Touched {
+                messages: done.touched,
+                offsets,
+            });
+            self.applied.send_modify(|a| a.extend(done.offsets));
+        }
+
+        async fn find(&self, user: &str, q: &str, sort: Sort) -> Vec<(String, i64)> {
+            let q = SearchQuery {
+                user: user.into(),
+                q: q.into(),
+                conversation_id: None,
+                from: None,
+                sort,
+                limit: 10,
+                cursor: None,
+                until: vec![(
+                    0,
+                    self.applied
+                        .borrow()
+                        .get(&(Stream::Events, 0))
+                        .copied()
+                        .unwrap_or(0),
+                )],
+            };
+            let page = answer(
+                &self.store,
+                &self.applied.subscribe(),
+                &[0],
+                &self.indexer,
+                q,
+            )
+            .await
+            .unwrap();
+            page.results
+                .into_iter()
+                .map(|h| (h.conversation_id, h.seq))
+                .collect()
+        }
+
+        async fn close(self) {
+            self.stop.cancel();
+            self.task.await.unwrap().unwrap();
+        }
+    }
+
+    fn at(c: &str, seqs: &[i64]) -> Vec<(String, i64)> {
+        seqs.iter().map(|s| (c.to_string(), *s)).collect()
+    }
+
+    #[tokio::test]
+    async fn a_search_finds_what_the_caller_may_read_as_it_reads_now() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let shard = open(dir.path(), store).await;
+        let all = log();
+        // Applied in two batches: the first ends before the edit.
+        shard.apply(&records(0, &all)[..6]);
+        // Found at once (the search waits for the index to commit it).
+        assert_eq!(shard.find("amy", "launch", Sort::Newest).await.len(), 3);
+        shard.apply(&records(6, &all));
+        // Newest first; h's message is amy's too; the deleted one is gone; the edit's
+        // words are found and the old ones are not.
+        let mut seen = shard.find("amy", "launch", Sort::Newest).await;
+        seen.sort();
+        assert_eq!(seen, [at("g", &[2, 3]), at("h", &[4])].concat());
+        assert_eq!(
+            shard.find("amy", "monday", Sort::Newest).await,
+            at("g", &[3])
+        );
+        assert!(shard.find("amy", "friday", Sort::Newest).await.is_empty());
+        assert_eq!(shard.find("amy", "CAFE", Sort::Newest).await, at("g", &[3]));
+        assert_eq!(shard.find("amy", "東京", Sort::Newest).await, at("g", &[5]));
+        assert_eq!(
+            shard.find("amy", "\"launch date\"", Sort::Newest).await,
+            at("g", &[2])
+        );
+        assert_eq!(
+            shard.find("amy", "launch from:dan", Sort::Newest).await,
+            at("h", &[4])
+        );
+        assert_eq!(
+            shard.find("amy", "launch in:h", Sort::Relevance).await,
+            at("h", &[4])
+        );
+        // bob is not in h; cat was removed; eve is in nothing.
+        assert_eq!(shard.find("bob", "launch", Sort::Newest).await.len(), 2);
+        assert!(shard.find("cat", "launch", Sort::Newest).await.is_empty());
+        assert!(shard.find("eve", "launch", Sort::Newest).await.is_empty());
+        let before = shard.find("amy", "launch", Sort::Newest).await;
+        shard.close().await;
+
+        // Reopened: the same answers, nothing indexed twice.
+        let store = Store::open(dir.path()).unwrap_or_else(|_| panic!("reopen"));
+        let shard = open(dir.path(), store).await;
+        assert_eq!(shard.find("amy", "launch", Sort::Newest).await, before);
+        assert_eq!(shard.indexer.index.documents(), 4);
+        let store = shard.store.clone();
+        shard.close().await;
+
+        // The views move on while the index does not (a crash before its commit): the
+        // touches pending in the store are indexed when it opens again.
+        let more = [all.clone(), vec![post("amy", "g", 6, "launch recap")]].concat();
+        store.apply(&records(10, &more)).unwrap();
+        drop(store);
+        let store = Store::open(dir.path()).unwrap_or_else(|_| panic!("reopen"));
+        let shard = open(dir.path(), store).await;
+        assert_eq!(
+            shard.find("bob", "recap", Sort::Newest).await,
+            at("g", &[10])
+        );
+        assert_eq!(shard.indexer.index.documents(), 5);
+        shard.close().await;
+    }
+}
