@@ -1,6 +1,7 @@
 // The REST half of the protocol: every call with the user's token, every failure an
 // ApiError with the server's code and message.
 
+import type { SearchPage } from "./search";
 import type { Attachment, ConversationDetail, ConversationSummary, MessageChange, MessageView, Receipt, Sent, ServerFrame } from "./protocol";
 
 /** A change to a message, as the page asks for it. */
@@ -99,6 +100,13 @@ export class Api {
     if (q.before !== undefined) p.set("before", String(q.before));
     p.set("limit", String(q.limit ?? 50));
     return this.call("GET", `/v1/conversations/${encodeURIComponent(id)}/messages?${p}`);
+  }
+
+  /** The messages this user may read that match `q` (newest first). */
+  search(q: string, cursor: string | undefined, limit: number): Promise<SearchPage> {
+    const p = new URLSearchParams({ q, limit: String(limit) });
+    if (cursor) p.set("cursor", cursor);
+    return this.call("GET", `/v1/search?${p}`);
   }
 
   async receipts(id: string): Promise<Receipt[]> {

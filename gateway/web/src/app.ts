@@ -6,6 +6,7 @@ import { Connection, type State, type Via } from "./connection";
 import { $, el, input, time } from "./dom";
 import { attachmentsView, Uploads } from "./files";
 import type { MessageChange, MessageView, ServerFrame } from "./protocol";
+import { SearchBox } from "./search";
 import { Conversation, Store } from "./store";
 
 const PAGE = 50;
@@ -36,6 +37,8 @@ export class App {
   private loadingOlder = false;
   private sendCount = 0;
   private readonly acked = new Map<string, { delivered: number; read: number }>();
+  /** The message a search result opened, marked for a moment. */
+  private found: { id: string; seq: number } | null = null;
   /** Files staged for the next message. */
   private readonly uploads: Uploads;
 
@@ -58,6 +61,12 @@ export class App {
     $("me").textContent = this.me;
     $("app").hidden = false;
     this.bindForms();
+    new SearchBox(
+      this.api,
+      (id) => this.store.conversations.get(id)?.name(this.me) ?? id,
+      (id, seq) => void this.openAt(id, seq),
+      (e) => this.fail(e),
+    );
     await this.refreshList();
     this.conn.start();
     setInterval(() => this.renderTyping(), 1_000);
@@ -343,6 +352,37 @@ export class App {
       this.renderMessages(true);
       this.markRead();
     }
+  }
+
+  /**
+   * Opens conversation `id` at the message `seq` (a search result): the page of history
+   * that ends with it, what lies between it and the messages held, and the message
+   * scrolled into view and marked.
+   */
+  private async openAt(id: string, seq: number): Promise<void> {
+    if (!this.store.conversations.has(id)) await this.refreshList();
+    await this.openConversation(id);
+    const c = this.store.conversations.get(id);
+    if (!c || this.store.open !== id) return;
+    try {
+      if (!c.sorted().some((m) => m.seq === seq)) {
+        const page = await this.api.history(id, { before: seq + 1, limit: PAGE });
+        for (const m of page.messages) c.insert(m);
+        c.hasOlder = page.has_more;
+        await this.fillGaps(c);
+      }
+    } catch (e) {
+      this.fail(e);
+    }
+    if (this.store.open !== id) return;
+    this.found = { id, seq };
+    this.renderMessages(false);
+    $("messages").querySelector<HTMLElement>(`li[data-seq="${seq}"]`)?.scrollIntoView({ block: "center" });
+    setTimeout(() => {
+      if (this.found?.seq !== seq || this.found.id !== id) return;
+      this.found = null;
+      this.renderMessages(false);
+    }, 3_000);
   }
 
   /** conversation → the change fill under way, up to (not including) this seq. */
@@ -658,7 +698,8 @@ export class App {
 
   private messageItem(c: Conversation, m: MessageView): HTMLElement {
     const mine = m.sender_id === this.me;
-    const li = el("li", { "data-seq": String(m.seq), class: mine ? "mine" : "" });
+    const found = this.found?.id === c.id && this.found.seq === m.seq;
+    const li = el("li", { "data-seq": String(m.seq), class: (mine ? "mine" : "") + (found ? " found" : "") });
     if (!mine && c.summary.type === "group") li.append(el("div", { class: "sender" }, m.sender_id));
     if (m.reply_to) li.append(this.quote(c, m.reply_to.seq, m.reply_to));
     if (m.deleted) {

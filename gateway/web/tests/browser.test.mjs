@@ -396,3 +396,42 @@ test("files: a PNG and a PDF uploaded on one page, seen inline and downloaded on
   await amy.context().close();
   await ben.context().close();
 });
+
+async function search(page, q) {
+  await page.fill("#search-text", q);
+  await page.press("#search-text", "Enter");
+  await page.waitForSelector("#search-results:not([hidden]) li");
+  return page.locator("#search-results li[data-seq]");
+}
+
+test("search: a word sent a moment ago on the other page is found, opens the conversation at it; an outsider finds nothing", async () => {
+  const kim = await signedIn("searchkim");
+  const lou = await signedIn("searchlou");
+  await startChat(kim, "searchlou");
+  // The message is older than the newest page of history the page first loads.
+  for (let i = 0; i < 10; i++) await send(kim, `filler ${i}`);
+  await send(kim, "where did we say the Zeppelin launch date was? Ünïcödé too");
+  for (let i = 10; i < 70; i++) await send(kim, `filler ${i}`);
+  await expectBody(kim, "filler 69");
+  // The other page searches at once, a word in another case and without its accents.
+  const found = await search(lou, "zeppelin");
+  assert.equal(await found.count(), 1);
+  assert.equal(await found.locator("mark").first().textContent(), "Zeppelin");
+  assert.equal(await (await search(lou, "unicode")).count(), 1);
+  await lou.screenshot({ path: SHOTS + "search.png" });
+  // A click opens the conversation, the message shown and marked, history paged
+  // around it.
+  await found.first().click();
+  const marked = lou.locator("#messages li.found .body", { hasText: "Zeppelin" });
+  await marked.waitFor();
+  assert.ok(await marked.isVisible(), "the message found is in view");
+  await lou.locator("#messages li .body", { hasText: "filler 9" }).waitFor();
+  await lou.locator("#messages li .body", { hasText: "filler 69" }).waitFor();
+  // Someone outside the conversation finds nothing.
+  const max = await signedIn("searchmax");
+  await max.fill("#search-text", "zeppelin");
+  await max.press("#search-text", "Enter");
+  await max.locator("#search-results li.none").waitFor();
+  assert.equal(await max.locator("#search-results li[data-seq]").count(), 0);
+  for (const p of [kim, lou, max]) await p.context().close();
+});

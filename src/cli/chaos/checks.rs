@@ -49,6 +49,8 @@ pub struct Counts {
     pub not_converged: usize,
     pub gave_up: usize,
     pub histories_unread: usize,
+    /// Users whose last message (as history holds it) a search did not find.
+    pub search_missing: usize,
 }
 
 /// Counts every check. `histories` lacks a conversation whose history could not be read.
@@ -353,6 +355,10 @@ pub fn verdict(c: &Counts, checksum: &Checksum, faults: &Faults, elapsed: Durati
             c.store_duplicates,
         ),
         zero("message ids twice in history", c.history_duplicates),
+        zero(
+            "users whose last message a search for its text does not find",
+            c.search_missing,
+        ),
         zero(
             "clients that never came to hold their history",
             c.not_converged,

@@ -27,6 +27,7 @@ mod checks;
 mod client;
 mod cluster;
 mod procs;
+mod searches;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -390,6 +391,8 @@ impl ChaosArgs {
         run.revive(&mut roles).await;
         run.say("users settled; reading the history of every conversation");
         let histories = histories(&users, &conversations, &roles.gateway_urls).await;
+        run.say("searching for every user's last message");
+        let unfound = searches::unfound(&users, &histories, &roles.gateway_urls).await;
 
         // Every replica's views against a rebuild of its shard.
         run.say("rebuilding each shard's views in a fresh projector");
@@ -422,7 +425,8 @@ impl ChaosArgs {
         let checksum =
             checksum.unwrap_or_else(|| Checksum::NotCompared("no projector to compare".into()));
 
-        let counts = checks::count(&conversations, &histories, &records);
+        let mut counts = checks::count(&conversations, &histories, &records);
+        counts.search_missing = unfound;
         let verdict = checks::verdict(&counts, &checksum, &run.faults, started.elapsed());
         crate::cli::print_stdout(&format!("# parley chaos\n\n{}", verdict.markdown));
         if let Some(path) = &self.report {
