@@ -59,6 +59,7 @@ values = ["$DEVICE"]
 "path.id" = { dictionary = "conversations", probability = 0.5 }
 "path.user_id" = { dictionary = "users", probability = 0.5 }
 "path.device_id" = { dictionary = "devices", probability = 0.5 }
+"query.conversation_id" = { dictionary = "conversations", probability = 0.5 }
 TOML
 echo "schemathesis.sh: $EXAMPLES examples per operation against 127.0.0.1:$PORT (group $GROUP, direct $DIRECT, device $DEVICE)" >&2
 status=0
