@@ -40,6 +40,10 @@ pub struct ProjectorConfig {
     /// `ready_lag` records of the end).
     pub health: parley_ops::Health,
     pub ready_lag: i64,
+    /// Keep a search index beside the views (`<data_dir>/search`). Off: none is kept
+    /// (an old one is deleted: turned on again, it is rebuilt from the views), and
+    /// searches of this replica's partitions answer 503.
+    pub search: bool,
 }
 
 impl ProjectorConfig {
@@ -58,6 +62,7 @@ impl ProjectorConfig {
             service_token: None,
             health: parley_ops::Health::default(),
             ready_lag: 1_000,
+            search: true,
         }
     }
 }

@@ -29,8 +29,8 @@ pub struct Projector {
     gauges: tokio::task::JoinHandle<()>,
     /// Stops the announcer and the gauges (a child of the shutdown token).
     leave: CancellationToken,
-    /// Keeps the search index in step with the views.
-    indexer: tokio::task::JoinHandle<Result<()>>,
+    /// Keeps the search index in step with the views (unless search is off).
+    indexer: Option<tokio::task::JoinHandle<Result<()>>>,
 }
 
 impl Projector {
@@ -109,14 +109,31 @@ impl Projector {
             .filter(|((s, _), _)| *s == Stream::Events)
             .map(|((_, p), o)| (*p, *o))
             .collect();
-        let (indexer, indexing) = crate::search::indexer::Indexer::start(
-            config.data_dir.join("search"),
-            store.clone(),
-            incarnation.clone(),
-            events_at,
-            leave.clone(),
-        )
-        .await?;
+        let search_dir = config.data_dir.join("search");
+        let (indexer, indexing) = if config.search {
+            let (i, task) = crate::search::indexer::Indexer::start(
+                search_dir,
+                store.clone(),
+                incarnation.clone(),
+                events_at,
+                leave.clone(),
+            )
+            .await?;
+            (Some(i), Some(task))
+        } else {
+            info!("search is off: no index is kept");
+            let s = store.clone();
+            tokio::task::spawn_blocking(move || {
+                if search_dir.exists() {
+                    std::fs::remove_dir_all(&search_dir)
+                        .map_err(|e| Error::Store(format!("{}: {e}", search_dir.display())))?;
+                }
+                s.without_search()
+            })
+            .await
+            .map_err(|e| Error::Store(e.to_string()))??;
+            (None, None)
+        };
         parley_ops::metrics::install();
         let positions = parley_ops::lag::Positions::default();
         for ((stream, p), at) in rx.borrow().iter() {
@@ -176,10 +193,12 @@ impl Projector {
         }
         let _ = self.gauges.await;
         // The index's last commit, and its writer's lock let go.
-        match self.indexer.await {
-            Ok(Err(e)) => warn!(error = %e, "the search index stopped with an error"),
-            Err(e) => warn!(error = %e, "the search index task failed"),
-            Ok(Ok(())) => {}
+        if let Some(task) = self.indexer {
+            match task.await {
+                Ok(Err(e)) => warn!(error = %e, "the search index stopped with an error"),
+                Err(e) => warn!(error = %e, "the search index task failed"),
+                Ok(Ok(())) => {}
+            }
         }
         consumed?
     }
@@ -262,7 +281,7 @@ async fn consume(
         parley_sequencer::Result<(Stream, parley_sequencer::LogRecord)>,
     >,
     applied: watch::Sender<BTreeMap<(Stream, i32), i64>>,
-    indexer: crate::search::indexer::Indexer,
+    indexer: Option<crate::search::indexer::Indexer>,
     shutdown: CancellationToken,
 ) -> Result<()> {
     loop {
@@ -295,10 +314,12 @@ async fn consume(
                     .filter(|((s, _), _)| *s == Stream::Events)
                     .map(|((_, p), o)| (*p, *o))
                     .collect();
-                indexer.touched(crate::search::indexer::Touched {
-                    messages: done.touched,
-                    offsets,
-                });
+                if let Some(indexer) = &indexer {
+                    indexer.touched(crate::search::indexer::Touched {
+                        messages: done.touched,
+                        offsets,
+                    });
+                }
                 applied.send_modify(|a| a.extend(done.offsets));
             }
             Err(e) => {

@@ -226,8 +226,8 @@ pub struct LocalViews {
     /// Next offset to apply, per stream and partition.
     pub(crate) applied: watch::Receiver<BTreeMap<(Stream, i32), i64>>,
     pub(crate) owned: Vec<i32>,
-    /// The search index of the same partitions.
-    pub(crate) indexer: Indexer,
+    /// The search index of the same partitions (none when search is off).
+    pub(crate) indexer: Option<Indexer>,
 }
 
 impl LocalViews {
@@ -360,7 +360,12 @@ impl Views for LocalViews {
     }
 
     async fn search_shard(&self, q: SearchQuery) -> Result<SearchPage> {
+        let Some(indexer) = &self.indexer else {
+            return Err(Error::Unavailable(
+                "search is off on this replica (started with --no-search)".into(),
+            ));
+        };
         let (store, applied) = (&self.store, &self.applied);
-        crate::search::shard::answer(store, applied, &self.owned, &self.indexer, q).await
+        crate::search::shard::answer(store, applied, &self.owned, indexer, q).await
     }
 }

@@ -1,18 +1,20 @@
 //! Keeps a shard's search index in step with its views.
 //!
 //! Every batch the projector applies names the messages its records posted, edited or
-//! deleted ([`crate::store::apply::Applied::touched`]), and writes the same list to the
-//! store's `search_pending` column family in the same write batch as the views. The
-//! indexer reads each such message's row again and indexes it as it reads now (or drops
-//! it, deleted). It commits at most every [`COMMIT_EVERY`], after [`COMMIT_DOCS`]
+//! deleted, each with its row as the batch left it
+//! ([`crate::store::apply::Applied::touched`]), and writes the same list to the store's
+//! `search_pending` column family in the same write batch as the views. The indexer
+//! indexes each message as its row reads (or drops it, deleted): the views decided
+//! what an edit or a deletion does, the index follows. It commits at most every [`COMMIT_EVERY`], after [`COMMIT_DOCS`]
 //! changes, or at once when a search is waiting for it; each commit carries the offsets
 //! it reflects ([`super::index::Payload`]), and then the pending touches before them are
 //! cleared.
 //!
 //! So a restart resumes exactly: what the last commit missed is still pending, and is
-//! indexed again first (indexing a message twice gives the same document). An index
-//! that is new, or was built from views that have since been rebuilt (another
-//! incarnation), is cleared and built from every message the views hold.
+//! indexed again first, from the rows as the views hold them then (indexing a message
+//! twice gives the same document). An index that is new, or was built from views that
+//! have since been rebuilt (another incarnation), is cleared and built from every
+//! message the views hold.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -25,6 +27,7 @@ use tracing::{error, info};
 
 use super::index::{Payload, SearchIndex, Writer};
 use crate::error::{Error, Result};
+use crate::store::rows::MessageRow;
 use crate::store::Store;
 
 /// Uncommitted changes are committed after this long.
@@ -37,7 +40,9 @@ const CHUNK: usize = 5_000;
 /// What one applied batch touched.
 #[derive(Debug, Default)]
 pub struct Touched {
-    pub messages: Vec<(String, i64)>,
+    /// (conversation, seq, its row as the batch left it: none or deleted, it leaves the
+    /// index).
+    pub messages: Vec<(String, i64, Option<MessageRow>)>,
     /// Per partition of `events`, the next offset after the batch.
     pub offsets: BTreeMap<i32, i64>,
 }
@@ -259,10 +264,9 @@ impl Work {
         self.uncommitted += messages.len();
         self.dirty_since.get_or_insert_with(Instant::now);
         let index = self.writer.clone();
-        let store = self.store.clone();
         blocking(move || {
-            for (c, seq) in messages {
-                index.put(&c, seq, store.message_at(&c, seq)?.as_ref())?;
+            for (c, seq, row) in messages {
+                index.put(&c, seq, row.as_ref())?;
             }
             Ok(())
         })

@@ -33,9 +33,9 @@ pub struct Applied {
     pub offsets: BTreeMap<(Stream, i32), i64>,
     pub messages: usize,
     pub skipped: usize,
-    /// (conversation, seq) of the messages posted, edited or deleted, for the search
-    /// index (in the batch's order; one may come more than once).
-    pub touched: Vec<(String, i64)>,
+    /// (conversation, seq, row as the batch leaves it) of the messages posted, edited or
+    /// deleted, for the search index, each once (none when search is off).
+    pub touched: Vec<(String, i64, Option<MessageRow>)>,
 }
 
 /// Changes of one batch, read through before the database.
@@ -509,7 +509,12 @@ impl Batch<'_> {
                 seq.to_be_bytes(),
             );
         }
-        for (p, offset, conv, seq) in &self.ov.touched {
+        let touched = if s.searchable() {
+            &self.ov.touched[..]
+        } else {
+            &[]
+        };
+        for (p, offset, conv, seq) in touched {
             let key = keys::touched(*p, *offset, conv, *seq);
             wb.put_cf(s.cf(CF_SEARCH_PENDING)?, key, b"");
         }
@@ -573,12 +578,22 @@ impl Store {
                 }
             }
         }
-        applied.touched = batch
-            .ov
-            .touched
-            .iter()
-            .map(|(_, _, c, s)| (c.clone(), *s))
-            .collect();
+        if self.searchable() {
+            // Each message once, as the batch leaves it.
+            let keys: std::collections::BTreeSet<(&String, i64)> = batch
+                .ov
+                .touched
+                .iter()
+                .map(|(_, _, c, s)| (c, *s))
+                .collect();
+            applied.touched = keys
+                .into_iter()
+                .map(|(c, s)| {
+                    let row = batch.ov.messages.get(&(c.clone(), s)).cloned();
+                    (c.clone(), s, row)
+                })
+                .collect();
+        }
         let (wb, changed) = batch.into_write_batch(&applied.offsets)?;
         self.db().write(wb)?;
         changed.keep(&self.rows);

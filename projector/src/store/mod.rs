@@ -119,6 +119,9 @@ pub struct Store {
     db: Arc<DB>,
     /// Rows the apply path reads for every message ([`cache`]).
     rows: Arc<cache::RowCache>,
+    /// Whether a batch records what it touched for the search index (false when this
+    /// replica has search off).
+    search: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Store {
@@ -137,6 +140,7 @@ impl Store {
         Ok(Store {
             db: Arc::new(db),
             rows: Arc::default(),
+            search: Arc::new(true.into()),
         })
     }
 
@@ -152,6 +156,19 @@ impl Store {
         let id = uuid::Uuid::new_v4().simple().to_string();
         self.db.put(KEY, id.as_bytes())?;
         Ok(id)
+    }
+
+    /// Search is off on this replica: batches no longer record what they touched, and
+    /// what they had recorded is forgotten (the index is rebuilt from the views when
+    /// search is turned on again).
+    pub fn without_search(&self) -> Result<()> {
+        self.search
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        self.clear_touched(None)
+    }
+
+    pub(crate) fn searchable(&self) -> bool {
+        self.search.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(crate) fn cf(&self, name: &str) -> Result<&ColumnFamily> {

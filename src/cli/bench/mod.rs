@@ -9,6 +9,7 @@ mod presence;
 mod push;
 mod report;
 mod resync;
+mod search;
 mod stack;
 
 use std::process::ExitCode;
@@ -39,6 +40,12 @@ enum Which {
     /// Attachments: uploads per second and MiB/s through the slot API, and the latency a
     /// file adds to a message (against a running gateway with a store).
     Attachments(attachments::AttachmentsArgs),
+    /// The search index, in process: the views' catch-up with search off and on, the
+    /// index's rate, sizes per million messages.
+    SearchIndex(search::SearchIndexArgs),
+    /// Search against a running gateway: fills it, then queries at fixed rates with sends
+    /// beside them (query latency, and send latency with and without the queries).
+    Search(search::SearchArgs),
 }
 
 impl BenchArgs {
@@ -51,6 +58,8 @@ impl BenchArgs {
             Which::Push(a) => a.run().await,
             Which::Presence(a) => a.run().await,
             Which::Attachments(a) => a.run().await,
+            Which::SearchIndex(a) => a.run().await,
+            Which::Search(a) => a.run().await,
         }
     }
 }

@@ -37,6 +37,7 @@ impl OwnStack {
             log,
             settings,
             data_dir: data.clone(),
+            search: true,
             gateway,
             listener,
             projector_http: None,

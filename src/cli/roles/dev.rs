@@ -33,6 +33,9 @@ pub struct DevArgs {
     /// Where the RocksDB views live.
     #[arg(long, env = "PARLEY_DATA_DIR", default_value = "parley-data/projector")]
     pub(super) data_dir: PathBuf,
+    /// Keep no search index (`GET /v1/search` then answers 503).
+    #[arg(long, env = "PARLEY_NO_SEARCH")]
+    pub(super) no_search: bool,
     /// Where the embedded log lives, when no `--log` is given.
     #[arg(long, env = "PARLEY_LOG_DIR", default_value = "parley-data/log")]
     pub(super) log_dir: PathBuf,
@@ -102,6 +105,7 @@ impl DevArgs {
             log,
             settings: self.log.settings(),
             data_dir: self.data_dir,
+            search: !self.no_search,
             gateway: gateway_config,
             listener,
             projector_http: self.projector_http,
@@ -151,6 +155,8 @@ pub struct AllRolesConfig {
     pub log: Arc<dyn EventLog>,
     pub settings: parley_sequencer::TopicSettings,
     pub data_dir: PathBuf,
+    /// Keep a search index beside the views.
+    pub search: bool,
     pub gateway: GatewayConfig,
     pub listener: TcpListener,
     pub projector_http: Option<SocketAddr>,
@@ -204,6 +210,7 @@ impl AllRoles {
         pc.apply_delay = Duration::ZERO;
         // One machine, a local data dir: views of a log that was reset are rebuilt.
         pc.rebuild_if_unfit = true;
+        pc.search = c.search;
         let projector = Projector::start(pc, c.log.clone(), c.shutdown.clone()).await?;
         let views: Arc<dyn Views> = Arc::new(projector.views());
         if let Some(addr) = c.projector_http {

@@ -38,6 +38,10 @@ pub struct ProjectorArgs {
     /// retention deleted records they never applied).
     #[arg(long)]
     pub(super) rebuild: bool,
+    /// Keep no search index: searches of this shard then answer 503 (an index kept
+    /// before is deleted; turned on again, it is rebuilt from the views).
+    #[arg(long, env = "PARLEY_NO_SEARCH")]
+    pub(super) no_search: bool,
     #[command(flatten)]
     pub(super) ops: OpsArgs,
     #[command(flatten)]
@@ -86,6 +90,7 @@ impl ProjectorArgs {
             self.debug_apply_delay_ms,
         );
         config.rebuild_if_unfit = self.rebuild;
+        config.search = !self.no_search;
         config.service_token = Some(token);
         config.ready_lag = self.ops.ready_lag;
         config.advertise = Some(match self.advertise {
