@@ -19,19 +19,16 @@ use serde::{Deserialize, Serialize};
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::query::{BooleanQuery, PhraseQuery, Query, RangeQuery, TermQuery};
 use tantivy::schema::{
-    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, Value, FAST, INDEXED, STORED,
-    STRING,
+    Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STRING,
 };
 use tantivy::snippet::SnippetGenerator;
 use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, SegmentReader,
-    TantivyDocument, Term,
+    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, SegmentReader, TantivyDocument, Term,
 };
-use uuid::Uuid;
 
 use super::syntax::{Clause, Parsed};
 use super::words::{self, ANALYZER};
-use super::{Cursor, OrderKey, SearchHit, SearchPage, SnippetPart, Sort};
+use super::{Cursor, OrderKey, SnippetPart, Sort};
 use crate::error::{Error, Result};
 use crate::store::rows::MessageRow;
 
@@ -56,27 +53,24 @@ struct Fields {
     seq: Field,
     ts: Field,
     order: Field,
-    message_id: Field,
     body: Field,
 }
 
 fn schema() -> (Schema, Fields) {
     let mut s = Schema::builder();
-    let body = TextOptions::default()
-        .set_indexing_options(
-            TextFieldIndexing::default()
-                .set_tokenizer(ANALYZER)
-                .set_index_option(IndexRecordOption::WithFreqsAndPositions),
-        )
-        .set_stored();
+    // Nothing is stored: a result's row (author, time, text) is read from the views.
+    let body = TextOptions::default().set_indexing_options(
+        TextFieldIndexing::default()
+            .set_tokenizer(ANALYZER)
+            .set_index_option(IndexRecordOption::WithFreqsAndPositions),
+    );
     let fields = Fields {
         key: s.add_text_field("key", STRING),
-        conversation: s.add_text_field("conversation", STRING | STORED),
-        sender: s.add_text_field("sender", STRING | STORED),
-        seq: s.add_i64_field("seq", INDEXED | STORED | FAST),
-        ts: s.add_i64_field("ts", STORED | FAST),
+        conversation: s.add_text_field("conversation", STRING | FAST),
+        sender: s.add_text_field("sender", STRING),
+        seq: s.add_i64_field("seq", INDEXED | FAST),
+        ts: s.add_i64_field("ts", FAST),
         order: s.add_u64_field("order", FAST),
-        message_id: s.add_text_field("message_id", STORED),
         body: s.add_text_field("body", body),
     };
     (s.build(), fields)
@@ -112,9 +106,14 @@ impl SearchIndex {
         let directory = tantivy::directory::MmapDirectory::open(dir).map_err(err)?;
         let index = Index::open_or_create(directory, schema).map_err(err)?;
         index.tokenizers().register(ANALYZER, words::analyzer());
-        let writer = index
-            .writer_with_num_threads(1, WRITER_MEMORY)
-            .map_err(err)?;
+        // One indexing thread and one merging thread: the index must leave the views'
+        // consumer its core.
+        let options = tantivy::indexer::IndexWriterOptions::builder()
+            .memory_budget_per_thread(WRITER_MEMORY)
+            .num_worker_threads(1)
+            .num_merge_threads(1)
+            .build();
+        let writer = index.writer_with_options(options).map_err(err)?;
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -161,10 +160,11 @@ impl SearchIndex {
         sort: Sort,
         cursor: Option<Cursor>,
         limit: usize,
-    ) -> Result<SearchPage> {
-        let empty = SearchPage {
-            results: Vec::new(),
-            next_cursor: None,
+    ) -> Result<Hits> {
+        let empty = Hits {
+            hits: Vec::new(),
+            more: false,
+            snippets: None,
         };
         if allowed.is_empty() {
             return Ok(empty);
@@ -248,63 +248,75 @@ impl SearchIndex {
             .map_err(err)?;
         let more = top.len() > want;
         top.truncate(want);
-        let found: Vec<(DocAddress, Option<f32>)> = top
-            .into_iter()
-            .map(|(rank, address)| (address, ranked.then(|| f32::from_bits(rank.score))))
-            .collect();
-        let mut results = Vec::with_capacity(found.len());
-        for (address, score) in found {
-            results.push(self.hit(&searcher, address, score, snippets.as_ref())?);
-        }
-        // The shard's own cursor only says "more"; the gateway makes the real one.
-        let next_cursor = more.then(|| "more".to_string());
-        Ok(SearchPage {
-            results,
-            next_cursor,
-        })
-    }
-
-    fn hit(
-        &self,
-        searcher: &Searcher,
-        address: DocAddress,
-        score: Option<f32>,
-        snippets: Option<&SnippetGenerator>,
-    ) -> Result<SearchHit> {
-        let f = self.f;
-        let doc: TantivyDocument = searcher.doc(address).map_err(err)?;
-        let text = |field: Field| -> String {
-            doc.get_first(field)
-                .and_then(|v| v.as_str())
-                .unwrap_or_default()
-                .to_string()
-        };
-        let number = |field: Field| doc.get_first(field).and_then(|v| v.as_i64()).unwrap_or(0);
-        let body = text(f.body);
-        let snippet = match snippets {
-            Some(g) => {
-                let s = g.snippet(&body);
-                if s.is_empty() {
-                    plain(&body)
-                } else {
-                    parts(s.fragment(), s.highlighted())
+        let mut hits = Vec::with_capacity(top.len());
+        for (rank, address) in top {
+            let reader = searcher.segment_reader(address.segment_ord);
+            let fast = reader.fast_fields();
+            let seq = fast.i64("seq").map_err(err)?.first(address.doc_id);
+            let mut conversation = String::new();
+            if let Some(column) = fast.str("conversation").map_err(err)? {
+                if let Some(ord) = column.term_ords(address.doc_id).next() {
+                    column.ord_to_str(ord, &mut conversation).map_err(err)?;
                 }
             }
-            None => plain(&body),
-        };
-        Ok(SearchHit {
-            conversation_id: text(f.conversation),
-            seq: number(f.seq),
-            message_id: Uuid::parse_str(&text(f.message_id)).unwrap_or_default(),
-            sender_id: text(f.sender),
-            ts: number(f.ts),
-            snippet,
-            score,
+            let (Some(seq), false) = (seq, conversation.is_empty()) else {
+                continue;
+            };
+            hits.push(Found {
+                conversation,
+                seq,
+                score: ranked.then(|| f32::from_bits(rank.score)),
+            });
+        }
+        Ok(Hits {
+            hits,
+            more,
+            snippets,
         })
     }
 }
 
+/// A message a search found: the rest is read from the views.
+pub struct Found {
+    pub conversation: String,
+    pub seq: i64,
+    pub score: Option<f32>,
+}
+
+/// What a search found in one index.
+pub struct Hits {
+    /// The best first.
+    pub hits: Vec<Found>,
+    /// The index holds more.
+    pub more: bool,
+    /// Makes a snippet of a body, with the query's words marked (none without words).
+    pub snippets: Option<SnippetGenerator>,
+}
+
+/// The snippet of `body` for a search's results.
+pub fn snippet(snippets: Option<&SnippetGenerator>, body: &str) -> Vec<SnippetPart> {
+    match snippets {
+        Some(g) => {
+            let s = g.snippet(body);
+            if s.is_empty() {
+                plain(body)
+            } else {
+                parts(s.fragment(), s.highlighted())
+            }
+        }
+        None => plain(body),
+    }
+}
+
 impl Writer {
+    /// Lets the merges under way finish, then lets go of the index.
+    pub fn finish(self) {
+        let writer = self.writer.into_inner().unwrap_or_else(|p| p.into_inner());
+        if let Err(e) = writer.wait_merging_threads() {
+            tracing::warn!(error = %e, "a merge of the search index did not finish");
+        }
+    }
+
     fn writer(&self) -> std::sync::MutexGuard<'_, IndexWriter> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -326,7 +338,6 @@ impl Writer {
         doc.add_i64(f.seq, seq);
         doc.add_i64(f.ts, row.ts);
         doc.add_u64(f.order, super::conversation_order(conversation));
-        doc.add_text(f.message_id, row.message_id.to_string());
         doc.add_text(f.body, &row.body);
         writer.add_document(doc).map_err(err)?;
         Ok(())

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
 use super::index::{Payload, SearchIndex, Writer};
+use super::writer::WriterThread;
 use crate::error::{Error, Result};
 use crate::store::rows::MessageRow;
 use crate::store::Store;
@@ -69,9 +70,7 @@ impl Indexer {
         stored: BTreeMap<i32, i64>,
         shutdown: CancellationToken,
     ) -> Result<(Self, tokio::task::JoinHandle<Result<()>>)> {
-        let (index, writer) = tokio::task::spawn_blocking(move || SearchIndex::open(&dir))
-            .await
-            .map_err(|e| Error::Store(e.to_string()))??;
+        let (writer, index) = WriterThread::open(dir).await?;
         let index = Arc::new(index);
         let (tx, rx) = mpsc::unbounded_channel();
         let committed = index.payload()?.unwrap_or_default();
@@ -90,7 +89,7 @@ impl Indexer {
         };
         let work = Work {
             index,
-            writer: Arc::new(writer),
+            writer: Some(writer),
             store,
             payload: Payload {
                 incarnation,
@@ -143,8 +142,8 @@ impl Indexer {
 
 struct Work {
     index: Arc<SearchIndex>,
-    /// Dropped (and the index's lock with it) when the task ends.
-    writer: Arc<Writer>,
+    /// Closed (and the index's lock let go) when the task ends.
+    writer: Option<WriterThread>,
     store: Store,
     /// What the next commit will say.
     payload: Payload,
@@ -165,6 +164,9 @@ impl Work {
         shutdown: CancellationToken,
     ) -> Result<()> {
         let outcome = self.serve(&mut rx, &shutdown).await;
+        if let Some(w) = self.writer.take() {
+            w.close().await;
+        }
         if let Err(e) = &outcome {
             error!(error = %e, "the search index stopped; searches answer 503 until the projector restarts");
         }
@@ -208,28 +210,28 @@ impl Work {
 
     /// Brings the index to the views' state when the projector started.
     async fn recover(&mut self) -> Result<()> {
-        let index = self.writer.clone();
         let store = self.store.clone();
         let fresh = self.committed.incarnation != self.payload.incarnation;
         let started = Instant::now();
-        let n = blocking(move || {
-            let mut n = 0usize;
-            if fresh {
-                // A new index, or one of views rebuilt since: every message again.
-                index.clear()?;
-                store.each_message(|c, seq, row| {
-                    n += 1;
-                    index.put(c, seq, Some(row))
-                })?;
-            } else {
-                for (c, seq) in store.touched()? {
-                    n += 1;
-                    index.put(&c, seq, store.message_at(&c, seq)?.as_ref())?;
+        let n = self
+            .write(move |index| {
+                let mut n = 0usize;
+                if fresh {
+                    // A new index, or one of views rebuilt since: every message again.
+                    index.clear()?;
+                    store.each_message(|c, seq, row| {
+                        n += 1;
+                        index.put(c, seq, Some(row))
+                    })?;
+                } else {
+                    for (c, seq) in store.touched()? {
+                        n += 1;
+                        index.put(&c, seq, store.message_at(&c, seq)?.as_ref())?;
+                    }
                 }
-            }
-            Ok(n)
-        })
-        .await?;
+                Ok(n)
+            })
+            .await?;
         if fresh || n > 0 {
             self.uncommitted += n.max(1);
             self.commit().await?;
@@ -263,8 +265,7 @@ impl Work {
         }
         self.uncommitted += messages.len();
         self.dirty_since.get_or_insert_with(Instant::now);
-        let index = self.writer.clone();
-        blocking(move || {
+        self.write(move |index| {
             for (c, seq, row) in messages {
                 index.put(&c, seq, row.as_ref())?;
             }
@@ -278,10 +279,11 @@ impl Work {
             self.publish();
             return Ok(());
         }
-        let (writer, index) = (self.writer.clone(), self.index.clone());
+        let index = self.index.clone();
         let payload = self.payload.clone();
         let started = Instant::now();
-        blocking(move || writer.commit(&payload, &index)).await?;
+        self.write(move |writer| writer.commit(&payload, &index))
+            .await?;
         metrics::histogram!(parley_ops::metrics::SEARCH_COMMIT_SECONDS)
             .record(started.elapsed().as_secs_f64());
         metrics::counter!(parley_ops::metrics::SEARCH_INDEXED).increment(self.uncommitted as u64);
@@ -291,6 +293,17 @@ impl Work {
         self.publish();
         let upto = self.committed.applied.clone();
         self.clear_touched(Some(upto)).await
+    }
+
+    /// Runs `f` with the index's writer, on its thread.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Writer) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        match &self.writer {
+            Some(w) => w.run(f).await,
+            None => Err(Error::Store("the search writer is closed".into())),
+        }
     }
 
     async fn clear_touched(&self, upto: Option<BTreeMap<i32, i64>>) -> Result<()> {

@@ -8,6 +8,7 @@
 //! - [`indexer`]: keeps the index in step with the views: the messages a batch touched
 //!   are indexed again from their rows, commits are batched, and the offsets the index
 //!   reflects are kept in its commit.
+//! - [`writer`]: the thread that owns the index's writer, below the views in priority.
 //!
 //! This module holds the types the gateway and the replicas exchange, and the merge of
 //! the shards' answers.
@@ -17,6 +18,7 @@ pub mod indexer;
 pub mod shard;
 pub mod syntax;
 pub mod words;
+pub mod writer;
 
 use std::fmt;
 

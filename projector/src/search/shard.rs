@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 use super::indexer::Indexer;
-use super::{SearchPage, SearchQuery};
+use super::{SearchHit, SearchPage, SearchQuery};
 use crate::error::{Error, Result};
 use crate::store::{Store, Stream};
 
@@ -87,10 +87,37 @@ pub async fn answer(
     let index = indexer.index.clone();
     let (sort, limit) = (q.sort, q.limit as usize);
     let started = Instant::now();
-    let page =
-        tokio::task::spawn_blocking(move || index.search(&allowed, &parsed, sort, cursor, limit))
-            .await
-            .map_err(|e| Error::Unavailable(format!("query task: {e}")))??;
+    let s = store.clone();
+    let page = tokio::task::spawn_blocking(move || -> Result<SearchPage> {
+        let found = index.search(&allowed, &parsed, sort, cursor, limit)?;
+        let mut results = Vec::with_capacity(found.hits.len());
+        for hit in found.hits {
+            // Deleted since the index's last commit: not shown.
+            let Some(row) = s.message_at(&hit.conversation, hit.seq)? else {
+                continue;
+            };
+            if row.deleted {
+                continue;
+            }
+            results.push(SearchHit {
+                snippet: super::index::snippet(found.snippets.as_ref(), &row.body),
+                conversation_id: hit.conversation,
+                seq: hit.seq,
+                message_id: row.message_id,
+                sender_id: row.sender_id,
+                ts: row.ts,
+                score: hit.score,
+            });
+        }
+        // A shard's cursor only says "more": the merge makes the real one.
+        let next_cursor = found.more.then(|| "more".to_string());
+        Ok(SearchPage {
+            results,
+            next_cursor,
+        })
+    })
+    .await
+    .map_err(|e| Error::Unavailable(format!("query task: {e}")))??;
     metrics::histogram!(parley_ops::metrics::SEARCH_SECONDS)
         .record(started.elapsed().as_secs_f64());
     Ok(page)

@@ -514,9 +514,23 @@ impl Batch<'_> {
         } else {
             &[]
         };
+        // One entry per partition: the messages its records in this batch touched, keyed
+        // by the first such record's offset (a commit of the index clears the entries
+        // before its offsets).
+        type FirstAndMessages<'a> = (i64, Vec<(&'a String, i64)>);
+        let mut by_partition: BTreeMap<i32, FirstAndMessages> = BTreeMap::new();
         for (p, offset, conv, seq) in touched {
-            let key = keys::touched(*p, *offset, conv, *seq);
-            wb.put_cf(s.cf(CF_SEARCH_PENDING)?, key, b"");
+            let entry = by_partition.entry(*p).or_insert((*offset, Vec::new()));
+            entry.0 = entry.0.min(*offset);
+            entry.1.push((conv, *seq));
+        }
+        for (p, (first, messages)) in by_partition {
+            let key = keys::touched_from(p, first);
+            wb.put_cf(
+                s.cf(CF_SEARCH_PENDING)?,
+                key,
+                serde_json::to_vec(&messages)?,
+            );
         }
         // The consumed offsets go in the same batch as the views they produced.
         for ((stream, p), next) in offsets {

@@ -111,27 +111,13 @@ pub fn message_parts(key: &[u8]) -> Option<(String, i64)> {
     Some((conversation, seq_of(key)?))
 }
 
-/// `[partition][offset][message key]`: a message a record at (partition, offset)
-/// touched, for the search index to read again. Sorted by partition, then offset.
-pub fn touched(partition: i32, offset: i64, conversation: &str, seq: i64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(12 + 2 + conversation.len() + 8);
-    k.extend_from_slice(&partition.to_be_bytes());
-    k.extend_from_slice(&(offset.max(0) as u64).to_be_bytes());
-    k.extend_from_slice(&message(conversation, seq));
-    k
-}
-
-/// The first [`touched`] key of `partition` at or after `offset`.
+/// `[partition][offset]`: the key of the messages a batch's records of `partition`
+/// touched, from `offset` (its first record there) on; sorted by partition, then offset.
 pub fn touched_from(partition: i32, offset: i64) -> [u8; 12] {
     let mut k = [0u8; 12];
     k[..4].copy_from_slice(&partition.to_be_bytes());
     k[4..].copy_from_slice(&(offset.max(0) as u64).to_be_bytes());
     k
-}
-
-/// The conversation and seq of a [`touched`] key.
-pub fn touched_message(key: &[u8]) -> Option<(String, i64)> {
-    message_parts(key.get(12..)?)
 }
 
 #[cfg(test)]

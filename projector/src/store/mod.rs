@@ -13,9 +13,10 @@
 //! - `inbox`: user, conversation, seq → message waiting for the offline user
 //! - `receipts`: conversation, user → delivered / read up to seq
 //! - `offsets`: (stream, partition) → next offset to apply
-//! - `search_pending`: partition, offset, conversation, seq → (): a message a record
-//!   touched (posted, edited, deleted), until the search index has committed that
-//!   offset ([`crate::search::indexer`]); outside the views and their checksum
+//! - `search_pending`: partition, offset → the messages (conversation, seq) a batch's
+//!   records of that partition, from that offset on, posted, edited or deleted; kept
+//!   until the search index has committed past them ([`crate::search::indexer`]);
+//!   outside the views and their checksum
 //!
 //! Every write is one batch holding view changes and the offsets that caused them.
 

@@ -29,17 +29,16 @@ impl Store {
     }
 
     /// The messages touched and not yet cleared ([`Store::clear_touched`]), as
-    /// (conversation, seq), in key order.
+    /// (conversation, seq), by partition and offset (one may come more than once).
     pub fn touched(&self) -> Result<Vec<(String, i64)>> {
         let mut out = Vec::new();
         for item in self
             .db()
             .iterator_cf(self.cf(CF_SEARCH_PENDING)?, IteratorMode::Start)
         {
-            let (k, _) = item?;
-            let m = keys::touched_message(&k)
-                .ok_or_else(|| Error::Store("bad search_pending key".into()))?;
-            out.push(m);
+            let (_, v) = item?;
+            let batch: Vec<(String, i64)> = serde_json::from_slice(&v)?;
+            out.extend(batch);
         }
         Ok(out)
     }
