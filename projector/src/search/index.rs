@@ -9,26 +9,24 @@
 //! their conversations in this shard, of (that conversation and seq after the offset they
 //! read from). A page therefore never comes back short because of what they may not see.
 
-use std::collections::BTreeMap;
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
-use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::query::{BooleanQuery, PhraseQuery, Query, RangeQuery, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STRING,
 };
 use tantivy::snippet::SnippetGenerator;
-use tantivy::{
-    DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, SegmentReader, TantivyDocument, Term,
-};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
+use super::collect::{Best, Rank};
+use super::recent::Recent;
 use super::syntax::{Clause, Parsed};
 use super::words::{self, ANALYZER};
-use super::{Cursor, OrderKey, SnippetPart, Sort};
+use super::{Cursor, SnippetPart, Sort};
 use crate::error::{Error, Result};
 use crate::store::rows::MessageRow;
 
@@ -90,6 +88,10 @@ pub struct SearchIndex {
     index: Index,
     reader: IndexReader,
     f: Fields,
+    /// What was written since the last visible commit ([`super::recent`]). A search
+    /// holds it (read) while it takes its searcher; a commit's reload holds it (write)
+    /// while it swaps the searcher and forgets what the commit holds.
+    recent: RwLock<Recent>,
 }
 
 /// The index's one writer (it holds the index's lock until dropped).
@@ -120,7 +122,12 @@ impl SearchIndex {
             .try_into()
             .map_err(err)?;
         Ok((
-            SearchIndex { index, reader, f },
+            SearchIndex {
+                index,
+                reader,
+                f,
+                recent: RwLock::default(),
+            },
             Writer {
                 writer: Mutex::new(writer),
                 f,
@@ -135,6 +142,21 @@ impl SearchIndex {
             Some(p) => Ok(Some(serde_json::from_str(&p)?)),
             None => Ok(None),
         }
+    }
+
+    /// Searchable at once: the message at (`conversation`, `seq`) as `row` says, until
+    /// the commit holding it is visible.
+    pub fn remember(&self, conversation: &str, seq: i64, row: Option<&MessageRow>) {
+        let mut recent = self.recent.write().unwrap_or_else(|p| p.into_inner());
+        recent.remember(conversation, seq, row);
+    }
+
+    /// Shows the last commit to searches, and forgets the overlay it makes redundant.
+    fn reload(&self) -> Result<()> {
+        let mut recent = self.recent.write().unwrap_or_else(|p| p.into_inner());
+        self.reader.reload().map_err(err)?;
+        recent.clear();
+        Ok(())
     }
 
     /// How many messages searches see.
@@ -177,13 +199,15 @@ impl SearchIndex {
             ))
         };
         let mut must: Vec<Box<dyn Query>> = Vec::new();
-        let mut text: Vec<Box<dyn Query>> = Vec::new();
+        let mut clauses: Vec<Vec<String>> = Vec::new();
         for clause in &parsed.clauses {
             let (Clause::Word(w) | Clause::Phrase(w)) = clause;
-            let terms: Vec<Term> = words::words(w)
+            let clause_words = words::words(w);
+            let terms: Vec<Term> = clause_words
                 .iter()
                 .map(|t| Term::from_field_text(f.body, t))
                 .collect();
+            clauses.push(clause_words);
             let q: Box<dyn Query> = match terms.len() {
                 0 => continue,
                 1 => Box::new(TermQuery::new(
@@ -192,7 +216,6 @@ impl SearchIndex {
                 )),
                 _ => Box::new(PhraseQuery::new(terms)),
             };
-            text.push(q.box_clone());
             must.push(q);
         }
         if !parsed.from.is_empty() {
@@ -219,15 +242,23 @@ impl SearchIndex {
         }
         must.push(Box::new(BooleanQuery::union(readable)));
         let query = BooleanQuery::intersection(must);
+        let recent = self.recent.read().unwrap_or_else(|p| p.into_inner());
         let searcher = self.reader.searcher();
-        let snippets = if text.is_empty() {
-            None
-        } else {
-            let text_query = BooleanQuery::intersection(text);
-            let mut g = SnippetGenerator::create(&searcher, &text_query, f.body).map_err(err)?;
-            g.set_max_num_chars(SNIPPET_CHARS);
-            Some(g)
-        };
+        // Rarer words weigh more in choosing the fragment; a word only the overlay
+        // holds yet is as rare as can be.
+        let snippets = (!clauses.is_empty()).then(|| {
+            let terms = clauses
+                .iter()
+                .flatten()
+                .map(|w| {
+                    let df = searcher
+                        .doc_freq(&Term::from_field_text(f.body, w))
+                        .unwrap_or(0);
+                    (w.clone(), 1.0 / (1.0 + df as f32))
+                })
+                .collect();
+            SnippetGenerator::new(terms, words::analyzer(), f.body, SNIPPET_CHARS)
+        });
         // Newest: the `limit` after the cursor. By relevance: the best `skip + limit`
         // (the gateway merges them with other shards'), ties broken as newest first.
         let (before, want) = match (sort, cursor) {
@@ -236,19 +267,18 @@ impl SearchIndex {
             _ => (None, limit),
         };
         let ranked = sort == Sort::Relevance;
-        let mut top = searcher
+        let top = searcher
             .search(
                 &query,
                 &Best {
                     limit: want + 1,
                     before,
                     ranked,
+                    shadow: Arc::new(recent.shadow()),
                 },
             )
             .map_err(err)?;
-        let more = top.len() > want;
-        top.truncate(want);
-        let mut hits = Vec::with_capacity(top.len());
+        let mut ranked_hits: Vec<(Rank, String, i64)> = Vec::with_capacity(top.len());
         for (rank, address) in top {
             let reader = searcher.segment_reader(address.segment_ord);
             let fast = reader.fast_fields();
@@ -259,15 +289,44 @@ impl SearchIndex {
                     column.ord_to_str(ord, &mut conversation).map_err(err)?;
                 }
             }
-            let (Some(seq), false) = (seq, conversation.is_empty()) else {
-                continue;
-            };
-            hits.push(Found {
+            if let (Some(seq), false) = (seq, conversation.is_empty()) {
+                ranked_hits.push((rank, conversation, seq));
+            }
+        }
+        // And what was written since the last commit.
+        if !recent.is_empty() {
+            let allowed: HashMap<&str, i64> = allowed
+                .iter()
+                .map(|(c, from)| (c.as_str(), *from))
+                .collect();
+            let idf = ranked.then(|| {
+                let n = searcher.num_docs() as f32 + recent.len() as f32;
+                clauses
+                    .iter()
+                    .flatten()
+                    .map(|w| {
+                        let df = searcher
+                            .doc_freq(&Term::from_field_text(f.body, w))
+                            .unwrap_or(0) as f32;
+                        (w.clone(), (1.0 + (n - df + 0.5) / (df + 0.5)).ln())
+                    })
+                    .collect::<HashMap<String, f32>>()
+            });
+            for h in recent.matches(&allowed, parsed, &clauses, before, idf.as_ref()) {
+                ranked_hits.push((h.rank, h.conversation, h.seq));
+            }
+            ranked_hits.sort_by_key(|h| std::cmp::Reverse(h.0));
+        }
+        let more = ranked_hits.len() > want;
+        ranked_hits.truncate(want);
+        let hits = ranked_hits
+            .into_iter()
+            .map(|(rank, conversation, seq)| Found {
                 conversation,
                 seq,
                 score: ranked.then(|| f32::from_bits(rank.score)),
-            });
-        }
+            })
+            .collect();
         Ok(Hits {
             hits,
             more,
@@ -359,7 +418,7 @@ impl Writer {
             prepared.set_payload(&text);
             prepared.commit().map_err(err)?;
         }
-        index.reader.reload().map_err(err)
+        index.reload()
     }
 }
 
@@ -400,89 +459,4 @@ fn parts(fragment: &str, highlighted: &[std::ops::Range<usize>]) -> Vec<SnippetP
         });
     }
     out
-}
-
-/// Where a document ranks: its score (0 unless ranked by relevance; scores are never
-/// negative, so their bits order like them), then newest first.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-struct Rank {
-    score: u32,
-    key: OrderKey,
-}
-
-/// Collects the best `limit` documents (by [`Rank`]), older than `before` if given.
-struct Best {
-    limit: usize,
-    before: Option<OrderKey>,
-    ranked: bool,
-}
-
-struct BestInSegment {
-    limit: usize,
-    before: Option<OrderKey>,
-    segment: u32,
-    ts: tantivy::columnar::Column<i64>,
-    seq: tantivy::columnar::Column<i64>,
-    order: tantivy::columnar::Column<u64>,
-    /// The best so far, worst on top.
-    top: BinaryHeap<std::cmp::Reverse<(Rank, DocAddress)>>,
-}
-
-impl Collector for Best {
-    type Fruit = Vec<(Rank, DocAddress)>;
-    type Child = BestInSegment;
-
-    fn for_segment(&self, segment: u32, reader: &SegmentReader) -> tantivy::Result<Self::Child> {
-        let fast = reader.fast_fields();
-        Ok(BestInSegment {
-            limit: self.limit,
-            before: self.before,
-            segment,
-            ts: fast.i64("ts")?,
-            seq: fast.i64("seq")?,
-            order: fast.u64("order")?,
-            top: BinaryHeap::with_capacity(self.limit + 1),
-        })
-    }
-
-    fn requires_scoring(&self) -> bool {
-        self.ranked
-    }
-
-    fn merge_fruits(&self, fruits: Vec<Self::Fruit>) -> tantivy::Result<Self::Fruit> {
-        let mut all: Vec<(Rank, DocAddress)> = fruits.into_iter().flatten().collect();
-        all.sort_by(|a, b| b.cmp(a));
-        all.truncate(self.limit);
-        Ok(all)
-    }
-}
-
-impl SegmentCollector for BestInSegment {
-    type Fruit = Vec<(Rank, DocAddress)>;
-
-    fn collect(&mut self, doc: tantivy::DocId, score: tantivy::Score) {
-        let key = OrderKey {
-            ts: self.ts.first(doc).unwrap_or(0),
-            seq: self.seq.first(doc).unwrap_or(0),
-            conversation: self.order.first(doc).unwrap_or(0),
-        };
-        if self.before.is_some_and(|b| key >= b) {
-            return;
-        }
-        let rank = Rank {
-            score: score.max(0.0).to_bits(),
-            key,
-        };
-        let entry = std::cmp::Reverse((rank, DocAddress::new(self.segment, doc)));
-        if self.top.len() < self.limit {
-            self.top.push(entry);
-        } else if self.top.peek().is_some_and(|worst| entry < *worst) {
-            self.top.pop();
-            self.top.push(entry);
-        }
-    }
-
-    fn harvest(self) -> Self::Fruit {
-        self.top.into_iter().map(|r| r.0).collect()
-    }
 }

@@ -5,10 +5,11 @@
 //! ([`crate::store::apply::Applied::touched`]), and writes the same list to the store's
 //! `search_pending` column family in the same write batch as the views. The indexer
 //! indexes each message as its row reads (or drops it, deleted): the views decided
-//! what an edit or a deletion does, the index follows. It commits at most every [`COMMIT_EVERY`], after [`COMMIT_DOCS`]
-//! changes, or at once when a search is waiting for it; each commit carries the offsets
-//! it reflects ([`super::index::Payload`]), and then the pending touches before them are
-//! cleared.
+//! what an edit or a deletion does, the index follows. The messages are searchable at
+//! once, through the overlay of what is not committed yet ([`super::recent`]). Commits
+//! are batched: at most every [`COMMIT_EVERY`], or after [`COMMIT_DOCS`] changes. Each
+//! carries the offsets it reflects ([`super::index::Payload`]); then the pending
+//! touches before them are cleared.
 //!
 //! So a restart resumes exactly: what the last commit missed is still pending, and is
 //! indexed again first, from the rows as the views hold them then (indexing a message
@@ -17,11 +18,10 @@
 //! message the views hold.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
 
@@ -55,9 +55,6 @@ pub struct Indexer {
     tx: mpsc::UnboundedSender<Touched>,
     /// Per partition of `events`: the next offset searches see the effects of.
     applied: watch::Receiver<BTreeMap<i32, i64>>,
-    /// Searches waiting for a commit.
-    waiting: Arc<AtomicUsize>,
-    hurry: Arc<Notify>,
 }
 
 impl Indexer {
@@ -84,8 +81,6 @@ impl Indexer {
             index: index.clone(),
             tx,
             applied,
-            waiting: Arc::default(),
-            hurry: Arc::default(),
         };
         let work = Work {
             index,
@@ -99,8 +94,6 @@ impl Indexer {
             uncommitted: 0,
             dirty_since: None,
             applied: applied_tx,
-            waiting: indexer.waiting.clone(),
-            hurry: indexer.hurry.clone(),
         };
         let task = tokio::spawn(work.run(rx, shutdown));
         Ok((indexer, task))
@@ -117,21 +110,15 @@ impl Indexer {
     }
 
     /// Waits until searches see every record before `offsets` (partition, next offset),
-    /// at most `timeout`, asking for a commit now; false if not in time.
+    /// at most `timeout`; false if not in time.
     pub async fn wait(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool> {
         let reached = |a: &BTreeMap<i32, i64>| {
             offsets
                 .iter()
                 .all(|(p, o)| a.get(p).copied().unwrap_or(0) >= *o)
         };
-        if reached(&self.applied.borrow()) {
-            return Ok(true);
-        }
-        self.waiting.fetch_add(1, Ordering::SeqCst);
-        self.hurry.notify_one();
         let mut rx = self.applied.clone();
         let outcome = tokio::time::timeout(timeout, rx.wait_for(|a| reached(a))).await;
-        self.waiting.fetch_sub(1, Ordering::SeqCst);
         match outcome {
             Ok(Ok(_)) => Ok(true),
             Ok(Err(_)) => Err(Error::Unavailable("the search indexer stopped".into())),
@@ -153,8 +140,6 @@ struct Work {
     uncommitted: usize,
     dirty_since: Option<Instant>,
     applied: watch::Sender<BTreeMap<i32, i64>>,
-    waiting: Arc<AtomicUsize>,
-    hurry: Arc<Notify>,
 }
 
 impl Work {
@@ -196,11 +181,10 @@ impl Work {
                         }
                     }
                     self.index_chunk(chunk).await?;
-                    if self.uncommitted >= COMMIT_DOCS || self.waiting.load(Ordering::SeqCst) > 0 {
+                    if self.uncommitted >= COMMIT_DOCS {
                         self.commit().await?;
                     }
                 }
-                _ = self.hurry.notified() => self.commit().await?,
                 _ = sleep_until(deadline), if deadline.is_some() => self.commit().await?,
                 _ = shutdown.cancelled() => break,
             }
@@ -265,13 +249,18 @@ impl Work {
         }
         self.uncommitted += messages.len();
         self.dirty_since.get_or_insert_with(Instant::now);
-        self.write(move |index| {
+        let index = self.index.clone();
+        self.write(move |writer| {
             for (c, seq, row) in messages {
-                index.put(&c, seq, row.as_ref())?;
+                writer.put(&c, seq, row.as_ref())?;
+                index.remember(&c, seq, row.as_ref());
             }
             Ok(())
         })
-        .await
+        .await?;
+        // Searchable now, through the overlay of what is not committed yet.
+        self.publish();
+        Ok(())
     }
 
     async fn commit(&mut self) -> Result<()> {

@@ -5,6 +5,9 @@
 //! - [`syntax`]: the query language (words, "phrases", `from:`, `in:`).
 //! - [`index`]: the tantivy index of one shard: its fields, its writes, and a query
 //!   filtered by what the caller may read.
+//! - [`collect`]: the best documents of a search, by score then newest first, below a
+//!   cursor.
+//! - [`recent`]: what was written since the last commit, searchable at once.
 //! - [`indexer`]: keeps the index in step with the views: the messages a batch touched
 //!   are indexed again from their rows, commits are batched, and the offsets the index
 //!   reflects are kept in its commit.
@@ -13,8 +16,10 @@
 //! This module holds the types the gateway and the replicas exchange, and the merge of
 //! the shards' answers.
 
+pub mod collect;
 pub mod index;
 pub mod indexer;
+pub mod recent;
 pub mod shard;
 pub mod syntax;
 pub mod words;
