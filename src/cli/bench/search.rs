@@ -528,7 +528,8 @@ impl SearchArgs {
                 _ = stop.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            let u = rng.below(p.tokens.len());
+            // A user who wrote (the fill's senders): their groups hold messages.
+            let u = rng.below(p.sessions.len());
             let api = Api::new(&p.base, &p.tokens[u]);
             let q = words.query(&mut rng);
             let (latency, empty, failed) = (latency.clone(), empty.clone(), failed.clone());
