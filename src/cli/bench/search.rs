@@ -255,6 +255,9 @@ impl SearchIndexArgs {
                 i.wait(&[(0, end)], Duration::from_secs(3_600)).await?,
                 "the index did not catch up"
             );
+            // Then its last commit (the indexer commits as it stops).
+            stop.cancel();
+            task.await??;
             index_s = started.elapsed().as_secs_f64();
             anyhow::ensure!(
                 i.index.documents() == self.messages as u64,
@@ -262,8 +265,6 @@ impl SearchIndexArgs {
                 i.index.documents(),
                 self.messages
             );
-            stop.cancel();
-            task.await??;
             index_bytes = du(&dir.path().join("search"));
         }
         drop(store);
@@ -300,7 +301,7 @@ impl SearchIndexArgs {
             let (views_s, index_s, views_b, index_b) = self.once(&log, true).await?;
             on_rates.push(m / views_s);
             println!(
-                "round {round} search on:  views {:.0} msgs/s ({views_s:.1} s), index caught up {:.0} msgs/s ({index_s:.1} s); views {:.0} MiB, index {:.0} MiB ({:.0} MiB per million)",
+                "round {round} search on:  views {:.0} msgs/s ({views_s:.1} s), index committed {:.0} msgs/s ({index_s:.1} s); views {:.0} MiB, index {:.0} MiB ({:.0} MiB per million)",
                 m / views_s,
                 m / index_s,
                 mib(views_b),
