@@ -115,6 +115,11 @@ pub struct SearchIndexArgs {
     /// Where the views are built (each run in a fresh directory under it).
     #[arg(long, default_value = "/tmp")]
     dir: std::path::PathBuf,
+    /// Also write the synthetic log and queries here, for a peer to index the same
+    /// messages (`messages.tsv`: conversation, seq, sender, ts, body; `members.tsv`:
+    /// conversation, user; `queries.tsv`: user, query), and stop.
+    #[arg(long)]
+    dump: Option<std::path::PathBuf>,
 }
 
 /// A directory removed when dropped.
@@ -284,6 +289,11 @@ impl SearchIndexArgs {
             self.messages, self.conversations, self.batch, self.rounds
         );
         let log = Arc::new(self.log()?);
+        if let Some(dir) = &self.dump {
+            dump(dir, &log, self.conversations)?;
+            println!("the log and 10,000 queries written to {}", dir.display());
+            return Ok(ExitCode::SUCCESS);
+        }
         let m = self.messages as f64;
         let mib = |b: u64| b as f64 / 1_048_576.0;
         let per_million = |b: u64| mib(b) * 1_000_000.0 / m;
@@ -316,6 +326,50 @@ impl SearchIndexArgs {
         );
         Ok(ExitCode::SUCCESS)
     }
+}
+
+/// Writes `log` (its groups and messages) and queries as TSV files in `dir`.
+fn dump(dir: &Path, log: &[(Stream, LogRecord)], conversations: usize) -> anyhow::Result<()> {
+    use std::io::Write;
+    std::fs::create_dir_all(dir)?;
+    let clean = |s: &str| s.replace(['\t', '\n', '\\'], " ");
+    let mut messages = std::io::BufWriter::new(std::fs::File::create(dir.join("messages.tsv"))?);
+    let mut members = std::io::BufWriter::new(std::fs::File::create(dir.join("members.tsv"))?);
+    let mut users = Vec::new();
+    for (_, r) in log {
+        let Some(value) = &r.value else { continue };
+        match parley_schemas::decode_any(value)? {
+            AnyRecord::ConversationCreated(c) => {
+                for m in &c.members {
+                    writeln!(members, "{}\t{}", c.conversation_id, m)?;
+                    users.push(m.clone());
+                }
+            }
+            AnyRecord::MessagePosted(m) => writeln!(
+                messages,
+                "{}\t{}\t{}\t{}\t{}",
+                m.conversation_id,
+                r.offset,
+                m.meta.actor,
+                m.meta.occurred_at,
+                clean(&m.body)
+            )?,
+            _ => {}
+        }
+    }
+    users.sort();
+    users.dedup();
+    let words = Vocabulary::new(20_000);
+    let mut rng = Rng(0xbeef + conversations as u64);
+    let mut queries = std::io::BufWriter::new(std::fs::File::create(dir.join("queries.tsv"))?);
+    for _ in 0..10_000 {
+        let user = &users[rng.below(users.len())];
+        writeln!(queries, "{user}\t{}", words.query(&mut rng))?;
+    }
+    messages.flush()?;
+    members.flush()?;
+    queries.flush()?;
+    Ok(())
 }
 
 #[derive(Debug, Args)]
