@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::stack::InProcess;
+use common::user;
 use parley_client::{Api, Session};
 use parley_projector::store::Stream;
 use parley_projector::{Projector, ProjectorConfig, Views};
@@ -15,13 +16,6 @@ use parley_schemas::frames::MessageView;
 use serde_json::json;
 
 const LONG: Duration = Duration::from_secs(60);
-
-async fn user(base: &str, name: &str) -> (Api, Session) {
-    let token = Api::dev_token(base, name).await.expect("dev token");
-    let session = Session::connect(base, &token).await.expect("connect");
-    assert!(session.ready(LONG).await.expect("ready"), "{name} not live");
-    (Api::new(base, &token), session)
-}
 
 /// Waits until `s` holds the message at `seq` of `conv` and `check` holds of it.
 async fn held(s: &Session, conv: &str, seq: i64, what: &str, check: impl Fn(&MessageView) -> bool) {

@@ -9,17 +9,10 @@ use crate::common;
 use std::time::Duration;
 
 use common::stack::{InProcess, Options, Processes};
-use common::{live, token};
-use parley_client::{Api, SearchOptions, SearchResult, Session};
+use common::{live, token, user};
+use parley_client::{Api, SearchOptions, SearchResult};
 
 const LONG: Duration = Duration::from_secs(60);
-
-async fn user(base: &str, name: &str) -> (Api, Session) {
-    let token = Api::dev_token(base, name).await.expect("dev token");
-    let session = Session::connect(base, &token).await.expect("connect");
-    assert!(session.ready(LONG).await.expect("ready"), "{name} not live");
-    (Api::new(base, &token), session)
-}
 
 async fn api(base: &str, name: &str) -> Api {
     Api::new(base, &Api::dev_token(base, name).await.unwrap())

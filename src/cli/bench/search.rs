@@ -404,6 +404,17 @@ pub struct SearchArgs {
     run: Option<String>,
 }
 
+/// A token cancelled after `phase`.
+fn stop_after(phase: Duration) -> CancellationToken {
+    let stop = CancellationToken::new();
+    let later = stop.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(phase).await;
+        later.cancel();
+    });
+    stop
+}
+
 /// The users, their sessions and the groups of one run.
 struct Population {
     base: String,
@@ -639,36 +650,19 @@ impl SearchArgs {
         }
         let phase = Duration::from_secs(self.seconds);
         // Sends alone, then beside each query rate.
-        let stop = CancellationToken::new();
-        let stopper = {
-            let stop = stop.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(phase).await;
-                stop.cancel();
-            })
-        };
-        let alone = self.sends(&p, &words, stop, "alone").await?;
-        stopper.await?;
+        let alone = self.sends(&p, &words, stop_after(phase), "alone").await?;
         println!(
             "sends alone at {}/s: {}",
             self.send_rate,
             report::summary(&alone)
         );
         for rate in &self.rates {
-            let stop = CancellationToken::new();
-            let stopper = {
-                let stop = stop.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(phase).await;
-                    stop.cancel();
-                })
-            };
+            let stop = stop_after(phase);
             let tag = format!("q{rate}");
             let (sent, (q, asked, empty, failed)) = tokio::join!(
                 self.sends(&p, &words, stop.clone(), &tag),
                 Self::queries(&p, &words, *rate, stop.clone())
             );
-            stopper.await?;
             println!(
                 "queries at {rate}/s: {} ({asked} asked, {empty} found nothing, {failed} failed)",
                 report::summary(&q)

@@ -50,6 +50,13 @@ pub async fn live(base: &str, token: &str) -> Session {
     s
 }
 
+/// `name`'s REST client and live session at `base`.
+pub async fn user(base: &str, name: &str) -> (Api, Session) {
+    let token = token(base, name).await;
+    let session = live(base, &token).await;
+    (Api::new(base, &token), session)
+}
+
 /// Waits until `check` holds, at most `timeout`.
 pub async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
 where
