@@ -125,7 +125,6 @@ pub async fn answer(
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
     use parley_schemas::{
         AnyRecord, ConversationCreated, ConversationKind, MemberRemoved, MessageDeleted,
         MessageEdited, MessagePosted, Meta,
@@ -198,17 +197,7 @@ mod tests {
         all.iter()
             .enumerate()
             .skip(from)
-            .map(|(i, r)| {
-                let record = LogRecord {
-                    topic: "events".into(),
-                    partition: 0,
-                    offset: i as i64,
-                    timestamp_ms: None,
-                    key: None,
-                    value: Some(Bytes::from(r.encode().unwrap())),
-                };
-                (Stream::Events, record)
-            })
+            .map(|(i, r)| crate::store::event_at(0, i as i64, r).unwrap())
             .collect()
     }
 

@@ -657,7 +657,6 @@ fn change_at(effect: &Effect<'_>, seq: i64) -> Option<MessageChange> {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
     use parley_schemas::{ConversationCreated, MemberRemoved, MembersAdded, MessagePosted, Meta};
 
     use crate::views::HistoryQuery;
@@ -718,17 +717,7 @@ mod tests {
         records
             .iter()
             .enumerate()
-            .map(|(i, r)| {
-                let record = LogRecord {
-                    topic: "events".into(),
-                    partition: 0,
-                    offset: i as i64,
-                    timestamp_ms: None,
-                    key: None,
-                    value: Some(Bytes::from(r.encode().unwrap())),
-                };
-                (Stream::Events, record)
-            })
+            .map(|(i, r)| crate::store::event_at(0, i as i64, r).unwrap())
             .collect()
     }
 

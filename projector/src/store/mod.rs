@@ -112,6 +112,27 @@ impl Stream {
     }
 }
 
+/// `record` as a read of `events` hands it out at (`partition`, `offset`): how tests
+/// and benchmarks make a log to apply.
+pub fn event_at(
+    partition: i32,
+    offset: i64,
+    record: &parley_schemas::AnyRecord,
+) -> Result<(Stream, parley_sequencer::LogRecord)> {
+    let value = record
+        .encode()
+        .map_err(|e| Error::Store(format!("encoding a record: {e}")))?;
+    let record = parley_sequencer::LogRecord {
+        topic: "events".into(),
+        partition,
+        offset,
+        timestamp_ms: None,
+        key: None,
+        value: Some(value.into()),
+    };
+    Ok((Stream::Events, record))
+}
+
 /// A key and its value, as RocksDB hands them out.
 pub(crate) type Entry = (Box<[u8]>, Box<[u8]>);
 

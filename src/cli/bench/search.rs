@@ -191,17 +191,7 @@ impl SearchIndexArgs {
         records
             .iter()
             .enumerate()
-            .map(|(i, r)| {
-                let record = LogRecord {
-                    topic: "events".into(),
-                    partition: 0,
-                    offset: i as i64,
-                    timestamp_ms: None,
-                    key: None,
-                    value: Some(r.encode()?.into()),
-                };
-                Ok((Stream::Events, record))
-            })
+            .map(|(i, r)| Ok(parley_projector::store::event_at(0, i as i64, r)?))
             .collect()
     }
 
