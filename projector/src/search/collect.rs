@@ -2,7 +2,7 @@
 //! a cursor, leaving out the documents the recent overlay shadows
 //! ([`super::recent`]).
 
-use std::collections::{BinaryHeap, HashSet};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::Arc;
 
 use tantivy::collector::{Collector, SegmentCollector};
@@ -26,12 +26,16 @@ pub struct Best {
     /// (conversation order, seq) of documents not to collect: newer versions of them
     /// are in the recent overlay.
     pub shadow: Arc<HashSet<(u64, i64)>>,
+    /// Per conversation order: only its documents after this seq are collected (what
+    /// the caller may read); none: the query itself says it.
+    pub after: Option<Arc<HashMap<u64, i64>>>,
 }
 
 pub struct BestInSegment {
     limit: usize,
     before: Option<OrderKey>,
     shadow: Arc<HashSet<(u64, i64)>>,
+    after: Option<Arc<HashMap<u64, i64>>>,
     segment: u32,
     ts: tantivy::columnar::Column<i64>,
     seq: tantivy::columnar::Column<i64>,
@@ -50,6 +54,7 @@ impl Collector for Best {
             limit: self.limit,
             before: self.before,
             shadow: self.shadow.clone(),
+            after: self.after.clone(),
             segment,
             ts: fast.i64("ts")?,
             seq: fast.i64("seq")?,
@@ -83,6 +88,14 @@ impl SegmentCollector for BestInSegment {
             || self.shadow.contains(&(key.conversation, key.seq))
         {
             return;
+        }
+        if let Some(after) = &self.after {
+            if after
+                .get(&key.conversation)
+                .is_none_or(|from| key.seq <= *from)
+            {
+                return;
+            }
         }
         let rank = Rank {
             score: score.max(0.0).to_bits(),

@@ -222,11 +222,26 @@ impl SearchIndex {
             let authors = parsed.from.iter().map(|a| term(f.sender, a)).collect();
             must.push(Box::new(BooleanQuery::union(authors)));
         }
-        // What the caller may read, inside the query.
-        let readable: Vec<Box<dyn Query>> = allowed
+        // What the caller may read, inside the query: their conversations here, and in
+        // each the messages after the offset they read from. The offsets are checked as
+        // each document is collected, from its fast fields (a range over `seq` per
+        // conversation would walk the whole column for each); should two of the
+        // conversations share an order (a 64-bit hash), the ranges go in the query.
+        let mine: Vec<&(String, i64)> = allowed
             .iter()
             .filter(|(c, _)| parsed.within.is_empty() || parsed.within.contains(c))
+            .collect();
+        let after: HashMap<u64, i64> = mine
+            .iter()
+            .map(|(c, from)| (super::conversation_order(c), *from))
+            .collect();
+        let distinct = after.len() == mine.len();
+        let readable: Vec<Box<dyn Query>> = mine
+            .iter()
             .map(|(c, from)| -> Box<dyn Query> {
+                if distinct {
+                    return term(f.conversation, c);
+                }
                 let after = RangeQuery::new(
                     Bound::Excluded(Term::from_field_i64(f.seq, *from)),
                     Bound::Unbounded,
@@ -275,6 +290,7 @@ impl SearchIndex {
                     before,
                     ranked,
                     shadow: Arc::new(recent.shadow()),
+                    after: distinct.then(|| Arc::new(after)),
                 },
             )
             .map_err(err)?;

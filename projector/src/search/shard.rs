@@ -126,8 +126,8 @@ pub async fn answer(
 #[cfg(test)]
 mod tests {
     use parley_schemas::{
-        AnyRecord, ConversationCreated, ConversationKind, MemberRemoved, MessageDeleted,
-        MessageEdited, MessagePosted, Meta,
+        AnyRecord, ConversationCreated, ConversationKind, MemberRemoved, MembersAdded,
+        MessageDeleted, MessageEdited, MessagePosted, Meta,
     };
     use parley_sequencer::LogRecord;
     use tokio_util::sync::CancellationToken;
@@ -342,16 +342,28 @@ mod tests {
 
         // The views move on while the index does not (a crash before its commit): the
         // touches pending in the store are indexed when it opens again.
-        let more = [all.clone(), vec![post("amy", "g", 6, "launch recap")]].concat();
+        let eve_joins = MembersAdded {
+            meta: Meta::new("amy"),
+            conversation_id: "g".into(),
+            members: vec!["eve".into()],
+        };
+        let later = vec![eve_joins.into(), post("amy", "g", 6, "launch recap")];
+        let more = [all.clone(), later].concat();
         store.apply(&records(10, &more)).unwrap();
         drop(store);
         let store = Store::open(dir.path()).unwrap_or_else(|_| panic!("reopen"));
         let shard = open(dir.path(), store).await;
-        assert_eq!(
-            shard.find("bob", "recap", Sort::Newest).await,
-            at("g", &[10])
-        );
+        let recap = shard.find("bob", "recap", Sort::Newest).await;
+        assert_eq!(recap, at("g", &[11]));
         assert_eq!(shard.indexer.index.documents(), 5);
+        // Everything is committed now: the committed index alone keeps eve to what was
+        // said after she joined, and cat to nothing.
+        let eve = shard.find("eve", "launch", Sort::Newest).await;
+        assert_eq!(eve, at("g", &[11]));
+        let eve = shard.find("eve", "launch", Sort::Relevance).await;
+        assert_eq!(eve, at("g", &[11]));
+        assert!(shard.find("cat", "launch", Sort::Newest).await.is_empty());
+        assert_eq!(shard.find("bob", "launch", Sort::Newest).await.len(), 3);
         shard.close().await;
     }
 }
