@@ -164,15 +164,6 @@ impl SearchIndex {
         self.reader.searcher().num_docs()
     }
 
-    /// The bytes the index takes on disk.
-    pub fn disk_bytes(&self) -> u64 {
-        let searcher = self.reader.searcher();
-        searcher
-            .space_usage()
-            .map(|u| u.total().get_bytes())
-            .unwrap_or(0)
-    }
-
     /// The page of `parsed` among the messages of `allowed` (conversation, and the
     /// offset after which the caller reads it), ordered by `sort`.
     pub fn search(

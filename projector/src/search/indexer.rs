@@ -104,11 +104,6 @@ impl Indexer {
         let _ = self.tx.send(t);
     }
 
-    /// What searches see now: per partition, the next offset.
-    pub fn applied(&self) -> BTreeMap<i32, i64> {
-        self.applied.borrow().clone()
-    }
-
     /// Waits until searches see every record before `offsets` (partition, next offset),
     /// at most `timeout`; false if not in time.
     pub async fn wait(&self, offsets: &[(i32, i64)], timeout: Duration) -> Result<bool> {

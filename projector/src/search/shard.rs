@@ -366,4 +366,21 @@ mod tests {
         assert_eq!(shard.find("bob", "launch", Sort::Newest).await.len(), 3);
         shard.close().await;
     }
+
+    /// Views that were built with no index (an upgrade from a version without search, or
+    /// an index directory lost): the index is built from every message they hold.
+    #[tokio::test]
+    async fn an_index_missing_beside_existing_views_is_built_from_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.apply(&records(0, &log())).unwrap();
+        let shard = open(dir.path(), store).await;
+        // A search waits for the build (its barrier), then finds what the views hold.
+        let mut seen = shard.find("amy", "launch", Sort::Newest).await;
+        seen.sort();
+        assert_eq!(seen, [at("g", &[2, 3]), at("h", &[4])].concat());
+        assert_eq!(shard.indexer.index.documents(), 4);
+        assert!(shard.find("amy", "friday", Sort::Newest).await.is_empty());
+        shard.close().await;
+    }
 }
