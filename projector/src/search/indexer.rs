@@ -70,7 +70,13 @@ impl Indexer {
         let (writer, index) = WriterThread::open(dir).await?;
         let index = Arc::new(index);
         let (tx, rx) = mpsc::unbounded_channel();
-        let committed = index.payload()?.unwrap_or_default();
+        let committed = {
+            let index = index.clone();
+            tokio::task::spawn_blocking(move || index.payload())
+                .await
+                .map_err(|e| Error::Store(e.to_string()))??
+                .unwrap_or_default()
+        };
         let initial = if committed.incarnation == incarnation {
             committed.applied.clone()
         } else {

@@ -433,6 +433,13 @@ impl SearchArgs {
             let id = api.create_group(&format!("s{run}-g{c}"), &refs).await?;
             groups.push((id, members));
         }
+        // Every session's user sends into its groups: each must be in one.
+        if let Some(u) = (0..20).find(|u| !groups.iter().any(|(_, m)| m.contains(u))) {
+            anyhow::bail!(
+                "user {u} is in no group: give more --conversations (at least {})",
+                self.users.div_ceil(5)
+            );
+        }
         let mut sessions = Vec::new();
         for t in tokens.iter().take(20) {
             let s = Session::connect(&base, t).await?;
@@ -479,10 +486,10 @@ impl SearchArgs {
                 let mut inflight = std::collections::VecDeque::new();
                 for (conv, body, i) in batch {
                     if inflight.len() >= window {
-                        let rx: tokio::sync::oneshot::Receiver<_> =
-                            inflight.pop_front().expect("in flight");
-                        let _ = rx.await;
-                        done.fetch_add(1, Ordering::Relaxed);
+                        if let Some(rx) = inflight.pop_front() {
+                            let _ = rx.await;
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     match s.send_nowait(&conv, &format!("f{u}-{i}"), &body).await {
                         Ok(rx) => inflight.push_back(rx),
@@ -620,8 +627,12 @@ impl SearchArgs {
 
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         anyhow::ensure!(
-            self.users >= 20 && self.conversations > 0 && !self.rates.contains(&0),
-            "--users must be at least 20, --conversations and every rate positive"
+            self.users >= 20
+                && self.conversations > 0
+                && self.window > 0
+                && self.send_rate > 0
+                && !self.rates.contains(&0),
+            "--users must be at least 20; --conversations, --window, --send-rate and every rate positive"
         );
         println!("# parley bench search");
         println!("machine: {}", report::machine());
