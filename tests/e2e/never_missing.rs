@@ -218,6 +218,42 @@ async fn creates_are_read_your_writes_with_a_slow_projector() {
     );
 }
 
+/// A message that reached bob live is in the newest page of history he asks for next,
+/// though the projector is 1.5 s behind the fanout-workers: a page without an upper
+/// bound waits for the views to reach the log's end as it was when asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_page_holds_what_just_arrived_live_with_a_slow_projector() {
+    let options = Options {
+        projector_args: vec!["--debug-apply-delay-ms".into(), "1500".into()],
+        ..Options::gateways(1)
+    };
+    let stack = Processes::start_with("newest-page", options).await;
+    let g = &stack.gateways[0];
+    let (amy, bob) = (token(g, "amy").await, token(g, "bob").await);
+    let conv = Api::new(g, &amy).create_direct("bob").await.unwrap();
+    let (a, b) = (live(g, &amy).await, live(g, &bob).await);
+    let bob_api = Api::new(g, &bob);
+    for i in 0..3 {
+        let sent = a
+            .send(&conv, &format!("m{i}"), "hello")
+            .await
+            .expect("sent");
+        b.wait_for("bob has it live", LONG, |s| {
+            s.messages(&conv).iter().any(|m| m.seq == sent.seq)
+        })
+        .await
+        .expect("delivered live");
+        let page = bob_api.history(&conv, None, None, 50).await.expect("a page");
+        let seqs: Vec<i64> = page.messages.iter().map(|m| m.seq).collect();
+        assert_eq!(
+            seqs.last(),
+            Some(&sent.seq),
+            "the newest page ends with the message bob just got: {seqs:?}"
+        );
+        assert_eq!(seqs.len(), i + 1, "{seqs:?}");
+    }
+}
+
 /// Scenario 6: a retry appended after the router's dedup memory has forgotten its
 /// original is routed again; the next message's `prev_seq` then names a seq history
 /// never keeps. Bob's cursor must still reach the newest message.

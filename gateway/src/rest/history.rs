@@ -3,10 +3,11 @@
 //! A member sees the messages after the record that made them a member: one added to a
 //! group does not read what was said before they joined.
 //!
-//! A page bounded above (`before_seq`) is read only once the projector has applied the
-//! conversation's partition up to that seq (or to the log's end, if that is nearer): a
-//! client filling a gap it saw in live delivery gets the missing messages even when the
-//! projector is behind the fanout-workers.
+//! A page is read only once the projector has applied the conversation's partition up to
+//! its upper bound (`before_seq`, or the log's end if that is nearer or there is none):
+//! a client filling a gap it saw in live delivery gets the missing messages, and one that
+//! opens history right after a message reached it live finds it there, even when the
+//! projector is behind the fanout-workers (read-your-log).
 
 use std::time::Duration;
 
@@ -58,18 +59,16 @@ pub async fn page(
             has_more: false,
         });
     }
-    if let Some(before) = q.before {
-        let (p, end) = log_end(state, conversation).await?;
-        let target = before.min(end).max(0);
-        if !state
-            .views
-            .wait_applied(&[(p, target)], BARRIER_WAIT)
-            .await?
-        {
-            return Err(ApiError::unavailable(
-                "the views are behind the log; try again",
-            ));
-        }
+    let (p, end) = log_end(state, conversation).await?;
+    let target = q.before.map_or(end, |b| b.min(end)).max(0);
+    if !state
+        .views
+        .wait_applied(&[(p, target)], BARRIER_WAIT)
+        .await?
+    {
+        return Err(ApiError::unavailable(
+            "the views are behind the log; try again",
+        ));
     }
     Ok(state.views.history(conversation, q).await?)
 }
