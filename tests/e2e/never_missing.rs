@@ -243,7 +243,10 @@ async fn the_newest_page_holds_what_just_arrived_live_with_a_slow_projector() {
         })
         .await
         .expect("delivered live");
-        let page = bob_api.history(&conv, None, None, 50).await.expect("a page");
+        let page = bob_api
+            .history(&conv, None, None, 50)
+            .await
+            .expect("a page");
         let seqs: Vec<i64> = page.messages.iter().map(|m| m.seq).collect();
         assert_eq!(
             seqs.last(),
