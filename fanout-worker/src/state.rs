@@ -498,6 +498,7 @@ mod tests {
             body: "hi".into(),
             reply_to: None,
             attachments: Vec::new(),
+            sealed: None,
         }
         .into()
     }

@@ -13,6 +13,7 @@
 //! - [`rules`]: what an `events` record means at its log position (membership, dedup),
 //!   shared by every consumer.
 //! - [`samples`]: one fixed record of each kind, for golden tests and examples.
+//! - [`sealed`]: content sealed under data keys kept outside the log (crypto-shredding).
 
 pub mod canonical;
 pub mod codec;
@@ -25,6 +26,7 @@ pub mod records;
 pub mod registry;
 pub mod rules;
 pub mod samples;
+pub mod sealed;
 pub mod value;
 
 pub use codec::{decode, decode_any, encode, Record};

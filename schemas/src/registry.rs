@@ -111,6 +111,8 @@ pub const SOURCES: &[(&str, &str)] = &[
         "parley.ReactionSet",
         include_str!("../avro/ReactionSet.avsc"),
     ),
+    ("parley.DataKey", include_str!("../avro/DataKey.avsc")),
+    ("parley.TransitKey", include_str!("../avro/TransitKey.avsc")),
 ];
 
 /// `(full name, file text)` of the earlier versions of schemas still in the log
@@ -125,6 +127,10 @@ pub const OLDER: &[(&str, &str)] = &[
     (
         "parley.MessagePosted",
         include_str!("../avro/older/MessagePosted.2.avsc"),
+    ),
+    (
+        "parley.MessagePosted",
+        include_str!("../avro/older/MessagePosted.3.avsc"),
     ),
     (
         "parley.PushJob",

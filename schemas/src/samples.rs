@@ -31,6 +31,7 @@ pub fn message_posted() -> MessagePosted {
             width: Some(640),
             height: None,
         }],
+        sealed: None,
     }
 }
 
@@ -207,6 +208,23 @@ pub fn one_of_each() -> Vec<AnyRecord> {
             target_seq: 4,
             emoji: "👍".into(),
             on: true,
+        }
+        .into(),
+        crate::DataKey {
+            meta: meta(22, "gateway:0"),
+            key_id: crate::DataKey::id_of(CONVERSATION, &crate::ids::message_id("alice", "c-1")),
+            owner: "alice".into(),
+            conversation_id: CONVERSATION.into(),
+            kek_version: 1,
+            wrapped: (0u8..60).collect(),
+        }
+        .into(),
+        crate::TransitKey {
+            meta: meta(23, "gateway:0"),
+            key_id: crate::TransitKey::id_of(0, 490_895),
+            expires_at: 1_767_312_000_000,
+            kek_version: 1,
+            wrapped: (60u8..120).collect(),
         }
         .into(),
     ]

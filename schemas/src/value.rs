@@ -74,6 +74,8 @@ impl Fields {
     pub fn bytes(&mut self, name: &str) -> Result<Vec<u8>> {
         match self.take(name)? {
             Value::Bytes(v) => Ok(v),
+            // A field that was a string in an earlier version (Avro promotes it).
+            Value::String(s) => Ok(s.into_bytes()),
             other => Err(wrong(name, "bytes", &other)),
         }
     }

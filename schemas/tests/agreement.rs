@@ -30,6 +30,8 @@ fn avro_value(record: &AnyRecord) -> Value {
         AnyRecord::MessageEdited(r) => r.to_avro(),
         AnyRecord::MessageDeleted(r) => r.to_avro(),
         AnyRecord::ReactionSet(r) => r.to_avro(),
+        AnyRecord::DataKey(r) => r.to_avro(),
+        AnyRecord::TransitKey(r) => r.to_avro(),
     }
 }
 

@@ -84,6 +84,10 @@ fn records_of_an_earlier_version_read_as_the_current_one() {
                 expected.attachments = Vec::new();
                 assert_eq!(m, expected);
             }
+            ("parley.MessagePosted@3", parley_schemas::AnyRecord::MessagePosted(m)) => {
+                // Version 3's body was a string: it reads as the same plain text.
+                assert_eq!(m, samples::message_posted());
+            }
             ("parley.PushJob@1", parley_schemas::AnyRecord::PushJob(j)) => {
                 // Version 1 had no mentioned: it reads as false.
                 let Some(parley_schemas::AnyRecord::PushJob(mut expected)) = samples::one_of_each()

@@ -1,7 +1,7 @@
 //! Property: every record survives encode → decode unchanged, whatever its contents.
 
 use parley_schemas::records::*;
-use parley_schemas::{decode, decode_any, encode, AnyRecord, Record};
+use parley_schemas::{decode, decode_any, encode, samples, AnyRecord, Record};
 use proptest::prelude::*;
 use uuid::Uuid;
 
@@ -92,6 +92,7 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
                         body,
                         reply_to,
                         attachments,
+                        sealed: None,
                     }
                     .into()
                 }
@@ -338,9 +339,33 @@ proptest! {
             body,
             reply_to: None,
             attachments: Vec::new(),
+            sealed: None,
         };
         let bytes = encode(&m).unwrap();
         prop_assert_eq!(decode::<MessagePosted>(&bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn a_sealed_body_round_trips_and_opens_only_with_its_key(body in ".*") {
+        use parley_schemas::sealed::ContentKey;
+        let mut m = samples::message_posted();
+        m.body = format!("@bob {body}");
+        let (key, transit) = (ContentKey::generate(), ContentKey::generate());
+        let key_id = parley_schemas::DataKey::id_of(&m.conversation_id, &m.message_id);
+        m.seal(key_id.clone(), &key, Some(("t/0/1", &transit)));
+        prop_assert_eq!(&m.body, "");
+        let bytes = encode(&m).unwrap();
+        let back = decode::<MessagePosted>(&bytes).unwrap();
+        prop_assert_eq!(&back, &m);
+        let sealed = back.sealed.as_ref().unwrap();
+        let text = format!("@bob {body}");
+        prop_assert_eq!(&sealed.mentions, &parley_schemas::mentions::mentions(&text));
+        prop_assert_eq!(sealed.mentions.first().map(String::as_str), Some("bob"));
+        prop_assert_eq!(sealed.open(&key, &m.conversation_id, &m.message_id), Some(text.clone()));
+        let via = sealed.via_transit(&transit).unwrap();
+        prop_assert_eq!(sealed.open(&via, &m.conversation_id, &m.message_id), Some(text));
+        prop_assert!(sealed.open(&transit, &m.conversation_id, &m.message_id).is_none());
+        prop_assert!(sealed.open(&key, "other", &m.message_id).is_none());
     }
 }
 

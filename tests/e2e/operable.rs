@@ -132,6 +132,7 @@ async fn readyz_is_false_while_the_projector_is_far_behind() {
                     body: "backlog".into(),
                     reply_to: None,
                     attachments: Vec::new(),
+                    sealed: None,
                 };
                 log.append(&topic, conv.as_bytes(), Some(&encode(&m).unwrap()))
                     .await

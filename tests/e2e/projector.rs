@@ -100,6 +100,7 @@ async fn a_killed_projector_resumes_and_equals_a_rebuild() {
                     body: format!("message {i}"),
                     reply_to: None,
                     attachments: Vec::new(),
+                    sealed: None,
                 };
                 log.append(&topic, c.as_bytes(), Some(&encode(&m).unwrap()))
                     .await

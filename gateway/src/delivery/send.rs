@@ -309,6 +309,7 @@ pub async fn check(
             body,
             reply_to,
             attachments,
+            sealed: None,
         },
         careful,
     }))

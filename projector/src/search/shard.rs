@@ -146,6 +146,7 @@ mod tests {
             body: body.into(),
             reply_to: None,
             attachments: Vec::new(),
+            sealed: None,
         }
         .into()
     }

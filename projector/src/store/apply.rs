@@ -672,6 +672,7 @@ mod tests {
             body: "hi".into(),
             reply_to: None,
             attachments: Vec::new(),
+            sealed: None,
         }
         .into()
     }
@@ -798,6 +799,7 @@ mod tests {
                 body: "replying".into(),
                 reply_to: Some(1),
                 attachments: Vec::new(),
+                sealed: None,
             }
             .into(), // 16
             delete("bob", 7),             // 17: bob is no one's superior
@@ -870,6 +872,7 @@ mod tests {
                 body: body.into(),
                 reply_to: None,
                 attachments: Vec::new(),
+                sealed: None,
             }
             .into()
         };

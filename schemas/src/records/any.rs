@@ -33,6 +33,8 @@ pub enum AnyRecord {
     MessageEdited(MessageEdited),
     MessageDeleted(MessageDeleted),
     ReactionSet(ReactionSet),
+    DataKey(DataKey),
+    TransitKey(TransitKey),
 }
 
 macro_rules! each_record {
@@ -59,7 +61,9 @@ macro_rules! each_record {
             SlotLease,
             MessageEdited,
             MessageDeleted,
-            ReactionSet
+            ReactionSet,
+            DataKey,
+            TransitKey
         }
     };
 }
@@ -110,6 +114,9 @@ impl AnyRecord {
     /// JSON for humans and analytics: a delivery batch shows its nested event decoded.
     pub fn to_json(&self) -> serde_json::Value {
         let mut json = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
+        if let (AnyRecord::MessagePosted(m), Some(obj)) = (self, json.as_object_mut()) {
+            sealed_fields(m, obj);
+        }
         if let (AnyRecord::DeliveryBatch(d), Some(obj)) = (self, json.as_object_mut()) {
             let nested = match crate::codec::decode_any(&d.event) {
                 Ok(inner) => serde_json::json!({
@@ -122,6 +129,34 @@ impl AnyRecord {
         }
         json
     }
+}
+
+/// A message's JSON names its schema's fields: a sealed body is its ciphertext in
+/// base64, with `key_id`, `nonce` and the rest beside it (null when the body is plain).
+fn sealed_fields(m: &MessagePosted, obj: &mut serde_json::Map<String, serde_json::Value>) {
+    use base64::Engine;
+    use serde_json::{json, Value as J};
+    let b64 = |b: &[u8]| J::String(base64::engine::general_purpose::STANDARD.encode(b));
+    obj.remove("sealed");
+    let s = m.sealed.as_ref();
+    if let Some(s) = s {
+        obj.insert("body".into(), b64(&s.ciphertext));
+    }
+    obj.insert("key_id".into(), json!(s.map(|s| &s.key_id)));
+    obj.insert("nonce".into(), s.map_or(J::Null, |s| b64(&s.nonce)));
+    obj.insert(
+        "transit_key".into(),
+        json!(s.and_then(|s| s.transit_key.as_ref())),
+    );
+    obj.insert(
+        "transit_wrapped".into(),
+        s.and_then(|s| s.transit_wrapped.as_deref())
+            .map_or(J::Null, b64),
+    );
+    obj.insert(
+        "mentions".into(),
+        json!(s.map_or(&[][..], |s| &s.mentions[..])),
+    );
 }
 
 /// Serde helper: bytes as standard base64 in JSON.

@@ -26,6 +26,55 @@ pub struct MessagePosted {
     /// Files sent with it, by reference (the bytes are in the object store).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<AttachmentRef>,
+    /// The body sealed under a data key ([`crate::sealed`]); `body` is then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<Sealed>,
+}
+
+/// A message's body sealed under its data key, as the record carries it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sealed {
+    /// The data key's id in the `keys` topic ([`crate::DataKey::id_of`]).
+    pub key_id: String,
+    #[serde(with = "crate::records::any::base64_bytes")]
+    pub nonce: Vec<u8>,
+    #[serde(with = "crate::records::any::base64_bytes")]
+    pub ciphertext: Vec<u8>,
+    /// The sending gateway's transit key of the hour, which `transit_wrapped` is
+    /// wrapped under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transit_key: Option<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::records::any::opt_base64_bytes"
+    )]
+    pub transit_wrapped: Option<Vec<u8>>,
+    /// The users the body mentions, readable without the key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
+}
+
+impl Sealed {
+    /// The text sealed for message `message_id` of `conversation`, opened with its data
+    /// key; `None` if it does not open (another key, or altered bytes).
+    pub fn open(
+        &self,
+        key: &crate::sealed::ContentKey,
+        conversation: &str,
+        message_id: &Uuid,
+    ) -> Option<String> {
+        let aad = crate::sealed::body_aad(conversation, message_id);
+        String::from_utf8(key.open(&aad, &self.nonce, &self.ciphertext)?).ok()
+    }
+
+    /// The data key, unwrapped with the transit key the record names.
+    pub fn via_transit(
+        &self,
+        transit: &crate::sealed::ContentKey,
+    ) -> Option<crate::sealed::ContentKey> {
+        transit.unwrap_key(&self.key_id, self.transit_wrapped.as_deref()?)
+    }
 }
 
 /// A file sent with a message: what the log and clients know of it. Its bytes are in
@@ -71,6 +120,37 @@ impl MessagePosted {
     pub fn sender(&self) -> &str {
         &self.meta.actor
     }
+
+    /// The users it mentions: from the body, or, when it is sealed, as the record lists them.
+    pub fn mentions(&self) -> Vec<String> {
+        match &self.sealed {
+            Some(s) => s.mentions.clone(),
+            None => crate::mentions::mentions(&self.body),
+        }
+    }
+
+    /// Seals the body under `key` (the data key `key_id`), and wraps the key under the
+    /// transit key `transit`, if given. The body is left empty.
+    pub fn seal(
+        &mut self,
+        key_id: String,
+        key: &crate::sealed::ContentKey,
+        transit: Option<(&str, &crate::sealed::ContentKey)>,
+    ) {
+        let mentions = crate::mentions::mentions(&self.body);
+        let aad = crate::sealed::body_aad(&self.conversation_id, &self.message_id);
+        let (nonce, ciphertext) = key.seal(&aad, self.body.as_bytes());
+        let transit_wrapped = transit.map(|(_, t)| t.wrap(&key_id, key));
+        self.sealed = Some(Sealed {
+            transit_key: transit.map(|(id, _)| id.to_string()),
+            transit_wrapped,
+            key_id,
+            nonce: nonce.to_vec(),
+            ciphertext,
+            mentions,
+        });
+        self.body = String::new();
+    }
 }
 
 impl Record for MessagePosted {
@@ -86,7 +166,13 @@ impl Record for MessagePosted {
                 ),
                 ("message_id", Value::Uuid(self.message_id)),
                 ("client_msg_id", Value::String(self.client_msg_id.clone())),
-                ("body", Value::String(self.body.clone())),
+                (
+                    "body",
+                    match &self.sealed {
+                        None => Value::Union(0, Box::new(Value::String(self.body.clone()))),
+                        Some(s) => Value::Union(1, Box::new(Value::Bytes(s.ciphertext.clone()))),
+                    },
+                ),
                 ("reply_to", nullable(self.reply_to.map(Value::Long))),
                 (
                     "attachments",
@@ -97,24 +183,85 @@ impl Record for MessagePosted {
                             .collect(),
                     ),
                 ),
+                (
+                    "key_id",
+                    nullable(
+                        self.sealed
+                            .as_ref()
+                            .map(|s| Value::String(s.key_id.clone())),
+                    ),
+                ),
+                (
+                    "nonce",
+                    nullable(self.sealed.as_ref().map(|s| Value::Bytes(s.nonce.clone()))),
+                ),
+                (
+                    "transit_key",
+                    nullable(
+                        self.sealed
+                            .as_ref()
+                            .and_then(|s| s.transit_key.clone())
+                            .map(Value::String),
+                    ),
+                ),
+                (
+                    "transit_wrapped",
+                    nullable(
+                        self.sealed
+                            .as_ref()
+                            .and_then(|s| s.transit_wrapped.clone())
+                            .map(Value::Bytes),
+                    ),
+                ),
+                (
+                    "mentions",
+                    crate::value::strings(self.sealed.as_ref().map_or(&[], |s| &s.mentions)),
+                ),
             ],
         )
     }
 
     fn from_avro(value: Value) -> Result<Self> {
         let mut f = Fields::new(value, Self::NAME)?;
+        let meta = Meta::take(&mut f)?;
+        let conversation_id = f.string("conversation_id")?;
+        let message_id = f.uuid("message_id")?;
+        let client_msg_id = f.string("client_msg_id")?;
+        let body = f.bytes("body")?;
+        let reply_to = f.opt_long("reply_to")?;
+        let attachments = f
+            .array("attachments")?
+            .into_iter()
+            .map(AttachmentRef::from_avro)
+            .collect::<Result<_>>()?;
+        let (body, sealed) = match f.opt_string("key_id")? {
+            None => (
+                String::from_utf8(body).map_err(|_| {
+                    crate::error::Error::field("body", "plain text that is not UTF-8")
+                })?,
+                None,
+            ),
+            Some(key_id) => (
+                String::new(),
+                Some(Sealed {
+                    key_id,
+                    nonce: f.opt_bytes("nonce")?.unwrap_or_default(),
+                    ciphertext: body,
+                    transit_key: f.opt_string("transit_key")?,
+                    transit_wrapped: f.opt_bytes("transit_wrapped")?,
+                    mentions: f.strings("mentions")?,
+                }),
+            ),
+        };
         Ok(Self {
-            meta: Meta::take(&mut f)?,
-            conversation_id: f.string("conversation_id")?,
-            message_id: f.uuid("message_id")?,
-            client_msg_id: f.string("client_msg_id")?,
-            body: f.string("body")?,
-            reply_to: f.opt_long("reply_to")?,
-            attachments: f
-                .array("attachments")?
-                .into_iter()
-                .map(AttachmentRef::from_avro)
-                .collect::<Result<_>>()?,
+            meta,
+            conversation_id,
+            message_id,
+            client_msg_id,
+            body,
+            reply_to,
+            attachments,
+            sealed,
         })
     }
 }

@@ -7,6 +7,7 @@ mod dead_letter;
 mod delivery;
 mod device;
 mod inbox;
+mod key;
 mod message;
 mod presence;
 mod presence_ack;
@@ -27,7 +28,10 @@ pub use dead_letter::{DeadLetter, DEAD_LETTER_VALUE_MAX};
 pub use delivery::DeliveryBatch;
 pub use device::{ConversationMuted, DeviceRegistered, PresenceVisibility, PushOptedIn};
 pub use inbox::InboxEntry;
-pub use message::{AttachmentRef, MessageDeleted, MessageEdited, MessagePosted, ReactionSet};
+pub use key::{DataKey, TransitKey};
+pub use message::{
+    AttachmentRef, MessageDeleted, MessageEdited, MessagePosted, ReactionSet, Sealed,
+};
 pub use presence::{PresenceUpdated, SlotLease};
 pub use presence_ack::PresenceAcked;
 pub use push::PushJob;

@@ -184,6 +184,7 @@ impl SearchIndexArgs {
                     body: words.body(&mut rng),
                     reply_to: None,
                     attachments: Vec::new(),
+                    sealed: None,
                 }
                 .into(),
             );
