@@ -260,7 +260,7 @@ impl Router {
             Recipients::Broadcast => {
                 // Large groups push only to offline members who are mentioned, or
                 // who opted in to every message.
-                let mut named = parley_schemas::mentions::mentions(&posted.message.body);
+                let mut named = posted.message.mentions();
                 if let Some(book) = self.opt_ins.get() {
                     for u in book.opted_in(&posted.message.conversation_id) {
                         if !named.contains(&u) {

@@ -62,6 +62,9 @@ pub struct GatewayConfig {
     pub attachment_limits: crate::attachments::AttachmentLimits,
     /// How often gateway 0 sweeps the attachment store.
     pub attachment_sweep: Duration,
+    /// The key-encryption key (`PARLEY_KEK`): with one, every message body is sealed
+    /// before it is appended (`parley_keys`); without, bodies are plain text.
+    pub kek: Option<parley_schemas::sealed::Kek>,
 }
 
 impl GatewayConfig {
@@ -93,6 +96,7 @@ impl GatewayConfig {
             attachments: None,
             attachment_limits: crate::attachments::AttachmentLimits::default(),
             attachment_sweep: crate::attachments::sweeper::EVERY,
+            kek: None,
         }
     }
 }

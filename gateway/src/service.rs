@@ -51,6 +51,8 @@ pub struct Gateway {
     pub contacts: Arc<crate::contacts::Contacts>,
     /// Rate limits.
     pub limits: Arc<crate::limits::Limits>,
+    /// Seals message bodies (with a key-encryption key configured).
+    pub sealer: Option<Arc<parley_keys::Sealer>>,
     pub shutdown: CancellationToken,
 }
 
@@ -298,7 +300,32 @@ pub async fn run(
             .clone()
             .run(config.presence_every, shutdown.clone()),
     );
+    let sealer = match &config.kek {
+        None => None,
+        Some(kek) => {
+            let ring = parley_keys::TransitRing::start(
+                log.clone(),
+                &config.topics.transit_keys,
+                kek.clone(),
+                shutdown.clone(),
+            )
+            .await?;
+            let sealer = parley_keys::Sealer::new(
+                kek.clone(),
+                config.gateway_id,
+                log.clone(),
+                config.topics.keys.clone(),
+                config.topics.transit_keys.clone(),
+                events_partitions,
+                ring,
+            );
+            sealer.spawn_upkeep(shutdown.clone());
+            Some(sealer)
+        }
+    };
+    let ring = sealer.as_ref().map(|s| s.ring().clone());
     let state = Arc::new(Gateway {
+        sealer,
         auth,
         config: config.clone(),
         log: log.clone(),
@@ -354,11 +381,13 @@ pub async fn run(
                 echoes: echoes.clone(),
                 members,
                 contacts: state.contacts.clone(),
+                ring: ring.clone(),
             })
             .0,
             presence: presence.clone(),
             echoes,
             contacts: state.contacts.clone(),
+            ring,
         },
         started_tx,
         shutdown.clone(),

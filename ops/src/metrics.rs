@@ -53,6 +53,8 @@ pub const SEARCH_INDEXED: &str = "parley_search_indexed_total";
 pub const SEARCH_COMMIT_SECONDS: &str = "parley_search_commit_seconds";
 /// How long a search took in a replica (after its barrier).
 pub const SEARCH_SECONDS: &str = "parley_search_seconds";
+/// Sealed messages routed to a gateway that could not open them (no transit key).
+pub const SEALED_NOT_OPENED: &str = "parley_sealed_not_opened_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -142,4 +144,8 @@ fn describe() {
         "a commit of the search index"
     );
     describe_histogram!(SEARCH_SECONDS, Unit::Seconds, "one shard's search query");
+    describe_counter!(
+        SEALED_NOT_OPENED,
+        "sealed messages a gateway routed without their text: no transit key"
+    );
 }

@@ -15,6 +15,8 @@ pub struct ProjectorConfig {
     pub inbox_topic: String,
     /// The `receipts` topic.
     pub receipts_topic: String,
+    /// The `keys` topic (data keys of sealed messages; read only with `kek`).
+    pub keys_topic: String,
     /// The `directory` topic, where a replica announces itself.
     pub directory_topic: String,
     /// The URL of this replica's query API as others reach it; `None`: not announced
@@ -44,6 +46,9 @@ pub struct ProjectorConfig {
     /// (an old one is deleted: turned on again, it is rebuilt from the views), and
     /// searches of this replica's partitions answer 503.
     pub search: bool,
+    /// The key-encryption key (`PARLEY_KEK`): with one, the projector reads the `keys`
+    /// topic and opens sealed bodies; without, a sealed body reads as empty.
+    pub kek: Option<parley_schemas::sealed::Kek>,
 }
 
 impl ProjectorConfig {
@@ -53,6 +58,7 @@ impl ProjectorConfig {
             events_topic: topics.events.clone(),
             inbox_topic: topics.inbox.clone(),
             receipts_topic: topics.receipts.clone(),
+            keys_topic: topics.keys.clone(),
             directory_topic: topics.directory.clone(),
             advertise: None,
             partitions: None,
@@ -63,6 +69,7 @@ impl ProjectorConfig {
             health: parley_ops::Health::default(),
             ready_lag: 1_000,
             search: true,
+            kek: None,
         }
     }
 }
@@ -74,6 +81,7 @@ impl ProjectorConfig {
             crate::store::Stream::Events => &self.events_topic,
             crate::store::Stream::Inbox => &self.inbox_topic,
             crate::store::Stream::Receipts => &self.receipts_topic,
+            crate::store::Stream::Keys => &self.keys_topic,
         }
     }
 }

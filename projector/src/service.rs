@@ -57,11 +57,18 @@ impl Projector {
         info!(topic = %config.events_topic, partitions = ?owned, resume = ?stored, "projector starting");
         let mut streams = Vec::new();
         let mut ready_at = BTreeMap::new();
-        for (stream, topic) in [
+        if let Some(kek) = &config.kek {
+            store.with_kek(kek.clone());
+        }
+        let mut read = vec![
             (Stream::Events, &config.events_topic),
             (Stream::Inbox, &config.inbox_topic),
             (Stream::Receipts, &config.receipts_topic),
-        ] {
+        ];
+        if config.kek.is_some() {
+            read.push((Stream::Keys, &config.keys_topic));
+        }
+        for (stream, topic) in read {
             let from: Vec<(i32, StartAt)> = owned
                 .iter()
                 .map(|p| {
@@ -140,6 +147,9 @@ impl Projector {
             positions.at(config.topic_of(*stream), *p, *at);
         }
         for stream in Stream::ALL {
+            if stream == Stream::Keys && config.kek.is_none() {
+                continue;
+            }
             for p in &owned {
                 positions.at(config.topic_of(stream), *p, 0);
             }

@@ -22,10 +22,12 @@ pub enum TopicKind {
     Directory,
     Devices,
     PushState,
+    Keys,
+    TransitKeys,
 }
 
 impl TopicKind {
-    pub const ALL: [TopicKind; 11] = [
+    pub const ALL: [TopicKind; 13] = [
         TopicKind::Events,
         TopicKind::Receipts,
         TopicKind::Ephemeral,
@@ -37,6 +39,8 @@ impl TopicKind {
         TopicKind::Directory,
         TopicKind::Devices,
         TopicKind::PushState,
+        TopicKind::Keys,
+        TopicKind::TransitKeys,
     ];
 
     /// The name after the prefix.
@@ -53,6 +57,8 @@ impl TopicKind {
             TopicKind::Directory => "directory",
             TopicKind::Devices => "devices",
             TopicKind::PushState => "push-state",
+            TopicKind::Keys => "keys",
+            TopicKind::TransitKeys => "transit-keys",
         }
     }
 }
@@ -108,6 +114,8 @@ impl TopicSettings {
             directory: self.name(TopicKind::Directory),
             devices: self.name(TopicKind::Devices),
             push_state: self.name(TopicKind::PushState),
+            keys: self.name(TopicKind::Keys),
+            transit_keys: self.name(TopicKind::TransitKeys),
         }
     }
 
@@ -166,6 +174,17 @@ impl TopicSettings {
                 set("segment.ms", HOUR_MS);
                 set("delete.retention.ms", HOUR_MS);
             }
+            // Compacted, keyed by key id: a data key (or a transit key) until its
+            // tombstone. The bound on how long an erased key stays on the broker: its
+            // segment rolls within `segment.ms`, and is compacted at most
+            // `max.compaction.lag.ms` later, whatever the dirty ratio (docs/ARCHITECTURE.md,
+            // *Erasure*).
+            TopicKind::Keys | TopicKind::TransitKeys => {
+                set("segment.ms", HOUR_MS);
+                set("min.compaction.lag.ms", 0);
+                set("max.compaction.lag.ms", DAY_MS);
+                set("delete.retention.ms", DAY_MS);
+            }
         }
         let policy = if matches!(
             kind,
@@ -174,6 +193,8 @@ impl TopicSettings {
                 | TopicKind::Directory
                 | TopicKind::Devices
                 | TopicKind::PushState
+                | TopicKind::Keys
+                | TopicKind::TransitKeys
         ) {
             "compact"
         } else {
@@ -190,7 +211,7 @@ impl TopicSettings {
             partitions: match kind {
                 TopicKind::Deliveries => self.gateway_slots,
                 // One partition: every reader reads all of it, in one order.
-                TopicKind::Directory => 1,
+                TopicKind::Directory | TopicKind::TransitKeys => 1,
                 _ => self.partitions,
             },
             replication_factor: self.replication_factor,
@@ -218,6 +239,10 @@ pub struct TopicNames {
     pub devices: String,
     /// The push role's record of what it notified (see the push crate).
     pub push_state: String,
+    /// Data keys of sealed content, keyed by key id, partitioned like `events`.
+    pub keys: String,
+    /// The gateways' transit keys, one partition.
+    pub transit_keys: String,
 }
 
 /// One topic as it should be.
@@ -309,12 +334,21 @@ mod tests {
     fn the_default_spec_is_design_section_3() {
         let spec = TopicSettings::default().spec();
         let by_name = |n: &str| spec.iter().find(|s| s.name == n).unwrap();
-        assert_eq!(spec.len(), 11);
-        for compacted in ["parley.devices", "parley.push-state"] {
+        assert_eq!(spec.len(), 13);
+        for compacted in ["parley.devices", "parley.push-state", "parley.keys"] {
             assert_eq!(by_name(compacted).configs["cleanup.policy"], "compact");
             assert_eq!(by_name(compacted).partitions, 16);
         }
         assert_eq!(by_name("parley.directory").partitions, 1);
+        // Keys of sealed content: partitioned like events; an erased key is compacted
+        // away within a day of its segment rolling.
+        let transit = by_name("parley.transit-keys");
+        assert_eq!(transit.partitions, 1);
+        assert_eq!(transit.configs["cleanup.policy"], "compact");
+        assert_eq!(
+            by_name("parley.keys").configs["max.compaction.lag.ms"],
+            "86400000"
+        );
         assert_eq!(
             by_name("parley.directory").configs["cleanup.policy"],
             "compact"

@@ -23,6 +23,7 @@ mod projector;
 mod push;
 mod realtime;
 mod replay;
+mod sealed;
 mod search;
 mod shards;
 mod signals;

@@ -51,6 +51,8 @@ pub struct Targets {
     pub members: Arc<MemberCache>,
     /// Presence as people see it: a leave or join changes who is shown whom.
     pub contacts: Arc<crate::contacts::Contacts>,
+    /// Opens sealed bodies (with a key-encryption key configured).
+    pub ring: Option<Arc<parley_keys::TransitRing>>,
 }
 
 impl Broadcasts {
@@ -121,6 +123,7 @@ fn step(batch: &DeliveryBatch, targets: &Targets) -> Step {
         AnyRecord::TypingChanged(t) => Some(t.meta.actor.clone()),
         _ => None,
     };
+    let event = crate::deliveries::opened_now(targets.ring.as_deref(), event);
     let Some((frame, message)) = frame_of_event(batch, event) else {
         return Step::Skip;
     };

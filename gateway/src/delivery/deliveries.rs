@@ -41,6 +41,8 @@ pub struct Local {
     /// Presence frames: a message of a direct conversation shows its writer, a message
     /// of a conversation new to its recipient looks that one up.
     pub contacts: Arc<crate::contacts::Contacts>,
+    /// Opens sealed bodies (with a key-encryption key configured).
+    pub ring: Option<Arc<parley_keys::TransitRing>>,
 }
 
 /// Follows the slot until `shutdown`; an error ends it (and the gateway with it).
@@ -58,6 +60,7 @@ pub async fn follow(
         presence,
         echoes,
         contacts,
+        ring,
     } = local;
     let mut stream = log
         .read(&topics.deliveries, &[(slot, StartAt::End)])
@@ -101,6 +104,7 @@ pub async fn follow(
                     contacts.on_change(&change);
                     continue;
                 }
+                let event = opened(ring.as_deref(), event).await;
                 let Some((frame, message)) = frame_of_event(&batch, event) else {
                     continue;
                 };
@@ -192,6 +196,49 @@ async fn to_inbox(
             }
         }
     }
+}
+
+/// How long a routed message waits for the transit key it is sealed under (made an
+/// hour ahead, so only a gateway's very first one can be missing for a moment).
+const TRANSIT_WAIT: Duration = Duration::from_secs(2);
+
+/// `event` with a sealed message's body opened (through its transit key) for its
+/// recipients; `sealed` stays, so inbox and push copies carry no text.
+pub(crate) async fn opened(ring: Option<&parley_keys::TransitRing>, event: AnyRecord) -> AnyRecord {
+    match (ring, event) {
+        (Some(ring), AnyRecord::MessagePosted(mut m)) if m.sealed.is_some() => {
+            match ring.open(&m, TRANSIT_WAIT).await {
+                Some(text) => m.body = text,
+                None => not_opened(&m),
+            }
+            AnyRecord::MessagePosted(m)
+        }
+        (_, event) => event,
+    }
+}
+
+/// [`opened`] without waiting for a missing transit key.
+pub(crate) fn opened_now(ring: Option<&parley_keys::TransitRing>, event: AnyRecord) -> AnyRecord {
+    match (ring, event) {
+        (Some(ring), AnyRecord::MessagePosted(mut m)) if m.sealed.is_some() => {
+            match ring.open_now(&m) {
+                Some(text) => m.body = text,
+                None => not_opened(&m),
+            }
+            AnyRecord::MessagePosted(m)
+        }
+        (_, event) => event,
+    }
+}
+
+fn not_opened(m: &MessagePosted) {
+    metrics::counter!(parley_ops::metrics::SEALED_NOT_OPENED).increment(1);
+    warn!(
+        conversation_id = %m.conversation_id,
+        message_id = %m.message_id,
+        "a sealed message whose transit key is not known here: delivered without its text \
+         (history has it)"
+    );
 }
 
 /// The frame a routed record becomes, and the message it carries if it is one.

@@ -199,11 +199,18 @@ pub async fn begin(
     conversation: &str,
     checked: Result<Checked, Sent>,
 ) -> Result<Started, ApiError> {
-    let (record, careful) = match checked {
+    let (mut record, careful) = match checked {
         Ok(c) => (c.record, c.careful),
         Err(sent) => return Ok(Started::Known(sent)),
     };
     let message_id = record.message_id;
+    let data_key =
+        match &state.sealer {
+            Some(sealer) => Some(sealer.seal(&mut record).await.map_err(|e| {
+                ApiError::unavailable(format!("the message could not be sealed: {e}"))
+            })?),
+            None => None,
+        };
     // Before the append: the copy may come back before the acknowledgement does.
     let echo = (!careful && state.presence.is_live(&record.meta.actor))
         .then(|| state.echoes.expect(message_id));
@@ -219,6 +226,20 @@ pub async fn begin(
             Box::pin(std::future::ready(pos))
         }
     };
+    // A sealed message's data key is appended beside it; the send is answered only
+    // once both are in the log.
+    let appending = match data_key {
+        None => appending,
+        Some(k) => {
+            let log = state.log.clone();
+            let keys = state.config.topics.keys.clone();
+            Box::pin(async move {
+                let (key, message) = futures::join!(append_key(&*log, &keys, &k), appending);
+                key?;
+                message
+            })
+        }
+    };
     Ok(Started::Appending {
         conversation: conversation.to_string(),
         message_id,
@@ -226,6 +247,28 @@ pub async fn begin(
         appending,
         echo,
     })
+}
+
+/// Appends a sealed message's data key, tried again a few times: the message itself may
+/// be in the log already, and its text is readable for good only with this key.
+async fn append_key(
+    log: &dyn parley_sequencer::EventLog,
+    topic: &str,
+    k: &parley_keys::SealedAppend,
+) -> parley_sequencer::Result<parley_sequencer::Position> {
+    let mut attempt = 0u32;
+    loop {
+        match log
+            .append_to(topic, k.partition, &k.key, Some(&k.value))
+            .await
+        {
+            Err(e) if attempt < 3 && e.is_retryable() => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Waits for a started append to be acknowledged by the log.

@@ -174,6 +174,7 @@ mod tests {
             changed_seq: None,
             prev_change: None,
             attachments: Vec::new(),
+            sealed: None,
         }
     }
 

@@ -24,6 +24,7 @@ use super::{
     Store, Stream, CF_CHANGES, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS,
     CF_OFFSETS, CF_REACTIONS, CF_SEARCH_PENDING, CF_USER_CONVS,
 };
+use super::{CF_DATA_KEYS, CF_KEY_MESSAGES};
 use crate::error::Result;
 
 /// What applying a batch did.
@@ -54,6 +55,10 @@ struct Overlay {
     /// (partition, offset, conversation, seq): a message whose text the record at
     /// (partition, offset) set, for the search index.
     touched: Vec<(i32, i64, String, i64)>,
+    /// Data keys read (`None`: a tombstone erased it).
+    data_keys: BTreeMap<String, Option<parley_schemas::DataKey>>,
+    /// Data key id → the (conversation, seq) of the message it seals.
+    key_messages: BTreeMap<String, (String, i64)>,
 }
 
 pub(super) struct Batch<'a> {
@@ -303,7 +308,18 @@ impl Batch<'_> {
                     changed_seq: None,
                     prev_change: Some(conv.last_change.unwrap_or(-1)),
                     attachments: m.attachments.clone(),
+                    // The views need no transit key: they open it with its data key.
+                    sealed: m.sealed.clone().map(|s| parley_schemas::Sealed {
+                        transit_key: None,
+                        transit_wrapped: None,
+                        ..s
+                    }),
                 };
+                if let Some(s) = &row.sealed {
+                    self.ov
+                        .key_messages
+                        .insert(s.key_id.clone(), (m.conversation_id.clone(), offset));
+                }
                 conv.last_seq = Some(offset);
                 self.ov
                     .conversations
@@ -322,6 +338,7 @@ impl Batch<'_> {
                 self.change_message(&e.conversation_id, e.target_seq, |row| {
                     row.changed_seq = Some(offset);
                     row.body = e.body.clone();
+                    row.sealed = None;
                     row.edited_at = Some(e.meta.occurred_at);
                 })
             }
@@ -338,6 +355,7 @@ impl Batch<'_> {
                 self.change_message(&d.conversation_id, d.target_seq, |row| {
                     row.changed_seq = Some(offset);
                     row.body.clear();
+                    row.sealed = None;
                     row.deleted = true;
                     row.attachments.clear();
                     row.edited_at = None;
@@ -441,8 +459,39 @@ impl Batch<'_> {
             (Stream::Events, r) => self.apply(partition, offset, r),
             (Stream::Inbox, AnyRecord::InboxEntry(e)) => self.apply_inbox(e),
             (Stream::Receipts, AnyRecord::ReceiptRecorded(r)) => self.apply_receipt(r),
+            (Stream::Keys, AnyRecord::DataKey(k)) => {
+                self.key_changed(partition, &k.key_id)?;
+                self.ov.data_keys.insert(k.key_id.clone(), Some(k.clone()));
+                Ok(true)
+            }
             _ => Ok(false),
         }
+    }
+
+    /// A data key arrived or was erased: the message it seals reads anew, so the search
+    /// index takes it again. Its touch is placed at the partition's next offset of
+    /// `events`, which the index's commits pass as they do any other.
+    fn key_changed(&mut self, partition: i32, key_id: &str) -> Result<()> {
+        let at = match self.ov.key_messages.get(key_id) {
+            Some(at) => Some(at.clone()),
+            None => self
+                .store
+                .db()
+                .get_cf(self.store.cf(CF_KEY_MESSAGES)?, key_id.as_bytes())?
+                .and_then(|v| serde_json::from_slice::<(String, i64)>(&v).ok()),
+        };
+        if let Some((conv, seq)) = at {
+            let next = self.store.next_offset(Stream::Events, partition)?;
+            self.ov.touched.push((partition, next, conv, seq));
+        }
+        Ok(())
+    }
+
+    /// A tombstone on `keys`: the data key `key_id` is erased.
+    fn erase_key(&mut self, partition: i32, key_id: &str) -> Result<()> {
+        self.key_changed(partition, key_id)?;
+        self.ov.data_keys.insert(key_id.to_string(), None);
+        Ok(())
     }
 
     /// The batch's writes, and the rows it changed, for the rows cache once written.
@@ -501,6 +550,20 @@ impl Batch<'_> {
             } else {
                 wb.delete_cf(s.cf(CF_REACTIONS)?, key);
             }
+        }
+        for (id, key) in &self.ov.data_keys {
+            let cf = s.cf(CF_DATA_KEYS)?;
+            match key {
+                Some(k) => wb.put_cf(cf, id.as_bytes(), serde_json::to_vec(k)?),
+                None => wb.delete_cf(cf, id.as_bytes()),
+            }
+        }
+        for (id, at) in &self.ov.key_messages {
+            wb.put_cf(
+                s.cf(CF_KEY_MESSAGES)?,
+                id.as_bytes(),
+                serde_json::to_vec(at)?,
+            );
         }
         for ((conv, id), seq) in self.ov.message_ids {
             wb.put_cf(
@@ -576,7 +639,12 @@ impl Store {
         let mut applied = Applied::default();
         for (stream, r) in records {
             applied.offsets.insert((*stream, r.partition), r.offset + 1);
-            let Some(value) = &r.value else { continue };
+            let Some(value) = &r.value else {
+                if let (Stream::Keys, Some(id)) = (stream, r.key.as_deref()) {
+                    batch.erase_key(r.partition, &String::from_utf8_lossy(id))?;
+                }
+                continue;
+            };
             match decode_any(value) {
                 Ok(record) => {
                     let is_message = matches!(record, AnyRecord::MessagePosted(_));
@@ -602,15 +670,18 @@ impl Store {
                 .collect();
             applied.touched = keys
                 .into_iter()
-                .map(|(c, s)| {
-                    let row = batch.ov.messages.get(&(c.clone(), s)).cloned();
-                    (c.clone(), s, row)
-                })
-                .collect();
+                .map(|(c, s)| Ok((c.clone(), s, batch.message_row(c, s)?)))
+                .collect::<Result<_>>()?;
         }
         let (wb, changed) = batch.into_write_batch(&applied.offsets)?;
         self.db().write(wb)?;
         changed.keep(&self.rows);
+        // The index takes each message's text as readers see it.
+        for (c, _, row) in applied.touched.iter_mut() {
+            if let Some(row) = row {
+                self.open_row(c, row)?;
+            }
+        }
         Ok(applied)
     }
 

@@ -26,6 +26,7 @@ pub mod keys;
 pub mod mailbox;
 pub mod query;
 pub mod rows;
+pub mod sealed;
 pub mod touched;
 
 use std::path::Path;
@@ -46,6 +47,10 @@ pub const CF_INBOX: &str = "inbox";
 pub const CF_RECEIPTS: &str = "receipts";
 pub const CF_OFFSETS: &str = "offsets";
 pub const CF_SEARCH_PENDING: &str = "search_pending";
+/// Data keys of sealed messages (`keys` topic): key id → the record, wrapped.
+pub const CF_DATA_KEYS: &str = "data_keys";
+/// The message each data key seals: key id → conversation and seq.
+pub const CF_KEY_MESSAGES: &str = "key_messages";
 
 /// The view column families, in checksum order.
 pub const VIEW_CFS: [&str; 9] = [
@@ -69,10 +74,17 @@ pub enum Stream {
     Inbox,
     /// Delivery and read receipts.
     Receipts,
+    /// Data keys of sealed messages (read only with a key-encryption key).
+    Keys,
 }
 
 impl Stream {
-    pub const ALL: [Stream; 3] = [Stream::Events, Stream::Inbox, Stream::Receipts];
+    pub const ALL: [Stream; 4] = [
+        Stream::Events,
+        Stream::Inbox,
+        Stream::Receipts,
+        Stream::Keys,
+    ];
 
     /// Its name on the query API.
     pub fn name(self) -> &'static str {
@@ -80,6 +92,7 @@ impl Stream {
             Stream::Events => "events",
             Stream::Inbox => "inbox",
             Stream::Receipts => "receipts",
+            Stream::Keys => "keys",
         }
     }
 
@@ -94,6 +107,7 @@ impl Stream {
             Stream::Events => keys::partition(p).to_vec(),
             Stream::Inbox => keys::stream_partition(b'i', p).to_vec(),
             Stream::Receipts => keys::stream_partition(b'r', p).to_vec(),
+            Stream::Keys => keys::stream_partition(b'k', p).to_vec(),
         }
     }
 
@@ -104,6 +118,7 @@ impl Stream {
             5 => match key[0] {
                 b'i' => (Stream::Inbox, &key[1..]),
                 b'r' => (Stream::Receipts, &key[1..]),
+                b'k' => (Stream::Keys, &key[1..]),
                 _ => return None,
             },
             _ => return None,
@@ -144,6 +159,8 @@ pub struct Store {
     /// Whether a batch records what it touched for the search index (false when this
     /// replica has search off).
     search: Arc<std::sync::atomic::AtomicBool>,
+    /// The key-encryption key that opens sealed bodies ([`sealed`]).
+    kek: Arc<std::sync::OnceLock<parley_schemas::sealed::Kek>>,
 }
 
 impl Store {
@@ -157,12 +174,13 @@ impl Store {
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         let cfs = VIEW_CFS
             .iter()
-            .chain([CF_OFFSETS, CF_SEARCH_PENDING].iter());
+            .chain([CF_OFFSETS, CF_SEARCH_PENDING, CF_DATA_KEYS, CF_KEY_MESSAGES].iter());
         let db = DB::open_cf(&opts, dir, cfs)?;
         Ok(Store {
             db: Arc::new(db),
             rows: Arc::default(),
             search: Arc::new(true.into()),
+            kek: Arc::default(),
         })
     }
 

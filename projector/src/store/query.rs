@@ -31,6 +31,15 @@ pub const UNREAD_CAP: u64 = 1000;
 
 impl Store {
     /// Next offset to apply, per stream and partition that has any.
+    /// The next offset of `stream`'s partition `p` to apply (0: none applied).
+    pub fn next_offset(&self, stream: Stream, p: i32) -> Result<i64> {
+        Ok(self
+            .db()
+            .get_cf(self.cf(CF_OFFSETS)?, stream.offset_key(p))?
+            .and_then(|v| <[u8; 8]>::try_from(&v[..]).ok())
+            .map_or(0, i64::from_be_bytes))
+    }
+
     pub fn offsets(&self) -> Result<BTreeMap<(Stream, i32), i64>> {
         let mut out = BTreeMap::new();
         for item in self
@@ -187,7 +196,10 @@ impl Store {
             let row: MessageRow = serde_json::from_slice(&v)?;
             if row.sender_id != user && !row.deleted {
                 n += 1;
-                let named = parley_schemas::mentions::mentions(&row.body);
+                let named = match &row.sealed {
+                    Some(sealed) => sealed.mentions.clone(),
+                    None => parley_schemas::mentions::mentions(&row.body),
+                };
                 mentions += u64::from(named.iter().any(|u| u == user));
             }
         }
@@ -200,9 +212,10 @@ impl Store {
         &self,
         conv: &str,
         seq: i64,
-        row: MessageRow,
+        mut row: MessageRow,
         viewer: Option<&str>,
     ) -> Result<MessageView> {
+        self.open_row(conv, &mut row)?;
         let reply_to = match row.reply_to {
             Some(target) => Some(self.quote(conv, target)?),
             None => None,
@@ -234,8 +247,7 @@ impl Store {
 
     /// The message at `target` of `conv`, as a reply quotes it now.
     fn quote(&self, conv: &str, target: i64) -> Result<ReplyTo> {
-        let row: Option<MessageRow> = self.get_json(CF_MESSAGES, &keys::message(conv, target))?;
-        Ok(match row {
+        Ok(match self.message_at(conv, target)? {
             Some(r) => ReplyTo {
                 seq: target,
                 sender_id: Some(r.sender_id),

@@ -90,6 +90,10 @@ pub struct MessageRow {
     /// Files sent with it (references; cleared when it is deleted).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<parley_schemas::AttachmentRef>,
+    /// Its body as the log holds it, sealed under its data key (`body` is then empty
+    /// in the database, and filled when the row is read: [`super::Store::open_row`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<parley_schemas::Sealed>,
 }
 
 /// A message waiting for an offline user (`inbox`: user, conversation, seq → row).

@@ -25,7 +25,12 @@ pub struct Readable {
 impl Store {
     /// The message at (`conversation`, `seq`), as the views hold it.
     pub fn message_at(&self, conversation: &str, seq: i64) -> Result<Option<MessageRow>> {
-        self.get_json(CF_MESSAGES, &keys::message(conversation, seq))
+        let mut row: Option<MessageRow> =
+            self.get_json(CF_MESSAGES, &keys::message(conversation, seq))?;
+        if let Some(r) = row.as_mut() {
+            self.open_row(conversation, r)?;
+        }
+        Ok(row)
     }
 
     /// The messages touched and not yet cleared ([`Store::clear_touched`]), as
@@ -72,7 +77,8 @@ impl Store {
             let (k, v) = item?;
             let (conversation, seq) =
                 keys::message_parts(&k).ok_or_else(|| Error::Store("bad message key".into()))?;
-            let row: MessageRow = serde_json::from_slice(&v)?;
+            let mut row: MessageRow = serde_json::from_slice(&v)?;
+            self.open_row(&conversation, &mut row)?;
             f(&conversation, seq, &row)?;
         }
         Ok(())

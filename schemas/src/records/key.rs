@@ -15,7 +15,7 @@ use crate::value::Fields;
 pub struct DataKey {
     #[serde(flatten)]
     pub meta: Meta,
-    /// `<conversation_id>/<message_id>` ([`DataKey::id_of`]).
+    /// `<conversation_id>/<event id of the sealed record>` ([`DataKey::id_of`]).
     pub key_id: String,
     /// The user whose content it seals.
     pub owner: String,
@@ -26,9 +26,9 @@ pub struct DataKey {
 }
 
 impl DataKey {
-    /// The id of the data key of message `message_id` of `conversation`.
-    pub fn id_of(conversation: &str, message_id: &uuid::Uuid) -> String {
-        format!("{conversation}/{message_id}")
+    /// The id of the data key of the record `event_id` of `conversation`.
+    pub fn id_of(conversation: &str, event_id: &uuid::Uuid) -> String {
+        format!("{conversation}/{event_id}")
     }
 
     /// The conversation a data key's id names (its partition of `keys` is that

@@ -29,6 +29,9 @@ pub struct PushJob {
     pub mentioned: bool,
 }
 
+/// The preview of a sealed message: its text is not put in a push job.
+pub const SEALED_PREVIEW: &str = "New message";
+
 impl PushJob {
     /// The push job of message `m` (at `seq`) for offline `user`, written by `actor`.
     pub fn for_message(actor: &str, user: &str, seq: i64, m: &super::MessagePosted) -> Self {
@@ -40,9 +43,13 @@ impl PushJob {
             message_id: m.message_id,
             sender_id: m.sender().to_string(),
             title: m.sender().to_string(),
-            preview: PushJob::preview_of(&m.body),
+            // A sealed message's text stays out of the push topic and the provider.
+            preview: match m.sealed {
+                Some(_) => SEALED_PREVIEW.to_string(),
+                None => PushJob::preview_of(&m.body),
+            },
             badge: None,
-            mentioned: crate::mentions::mentions(&m.body).iter().any(|u| u == user),
+            mentioned: m.mentions().iter().any(|u| u == user),
         }
     }
 

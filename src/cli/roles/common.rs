@@ -39,6 +39,27 @@ pub struct OpsArgs {
 pub(super) const MIN_SECRET: usize = parley_gateway::auth::MIN_SECRET_BYTES;
 
 /// `value` of `var` if it is at least [`MIN_SECRET`] bytes.
+/// The key-encryption key of sealed content, for every role that seals or opens it.
+#[derive(Debug, Clone, Args)]
+pub struct KekArgs {
+    /// Key-encryption key: with one, message bodies are sealed before they reach the
+    /// log, under data keys kept in the compacted `keys` topic (erasure by
+    /// crypto-shredding; docs/ARCHITECTURE.md, *Erasure*). At least 32 bytes, or versions
+    /// `v1:<secret>,v2:<secret>` (the newest wraps new keys). Every gateway and
+    /// projector of a deployment needs the same one.
+    #[arg(long = "kek", env = "PARLEY_KEK", hide_env_values = true)]
+    pub(super) kek: Option<String>,
+}
+
+impl KekArgs {
+    pub(super) fn kek(&self) -> anyhow::Result<Option<parley_schemas::sealed::Kek>> {
+        self.kek
+            .as_deref()
+            .map(|s| parley_schemas::sealed::Kek::parse(s).map_err(anyhow::Error::msg))
+            .transpose()
+    }
+}
+
 pub(super) fn long_enough(var: &str, value: &str) -> anyhow::Result<String> {
     anyhow::ensure!(
         value.len() >= MIN_SECRET,

@@ -211,6 +211,7 @@ impl AllRoles {
         // One machine, a local data dir: views of a log that was reset are rebuilt.
         pc.rebuild_if_unfit = true;
         pc.search = c.search;
+        pc.kek = c.gateway.kek.clone();
         let projector = Projector::start(pc, c.log.clone(), c.shutdown.clone()).await?;
         let views: Arc<dyn Views> = Arc::new(projector.views());
         if let Some(addr) = c.projector_http {

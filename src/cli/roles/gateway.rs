@@ -39,6 +39,8 @@ pub struct GatewayArgs {
 /// Options of the client-facing side.
 #[derive(Debug, Clone, Args)]
 pub struct ClientArgs {
+    #[command(flatten)]
+    pub(super) kek: super::common::KekArgs,
     /// Serve POST /v1/dev/token, which hands a token to anyone: local use only.
     #[arg(long, env = "PARLEY_DEV_AUTH")]
     pub(super) dev_auth: bool,
@@ -165,6 +167,7 @@ impl ClientArgs {
         c.presence_group_limit = self.presence_group_limit;
         c.sync_page = self.sync_page;
         c.limits = self.rates.config();
+        c.kek = self.kek.kek()?;
         Ok(c)
     }
 }

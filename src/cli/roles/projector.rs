@@ -45,6 +45,8 @@ pub struct ProjectorArgs {
     #[command(flatten)]
     pub(super) ops: OpsArgs,
     #[command(flatten)]
+    pub(super) kek: super::common::KekArgs,
+    #[command(flatten)]
     pub(super) log: LogArgs,
 }
 
@@ -91,6 +93,7 @@ impl ProjectorArgs {
         );
         config.rebuild_if_unfit = self.rebuild;
         config.search = !self.no_search;
+        config.kek = self.kek.kek()?;
         config.service_token = Some(token);
         config.ready_lag = self.ops.ready_lag;
         config.advertise = Some(match self.advertise {

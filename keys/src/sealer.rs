@@ -1,0 +1,148 @@
+//! A gateway's side of sealing: a data key for every message it appends, wrapped by the
+//! key-encryption key for the `keys` topic, and wrapped again under the gateway's
+//! transit key of the hour inside the record.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parley_schemas::sealed::{ContentKey, Kek};
+use parley_schemas::{encode, now_millis, DataKey, MessagePosted, Meta, TransitKey};
+use parley_sequencer::partition::partition_for_key;
+use parley_sequencer::EventLog;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{Result, TransitRing, HOUR_MS, TRANSIT_GRACE_MS};
+
+/// A sealed message's data key, to append to `keys` before (or with) the message.
+pub struct SealedAppend {
+    pub partition: i32,
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+}
+
+pub struct Sealer {
+    kek: Kek,
+    slot: i32,
+    actor: String,
+    log: Arc<dyn EventLog>,
+    keys_topic: String,
+    transit_topic: String,
+    partitions: i32,
+    ring: Arc<TransitRing>,
+    /// This gateway's transit keys by hour (hours since the epoch).
+    own: tokio::sync::Mutex<BTreeMap<i64, (String, ContentKey)>>,
+}
+
+impl Sealer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        kek: Kek,
+        slot: i32,
+        log: Arc<dyn EventLog>,
+        keys_topic: String,
+        transit_topic: String,
+        partitions: i32,
+        ring: Arc<TransitRing>,
+    ) -> Arc<Sealer> {
+        Arc::new(Sealer {
+            kek,
+            slot,
+            actor: format!("gateway:{slot}"),
+            log,
+            keys_topic,
+            transit_topic,
+            partitions,
+            ring,
+            own: Default::default(),
+        })
+    }
+
+    pub fn ring(&self) -> &Arc<TransitRing> {
+        &self.ring
+    }
+
+    pub fn keys_topic(&self) -> &str {
+        &self.keys_topic
+    }
+
+    /// Seals `m`'s body under a fresh data key; the key's record for `keys`. Its id is
+    /// the conversation and the record's own event id, so a retry appended again has a
+    /// key of its own and never replaces its original's.
+    pub async fn seal(&self, m: &mut MessagePosted) -> Result<SealedAppend> {
+        let (transit_id, transit) = self.transit(now_millis().div_euclid(HOUR_MS)).await?;
+        let key = ContentKey::generate();
+        let key_id = DataKey::id_of(&m.conversation_id, &m.meta.event_id);
+        let (version, wrapped) = self.kek.wrap(&key_id, &key);
+        let record = DataKey {
+            meta: Meta::new(self.actor.clone()),
+            key_id: key_id.clone(),
+            owner: m.meta.actor.clone(),
+            conversation_id: m.conversation_id.clone(),
+            kek_version: version as i32,
+            wrapped,
+        };
+        m.seal(key_id.clone(), &key, Some((&transit_id, &transit)));
+        Ok(SealedAppend {
+            partition: partition_for_key(m.conversation_id.as_bytes(), self.partitions),
+            key: key_id.into_bytes(),
+            value: encode(&record)?,
+        })
+    }
+
+    /// This gateway's transit key of `hour`, made (and appended) if it has none yet.
+    async fn transit(&self, hour: i64) -> Result<(String, ContentKey)> {
+        let mut own = self.own.lock().await;
+        if let Some(k) = own.get(&hour) {
+            return Ok(k.clone());
+        }
+        let key = ContentKey::generate();
+        let id = TransitKey::id_of(self.slot, hour);
+        let (version, wrapped) = self.kek.wrap(&id, &key);
+        let expires_at = (hour + 1) * HOUR_MS + TRANSIT_GRACE_MS;
+        let record = TransitKey {
+            meta: Meta::new(self.actor.clone()),
+            key_id: id.clone(),
+            expires_at,
+            kek_version: version as i32,
+            wrapped,
+        };
+        self.log
+            .append(&self.transit_topic, id.as_bytes(), Some(&encode(&record)?))
+            .await?;
+        self.ring.insert(&id, key.clone(), expires_at);
+        own.insert(hour, (id.clone(), key.clone()));
+        // Older hours are not sealed with any more.
+        own.retain(|h, _| *h >= hour);
+        Ok((id, key))
+    }
+
+    /// Every minute until `shutdown`: makes the next hour's transit key ahead of time,
+    /// and writes the tombstone of every transit key expired (any gateway's: one that
+    /// stopped for good does not erase its own).
+    pub fn spawn_upkeep(self: &Arc<Self>, shutdown: CancellationToken) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = now_millis();
+                if let Err(e) = me.transit(now.div_euclid(HOUR_MS) + 1).await {
+                    warn!(error = %e, "the next hour's transit key is not made yet; trying again");
+                }
+                for id in me.ring.expired(now) {
+                    match me.log.append(&me.transit_topic, id.as_bytes(), None).await {
+                        Ok(_) => {
+                            info!(key_id = %id, "transit key expired: erased");
+                            me.ring.forget(&id);
+                        }
+                        Err(e) => warn!(key_id = %id, error = %e, "transit key not erased yet"),
+                    }
+                }
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,167 @@
+//! Every gateway's transit keys, as the `transit-keys` topic holds them: read from its
+//! start when a role starts, then followed. A tombstone takes a key out.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use parley_schemas::sealed::{ContentKey, Kek};
+use parley_schemas::{decode, MessagePosted, TransitKey};
+use parley_sequencer::{EventLog, StartAt};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::Result;
+
+/// The transit keys known, by id.
+pub struct TransitRing {
+    kek: Kek,
+    /// Each key, with when it expires (ms since the epoch).
+    keys: RwLock<HashMap<String, (ContentKey, i64)>>,
+    changed: Notify,
+}
+
+impl TransitRing {
+    /// A ring that has read `topic` to its end, and follows it until `shutdown`.
+    pub async fn start(
+        log: Arc<dyn EventLog>,
+        topic: &str,
+        kek: Kek,
+        shutdown: CancellationToken,
+    ) -> Result<Arc<TransitRing>> {
+        let ring = Arc::new(TransitRing {
+            kek,
+            keys: RwLock::new(HashMap::new()),
+            changed: Notify::new(),
+        });
+        let end = log.end_offsets(topic).await?.first().copied().unwrap_or(0);
+        let mut stream = log.read(topic, &[(0, StartAt::Beginning)]).await?;
+        let mut next = 0;
+        while next < end {
+            match stream.next().await {
+                Some(Ok(r)) => {
+                    next = r.offset + 1;
+                    ring.take(r.key.as_deref(), r.value.as_deref());
+                }
+                Some(Err(e)) => return Err(e.into()),
+                None => break,
+            }
+        }
+        let follower = ring.clone();
+        let topic = topic.to_string();
+        tokio::spawn(async move {
+            loop {
+                let r = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = stream.next() => r,
+                };
+                match r {
+                    Some(Ok(r)) => follower.take(r.key.as_deref(), r.value.as_deref()),
+                    Some(Err(e)) => {
+                        warn!(topic = %topic, error = %e, "transit keys: read failed; reading on");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                    None => return,
+                }
+            }
+        });
+        Ok(ring)
+    }
+
+    fn take(&self, key: Option<&[u8]>, value: Option<&[u8]>) {
+        let Some(id) = key.and_then(|k| std::str::from_utf8(k).ok()) else {
+            return;
+        };
+        match value {
+            None => {
+                self.write().remove(id);
+            }
+            Some(v) => match decode::<TransitKey>(v) {
+                Ok(t) => match self.kek.unwrap(&t.key_id, t.kek_version as u32, &t.wrapped) {
+                    Some(k) => self.insert(&t.key_id, k, t.expires_at),
+                    None => {
+                        warn!(key_id = %t.key_id, version = t.kek_version, "a transit key this KEK does not unwrap")
+                    }
+                },
+                Err(e) => debug!(error = %e, "undecodable transit key skipped"),
+            },
+        }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, (ContentKey, i64)>> {
+        self.keys.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a key known before the topic shows it (a gateway's own).
+    pub fn insert(&self, id: &str, key: ContentKey, expires_at: i64) {
+        self.write().insert(id.to_string(), (key, expires_at));
+        self.changed.notify_waiters();
+    }
+
+    pub fn get(&self, id: &str) -> Option<ContentKey> {
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|(k, _)| k.clone())
+    }
+
+    /// The ids of the keys expired at `now` (ms since the epoch), whoever made them.
+    pub fn expired(&self, now: i64) -> Vec<String> {
+        self.keys
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(_, (_, exp))| *exp <= now)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Forgets `id` at once (its tombstone is written).
+    pub fn forget(&self, id: &str) {
+        self.write().remove(id);
+    }
+
+    /// The key `id`, waiting up to `timeout` for the topic to show it.
+    pub async fn wait_for(&self, id: &str, timeout: Duration) -> Option<ContentKey> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let changed = self.changed.notified();
+            if let Some(k) = self.get(id) {
+                return Some(k);
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// The text of a sealed message, opened through its transit key (waiting up to
+    /// `timeout` for it); a plain message's body as it is. `None`: it does not open
+    /// (no transit key, or one erased).
+    pub async fn open(&self, m: &MessagePosted, timeout: Duration) -> Option<String> {
+        let Some(sealed) = &m.sealed else {
+            return Some(m.body.clone());
+        };
+        let transit = self
+            .wait_for(sealed.transit_key.as_deref()?, timeout)
+            .await?;
+        let key = sealed.via_transit(&transit)?;
+        sealed.open(&key, &m.conversation_id, &m.message_id)
+    }
+
+    /// [`TransitRing::open`] without waiting.
+    pub fn open_now(&self, m: &MessagePosted) -> Option<String> {
+        let Some(sealed) = &m.sealed else {
+            return Some(m.body.clone());
+        };
+        let transit = self.get(sealed.transit_key.as_deref()?)?;
+        sealed.open(
+            &sealed.via_transit(&transit)?,
+            &m.conversation_id,
+            &m.message_id,
+        )
+    }
+}

@@ -1,0 +1,52 @@
+//! Sealed bodies in the views: a message row keeps its body as the log has it (sealed
+//! under its data key), and is opened when it is read, with the data key the `keys`
+//! topic holds for it ([`CF_DATA_KEYS`]).
+//!
+//! So an erased key (its tombstone applied, or a rebuild after compaction dropped it)
+//! leaves the row's text unreadable at once, with nothing else to rewrite; and the
+//! views' disk holds no plain text of a sealed message.
+
+use parley_schemas::sealed::{ContentKey, Kek};
+use parley_schemas::DataKey;
+
+use super::rows::MessageRow;
+use super::{Store, CF_DATA_KEYS};
+use crate::error::Result;
+
+impl Store {
+    /// Opens sealed bodies with `kek` from now on.
+    pub fn with_kek(&self, kek: Kek) {
+        let _ = self.kek.set(kek);
+    }
+
+    /// The data key `key_id`, unwrapped; `None` if the views hold none (erased, not
+    /// read yet, or no key-encryption key here).
+    pub fn data_key(&self, key_id: &str) -> Result<Option<ContentKey>> {
+        let Some(kek) = self.kek.get() else {
+            return Ok(None);
+        };
+        let Some(record) = self.get_json::<DataKey>(CF_DATA_KEYS, key_id.as_bytes())? else {
+            return Ok(None);
+        };
+        Ok(kek.unwrap(key_id, record.kek_version as u32, &record.wrapped))
+    }
+
+    /// `row` with its body opened, if it is sealed: its text, or empty when its key is
+    /// not held (`sealed` stays set: the text is not readable here).
+    pub fn open_row(&self, conversation: &str, row: &mut MessageRow) -> Result<()> {
+        let Some(sealed) = &row.sealed else {
+            return Ok(());
+        };
+        if row.deleted {
+            row.body.clear();
+            return Ok(());
+        }
+        row.body = match self.data_key(&sealed.key_id)? {
+            Some(key) => sealed
+                .open(&key, conversation, &row.message_id)
+                .unwrap_or_default(),
+            None => String::new(),
+        };
+        Ok(())
+    }
+}
