@@ -4,6 +4,7 @@
 #   scripts/kafka.sh start            single broker+controller on 127.0.0.1:${PARLEY_KAFKA_PORT:-9092}
 #   scripts/kafka.sh stop             stop it (clean shutdown, then SIGKILL after a grace period)
 #   scripts/kafka.sh status           is it running, where is its log
+#   scripts/kafka.sh data-dir         print where the single broker keeps its log segments
 #   scripts/kafka.sh fetch            only download the broker jars into the cache
 #   scripts/kafka.sh cluster start    three brokers (RF 3, min ISR 2) on ports 9192/9292/9392
 #   scripts/kafka.sh cluster stop|status
@@ -303,6 +304,7 @@ usage() {
 
 case "${1:-}" in
   start|stop|status|reset) single "$1" ;;
+  data-dir) echo "$(single_dir)/data" ;;
   fetch) fetch ;;
   cluster) shift; cluster "$@" ;;
   *) usage ;;

@@ -39,6 +39,7 @@ if ! scripts/s3.sh status >/dev/null 2>&1; then
   s3_started=1
 fi
 export PARLEY_TEST_KAFKA="127.0.0.1:${PARLEY_KAFKA_PORT:-9092}"
+export PARLEY_TEST_KAFKA_DATA="$(scripts/kafka.sh data-dir)"
 export PARLEY_TEST_S3_ENDPOINT="http://127.0.0.1:${PARLEY_S3_PORT:-8333}"
 export PARLEY_TEST_REDIS="redis://127.0.0.1:${PARLEY_REDIS_PORT:-6379}/"
 

@@ -65,6 +65,8 @@ pub struct GatewayConfig {
     /// The key-encryption key (`PARLEY_KEK`): with one, every message body is sealed
     /// before it is appended (`parley_keys`); without, bodies are plain text.
     pub kek: Option<parley_schemas::sealed::Kek>,
+    /// The operators' service token: it may erase any user's content.
+    pub service_token: Option<String>,
 }
 
 impl GatewayConfig {
@@ -97,6 +99,7 @@ impl GatewayConfig {
             attachment_limits: crate::attachments::AttachmentLimits::default(),
             attachment_sweep: crate::attachments::sweeper::EVERY,
             kek: None,
+            service_token: None,
         }
     }
 }

@@ -139,6 +139,10 @@ pub fn router(state: Shared) -> Router {
             get(receipts::list).post(receipts::post),
         )
         .route("/v1/inbox", get(receipts::inbox))
+        .route(
+            "/v1/users/{user_id}/content",
+            delete(crate::rest::erasure::erase),
+        )
         .route("/v1/search", get(crate::search::search))
         .route("/v1/presence", get(presence_http))
         .route(

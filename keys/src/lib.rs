@@ -12,9 +12,11 @@
 //! partitions beside its views (its `keys` column family), and by `parley replay
 //! --decrypt`.
 
+mod data;
 mod sealer;
 mod transit;
 
+pub use data::{DataKeys, Opened};
 pub use sealer::{SealedAppend, Sealer};
 pub use transit::TransitRing;
 

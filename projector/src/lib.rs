@@ -15,12 +15,14 @@
 //! - [`search`]: the full-text index of the same partitions, kept in step with the
 //!   views, and the search over it (filtered by what the caller may read).
 //! - [`gauges`]: consumer lag, readiness and RocksDB figures, measured every 2 s.
+//! - [`eraser`]: writes the tombstones of erased data keys (sealed content).
 //! - [`service`]: the consumer loop and [`run`], the role's entry point.
 //! - [`config`], [`error`].
 
 pub mod client;
 pub mod config;
 pub mod directory;
+pub mod eraser;
 pub mod error;
 pub mod gauges;
 pub mod http;

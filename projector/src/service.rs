@@ -163,6 +163,13 @@ impl Projector {
             leave.clone(),
         ));
         let feed = indexer.clone();
+        tokio::spawn(crate::eraser::run(
+            store.clone(),
+            log.clone(),
+            config.keys_topic.clone(),
+            count,
+            leave.clone(),
+        ));
         let task = tokio::spawn(consume(config, store.clone(), stream, tx, feed, shutdown));
         Ok(Projector {
             views: LocalViews {

@@ -113,6 +113,7 @@ pub const SOURCES: &[(&str, &str)] = &[
     ),
     ("parley.DataKey", include_str!("../avro/DataKey.avsc")),
     ("parley.TransitKey", include_str!("../avro/TransitKey.avsc")),
+    ("parley.UserErased", include_str!("../avro/UserErased.avsc")),
 ];
 
 /// `(full name, file text)` of the earlier versions of schemas still in the log

@@ -227,5 +227,10 @@ pub fn one_of_each() -> Vec<AnyRecord> {
             wrapped: (60u8..120).collect(),
         }
         .into(),
+        crate::UserErased {
+            meta: meta(24, "alice"),
+            user_id: "alice".into(),
+        }
+        .into(),
     ]
 }

@@ -32,6 +32,7 @@ fn avro_value(record: &AnyRecord) -> Value {
         AnyRecord::ReactionSet(r) => r.to_avro(),
         AnyRecord::DataKey(r) => r.to_avro(),
         AnyRecord::TransitKey(r) => r.to_avro(),
+        AnyRecord::UserErased(r) => r.to_avro(),
     }
 }
 

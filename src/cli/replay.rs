@@ -1,6 +1,10 @@
 //! `parley replay`: a topic as JSON lines, one decoded record per line — the analytics
 //! consumer's first tool. By default it reads every partition from the beginning up to
 //! the end offsets taken when it starts, then exits; `--follow` keeps streaming.
+//!
+//! A sealed message's body is printed as the log holds it (ciphertext, in base64),
+//! unless `--decrypt` is given with the key-encryption key: its text then, or
+//! `"body": null, "erased": true` once its data key is erased.
 
 use std::collections::BTreeMap;
 use std::io::{self, Write};
@@ -35,6 +39,13 @@ pub struct ReplayArgs {
     /// Stop after this many records.
     #[arg(long)]
     limit: Option<u64>,
+    /// Print sealed bodies as text, opened with their data keys (the `keys` topic,
+    /// read first) and the key-encryption key (`--kek` / `PARLEY_KEK`). An erased
+    /// body prints as `"body": null` with `"erased": true`.
+    #[arg(long)]
+    decrypt: bool,
+    #[command(flatten)]
+    kek: crate::cli::roles::KekArgs,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -83,9 +94,27 @@ impl ReplayArgs {
             return Ok(ExitCode::SUCCESS);
         }
 
+        let stop = crate::shutdown::on_signal();
+        let keys = match (self.decrypt, self.kek.kek()?) {
+            (false, _) => None,
+            (true, None) => {
+                anyhow::bail!("--decrypt needs the key-encryption key: set PARLEY_KEK (or --kek)")
+            }
+            (true, Some(kek)) => {
+                let keys_topic = self.log.settings().names().keys;
+                let keys = parley_keys::DataKeys::load(
+                    std::sync::Arc::new(log.clone()),
+                    &keys_topic,
+                    kek,
+                    follow.then(|| stop.clone()),
+                )
+                .await?;
+                eprintln!("parley replay: {} data key(s) in {keys_topic}", keys.len());
+                Some(keys)
+            }
+        };
         let from: Vec<(i32, StartAt)> = partitions.iter().map(|&p| (p, start)).collect();
         let mut stream = log.read(&topic, &from).await?;
-        let stop = crate::shutdown::on_signal();
         let stdout = io::stdout();
         let mut out = io::BufWriter::new(stdout.lock());
         let mut printed: u64 = 0;
@@ -125,7 +154,10 @@ impl ReplayArgs {
             } else if !follow {
                 continue;
             }
-            let (line, ok) = to_json(&record);
+            let (mut line, ok) = to_json(&record);
+            if let Some(keys) = &keys {
+                decrypted(&mut line, &record, keys);
+            }
             undecodable += u64::from(!ok);
             if let Err(e) =
                 writeln!(out, "{line}").and_then(|_| if follow { out.flush() } else { Ok(()) })
@@ -183,6 +215,28 @@ pub fn to_json(r: &LogRecord) -> (serde_json::Value, bool) {
         },
     }
     (line, ok)
+}
+
+/// `line` with a sealed message's body opened with its data key, or marked erased.
+fn decrypted(line: &mut serde_json::Value, r: &LogRecord, keys: &parley_keys::DataKeys) {
+    let Some(Ok(parley_schemas::AnyRecord::MessagePosted(m))) =
+        r.value.as_deref().map(parley_schemas::decode_any)
+    else {
+        return;
+    };
+    if m.sealed.is_none() {
+        return;
+    }
+    match keys.open(&m) {
+        parley_keys::Opened::Text(text) => {
+            line["record"]["body"] = json!(text);
+            line["record"]["erased"] = json!(false);
+        }
+        parley_keys::Opened::Erased => {
+            line["record"]["body"] = serde_json::Value::Null;
+            line["record"]["erased"] = json!(true);
+        }
+    }
 }
 
 fn closed_pipe_is_fine(e: io::Error, printed: u64) -> anyhow::Result<ExitCode> {

@@ -200,3 +200,239 @@ async fn the_embedded_log_keeps_only_ciphertext_on_disk() {
             .collect::<Vec<_>>()
     );
 }
+
+/// Topic configs of `keys` that make the broker compact it within seconds: segments
+/// roll at once, and a tombstone is dropped right after the next cleaning.
+async fn compact_keys_quickly(topic: &str) {
+    use rdkafka::admin::{AdminClient, AdminOptions, AlterConfig, ResourceSpecifier};
+    use rdkafka::client::DefaultClientContext;
+    use rdkafka::ClientConfig;
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", common::bootstrap())
+        .create()
+        .expect("admin client");
+    let alter = AlterConfig::new(ResourceSpecifier::Topic(topic))
+        .set("cleanup.policy", "compact")
+        .set("segment.ms", "100")
+        .set("min.cleanable.dirty.ratio", "0.01")
+        .set("min.compaction.lag.ms", "0")
+        .set("max.compaction.lag.ms", "100")
+        .set("delete.retention.ms", "100");
+    for r in admin
+        .alter_configs(&[alter], &AdminOptions::new())
+        .await
+        .expect("alter configs")
+    {
+        r.expect("topic config changed");
+    }
+}
+
+/// Every file under `dir` whose path names `prefix`, with whether it holds `needle`.
+fn files_holding(dir: &std::path::Path, prefix: &str, needle: &[u8]) -> (usize, Vec<String>) {
+    let (mut seen, mut holding) = (0, Vec::new());
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        if p.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&p) {
+                todo.extend(entries.flatten().map(|e| e.path()));
+            }
+        } else if p.to_string_lossy().contains(prefix) {
+            seen += 1;
+            if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+                holding.push(p.display().to_string());
+            }
+        }
+    }
+    (seen, holding)
+}
+
+/// "Forget me": alice is erased. Her messages read as deleted at once (bob's stay);
+/// compaction then removes her data keys from the broker's disk; `parley replay
+/// --decrypt` and a projector rebuilt from offset 0 show none of her text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_erased_user_is_gone_from_views_replays_rebuilds_and_the_brokers_disk() {
+    let options = Options {
+        env: vec![("PARLEY_KEK".into(), KEK.into())],
+        ..Options::gateways(1)
+    };
+    let mut stack = Processes::start_with("erasure", options).await;
+    let g = stack.gateways[0].clone();
+    let (alice_t, bob_t) = (token(&g, "alice").await, token(&g, "bob").await);
+    let conv = Api::new(&g, &alice_t).create_direct("bob").await.unwrap();
+    let (alice, bob) = (live(&g, &alice_t).await, live(&g, &bob_t).await);
+    let mut bob_first = None;
+    for i in 0..3 {
+        alice
+            .send(&conv, &format!("a{i}"), &format!("alice says ajolote{i}"))
+            .await
+            .unwrap();
+        let sent = bob
+            .send(&conv, &format!("b{i}"), &format!("bob says tlacuache{i}"))
+            .await
+            .unwrap();
+        bob_first.get_or_insert(sent.seq);
+    }
+    let log = common::stack::kafka().await;
+    // Alice's data keys as the broker holds them now, and that of bob's first message,
+    // which he deletes for everyone.
+    let mut alice_keys = Vec::new();
+    for (_, value) in records(&*log, &stack.topics.keys).await {
+        if let Some(Ok(AnyRecord::DataKey(k))) = value.as_deref().map(decode_any) {
+            if k.owner == "alice" {
+                alice_keys.push(k.wrapped);
+            }
+        }
+    }
+    assert_eq!(alice_keys.len(), 3);
+    let bob_keys: Vec<Vec<u8>> = records(&*log, &stack.topics.keys)
+        .await
+        .into_iter()
+        .filter_map(|(_, v)| match v.as_deref().map(decode_any) {
+            Some(Ok(AnyRecord::DataKey(k))) if k.owner == "bob" => Some(k.wrapped),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(bob_keys.len(), 3);
+    let bob_first = bob_first.unwrap();
+    Api::new(&g, &bob_t)
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/v1/conversations/{conv}/messages/{bob_first}"),
+            None,
+        )
+        .await
+        .unwrap()
+        .expect("deleted for everyone");
+    // Its key goes the way of alice's (the first of bob's in the topic's order).
+    alice_keys.push(bob_keys[0].clone());
+    let data = std::path::PathBuf::from(
+        std::env::var("PARLEY_TEST_KAFKA_DATA").expect("PARLEY_TEST_KAFKA_DATA (scripts/test.sh)"),
+    );
+    let keys_dir = stack.topics.keys.clone();
+    // Before: the broker's files hold them (so the check after can fail).
+    for w in &alice_keys {
+        let (seen, holding) = files_holding(&data, &keys_dir, w);
+        assert!(
+            seen > 0 && !holding.is_empty(),
+            "alice's key is not on disk yet"
+        );
+    }
+    compact_keys_quickly(&stack.topics.keys).await;
+
+    // Only alice (or an operator) may ask.
+    let path = "/v1/users/alice/content";
+    let refused = Api::new(&g, &bob_t)
+        .call(reqwest::Method::DELETE, path, None)
+        .await
+        .unwrap()
+        .expect_err("bob cannot erase alice");
+    assert_eq!(refused.status.as_u16(), 403);
+    let done = Api::new(&g, &alice_t)
+        .ok(reqwest::Method::DELETE, path, None)
+        .await
+        .expect("erased");
+    assert_eq!(done["erased"], true, "{done}");
+
+    // The views: alice's messages are deleted, bob's are whole, the seqs are all there.
+    let shown = |page: Vec<parley_schemas::frames::MessageView>| -> Vec<(String, bool, String)> {
+        page.into_iter()
+            .map(|m| (m.sender_id, m.deleted, m.body))
+            .collect()
+    };
+    let expected: Vec<(String, bool, String)> = (0..3)
+        .flat_map(|i| {
+            [
+                ("alice".to_string(), true, String::new()),
+                match i {
+                    0 => ("bob".to_string(), true, String::new()),
+                    _ => ("bob".to_string(), false, format!("bob says tlacuache{i}")),
+                },
+            ]
+        })
+        .collect();
+    let bob_api = Api::new(&g, &bob_t);
+    assert_eq!(shown(bob_api.all_messages(&conv).await.unwrap()), expected);
+    let found = bob_api
+        .search("ajolote1", &SearchOptions::default())
+        .await
+        .unwrap();
+    assert!(found.results.is_empty(), "{:?}", found.results);
+
+    // The broker: the key records are compacted away (bob keeps sending, so segments
+    // roll), and no segment file holds alice's wrapped keys any more.
+    let mut n = 0;
+    eventually("the erased keys gone from the topic and the broker's disk", Duration::from_secs(120), || {
+        n += 1;
+        let (bob, conv, log, keys, alice_keys, data, keys_dir) =
+            (&bob, &conv, &log, &stack.topics.keys, &alice_keys, &data, &keys_dir);
+        async move {
+            let _ = bob.send(conv, &format!("roll{n}"), "rolling segments").await;
+            let in_topic = records(&**log, keys).await.into_iter().any(|(_, v)| {
+                matches!(v.as_deref().map(decode_any), Some(Ok(AnyRecord::DataKey(k))) if alice_keys.contains(&k.wrapped))
+            });
+            let on_disk = alice_keys
+                .iter()
+                .any(|w| !files_holding(data, keys_dir, w).1.is_empty());
+            !in_topic && !on_disk
+        }
+    })
+    .await;
+    // No file of this deployment's topics holds alice's words in plain text.
+    let (seen, holding) = files_holding(&data, &stack.prefix, b"ajolote");
+    assert!(
+        seen > 0,
+        "the broker's segment files under {}",
+        data.display()
+    );
+    assert!(holding.is_empty(), "{holding:?}");
+
+    // A replay with the key-encryption key: alice's bodies are erased, bob's are text.
+    let out = common::parley()
+        .args([
+            "replay",
+            "--topic",
+            "events",
+            "--decrypt",
+            "--log",
+            &common::log_url(),
+        ])
+        .args(["--topic-prefix", &stack.prefix])
+        .env("PARLEY_KEK", KEK)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut bodies = Vec::new();
+    for line in String::from_utf8(out.stdout).unwrap().lines() {
+        let j: serde_json::Value = serde_json::from_str(line).unwrap();
+        if j["schema"] == "parley.MessagePosted" && j["record"]["conversation_id"] == conv.as_str()
+        {
+            bodies.push((
+                j["record"]["actor"].as_str().unwrap().to_string(),
+                j["record"]["erased"].as_bool().unwrap(),
+                j["record"]["body"].as_str().map(str::to_string),
+            ));
+        }
+    }
+    assert!(bodies.len() >= 6, "{bodies:?}");
+    for (i, (who, erased, body)) in bodies[..6].iter().enumerate() {
+        match (who.as_str(), i) {
+            // Alice's, and bob's first (deleted for everyone).
+            ("alice", _) | ("bob", 1) => assert_eq!((*erased, body.as_deref()), (true, None)),
+            _ => assert!(!erased && body.as_deref().is_some_and(|b| b.starts_with("bob says"))),
+        }
+    }
+
+    // A projector rebuilt from offset 0 shows the same.
+    stack.rebuild_projector(0, &[]).await;
+    eventually("the rebuilt views", LONG, || async {
+        bob_api
+            .all_messages(&conv)
+            .await
+            .is_ok_and(|all| shown(all.into_iter().take(6).collect()) == expected)
+    })
+    .await;
+}

@@ -1,7 +1,8 @@
 //! The REST resources.
 //!
 //! - [`conversations`]: conversations, members and messages (`/v1/conversations…`).
-//! - [`history`]: history pages (with a barrier when bounded above).
+//! - [`history`]: history pages (with a read-your-log barrier).
+//! - [`erasure`]: forgetting a user's content (`DELETE /v1/users/{id}/content`).
 //! - [`messages`]: one message's edits, deletion and reactions.
 //! - [`receipts`]: delivery and read receipts, and the inbox endpoints.
 //! - [`roles`]: a group's admins and settings.
@@ -13,6 +14,7 @@
 
 pub mod conversations;
 pub mod devices;
+pub mod erasure;
 pub mod history;
 pub mod messages;
 pub mod openapi;

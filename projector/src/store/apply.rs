@@ -6,7 +6,7 @@
 //! [`super::mailbox`]. Undecodable records, and records of a kind their stream does not
 //! carry, are skipped; their offsets still advance.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use parley_schemas::frames::MessageChange;
 use parley_schemas::rules::{self, Effect, LogState, MessageFacts};
@@ -24,7 +24,7 @@ use super::{
     Store, Stream, CF_CHANGES, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS,
     CF_OFFSETS, CF_REACTIONS, CF_SEARCH_PENDING, CF_USER_CONVS,
 };
-use super::{CF_DATA_KEYS, CF_KEY_MESSAGES};
+use super::{CF_DATA_KEYS, CF_ERASE_PENDING, CF_KEY_MESSAGES, CF_OWNER_KEYS};
 use crate::error::Result;
 
 /// What applying a batch did.
@@ -41,29 +41,33 @@ pub struct Applied {
 
 /// Changes of one batch, read through before the database.
 #[derive(Default)]
-struct Overlay {
-    conversations: HashMap<String, ConversationRow>,
-    members: HashMap<MemberKey, Option<MemberRow>>,
+pub(super) struct Overlay {
+    pub(super) conversations: HashMap<String, ConversationRow>,
+    pub(super) members: HashMap<MemberKey, Option<MemberRow>>,
     /// (conversation, seq) → the message as this batch leaves it (posted or changed).
-    messages: BTreeMap<(String, i64), MessageRow>,
+    pub(super) messages: BTreeMap<(String, i64), MessageRow>,
     /// (conversation, message id) → seq.
-    message_ids: HashMap<(String, Uuid), i64>,
+    pub(super) message_ids: HashMap<(String, Uuid), i64>,
     /// (conversation, seq, user, emoji) → whether it is set after this batch.
-    reactions: BTreeMap<(String, i64, String, String), bool>,
+    pub(super) reactions: BTreeMap<(String, i64, String, String), bool>,
     /// (conversation, seq of the change) → the kept change.
-    changes: BTreeMap<(String, i64), MessageChange>,
+    pub(super) changes: BTreeMap<(String, i64), MessageChange>,
     /// (partition, offset, conversation, seq): a message whose text the record at
     /// (partition, offset) set, for the search index.
-    touched: Vec<(i32, i64, String, i64)>,
+    pub(super) touched: Vec<(i32, i64, String, i64)>,
     /// Data keys read (`None`: a tombstone erased it).
-    data_keys: BTreeMap<String, Option<parley_schemas::DataKey>>,
+    pub(super) data_keys: BTreeMap<String, Option<parley_schemas::DataKey>>,
     /// Data key id → the (conversation, seq) of the message it seals.
-    key_messages: BTreeMap<String, (String, i64)>,
+    pub(super) key_messages: BTreeMap<String, (String, i64)>,
+    /// (owner, data key id) → the (conversation, seq) of the message it seals.
+    pub(super) owner_keys: BTreeMap<(String, String), (String, i64)>,
+    /// Data keys whose tombstones are to be written ([`super::erase`]).
+    pub(super) erase: BTreeSet<String>,
 }
 
 pub(super) struct Batch<'a> {
     pub(super) store: &'a Store,
-    ov: Overlay,
+    pub(super) ov: Overlay,
     pub(super) mail: MailboxOverlay,
 }
 
@@ -138,7 +142,7 @@ impl LogState for Batch<'_> {
 
 impl Batch<'_> {
     /// The message at `seq` of `conversation`: this batch's version, else the database's.
-    fn message_row(&self, conversation: &str, seq: i64) -> Result<Option<MessageRow>> {
+    pub(super) fn message_row(&self, conversation: &str, seq: i64) -> Result<Option<MessageRow>> {
         if let Some(m) = self.ov.messages.get(&(conversation.to_string(), seq)) {
             return Ok(Some(m.clone()));
         }
@@ -147,7 +151,7 @@ impl Batch<'_> {
     }
 
     /// Changes the message at `seq` with `change`; false if there is none.
-    fn change_message(
+    pub(super) fn change_message(
         &mut self,
         conversation: &str,
         seq: i64,
@@ -178,7 +182,7 @@ impl Batch<'_> {
     }
 
     /// As [`Batch::member`]. A conversation not (yet) in the database is not kept.
-    fn conversation(&self, id: &str) -> Result<Option<ConversationRow>> {
+    pub(super) fn conversation(&self, id: &str) -> Result<Option<ConversationRow>> {
         if let Some(c) = self.ov.conversations.get(id) {
             return Ok(Some(c.clone()));
         }
@@ -316,9 +320,11 @@ impl Batch<'_> {
                     }),
                 };
                 if let Some(s) = &row.sealed {
+                    let at = (m.conversation_id.clone(), offset);
+                    self.ov.key_messages.insert(s.key_id.clone(), at.clone());
                     self.ov
-                        .key_messages
-                        .insert(s.key_id.clone(), (m.conversation_id.clone(), offset));
+                        .owner_keys
+                        .insert((m.meta.actor.clone(), s.key_id.clone()), at);
                 }
                 conv.last_seq = Some(offset);
                 self.ov
@@ -349,6 +355,9 @@ impl Batch<'_> {
                 };
                 let t = (partition, offset, d.conversation_id.clone(), d.target_seq);
                 self.ov.touched.push(t);
+                if let Some(s) = &row.sealed {
+                    self.ov.erase.insert(s.key_id.clone());
+                }
                 for user in self.reactors(&d.conversation_id, d.target_seq, &row)? {
                     self.ov.reactions.insert(user, false);
                 }
@@ -456,6 +465,9 @@ impl Batch<'_> {
         record: &AnyRecord,
     ) -> Result<bool> {
         match (stream, record) {
+            (Stream::Events, AnyRecord::UserErased(u)) => {
+                self.apply_user_erased(partition, offset, &u.user_id)
+            }
             (Stream::Events, r) => self.apply(partition, offset, r),
             (Stream::Inbox, AnyRecord::InboxEntry(e)) => self.apply_inbox(e),
             (Stream::Receipts, AnyRecord::ReceiptRecorded(r)) => self.apply_receipt(r),
@@ -564,6 +576,16 @@ impl Batch<'_> {
                 id.as_bytes(),
                 serde_json::to_vec(at)?,
             );
+        }
+        for ((owner, id), at) in &self.ov.owner_keys {
+            wb.put_cf(
+                s.cf(CF_OWNER_KEYS)?,
+                keys::pair(owner, id),
+                serde_json::to_vec(at)?,
+            );
+        }
+        for id in &self.ov.erase {
+            wb.put_cf(s.cf(CF_ERASE_PENDING)?, id.as_bytes(), []);
         }
         for ((conv, id), seq) in self.ov.message_ids {
             wb.put_cf(

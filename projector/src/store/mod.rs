@@ -22,6 +22,7 @@
 
 pub mod apply;
 mod cache;
+pub mod erase;
 pub mod keys;
 pub mod mailbox;
 pub mod query;
@@ -51,6 +52,10 @@ pub const CF_SEARCH_PENDING: &str = "search_pending";
 pub const CF_DATA_KEYS: &str = "data_keys";
 /// The message each data key seals: key id → conversation and seq.
 pub const CF_KEY_MESSAGES: &str = "key_messages";
+/// A user's data keys: owner, key id → conversation and seq.
+pub const CF_OWNER_KEYS: &str = "owner_keys";
+/// Data keys to erase (their tombstones not yet written): key id → nothing.
+pub const CF_ERASE_PENDING: &str = "erase_pending";
 
 /// The view column families, in checksum order.
 pub const VIEW_CFS: [&str; 9] = [
@@ -172,9 +177,17 @@ impl Store {
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let cfs = VIEW_CFS
-            .iter()
-            .chain([CF_OFFSETS, CF_SEARCH_PENDING, CF_DATA_KEYS, CF_KEY_MESSAGES].iter());
+        let cfs = VIEW_CFS.iter().chain(
+            [
+                CF_OFFSETS,
+                CF_SEARCH_PENDING,
+                CF_DATA_KEYS,
+                CF_KEY_MESSAGES,
+                CF_OWNER_KEYS,
+                CF_ERASE_PENDING,
+            ]
+            .iter(),
+        );
         let db = DB::open_cf(&opts, dir, cfs)?;
         Ok(Store {
             db: Arc::new(db),

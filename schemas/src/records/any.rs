@@ -35,6 +35,7 @@ pub enum AnyRecord {
     ReactionSet(ReactionSet),
     DataKey(DataKey),
     TransitKey(TransitKey),
+    UserErased(UserErased),
 }
 
 macro_rules! each_record {
@@ -63,7 +64,8 @@ macro_rules! each_record {
             MessageDeleted,
             ReactionSet,
             DataKey,
-            TransitKey
+            TransitKey,
+            UserErased
         }
     };
 }

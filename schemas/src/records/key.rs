@@ -117,3 +117,30 @@ impl Record for TransitKey {
         })
     }
 }
+
+/// A user's content is erased (one record in every partition of `events`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserErased {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub user_id: String,
+}
+
+impl Record for UserErased {
+    const NAME: &'static str = "parley.UserErased";
+
+    fn to_avro(&self) -> Value {
+        with_meta(
+            &self.meta,
+            vec![("user_id", Value::String(self.user_id.clone()))],
+        )
+    }
+
+    fn from_avro(value: Value) -> Result<Self> {
+        let mut f = Fields::new(value, Self::NAME)?;
+        Ok(Self {
+            meta: Meta::take(&mut f)?,
+            user_id: f.string("user_id")?,
+        })
+    }
+}

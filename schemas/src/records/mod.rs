@@ -28,7 +28,7 @@ pub use dead_letter::{DeadLetter, DEAD_LETTER_VALUE_MAX};
 pub use delivery::DeliveryBatch;
 pub use device::{ConversationMuted, DeviceRegistered, PresenceVisibility, PushOptedIn};
 pub use inbox::InboxEntry;
-pub use key::{DataKey, TransitKey};
+pub use key::{DataKey, TransitKey, UserErased};
 pub use message::{
     AttachmentRef, MessageDeleted, MessageEdited, MessagePosted, ReactionSet, Sealed,
 };

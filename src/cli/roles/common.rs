@@ -48,11 +48,11 @@ pub struct KekArgs {
     /// `v1:<secret>,v2:<secret>` (the newest wraps new keys). Every gateway and
     /// projector of a deployment needs the same one.
     #[arg(long = "kek", env = "PARLEY_KEK", hide_env_values = true)]
-    pub(super) kek: Option<String>,
+    pub(crate) kek: Option<String>,
 }
 
 impl KekArgs {
-    pub(super) fn kek(&self) -> anyhow::Result<Option<parley_schemas::sealed::Kek>> {
+    pub(crate) fn kek(&self) -> anyhow::Result<Option<parley_schemas::sealed::Kek>> {
         self.kek
             .as_deref()
             .map(|s| parley_schemas::sealed::Kek::parse(s).map_err(anyhow::Error::msg))

@@ -101,6 +101,8 @@ impl DevArgs {
         let mut push = self.push.config(&self.log.settings(), true)?;
         push.targets = self.targets.targets(true);
         gateway_config.webhook_targets = push.targets.clone();
+        // An operator's token erases any user's content (only one the operator set).
+        gateway_config.service_token = self.ops.token()?;
         let all = AllRoles::start(AllRolesConfig {
             log,
             settings: self.log.settings(),

@@ -176,6 +176,7 @@ impl GatewayArgs {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let mut config = self.client.gateway_config(self.gateway_id, &self.log)?;
         config.ready_lag = self.ops.ready_lag;
+        config.service_token = self.ops.token()?;
         self.client.attachments.apply(&mut config, None)?;
         config.webhook_targets = self.targets.targets(false);
         let log = connect(&self.log, None).await?;

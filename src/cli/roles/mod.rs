@@ -18,7 +18,7 @@ mod presence;
 mod projector;
 mod push;
 
-pub use common::{bind, connect};
+pub use common::{bind, connect, KekArgs};
 pub use dev::{AllRoles, AllRolesConfig, DevArgs};
 pub use fanout::FanoutArgs;
 pub use gateway::GatewayArgs;
