@@ -166,6 +166,15 @@ pub struct Devices {
     devices: Vec<Object>,
 }
 
+/// A user's content erased.
+#[derive(Serialize, ToSchema)]
+pub struct Erased {
+    user_id: String,
+    erased: bool,
+    /// The partitions of `events` the erasure was appended to.
+    partitions: i32,
+}
+
 /// Whether the caller's presence is shown.
 #[derive(Serialize, ToSchema)]
 pub struct Visibility {
@@ -318,6 +327,10 @@ mod operations {
     fn opt_out() {}
     #[utoipa::path(get, path = "/v1/me/presence", responses((status = 200, body = Visibility)))]
     fn my_presence() {}
+    #[utoipa::path(delete, path = "/v1/users/{user_id}/content", params(("user_id" = String, Path)),
+    responses((status = 200, body = Erased, description = "every message the user posted reads as deleted; their data keys are erased from the log"),
+    (status = 403, body = ErrorBody, description = "neither the user themself nor an operator with the service token")))]
+    fn erase_user() {}
     #[utoipa::path(put, path = "/v1/me/presence", request_body = VisibilityBody,
     responses((status = 200, body = Visibility)))]
     fn set_my_presence() {}
@@ -352,7 +365,7 @@ mod operations {
         operations::receipts, operations::create_upload, operations::upload, operations::download_attachment,
         operations::post_receipt, operations::inbox, operations::search, operations::presence, operations::register_device,
         operations::devices, operations::remove_device, operations::mute, operations::unmute, operations::opt_in,
-        operations::opt_out, operations::my_presence, operations::set_my_presence, operations::events, operations::ws_ticket, operations::dev_token, operations::healthz,
+        operations::opt_out, operations::my_presence, operations::set_my_presence, operations::erase_user, operations::events, operations::ws_ticket, operations::dev_token, operations::healthz,
         operations::readyz
     ),
     modifiers(&Bearer)
