@@ -82,6 +82,11 @@ pub fn timestamp_of(v: &[u8]) -> Option<i64> {
     Some(i64::from_be_bytes(v.get(..8)?.try_into().ok()?))
 }
 
+/// Whether a stored record is a tombstone (no value), without decoding the rest.
+pub fn is_tombstone(v: &[u8]) -> bool {
+    v.get(8).is_some_and(|flags| flags & 1 == 0)
+}
+
 /// The key of a stored record, without decoding the rest.
 pub fn key_of(v: &[u8]) -> Option<&[u8]> {
     let key_len = u32::from_be_bytes(v.get(9..13)?.try_into().ok()?) as usize;

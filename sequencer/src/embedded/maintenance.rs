@@ -4,8 +4,14 @@
 //! - `retention.ms`: a partition's records older than it are deleted from its start on,
 //!   up to the first younger one; its start offset moves past them (persisted).
 //! - `cleanup.policy=compact`: a record whose key has a later record in its partition
-//!   is deleted (tombstones stay, as the latest word on their key). Readers skip the
-//!   gaps; offsets never change.
+//!   is deleted. A tombstone stays, as the latest word on its key, for
+//!   `delete.retention.ms` (Kafka's default: a day), then goes too. Readers skip the
+//!   gaps; offsets never change. When a round deleted anything, the partition's range
+//!   is compacted in RocksDB at once, so the deleted bytes (an erased key, say) leave
+//!   the files on disk, as a compacted segment leaves a broker's.
+
+/// Kafka's default `delete.retention.ms`: how long a tombstone stays.
+const DELETE_RETENTION_MS: i64 = 24 * 60 * 60 * 1000;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -54,7 +60,11 @@ pub(crate) fn run(shared: &Shared) -> Result<()> {
                 retain(shared, &t, p, now_ms() - ms)?;
             }
             if compact {
-                compact_partition(shared, &t, p)?;
+                let tombstones_kept = t
+                    .config("delete.retention.ms")
+                    .and_then(|v| v.parse::<i64>().ok())
+                    .unwrap_or(DELETE_RETENTION_MS);
+                compact_partition(shared, &t, p, now_ms() - tombstones_kept)?;
             }
         }
     }
@@ -94,11 +104,14 @@ fn retain(shared: &Shared, t: &Topic, p: i32, oldest_kept_ms: i64) -> Result<()>
     Ok(())
 }
 
-fn compact_partition(shared: &Shared, t: &Topic, p: i32) -> Result<()> {
+/// Compacts partition `p`: each key's latest record stays, but a tombstone written
+/// before `tombstones_from` (ms) goes too.
+fn compact_partition(shared: &Shared, t: &Topic, p: i32, tombstones_from: i64) -> Result<()> {
     let cf = shared.cf(codec::RECORDS)?;
     let prefix = codec::partition_prefix(&t.name, p);
     let end = t.end(p);
-    let mut latest: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
+    // Key → (record key, whether it is a tombstone old enough to go).
+    let mut latest: HashMap<Vec<u8>, (Vec<u8>, bool)> = HashMap::new();
     let mut wb = WriteBatch::default();
     let mut deleted = 0usize;
     for item in shared
@@ -115,13 +128,33 @@ fn compact_partition(shared: &Shared, t: &Topic, p: i32) -> Result<()> {
         let Some(key) = codec::key_of(&v) else {
             continue;
         };
-        if let Some(earlier) = latest.insert(key.to_vec(), k.to_vec()) {
+        let expired = codec::is_tombstone(&v)
+            && codec::timestamp_of(&v).is_some_and(|ts| ts < tombstones_from);
+        if let Some((earlier, _)) = latest.insert(key.to_vec(), (k.to_vec(), expired)) {
             wb.delete_cf(cf, earlier);
+            deleted += 1;
+        }
+    }
+    // The partition's last record stays whatever it is: the end offset is read off it
+    // when the log opens.
+    let last = codec::record_key(&t.name, p, end - 1);
+    for (k, expired) in latest.into_values() {
+        if expired && k != last {
+            wb.delete_cf(cf, k);
             deleted += 1;
         }
     }
     if deleted > 0 {
         shared.db.write(wb).map_err(store_error)?;
+        // Every column family's memtable to disk first, so no write-ahead log still
+        // needs (and holds) the deleted bytes; then the range rewritten without them.
+        for name in [codec::RECORDS, codec::META] {
+            shared.db.flush_cf(shared.cf(name)?).map_err(store_error)?;
+        }
+        let upto = codec::record_key(&t.name, p, end);
+        shared
+            .db
+            .compact_range_cf(cf, Some(&prefix[..]), Some(&upto[..]));
     }
     Ok(())
 }

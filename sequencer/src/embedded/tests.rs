@@ -196,3 +196,53 @@ async fn end_offsets_come_back_after_a_reopen_also_for_an_emptied_partition() {
     assert_eq!(log.append_to("t", 2, b"k", None).await.unwrap().offset, 0);
     assert_eq!(log.append("gone", b"k", None).await.unwrap().offset, 2);
 }
+
+/// Compaction drops a tombstone once `delete.retention.ms` has passed, with what it
+/// deleted: the bytes of the erased value leave the files on disk (crypto-shredding
+/// relies on it: an erased key must not stay readable from the log's files).
+#[tokio::test]
+async fn compaction_drops_old_tombstones_and_the_erased_bytes_leave_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut kv = TopicSpec::plain("kv", 1, 1);
+    kv.configs.insert("cleanup.policy".into(), "compact".into());
+    kv.configs.insert("delete.retention.ms".into(), "0".into());
+    let log = open(dir.path()).await;
+    log.provision(&[kv]).await.unwrap();
+    let secret = b"an-erased-key-0123456789abcdef";
+    log.append("kv", b"erased", Some(secret)).await.unwrap();
+    log.append("kv", b"kept", Some(b"v1")).await.unwrap();
+    log.append("kv", b"erased", None).await.unwrap();
+    log.append("kv", b"kept", Some(b"v2")).await.unwrap();
+    let on_disk = |needle: &[u8]| {
+        let mut todo = vec![dir.path().to_path_buf()];
+        let mut found = false;
+        while let Some(p) = todo.pop() {
+            if p.is_dir() {
+                todo.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            } else {
+                found |=
+                    std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle));
+            }
+        }
+        found
+    };
+    assert!(on_disk(secret), "the value is in the log's files before");
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    log.maintain().unwrap();
+    use futures::StreamExt;
+    let mut stream = log
+        .read("kv", &[(0, crate::StartAt::Beginning)])
+        .await
+        .unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.offset, r.value.as_deref()), (3, Some(&b"v2"[..])));
+    assert!(
+        !on_disk(secret),
+        "the erased value is still in the log's files"
+    );
+    assert_eq!(log.end_offsets("kv").await.unwrap(), vec![4]);
+}

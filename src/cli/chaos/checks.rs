@@ -51,6 +51,9 @@ pub struct Counts {
     pub histories_unread: usize,
     /// Users whose last message (as history holds it) a search did not find.
     pub search_missing: usize,
+    /// Messages in the log whose body is not sealed (every role runs with a
+    /// key-encryption key).
+    pub plain_in_log: usize,
 }
 
 /// Counts every check. `histories` lacks a conversation whose history could not be read.
@@ -358,6 +361,10 @@ pub fn verdict(c: &Counts, checksum: &Checksum, faults: &Faults, elapsed: Durati
         zero(
             "users whose last message a search for its text does not find",
             c.search_missing,
+        ),
+        zero(
+            "messages in the log whose text is not sealed",
+            c.plain_in_log,
         ),
         zero(
             "clients that never came to hold their history",

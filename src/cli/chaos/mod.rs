@@ -427,6 +427,19 @@ impl ChaosArgs {
 
         let mut counts = checks::count(&conversations, &histories, &records);
         counts.search_missing = unfound;
+        run.say("reading the log: every message sealed?");
+        counts.plain_in_log = match plain_messages(&self.bootstrap, &roles.env.prefix).await {
+            Ok((sealed, plain)) => {
+                run.say(&format!(
+                    "{sealed} sealed messages in the log, {plain} plain"
+                ));
+                plain
+            }
+            Err(e) => {
+                run.say(&format!("the log could not be read: {e:#}"));
+                usize::MAX
+            }
+        };
         let verdict = checks::verdict(&counts, &checksum, &run.faults, started.elapsed());
         crate::cli::print_stdout(&format!("# parley chaos\n\n{}", verdict.markdown));
         if let Some(path) = &self.report {
@@ -587,4 +600,32 @@ async fn within<T, E: std::fmt::Display>(
         Ok(Err(e)) => bail!("{what}: {e}"),
         Err(_) => bail!("{what}: no answer within {REST_TIMEOUT:?}"),
     }
+}
+
+/// The messages of the run's `events` topic: (sealed, plain).
+async fn plain_messages(bootstrap: &str, prefix: &str) -> anyhow::Result<(usize, usize)> {
+    use futures::StreamExt;
+    use parley_sequencer::{EventLog, KafkaConfig, KafkaLog, StartAt};
+    let log = KafkaLog::connect(KafkaConfig::with_bootstrap(bootstrap)).await?;
+    let topic = format!("{prefix}events");
+    let ends = log.end_offsets(&topic).await?;
+    let (mut sealed, mut plain) = (0, 0);
+    for (p, end) in ends.iter().enumerate().filter(|(_, e)| **e > 0) {
+        let mut stream = log.read(&topic, &[(p as i32, StartAt::Beginning)]).await?;
+        while let Ok(Some(r)) = tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
+            let r = r?;
+            if let Some(Ok(parley_schemas::AnyRecord::MessagePosted(m))) =
+                r.value.as_deref().map(parley_schemas::decode_any)
+            {
+                match m.sealed {
+                    Some(_) => sealed += 1,
+                    None => plain += 1,
+                }
+            }
+            if r.offset + 1 >= *end {
+                break;
+            }
+        }
+    }
+    Ok((sealed, plain))
 }

@@ -68,6 +68,8 @@ impl Proc {
             .env("PARLEY_TOPIC_PREFIX", &env.prefix)
             .env("PARLEY_JWT_SECRET", &env.secret)
             .env("PARLEY_SERVICE_TOKEN", &env.secret)
+            // Every body sealed: the checks hold on sealed content.
+            .env("PARLEY_KEK", &env.secret)
             // Chaos load is many users on one address, faster than any person.
             .env("PARLEY_RATE_SENDS", "0")
             .env("PARLEY_RATE_CONNECTS", "0")
