@@ -436,3 +436,91 @@ async fn an_erased_user_is_gone_from_views_replays_rebuilds_and_the_brokers_disk
     })
     .await;
 }
+
+/// Alice's data keys in the embedded log in `dir` (the process using it stopped).
+async fn embedded_keys_of(dir: &std::path::Path, owner: &str) -> Vec<Vec<u8>> {
+    let log = parley_sequencer::EmbeddedLog::open(parley_sequencer::EmbeddedConfig::new(
+        dir.join("parley-data/log"),
+    ))
+    .await
+    .expect("the embedded log, once parley dev stopped");
+    records(&log, "parley.keys")
+        .await
+        .into_iter()
+        .filter_map(|(_, v)| match v.as_deref().map(decode_any) {
+            Some(Ok(AnyRecord::DataKey(k))) if k.owner == owner => Some(k.wrapped),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The same erasure on `parley dev`'s embedded log: its compaction really drops the
+/// erased keys, from the topic and from the files on disk.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erased_user_is_gone_from_the_embedded_logs_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let env = [
+        ("PARLEY_KEK".to_string(), KEK.to_string()),
+        (
+            "PARLEY_EMBEDDED_MAINTENANCE_MS".to_string(),
+            "300".to_string(),
+        ),
+    ];
+    let mut first = dev_embedded(dir.path(), port, "first", &env);
+    wait_ready(&base).await;
+    let (alice_t, bob_t) = (token(&base, "alice").await, token(&base, "bob").await);
+    let conv = Api::new(&base, &alice_t)
+        .create_direct("bob")
+        .await
+        .unwrap();
+    let (alice, bob) = (live(&base, &alice_t).await, live(&base, &bob_t).await);
+    for i in 0..3 {
+        alice
+            .send(&conv, &format!("a{i}"), &format!("alice says ajolote{i}"))
+            .await
+            .unwrap();
+        bob.send(&conv, &format!("b{i}"), &format!("bob says tlacuache{i}"))
+            .await
+            .unwrap();
+    }
+    drop((alice, bob));
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    let alice_keys = embedded_keys_of(dir.path(), "alice").await;
+    assert_eq!(alice_keys.len(), 3);
+    let log_dir = dir.path().join("parley-data/log");
+    let on_disk = |needle: &[u8]| files_holding(&log_dir, "", needle).1;
+    assert!(
+        !on_disk(&alice_keys[0]).is_empty(),
+        "alice's key on disk before"
+    );
+
+    let mut second = dev_embedded(dir.path(), port, "second", &env);
+    wait_ready(&base).await;
+    // `--dev-auth` signs with a secret of each run.
+    let (alice_t, bob_t) = (token(&base, "alice").await, token(&base, "bob").await);
+    let done = Api::new(&base, &alice_t)
+        .ok(reqwest::Method::DELETE, "/v1/users/alice/content", None)
+        .await
+        .expect("erased");
+    assert_eq!(done["erased"], true);
+    let bob_api = Api::new(&base, &bob_t);
+    let all = bob_api.all_messages(&conv).await.unwrap();
+    let alices: Vec<(bool, String)> = all
+        .iter()
+        .filter(|m| m.sender_id == "alice")
+        .map(|m| (m.deleted, m.body.clone()))
+        .collect();
+    assert_eq!(alices, vec![(true, String::new()); 3]);
+    // The tombstones are written, and a few maintenance rounds compact them in.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    second.child.kill().unwrap();
+    second.child.wait().unwrap();
+    assert!(embedded_keys_of(dir.path(), "alice").await.is_empty());
+    assert_eq!(embedded_keys_of(dir.path(), "bob").await.len(), 3);
+    for k in &alice_keys {
+        assert!(on_disk(k).is_empty(), "an erased key in {:?}", on_disk(k));
+    }
+}

@@ -130,7 +130,15 @@ pub async fn connect_tuned(
 /// The embedded log in `dir`: for one process (`parley dev`, benchmarks). Topics kept
 /// there by an earlier version take this version's configs (`specs`).
 pub async fn open_embedded(dir: PathBuf, specs: &[TopicSpec]) -> anyhow::Result<Arc<dyn EventLog>> {
-    let log = parley_sequencer::EmbeddedLog::open(parley_sequencer::EmbeddedConfig::new(&dir))
+    let mut config = parley_sequencer::EmbeddedConfig::new(&dir);
+    // How often retention and compaction run (default a minute).
+    if let Some(ms) = std::env::var("PARLEY_EMBEDDED_MAINTENANCE_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        config.maintenance_every = std::time::Duration::from_millis(ms.max(100));
+    }
+    let log = parley_sequencer::EmbeddedLog::open(config)
         .await
         .with_context(|| {
             format!(
