@@ -124,6 +124,16 @@ impl DataKeys {
         self.kek.unwrap(key_id, k.kek_version as u32, &k.wrapped)
     }
 
+    /// The new text of an edit, or [`Opened::Erased`] when its key is gone.
+    pub fn open_edit(&self, e: &parley_schemas::MessageEdited) -> Opened {
+        let Some(sealed) = &e.sealed else {
+            return Opened::Text(e.body.clone());
+        };
+        self.get(&sealed.key_id)
+            .and_then(|k| sealed.open(&k, &e.conversation_id, &e.meta.event_id))
+            .map_or(Opened::Erased, Opened::Text)
+    }
+
     /// The text of `m`, or [`Opened::Erased`] when its key is gone.
     pub fn open(&self, m: &MessagePosted) -> Opened {
         let Some(sealed) = &m.sealed else {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parley_schemas::sealed::{ContentKey, Kek};
-use parley_schemas::{encode, now_millis, DataKey, MessagePosted, Meta, TransitKey};
+use parley_schemas::{encode, now_millis, DataKey, MessageEdited, MessagePosted, Meta, TransitKey};
 use parley_sequencer::partition::partition_for_key;
 use parley_sequencer::EventLog;
 use tokio_util::sync::CancellationToken;
@@ -71,24 +71,48 @@ impl Sealer {
     /// the conversation and the record's own event id, so a retry appended again has a
     /// key of its own and never replaces its original's.
     pub async fn seal(&self, m: &mut MessagePosted) -> Result<SealedAppend> {
+        let (key_id, key, transit_id, transit, append) = self
+            .new_key(&m.conversation_id, &m.meta.event_id, m.sender())
+            .await?;
+        m.seal(key_id, &key, Some((&transit_id, &transit)));
+        Ok(append)
+    }
+
+    /// Seals an edit's new text the same way, under a key of its own.
+    pub async fn seal_edit(&self, e: &mut MessageEdited) -> Result<SealedAppend> {
+        let (key_id, key, transit_id, transit, append) = self
+            .new_key(&e.conversation_id, &e.meta.event_id, &e.meta.actor)
+            .await?;
+        e.seal(key_id, &key, Some((&transit_id, &transit)));
+        Ok(append)
+    }
+
+    /// A fresh data key for the record `event_id` of `conversation`, whose content is
+    /// `owner`'s: its id, the key, the transit key of the hour, and its record.
+    async fn new_key(
+        &self,
+        conversation: &str,
+        event_id: &uuid::Uuid,
+        owner: &str,
+    ) -> Result<(String, ContentKey, String, ContentKey, SealedAppend)> {
         let (transit_id, transit) = self.transit(now_millis().div_euclid(HOUR_MS)).await?;
         let key = ContentKey::generate();
-        let key_id = DataKey::id_of(&m.conversation_id, &m.meta.event_id);
+        let key_id = DataKey::id_of(conversation, event_id);
         let (version, wrapped) = self.kek.wrap(&key_id, &key);
         let record = DataKey {
             meta: Meta::new(self.actor.clone()),
             key_id: key_id.clone(),
-            owner: m.meta.actor.clone(),
-            conversation_id: m.conversation_id.clone(),
+            owner: owner.to_string(),
+            conversation_id: conversation.to_string(),
             kek_version: version as i32,
             wrapped,
         };
-        m.seal(key_id.clone(), &key, Some((&transit_id, &transit)));
-        Ok(SealedAppend {
-            partition: partition_for_key(m.conversation_id.as_bytes(), self.partitions),
-            key: key_id.into_bytes(),
+        let append = SealedAppend {
+            partition: partition_for_key(conversation.as_bytes(), self.partitions),
+            key: key_id.clone().into_bytes(),
             value: encode(&record)?,
-        })
+        };
+        Ok((key_id, key, transit_id, transit, append))
     }
 
     /// This gateway's transit key of `hour`, made (and appended) if it has none yet.

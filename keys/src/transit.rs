@@ -152,6 +152,36 @@ impl TransitRing {
         sealed.open(&key, &m.conversation_id, &m.message_id)
     }
 
+    /// The new text of a sealed edit, opened through its transit key (waiting up to
+    /// `timeout`); a plain edit's as it is.
+    pub async fn open_edit(
+        &self,
+        e: &parley_schemas::MessageEdited,
+        timeout: Duration,
+    ) -> Option<String> {
+        let Some(sealed) = &e.sealed else {
+            return Some(e.body.clone());
+        };
+        let transit = self
+            .wait_for(sealed.transit_key.as_deref()?, timeout)
+            .await?;
+        let key = sealed.via_transit(&transit)?;
+        sealed.open(&key, &e.conversation_id, &e.meta.event_id)
+    }
+
+    /// [`TransitRing::open_edit`] without waiting.
+    pub fn open_edit_now(&self, e: &parley_schemas::MessageEdited) -> Option<String> {
+        let Some(sealed) = &e.sealed else {
+            return Some(e.body.clone());
+        };
+        let transit = self.get(sealed.transit_key.as_deref()?)?;
+        sealed.open(
+            &sealed.via_transit(&transit)?,
+            &e.conversation_id,
+            &e.meta.event_id,
+        )
+    }
+
     /// [`TransitRing::open`] without waiting.
     pub fn open_now(&self, m: &MessagePosted) -> Option<String> {
         let Some(sealed) = &m.sealed else {

@@ -138,6 +138,10 @@ pub const OLDER: &[(&str, &str)] = &[
         include_str!("../avro/older/PushJob.1.avsc"),
     ),
     (
+        "parley.MessageEdited",
+        include_str!("../avro/older/MessageEdited.1.avsc"),
+    ),
+    (
         "parley.DeliveryBatch",
         include_str!("../avro/older/DeliveryBatch.1.avsc"),
     ),

@@ -194,6 +194,7 @@ pub fn one_of_each() -> Vec<AnyRecord> {
             conversation_id: CONVERSATION.into(),
             target_seq: 4,
             body: "héllo, wörld ✓✓".into(),
+            sealed: None,
         }
         .into(),
         MessageDeleted {

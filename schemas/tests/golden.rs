@@ -88,6 +88,13 @@ fn records_of_an_earlier_version_read_as_the_current_one() {
                 // Version 3's body was a string: it reads as the same plain text.
                 assert_eq!(m, samples::message_posted());
             }
+            ("parley.MessageEdited@1", parley_schemas::AnyRecord::MessageEdited(e)) => {
+                // Version 1's body was a string: it reads as the same plain text.
+                let sample = samples::one_of_each()
+                    .into_iter()
+                    .find(|r| r.schema_name() == "parley.MessageEdited");
+                assert_eq!(Some(parley_schemas::AnyRecord::MessageEdited(e)), sample);
+            }
             ("parley.PushJob@1", parley_schemas::AnyRecord::PushJob(j)) => {
                 // Version 1 had no mentioned: it reads as false.
                 let Some(parley_schemas::AnyRecord::PushJob(mut expected)) = samples::one_of_each()

@@ -296,6 +296,7 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
                 conversation_id,
                 target_seq,
                 body,
+                sealed: None,
             }
             .into()
         }),

@@ -219,15 +219,16 @@ pub fn to_json(r: &LogRecord) -> (serde_json::Value, bool) {
 
 /// `line` with a sealed message's body opened with its data key, or marked erased.
 fn decrypted(line: &mut serde_json::Value, r: &LogRecord, keys: &parley_keys::DataKeys) {
-    let Some(Ok(parley_schemas::AnyRecord::MessagePosted(m))) =
-        r.value.as_deref().map(parley_schemas::decode_any)
-    else {
-        return;
+    let opened = match r.value.as_deref().map(parley_schemas::decode_any) {
+        Some(Ok(parley_schemas::AnyRecord::MessagePosted(m))) if m.sealed.is_some() => {
+            keys.open(&m)
+        }
+        Some(Ok(parley_schemas::AnyRecord::MessageEdited(e))) if e.sealed.is_some() => {
+            keys.open_edit(&e)
+        }
+        _ => return,
     };
-    if m.sealed.is_none() {
-        return;
-    }
-    match keys.open(&m) {
+    match opened {
         parley_keys::Opened::Text(text) => {
             line["record"]["body"] = json!(text);
             line["record"]["erased"] = json!(false);

@@ -60,9 +60,9 @@ async fn sealed_bodies_reach_the_log_as_ciphertext_and_every_reader_as_text() {
     let conv = Api::new(g0, &amy_t).create_direct("bob").await.unwrap();
     let amy = live(g0, &amy_t).await;
     let bob = live(g1, &bob_t).await;
-    let words = ["quetzalcoatl", "ocelotl", "xochitl"];
+    let words = ["quetzalcoatl", "ocelotl", "xochitl", "axolotl"];
     let mut seqs = Vec::new();
-    for (i, w) in words.iter().enumerate() {
+    for (i, w) in words[..3].iter().enumerate() {
         let sent = amy
             .send(&conv, &format!("m{i}"), &format!("the word is {w}, @bob"))
             .await
@@ -76,17 +76,57 @@ async fn sealed_bodies_reach_the_log_as_ciphertext_and_every_reader_as_text() {
     let got: Vec<String> = bob.messages(&conv).into_iter().map(|m| m.body).collect();
     assert_eq!(
         got,
-        words
+        words[..3]
             .iter()
             .map(|w| format!("the word is {w}, @bob"))
             .collect::<Vec<_>>()
     );
+    // An edit is sealed too, under a key of its own, and reaches bob opened.
+    Api::new(g0, &amy_t)
+        .ok(
+            reqwest::Method::PATCH,
+            &format!("/v1/conversations/{conv}/messages/{}", seqs[2]),
+            Some(serde_json::json!({"body": "the word is now axolotl"})),
+        )
+        .await
+        .expect("edited");
+    bob.wait_for("bob has the edit", LONG, |s| {
+        s.messages(&conv)
+            .iter()
+            .any(|m| m.seq == seqs[2] && m.body == "the word is now axolotl")
+    })
+    .await
+    .unwrap();
     // History, opened with each message's data key.
     let bob_api = Api::new(g1, &bob_t);
     let page = bob_api.history(&conv, None, None, 10).await.unwrap();
     let kept: Vec<(i64, String)> = page.messages.into_iter().map(|m| (m.seq, m.body)).collect();
     assert_eq!(kept.len(), 3);
     assert_eq!(kept[0], (seqs[0], "the word is quetzalcoatl, @bob".into()));
+    assert_eq!(kept[2], (seqs[2], "the word is now axolotl".into()));
+    // A client catching up from a cursor before the edit gets its text with the change.
+    let late = live(g1, &bob_t).await;
+    let mut store = parley_client::Store::default();
+    for mut m in bob.messages(&conv) {
+        if m.seq == seqs[2] {
+            // As it was before the edit.
+            m.body = "the word is xochitl, @bob".into();
+            m.edited = false;
+            m.edited_at = None;
+            m.changed_seq = None;
+        }
+        store.insert(m, parley_client::store::Source::History);
+    }
+    late.absorb(store);
+    late.sync(LONG).await.unwrap();
+    let synced = late.messages(&conv);
+    assert_eq!(
+        synced
+            .iter()
+            .find(|m| m.seq == seqs[2])
+            .map(|m| m.body.as_str()),
+        Some("the word is now axolotl")
+    );
     // Search indexes the text.
     eventually("search finds a sealed word", LONG, || async {
         bob_api
@@ -439,11 +479,20 @@ async fn an_erased_user_is_gone_from_views_replays_rebuilds_and_the_brokers_disk
 
 /// Alice's data keys in the embedded log in `dir` (the process using it stopped).
 async fn embedded_keys_of(dir: &std::path::Path, owner: &str) -> Vec<Vec<u8>> {
-    let log = parley_sequencer::EmbeddedLog::open(parley_sequencer::EmbeddedConfig::new(
-        dir.join("parley-data/log"),
-    ))
-    .await
-    .expect("the embedded log, once parley dev stopped");
+    let config = || parley_sequencer::EmbeddedConfig::new(dir.join("parley-data/log"));
+    // An instance opened here a moment ago may still be letting go of its lock.
+    let mut tries = 0;
+    let log = loop {
+        match parley_sequencer::EmbeddedLog::open(config()).await {
+            Ok(log) => break log,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the embedded log, once parley dev stopped: {e}"),
+        }
+    };
     records(&log, "parley.keys")
         .await
         .into_iter()

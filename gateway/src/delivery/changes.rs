@@ -77,13 +77,29 @@ pub async fn change(
     let conversation_id = conversation.to_string();
     let record: AnyRecord = match request {
         Request::Edit { body } => {
-            let e = MessageEdited {
+            let mut e = MessageEdited {
                 meta,
                 conversation_id,
                 target_seq: target,
                 body,
+                sealed: None,
             };
             allowed(Change::Edit(&e))?;
+            // A sealed edit's key is in the log before the edit is.
+            if let Some(sealer) = &state.sealer {
+                let key = sealer.seal_edit(&mut e).await.map_err(|e| {
+                    ApiError::unavailable(format!("the edit could not be sealed: {e}"))
+                })?;
+                state
+                    .log
+                    .append_to(
+                        sealer.keys_topic(),
+                        key.partition,
+                        &key.key,
+                        Some(&key.value),
+                    )
+                    .await?;
+            }
             e.into()
         }
         Request::Delete => {

@@ -209,9 +209,16 @@ pub(crate) async fn opened(ring: Option<&parley_keys::TransitRing>, event: AnyRe
         (Some(ring), AnyRecord::MessagePosted(mut m)) if m.sealed.is_some() => {
             match ring.open(&m, TRANSIT_WAIT).await {
                 Some(text) => m.body = text,
-                None => not_opened(&m),
+                None => not_opened(&m.conversation_id),
             }
             AnyRecord::MessagePosted(m)
+        }
+        (Some(ring), AnyRecord::MessageEdited(mut e)) if e.sealed.is_some() => {
+            match ring.open_edit(&e, TRANSIT_WAIT).await {
+                Some(text) => e.body = text,
+                None => not_opened(&e.conversation_id),
+            }
+            AnyRecord::MessageEdited(e)
         }
         (_, event) => event,
     }
@@ -223,19 +230,25 @@ pub(crate) fn opened_now(ring: Option<&parley_keys::TransitRing>, event: AnyReco
         (Some(ring), AnyRecord::MessagePosted(mut m)) if m.sealed.is_some() => {
             match ring.open_now(&m) {
                 Some(text) => m.body = text,
-                None => not_opened(&m),
+                None => not_opened(&m.conversation_id),
             }
             AnyRecord::MessagePosted(m)
+        }
+        (Some(ring), AnyRecord::MessageEdited(mut e)) if e.sealed.is_some() => {
+            match ring.open_edit_now(&e) {
+                Some(text) => e.body = text,
+                None => not_opened(&e.conversation_id),
+            }
+            AnyRecord::MessageEdited(e)
         }
         (_, event) => event,
     }
 }
 
-fn not_opened(m: &MessagePosted) {
+fn not_opened(conversation: &str) {
     metrics::counter!(parley_ops::metrics::SEALED_NOT_OPENED).increment(1);
     warn!(
-        conversation_id = %m.conversation_id,
-        message_id = %m.message_id,
+        conversation_id = %conversation,
         "a sealed message whose transit key is not known here: delivered without its text \
          (history has it)"
     );

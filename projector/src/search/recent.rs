@@ -175,6 +175,7 @@ mod tests {
             prev_change: None,
             attachments: Vec::new(),
             sealed: None,
+            sealed_for: None,
         }
     }
 

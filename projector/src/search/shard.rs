@@ -176,6 +176,7 @@ mod tests {
                 conversation_id: "g".into(),
                 target_seq: 3,
                 body: "The launch moved to Monday, at the cafe".into(),
+                sealed: None,
             }
             .into(), // 6
             post("cat", "g", 5, "launch checklist"),                      // 7

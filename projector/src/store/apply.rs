@@ -318,6 +318,7 @@ impl Batch<'_> {
                         transit_wrapped: None,
                         ..s
                     }),
+                    sealed_for: None,
                 };
                 if let Some(s) = &row.sealed {
                     let at = (m.conversation_id.clone(), offset);
@@ -341,10 +342,30 @@ impl Batch<'_> {
             Effect::Edit(e) => {
                 let t = (partition, offset, e.conversation_id.clone(), e.target_seq);
                 self.ov.touched.push(t);
+                // The text it replaces is shown nowhere again: its key goes.
+                if let Some(old) = self
+                    .message_row(&e.conversation_id, e.target_seq)?
+                    .and_then(|r| r.sealed)
+                {
+                    self.ov.erase.insert(old.key_id);
+                }
+                let sealed = e.sealed.clone().map(|s| parley_schemas::Sealed {
+                    transit_key: None,
+                    transit_wrapped: None,
+                    ..s
+                });
+                if let Some(s) = &sealed {
+                    let at = (e.conversation_id.clone(), e.target_seq);
+                    self.ov.key_messages.insert(s.key_id.clone(), at.clone());
+                    self.ov
+                        .owner_keys
+                        .insert((e.meta.actor.clone(), s.key_id.clone()), at);
+                }
                 self.change_message(&e.conversation_id, e.target_seq, |row| {
                     row.changed_seq = Some(offset);
                     row.body = e.body.clone();
-                    row.sealed = None;
+                    row.sealed_for = sealed.as_ref().map(|_| e.meta.event_id);
+                    row.sealed = sealed;
                     row.edited_at = Some(e.meta.occurred_at);
                 })
             }
@@ -365,6 +386,7 @@ impl Batch<'_> {
                     row.changed_seq = Some(offset);
                     row.body.clear();
                     row.sealed = None;
+                    row.sealed_for = None;
                     row.deleted = true;
                     row.attachments.clear();
                     row.edited_at = None;
@@ -854,6 +876,7 @@ mod tests {
                 conversation_id: "g".into(),
                 target_seq: seq,
                 body: body.into(),
+                sealed: None,
             }
             .into()
         };

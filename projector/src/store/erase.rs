@@ -95,6 +95,7 @@ impl Batch<'_> {
         self.change_message(conv, seq, |row| {
             row.body.clear();
             row.sealed = None;
+            row.sealed_for = None;
             row.deleted = true;
             row.attachments.clear();
             row.edited_at = None;

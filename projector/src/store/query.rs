@@ -372,7 +372,20 @@ impl Store {
             if before.is_some_and(|b| seq >= b) {
                 break;
             }
-            out.push(serde_json::from_slice(&v)?);
+            let mut change: MessageChange = serde_json::from_slice(&v)?;
+            // A sealed edit's change keeps no text: the message's text as it reads now
+            // (the last edit's, which a client applying the changes ends with anyway).
+            if let MessageChange::MessageEdited {
+                target_seq, body, ..
+            } = &mut change
+            {
+                if body.is_empty() {
+                    if let Some(row) = self.message_at(conv, *target_seq)? {
+                        *body = row.body;
+                    }
+                }
+            }
+            out.push(change);
         }
         Ok(out)
     }

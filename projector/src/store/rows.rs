@@ -94,6 +94,10 @@ pub struct MessageRow {
     /// in the database, and filled when the row is read: [`super::Store::open_row`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed: Option<parley_schemas::Sealed>,
+    /// The id `sealed` is bound to when it is not `message_id`: the event id of the
+    /// edit whose text it is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_for: Option<Uuid>,
 }
 
 /// A message waiting for an offline user (`inbox`: user, conversation, seq → row).

@@ -43,7 +43,11 @@ impl Store {
         }
         row.body = match self.data_key(&sealed.key_id)? {
             Some(key) => sealed
-                .open(&key, conversation, &row.message_id)
+                .open(
+                    &key,
+                    conversation,
+                    &row.sealed_for.unwrap_or(row.message_id),
+                )
                 .unwrap_or_default(),
             None => String::new(),
         };

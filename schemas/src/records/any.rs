@@ -116,8 +116,14 @@ impl AnyRecord {
     /// JSON for humans and analytics: a delivery batch shows its nested event decoded.
     pub fn to_json(&self) -> serde_json::Value {
         let mut json = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        if let (AnyRecord::MessagePosted(m), Some(obj)) = (self, json.as_object_mut()) {
-            sealed_fields(m, obj);
+        match (self, json.as_object_mut()) {
+            (AnyRecord::MessagePosted(m), Some(obj)) => {
+                sealed_fields(m.sealed.as_ref(), obj);
+                let mentions = m.sealed.as_ref().map_or(&[][..], |s| &s.mentions[..]);
+                obj.insert("mentions".into(), serde_json::json!(mentions));
+            }
+            (AnyRecord::MessageEdited(e), Some(obj)) => sealed_fields(e.sealed.as_ref(), obj),
+            _ => {}
         }
         if let (AnyRecord::DeliveryBatch(d), Some(obj)) = (self, json.as_object_mut()) {
             let nested = match crate::codec::decode_any(&d.event) {
@@ -133,14 +139,14 @@ impl AnyRecord {
     }
 }
 
-/// A message's JSON names its schema's fields: a sealed body is its ciphertext in
-/// base64, with `key_id`, `nonce` and the rest beside it (null when the body is plain).
-fn sealed_fields(m: &MessagePosted, obj: &mut serde_json::Map<String, serde_json::Value>) {
+/// A message's (or an edit's) JSON names its schema's fields: a sealed body is its
+/// ciphertext in base64, with `key_id`, `nonce` and the rest beside it (null when the
+/// body is plain).
+fn sealed_fields(s: Option<&Sealed>, obj: &mut serde_json::Map<String, serde_json::Value>) {
     use base64::Engine;
     use serde_json::{json, Value as J};
     let b64 = |b: &[u8]| J::String(base64::engine::general_purpose::STANDARD.encode(b));
     obj.remove("sealed");
-    let s = m.sealed.as_ref();
     if let Some(s) = s {
         obj.insert("body".into(), b64(&s.ciphertext));
     }
@@ -154,10 +160,6 @@ fn sealed_fields(m: &MessagePosted, obj: &mut serde_json::Map<String, serde_json
         "transit_wrapped".into(),
         s.and_then(|s| s.transit_wrapped.as_deref())
             .map_or(J::Null, b64),
-    );
-    obj.insert(
-        "mentions".into(),
-        json!(s.map_or(&[][..], |s| &s.mentions[..])),
     );
 }
 

@@ -56,6 +56,96 @@ pub struct Sealed {
 }
 
 impl Sealed {
+    /// `text` (of message `message_id` of `conversation`) sealed under `key` (the data
+    /// key `key_id`), the key wrapped under the transit key `transit` if given.
+    pub fn seal(
+        key_id: String,
+        key: &crate::sealed::ContentKey,
+        transit: Option<(&str, &crate::sealed::ContentKey)>,
+        conversation: &str,
+        message_id: &Uuid,
+        text: &str,
+        mentions: Vec<String>,
+    ) -> Sealed {
+        let aad = crate::sealed::body_aad(conversation, message_id);
+        let (nonce, ciphertext) = key.seal(&aad, text.as_bytes());
+        Sealed {
+            transit_key: transit.map(|(id, _)| id.to_string()),
+            transit_wrapped: transit.map(|(_, t)| t.wrap(&key_id, key)),
+            key_id,
+            nonce: nonce.to_vec(),
+            ciphertext,
+            mentions,
+        }
+    }
+
+    /// The record's fields after the body (`key_id`, `nonce`, `transit_key`,
+    /// `transit_wrapped`), null when there is nothing sealed.
+    fn fields(sealed: Option<&Sealed>) -> Vec<(&'static str, Value)> {
+        vec![
+            (
+                "key_id",
+                nullable(sealed.map(|s| Value::String(s.key_id.clone()))),
+            ),
+            (
+                "nonce",
+                nullable(sealed.map(|s| Value::Bytes(s.nonce.clone()))),
+            ),
+            (
+                "transit_key",
+                nullable(
+                    sealed
+                        .and_then(|s| s.transit_key.clone())
+                        .map(Value::String),
+                ),
+            ),
+            (
+                "transit_wrapped",
+                nullable(
+                    sealed
+                        .and_then(|s| s.transit_wrapped.clone())
+                        .map(Value::Bytes),
+                ),
+            ),
+        ]
+    }
+
+    /// A body as the record holds it: the string branch, or the sealed bytes.
+    fn body_value(body: &str, sealed: Option<&Sealed>) -> Value {
+        match sealed {
+            None => Value::Union(0, Box::new(Value::String(body.to_string()))),
+            Some(s) => Value::Union(1, Box::new(Value::Bytes(s.ciphertext.clone()))),
+        }
+    }
+
+    /// The body and what is sealed, as read from a record: `mentions` only where the
+    /// record has them.
+    fn take(
+        f: &mut Fields,
+        body: Vec<u8>,
+        mentions: impl FnOnce(&mut Fields) -> Result<Vec<String>>,
+    ) -> Result<(String, Option<Sealed>)> {
+        Ok(match f.opt_string("key_id")? {
+            None => (
+                String::from_utf8(body).map_err(|_| {
+                    crate::error::Error::field("body", "plain text that is not UTF-8")
+                })?,
+                None,
+            ),
+            Some(key_id) => (
+                String::new(),
+                Some(Sealed {
+                    key_id,
+                    nonce: f.opt_bytes("nonce")?.unwrap_or_default(),
+                    ciphertext: body,
+                    transit_key: f.opt_string("transit_key")?,
+                    transit_wrapped: f.opt_bytes("transit_wrapped")?,
+                    mentions: mentions(f)?,
+                }),
+            ),
+        })
+    }
+
     /// The text sealed for message `message_id` of `conversation`, opened with its data
     /// key; `None` if it does not open (another key, or altered bytes).
     pub fn open(
@@ -138,17 +228,15 @@ impl MessagePosted {
         transit: Option<(&str, &crate::sealed::ContentKey)>,
     ) {
         let mentions = crate::mentions::mentions(&self.body);
-        let aad = crate::sealed::body_aad(&self.conversation_id, &self.message_id);
-        let (nonce, ciphertext) = key.seal(&aad, self.body.as_bytes());
-        let transit_wrapped = transit.map(|(_, t)| t.wrap(&key_id, key));
-        self.sealed = Some(Sealed {
-            transit_key: transit.map(|(id, _)| id.to_string()),
-            transit_wrapped,
+        self.sealed = Some(Sealed::seal(
             key_id,
-            nonce: nonce.to_vec(),
-            ciphertext,
+            key,
+            transit,
+            &self.conversation_id,
+            &self.message_id,
+            &self.body,
             mentions,
-        });
+        ));
         self.body = String::new();
     }
 }
@@ -166,13 +254,7 @@ impl Record for MessagePosted {
                 ),
                 ("message_id", Value::Uuid(self.message_id)),
                 ("client_msg_id", Value::String(self.client_msg_id.clone())),
-                (
-                    "body",
-                    match &self.sealed {
-                        None => Value::Union(0, Box::new(Value::String(self.body.clone()))),
-                        Some(s) => Value::Union(1, Box::new(Value::Bytes(s.ciphertext.clone()))),
-                    },
-                ),
+                ("body", Sealed::body_value(&self.body, self.sealed.as_ref())),
                 ("reply_to", nullable(self.reply_to.map(Value::Long))),
                 (
                     "attachments",
@@ -183,41 +265,14 @@ impl Record for MessagePosted {
                             .collect(),
                     ),
                 ),
-                (
-                    "key_id",
-                    nullable(
-                        self.sealed
-                            .as_ref()
-                            .map(|s| Value::String(s.key_id.clone())),
-                    ),
-                ),
-                (
-                    "nonce",
-                    nullable(self.sealed.as_ref().map(|s| Value::Bytes(s.nonce.clone()))),
-                ),
-                (
-                    "transit_key",
-                    nullable(
-                        self.sealed
-                            .as_ref()
-                            .and_then(|s| s.transit_key.clone())
-                            .map(Value::String),
-                    ),
-                ),
-                (
-                    "transit_wrapped",
-                    nullable(
-                        self.sealed
-                            .as_ref()
-                            .and_then(|s| s.transit_wrapped.clone())
-                            .map(Value::Bytes),
-                    ),
-                ),
-                (
-                    "mentions",
-                    crate::value::strings(self.sealed.as_ref().map_or(&[], |s| &s.mentions)),
-                ),
-            ],
+            ]
+            .into_iter()
+            .chain(Sealed::fields(self.sealed.as_ref()))
+            .chain([(
+                "mentions",
+                crate::value::strings(self.sealed.as_ref().map_or(&[], |s| &s.mentions)),
+            )])
+            .collect(),
         )
     }
 
@@ -234,25 +289,7 @@ impl Record for MessagePosted {
             .into_iter()
             .map(AttachmentRef::from_avro)
             .collect::<Result<_>>()?;
-        let (body, sealed) = match f.opt_string("key_id")? {
-            None => (
-                String::from_utf8(body).map_err(|_| {
-                    crate::error::Error::field("body", "plain text that is not UTF-8")
-                })?,
-                None,
-            ),
-            Some(key_id) => (
-                String::new(),
-                Some(Sealed {
-                    key_id,
-                    nonce: f.opt_bytes("nonce")?.unwrap_or_default(),
-                    ciphertext: body,
-                    transit_key: f.opt_string("transit_key")?,
-                    transit_wrapped: f.opt_bytes("transit_wrapped")?,
-                    mentions: f.strings("mentions")?,
-                }),
-            ),
-        };
+        let (body, sealed) = Sealed::take(&mut f, body, |f| f.strings("mentions"))?;
         Ok(Self {
             meta,
             conversation_id,
@@ -274,6 +311,32 @@ pub struct MessageEdited {
     pub conversation_id: String,
     pub target_seq: i64,
     pub body: String,
+    /// The new text sealed under a data key of its own ([`crate::sealed`]); `body` is
+    /// then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed: Option<Sealed>,
+}
+
+impl MessageEdited {
+    /// Seals the new text under `key` (the data key `key_id`), bound to this record's
+    /// own event id; the body is left empty.
+    pub fn seal(
+        &mut self,
+        key_id: String,
+        key: &crate::sealed::ContentKey,
+        transit: Option<(&str, &crate::sealed::ContentKey)>,
+    ) {
+        self.sealed = Some(Sealed::seal(
+            key_id,
+            key,
+            transit,
+            &self.conversation_id,
+            &self.meta.event_id,
+            &self.body,
+            Vec::new(),
+        ));
+        self.body = String::new();
+    }
 }
 
 impl Record for MessageEdited {
@@ -288,18 +351,27 @@ impl Record for MessageEdited {
                     Value::String(self.conversation_id.clone()),
                 ),
                 ("target_seq", Value::Long(self.target_seq)),
-                ("body", Value::String(self.body.clone())),
-            ],
+                ("body", Sealed::body_value(&self.body, self.sealed.as_ref())),
+            ]
+            .into_iter()
+            .chain(Sealed::fields(self.sealed.as_ref()))
+            .collect(),
         )
     }
 
     fn from_avro(value: Value) -> Result<Self> {
         let mut f = Fields::new(value, Self::NAME)?;
+        let meta = Meta::take(&mut f)?;
+        let conversation_id = f.string("conversation_id")?;
+        let target_seq = f.long("target_seq")?;
+        let body = f.bytes("body")?;
+        let (body, sealed) = Sealed::take(&mut f, body, |_| Ok(Vec::new()))?;
         Ok(Self {
-            meta: Meta::take(&mut f)?,
-            conversation_id: f.string("conversation_id")?,
-            target_seq: f.long("target_seq")?,
-            body: f.string("body")?,
+            meta,
+            conversation_id,
+            target_seq,
+            body,
+            sealed,
         })
     }
 }

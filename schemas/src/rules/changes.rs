@@ -314,6 +314,7 @@ mod tests {
             conversation_id: c.into(),
             target_seq: seq,
             body: "fixed".into(),
+            sealed: None,
         }
     }
 
