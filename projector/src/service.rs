@@ -31,6 +31,8 @@ pub struct Projector {
     leave: CancellationToken,
     /// Keeps the search index in step with the views (unless search is off).
     indexer: Option<tokio::task::JoinHandle<Result<()>>>,
+    /// Writes the tombstones of erased data keys; holds the store until it returns.
+    eraser: tokio::task::JoinHandle<()>,
 }
 
 impl Projector {
@@ -163,7 +165,7 @@ impl Projector {
             leave.clone(),
         ));
         let feed = indexer.clone();
-        tokio::spawn(crate::eraser::run(
+        let eraser = tokio::spawn(crate::eraser::run(
             store.clone(),
             log.clone(),
             config.keys_topic.clone(),
@@ -184,6 +186,7 @@ impl Projector {
             gauges,
             leave,
             indexer: indexing,
+            eraser,
         })
     }
 
@@ -209,6 +212,7 @@ impl Projector {
             let _ = a.await;
         }
         let _ = self.gauges.await;
+        let _ = self.eraser.await;
         // The index's last commit, and its writer's lock let go.
         if let Some(task) = self.indexer {
             match task.await {

@@ -65,7 +65,18 @@ impl PushState {
         });
         let reader = state.clone();
         let following = follow::follow(log, topic, shutdown, move |r| {
-            let Some(v) = &r.value else { return };
+            let Some(v) = &r.value else {
+                // A tombstone: the user's record here is erased.
+                if let Some((user, conv)) = r
+                    .key
+                    .as_deref()
+                    .and_then(|k| std::str::from_utf8(k).ok())
+                    .and_then(|k| k.split_once('\u{1f}'))
+                {
+                    reader.lock().remove(&(user.to_string(), conv.to_string()));
+                }
+                return;
+            };
             match serde_json::from_slice::<Intent>(v) {
                 Ok(intent) => reader.remember(intent),
                 Err(e) => warn!(offset = r.offset, error = %e, "unreadable push intent skipped"),

@@ -5,8 +5,8 @@
 //! have applied them all: the user's messages then read as deleted everywhere, and a
 //! rebuild from the log reads them so too. The projectors write the tombstones of their
 //! data keys (`parley_projector::eraser`), and compaction removes the keys from the
-//! broker (docs/ARCHITECTURE.md, *Erasure*). The user's push devices and presence
-//! settings are removed too. Memberships and seqs stay: nobody else's history gets holes.
+//! broker (docs/ARCHITECTURE.md, *Erasure*). The user's push devices, presence setting
+//! and the push role's record of their notifications are removed too. Memberships and seqs stay: nobody else's history gets holes.
 
 use std::time::Duration;
 
@@ -86,6 +86,17 @@ pub async fn erase(
     }
     if state.devices.presence_hidden(&user) {
         state.devices.set_presence_hidden(&user, false).await?;
+    }
+    // And the push role's record of what it notified them (it holds previews).
+    let push_state = &state.config.topics.push_state;
+    let p =
+        parley_sequencer::partition::partition_for_key(user.as_bytes(), state.events_partitions);
+    for c in state.views.user_conversations(&user, false).await? {
+        let key = format!("{user}\u{1f}{}", c.conversation_id);
+        state
+            .log
+            .append_to(push_state, p, key.as_bytes(), None)
+            .await?;
     }
     tracing::info!(user = %user, by = %actor, "user content erased");
     if !state.views.wait_applied(&at, APPLY_WAIT).await? {
