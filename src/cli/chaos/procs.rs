@@ -30,6 +30,8 @@ pub struct Env {
     pub log_url: String,
     pub prefix: String,
     pub secret: String,
+    /// The key-encryption key every role seals with (`--sealed`).
+    pub kek: Option<String>,
     /// The run directory: `logs/` and the projectors' data dirs.
     pub dir: PathBuf,
 }
@@ -68,8 +70,7 @@ impl Proc {
             .env("PARLEY_TOPIC_PREFIX", &env.prefix)
             .env("PARLEY_JWT_SECRET", &env.secret)
             .env("PARLEY_SERVICE_TOKEN", &env.secret)
-            // Every body sealed: the checks hold on sealed content.
-            .env("PARLEY_KEK", &env.secret)
+            .envs(env.kek.iter().map(|k| ("PARLEY_KEK", k)))
             // Chaos load is many users on one address, faster than any person.
             .env("PARLEY_RATE_SENDS", "0")
             .env("PARLEY_RATE_CONNECTS", "0")
