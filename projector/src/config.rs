@@ -17,6 +17,9 @@ pub struct ProjectorConfig {
     pub receipts_topic: String,
     /// The `keys` topic (data keys of sealed messages; read only with `kek`).
     pub keys_topic: String,
+    /// The gateways' transit keys: a data key missing from `keys` is written again
+    /// from the copy wrapped under one of them.
+    pub transit_keys_topic: String,
     /// The `directory` topic, where a replica announces itself.
     pub directory_topic: String,
     /// The URL of this replica's query API as others reach it; `None`: not announced
@@ -59,6 +62,7 @@ impl ProjectorConfig {
             inbox_topic: topics.inbox.clone(),
             receipts_topic: topics.receipts.clone(),
             keys_topic: topics.keys.clone(),
+            transit_keys_topic: topics.transit_keys.clone(),
             directory_topic: topics.directory.clone(),
             advertise: None,
             partitions: None,

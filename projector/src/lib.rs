@@ -16,6 +16,7 @@
 //!   views, and the search over it (filtered by what the caller may read).
 //! - [`gauges`]: consumer lag, readiness and RocksDB figures, measured every 2 s.
 //! - [`eraser`]: writes the tombstones of erased data keys (sealed content).
+//! - [`rekey`]: writes again the data key of a sealed message applied without one.
 //! - [`service`]: the consumer loop and [`run`], the role's entry point.
 //! - [`config`], [`error`].
 
@@ -26,6 +27,7 @@ pub mod eraser;
 pub mod error;
 pub mod gauges;
 pub mod http;
+pub mod rekey;
 pub mod search;
 pub mod service;
 pub mod sharded;

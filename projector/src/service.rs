@@ -33,6 +33,8 @@ pub struct Projector {
     indexer: Option<tokio::task::JoinHandle<Result<()>>>,
     /// Writes the tombstones of erased data keys; holds the store until it returns.
     eraser: tokio::task::JoinHandle<()>,
+    /// Writes again data keys that never came (with a key-encryption key).
+    rekey: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Projector {
@@ -165,6 +167,28 @@ impl Projector {
             leave.clone(),
         ));
         let feed = indexer.clone();
+        let rekey = match &config.kek {
+            None => None,
+            Some(kek) => {
+                let ring = parley_keys::TransitRing::start(
+                    log.clone(),
+                    &config.transit_keys_topic,
+                    kek.clone(),
+                    leave.clone(),
+                )
+                .await
+                .map_err(|e| Error::Unavailable(format!("transit keys: {e}")))?;
+                let task = crate::rekey::Rekey {
+                    store: store.clone(),
+                    log: log.clone(),
+                    kek: kek.clone(),
+                    ring,
+                    keys_topic: config.keys_topic.clone(),
+                    partitions: count,
+                };
+                Some(tokio::spawn(task.run(leave.clone())))
+            }
+        };
         let eraser = tokio::spawn(crate::eraser::run(
             store.clone(),
             log.clone(),
@@ -187,6 +211,7 @@ impl Projector {
             leave,
             indexer: indexing,
             eraser,
+            rekey,
         })
     }
 
@@ -213,6 +238,9 @@ impl Projector {
         }
         let _ = self.gauges.await;
         let _ = self.eraser.await;
+        if let Some(r) = self.rekey {
+            let _ = r.await;
+        }
         // The index's last commit, and its writer's lock let go.
         if let Some(task) = self.indexer {
             match task.await {

@@ -573,3 +573,73 @@ async fn an_erased_user_is_gone_from_the_embedded_logs_files() {
         assert!(on_disk(k).is_empty(), "an erased key in {:?}", on_disk(k));
     }
 }
+
+/// A sealed message whose key append failed (here: never made) is not lost: a projector
+/// writes its key again from the copy wrapped under its gateway's transit key, and the
+/// text reads in history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_whose_key_never_came_gets_it_written_again() {
+    use parley_schemas::sealed::{ContentKey, Kek};
+    use parley_schemas::{encode, ids, DataKey, MessagePosted, Meta, TransitKey};
+    let options = Options {
+        env: vec![("PARLEY_KEK".into(), KEK.into())],
+        ..Options::gateways(1)
+    };
+    let stack = Processes::start_with("rekey", options).await;
+    let g = &stack.gateways[0];
+    let amy_t = token(g, "amy").await;
+    let amy_api = Api::new(g, &amy_t);
+    let conv = amy_api.create_direct("bob").await.unwrap();
+    let log = common::stack::kafka().await;
+    // What a gateway killed between its two appends leaves: a transit key, and the
+    // message, but no data key.
+    let kek = Kek::parse(KEK).unwrap();
+    let transit = ContentKey::generate();
+    let transit_id = TransitKey::id_of(63, 1);
+    let (v, wrapped) = kek.wrap(&transit_id, &transit);
+    let record = TransitKey {
+        meta: Meta::new("gateway:63"),
+        key_id: transit_id.clone(),
+        expires_at: parley_schemas::now_millis() + 3_600_000,
+        kek_version: v as i32,
+        wrapped,
+    };
+    log.append(
+        &stack.topics.transit_keys,
+        transit_id.as_bytes(),
+        Some(&encode(&record).unwrap()),
+    )
+    .await
+    .unwrap();
+    let mut m = MessagePosted {
+        meta: Meta::new("amy"),
+        conversation_id: conv.clone(),
+        message_id: ids::message_id("amy", "lost-key"),
+        client_msg_id: "lost-key".into(),
+        body: "the key of tepetlatl never came".into(),
+        reply_to: None,
+        attachments: Vec::new(),
+        sealed: None,
+    };
+    let key_id = DataKey::id_of(&conv, &m.meta.event_id);
+    m.seal(
+        key_id.clone(),
+        &ContentKey::generate(),
+        Some((&transit_id, &transit)),
+    );
+    let value = parley_schemas::AnyRecord::from(m).encode().unwrap();
+    log.append(&stack.topics.events, conv.as_bytes(), Some(&value))
+        .await
+        .unwrap();
+    eventually("the text reads in history", LONG, || async {
+        amy_api.all_messages(&conv).await.is_ok_and(|all| {
+            all.iter()
+                .any(|x| x.body == "the key of tepetlatl never came")
+        })
+    })
+    .await;
+    let written = records(&*log, &stack.topics.keys).await;
+    assert!(written
+        .iter()
+        .any(|(k, _)| k.as_deref() == Some(key_id.as_bytes())));
+}

@@ -24,7 +24,7 @@ use super::{
     Store, Stream, CF_CHANGES, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS,
     CF_OFFSETS, CF_REACTIONS, CF_SEARCH_PENDING, CF_USER_CONVS,
 };
-use super::{CF_DATA_KEYS, CF_ERASE_PENDING, CF_KEY_MESSAGES, CF_OWNER_KEYS};
+use super::{CF_DATA_KEYS, CF_ERASE_PENDING, CF_KEY_MESSAGES, CF_KEY_WAIT, CF_OWNER_KEYS};
 use crate::error::Result;
 
 /// What applying a batch did.
@@ -63,6 +63,8 @@ pub(super) struct Overlay {
     pub(super) owner_keys: BTreeMap<(String, String), (String, i64)>,
     /// Data keys whose tombstones are to be written ([`super::erase`]).
     pub(super) erase: BTreeSet<String>,
+    /// Sealed messages applied before their key (`None`: the key came).
+    pub(super) key_wait: BTreeMap<String, Option<super::rows::WaitingKey>>,
 }
 
 pub(super) struct Batch<'a> {
@@ -320,6 +322,9 @@ impl Batch<'_> {
                     }),
                     sealed_for: None,
                 };
+                if let Some(s) = &m.sealed {
+                    self.await_key(s, &m.conversation_id, offset, m.sender())?;
+                }
                 if let Some(s) = &row.sealed {
                     let at = (m.conversation_id.clone(), offset);
                     self.ov.key_messages.insert(s.key_id.clone(), at.clone());
@@ -354,6 +359,9 @@ impl Batch<'_> {
                     transit_wrapped: None,
                     ..s
                 });
+                if let Some(s) = &e.sealed {
+                    self.await_key(s, &e.conversation_id, e.target_seq, &e.meta.actor)?;
+                }
                 if let Some(s) = &sealed {
                     let at = (e.conversation_id.clone(), e.target_seq);
                     self.ov.key_messages.insert(s.key_id.clone(), at.clone());
@@ -495,6 +503,7 @@ impl Batch<'_> {
             (Stream::Receipts, AnyRecord::ReceiptRecorded(r)) => self.apply_receipt(r),
             (Stream::Keys, AnyRecord::DataKey(k)) => {
                 self.key_changed(partition, &k.key_id)?;
+                self.ov.key_wait.insert(k.key_id.clone(), None);
                 self.ov.data_keys.insert(k.key_id.clone(), Some(k.clone()));
                 Ok(true)
             }
@@ -521,9 +530,44 @@ impl Batch<'_> {
         Ok(())
     }
 
+    /// A sealed message (or edit) at (`conv`, `seq`) whose key this replica has not
+    /// read yet: noted, so that the key is written again if it never comes (its append
+    /// can fail while the message's succeeds).
+    fn await_key(
+        &mut self,
+        s: &parley_schemas::Sealed,
+        conv: &str,
+        seq: i64,
+        owner: &str,
+    ) -> Result<()> {
+        let known = match self.ov.data_keys.get(&s.key_id) {
+            Some(k) => k.is_some(),
+            None => self
+                .store
+                .db()
+                .get_cf(self.store.cf(CF_DATA_KEYS)?, s.key_id.as_bytes())?
+                .is_some(),
+        };
+        if let (false, Some(transit_key), Some(wrapped)) =
+            (known, &s.transit_key, &s.transit_wrapped)
+        {
+            let waiting = super::rows::WaitingKey {
+                conversation: conv.to_string(),
+                seq,
+                owner: owner.to_string(),
+                transit_key: transit_key.clone(),
+                transit_wrapped: wrapped.clone(),
+                since_ms: parley_schemas::now_millis(),
+            };
+            self.ov.key_wait.insert(s.key_id.clone(), Some(waiting));
+        }
+        Ok(())
+    }
+
     /// A tombstone on `keys`: the data key `key_id` is erased.
     fn erase_key(&mut self, partition: i32, key_id: &str) -> Result<()> {
         self.key_changed(partition, key_id)?;
+        self.ov.key_wait.insert(key_id.to_string(), None);
         self.ov.data_keys.insert(key_id.to_string(), None);
         Ok(())
     }
@@ -608,6 +652,13 @@ impl Batch<'_> {
         }
         for id in &self.ov.erase {
             wb.put_cf(s.cf(CF_ERASE_PENDING)?, id.as_bytes(), []);
+        }
+        for (id, waiting) in &self.ov.key_wait {
+            let cf = s.cf(CF_KEY_WAIT)?;
+            match waiting {
+                Some(w) => wb.put_cf(cf, id.as_bytes(), serde_json::to_vec(w)?),
+                None => wb.delete_cf(cf, id.as_bytes()),
+            }
         }
         for ((conv, id), seq) in self.ov.message_ids {
             wb.put_cf(

@@ -104,6 +104,33 @@ impl Batch<'_> {
 }
 
 impl Store {
+    /// Up to `limit` sealed messages still waiting for their data key.
+    pub fn keys_waiting(&self, limit: usize) -> Result<Vec<(String, super::rows::WaitingKey)>> {
+        let mut out = Vec::new();
+        for item in self
+            .db()
+            .iterator_cf(self.cf(super::CF_KEY_WAIT)?, IteratorMode::Start)
+            .take(limit)
+        {
+            let (k, v) = item?;
+            out.push((
+                String::from_utf8_lossy(&k).into_owned(),
+                serde_json::from_slice(&v)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Stops waiting for `ids` (their messages are gone, or their keys cannot be made).
+    pub fn stop_waiting(&self, ids: &[String]) -> Result<()> {
+        let mut wb = WriteBatch::default();
+        for id in ids {
+            wb.delete_cf(self.cf(super::CF_KEY_WAIT)?, id.as_bytes());
+        }
+        self.db().write(wb)?;
+        Ok(())
+    }
+
     /// Up to `limit` data keys whose tombstones are to be written.
     pub fn erase_pending(&self, limit: usize) -> Result<Vec<String>> {
         let mut out = Vec::new();

@@ -56,6 +56,9 @@ pub const CF_KEY_MESSAGES: &str = "key_messages";
 pub const CF_OWNER_KEYS: &str = "owner_keys";
 /// Data keys to erase (their tombstones not yet written): key id → nothing.
 pub const CF_ERASE_PENDING: &str = "erase_pending";
+/// Sealed messages applied before their data key: key id → what it takes to write the
+/// key again if it never comes ([`crate::eraser`]).
+pub const CF_KEY_WAIT: &str = "key_wait";
 
 /// The view column families, in checksum order.
 pub const VIEW_CFS: [&str; 9] = [
@@ -185,6 +188,7 @@ impl Store {
                 CF_KEY_MESSAGES,
                 CF_OWNER_KEYS,
                 CF_ERASE_PENDING,
+                CF_KEY_WAIT,
             ]
             .iter(),
         );

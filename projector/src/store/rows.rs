@@ -100,6 +100,20 @@ pub struct MessageRow {
     pub sealed_for: Option<Uuid>,
 }
 
+/// A sealed message applied before its data key: what it takes to write the key
+/// again from the record's transit-wrapped copy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingKey {
+    pub conversation: String,
+    pub seq: i64,
+    pub owner: String,
+    pub transit_key: String,
+    /// The data key wrapped under the transit key (nonce, then ciphertext).
+    pub transit_wrapped: Vec<u8>,
+    /// When it was applied (ms since the epoch, this replica's clock).
+    pub since_ms: i64,
+}
+
 /// A message waiting for an offline user (`inbox`: user, conversation, seq → row).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InboxRow {
