@@ -63,8 +63,24 @@ impl Sealer {
         &self.ring
     }
 
-    pub fn keys_topic(&self) -> &str {
-        &self.keys_topic
+    /// Appends a sealed record's data key, tried again a few times: the record itself
+    /// may be in the log already, and its text is readable for good only with this key.
+    pub async fn append(&self, k: &SealedAppend) -> parley_sequencer::Result<()> {
+        let mut attempt = 0u32;
+        loop {
+            match self
+                .log
+                .append_to(&self.keys_topic, k.partition, &k.key, Some(&k.value))
+                .await
+            {
+                Err(e) if attempt < 3 && e.is_retryable() => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                }
+                Err(e) => return Err(e),
+                Ok(_) => return Ok(()),
+            }
+        }
     }
 
     /// Seals `m`'s body under a fresh data key; the key's record for `keys`. Its id is

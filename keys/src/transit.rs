@@ -5,15 +5,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use futures::StreamExt;
 use parley_schemas::sealed::{ContentKey, Kek};
 use parley_schemas::{decode, MessagePosted, TransitKey};
-use parley_sequencer::{EventLog, StartAt};
+use parley_sequencer::EventLog;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::Result;
+
+/// How long a role waits at start for the transit keys the topic holds.
+const CATCH_UP: Duration = Duration::from_secs(30);
 
 /// The transit keys known, by id.
 pub struct TransitRing {
@@ -36,37 +38,19 @@ impl TransitRing {
             keys: RwLock::new(HashMap::new()),
             changed: Notify::new(),
         });
-        let end = log.end_offsets(topic).await?.first().copied().unwrap_or(0);
-        let mut stream = log.read(topic, &[(0, StartAt::Beginning)]).await?;
-        let mut next = 0;
-        while next < end {
-            match stream.next().await {
-                Some(Ok(r)) => {
-                    next = r.offset + 1;
-                    ring.take(r.key.as_deref(), r.value.as_deref());
-                }
-                Some(Err(e)) => return Err(e.into()),
-                None => break,
-            }
+        // The shared follower: every record from the start, then live. A tail of
+        // tombstones compaction has dropped cannot hold the start up past `CATCH_UP`.
+        let reader = ring.clone();
+        let following = parley_sequencer::follow::follow(log, topic, shutdown, move |r| {
+            reader.take(r.key.as_deref(), r.value.as_deref())
+        })
+        .await?;
+        if !following.loaded(CATCH_UP).await {
+            warn!(
+                topic,
+                "transit keys not read to their end in time; reading on"
+            );
         }
-        let follower = ring.clone();
-        let topic = topic.to_string();
-        tokio::spawn(async move {
-            loop {
-                let r = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    r = stream.next() => r,
-                };
-                match r {
-                    Some(Ok(r)) => follower.take(r.key.as_deref(), r.value.as_deref()),
-                    Some(Err(e)) => {
-                        warn!(topic = %topic, error = %e, "transit keys: read failed; reading on");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                    }
-                    None => return,
-                }
-            }
-        });
         Ok(ring)
     }
 

@@ -90,15 +90,7 @@ pub async fn change(
                 let key = sealer.seal_edit(&mut e).await.map_err(|e| {
                     ApiError::unavailable(format!("the edit could not be sealed: {e}"))
                 })?;
-                state
-                    .log
-                    .append_to(
-                        sealer.keys_topic(),
-                        key.partition,
-                        &key.key,
-                        Some(&key.value),
-                    )
-                    .await?;
+                sealer.append(&key).await?;
             }
             e.into()
         }

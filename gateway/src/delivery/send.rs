@@ -228,17 +228,16 @@ pub async fn begin(
     };
     // A sealed message's data key is appended beside it; the send is answered only
     // once both are in the log.
-    let appending = match data_key {
-        None => appending,
-        Some(k) => {
-            let log = state.log.clone();
-            let keys = state.config.topics.keys.clone();
+    let appending = match (data_key, &state.sealer) {
+        (Some(k), Some(sealer)) => {
+            let sealer = sealer.clone();
             Box::pin(async move {
-                let (key, message) = futures::join!(append_key(&*log, &keys, &k), appending);
+                let (key, message) = futures::join!(sealer.append(&k), appending);
                 key?;
                 message
             })
         }
+        _ => appending,
     };
     Ok(Started::Appending {
         conversation: conversation.to_string(),
@@ -247,28 +246,6 @@ pub async fn begin(
         appending,
         echo,
     })
-}
-
-/// Appends a sealed message's data key, tried again a few times: the message itself may
-/// be in the log already, and its text is readable for good only with this key.
-async fn append_key(
-    log: &dyn parley_sequencer::EventLog,
-    topic: &str,
-    k: &parley_keys::SealedAppend,
-) -> parley_sequencer::Result<parley_sequencer::Position> {
-    let mut attempt = 0u32;
-    loop {
-        match log
-            .append_to(topic, k.partition, &k.key, Some(&k.value))
-            .await
-        {
-            Err(e) if attempt < 3 && e.is_retryable() => {
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
-            }
-            other => return other,
-        }
-    }
 }
 
 /// Waits for a started append to be acknowledged by the log.

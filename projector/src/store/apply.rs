@@ -392,12 +392,7 @@ impl Batch<'_> {
                 }
                 self.change_message(&d.conversation_id, d.target_seq, |row| {
                     row.changed_seq = Some(offset);
-                    row.body.clear();
-                    row.sealed = None;
-                    row.sealed_for = None;
-                    row.deleted = true;
-                    row.attachments.clear();
-                    row.edited_at = None;
+                    row.blank();
                     row.reactions.clear();
                 })
             }

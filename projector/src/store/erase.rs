@@ -92,14 +92,7 @@ impl Batch<'_> {
         self.ov
             .touched
             .push((partition, offset, conv.to_string(), seq));
-        self.change_message(conv, seq, |row| {
-            row.body.clear();
-            row.sealed = None;
-            row.sealed_for = None;
-            row.deleted = true;
-            row.attachments.clear();
-            row.edited_at = None;
-        })
+        self.change_message(conv, seq, |row| row.blank())
     }
 }
 

@@ -100,6 +100,18 @@ pub struct MessageRow {
     pub sealed_for: Option<Uuid>,
 }
 
+impl MessageRow {
+    /// Deleted for everyone (or its author erased): no text, no files; the row stays.
+    pub fn blank(&mut self) {
+        self.body.clear();
+        self.sealed = None;
+        self.sealed_for = None;
+        self.deleted = true;
+        self.attachments.clear();
+        self.edited_at = None;
+    }
+}
+
 /// A sealed message applied before its data key: what it takes to write the key
 /// again from the record's transit-wrapped copy.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
