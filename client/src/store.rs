@@ -38,6 +38,8 @@ pub struct Conversation {
     /// Changes to messages not held (yet), by target seq: applied when the message comes
     /// (a gap's fill may bring it from views read before the change). Bounded.
     waiting: BTreeMap<i64, Vec<(ServerFrame, String)>>,
+    /// Where each held message's text was last taken from (for reports of a difference).
+    pub text_from: HashMap<i64, Source>,
 }
 
 /// Changes kept per conversation for messages not held, at most (the oldest go first).
@@ -105,6 +107,7 @@ impl Store {
                     .filter(|held| m.changed_seq >= held.changed_seq)
                 {
                     held.body = m.body;
+                    conv.text_from.insert(m.seq, source);
                     held.edited = m.edited;
                     held.edited_at = m.edited_at;
                     held.deleted = m.deleted;
@@ -125,6 +128,7 @@ impl Store {
             Source::History | Source::Polled => true,
         };
         conv.messages.insert(seq, m);
+        conv.text_from.insert(seq, source);
         conv.apply_waiting(seq);
         if (linked && chained) || source == Source::History {
             // History pages are filled by the caller page after page.

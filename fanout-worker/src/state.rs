@@ -323,7 +323,7 @@ impl PartitionState {
                 Routed::Nothing
             }
             // Who reads which history is the views' concern, not routing's.
-            Effect::Settings(_) => Routed::Nothing,
+            Effect::Settings(_) | Effect::Expire(_) => Routed::Nothing,
             // Changes never reach the rules here (`PartitionState::change`).
             Effect::Edit(_) | Effect::Delete(_) | Effect::React(_) => Routed::Nothing,
             Effect::Post(m) => {

@@ -31,6 +31,8 @@ pub struct Sealer {
     transit_topic: String,
     partitions: i32,
     ring: Arc<TransitRing>,
+    /// This process, in the ids of its transit keys ([`TransitKey::id_of`]).
+    instance: uuid::Uuid,
     /// This gateway's transit keys by hour (hours since the epoch).
     own: tokio::sync::Mutex<BTreeMap<i64, (String, ContentKey)>>,
 }
@@ -55,6 +57,7 @@ impl Sealer {
             transit_topic,
             partitions,
             ring,
+            instance: uuid::Uuid::new_v4(),
             own: Default::default(),
         })
     }
@@ -138,7 +141,7 @@ impl Sealer {
             return Ok(k.clone());
         }
         let key = ContentKey::generate();
-        let id = TransitKey::id_of(self.slot, hour);
+        let id = TransitKey::id_of(self.slot, hour, &self.instance);
         let (version, wrapped) = self.kek.wrap(&id, &key);
         let expires_at = (hour + 1) * HOUR_MS + TRANSIT_GRACE_MS;
         let record = TransitKey {

@@ -16,6 +16,7 @@
 //!   views, and the search over it (filtered by what the caller may read).
 //! - [`gauges`]: consumer lag, readiness and RocksDB figures, measured every 2 s.
 //! - [`eraser`]: writes the tombstones of erased data keys (sealed content).
+//! - [`expiry`]: appends `MessagesExpired` when disappearing messages are due.
 //! - [`rekey`]: writes again the data key of a sealed message applied without one.
 //! - [`service`]: the consumer loop and [`run`], the role's entry point.
 //! - [`config`], [`error`].
@@ -25,6 +26,7 @@ pub mod config;
 pub mod directory;
 pub mod eraser;
 pub mod error;
+pub mod expiry;
 pub mod gauges;
 pub mod http;
 pub mod rekey;

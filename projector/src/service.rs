@@ -33,6 +33,7 @@ pub struct Projector {
     indexer: Option<tokio::task::JoinHandle<Result<()>>>,
     /// Writes the tombstones of erased data keys; holds the store until it returns.
     eraser: tokio::task::JoinHandle<()>,
+    expiry: tokio::task::JoinHandle<()>,
     /// Writes again data keys that never came (with a key-encryption key).
     rekey: Option<tokio::task::JoinHandle<()>>,
 }
@@ -184,6 +185,7 @@ impl Projector {
                     kek: kek.clone(),
                     ring,
                     keys_topic: config.keys_topic.clone(),
+                    events_topic: config.events_topic.clone(),
                     partitions: count,
                 };
                 Some(tokio::spawn(task.run(leave.clone())))
@@ -193,6 +195,13 @@ impl Projector {
             store.clone(),
             log.clone(),
             config.keys_topic.clone(),
+            count,
+            leave.clone(),
+        ));
+        let expiry = tokio::spawn(crate::expiry::run(
+            store.clone(),
+            log.clone(),
+            config.events_topic.clone(),
             count,
             leave.clone(),
         ));
@@ -211,6 +220,7 @@ impl Projector {
             leave,
             indexer: indexing,
             eraser,
+            expiry,
             rekey,
         })
     }
@@ -238,6 +248,7 @@ impl Projector {
         }
         let _ = self.gauges.await;
         let _ = self.eraser.await;
+        let _ = self.expiry.await;
         if let Some(r) = self.rekey {
             let _ = r.await;
         }

@@ -9,12 +9,14 @@ use parley_schemas::frames::{MessageChange, MessageView};
 use parley_schemas::ConversationKind;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tracing::warn;
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
 use crate::search::indexer::Indexer;
 use crate::search::{SearchPage, SearchQuery};
 use crate::store::mailbox::{InboxPage, ReceiptView};
+use crate::store::sealed::Textless;
 use crate::store::{Store, Stream};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,6 +58,10 @@ pub struct ConversationView {
     /// Whether members added to the group read its history from its creation.
     #[serde(default)]
     pub full_history: bool,
+    /// Disappearing messages: each message posted from now on disappears this long
+    /// (ms) after it was posted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disappear_after_ms: Option<i64>,
     /// In a direct conversation, the members who have written in it since they became
     /// members (each one's consent to being shown to the other).
     #[serde(default)]
@@ -219,6 +225,26 @@ pub trait Views: Send + Sync + 'static {
     }
 }
 
+/// How long a read waits for the data keys of sealed messages it holds without them
+/// (longer than the repair of a key that never came takes: [`crate::rekey`]).
+const KEY_WAIT: Duration = Duration::from_secs(8);
+
+/// The seqs of a page's messages (and edits) that show no text and are not deleted.
+fn textless(page: &HistoryPage) -> Vec<i64> {
+    let messages = page
+        .messages
+        .iter()
+        .filter(|m| m.body.is_empty() && !m.deleted)
+        .map(|m| m.seq);
+    let edits = page.changes.iter().filter_map(|c| match c {
+        MessageChange::MessageEdited {
+            target_seq, body, ..
+        } if body.is_empty() => Some(*target_seq),
+        _ => None,
+    });
+    messages.chain(edits).collect()
+}
+
 /// The views of a projector in this process.
 #[derive(Clone)]
 pub struct LocalViews {
@@ -290,8 +316,35 @@ impl Views for LocalViews {
     }
 
     async fn history(&self, conversation: &str, q: HistoryQuery) -> Result<HistoryPage> {
-        let c = conversation.to_string();
-        self.blocking(move |s| s.history(&c, &q)).await
+        let deadline = tokio::time::Instant::now() + KEY_WAIT;
+        let mut applied = self.applied.clone();
+        loop {
+            let (c, q2) = (conversation.to_string(), q.clone());
+            let page = self.blocking(move |s| s.history(&c, &q2)).await?;
+            let textless = textless(&page);
+            if textless.is_empty() {
+                return Ok(page);
+            }
+            let c = conversation.to_string();
+            let why = self.blocking(move |s| s.textless(&c, &textless)).await?;
+            let pending = why
+                .iter()
+                .any(|(_, w)| matches!(w, Textless::KeyAwaited | Textless::OpensNow));
+            if !pending {
+                for (seq, w) in why.iter().filter(|(_, w)| *w != Textless::Empty) {
+                    warn!(conversation_id = %conversation, seq, why = ?w, "a sealed message read without its text");
+                }
+                return Ok(page);
+            }
+            // A sealed message whose key this replica has not read yet: a page without
+            // its text would be kept by the client as if it were the text.
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() || tokio::time::timeout(left, applied.changed()).await.is_err() {
+                return Err(Error::Unavailable(
+                    "the data key of a sealed message has not reached these views yet".into(),
+                ));
+            }
+        }
     }
 
     async fn message_by_id(&self, conversation: &str, id: Uuid) -> Result<Option<MessageView>> {

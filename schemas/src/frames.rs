@@ -355,11 +355,18 @@ pub struct MessageView {
     /// Files sent with it: each downloads from `GET /v1/attachments/{attachment_id}`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<crate::AttachmentRef>,
+    /// When it disappears (ms since the epoch): sent while its conversation had
+    /// disappearing messages on (history pages; a live copy does not carry it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 /// Frames the server sends.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+// `Message` is the largest variant and the most common frame by far: boxing it would
+// cost an allocation per delivered message to save bytes on the rare ones.
+#[allow(clippy::large_enum_variant)]
 pub enum ServerFrame {
     /// The session is open. With `live: true`, every message appended from now on will
     /// be delivered live (the fanout-workers have seen this session's presence).

@@ -114,6 +114,10 @@ pub const SOURCES: &[(&str, &str)] = &[
     ("parley.DataKey", include_str!("../avro/DataKey.avsc")),
     ("parley.TransitKey", include_str!("../avro/TransitKey.avsc")),
     ("parley.UserErased", include_str!("../avro/UserErased.avsc")),
+    (
+        "parley.MessagesExpired",
+        include_str!("../avro/MessagesExpired.avsc"),
+    ),
 ];
 
 /// `(full name, file text)` of the earlier versions of schemas still in the log
@@ -144,6 +148,10 @@ pub const OLDER: &[(&str, &str)] = &[
     (
         "parley.DeliveryBatch",
         include_str!("../avro/older/DeliveryBatch.1.avsc"),
+    ),
+    (
+        "parley.GroupSettingsChanged",
+        include_str!("../avro/older/GroupSettingsChanged.1.avsc"),
     ),
 ];
 

@@ -174,6 +174,7 @@ pub fn one_of_each() -> Vec<AnyRecord> {
             meta: meta(16, "bob"),
             conversation_id: CONVERSATION.into(),
             full_history: true,
+            disappear_after_ms: Some(86_400_000),
         }
         .into(),
         PresenceVisibility {
@@ -222,7 +223,7 @@ pub fn one_of_each() -> Vec<AnyRecord> {
         .into(),
         crate::TransitKey {
             meta: meta(23, "gateway:0"),
-            key_id: crate::TransitKey::id_of(0, 490_895),
+            key_id: crate::TransitKey::id_of(0, 490_895, &uuid::Uuid::from_u128(0x2a)),
             expires_at: 1_767_312_000_000,
             kek_version: 1,
             wrapped: (60u8..120).collect(),
@@ -231,6 +232,12 @@ pub fn one_of_each() -> Vec<AnyRecord> {
         crate::UserErased {
             meta: meta(24, "alice"),
             user_id: "alice".into(),
+        }
+        .into(),
+        crate::MessagesExpired {
+            meta: meta(25, "projector"),
+            conversation_id: CONVERSATION.into(),
+            expired_until: 1_767_312_000_000,
         }
         .into(),
     ]

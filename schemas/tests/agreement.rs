@@ -33,6 +33,7 @@ fn avro_value(record: &AnyRecord) -> Value {
         AnyRecord::DataKey(r) => r.to_avro(),
         AnyRecord::TransitKey(r) => r.to_avro(),
         AnyRecord::UserErased(r) => r.to_avro(),
+        AnyRecord::MessagesExpired(r) => r.to_avro(),
     }
 }
 

@@ -127,6 +127,21 @@ fn records_of_an_earlier_version_read_as_the_current_one() {
                 expected.event = b.event.clone();
                 assert_eq!(b, expected);
             }
+            (
+                "parley.GroupSettingsChanged@1",
+                parley_schemas::AnyRecord::GroupSettingsChanged(g),
+            ) => {
+                // Version 1 had no disappearing messages: it reads as off.
+                let Some(parley_schemas::AnyRecord::GroupSettingsChanged(mut expected)) =
+                    samples::one_of_each()
+                        .into_iter()
+                        .find(|r| r.schema_name() == "parley.GroupSettingsChanged")
+                else {
+                    panic!("no GroupSettingsChanged sample")
+                };
+                expected.disappear_after_ms = None;
+                assert_eq!(g, expected);
+            }
             (name, other) => panic!("{name} read as {}", other.schema_name()),
         }
     }

@@ -575,8 +575,9 @@ async fn an_erased_user_is_gone_from_the_embedded_logs_files() {
 }
 
 /// A sealed message whose key append failed (here: never made) is not lost: a projector
-/// writes its key again from the copy wrapped under its gateway's transit key, and the
-/// text reads in history.
+/// writes its key again from the copy wrapped under its gateway's transit key. And no
+/// read hands the message out without its text meanwhile (a client would keep it so):
+/// the first history read after the append waits for the key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_whose_key_never_came_gets_it_written_again() {
     use parley_schemas::sealed::{ContentKey, Kek};
@@ -595,7 +596,7 @@ async fn a_message_whose_key_never_came_gets_it_written_again() {
     // message, but no data key.
     let kek = Kek::parse(KEK).unwrap();
     let transit = ContentKey::generate();
-    let transit_id = TransitKey::id_of(63, 1);
+    let transit_id = TransitKey::id_of(63, 1, &uuid::Uuid::new_v4());
     let (v, wrapped) = kek.wrap(&transit_id, &transit);
     let record = TransitKey {
         meta: Meta::new("gateway:63"),
@@ -631,15 +632,121 @@ async fn a_message_whose_key_never_came_gets_it_written_again() {
     log.append(&stack.topics.events, conv.as_bytes(), Some(&value))
         .await
         .unwrap();
-    eventually("the text reads in history", LONG, || async {
-        amy_api.all_messages(&conv).await.is_ok_and(|all| {
-            all.iter()
-                .any(|x| x.body == "the key of tepetlatl never came")
-        })
-    })
-    .await;
+    let first = amy_api.all_messages(&conv).await.unwrap();
+    let bodies: Vec<&str> = first.iter().map(|x| x.body.as_str()).collect();
+    assert_eq!(bodies, ["the key of tepetlatl never came"]);
     let written = records(&*log, &stack.topics.keys).await;
     assert!(written
         .iter()
         .any(|(k, _)| k.as_deref() == Some(key_id.as_bytes())));
+}
+
+/// Disappearing messages, in a direct conversation where either member sets them: a
+/// message sent while they are on is gone from history once its time has come, and its
+/// data key is erased in the log; one sent before stays; turned off, new ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disappearing_messages_go_with_their_keys() {
+    use parley_schemas::MessagePosted;
+    let options = Options {
+        env: vec![("PARLEY_KEK".into(), KEK.into())],
+        ..Options::gateways(1)
+    };
+    let stack = Processes::start_with("disappear", options).await;
+    let g = &stack.gateways[0];
+    let (amy_t, bob_t) = (token(g, "amy").await, token(g, "bob").await);
+    let (amy_api, bob_api) = (Api::new(g, &amy_t), Api::new(g, &bob_t));
+    let conv = amy_api.create_direct("bob").await.unwrap();
+    let amy = live(g, &amy_t).await;
+    let before = amy
+        .send(&conv, "before", "this stays: quetzal")
+        .await
+        .unwrap();
+    let settings = format!("/v1/conversations/{conv}");
+    let set = |api: &Api, body: serde_json::Value| {
+        let (api, path) = (api.clone(), settings.clone());
+        async move {
+            api.call(reqwest::Method::PATCH, &path, Some(body))
+                .await
+                .unwrap()
+        }
+    };
+    // Refused, and nothing changed: a direct conversation has no full_history, and a
+    // year is the longest.
+    let refused = set(&bob_api, serde_json::json!({"full_history": true}))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status.as_u16(), 400, "{}", refused.body);
+    let refused = set(
+        &bob_api,
+        serde_json::json!({"disappear_after_s": 40_000_000}),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.status.as_u16(), 400, "{}", refused.body);
+    // Bob turns them on.
+    let on = set(&bob_api, serde_json::json!({"disappear_after_s": 3}))
+        .await
+        .expect("either member sets it");
+    assert_eq!(on["disappear_after_s"], 3);
+    let gone = amy.send(&conv, "gone", "this goes: axolotl").await.unwrap();
+    let page = bob_api.all_messages(&conv).await.unwrap();
+    let m = page.iter().find(|m| m.seq == gone.seq).unwrap();
+    assert_eq!(m.body, "this goes: axolotl");
+    assert_eq!(m.expires_at, Some(m.ts + 3_000));
+    let kept = page.iter().find(|m| m.seq == before.seq).unwrap();
+    assert_eq!(kept.expires_at, None);
+    eventually("the message disappears from history", LONG, || async {
+        bob_api.all_messages(&conv).await.is_ok_and(|all| {
+            all.iter()
+                .any(|m| m.seq == gone.seq && m.deleted && m.body.is_empty())
+        })
+    })
+    .await;
+    let all = amy_api.all_messages(&conv).await.unwrap();
+    let bodies: Vec<(&str, bool)> = all.iter().map(|m| (m.body.as_str(), m.deleted)).collect();
+    assert_eq!(bodies, [("this stays: quetzal", false), ("", true)]);
+    // Its data key has a tombstone in the log; the other's has none.
+    let log = common::stack::kafka().await;
+    let key_of = |cmid: &str| {
+        let (log, topic, cmid) = (log.clone(), stack.topics.events.clone(), cmid.to_string());
+        async move {
+            records(&*log, &topic)
+                .await
+                .into_iter()
+                .filter_map(|(_, v)| match decode_any(&v?).ok()? {
+                    AnyRecord::MessagePosted(MessagePosted {
+                        client_msg_id,
+                        sealed: Some(s),
+                        ..
+                    }) if client_msg_id == cmid => Some(s.key_id),
+                    _ => None,
+                })
+                .next()
+                .expect("the message is in the log, sealed")
+        }
+    };
+    let (gone_key, kept_key) = (key_of("gone").await, key_of("before").await);
+    let tombstoned = |id: String| {
+        let (log, topic) = (log.clone(), stack.topics.keys.clone());
+        async move {
+            records(&*log, &topic)
+                .await
+                .iter()
+                .any(|(k, v)| k.as_deref() == Some(id.as_bytes()) && v.is_none())
+        }
+    };
+    eventually("its key is erased in the log", LONG, || {
+        tombstoned(gone_key.clone())
+    })
+    .await;
+    assert!(!tombstoned(kept_key).await);
+    // Turned off: a new message stays.
+    let off = set(&amy_api, serde_json::json!({"disappear_after_s": 0}))
+        .await
+        .unwrap();
+    assert_eq!(off["disappear_after_s"], serde_json::Value::Null);
+    let after = amy.send(&conv, "after", "this stays too").await.unwrap();
+    let all = bob_api.all_messages(&conv).await.unwrap();
+    let m = all.iter().find(|m| m.seq == after.seq).unwrap();
+    assert_eq!((m.body.as_str(), m.expires_at), ("this stays too", None));
 }

@@ -184,15 +184,29 @@ async fn set_role(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
+/// The longest `disappear_after_s`: a year.
+pub const DISAPPEAR_AFTER_MAX_S: u64 = 366 * 24 * 3600;
+
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SettingsBody {
-    /// Whether members added from now on read the group's history from its creation
-    /// (`true`) or from their add on (`false`, the default of a new group).
-    full_history: bool,
+    /// A group's: whether members added from now on read its history from its creation
+    /// (`true`) or from their add on (`false`, the default of a new group). Unchanged
+    /// when absent.
+    #[serde(default)]
+    full_history: Option<bool>,
+    /// Disappearing messages: each message sent from now on disappears this many
+    /// seconds after it was sent (its text gone from history, and, with sealed bodies,
+    /// its data key erased from the log). `0` turns it off; unchanged when absent. 1 to
+    /// 31,622,400 (a year). In a direct conversation either member sets it.
+    #[serde(default)]
+    #[schema(maximum = 31_622_400)]
+    disappear_after_s: Option<u64>,
 }
 
-/// `PATCH /v1/conversations/{id}`: a group's settings, changed by its creator or an admin.
+/// `PATCH /v1/conversations/{id}`: a conversation's settings. A group's are changed by
+/// its creator or an admin; a direct conversation's (`disappear_after_s` only) by either
+/// member.
 pub async fn settings(
     State(state): State<Shared>,
     Caller(me): Caller,
@@ -200,33 +214,66 @@ pub async fn settings(
     body: Result<Json<SettingsBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    state.limits.check(crate::limits::Limit::Settings, &me)?;
-    let view = view_for(&state, &id, &me).await?;
-    group_only(&view)?;
-    if rank(&view, &me) < Rank::Admin {
-        return Err(ApiError::new(
-            ErrorCode::Forbidden,
-            "only the group's creator and its admins change its settings",
+    if body.full_history.is_none() && body.disappear_after_s.is_none() {
+        return Err(ApiError::bad_request(
+            "give full_history, disappear_after_s or both",
         ));
     }
-    let answer = |full_history: bool| {
-        Json(json!({"conversation_id": id, "full_history": full_history})).into_response()
+    if body
+        .disappear_after_s
+        .is_some_and(|s| s > DISAPPEAR_AFTER_MAX_S)
+    {
+        return Err(ApiError::bad_request(format!(
+            "disappear_after_s is at most {DISAPPEAR_AFTER_MAX_S} (a year)"
+        )));
+    }
+    state.limits.check(crate::limits::Limit::Settings, &me)?;
+    let view = view_for(&state, &id, &me).await?;
+    match view.kind {
+        ConversationKind::Direct if body.full_history.is_some() => {
+            return Err(ApiError::bad_request(
+                "a direct conversation has no full_history setting: both members read it \
+                 from its creation",
+            ))
+        }
+        ConversationKind::Group if rank(&view, &me) < Rank::Admin => {
+            return Err(ApiError::new(
+                ErrorCode::Forbidden,
+                "only the group's creator and its admins change its settings",
+            ))
+        }
+        _ => {}
+    }
+    let full_history = body.full_history.unwrap_or(view.full_history);
+    let disappear_after_ms = match body.disappear_after_s {
+        None => view.disappear_after_ms,
+        Some(0) => None,
+        Some(s) => Some(s as i64 * 1000),
     };
-    if view.full_history == body.full_history {
-        return Ok(answer(view.full_history));
+    let answer = |v: &ConversationView| {
+        Json(json!({
+            "conversation_id": id,
+            "full_history": v.full_history,
+            "disappear_after_s": v.disappear_after_ms.map(|ms| ms / 1000),
+        }))
+        .into_response()
+    };
+    if view.full_history == full_history && view.disappear_after_ms == disappear_after_ms {
+        return Ok(answer(&view));
     }
     let record = GroupSettingsChanged {
         meta: Meta::new(me),
         conversation_id: id.clone(),
-        full_history: body.full_history,
+        full_history,
+        disappear_after_ms,
     };
     let now = write(&state, &id, record.into())
         .await?
         .ok_or_else(not_confirmed)?;
-    if now.full_history != body.full_history {
+    if now.full_history != full_history || now.disappear_after_ms != disappear_after_ms {
         return Err(refused_at_its_position());
     }
-    Ok(answer(body.full_history))
+    Ok(answer(&now))
 }
 
 fn rank(view: &ConversationView, user: &str) -> Rank {

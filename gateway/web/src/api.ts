@@ -80,6 +80,11 @@ export class Api {
     return this.call("GET", `/v1/conversations/${encodeURIComponent(id)}`);
   }
 
+  /** Disappearing messages: seconds after which each new message goes; 0 turns them off. */
+  async disappearAfter(id: string, seconds: number): Promise<void> {
+    await this.call("PATCH", `/v1/conversations/${encodeURIComponent(id)}`, { disappear_after_s: seconds });
+  }
+
   async create(kind: "direct" | "group", members: string[], title?: string): Promise<string> {
     const body: Record<string, unknown> = { type: kind, members };
     if (title) body.title = title;

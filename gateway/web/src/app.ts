@@ -31,6 +31,8 @@ export class App {
   private replyTo: MessageView | null = null;
   /** The message being edited in place. */
   private editing: number | null = null;
+  /** The soonest time a shown message disappears (the list is drawn again then). */
+  private nextExpiry = Infinity;
   /** A delete button clicked once: the second click deletes. */
   private confirmDelete: number | null = null;
   private changeCount = 0;
@@ -327,6 +329,7 @@ export class App {
     $("chat").hidden = false;
     $("chat-title").textContent = c.name(this.me);
     $("add-member").hidden = c.summary.type !== "group";
+    this.showDisappear(c);
     this.renderList();
     this.renderMessages(true);
     this.renderTyping();
@@ -352,6 +355,23 @@ export class App {
       this.renderMessages(true);
       this.markRead();
     }
+  }
+
+  /** The conversation's disappearing-messages setting, in the header's select. */
+  private showDisappear(c: Conversation): void {
+    const select = $("disappear") as HTMLSelectElement;
+    const seconds = String(Math.round((c.detail?.disappear_after_ms ?? 0) / 1000));
+    if (![...select.options].some((o) => o.value === seconds)) {
+      select.append(el("option", { value: seconds }, `${seconds} s`));
+    }
+    select.value = seconds;
+  }
+
+  /** When `m` disappears: as history said, or, for a live copy, by the setting now. */
+  private expiry(c: Conversation, m: MessageView): number | null {
+    if (m.expires_at !== undefined) return m.expires_at;
+    const after = c.detail?.disappear_after_ms;
+    return after && !m.deleted ? m.ts + after : null;
   }
 
   /**
@@ -577,6 +597,24 @@ export class App {
         })
         .catch((e) => this.fail(e));
     };
+    ($("disappear") as HTMLSelectElement).onchange = (ev) => {
+      const c = this.current();
+      if (!c) return;
+      const seconds = Number((ev.target as HTMLSelectElement).value);
+      this.api
+        .disappearAfter(c.id, seconds)
+        .then(async () => {
+          c.detail = await this.api.conversation(c.id);
+          this.showDisappear(c);
+        })
+        .catch((e) => {
+          this.showDisappear(c);
+          this.fail(e);
+        });
+    };
+    setInterval(() => {
+      if (Date.now() >= this.nextExpiry) this.renderMessages(false);
+    }, 1000);
     $("add-member").onsubmit = (ev) => {
       ev.preventDefault();
       const c = this.current();
@@ -680,6 +718,7 @@ export class App {
       return;
     }
     const atBottom = list.scrollHeight - list.scrollTop - list.clientHeight < 60;
+    this.nextExpiry = Infinity;
     const items = c.sorted().map((m) => this.messageItem(c, m));
     for (const p of c.pending.values()) {
       items.push(
@@ -702,6 +741,14 @@ export class App {
     const li = el("li", { "data-seq": String(m.seq), class: (mine ? "mine" : "") + (found ? " found" : "") });
     if (!mine && c.summary.type === "group") li.append(el("div", { class: "sender" }, m.sender_id));
     if (m.reply_to) li.append(this.quote(c, m.reply_to.seq, m.reply_to));
+    const expiry = this.expiry(c, m);
+    if (expiry !== null && expiry <= Date.now() && !m.deleted) {
+      li.classList.add("deleted");
+      li.append(el("div", { class: "body" }, "message disappeared"));
+      li.append(el("div", { class: "meta" }, time(m.ts)));
+      return li;
+    }
+    if (expiry !== null) this.nextExpiry = Math.min(this.nextExpiry, expiry);
     if (m.deleted) {
       li.classList.add("deleted");
       li.append(el("div", { class: "body" }, "message deleted"));
@@ -734,6 +781,7 @@ export class App {
     }
     const meta = el("div", { class: "meta" }, time(m.ts));
     if (m.edited && !m.deleted) meta.append(" ", el("span", { class: "edited", title: m.edited_at ? new Date(m.edited_at).toLocaleString() : "" }, "edited"));
+    if (expiry !== null && !m.deleted) meta.append(" ", el("span", { class: "timer", title: `disappears ${new Date(expiry).toLocaleString()}` }, "⏱"));
     if (mine) {
       const tick = c.tick(this.me, m.seq);
       meta.append(" ", el("span", { class: `tick ${tick}`, "data-tick": tick }, tick === "sent" ? "✓" : "✓✓"));

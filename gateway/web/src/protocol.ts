@@ -21,6 +21,8 @@ export interface MessageView {
   prev_change?: number;
   /** Files sent with it (GET /v1/attachments/{attachment_id}). */
   attachments?: Attachment[];
+  /** When it disappears (ms since the epoch): sent while disappearing messages were on. */
+  expires_at?: number;
 }
 
 /** A file sent with a message. */
@@ -96,6 +98,8 @@ export interface ConversationDetail {
   creator: string | null;
   admins: string[];
   full_history: boolean;
+  /** Disappearing messages: each message sent from now on goes this long (ms) after it was sent. */
+  disappear_after_ms?: number;
   last_seq: number | null;
 }
 

@@ -176,6 +176,7 @@ mod tests {
             attachments: Vec::new(),
             sealed: None,
             sealed_for: None,
+            expires_at: None,
         }
     }
 

@@ -24,7 +24,9 @@ use super::{
     Store, Stream, CF_CHANGES, CF_CONVERSATIONS, CF_MEMBERS, CF_MESSAGES, CF_MESSAGE_IDS,
     CF_OFFSETS, CF_REACTIONS, CF_SEARCH_PENDING, CF_USER_CONVS,
 };
-use super::{CF_DATA_KEYS, CF_ERASE_PENDING, CF_KEY_MESSAGES, CF_KEY_WAIT, CF_OWNER_KEYS};
+use super::{
+    CF_DATA_KEYS, CF_ERASE_PENDING, CF_EXPIRING, CF_KEY_MESSAGES, CF_KEY_WAIT, CF_OWNER_KEYS,
+};
 use crate::error::Result;
 
 /// What applying a batch did.
@@ -65,6 +67,8 @@ pub(super) struct Overlay {
     pub(super) erase: BTreeSet<String>,
     /// Sealed messages applied before their key (`None`: the key came).
     pub(super) key_wait: BTreeMap<String, Option<super::rows::WaitingKey>>,
+    /// [`keys::expiring`] entries put (`true`) or gone (`false`).
+    pub(super) expiring: BTreeMap<Vec<u8>, bool>,
 }
 
 pub(super) struct Batch<'a> {
@@ -233,6 +237,7 @@ impl Batch<'_> {
                     members: count,
                     creator: Some(c.meta.actor.clone()),
                     full_history: false,
+                    disappear_after_ms: None,
                 };
                 self.ov.conversations.insert(c.conversation_id.clone(), row);
                 Ok(true)
@@ -276,7 +281,9 @@ impl Batch<'_> {
                 let Some(mut conv) = self.conversation(&g.conversation_id)? else {
                     return Ok(false);
                 };
-                conv.full_history = g.full_history;
+                // A direct conversation is read from its creation by both members.
+                conv.full_history = g.full_history && conv.kind == ConversationKind::Group;
+                conv.disappear_after_ms = g.disappear_after_ms.filter(|ms| *ms > 0);
                 self.ov
                     .conversations
                     .insert(g.conversation_id.clone(), conv);
@@ -321,7 +328,14 @@ impl Batch<'_> {
                         ..s
                     }),
                     sealed_for: None,
+                    expires_at: conv
+                        .disappear_after_ms
+                        .map(|ms| m.meta.occurred_at.saturating_add(ms)),
                 };
+                if let Some(at) = row.expires_at {
+                    let key = keys::expiring(at, &m.conversation_id, offset);
+                    self.ov.expiring.insert(key, true);
+                }
                 if let Some(s) = &m.sealed {
                     self.await_key(s, &m.conversation_id, offset, m.sender())?;
                 }
@@ -377,6 +391,7 @@ impl Batch<'_> {
                     row.edited_at = Some(e.meta.occurred_at);
                 })
             }
+            Effect::Expire(e) => self.apply_expired(partition, offset, e),
             Effect::Delete(d) => {
                 // Every reaction goes with the text: the row keeps only the tombstone.
                 let Some(row) = self.message_row(&d.conversation_id, d.target_seq)? else {
@@ -449,7 +464,7 @@ impl Batch<'_> {
 
     /// Every (conversation, seq, user, emoji) set on the message at `seq`, after this
     /// batch's changes so far.
-    fn reactors(
+    pub(super) fn reactors(
         &self,
         conversation: &str,
         seq: i64,
@@ -647,6 +662,14 @@ impl Batch<'_> {
         }
         for id in &self.ov.erase {
             wb.put_cf(s.cf(CF_ERASE_PENDING)?, id.as_bytes(), []);
+        }
+        for (key, put) in &self.ov.expiring {
+            let cf = s.cf(CF_EXPIRING)?;
+            if *put {
+                wb.put_cf(cf, key, []);
+            } else {
+                wb.delete_cf(cf, key);
+            }
         }
         for (id, waiting) in &self.ov.key_wait {
             let cf = s.cf(CF_KEY_WAIT)?;

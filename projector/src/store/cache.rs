@@ -85,6 +85,7 @@ mod tests {
             members: 2,
             creator: None,
             full_history: false,
+            disappear_after_ms: None,
         };
         cache.keep_conversation("a".into(), row(1));
         cache.keep_conversation("b".into(), row(2));

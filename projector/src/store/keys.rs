@@ -120,6 +120,21 @@ pub fn touched_from(partition: i32, offset: i64) -> [u8; 12] {
     k
 }
 
+/// `[expires at][len][conversation][seq]`: a disappearing message, sorted by the time
+/// it goes.
+pub fn expiring(at: i64, conversation: &str, seq: i64) -> Vec<u8> {
+    let mut k = (at.max(0) as u64).to_be_bytes().to_vec();
+    k.extend_from_slice(&message(conversation, seq));
+    k
+}
+
+/// The (time, conversation, seq) of an [`expiring`] key.
+pub fn expiring_parts(key: &[u8]) -> Option<(i64, String, i64)> {
+    let at: [u8; 8] = key.get(..8)?.try_into().ok()?;
+    let (conversation, seq) = message_parts(key.get(8..)?)?;
+    Some((u64::from_be_bytes(at) as i64, conversation, seq))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,6 +143,15 @@ mod tests {
     fn components_cannot_run_together() {
         assert_ne!(pair("ab", "c"), pair("a", "bc"));
         assert_eq!(second(&pair("conv", "user-1")).as_deref(), Some("user-1"));
+    }
+
+    #[test]
+    fn expiring_messages_sort_by_time_and_read_back() {
+        assert!(expiring(9, "z", 1) < expiring(10, "a", 0));
+        assert_eq!(
+            expiring_parts(&expiring(1_767_312_000_000, "conv", 42)),
+            Some((1_767_312_000_000, "conv".into(), 42))
+        );
     }
 
     #[test]

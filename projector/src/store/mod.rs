@@ -23,6 +23,7 @@
 pub mod apply;
 mod cache;
 pub mod erase;
+pub mod expire;
 pub mod keys;
 pub mod mailbox;
 pub mod query;
@@ -59,6 +60,9 @@ pub const CF_ERASE_PENDING: &str = "erase_pending";
 /// Sealed messages applied before their data key: key id → what it takes to write the
 /// key again if it never comes ([`crate::eraser`]).
 pub const CF_KEY_WAIT: &str = "key_wait";
+/// Disappearing messages not gone yet, by the time they go: [`keys::expiring`] → nothing
+/// ([`crate::expiry`]).
+pub const CF_EXPIRING: &str = "expiring";
 
 /// The view column families, in checksum order.
 pub const VIEW_CFS: [&str; 9] = [
@@ -189,6 +193,7 @@ impl Store {
                 CF_OWNER_KEYS,
                 CF_ERASE_PENDING,
                 CF_KEY_WAIT,
+                CF_EXPIRING,
             ]
             .iter(),
         );

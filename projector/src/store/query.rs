@@ -130,6 +130,7 @@ impl Store {
             partition: row.partition,
             creator: row.creator,
             full_history: row.full_history,
+            disappear_after_ms: row.disappear_after_ms,
         }))
     }
 
@@ -242,6 +243,7 @@ impl Store {
             changed_seq: row.changed_seq,
             prev_change: row.prev_change,
             attachments: row.attachments,
+            expires_at: row.expires_at,
         })
     }
 

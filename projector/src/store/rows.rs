@@ -31,6 +31,10 @@ pub struct ConversationRow {
     /// (`GroupSettingsChanged`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub full_history: bool,
+    /// Disappearing messages: each message posted from now on disappears this long
+    /// after it was posted (`GroupSettingsChanged`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disappear_after_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +102,10 @@ pub struct MessageRow {
     /// edit whose text it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sealed_for: Option<Uuid>,
+    /// When it disappears (ms): posted while its conversation had disappearing messages
+    /// on. Cleared once it has ([`MessageRow::blank`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
 }
 
 impl MessageRow {
@@ -109,6 +117,7 @@ impl MessageRow {
         self.deleted = true;
         self.attachments.clear();
         self.edited_at = None;
+        self.expires_at = None;
     }
 }
 

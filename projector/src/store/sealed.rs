@@ -10,7 +10,7 @@ use parley_schemas::sealed::{ContentKey, Kek};
 use parley_schemas::DataKey;
 
 use super::rows::MessageRow;
-use super::{Store, CF_DATA_KEYS};
+use super::{keys, Store, CF_DATA_KEYS, CF_KEY_WAIT, CF_MESSAGES};
 use crate::error::Result;
 
 impl Store {
@@ -53,4 +53,56 @@ impl Store {
         };
         Ok(())
     }
+
+    /// Why each sealed, undeleted message at `seqs` of `conversation` shows no text
+    /// (messages not sealed, or deleted, are left out).
+    pub fn textless(&self, conversation: &str, seqs: &[i64]) -> Result<Vec<(i64, Textless)>> {
+        let mut out = Vec::new();
+        for seq in seqs {
+            let row: Option<MessageRow> =
+                self.get_json(CF_MESSAGES, &keys::message(conversation, *seq))?;
+            let Some(MessageRow {
+                sealed: Some(sealed),
+                deleted: false,
+                sealed_for,
+                message_id,
+                ..
+            }) = row
+            else {
+                continue;
+            };
+            let awaited = self
+                .db()
+                .get_cf(self.cf(CF_KEY_WAIT)?, sealed.key_id.as_bytes())?
+                .is_some();
+            let why = match (awaited, self.data_key(&sealed.key_id)?) {
+                (true, _) => Textless::KeyAwaited,
+                (false, None) => Textless::KeyNotHeld,
+                (false, Some(key)) => {
+                    match sealed.open(&key, conversation, &sealed_for.unwrap_or(message_id)) {
+                        Some(text) if text.is_empty() => Textless::Empty,
+                        Some(_) => Textless::OpensNow,
+                        None => Textless::DoesNotOpen,
+                    }
+                }
+            };
+            out.push((*seq, why));
+        }
+        Ok(out)
+    }
+}
+
+/// Why a sealed message read without text ([`Store::textless`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Textless {
+    /// Its data key has not reached this replica yet (it is awaited: [`CF_KEY_WAIT`]).
+    KeyAwaited,
+    /// No key here, and none awaited (erased, or the repair gave up).
+    KeyNotHeld,
+    /// The key held does not open it.
+    DoesNotOpen,
+    /// Its text is empty.
+    Empty,
+    /// It opens now (its key came between the two reads).
+    OpensNow,
 }

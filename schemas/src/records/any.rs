@@ -36,6 +36,7 @@ pub enum AnyRecord {
     DataKey(DataKey),
     TransitKey(TransitKey),
     UserErased(UserErased),
+    MessagesExpired(MessagesExpired),
 }
 
 macro_rules! each_record {
@@ -65,7 +66,8 @@ macro_rules! each_record {
             ReactionSet,
             DataKey,
             TransitKey,
-            UserErased
+            UserErased,
+            MessagesExpired
         }
     };
 }

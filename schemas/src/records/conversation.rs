@@ -189,6 +189,10 @@ pub struct GroupSettingsChanged {
     /// Whether members added later read the group's history from its creation, rather
     /// than from their add on.
     pub full_history: bool,
+    /// Disappearing messages: how long after it was posted each message posted from
+    /// this record on disappears; `None`: messages stay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disappear_after_ms: Option<i64>,
 }
 
 impl Record for GroupSettingsChanged {
@@ -203,6 +207,10 @@ impl Record for GroupSettingsChanged {
                     Value::String(self.conversation_id.clone()),
                 ),
                 ("full_history", Value::Boolean(self.full_history)),
+                (
+                    "disappear_after_ms",
+                    nullable(self.disappear_after_ms.map(Value::Long)),
+                ),
             ],
         )
     }
@@ -213,6 +221,43 @@ impl Record for GroupSettingsChanged {
             meta: Meta::take(&mut f)?,
             conversation_id: f.string("conversation_id")?,
             full_history: f.boolean("full_history")?,
+            disappear_after_ms: f.opt_long("disappear_after_ms")?,
+        })
+    }
+}
+
+/// Disappearing messages of a conversation whose time has come ([`GroupSettingsChanged`]
+/// `disappear_after_ms`): every message due at or before `expired_until` is gone.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessagesExpired {
+    #[serde(flatten)]
+    pub meta: Meta,
+    pub conversation_id: String,
+    pub expired_until: i64,
+}
+
+impl Record for MessagesExpired {
+    const NAME: &'static str = "parley.MessagesExpired";
+
+    fn to_avro(&self) -> Value {
+        with_meta(
+            &self.meta,
+            vec![
+                (
+                    "conversation_id",
+                    Value::String(self.conversation_id.clone()),
+                ),
+                ("expired_until", Value::TimestampMillis(self.expired_until)),
+            ],
+        )
+    }
+
+    fn from_avro(value: Value) -> Result<Self> {
+        let mut f = Fields::new(value, Self::NAME)?;
+        Ok(Self {
+            meta: Meta::take(&mut f)?,
+            conversation_id: f.string("conversation_id")?,
+            expired_until: f.long("expired_until")?,
         })
     }
 }

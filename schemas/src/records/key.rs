@@ -75,7 +75,7 @@ impl Record for DataKey {
 pub struct TransitKey {
     #[serde(flatten)]
     pub meta: Meta,
-    /// `t/<gateway slot>/<hour>` ([`TransitKey::id_of`]).
+    /// `t/<gateway slot>/<hour>/<instance>` ([`TransitKey::id_of`]).
     pub key_id: String,
     /// When it is erased (ms since the epoch).
     pub expires_at: i64,
@@ -85,9 +85,13 @@ pub struct TransitKey {
 }
 
 impl TransitKey {
-    /// The id of gateway slot `slot`'s transit key for hour `hour` (hours since the epoch).
-    pub fn id_of(slot: i32, hour: i64) -> String {
-        format!("t/{slot}/{hour}")
+    /// The id of the transit key for hour `hour` (hours since the epoch) of the gateway
+    /// process `instance` in slot `slot`. The instance is part of it because a restarted
+    /// gateway makes keys of its own: one with its predecessor's id would replace that
+    /// key in the compacted topic, and what the predecessor sealed could no longer be
+    /// opened in transit.
+    pub fn id_of(slot: i32, hour: i64, instance: &uuid::Uuid) -> String {
+        format!("t/{slot}/{hour}/{}", instance.simple())
     }
 }
 

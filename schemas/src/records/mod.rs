@@ -22,7 +22,7 @@ use uuid::Uuid;
 pub use any::AnyRecord;
 pub use conversation::{
     ConversationCreated, ConversationKind, GroupSettingsChanged, MemberRemoved, MemberRoleSet,
-    MembersAdded,
+    MembersAdded, MessagesExpired,
 };
 pub use dead_letter::{DeadLetter, DEAD_LETTER_VALUE_MAX};
 pub use delivery::DeliveryBatch;

@@ -22,7 +22,10 @@
 //! - `MemberRoleSet` applies in a group if its member is a member other than the creator
 //!   and the role changes: the creator or an admin makes a member an admin; the creator
 //!   ends anyone's admin role, and an admin may end their own.
-//! - `GroupSettingsChanged` applies in a group whose creator or an admin is the actor.
+//! - `GroupSettingsChanged` applies in a group whose creator or an admin is the actor,
+//!   and in a direct conversation whose member is the actor (there only
+//!   `disappear_after_ms` counts: both members read its history from its creation).
+//! - `MessagesExpired` applies in a conversation that exists.
 //! - `MessagePosted` counts if the conversation exists, the sender is a member and the
 //!   message id was not posted in the conversation before (first occurrence wins). Its
 //!   `reply_to` does not decide anything: views show the quoted message if it is one of
@@ -38,7 +41,7 @@ use uuid::Uuid;
 
 use crate::records::{
     AnyRecord, ConversationCreated, ConversationKind, GroupSettingsChanged, MemberRemoved,
-    MemberRoleSet, MessageDeleted, MessageEdited, MessagePosted, ReactionSet,
+    MemberRoleSet, MessageDeleted, MessageEdited, MessagePosted, MessagesExpired, ReactionSet,
 };
 pub use changes::{Change, MessageFacts, Refusal};
 
@@ -140,6 +143,8 @@ pub enum Effect<'a> {
         admin: bool,
     },
     Settings(&'a GroupSettingsChanged),
+    /// Disappearing messages due at or before its time are gone.
+    Expire(&'a MessagesExpired),
     Post(&'a MessagePosted),
     /// The body of the message at `target` becomes the edit's (see [`changes`]).
     Edit(&'a MessageEdited),
@@ -195,8 +200,24 @@ pub fn effect_capped<'a, S: LogState>(
         AnyRecord::MemberRemoved(r) => remove(state, r)?,
         AnyRecord::MemberRoleSet(r) => set_role(state, r)?,
         AnyRecord::GroupSettingsChanged(g) => {
-            if rank(state, &g.conversation_id, &g.meta.actor)? >= Rank::Admin {
+            let allowed = match state.kind(&g.conversation_id)? {
+                Some(ConversationKind::Group) => {
+                    rank(state, &g.conversation_id, &g.meta.actor)? >= Rank::Admin
+                }
+                Some(ConversationKind::Direct) => {
+                    state.is_member(&g.conversation_id, &g.meta.actor)?
+                }
+                None => false,
+            };
+            if allowed {
                 Effect::Settings(g)
+            } else {
+                Effect::Nothing
+            }
+        }
+        AnyRecord::MessagesExpired(e) => {
+            if state.kind(&e.conversation_id)?.is_some() {
+                Effect::Expire(e)
             } else {
                 Effect::Nothing
             }
@@ -605,6 +626,7 @@ mod tests {
                 meta: Meta::new(actor),
                 conversation_id: "c".into(),
                 full_history: true,
+                disappear_after_ms: None,
             }
             .into()
         };
@@ -618,5 +640,13 @@ mod tests {
         ));
         assert_eq!(effect(&s, &set("b")).unwrap(), Effect::Nothing);
         assert_eq!(effect(&s, &set("z")).unwrap(), Effect::Nothing);
+        // In a direct conversation, either member; nobody else.
+        let mut direct = ranked();
+        direct.kinds.insert("c".into(), ConversationKind::Direct);
+        assert!(matches!(
+            effect(&direct, &set("b")).unwrap(),
+            Effect::Settings(_)
+        ));
+        assert_eq!(effect(&direct, &set("z")).unwrap(), Effect::Nothing);
     }
 }

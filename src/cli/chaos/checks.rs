@@ -173,14 +173,23 @@ pub fn count(
         // The messages both hold, in the store's order and in history's.
         let h = history_of(histories, &r.conversation);
         let by_seq: HashMap<i64, &MessageView> = h.iter().map(|m| (m.seq, m)).collect();
-        c.changes_differ += store
-            .iter()
-            .filter(|m| {
-                by_seq.get(&m.seq).is_some_and(|h| {
-                    h.message_id == m.message_id && !super::client::same_state(m, h)
-                })
-            })
-            .count();
+        for m in store.iter() {
+            let Some(h) = by_seq.get(&m.seq) else {
+                continue;
+            };
+            if h.message_id == m.message_id && !super::client::same_state(m, h) {
+                if c.changes_differ < 10 {
+                    tracing::warn!(
+                        user = %r.user, conversation = %r.conversation, seq = m.seq,
+                        client = ?(&m.body, m.edited, m.deleted, &m.reactions),
+                        history = ?(&h.body, h.edited, h.deleted, &h.reactions),
+                        text_from = ?r.store.conversations.get(&r.conversation).and_then(|c| c.text_from.get(&m.seq)),
+                        "a message differs between a client and history"
+                    );
+                }
+                c.changes_differ += 1;
+            }
+        }
         let in_history = history_ids.get(r.conversation.as_str());
         let mine: Vec<(i64, Uuid)> = store
             .iter()

@@ -62,11 +62,20 @@ impl Cluster {
 
     /// The broker (1..3) that leads the most partitions of `topic`.
     pub async fn busiest_leader(&self, topic: &str) -> anyhow::Result<u8> {
-        let leaders = self
-            .log
-            .leaders(topic)
-            .await
-            .with_context(|| format!("the leaders of {topic}"))?;
+        // A topic just created may not be in every broker's metadata yet.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let leaders = loop {
+            match self.log.leaders(topic).await {
+                Ok(l) if !l.is_empty() => break l,
+                Err(e) if std::time::Instant::now() >= deadline => {
+                    return Err(e).with_context(|| format!("the leaders of {topic}"));
+                }
+                Ok(_) if std::time::Instant::now() >= deadline => {
+                    anyhow::bail!("{topic} has no partitions");
+                }
+                _ => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+            }
+        };
         let mut counts = [0usize; 4];
         for l in leaders {
             if (1..=3).contains(&l) {
