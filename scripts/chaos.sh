@@ -9,7 +9,8 @@
 #   --short   40 s of faults (each kind once), 60 s to settle (the CI run)
 #   --long    300 s of faults
 #   (default) 90 s of faults, 90 s to settle; `parley chaos --help` lists every option,
-#             e.g. --report chaos.md, --keep
+#             e.g. --report chaos.md, --keep, --plain (bodies not sealed; sealed is the
+#             default)
 #
 # The cluster is started if it is not running (and then stopped at the end). Nothing is
 # built: the binary is $PARLEY_BIN, else $CARGO_TARGET_DIR/debug/parley, else
@@ -40,7 +41,7 @@ case "${1:-}" in
     export PARLEY_CHAOS_DURATION_S="${PARLEY_CHAOS_DURATION_S:-300}"
     ;;
   -h|--help)
-    sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
 esac

@@ -62,6 +62,9 @@ pub struct ConversationView {
     /// (ms) after it was posted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disappear_after_ms: Option<i64>,
+    /// The seq of the record that set `disappear_after_ms`: messages after it have it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disappear_since: Option<i64>,
     /// In a direct conversation, the members who have written in it since they became
     /// members (each one's consent to being shown to the other).
     #[serde(default)]

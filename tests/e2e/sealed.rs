@@ -688,6 +688,11 @@ async fn disappearing_messages_go_with_their_keys() {
         .await
         .expect("either member sets it");
     assert_eq!(on["disappear_after_s"], 3);
+    let shown = amy_api
+        .ok(reqwest::Method::GET, &settings, None)
+        .await
+        .unwrap();
+    assert_eq!(shown["disappear_after_ms"], 3_000, "{shown}");
     let gone = amy.send(&conv, "gone", "this goes: axolotl").await.unwrap();
     let page = bob_api.all_messages(&conv).await.unwrap();
     let m = page.iter().find(|m| m.seq == gone.seq).unwrap();

@@ -94,12 +94,21 @@ pub struct Conversation {
     admins: Vec<String>,
     full_history: bool,
     last_seq: Option<i64>,
+    /// Disappearing messages (ms), present only while they are on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disappear_after_ms: Option<i64>,
+    /// The seq of the change that set it: each message after it disappears
+    /// `disappear_after_ms` after its `ts` (present with it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    disappear_since_seq: Option<i64>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Settings {
     conversation_id: String,
     full_history: bool,
+    /// Disappearing messages (s); null when off.
+    disappear_after_s: Option<u64>,
 }
 
 #[derive(Serialize, ToSchema)]

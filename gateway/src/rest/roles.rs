@@ -93,7 +93,7 @@ pub async fn show(
         .limits
         .check(crate::limits::Limit::Read(crate::limits::Read::Page), &me)?;
     let v = view_for(&state, &id, &me).await?;
-    Ok(Json(json!({
+    let mut body = json!({
         "conversation_id": v.conversation_id,
         "type": v.kind,
         "title": v.title,
@@ -102,8 +102,12 @@ pub async fn show(
         "admins": v.admins,
         "full_history": v.full_history,
         "last_seq": v.last_seq,
-    }))
-    .into_response())
+    });
+    if let (Some(ms), Some(since)) = (v.disappear_after_ms, v.disappear_since) {
+        body["disappear_after_ms"] = json!(ms);
+        body["disappear_since_seq"] = json!(since);
+    }
+    Ok(Json(body).into_response())
 }
 
 /// `PUT /v1/conversations/{id}/admins/{user_id}`: makes a member an admin.

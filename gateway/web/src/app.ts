@@ -344,6 +344,9 @@ export class App {
         if (newest !== null) c.mark(newest);
         await this.fillGaps(c);
       }
+      // Its settings as they are now (another member may have changed them).
+      c.detail = await this.api.conversation(id);
+      if (this.store.open === id) this.showDisappear(c);
       for (const r of await this.api.receipts(id)) {
         if (r.delivered !== null) c.receipt(r.user_id, "delivered", r.delivered);
         if (r.read !== null) c.receipt(r.user_id, "read", r.read);
@@ -367,11 +370,15 @@ export class App {
     select.value = seconds;
   }
 
-  /** When `m` disappears: as history said, or, for a live copy, by the setting now. */
+  /**
+   * When `m` disappears: as history said, or, for a live copy, by the setting it was
+   * sent under (the messages after the change that set it have it).
+   */
   private expiry(c: Conversation, m: MessageView): number | null {
     if (m.expires_at !== undefined) return m.expires_at;
     const after = c.detail?.disappear_after_ms;
-    return after && !m.deleted ? m.ts + after : null;
+    const since = c.detail?.disappear_since_seq;
+    return after && since !== undefined && m.seq > since && !m.deleted ? m.ts + after : null;
   }
 
   /**

@@ -100,6 +100,8 @@ export interface ConversationDetail {
   full_history: boolean;
   /** Disappearing messages: each message sent from now on goes this long (ms) after it was sent. */
   disappear_after_ms?: number;
+  /** The seq of the change that set it: the messages after it have it. */
+  disappear_since_seq?: number;
   last_seq: number | null;
 }
 

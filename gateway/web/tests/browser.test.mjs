@@ -435,3 +435,30 @@ test("search: a word sent a moment ago on the other page is found, opens the con
   assert.equal(await max.locator("#search-results li[data-seq]").count(), 0);
   for (const p of [kim, lou, max]) await p.context().close();
 });
+
+test("disappearing messages: set in the header, a timer on what is sent after, gone when due", async () => {
+  // kim's page runs on a clock the test moves forward.
+  const kim = await signedIn("kim", (context) => context.clock.install());
+  const lou = await signedIn("lou");
+  await startChat(kim, "lou");
+  await send(kim, "this one stays");
+  await expectBody(kim, "this one stays");
+  const saved = kim.waitForResponse((r) => r.request().method() === "PATCH" && r.ok());
+  await kim.selectOption("#disappear", "30");
+  await saved;
+  await send(kim, "this one goes");
+  await item(kim, "this one goes").locator(".timer").waitFor();
+  assert.equal(await item(kim, "this one stays").locator(".timer").count(), 0);
+  // The setting is the conversation's: lou's page shows it, and the timer.
+  await open(lou, "kim");
+  await item(lou, "this one goes").locator(".timer").waitFor();
+  assert.equal(await lou.inputValue("#disappear"), "30");
+  await lou.screenshot({ path: SHOTS + "disappearing.png" });
+  // When its time comes, the page hides it; the other stays.
+  await kim.clock.fastForward("00:31");
+  await kim.locator("#messages li.deleted .body", { hasText: "message disappeared" }).waitFor();
+  assert.equal(await kim.locator("#messages .body", { hasText: "this one goes" }).count(), 0);
+  await expectBody(kim, "this one stays");
+  await kim.context().close();
+  await lou.context().close();
+});

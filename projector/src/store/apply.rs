@@ -238,6 +238,7 @@ impl Batch<'_> {
                     creator: Some(c.meta.actor.clone()),
                     full_history: false,
                     disappear_after_ms: None,
+                    disappear_since: None,
                 };
                 self.ov.conversations.insert(c.conversation_id.clone(), row);
                 Ok(true)
@@ -283,7 +284,11 @@ impl Batch<'_> {
                 };
                 // A direct conversation is read from its creation by both members.
                 conv.full_history = g.full_history && conv.kind == ConversationKind::Group;
-                conv.disappear_after_ms = g.disappear_after_ms.filter(|ms| *ms > 0);
+                let after = g.disappear_after_ms.filter(|ms| *ms > 0);
+                if after != conv.disappear_after_ms {
+                    conv.disappear_after_ms = after;
+                    conv.disappear_since = after.map(|_| offset);
+                }
                 self.ov
                     .conversations
                     .insert(g.conversation_id.clone(), conv);

@@ -86,6 +86,7 @@ mod tests {
             creator: None,
             full_history: false,
             disappear_after_ms: None,
+            disappear_since: None,
         };
         cache.keep_conversation("a".into(), row(1));
         cache.keep_conversation("b".into(), row(2));

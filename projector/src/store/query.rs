@@ -131,6 +131,7 @@ impl Store {
             creator: row.creator,
             full_history: row.full_history,
             disappear_after_ms: row.disappear_after_ms,
+            disappear_since: row.disappear_since,
         }))
     }
 

@@ -35,6 +35,10 @@ pub struct ConversationRow {
     /// after it was posted (`GroupSettingsChanged`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disappear_after_ms: Option<i64>,
+    /// The offset of the record that set `disappear_after_ms`: the messages after it
+    /// have it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disappear_since: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -52,7 +52,7 @@ pub struct Counts {
     /// Users whose last message (as history holds it) a search did not find.
     pub search_missing: usize,
     /// Messages in the log whose body is not sealed, when every role runs with a
-    /// key-encryption key (`--sealed`); `None` otherwise.
+    /// key-encryption key (the default; not with `--plain`); `None` otherwise.
     pub plain_in_log: Option<usize>,
 }
 

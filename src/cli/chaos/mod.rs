@@ -96,10 +96,10 @@ pub struct ChaosArgs {
     /// Seconds a paused broker stays stopped (SIGSTOP).
     #[arg(long, env = "PARLEY_CHAOS_PAUSE_S", default_value_t = 6)]
     pause_s: u64,
-    /// Every role seals message bodies (`PARLEY_KEK`), and the checks include that the
-    /// log holds no plain message.
-    #[arg(long, env = "PARLEY_CHAOS_SEALED")]
-    sealed: bool,
+    /// Run without sealing. By default every role seals message bodies (`PARLEY_KEK`),
+    /// and the checks include that the log holds no plain message.
+    #[arg(long, env = "PARLEY_CHAOS_PLAIN")]
+    plain: bool,
     /// Direct conversations (two users each).
     #[arg(long, env = "PARLEY_CHAOS_PAIRS", default_value_t = 4)]
     pairs: usize,
@@ -311,8 +311,7 @@ impl ChaosArgs {
             log_url: format!("kafka://{}", self.bootstrap),
             prefix,
             secret: format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple()),
-            kek: self
-                .sealed
+            kek: (!self.plain)
                 .then(|| format!("{}{}", Uuid::new_v4().simple(), Uuid::new_v4().simple())),
             dir: dir.clone(),
         };
@@ -434,7 +433,7 @@ impl ChaosArgs {
 
         let mut counts = checks::count(&conversations, &histories, &records);
         counts.search_missing = unfound;
-        if self.sealed {
+        if !self.plain {
             run.say("reading the log: every message sealed?");
             let plain = match plain_messages(&self.bootstrap, &roles.env.prefix).await {
                 Ok((sealed, plain)) => {

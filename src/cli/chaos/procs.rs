@@ -30,7 +30,7 @@ pub struct Env {
     pub log_url: String,
     pub prefix: String,
     pub secret: String,
-    /// The key-encryption key every role seals with (`--sealed`).
+    /// The key-encryption key every role seals with (none with `--plain`).
     pub kek: Option<String>,
     /// The run directory: `logs/` and the projectors' data dirs.
     pub dir: PathBuf,
