@@ -6,12 +6,27 @@
 # Centrifugo (already running: ../shared/peer-bench/run-centrifugo.sh) the same way.
 #
 #   scripts/kafka.sh start
-#   bench/sealed-cost.sh off     # then: on, cf
+#   bench/sealed-cost.sh all     # off, on and cf in turn (Centrifugo started and stopped
+#                                # here), ROUNDS times (default 2): one run of all three
+#   bench/sealed-cost.sh off     # or one of them: on, cf
 #
 # PARLEY_BIN: the binary (default: target/release/parley under CARGO_TARGET_DIR).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:?usage: bench/sealed-cost.sh off|on|cf}
+mode=${1:?usage: bench/sealed-cost.sh all|off|on|cf}
+if [[ $mode == all ]]; then
+  echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); parley $(git rev-parse --short HEAD)"
+  for round in $(seq 1 "${ROUNDS:-2}"); do
+    echo "== round $round"
+    "$0" off
+    "$0" on
+    ../shared/peer-bench/run-centrifugo.sh >/dev/null
+    sleep 2
+    "$0" cf
+    ../shared/peer-bench/run-centrifugo.sh stop >/dev/null
+  done
+  exit 0
+fi
 bin=${PARLEY_BIN:-${CARGO_TARGET_DIR:-target}/release/parley}
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 broker=$(pgrep -f 'kafka.Kafka' | head -1) || { echo "no broker: scripts/kafka.sh start" >&2; exit 1; }

@@ -122,18 +122,16 @@ impl TransitRing {
         }
     }
 
-    /// The text of a sealed message, opened through its transit key (waiting up to
-    /// `timeout` for it); a plain message's body as it is. `None`: it does not open
-    /// (no transit key, or one erased).
-    pub async fn open(&self, m: &MessagePosted, timeout: Duration) -> Option<String> {
-        let Some(sealed) = &m.sealed else {
-            return Some(m.body.clone());
+    /// Opens a sealed message in place, through its transit key (waiting up to
+    /// `timeout` for it): its text, and its files' names. A plain message stays as it
+    /// is. False: it does not open (no transit key, or one erased); its body is then
+    /// empty and its files' names too.
+    pub async fn open(&self, m: &mut MessagePosted, timeout: Duration) -> bool {
+        let transit = match m.sealed.as_ref().and_then(|s| s.transit_key.clone()) {
+            Some(id) => self.wait_for(&id, timeout).await,
+            None => None,
         };
-        let transit = self
-            .wait_for(sealed.transit_key.as_deref()?, timeout)
-            .await?;
-        let key = sealed.via_transit(&transit)?;
-        sealed.open(&key, &m.conversation_id, &m.message_id)
+        open_with(m, transit)
     }
 
     /// The new text of a sealed edit, opened through its transit key (waiting up to
@@ -167,15 +165,34 @@ impl TransitRing {
     }
 
     /// [`TransitRing::open`] without waiting.
-    pub fn open_now(&self, m: &MessagePosted) -> Option<String> {
-        let Some(sealed) = &m.sealed else {
-            return Some(m.body.clone());
-        };
-        let transit = self.get(sealed.transit_key.as_deref()?)?;
-        sealed.open(
-            &sealed.via_transit(&transit)?,
-            &m.conversation_id,
-            &m.message_id,
-        )
+    pub fn open_now(&self, m: &mut MessagePosted) -> bool {
+        let transit = m
+            .sealed
+            .as_ref()
+            .and_then(|s| self.get(s.transit_key.as_deref()?));
+        open_with(m, transit)
+    }
+}
+
+/// Opens `m` in place with the transit key its record names, if at hand.
+fn open_with(m: &mut MessagePosted, transit: Option<ContentKey>) -> bool {
+    let Some(sealed) = &m.sealed else {
+        return true;
+    };
+    let key = transit.and_then(|t| sealed.via_transit(&t));
+    let text = key
+        .as_ref()
+        .and_then(|k| sealed.open(k, &m.conversation_id, &m.message_id));
+    match (key, text) {
+        (Some(key), Some(text)) => {
+            m.body = text;
+            parley_schemas::open_names(&mut m.attachments, &key, &m.conversation_id, &m.message_id);
+            true
+        }
+        _ => {
+            m.body.clear();
+            parley_schemas::hide_names(&mut m.attachments);
+            false
+        }
     }
 }

@@ -217,6 +217,57 @@ fn redact(part: &str) -> String {
     part.chars().take(3).collect::<String>() + "…"
 }
 
+/// What a sealed message's attachment name is bound to: the message, and the file.
+pub fn name_aad(conversation_id: &str, message_id: &uuid::Uuid, attachment_id: &str) -> Vec<u8> {
+    let mut aad = body_aad(conversation_id, message_id);
+    aad.extend_from_slice(b"/attachment/");
+    aad.extend_from_slice(attachment_id.as_bytes());
+    aad
+}
+
+/// The prefix of a sealed attachment name in a record: `sealed:` then the base64 of the
+/// nonce and ciphertext.
+pub const SEALED_NAME: &str = "sealed:";
+
+/// `name` (of file `attachment_id` of message `message_id`) sealed under `key`, as the
+/// record's `name` field carries it.
+pub fn seal_name(
+    key: &ContentKey,
+    conversation_id: &str,
+    message_id: &uuid::Uuid,
+    attachment_id: &str,
+    name: &str,
+) -> String {
+    use base64::Engine as _;
+    let aad = name_aad(conversation_id, message_id, attachment_id);
+    let joined = key.seal_joined(&aad, name.as_bytes());
+    format!(
+        "{SEALED_NAME}{}",
+        base64::engine::general_purpose::STANDARD.encode(joined)
+    )
+}
+
+/// A record's `name` field opened with `key`: the name, if it was sealed and opens;
+/// `None` if it does not (another key, or altered bytes). A name not sealed is returned
+/// as it is.
+pub fn open_name(
+    key: &ContentKey,
+    conversation_id: &str,
+    message_id: &uuid::Uuid,
+    attachment_id: &str,
+    field: &str,
+) -> Option<String> {
+    use base64::Engine as _;
+    let Some(sealed) = field.strip_prefix(SEALED_NAME) else {
+        return Some(field.to_string());
+    };
+    let joined = base64::engine::general_purpose::STANDARD
+        .decode(sealed)
+        .ok()?;
+    let aad = name_aad(conversation_id, message_id, attachment_id);
+    String::from_utf8(key.open_joined(&aad, &joined)?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -264,5 +315,26 @@ mod tests {
         }
         let twice = format!("v1:{0},v1:{0}", "a".repeat(32));
         assert!(Kek::parse(&twice).unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn a_sealed_name_opens_only_for_its_message_and_file() {
+        let key = ContentKey::generate();
+        let id = uuid::Uuid::from_u128(7);
+        let field = seal_name(&key, "c", &id, "f1", "report.pdf");
+        assert!(field.starts_with(SEALED_NAME) && !field.contains("report"));
+        assert_eq!(
+            open_name(&key, "c", &id, "f1", &field).as_deref(),
+            Some("report.pdf")
+        );
+        assert_eq!(open_name(&key, "c", &id, "f2", &field), None);
+        assert_eq!(
+            open_name(&ContentKey::generate(), "c", &id, "f1", &field),
+            None
+        );
+        assert_eq!(
+            open_name(&key, "c", &id, "f1", "plain.txt").as_deref(),
+            Some("plain.txt")
+        );
     }
 }

@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
 /// The S3 store `scripts/s3.sh start` runs (override with `PARLEY_TEST_S3_*`).
-fn s3_env() -> Vec<(String, String)> {
+pub(crate) fn s3_env() -> Vec<(String, String)> {
     let var = |k: &str, d: &str| std::env::var(k).unwrap_or_else(|_| d.to_string());
     vec![
         (

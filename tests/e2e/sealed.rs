@@ -755,3 +755,94 @@ async fn disappearing_messages_go_with_their_keys() {
     let m = all.iter().find(|m| m.seq == after.seq).unwrap();
     assert_eq!((m.body.as_str(), m.expires_at), ("this stays too", None));
 }
+
+/// With sealed bodies, a file's name is sealed too: the log holds none of it, readers
+/// see it (live and in history), an edit of the text keeps it, and deleting the message
+/// erases the key it is sealed under.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_messages_file_names_are_sealed_too() {
+    use parley_schemas::MessagePosted;
+    let mut options = Options::gateways(1);
+    options.env.extend(crate::attachments::s3_env());
+    options.env.push(("PARLEY_KEK".into(), KEK.into()));
+    let stack = Processes::start_with("sealed-files", options).await;
+    let g = &stack.gateways[0];
+    let (amy_t, bob_t) = (token(g, "amy").await, token(g, "bob").await);
+    let (amy_api, bob_api) = (Api::new(g, &amy_t), Api::new(g, &bob_t));
+    let conv = amy_api.create_direct("bob").await.unwrap();
+    let amy = live(g, &amy_t).await;
+    let bob = live(g, &bob_t).await;
+    const NAME: &str = "tlaloc-secret-plan.txt";
+    let file = amy_api
+        .upload(&conv, NAME, "text/plain", b"the plan".to_vec())
+        .await
+        .unwrap();
+    let sent = amy
+        .send_files(&conv, "f1", "see the file", vec![file])
+        .await
+        .unwrap();
+    bob.wait_for("bob has the file's name, live", LONG, |s| {
+        s.messages(&conv)
+            .iter()
+            .any(|m| m.attachments.first().is_some_and(|a| a.name == NAME))
+    })
+    .await
+    .unwrap();
+    let name_in_history = || async {
+        let all = bob_api.all_messages(&conv).await.unwrap();
+        let m = all.into_iter().find(|m| m.seq == sent.seq).unwrap();
+        (m.body, m.attachments.first().map(|a| a.name.clone()))
+    };
+    assert_eq!(
+        name_in_history().await,
+        ("see the file".into(), Some(NAME.into()))
+    );
+    // The log holds the name sealed, and nowhere in plain.
+    let log = common::stack::kafka().await;
+    let events = records(&*log, &stack.topics.events).await;
+    assert!(!events
+        .iter()
+        .any(|(_, v)| v.as_deref().is_some_and(|v| contains(v, "tlaloc"))));
+    let posted = events
+        .iter()
+        .find_map(|(_, v)| match decode_any(v.as_deref()?).ok()? {
+            AnyRecord::MessagePosted(m @ MessagePosted { .. }) if m.client_msg_id == "f1" => {
+                Some(m)
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert!(posted.attachments[0]
+        .name
+        .starts_with(parley_schemas::sealed::SEALED_NAME));
+    let key_id = posted.sealed.unwrap().key_id;
+    // An edit changes the text; the file keeps its name.
+    amy_api
+        .ok(
+            reqwest::Method::PATCH,
+            &format!("/v1/conversations/{conv}/messages/{}", sent.seq),
+            Some(serde_json::json!({"body": "see the file, again"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        name_in_history().await,
+        ("see the file, again".into(), Some(NAME.into()))
+    );
+    // Deleted for everyone: the key its name is sealed under is erased.
+    amy_api
+        .ok(
+            reqwest::Method::DELETE,
+            &format!("/v1/conversations/{conv}/messages/{}", sent.seq),
+            None,
+        )
+        .await
+        .unwrap();
+    eventually("the name's key is erased in the log", LONG, || async {
+        records(&*log, &stack.topics.keys)
+            .await
+            .iter()
+            .any(|(k, v)| k.as_deref() == Some(key_id.as_bytes()) && v.is_none())
+    })
+    .await;
+}

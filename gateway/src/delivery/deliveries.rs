@@ -207,9 +207,8 @@ const TRANSIT_WAIT: Duration = Duration::from_secs(2);
 pub(crate) async fn opened(ring: Option<&parley_keys::TransitRing>, event: AnyRecord) -> AnyRecord {
     match (ring, event) {
         (Some(ring), AnyRecord::MessagePosted(mut m)) if m.sealed.is_some() => {
-            match ring.open(&m, TRANSIT_WAIT).await {
-                Some(text) => m.body = text,
-                None => not_opened(&m.conversation_id),
+            if !ring.open(&mut m, TRANSIT_WAIT).await {
+                not_opened(&m.conversation_id);
             }
             AnyRecord::MessagePosted(m)
         }
@@ -228,9 +227,8 @@ pub(crate) async fn opened(ring: Option<&parley_keys::TransitRing>, event: AnyRe
 pub(crate) fn opened_now(ring: Option<&parley_keys::TransitRing>, event: AnyRecord) -> AnyRecord {
     match (ring, event) {
         (Some(ring), AnyRecord::MessagePosted(mut m)) if m.sealed.is_some() => {
-            match ring.open_now(&m) {
-                Some(text) => m.body = text,
-                None => not_opened(&m.conversation_id),
+            if !ring.open_now(&mut m) {
+                not_opened(&m.conversation_id);
             }
             AnyRecord::MessagePosted(m)
         }

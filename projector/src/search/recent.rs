@@ -177,6 +177,7 @@ mod tests {
             sealed: None,
             sealed_for: None,
             expires_at: None,
+            names_key: None,
         }
     }
 

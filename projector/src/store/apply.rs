@@ -336,6 +336,11 @@ impl Batch<'_> {
                     expires_at: conv
                         .disappear_after_ms
                         .map(|ms| m.meta.occurred_at.saturating_add(ms)),
+                    names_key: m
+                        .sealed
+                        .as_ref()
+                        .filter(|_| !m.attachments.is_empty())
+                        .map(|s| s.key_id.clone()),
                 };
                 if let Some(at) = row.expires_at {
                     let key = keys::expiring(at, &m.conversation_id, offset);
@@ -366,12 +371,15 @@ impl Batch<'_> {
             Effect::Edit(e) => {
                 let t = (partition, offset, e.conversation_id.clone(), e.target_seq);
                 self.ov.touched.push(t);
-                // The text it replaces is shown nowhere again: its key goes.
-                if let Some(old) = self
-                    .message_row(&e.conversation_id, e.target_seq)?
-                    .and_then(|r| r.sealed)
-                {
-                    self.ov.erase.insert(old.key_id);
+                // The text it replaces is shown nowhere again: its key goes (unless its
+                // files' names are sealed under it too: it goes with the message).
+                if let Some(row) = self.message_row(&e.conversation_id, e.target_seq)? {
+                    if let Some(old) = row
+                        .sealed
+                        .filter(|s| row.names_key.as_ref() != Some(&s.key_id))
+                    {
+                        self.ov.erase.insert(old.key_id);
+                    }
                 }
                 let sealed = e.sealed.clone().map(|s| parley_schemas::Sealed {
                     transit_key: None,
@@ -404,9 +412,7 @@ impl Batch<'_> {
                 };
                 let t = (partition, offset, d.conversation_id.clone(), d.target_seq);
                 self.ov.touched.push(t);
-                if let Some(s) = &row.sealed {
-                    self.ov.erase.insert(s.key_id.clone());
-                }
+                self.ov.erase.extend(row.keys());
                 for user in self.reactors(&d.conversation_id, d.target_seq, &row)? {
                     self.ov.reactions.insert(user, false);
                 }

@@ -83,9 +83,7 @@ impl Batch<'_> {
         let Some(row) = self.message_row(conv, seq)? else {
             return Ok(false);
         };
-        if let Some(s) = &row.sealed {
-            self.ov.erase.insert(s.key_id.clone());
-        }
+        self.ov.erase.extend(row.keys());
         if row.deleted {
             return Ok(false);
         }

@@ -110,6 +110,10 @@ pub struct MessageRow {
     /// on. Cleared once it has ([`MessageRow::blank`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<i64>,
+    /// The data key its files' names are sealed under: its first one, kept (not erased
+    /// by an edit) until the message goes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub names_key: Option<String>,
 }
 
 impl MessageRow {
@@ -122,6 +126,18 @@ impl MessageRow {
         self.attachments.clear();
         self.edited_at = None;
         self.expires_at = None;
+        self.names_key = None;
+    }
+
+    /// The data keys to erase when it goes: its text's, and its files' names'.
+    pub fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.sealed.iter().map(|s| s.key_id.clone()).collect();
+        if let Some(k) = &self.names_key {
+            if !keys.contains(k) {
+                keys.push(k.clone());
+            }
+        }
+        keys
     }
 }
 

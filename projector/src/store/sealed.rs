@@ -51,6 +51,15 @@ impl Store {
                 .unwrap_or_default(),
             None => String::new(),
         };
+        // The files' names are sealed under the message's first key, bound to its id (an
+        // edit changes the text, not the files).
+        if let Some(key) = match &row.names_key {
+            Some(id) => self.data_key(id)?,
+            None => None,
+        } {
+            parley_schemas::open_names(&mut row.attachments, &key, conversation, &row.message_id);
+        }
+        parley_schemas::hide_names(&mut row.attachments);
         Ok(())
     }
 

@@ -206,6 +206,29 @@ impl AttachmentRef {
     }
 }
 
+/// Opens, in place, the sealed names of the files of message `message_id` of
+/// `conversation` with its data key; a name that does not open is left empty.
+pub fn open_names(
+    attachments: &mut [AttachmentRef],
+    key: &crate::sealed::ContentKey,
+    conversation: &str,
+    message_id: &Uuid,
+) {
+    for a in attachments {
+        a.name = crate::sealed::open_name(key, conversation, message_id, &a.attachment_id, &a.name)
+            .unwrap_or_default();
+    }
+}
+
+/// Empties, in place, the sealed names of files whose key is not at hand.
+pub fn hide_names(attachments: &mut [AttachmentRef]) {
+    for a in attachments {
+        if a.name.starts_with(crate::sealed::SEALED_NAME) {
+            a.name.clear();
+        }
+    }
+}
+
 impl MessagePosted {
     pub fn sender(&self) -> &str {
         &self.meta.actor
@@ -219,14 +242,24 @@ impl MessagePosted {
         }
     }
 
-    /// Seals the body under `key` (the data key `key_id`), and wraps the key under the
-    /// transit key `transit`, if given. The body is left empty.
+    /// Seals the body and the attachments' names under `key` (the data key `key_id`),
+    /// and wraps the key under the transit key `transit`, if given. The body is left
+    /// empty; each name becomes [`crate::sealed::SEALED_NAME`] and its sealed bytes.
     pub fn seal(
         &mut self,
         key_id: String,
         key: &crate::sealed::ContentKey,
         transit: Option<(&str, &crate::sealed::ContentKey)>,
     ) {
+        for a in &mut self.attachments {
+            a.name = crate::sealed::seal_name(
+                key,
+                &self.conversation_id,
+                &self.message_id,
+                &a.attachment_id,
+                &a.name,
+            );
+        }
         let mentions = crate::mentions::mentions(&self.body);
         self.sealed = Some(Sealed::seal(
             key_id,

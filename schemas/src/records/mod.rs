@@ -30,7 +30,8 @@ pub use device::{ConversationMuted, DeviceRegistered, PresenceVisibility, PushOp
 pub use inbox::InboxEntry;
 pub use key::{DataKey, TransitKey, UserErased};
 pub use message::{
-    AttachmentRef, MessageDeleted, MessageEdited, MessagePosted, ReactionSet, Sealed,
+    hide_names, open_names, AttachmentRef, MessageDeleted, MessageEdited, MessagePosted,
+    ReactionSet, Sealed,
 };
 pub use presence::{PresenceUpdated, SlotLease};
 pub use presence_ack::PresenceAcked;
