@@ -300,12 +300,13 @@ async fn an_erased_user_is_gone_from_views_replays_rebuilds_and_the_brokers_disk
     let (alice_t, bob_t) = (token(&g, "alice").await, token(&g, "bob").await);
     let conv = Api::new(&g, &alice_t).create_direct("bob").await.unwrap();
     let (alice, bob) = (live(&g, &alice_t).await, live(&g, &bob_t).await);
-    let mut bob_first = None;
+    let (mut bob_first, mut alice_first) = (None, None);
     for i in 0..3 {
-        alice
+        let sent = alice
             .send(&conv, &format!("a{i}"), &format!("alice says ajolote{i}"))
             .await
             .unwrap();
+        alice_first.get_or_insert(sent.seq);
         let sent = bob
             .send(&conv, &format!("b{i}"), &format!("bob says tlacuache{i}"))
             .await
@@ -358,6 +359,16 @@ async fn an_erased_user_is_gone_from_views_replays_rebuilds_and_the_brokers_disk
         );
     }
     compact_keys_quickly(&stack.topics.keys).await;
+    // Bob reacts to alice's first message: the reaction goes with it.
+    let alice_first = alice_first.unwrap();
+    Api::new(&g, &bob_t)
+        .ok(
+            reqwest::Method::PUT,
+            &format!("/v1/conversations/{conv}/messages/{alice_first}/reactions/👍"),
+            None,
+        )
+        .await
+        .expect("reacted");
 
     // Only alice (or an operator) may ask.
     let path = "/v1/users/alice/content";
@@ -391,7 +402,9 @@ async fn an_erased_user_is_gone_from_views_replays_rebuilds_and_the_brokers_disk
         })
         .collect();
     let bob_api = Api::new(&g, &bob_t);
-    assert_eq!(shown(bob_api.all_messages(&conv).await.unwrap()), expected);
+    let all = bob_api.all_messages(&conv).await.unwrap();
+    assert!(all.iter().all(|m| m.reactions.is_empty()), "{all:?}");
+    assert_eq!(shown(all), expected);
     let found = bob_api
         .search("ajolote1", &SearchOptions::default())
         .await

@@ -406,21 +406,7 @@ impl Batch<'_> {
             }
             Effect::Expire(e) => self.apply_expired(partition, offset, e),
             Effect::Delete(d) => {
-                // Every reaction goes with the text: the row keeps only the tombstone.
-                let Some(row) = self.message_row(&d.conversation_id, d.target_seq)? else {
-                    return Ok(false);
-                };
-                let t = (partition, offset, d.conversation_id.clone(), d.target_seq);
-                self.ov.touched.push(t);
-                self.ov.erase.extend(row.keys());
-                for user in self.reactors(&d.conversation_id, d.target_seq, &row)? {
-                    self.ov.reactions.insert(user, false);
-                }
-                self.change_message(&d.conversation_id, d.target_seq, |row| {
-                    row.changed_seq = Some(offset);
-                    row.blank();
-                    row.reactions.clear();
-                })
+                self.wipe_message(partition, offset, &d.conversation_id, d.target_seq, true)
             }
             Effect::React(r) => {
                 let key = (
@@ -444,6 +430,41 @@ impl Batch<'_> {
                 })
             }
         }
+    }
+
+    /// The message at (`conv`, `seq`) is gone for everyone, by the record at
+    /// (`partition`, `offset`): deleted (`changed`: a change clients are sent), its
+    /// author erased, or expired. Its data keys are queued for erasure and every
+    /// reaction goes with its text; the row stays as a tombstone, so seqs and `prev_seq`
+    /// chains stay whole.
+    pub(super) fn wipe_message(
+        &mut self,
+        partition: i32,
+        offset: i64,
+        conv: &str,
+        seq: i64,
+        changed: bool,
+    ) -> Result<bool> {
+        let Some(row) = self.message_row(conv, seq)? else {
+            return Ok(false);
+        };
+        self.ov.erase.extend(row.keys());
+        if row.deleted && !changed {
+            return Ok(false);
+        }
+        for user in self.reactors(conv, seq, &row)? {
+            self.ov.reactions.insert(user, false);
+        }
+        self.ov
+            .touched
+            .push((partition, offset, conv.to_string(), seq));
+        self.change_message(conv, seq, |row| {
+            if changed {
+                row.changed_seq = Some(offset);
+            }
+            row.blank();
+            row.reactions.clear();
+        })
     }
 
     /// Keeps a change for sync, and moves its conversation's `last_change`.
@@ -475,7 +496,7 @@ impl Batch<'_> {
 
     /// Every (conversation, seq, user, emoji) set on the message at `seq`, after this
     /// batch's changes so far.
-    pub(super) fn reactors(
+    fn reactors(
         &self,
         conversation: &str,
         seq: i64,

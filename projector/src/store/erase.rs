@@ -72,25 +72,9 @@ impl Batch<'_> {
                 Some(c) if c.partition == partition => {}
                 _ => continue,
             }
-            changed |= self.erase_message(partition, offset, &conv, seq)?;
+            changed |= self.wipe_message(partition, offset, &conv, seq, false)?;
         }
         Ok(changed)
-    }
-
-    /// Marks the message at (`conv`, `seq`) deleted by an erasure at `offset`, and
-    /// queues its data key's tombstone.
-    fn erase_message(&mut self, partition: i32, offset: i64, conv: &str, seq: i64) -> Result<bool> {
-        let Some(row) = self.message_row(conv, seq)? else {
-            return Ok(false);
-        };
-        self.ov.erase.extend(row.keys());
-        if row.deleted {
-            return Ok(false);
-        }
-        self.ov
-            .touched
-            .push((partition, offset, conv.to_string(), seq));
-        self.change_message(conv, seq, |row| row.blank())
     }
 }
 

@@ -47,24 +47,7 @@ impl Batch<'_> {
         let mut changed = false;
         for (key, seq) in due {
             self.ov.expiring.insert(key, false);
-            let conv = &e.conversation_id;
-            let Some(row) = self.message_row(conv, seq)? else {
-                continue;
-            };
-            self.ov.erase.extend(row.keys());
-            if row.deleted {
-                continue;
-            }
-            for user in self.reactors(conv, seq, &row)? {
-                self.ov.reactions.insert(user, false);
-            }
-            self.ov
-                .touched
-                .push((partition, offset, conv.to_string(), seq));
-            changed |= self.change_message(conv, seq, |row| {
-                row.blank();
-                row.reactions.clear();
-            })?;
+            changed |= self.wipe_message(partition, offset, &e.conversation_id, seq, false)?;
         }
         Ok(changed)
     }
