@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use parley_schemas::sealed::{ContentKey, Kek};
-use parley_schemas::{decode, DataKey, MessagePosted};
+use parley_schemas::{decode, DataKey, SealedBody};
 use parley_sequencer::{EventLog, RecordStream, StartAt};
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
@@ -124,23 +124,20 @@ impl DataKeys {
         self.kek.unwrap(key_id, k.kek_version as u32, &k.wrapped)
     }
 
-    /// The new text of an edit, or [`Opened::Erased`] when its key is gone.
-    pub fn open_edit(&self, e: &parley_schemas::MessageEdited) -> Opened {
-        let Some(sealed) = &e.sealed else {
-            return Opened::Text(e.body.clone());
-        };
-        self.get(&sealed.key_id)
-            .and_then(|k| sealed.open(&k, &e.conversation_id, &e.meta.event_id))
-            .map_or(Opened::Erased, Opened::Text)
+    /// Opens a message or an edit in place with its data key: its text, and a
+    /// message's files' names. False when its key is gone (erased); its body is then
+    /// empty. A plain one stays as it is.
+    pub fn open_in_place<R: SealedBody>(&self, r: &mut R) -> bool {
+        let key = r.sealed().and_then(|s| self.get(&s.key_id));
+        r.open_with(key.as_ref())
     }
 
-    /// The text of `m`, or [`Opened::Erased`] when its key is gone.
-    pub fn open(&self, m: &MessagePosted) -> Opened {
-        let Some(sealed) = &m.sealed else {
-            return Opened::Text(m.body.clone());
-        };
-        self.get(&sealed.key_id)
-            .and_then(|k| sealed.open(&k, &m.conversation_id, &m.message_id))
-            .map_or(Opened::Erased, Opened::Text)
+    /// The text of a message or an edit, or [`Opened::Erased`] when its key is gone.
+    pub fn open<R: SealedBody + Clone>(&self, r: &R) -> Opened {
+        let mut r = r.clone();
+        match self.open_in_place(&mut r) {
+            true => Opened::Text(r.body().to_string()),
+            false => Opened::Erased,
+        }
     }
 }

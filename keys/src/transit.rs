@@ -6,7 +6,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use parley_schemas::sealed::{ContentKey, Kek};
-use parley_schemas::{decode, MessagePosted, TransitKey};
+use parley_schemas::{decode, SealedBody, TransitKey};
 use parley_sequencer::EventLog;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
@@ -122,77 +122,30 @@ impl TransitRing {
         }
     }
 
-    /// Opens a sealed message in place, through its transit key (waiting up to
-    /// `timeout` for it): its text, and its files' names. A plain message stays as it
-    /// is. False: it does not open (no transit key, or one erased); its body is then
-    /// empty and its files' names too.
-    pub async fn open(&self, m: &mut MessagePosted, timeout: Duration) -> bool {
-        let transit = match m.sealed.as_ref().and_then(|s| s.transit_key.clone()) {
+    /// Opens a sealed message or edit in place, through the transit key its record
+    /// names (waiting up to `timeout` for it): its text, and a message's files' names.
+    /// A plain one stays as it is. False: it does not open (no transit key, or one
+    /// erased); its body is then empty.
+    pub async fn open<R: SealedBody>(&self, r: &mut R, timeout: Duration) -> bool {
+        let transit = match r.sealed().and_then(|s| s.transit_key.clone()) {
             Some(id) => self.wait_for(&id, timeout).await,
             None => None,
         };
-        open_with(m, transit)
-    }
-
-    /// The new text of a sealed edit, opened through its transit key (waiting up to
-    /// `timeout`); a plain edit's as it is.
-    pub async fn open_edit(
-        &self,
-        e: &parley_schemas::MessageEdited,
-        timeout: Duration,
-    ) -> Option<String> {
-        let Some(sealed) = &e.sealed else {
-            return Some(e.body.clone());
-        };
-        let transit = self
-            .wait_for(sealed.transit_key.as_deref()?, timeout)
-            .await?;
-        let key = sealed.via_transit(&transit)?;
-        sealed.open(&key, &e.conversation_id, &e.meta.event_id)
-    }
-
-    /// [`TransitRing::open_edit`] without waiting.
-    pub fn open_edit_now(&self, e: &parley_schemas::MessageEdited) -> Option<String> {
-        let Some(sealed) = &e.sealed else {
-            return Some(e.body.clone());
-        };
-        let transit = self.get(sealed.transit_key.as_deref()?)?;
-        sealed.open(
-            &sealed.via_transit(&transit)?,
-            &e.conversation_id,
-            &e.meta.event_id,
-        )
+        open_with(r, transit)
     }
 
     /// [`TransitRing::open`] without waiting.
-    pub fn open_now(&self, m: &mut MessagePosted) -> bool {
-        let transit = m
-            .sealed
-            .as_ref()
-            .and_then(|s| self.get(s.transit_key.as_deref()?));
-        open_with(m, transit)
+    pub fn open_now<R: SealedBody>(&self, r: &mut R) -> bool {
+        let transit = r.sealed().and_then(|s| self.get(s.transit_key.as_deref()?));
+        open_with(r, transit)
     }
 }
 
-/// Opens `m` in place with the transit key its record names, if at hand.
-fn open_with(m: &mut MessagePosted, transit: Option<ContentKey>) -> bool {
-    let Some(sealed) = &m.sealed else {
-        return true;
+/// Opens `r` in place with the transit key its record names, if at hand.
+fn open_with<R: SealedBody>(r: &mut R, transit: Option<ContentKey>) -> bool {
+    let key = match (r.sealed(), transit) {
+        (Some(sealed), Some(t)) => sealed.via_transit(&t),
+        _ => None,
     };
-    let key = transit.and_then(|t| sealed.via_transit(&t));
-    let text = key
-        .as_ref()
-        .and_then(|k| sealed.open(k, &m.conversation_id, &m.message_id));
-    match (key, text) {
-        (Some(key), Some(text)) => {
-            m.body = text;
-            parley_schemas::open_names(&mut m.attachments, &key, &m.conversation_id, &m.message_id);
-            true
-        }
-        _ => {
-            m.body.clear();
-            parley_schemas::hide_names(&mut m.attachments);
-            false
-        }
-    }
+    r.open_with(key.as_ref())
 }

@@ -222,23 +222,17 @@ pub fn to_json(r: &LogRecord) -> (serde_json::Value, bool) {
 fn decrypted(line: &mut serde_json::Value, r: &LogRecord, keys: &parley_keys::DataKeys) {
     let opened = match r.value.as_deref().map(parley_schemas::decode_any) {
         Some(Ok(parley_schemas::AnyRecord::MessagePosted(mut m))) if m.sealed.is_some() => {
-            let opened = keys.open(&m);
+            let opened = match keys.open_in_place(&mut m) {
+                true => parley_keys::Opened::Text(m.body.clone()),
+                false => parley_keys::Opened::Erased,
+            };
             if !m.attachments.is_empty() {
-                match m.sealed.as_ref().and_then(|s| keys.get(&s.key_id)) {
-                    Some(key) => parley_schemas::open_names(
-                        &mut m.attachments,
-                        &key,
-                        &m.conversation_id,
-                        &m.message_id,
-                    ),
-                    None => parley_schemas::hide_names(&mut m.attachments),
-                }
                 line["record"]["attachments"] = json!(m.attachments);
             }
             opened
         }
         Some(Ok(parley_schemas::AnyRecord::MessageEdited(e))) if e.sealed.is_some() => {
-            keys.open_edit(&e)
+            keys.open(&e)
         }
         _ => return,
     };

@@ -204,46 +204,45 @@ const TRANSIT_WAIT: Duration = Duration::from_secs(2);
 
 /// `event` with a sealed message's body opened (through its transit key) for its
 /// recipients; `sealed` stays, so inbox and push copies carry no text.
-pub(crate) async fn opened(ring: Option<&parley_keys::TransitRing>, event: AnyRecord) -> AnyRecord {
-    match (ring, event) {
-        (Some(ring), AnyRecord::MessagePosted(mut m)) if m.sealed.is_some() => {
-            if !ring.open(&mut m, TRANSIT_WAIT).await {
-                not_opened(&m.conversation_id);
-            }
-            AnyRecord::MessagePosted(m)
-        }
-        (Some(ring), AnyRecord::MessageEdited(mut e)) if e.sealed.is_some() => {
-            match ring.open_edit(&e, TRANSIT_WAIT).await {
-                Some(text) => e.body = text,
-                None => not_opened(&e.conversation_id),
-            }
-            AnyRecord::MessageEdited(e)
-        }
-        (_, event) => event,
+pub(crate) async fn opened(
+    ring: Option<&parley_keys::TransitRing>,
+    mut event: AnyRecord,
+) -> AnyRecord {
+    let Some(ring) = ring else { return event };
+    let open = match &mut event {
+        AnyRecord::MessagePosted(m) => ring.open(m, TRANSIT_WAIT).await,
+        AnyRecord::MessageEdited(e) => ring.open(e, TRANSIT_WAIT).await,
+        _ => true,
+    };
+    if !open {
+        not_opened(&event);
     }
+    event
 }
 
 /// [`opened`] without waiting for a missing transit key.
-pub(crate) fn opened_now(ring: Option<&parley_keys::TransitRing>, event: AnyRecord) -> AnyRecord {
-    match (ring, event) {
-        (Some(ring), AnyRecord::MessagePosted(mut m)) if m.sealed.is_some() => {
-            if !ring.open_now(&mut m) {
-                not_opened(&m.conversation_id);
-            }
-            AnyRecord::MessagePosted(m)
-        }
-        (Some(ring), AnyRecord::MessageEdited(mut e)) if e.sealed.is_some() => {
-            match ring.open_edit_now(&e) {
-                Some(text) => e.body = text,
-                None => not_opened(&e.conversation_id),
-            }
-            AnyRecord::MessageEdited(e)
-        }
-        (_, event) => event,
+pub(crate) fn opened_now(
+    ring: Option<&parley_keys::TransitRing>,
+    mut event: AnyRecord,
+) -> AnyRecord {
+    let Some(ring) = ring else { return event };
+    let open = match &mut event {
+        AnyRecord::MessagePosted(m) => ring.open_now(m),
+        AnyRecord::MessageEdited(e) => ring.open_now(e),
+        _ => true,
+    };
+    if !open {
+        not_opened(&event);
     }
+    event
 }
 
-fn not_opened(conversation: &str) {
+fn not_opened(event: &AnyRecord) {
+    let conversation = match event {
+        AnyRecord::MessagePosted(m) => m.conversation_id.as_str(),
+        AnyRecord::MessageEdited(e) => e.conversation_id.as_str(),
+        _ => "",
+    };
     metrics::counter!(parley_ops::metrics::SEALED_NOT_OPENED).increment(1);
     warn!(
         conversation_id = %conversation,

@@ -206,6 +206,94 @@ impl AttachmentRef {
     }
 }
 
+/// A record whose body may be sealed (`MessagePosted`, `MessageEdited`): what opening
+/// it takes, so that every reader opens both kinds the same way.
+pub trait SealedBody {
+    fn conversation(&self) -> &str;
+    fn sealed(&self) -> Option<&Sealed>;
+    /// The id its sealed body is bound to: a message's id, an edit's own event id.
+    fn bound_to(&self) -> Uuid;
+    fn body(&self) -> &str;
+    /// Opens it in place with its data key (`None`: not at hand): the body, and what
+    /// else is sealed under the key. False if the body does not open; it is then empty.
+    fn open_with(&mut self, key: Option<&crate::sealed::ContentKey>) -> bool;
+}
+
+/// The body of `r` opened with `key`, if it is sealed and opens.
+fn opened_body<R: SealedBody + ?Sized>(
+    r: &R,
+    key: Option<&crate::sealed::ContentKey>,
+) -> Option<String> {
+    r.sealed()?.open(key?, r.conversation(), &r.bound_to())
+}
+
+impl SealedBody for MessagePosted {
+    fn conversation(&self) -> &str {
+        &self.conversation_id
+    }
+    fn sealed(&self) -> Option<&Sealed> {
+        self.sealed.as_ref()
+    }
+    fn bound_to(&self) -> Uuid {
+        self.message_id
+    }
+    fn body(&self) -> &str {
+        &self.body
+    }
+    fn open_with(&mut self, key: Option<&crate::sealed::ContentKey>) -> bool {
+        if self.sealed.is_none() {
+            return true;
+        }
+        match (key, opened_body(self, key)) {
+            (Some(key), Some(text)) => {
+                self.body = text;
+                open_names(
+                    &mut self.attachments,
+                    key,
+                    &self.conversation_id,
+                    &self.message_id,
+                );
+                true
+            }
+            _ => {
+                self.body.clear();
+                hide_names(&mut self.attachments);
+                false
+            }
+        }
+    }
+}
+
+impl SealedBody for MessageEdited {
+    fn conversation(&self) -> &str {
+        &self.conversation_id
+    }
+    fn sealed(&self) -> Option<&Sealed> {
+        self.sealed.as_ref()
+    }
+    fn bound_to(&self) -> Uuid {
+        self.meta.event_id
+    }
+    fn body(&self) -> &str {
+        &self.body
+    }
+    fn open_with(&mut self, key: Option<&crate::sealed::ContentKey>) -> bool {
+        if self.sealed.is_none() {
+            return true;
+        }
+        match opened_body(self, key) {
+            Some(text) => {
+                self.body = text;
+                true
+            }
+            None => {
+                self.body.clear();
+                false
+            }
+        }
+    }
+}
+
 /// Opens, in place, the sealed names of the files of message `message_id` of
 /// `conversation` with its data key; a name that does not open is left empty.
 pub fn open_names(

@@ -31,7 +31,7 @@ pub use inbox::InboxEntry;
 pub use key::{DataKey, TransitKey, UserErased};
 pub use message::{
     hide_names, open_names, AttachmentRef, MessageDeleted, MessageEdited, MessagePosted,
-    ReactionSet, Sealed,
+    ReactionSet, Sealed, SealedBody,
 };
 pub use presence::{PresenceUpdated, SlotLease};
 pub use presence_ack::PresenceAcked;
