@@ -6,8 +6,8 @@
 //! rebuild) marks those messages deleted and queues their data keys' tombstones
 //! ([`crate::store::expire`], [`crate::eraser`]). Every replica of a shard sweeps, so a
 //! conversation may get one record per replica: the later ones find nothing due. A
-//! replica sweeps a partition only once it has applied what the log held a moment
-//! before, so a replica catching up does not ask again for what the log already says.
+//! replica sweeps a partition only once it has caught up there ([`CaughtUp`]), so a
+//! replica catching up does not ask again for what the log already says.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -19,7 +19,8 @@ use parley_sequencer::EventLog;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::store::{keys, Store, Stream};
+use crate::caught_up::CaughtUp;
+use crate::store::{keys, Store};
 
 /// Between two sweeps.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
@@ -32,17 +33,19 @@ pub async fn run(
     log: Arc<dyn EventLog>,
     events_topic: String,
     partitions: i32,
+    mut caught_up: CaughtUp,
     shutdown: CancellationToken,
 ) {
     let mut asked: HashMap<String, i64> = HashMap::new();
-    let mut ends_before: Option<Vec<i64>> = None;
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(SWEEP_EVERY) => {}
         }
-        let ends = std::mem::replace(&mut ends_before, log.end_offsets(&events_topic).await.ok());
-        let Some(ends) = ends else { continue };
+        let ready = caught_up.round().await;
+        if ready.is_empty() {
+            continue;
+        }
         let now = now_millis();
         asked.retain(|_, t| now - *t < ASK_AGAIN_MS);
         let s = store.clone();
@@ -52,9 +55,7 @@ pub async fn run(
                 let Some((_, conv, _)) = keys::expiring_parts(&key) else {
                     continue;
                 };
-                let p = partition_for_key(conv.as_bytes(), partitions);
-                let end = ends.get(p as usize).copied().unwrap_or(0);
-                if s.next_offset(Stream::Events, p)? >= end {
+                if ready.contains(&partition_for_key(conv.as_bytes(), partitions)) {
                     due.insert(conv);
                 }
             }

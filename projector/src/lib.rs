@@ -17,10 +17,13 @@
 //! - [`gauges`]: consumer lag, readiness and RocksDB figures, measured every 2 s.
 //! - [`eraser`]: writes the tombstones of erased data keys (sealed content).
 //! - [`expiry`]: appends `MessagesExpired` when disappearing messages are due.
+//! - [`caught_up`]: whether this replica has applied the log as it was a moment ago
+//!   (the condition of those two repairs).
 //! - [`rekey`]: writes again the data key of a sealed message applied without one.
 //! - [`service`]: the consumer loop and [`run`], the role's entry point.
 //! - [`config`], [`error`].
 
+pub mod caught_up;
 pub mod client;
 pub mod config;
 pub mod directory;

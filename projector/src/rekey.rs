@@ -36,25 +36,22 @@ pub struct Rekey {
     pub kek: Kek,
     pub ring: Arc<TransitRing>,
     pub keys_topic: String,
-    pub events_topic: String,
     pub partitions: i32,
+    pub caught_up: crate::caught_up::CaughtUp,
 }
 
 impl Rekey {
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         let mut tried: HashMap<String, i64> = HashMap::new();
-        // The log's end of `events` as the last round read it.
-        let mut ends_before: Option<Vec<i64>> = None;
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tokio::time::sleep(Duration::from_secs(1)) => {}
             }
-            let ends = std::mem::replace(
-                &mut ends_before,
-                self.log.end_offsets(&self.events_topic).await.ok(),
-            );
-            let Some(ends) = ends else { continue };
+            let caught_up = self.caught_up.round().await;
+            if caught_up.is_empty() {
+                continue;
+            }
             let s = self.store.clone();
             let waiting = match tokio::task::spawn_blocking(move || s.keys_waiting(1_000)).await {
                 Ok(Ok(w)) => w,
@@ -68,17 +65,11 @@ impl Rekey {
                 {
                     continue;
                 }
-                // Only once this replica has applied what the log held a round ago: a
-                // replica catching up (a rebuild) may not have applied yet the deletion
-                // or erasure that tombstoned the key, and must not bring it back.
+                // Only where this replica has caught up: a replica catching up (a
+                // rebuild) may not have applied yet the deletion or erasure that
+                // tombstoned the key, and must not bring it back.
                 let p = partition_for_key(w.conversation.as_bytes(), self.partitions);
-                let s = self.store.clone();
-                let applied = tokio::task::spawn_blocking(move || {
-                    s.next_offset(crate::store::Stream::Events, p)
-                })
-                .await;
-                let end = ends.get(p as usize).copied().unwrap_or(0);
-                if !matches!(applied, Ok(Ok(at)) if at >= end) {
+                if !caught_up.contains(&p) {
                     continue;
                 }
                 // Still the text the message shows? (Not deleted, erased or edited since.)

@@ -185,8 +185,12 @@ impl Projector {
                     kek: kek.clone(),
                     ring,
                     keys_topic: config.keys_topic.clone(),
-                    events_topic: config.events_topic.clone(),
                     partitions: count,
+                    caught_up: crate::caught_up::CaughtUp::new(
+                        log.clone(),
+                        config.events_topic.clone(),
+                        rx.clone(),
+                    ),
                 };
                 Some(tokio::spawn(task.run(leave.clone())))
             }
@@ -203,6 +207,7 @@ impl Projector {
             log.clone(),
             config.events_topic.clone(),
             count,
+            crate::caught_up::CaughtUp::new(log.clone(), config.events_topic.clone(), rx.clone()),
             leave.clone(),
         ));
         let task = tokio::spawn(consume(config, store.clone(), stream, tx, feed, shutdown));
