@@ -36,8 +36,35 @@ pub struct Intent {
 
 impl Intent {
     pub fn key(&self) -> String {
-        format!("{}\u{1f}{}", self.user_id, self.conversation_id)
+        state_key(&self.user_id, &self.conversation_id)
     }
+}
+
+/// The key of `user`'s record of `conversation` in `push-state`.
+pub fn state_key(user: &str, conversation: &str) -> String {
+    format!("{user}\u{1f}{conversation}")
+}
+
+/// The user and conversation a `push-state` key names.
+fn key_parts(key: &[u8]) -> Option<(&str, &str)> {
+    std::str::from_utf8(key).ok()?.split_once('\u{1f}')
+}
+
+/// Erases `user`'s records of `conversations` from `push-state` (their tombstones, in
+/// the user's partition): what the push role noted of their notifications (previews
+/// included) is gone once compaction has run, and from every push role at once.
+pub async fn forget(
+    log: &dyn EventLog,
+    topic: &str,
+    user: &str,
+    conversations: &[String],
+) -> parley_sequencer::Result<()> {
+    let p = partition_for_key(user.as_bytes(), log.partition_count(topic).await?.max(1));
+    for conversation in conversations {
+        log.append_to(topic, p, state_key(user, conversation).as_bytes(), None)
+            .await?;
+    }
+    Ok(())
 }
 
 pub struct PushState {
@@ -67,12 +94,7 @@ impl PushState {
         let following = follow::follow(log, topic, shutdown, move |r| {
             let Some(v) = &r.value else {
                 // A tombstone: the user's record here is erased.
-                if let Some((user, conv)) = r
-                    .key
-                    .as_deref()
-                    .and_then(|k| std::str::from_utf8(k).ok())
-                    .and_then(|k| k.split_once('\u{1f}'))
-                {
+                if let Some((user, conv)) = r.key.as_deref().and_then(key_parts) {
                     reader.lock().remove(&(user.to_string(), conv.to_string()));
                 }
                 return;
@@ -145,5 +167,77 @@ impl PushState {
             .await?;
         self.remember(intent.clone());
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use parley_sequencer::{EmbeddedConfig, EmbeddedLog, EventLog, TopicSpec};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+
+    fn intent(user: &str, conversation: &str, last_seq: i64) -> Intent {
+        Intent {
+            user_id: user.into(),
+            conversation_id: conversation.into(),
+            first_seq: 0,
+            last_seq,
+            done: true,
+            notifications: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_forgotten_users_records_leave_every_follower() {
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn EventLog> = Arc::new(
+            EmbeddedLog::open(EmbeddedConfig::new(dir.path()))
+                .await
+                .unwrap(),
+        );
+        log.provision(&[TopicSpec::plain("push-state", 4, 1)])
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        let writer = PushState::follow(
+            log.clone(),
+            "push-state",
+            Duration::from_secs(5),
+            stop.clone(),
+        )
+        .await
+        .unwrap();
+        for i in [
+            intent("bob", "c1", 3),
+            intent("bob", "c2", 4),
+            intent("amy", "c1", 5),
+        ] {
+            writer.write(&i).await.unwrap();
+        }
+        forget(&*log, "push-state", "bob", &["c1".into(), "c2".into()])
+            .await
+            .unwrap();
+        // Another follower, reading the topic from its start, holds amy's alone; so
+        // does the first, once the tombstones reach it.
+        let reader = PushState::follow(
+            log.clone(),
+            "push-state",
+            Duration::from_secs(5),
+            stop.clone(),
+        )
+        .await
+        .unwrap();
+        for state in [&reader, &writer] {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            while state.covered("bob", "c1").is_some() || state.covered("bob", "c2").is_some() {
+                assert!(tokio::time::Instant::now() < deadline, "bob's records stay");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert_eq!(state.covered("amy", "c1"), Some(5));
+        }
+        stop.cancel();
     }
 }

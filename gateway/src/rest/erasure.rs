@@ -88,16 +88,20 @@ pub async fn erase(
         state.devices.set_presence_hidden(&user, false).await?;
     }
     // And the push role's record of what it notified them (it holds previews).
-    let push_state = &state.config.topics.push_state;
-    let p =
-        parley_sequencer::partition::partition_for_key(user.as_bytes(), state.events_partitions);
-    for c in state.views.user_conversations(&user, false).await? {
-        let key = format!("{user}\u{1f}{}", c.conversation_id);
-        state
-            .log
-            .append_to(push_state, p, key.as_bytes(), None)
-            .await?;
-    }
+    let conversations: Vec<String> = state
+        .views
+        .user_conversations(&user, false)
+        .await?
+        .into_iter()
+        .map(|c| c.conversation_id)
+        .collect();
+    parley_push::state::forget(
+        &*state.log,
+        &state.config.topics.push_state,
+        &user,
+        &conversations,
+    )
+    .await?;
     tracing::info!(user = %user, by = %actor, "user content erased");
     if !state.views.wait_applied(&at, APPLY_WAIT).await? {
         return Err(ApiError::unavailable(
