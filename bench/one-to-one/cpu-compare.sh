@@ -58,21 +58,28 @@ if ! kill -0 $PARLEY 2>/dev/null || ! curl -fsS -m 2 http://127.0.0.1:8085/ready
 fi
 echo "parley dev ($MODE, $BIN) pid $PARLEY${BROKER:+, broker pid $BROKER}; centrifugo pid $CF; $(nproc) cores; $PAIRS pairs at $RATE msgs/s" >&2
 setsid -w "$COMPARE" --only parley --pairs "$PAIRS" --rates 1k --duration 5s --warmup 3s >/dev/null 2>&1 || true
-( sleep 16; share $PARLEY $BROKER >"$RUN/cpu-parley" ) &
+( sleep 16; share $PARLEY >"$RUN/cpu-parley" ) &
 SAMPLER=$!
+SAMPLERS=$SAMPLER
+if [[ -n $BROKER ]]; then ( sleep 16; share "$BROKER" >"$RUN/cpu-broker" ) & SAMPLERS="$SAMPLERS $!"; fi
 ROW_P=$(setsid -w "$COMPARE" --only parley --pairs "$PAIRS" --rates "$RATE" --duration 20s 2>&1 | grep -E "^\| parley") || true
-wait $SAMPLER
+wait $SAMPLERS
 ( sleep 13; share "$CF" >"$RUN/cpu-cf" ) &
 SAMPLER=$!
 ROW_C=$(setsid -w "$COMPARE" --only centrifugo --pairs "$PAIRS" --rates "$RATE" --duration 20s 2>&1 | grep -E "^\| centrifugo") || true
 wait $SAMPLER
 P=$(cat "$RUN/cpu-parley"); C=$(cat "$RUN/cpu-cf")
+if [[ -n $BROKER ]]; then B=$(cat "$RUN/cpu-broker"); PO=$P; P=$(echo "$PO + $B" | bc); fi
 echo "| system | pairs | rate/s | sched | sent | acked | recv | lost | err | dup | p50 | p90 | p99 | p99.9 | max | p99 from write | ack p99 | gen lag p99 | delivered/s | pass |"
 echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
 echo "$ROW_P"; echo "$ROW_C"
 echo
 echo "| CPU ($MODE, $RATE msgs/s) | share of one core | per delivered message |"
 echo "|---|---:|---:|"
+if [[ -n $BROKER ]]; then
+  echo "| parley (its process) | $PO% | $(echo "scale=3; $PO * 10 / $RATE" | bc) ms |"
+  echo "| broker | $B% | $(echo "scale=3; $B * 10 / $RATE" | bc) ms |"
+fi
 echo "| parley${BROKER:+ + broker} | $P% | $(echo "scale=3; $P * 10 / $RATE" | bc) ms |"
 echo "| centrifugo | $C% | $(echo "scale=3; $C * 10 / $RATE" | bc) ms |"
 echo "| parley ÷ centrifugo | ×$(echo "scale=2; $P / $C" | bc) | |"

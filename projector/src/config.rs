@@ -38,6 +38,11 @@ pub struct ProjectorConfig {
     /// Sleep before each batch: a deliberately slow projector, for tests of the
     /// read-your-log barrier. Zero in production.
     pub apply_delay: Duration,
+    /// How long a batch may wait for more records after its first, when fewer than
+    /// `batch_max` are ready: a write batch, a thread hop and a wake of every waiter per
+    /// batch instead of per record. The views trail the log by at most this much more;
+    /// nothing on a message's way to its recipients waits for them.
+    pub gather: Duration,
     /// The token every request to the query API must carry (`Authorization: Bearer`);
     /// `None` only for views that are not served (in-process use).
     pub service_token: Option<String>,
@@ -54,6 +59,10 @@ pub struct ProjectorConfig {
     pub kek: Option<parley_schemas::sealed::Kek>,
 }
 
+/// The default of [`ProjectorConfig::gather`]: at 4,000 messages/s it takes a fifth off
+/// `parley dev`'s CPU per message (docs/benchmarks.md).
+pub const GATHER: Duration = Duration::from_millis(2);
+
 impl ProjectorConfig {
     pub fn new(data_dir: impl Into<PathBuf>, topics: &TopicNames) -> Self {
         ProjectorConfig {
@@ -68,6 +77,7 @@ impl ProjectorConfig {
             partitions: None,
             batch_max: 1000,
             apply_delay: Duration::ZERO,
+            gather: GATHER,
             rebuild_if_unfit: false,
             service_token: None,
             health: parley_ops::Health::default(),

@@ -357,11 +357,13 @@ async fn consume(
         let Some(first) = first else { return Ok(()) };
         let mut batch = vec![first?];
         // Whatever else is ready now joins the batch.
-        while batch.len() < config.batch_max {
-            match stream.next().now_or_never() {
-                Some(Some(r)) => batch.push(r?),
-                _ => break,
+        drain_ready(&mut stream, &mut batch, config.batch_max)?;
+        if batch.len() < config.batch_max && !config.gather.is_zero() {
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(()),
+                _ = tokio::time::sleep(config.gather) => {}
             }
+            drain_ready(&mut stream, &mut batch, config.batch_max)?;
         }
         if !config.apply_delay.is_zero() {
             tokio::time::sleep(config.apply_delay).await;
@@ -393,6 +395,24 @@ async fn consume(
             }
         }
     }
+}
+
+/// Takes the records `stream` has ready now, until `batch` holds `max`.
+fn drain_ready(
+    stream: &mut futures::stream::BoxStream<
+        'static,
+        parley_sequencer::Result<(Stream, parley_sequencer::LogRecord)>,
+    >,
+    batch: &mut Vec<(Stream, parley_sequencer::LogRecord)>,
+    max: usize,
+) -> parley_sequencer::Result<()> {
+    while batch.len() < max {
+        match stream.next().now_or_never() {
+            Some(Some(r)) => batch.push(r?),
+            _ => break,
+        }
+    }
+    Ok(())
 }
 
 /// The projector role: consume, and serve the query API on `listener` until `shutdown`.

@@ -146,6 +146,8 @@ fn compact_partition(shared: &Shared, t: &Topic, p: i32, tombstones_from: i64) -
     }
     if deleted > 0 {
         shared.db.write(wb).map_err(store_error)?;
+        // Nor may a live reader take them from memory.
+        t.tail.forget(p);
         // Every column family's memtable to disk first, so no write-ahead log still
         // needs (and holds) the deleted bytes; then the range rewritten without them.
         for name in [codec::RECORDS, codec::META] {

@@ -23,6 +23,7 @@ mod codec;
 mod groups;
 mod maintenance;
 mod read;
+mod tail;
 #[cfg(test)]
 mod tests;
 mod writer;
@@ -105,6 +106,8 @@ pub(crate) struct Topic {
     starts: Vec<AtomicI64>,
     /// Bumped after every batch that wrote to the topic: live readers wait on it.
     changed: watch::Sender<u64>,
+    /// Each partition's newest records, for live readers.
+    tail: tail::Tail,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +126,7 @@ impl Topic {
             ends: ends.into_iter().map(AtomicI64::new).collect(),
             starts: starts.into_iter().map(AtomicI64::new).collect(),
             changed: watch::channel(0).0,
+            tail: tail::Tail::new(spec.partitions),
         }
     }
 

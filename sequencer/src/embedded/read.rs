@@ -128,7 +128,12 @@ pub(crate) async fn pass<T: Send + 'static>(
         // here, in microseconds and without the disk, rather than with the two thread
         // switches of a blocking task; what is not all there is read on a blocking thread.
         let recent = (end - *pos <= TAIL)
-            .then(|| fetch_recent(shared, &topic.name, *p, *pos, end))
+            .then(|| {
+                topic
+                    .tail
+                    .get(*p, *pos, end)
+                    .or_else(|| fetch_recent(shared, &topic.name, *p, *pos, end))
+            })
             .flatten();
         let fetched = match recent {
             Some(records) => Ok(records),

@@ -3,7 +3,8 @@
 //! Appends queue in the order they were started. The writer takes every append waiting
 //! (up to [`MAX_BATCH`]), gives each the next offset of its partition, writes them as
 //! one RocksDB batch with the write-ahead log synced (fsync), and only then publishes the
-//! new end offsets, wakes readers and answers the appends. End offsets are not stored:
+//! new end offsets (keeping the batch's records in each partition's [`super::tail`]
+//! first), wakes readers and answers the appends. End offsets are not stored:
 //! opening the log reads them off each partition's last record. A batch
 //! that fails answers each of its appends with an error, and no offset moves.
 //!
@@ -22,12 +23,13 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use rocksdb::{WriteBatch, WriteOptions};
 use tokio::sync::oneshot;
 
 use super::{codec, store_error, Shared, Topic};
 use crate::error::{Error, Result};
-use crate::log::Position;
+use crate::log::{LogRecord, Position};
 
 /// The most appends one fsync covers.
 const MAX_BATCH: usize = 4096;
@@ -81,6 +83,7 @@ fn write(shared: &Shared, batch: &[Append]) -> Result<Vec<Position>> {
     let mut next: HashMap<(&str, i32), (Arc<Topic>, i64)> = HashMap::new();
     let mut wb = WriteBatch::default();
     let mut positions = Vec::with_capacity(batch.len());
+    let mut kept = Vec::with_capacity(batch.len());
     for a in batch {
         let (_, offset) = next
             .entry((a.topic.name.as_str(), a.partition))
@@ -96,6 +99,14 @@ fn write(shared: &Shared, batch: &[Append]) -> Result<Vec<Position>> {
             partition: a.partition,
             offset: at,
         });
+        kept.push(LogRecord {
+            topic: a.topic.name.clone(),
+            partition: a.partition,
+            offset: at,
+            timestamp_ms: Some(now),
+            key: Some(Bytes::copy_from_slice(&a.key)),
+            value: a.value.as_deref().map(Bytes::copy_from_slice),
+        });
     }
     let sync = batch.iter().any(|a| a.topic.syncs());
     let mut wo = WriteOptions::default();
@@ -104,6 +115,10 @@ fn write(shared: &Shared, batch: &[Append]) -> Result<Vec<Position>> {
     if sync {
         shared.syncs.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("parley_append_syncs_total").increment(1);
+    }
+    // Written: live readers may take these from memory, once the ends below say so.
+    for (a, record) in batch.iter().zip(kept) {
+        a.topic.tail.keep(record);
     }
     let mut touched: Vec<&Arc<Topic>> = Vec::new();
     for ((_, p), (topic, end)) in &next {

@@ -38,6 +38,7 @@ impl OwnStack {
             settings,
             data_dir: data.clone(),
             search: true,
+            views_gather: parley_projector::config::GATHER,
             gateway,
             listener,
             projector_http: None,

@@ -36,6 +36,11 @@ pub struct DevArgs {
     /// Keep no search index (`GET /v1/search` then answers 503).
     #[arg(long, env = "PARLEY_NO_SEARCH")]
     pub(super) no_search: bool,
+    /// How long the views wait, after a record, for more to apply in the same write (ms;
+    /// 0: each as it comes). They trail the log by at most this much more; no message
+    /// waits for them on its way to its recipients.
+    #[arg(long, env = "PARLEY_VIEWS_GATHER_MS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub(super) views_gather_ms: u64,
     /// Where the embedded log lives, when no `--log` is given.
     #[arg(long, env = "PARLEY_LOG_DIR", default_value = "parley-data/log")]
     pub(super) log_dir: PathBuf,
@@ -108,6 +113,7 @@ impl DevArgs {
             settings: self.log.settings(),
             data_dir: self.data_dir,
             search: !self.no_search,
+            views_gather: Duration::from_millis(self.views_gather_ms),
             gateway: gateway_config,
             listener,
             projector_http: self.projector_http,
@@ -159,6 +165,8 @@ pub struct AllRolesConfig {
     pub data_dir: PathBuf,
     /// Keep a search index beside the views.
     pub search: bool,
+    /// [`ProjectorConfig::gather`].
+    pub views_gather: Duration,
     pub gateway: GatewayConfig,
     pub listener: TcpListener,
     pub projector_http: Option<SocketAddr>,
@@ -213,6 +221,7 @@ impl AllRoles {
         // One machine, a local data dir: views of a log that was reset are rebuilt.
         pc.rebuild_if_unfit = true;
         pc.search = c.search;
+        pc.gather = c.views_gather;
         pc.kek = c.gateway.kek.clone();
         let projector = Projector::start(pc, c.log.clone(), c.shutdown.clone()).await?;
         let views: Arc<dyn Views> = Arc::new(projector.views());

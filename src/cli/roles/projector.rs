@@ -33,6 +33,11 @@ pub struct ProjectorArgs {
     /// Slow every batch down by this many ms (tests of the read-your-log barrier only).
     #[arg(long, hide = true, default_value_t = 0)]
     pub(super) debug_apply_delay_ms: u64,
+    /// How long the views wait, after a record, for more to apply in the same write (ms;
+    /// 0: each as it comes). They trail the log by at most this much more; no message
+    /// waits for them on its way to its recipients.
+    #[arg(long, env = "PARLEY_VIEWS_GATHER_MS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    pub(super) views_gather_ms: u64,
     /// Wipe the views in --data-dir and rebuild them from what the log holds now: for
     /// views that no longer fit the log (ahead of its end, or behind its start because
     /// retention deleted records they never applied).
@@ -93,6 +98,7 @@ impl ProjectorArgs {
         );
         config.rebuild_if_unfit = self.rebuild;
         config.search = !self.no_search;
+        config.gather = std::time::Duration::from_millis(self.views_gather_ms);
         config.kek = self.kek.kek()?;
         config.service_token = Some(token);
         config.ready_lag = self.ops.ready_lag;
