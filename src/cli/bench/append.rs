@@ -2,7 +2,12 @@
 //!
 //! Phase 1 keeps `--in-flight` appends outstanding and reports appends/s.
 //! Phase 2 is open-loop: it starts `--rate` appends per second on a fixed schedule,
-//! whatever the previous ones are doing, and reports append→ack latency.
+//! whatever the previous ones are doing, and reports append→ack latency. With
+//! `--followers N`, N readers follow the topic from its end meanwhile (as a
+//! fanout-worker and a projector follow `events`), and it reports append→read latency;
+//! with `--cpu-pid`, the CPU those processes used per append (the broker's, say): the
+//! floor under what any design that appends each message once and reads it N times
+//! can cost.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -39,6 +44,13 @@ pub struct AppendArgs {
     /// Partitions of the benchmark's own topic.
     #[arg(long, default_value_t = 16)]
     partitions: i32,
+    /// Readers following the topic from its end during the latency phase.
+    #[arg(long, default_value_t = 0)]
+    followers: usize,
+    /// Processes whose CPU (user + system, from /proc) is reported per append over the
+    /// latency phase (repeatable; e.g. the broker's pid).
+    #[arg(long)]
+    cpu_pid: Vec<u32>,
     #[command(flatten)]
     log: LogArgs,
 }
@@ -135,14 +147,44 @@ impl AppendArgs {
         payload: &[u8],
     ) -> anyhow::Result<()> {
         let total = u64::from(self.rate) * self.seconds;
-        eprintln!("latency: {} appends/s for {} s…", self.rate, self.seconds);
+        eprintln!(
+            "latency: {} appends/s for {} s, {} followers…",
+            self.rate, self.seconds, self.followers
+        );
+        let partitions: Vec<(i32, parley_sequencer::StartAt)> = (0..self.partitions)
+            .map(|p| (p, parley_sequencer::StartAt::End))
+            .collect();
+        let mut followers = Vec::new();
+        for _ in 0..self.followers {
+            let mut records = log.read(topic, &partitions).await?;
+            followers.push(tokio::spawn(async move {
+                let mut lat = report::histogram();
+                let mut seen = 0u64;
+                while seen < total {
+                    match tokio::time::timeout(Duration::from_secs(10), records.next()).await {
+                        Ok(Some(Ok(r))) => {
+                            seen += 1;
+                            if let Some(sent) = r.value.as_deref().and_then(stamp_of) {
+                                report::record(&mut lat, now_micros().saturating_sub(sent));
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+                (seen, lat)
+            }));
+        }
+        let cpu_before = cpu_ticks(&self.cpu_pid);
+        let started = Instant::now();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(self.rate)));
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         for i in 0..total {
             tick.tick().await;
             let (log, tx, topic) = (log.clone(), tx.clone(), topic.to_string());
-            let (k, payload) = (key(i as u32, self.keys), payload.to_vec());
+            let k = key(i as u32, self.keys);
+            let mut payload = payload.to_vec();
+            stamp(&mut payload);
             tokio::spawn(async move {
                 let t = Instant::now();
                 let r = log.append(&topic, &k, Some(&payload)).await;
@@ -165,8 +207,65 @@ impl AppendArgs {
             self.seconds,
             report::summary(&lat)
         );
+        for (i, f) in followers.into_iter().enumerate() {
+            let (seen, lat) = f.await?;
+            println!(
+                "  follower {i}: read {seen} of {total}; append→read {}",
+                report::summary(&lat)
+            );
+        }
+        if let (Some(before), Some(after)) = (cpu_before, cpu_ticks(&self.cpu_pid)) {
+            let secs = (after - before) as f64 / clock_ticks();
+            println!(
+                "  CPU of pids {:?}: {:.2} s over {:.1} s = {:.1}% of a core, {:.3} ms per append",
+                self.cpu_pid,
+                secs,
+                started.elapsed().as_secs_f64(),
+                100.0 * secs / started.elapsed().as_secs_f64(),
+                1000.0 * secs / total as f64
+            );
+        }
         Ok(())
     }
+}
+
+/// Writes the time now into the first 8 bytes of `payload` (microseconds since the epoch).
+fn stamp(payload: &mut [u8]) {
+    if let Some(head) = payload.get_mut(..8) {
+        head.copy_from_slice(&(now_micros().as_micros() as u64).to_be_bytes());
+    }
+}
+
+fn stamp_of(payload: &[u8]) -> Option<Duration> {
+    Some(Duration::from_micros(u64::from_be_bytes(
+        payload.get(..8)?.try_into().ok()?,
+    )))
+}
+
+fn now_micros() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
+/// User + system clock ticks of `pids` together; `None` with none given or one gone.
+fn cpu_ticks(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold(0u64, |sum, pid| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) may hold spaces: count from after its ')'.
+        let rest = stat.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let (utime, stime): (u64, u64) = (f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?);
+        Some(sum + utime + stime)
+    })
+}
+
+/// Clock ticks per second (`getconf CLK_TCK`: 100 on Linux).
+fn clock_ticks() -> f64 {
+    100.0
 }
 
 fn key(i: u32, keys: u32) -> Vec<u8> {
