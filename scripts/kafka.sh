@@ -5,6 +5,8 @@
 #   scripts/kafka.sh stop             stop it (clean shutdown, then SIGKILL after a grace period)
 #   scripts/kafka.sh status           is it running, where is its log
 #   scripts/kafka.sh data-dir         print where the single broker keeps its log segments
+#   scripts/kafka.sh reset            stop it and delete its state (every topic): the next
+#                                     start formats a new one
 #   scripts/kafka.sh fetch            only download the broker jars into the cache
 #   scripts/kafka.sh cluster start    three brokers (RF 3, min ISR 2) on ports 9192/9292/9392
 #   scripts/kafka.sh cluster stop|status
