@@ -26,7 +26,7 @@
 #   PARLEY_KAFKA_JVM_OPTS  garbage collector and other JVM flags (default -XX:+UseParallelGC:
 #                          on a small heap its young collections pause the broker for less
 #                          than G1's, and each pause stalls every append and fetch; see
-#                          docs/benchmarks.md, "Parley against Centrifugo, today")
+#                          docs/benchmarks.md, "Parley against Centrifugo, the morning of 2026-12-05")
 #
 # start and stop are idempotent. State (data, logs, pid) lives outside the repository.
 set -euo pipefail
