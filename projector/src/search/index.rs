@@ -280,7 +280,7 @@ impl SearchIndex {
                     limit: want + 1,
                     before,
                     ranked,
-                    shadow: Arc::new(recent.shadow()),
+                    shadow: recent.shadow(),
                     after: distinct.then(|| Arc::new(after)),
                 },
             )

@@ -32,7 +32,7 @@ use crate::store::rows::MessageRow;
 use crate::store::Store;
 
 /// Uncommitted changes are committed after this long.
-pub const COMMIT_EVERY: Duration = Duration::from_secs(1);
+pub const COMMIT_EVERY: Duration = Duration::from_secs(5);
 /// … or once there are this many.
 pub const COMMIT_DOCS: usize = 20_000;
 /// The most touches read in one go.

@@ -9,7 +9,8 @@
 //! its older version in the committed index: an edit's new words replace the old ones,
 //! and a deletion hides it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use super::collect::Rank;
 use super::syntax::Parsed;
@@ -28,10 +29,16 @@ struct Doc {
     words: Option<Vec<String>>,
 }
 
-/// The messages indexed since the last visible commit.
+/// The messages indexed since the last visible commit, by conversation.
+///
+/// A search reads only its caller's conversations here, and the set of what the
+/// overlay shadows is kept as it grows, not rebuilt per search: with thousands of
+/// messages waiting for a commit, a search costs what its caller's conversations hold.
 #[derive(Default)]
 pub struct Recent {
-    docs: HashMap<(String, i64), Doc>,
+    docs: HashMap<String, BTreeMap<i64, Doc>>,
+    count: usize,
+    shadow: Arc<HashSet<(u64, i64)>>,
 }
 
 /// A message of the overlay that matches a search.
@@ -57,29 +64,35 @@ impl Recent {
                 words: None,
             },
         };
-        self.docs.insert((conversation.to_string(), seq), doc);
+        let kept = match self.docs.get_mut(conversation) {
+            Some(docs) => docs,
+            None => self.docs.entry(conversation.to_string()).or_default(),
+        };
+        if kept.insert(seq, doc).is_none() {
+            self.count += 1;
+            Arc::make_mut(&mut self.shadow).insert((conversation_order(conversation), seq));
+        }
     }
 
     /// Forgets everything (the commit holding it is visible).
     pub fn clear(&mut self) {
         self.docs.clear();
+        self.count = 0;
+        self.shadow = Arc::default();
     }
 
     pub fn len(&self) -> usize {
-        self.docs.len()
+        self.count
     }
 
     pub fn is_empty(&self) -> bool {
-        self.docs.is_empty()
+        self.count == 0
     }
 
     /// (conversation order, seq) of every message here: the committed index's versions
     /// of them are not to be found.
-    pub fn shadow(&self) -> HashSet<(u64, i64)> {
-        self.docs
-            .keys()
-            .map(|(c, seq)| (conversation_order(c), *seq))
-            .collect()
+    pub fn shadow(&self) -> Arc<HashSet<(u64, i64)>> {
+        self.shadow.clone()
     }
 
     /// The messages here that match: every clause (`clauses`: each one's words, in
@@ -95,14 +108,15 @@ impl Recent {
         idf: Option<&HashMap<String, f32>>,
     ) -> Vec<RecentHit> {
         let mut out = Vec::new();
-        for ((conversation, seq), doc) in &self.docs {
+        let held = allowed.iter().filter_map(|(conversation, from)| {
+            let (conversation, docs) = self.docs.get_key_value(*conversation)?;
+            Some(
+                docs.range(from.saturating_add(1)..)
+                    .map(move |d| (conversation, d)),
+            )
+        });
+        for (conversation, (seq, doc)) in held.flatten() {
             let Some(words) = &doc.words else { continue };
-            if allowed
-                .get(conversation.as_str())
-                .is_none_or(|from| seq <= from)
-            {
-                continue;
-            }
             if !parsed.within.is_empty() && !parsed.within.contains(conversation) {
                 continue;
             }
