@@ -214,4 +214,34 @@ mod tests {
         r.clear();
         assert!(r.is_empty());
     }
+
+    #[test]
+    fn a_caller_reads_only_what_follows_its_offset_and_a_message_counts_once() {
+        let mut r = Recent::default();
+        for seq in 1..=5 {
+            r.remember("c", seq, Some(&row("amy", "launch", false)));
+        }
+        // Indexed again (an edit): still one message, shadowed once.
+        r.remember("c", 5, Some(&row("amy", "launch moved", false)));
+        assert_eq!((r.len(), r.shadow().len()), (5, 5));
+        let parsed = crate::search::syntax::parse("launch").unwrap();
+        let clauses = vec![words::words("launch")];
+        let seqs = |from: i64| {
+            let allowed: HashMap<&str, i64> = [("c", from)].into_iter().collect();
+            let mut s: Vec<i64> = r
+                .matches(&allowed, &parsed, &clauses, None, None)
+                .iter()
+                .map(|h| h.seq)
+                .collect();
+            s.sort();
+            s
+        };
+        assert_eq!(seqs(0), vec![1, 2, 3, 4, 5]);
+        assert_eq!(seqs(3), vec![4, 5], "what she may read begins after 3");
+        assert_eq!(seqs(i64::MAX), Vec::<i64>::new());
+        // A search holding the shadow set keeps it as it was; the overlay moves on.
+        let held = r.shadow();
+        r.remember("c", 6, Some(&row("amy", "launch", false)));
+        assert_eq!((held.len(), r.shadow().len()), (5, 6));
+    }
 }
