@@ -45,6 +45,11 @@ pub fn state_key(user: &str, conversation: &str) -> String {
     format!("{user}\u{1f}{conversation}")
 }
 
+/// The partition of `push-state` that holds `user`'s records (all of them in one).
+fn user_partition(user: &str, partitions: i32) -> i32 {
+    partition_for_key(user.as_bytes(), partitions.max(1))
+}
+
 /// The user and conversation a `push-state` key names.
 fn key_parts(key: &[u8]) -> Option<(&str, &str)> {
     std::str::from_utf8(key).ok()?.split_once('\u{1f}')
@@ -59,7 +64,7 @@ pub async fn forget(
     user: &str,
     conversations: &[String],
 ) -> parley_sequencer::Result<()> {
-    let p = partition_for_key(user.as_bytes(), log.partition_count(topic).await?.max(1));
+    let p = user_partition(user, log.partition_count(topic).await?);
     for conversation in conversations {
         log.append_to(topic, p, state_key(user, conversation).as_bytes(), None)
             .await?;
@@ -149,7 +154,7 @@ impl PushState {
     }
 
     fn partition_of(&self, user: &str) -> i32 {
-        partition_for_key(user.as_bytes(), self.partitions.max(1))
+        user_partition(user, self.partitions)
     }
 
     /// Writes `intent` (it then counts as covered), once the log has it.
@@ -202,14 +207,15 @@ mod tests {
             .await
             .unwrap();
         let stop = CancellationToken::new();
-        let writer = PushState::follow(
-            log.clone(),
-            "push-state",
-            Duration::from_secs(5),
-            stop.clone(),
-        )
-        .await
-        .unwrap();
+        let follow = || {
+            PushState::follow(
+                log.clone(),
+                "push-state",
+                Duration::from_secs(5),
+                stop.clone(),
+            )
+        };
+        let writer = follow().await.unwrap();
         for i in [
             intent("bob", "c1", 3),
             intent("bob", "c2", 4),
@@ -222,14 +228,7 @@ mod tests {
             .unwrap();
         // Another follower, reading the topic from its start, holds amy's alone; so
         // does the first, once the tombstones reach it.
-        let reader = PushState::follow(
-            log.clone(),
-            "push-state",
-            Duration::from_secs(5),
-            stop.clone(),
-        )
-        .await
-        .unwrap();
+        let reader = follow().await.unwrap();
         for state in [&reader, &writer] {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
             while state.covered("bob", "c1").is_some() || state.covered("bob", "c2").is_some() {

@@ -174,7 +174,7 @@ impl AppendArgs {
                 (seen, lat)
             }));
         }
-        let cpu_before = cpu_ticks(&self.cpu_pid);
+        let cpu_before = cpu_seconds(&self.cpu_pid);
         let started = Instant::now();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(self.rate)));
@@ -214,8 +214,8 @@ impl AppendArgs {
                 report::summary(&lat)
             );
         }
-        if let (Some(before), Some(after)) = (cpu_before, cpu_ticks(&self.cpu_pid)) {
-            let secs = (after - before) as f64 / clock_ticks();
+        if let (Some(before), Some(after)) = (cpu_before, cpu_seconds(&self.cpu_pid)) {
+            let secs = after - before;
             println!(
                 "  CPU of pids {:?}: {:.2} s over {:.1} s = {:.1}% of a core, {:.3} ms per append",
                 self.cpu_pid,
@@ -248,24 +248,14 @@ fn now_micros() -> Duration {
         .unwrap_or_default()
 }
 
-/// User + system clock ticks of `pids` together; `None` with none given or one gone.
-fn cpu_ticks(pids: &[u32]) -> Option<u64> {
+/// CPU seconds of `pids` together; `None` with none given or one gone.
+fn cpu_seconds(pids: &[u32]) -> Option<f64> {
     if pids.is_empty() {
         return None;
     }
-    pids.iter().try_fold(0u64, |sum, pid| {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        // The command name (field 2) may hold spaces: count from after its ')'.
-        let rest = stat.rsplit_once(')')?.1;
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let (utime, stime): (u64, u64) = (f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?);
-        Some(sum + utime + stime)
+    pids.iter().try_fold(0.0, |sum, pid| {
+        Some(sum + report::cpu_seconds_of(&pid.to_string())?)
     })
-}
-
-/// Clock ticks per second (`getconf CLK_TCK`: 100 on Linux).
-fn clock_ticks() -> f64 {
-    100.0
 }
 
 fn key(i: u32, keys: u32) -> Vec<u8> {

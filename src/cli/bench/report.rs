@@ -58,16 +58,18 @@ pub fn machine() -> String {
 
 /// CPU seconds this process has used (user + system), from /proc/self/stat.
 pub fn cpu_seconds() -> f64 {
-    let ticks = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            // Fields after the command name (which may hold spaces) start at ") ".
-            let rest = s.rsplit_once(") ")?.1.to_string();
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let utime: u64 = f.get(11)?.parse().ok()?;
-            let stime: u64 = f.get(12)?.parse().ok()?;
-            Some(utime + stime)
-        })
-        .unwrap_or(0);
-    ticks as f64 / 100.0
+    cpu_seconds_of("self").unwrap_or(0.0)
+}
+
+/// CPU seconds process `pid` (a number, or `self`) has used (user + system), from
+/// /proc; `None` if it is gone.
+pub fn cpu_seconds_of(pid: &str) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = s.rsplit_once(") ")?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = f.get(11)?.parse().ok()?;
+    let stime: u64 = f.get(12)?.parse().ok()?;
+    // Clock ticks: 100 per second on Linux (USER_HZ, `getconf CLK_TCK`).
+    Some((utime + stime) as f64 / 100.0)
 }
