@@ -6,6 +6,7 @@
 
 use apache_avro::types::Value;
 
+use crate::binary::{Reader, Writer};
 use crate::error::{Error, Result};
 use crate::records::AnyRecord;
 use crate::registry::{self, SchemaInfo};
@@ -20,6 +21,19 @@ pub trait Record: Sized {
     fn to_avro(&self) -> Value;
     fn from_avro(value: Value) -> Result<Self>;
 
+    /// Writes the body in Avro binary straight from `self` ([`crate::binary`]) and says
+    /// true; false, having written nothing, for a record that goes through
+    /// [`Record::to_avro`].
+    fn write_binary(&self, _out: &mut Writer) -> bool {
+        false
+    }
+
+    /// Reads a body written with the current schema straight into `Self`
+    /// ([`crate::binary`]); `None` for a record that goes through [`Record::from_avro`].
+    fn read_binary(_body: &mut Reader) -> Option<Result<Self>> {
+        None
+    }
+
     fn schema() -> &'static SchemaInfo {
         registry::by_name(Self::NAME)
             .unwrap_or_else(|| panic!("{} is not in schemas::registry::SOURCES", Self::NAME))
@@ -29,22 +43,49 @@ pub trait Record: Sized {
 /// Encodes `record` with its schema's single-object encoding.
 pub fn encode<R: Record>(record: &R) -> Result<Vec<u8>> {
     let info = R::schema();
-    // A self-contained schema needs no name table: `to_avro_datum` would build it from
-    // the schema twice per record (to validate, then to encode).
-    let body = if info.self_contained {
-        apache_avro::to_avro_datum_schemata(&info.schema, Vec::new(), record.to_avro())
-    } else {
-        apache_avro::to_avro_datum(&info.schema, record.to_avro())
-    }
-    .map_err(|e| Error::Encode {
-        name: R::NAME,
-        problem: e.to_string(),
-    })?;
-    let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+    let mut out = Vec::with_capacity(256);
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&info.fingerprint);
-    out.extend_from_slice(&body);
-    Ok(out)
+    if record.write_binary(&mut Writer(&mut out)) {
+        return Ok(out);
+    }
+    general::encode(record)
+}
+
+/// The path every record can take, through `apache_avro`'s value tree: what
+/// [`crate::binary`] must agree with, byte for byte.
+pub mod general {
+    use super::*;
+
+    /// As [`super::encode`], through [`Record::to_avro`].
+    pub fn encode<R: Record>(record: &R) -> Result<Vec<u8>> {
+        let info = R::schema();
+        // A self-contained schema needs no name table: `to_avro_datum` would build it from
+        // the schema twice per record (to validate, then to encode).
+        let body = if info.self_contained {
+            apache_avro::to_avro_datum_schemata(&info.schema, Vec::new(), record.to_avro())
+        } else {
+            apache_avro::to_avro_datum(&info.schema, record.to_avro())
+        }
+        .map_err(|e| Error::Encode {
+            name: R::NAME,
+            problem: e.to_string(),
+        })?;
+        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&info.fingerprint);
+        out.extend_from_slice(&body);
+        Ok(out)
+    }
+
+    /// As [`super::decode_any`], through [`AnyRecord::from_avro`].
+    pub fn decode_any(bytes: &[u8]) -> Result<AnyRecord> {
+        let (writer, body) = split(bytes)?;
+        let reader = registry::by_name(writer.name)
+            .ok_or_else(|| Error::UnknownSchema(writer.name.into()))?;
+        let value = read_body(writer, reader, body)?;
+        AnyRecord::from_avro(writer.name, value)
+    }
 }
 
 /// Decodes a record known to be an `R`.
@@ -56,7 +97,20 @@ pub fn decode<R: Record>(bytes: &[u8]) -> Result<R> {
             found: writer.name,
         });
     }
+    if std::ptr::eq(writer, R::schema()) {
+        if let Some(record) = read_binary::<R>(body) {
+            return record;
+        }
+    }
     R::from_avro(read_body(writer, R::schema(), body)?)
+}
+
+/// `R` read from the whole of `body` by [`Record::read_binary`]; `None` if `R` has no
+/// direct reader.
+pub(crate) fn read_binary<R: Record>(body: &[u8]) -> Option<Result<R>> {
+    let mut reader = Reader::new(body);
+    let record = R::read_binary(&mut reader)?;
+    Some(record.and_then(|r| reader.end().map(|()| r)))
 }
 
 /// Decodes any record of the contract, whichever it is.
@@ -64,6 +118,11 @@ pub fn decode_any(bytes: &[u8]) -> Result<AnyRecord> {
     let (writer, body) = split(bytes)?;
     let reader =
         registry::by_name(writer.name).ok_or_else(|| Error::UnknownSchema(writer.name.into()))?;
+    if std::ptr::eq(writer, reader) {
+        if let Some(record) = AnyRecord::read_binary(writer.name, body) {
+            return record;
+        }
+    }
     let value = read_body(writer, reader, body)?;
     AnyRecord::from_avro(writer.name, value)
 }

@@ -4,6 +4,8 @@
 //! - [`records`]: the Rust type of each log record (one `schemas/avro/*.avsc` each), and
 //!   [`AnyRecord`], the sum of them all.
 //! - [`codec`]: Avro single-object encoding (`C3 01` + CRC-64-AVRO fingerprint + body).
+//! - [`binary`]: Avro binary written and read straight from the Rust types of the
+//!   records every message takes (the rest go through `apache_avro`'s value tree).
 //! - [`registry`]: the schemas this build knows, looked up by full name or by fingerprint.
 //! - [`canonical`] and [`fingerprint`]: Parsing Canonical Form and CRC-64-AVRO, per the
 //!   Avro specification (not the `apache-avro` crate's own, which differs for logical types).
@@ -15,6 +17,7 @@
 //! - [`samples`]: one fixed record of each kind, for golden tests and examples.
 //! - [`sealed`]: content sealed under data keys kept outside the log (crypto-shredding).
 
+pub mod binary;
 pub mod canonical;
 pub mod codec;
 pub mod error;

@@ -1,5 +1,6 @@
 //! Property: every record survives encode → decode unchanged, whatever its contents.
 
+use parley_schemas::codec::general;
 use parley_schemas::records::*;
 use parley_schemas::{decode, decode_any, encode, samples, AnyRecord, Record};
 use proptest::prelude::*;
@@ -321,8 +322,117 @@ fn any_record() -> impl Strategy<Value = AnyRecord> {
     ]
 }
 
+fn sealed() -> impl Strategy<Value = Option<Sealed>> {
+    proptest::option::of(
+        (
+            ".*",
+            prop::collection::vec(any::<u8>(), 0..16),
+            prop::collection::vec(any::<u8>(), 0..48),
+            proptest::option::of(".*"),
+            proptest::option::of(prop::collection::vec(any::<u8>(), 0..48)),
+            names(),
+        )
+            .prop_map(
+                |(key_id, nonce, ciphertext, transit_key, transit_wrapped, mentions)| Sealed {
+                    key_id,
+                    nonce,
+                    ciphertext,
+                    transit_key,
+                    transit_wrapped,
+                    mentions,
+                },
+            ),
+    )
+}
+
+/// The records written and read directly ([`parley_schemas::binary`]), sealed or not.
+fn direct_record() -> impl Strategy<Value = AnyRecord> {
+    let posted = (any_record(), sealed()).prop_filter_map("a message", |(r, sealed)| {
+        let AnyRecord::MessagePosted(mut m) = r else {
+            return None;
+        };
+        if sealed.is_some() {
+            m.body.clear();
+        }
+        m.sealed = sealed;
+        Some(AnyRecord::MessagePosted(m))
+    });
+    let batch = (any_record(), direct_inner()).prop_filter_map("a batch", |(r, inner)| {
+        let AnyRecord::DeliveryBatch(mut d) = r else {
+            return None;
+        };
+        if let Some(inner) = inner {
+            d.event = inner;
+        }
+        Some(AnyRecord::DeliveryBatch(d))
+    });
+    prop_oneof![posted, batch]
+}
+
+/// A message's encoding, as a batch carries it (or `None`: the batch's own bytes).
+fn direct_inner() -> impl Strategy<Value = Option<Vec<u8>>> {
+    proptest::option::of((meta(), ".*").prop_map(|(meta, body)| {
+        let mut m = samples::message_posted();
+        m.meta = meta;
+        m.body = body;
+        encode(&m).unwrap()
+    }))
+}
+
+/// Damage to a record's bytes: a cut, or one byte of the body changed.
+#[derive(Debug, Clone)]
+enum Damage {
+    Cut(prop::sample::Index),
+    Set(prop::sample::Index, u8),
+}
+
+fn damage() -> impl Strategy<Value = Damage> {
+    prop_oneof![
+        any::<prop::sample::Index>().prop_map(Damage::Cut),
+        (any::<prop::sample::Index>(), any::<u8>()).prop_map(|(i, b)| Damage::Set(i, b)),
+    ]
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// The direct path writes apache_avro's bytes and reads them back to the same record.
+    #[test]
+    fn the_direct_path_writes_and_reads_what_apache_avro_does(record in direct_record()) {
+        let direct = record.encode().unwrap();
+        let general = match &record {
+            AnyRecord::MessagePosted(m) => general::encode(m).unwrap(),
+            AnyRecord::DeliveryBatch(d) => general::encode(d).unwrap(),
+            other => unreachable!("{other:?}"),
+        };
+        prop_assert_eq!(&direct, &general);
+        prop_assert_eq!(decode_any(&direct).unwrap(), record.clone());
+        prop_assert_eq!(general::decode_any(&direct).unwrap(), record);
+    }
+
+    /// On damaged bytes the direct reader never accepts what apache_avro refuses, and
+    /// reads what both accept the same. It refuses only what is not a record's encoding:
+    /// a body apache_avro reads leniently (a union or string cut off by the end as null).
+    #[test]
+    fn the_direct_reader_agrees_with_apache_avro_on_damaged_bytes(
+        record in direct_record(),
+        damage in damage(),
+    ) {
+        let mut bytes = record.encode().unwrap();
+        match damage {
+            Damage::Cut(i) => bytes.truncate(10 + i.index(bytes.len() - 10)),
+            Damage::Set(i, b) => {
+                let i = 10 + i.index(bytes.len() - 10);
+                bytes[i] = b;
+            }
+        }
+        match (decode_any(&bytes), general::decode_any(&bytes)) {
+            (Ok(direct), Ok(general)) => prop_assert_eq!(direct, general),
+            (Ok(direct), Err(e)) => prop_assert!(false, "direct read {direct:?}, apache_avro: {e}"),
+            (Err(_), Ok(general)) => prop_assert_ne!(general.encode().unwrap(), bytes),
+            (Err(_), Err(_)) => {}
+        }
+    }
 
     #[test]
     fn any_record_round_trips(record in any_record()) {

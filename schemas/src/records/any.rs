@@ -90,6 +90,15 @@ macro_rules! impl_any {
                 Err(Error::UnknownSchema(name.to_string()))
             }
 
+            /// The record from a body of the current schema named `name`, read directly
+            /// ([`crate::binary`]); `None` when that record has no direct reader.
+            pub(crate) fn read_binary(name: &str, body: &[u8]) -> Option<Result<Self>> {
+                $(if name == $t::NAME {
+                    return crate::codec::read_binary::<$t>(body).map(|r| r.map(AnyRecord::$t));
+                })*
+                None
+            }
+
             pub fn encode(&self) -> Result<Vec<u8>> {
                 match self {
                     $(AnyRecord::$t(r) => encode(r),)*

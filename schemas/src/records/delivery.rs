@@ -4,6 +4,7 @@ use apache_avro::types::Value;
 use serde::{Deserialize, Serialize};
 
 use super::{with_meta, Meta};
+use crate::binary::{Reader, Writer};
 use crate::codec::Record;
 use crate::error::Result;
 use crate::value::{nullable, strings, Fields};
@@ -74,5 +75,39 @@ impl Record for DeliveryBatch {
             event: f.bytes("event")?,
             prev_change: f.opt_long("prev_change")?,
         })
+    }
+
+    fn write_binary(&self, w: &mut Writer) -> bool {
+        self.meta.write_binary(w);
+        w.int(self.gateway_slot);
+        w.string(&self.conversation_id);
+        w.array(&self.recipients, |w, r| w.string(r));
+        w.boolean(self.broadcast);
+        w.string(&self.source_topic);
+        w.int(self.source_partition);
+        w.long(self.source_offset);
+        w.nullable(self.prev_seq, |w, v| w.long(v));
+        w.bytes(&self.event);
+        w.nullable(self.prev_change, |w, v| w.long(v));
+        true
+    }
+
+    fn read_binary(r: &mut Reader) -> Option<Result<Self>> {
+        let mut read = || -> Result<Self> {
+            Ok(Self {
+                meta: Meta::read_binary(r)?,
+                gateway_slot: r.int()?,
+                conversation_id: r.string()?,
+                recipients: r.array(|r| r.string())?,
+                broadcast: r.boolean()?,
+                source_topic: r.string()?,
+                source_partition: r.int()?,
+                source_offset: r.long()?,
+                prev_seq: r.nullable(|r| r.long())?,
+                event: r.bytes()?,
+                prev_change: r.nullable(|r| r.long())?,
+            })
+        };
+        Some(read())
     }
 }

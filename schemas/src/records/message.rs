@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::{with_meta, Meta};
+use crate::binary::{Reader, Writer};
 use crate::codec::Record;
 use crate::error::Result;
 use crate::value::{nullable, Fields};
@@ -125,24 +126,34 @@ impl Sealed {
         body: Vec<u8>,
         mentions: impl FnOnce(&mut Fields) -> Result<Vec<String>>,
     ) -> Result<(String, Option<Sealed>)> {
-        Ok(match f.opt_string("key_id")? {
+        let key_id = f.opt_string("key_id")?;
+        Sealed::plain_or_sealed(body, key_id, |key_id, ciphertext| {
+            Ok(Sealed {
+                key_id,
+                nonce: f.opt_bytes("nonce")?.unwrap_or_default(),
+                ciphertext,
+                transit_key: f.opt_string("transit_key")?,
+                transit_wrapped: f.opt_bytes("transit_wrapped")?,
+                mentions: mentions(f)?,
+            })
+        })
+    }
+
+    /// A record's body: plain text when it names no data key, else the ciphertext that
+    /// `sealed` makes a [`Sealed`] of (the body is then empty).
+    fn plain_or_sealed(
+        body: Vec<u8>,
+        key_id: Option<String>,
+        sealed: impl FnOnce(String, Vec<u8>) -> Result<Sealed>,
+    ) -> Result<(String, Option<Sealed>)> {
+        Ok(match key_id {
             None => (
                 String::from_utf8(body).map_err(|_| {
                     crate::error::Error::field("body", "plain text that is not UTF-8")
                 })?,
                 None,
             ),
-            Some(key_id) => (
-                String::new(),
-                Some(Sealed {
-                    key_id,
-                    nonce: f.opt_bytes("nonce")?.unwrap_or_default(),
-                    ciphertext: body,
-                    transit_key: f.opt_string("transit_key")?,
-                    transit_wrapped: f.opt_bytes("transit_wrapped")?,
-                    mentions: mentions(f)?,
-                }),
-            ),
+            Some(key_id) => (String::new(), Some(sealed(key_id, body)?)),
         })
     }
 
@@ -191,6 +202,26 @@ impl AttachmentRef {
             ("width", nullable(self.width.map(Value::Int))),
             ("height", nullable(self.height.map(Value::Int))),
         ])
+    }
+
+    fn write_binary(&self, w: &mut Writer) {
+        w.string(&self.attachment_id);
+        w.string(&self.name);
+        w.string(&self.content_type);
+        w.long(self.size);
+        w.nullable(self.width, |w, v| w.int(v));
+        w.nullable(self.height, |w, v| w.int(v));
+    }
+
+    fn read_binary(r: &mut Reader) -> Result<Self> {
+        Ok(Self {
+            attachment_id: r.string()?,
+            name: r.string()?,
+            content_type: r.string()?,
+            size: r.long()?,
+            width: r.nullable(|r| r.int())?,
+            height: r.nullable(|r| r.int())?,
+        })
     }
 
     fn from_avro(value: Value) -> Result<Self> {
@@ -421,6 +452,77 @@ impl Record for MessagePosted {
             attachments,
             sealed,
         })
+    }
+
+    fn write_binary(&self, w: &mut Writer) -> bool {
+        let sealed = self.sealed.as_ref();
+        self.meta.write_binary(w);
+        w.string(&self.conversation_id);
+        w.uuid(&self.message_id);
+        w.string(&self.client_msg_id);
+        match sealed {
+            None => {
+                w.branch(0);
+                w.string(&self.body);
+            }
+            Some(s) => {
+                w.branch(1);
+                w.bytes(&s.ciphertext);
+            }
+        }
+        w.nullable(self.reply_to, |w, v| w.long(v));
+        w.array(&self.attachments, |w, a| a.write_binary(w));
+        w.nullable(sealed.map(|s| &s.key_id), |w, v| w.string(v));
+        w.nullable(sealed.map(|s| &s.nonce), |w, v| w.bytes(v));
+        w.nullable(sealed.and_then(|s| s.transit_key.as_ref()), |w, v| {
+            w.string(v)
+        });
+        w.nullable(sealed.and_then(|s| s.transit_wrapped.as_ref()), |w, v| {
+            w.bytes(v)
+        });
+        w.array(sealed.map_or(&[][..], |s| &s.mentions), |w, m| w.string(m));
+        true
+    }
+
+    fn read_binary(r: &mut Reader) -> Option<Result<Self>> {
+        let mut read = || -> Result<Self> {
+            let meta = Meta::read_binary(r)?;
+            let conversation_id = r.string()?;
+            let message_id = r.uuid()?;
+            let client_msg_id = r.string()?;
+            let body = match r.branch(2)? {
+                0 => r.string()?.into_bytes(),
+                _ => r.bytes()?,
+            };
+            let reply_to = r.nullable(|r| r.long())?;
+            let attachments = r.array(AttachmentRef::read_binary)?;
+            let key_id = r.nullable(|r| r.string())?;
+            let nonce = r.nullable(|r| r.bytes())?;
+            let transit_key = r.nullable(|r| r.string())?;
+            let transit_wrapped = r.nullable(|r| r.bytes())?;
+            let mentions = r.array(|r| r.string())?;
+            let (body, sealed) = Sealed::plain_or_sealed(body, key_id, |key_id, ciphertext| {
+                Ok(Sealed {
+                    key_id,
+                    nonce: nonce.unwrap_or_default(),
+                    ciphertext,
+                    transit_key,
+                    transit_wrapped,
+                    mentions,
+                })
+            })?;
+            Ok(Self {
+                meta,
+                conversation_id,
+                message_id,
+                client_msg_id,
+                body,
+                reply_to,
+                attachments,
+                sealed,
+            })
+        };
+        Some(read())
     }
 }
 

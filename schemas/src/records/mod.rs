@@ -70,6 +70,20 @@ impl Meta {
         ]
     }
 
+    pub(crate) fn write_binary(&self, w: &mut crate::binary::Writer) {
+        w.uuid(&self.event_id);
+        w.long(self.occurred_at);
+        w.string(&self.actor);
+    }
+
+    pub(crate) fn read_binary(r: &mut crate::binary::Reader) -> Result<Self> {
+        Ok(Meta {
+            event_id: r.uuid()?,
+            occurred_at: r.long()?,
+            actor: r.string()?,
+        })
+    }
+
     pub(crate) fn take(f: &mut Fields) -> Result<Self> {
         Ok(Meta {
             event_id: f.uuid("event_id")?,
