@@ -175,6 +175,26 @@ pub struct Store {
     kek: Arc<std::sync::OnceLock<parley_schemas::sealed::Kek>>,
 }
 
+/// A column family's options: `base`, and for `message_ids` bloom filters, in its
+/// memtable and its files.
+///
+/// Every message applied looks its id up there (a repeated send is not a new message),
+/// and almost every lookup misses: without a filter each one searched the memtable and
+/// every file that might hold the key, 8% of the CPU of one session posting as fast as
+/// it is acknowledged (docs/benchmarks.md). A filter changes no answer, only how fast a
+/// miss is known; files written before it have none and are searched as before.
+fn cf_options(name: &str, base: &Options) -> Options {
+    let mut opts = base.clone();
+    if name == CF_MESSAGE_IDS {
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_bloom_filter(10.0, false);
+        opts.set_block_based_table_factory(&table);
+        opts.set_memtable_prefix_bloom_ratio(0.05);
+        opts.set_memtable_whole_key_filtering(true);
+    }
+    opts
+}
+
 impl Store {
     /// Opens (creating if needed) the database in `dir`. Blocking.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -197,7 +217,9 @@ impl Store {
             ]
             .iter(),
         );
-        let db = DB::open_cf(&opts, dir, cfs)?;
+        let cfs =
+            cfs.map(|name| rocksdb::ColumnFamilyDescriptor::new(*name, cf_options(name, &opts)));
+        let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         Ok(Store {
             db: Arc::new(db),
             rows: Arc::default(),
