@@ -155,11 +155,16 @@ impl<'a> Reader<'a> {
             })
     }
 
-    pub fn bytes(&mut self) -> Result<Vec<u8>> {
+    /// The bytes of a `bytes` or `string`, borrowed from the body.
+    fn slice(&mut self) -> Result<&'a [u8]> {
         let n = self.len()?;
         let (bytes, rest) = self.rest.split_at(n);
         self.rest = rest;
-        Ok(bytes.to_vec())
+        Ok(bytes)
+    }
+
+    pub fn bytes(&mut self) -> Result<Vec<u8>> {
+        Ok(self.slice()?.to_vec())
     }
 
     pub fn string(&mut self) -> Result<String> {
@@ -168,10 +173,7 @@ impl<'a> Reader<'a> {
 
     /// A `uuid` string, in any form [`Uuid::parse_str`] reads (as `apache_avro`).
     pub fn uuid(&mut self) -> Result<Uuid> {
-        let n = self.len()?;
-        let (text, rest) = self.rest.split_at(n);
-        self.rest = rest;
-        std::str::from_utf8(text)
+        std::str::from_utf8(self.slice()?)
             .ok()
             .and_then(|s| Uuid::parse_str(s).ok())
             .ok_or_else(|| malformed("a uuid that does not parse"))

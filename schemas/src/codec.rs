@@ -42,14 +42,20 @@ pub trait Record: Sized {
 
 /// Encodes `record` with its schema's single-object encoding.
 pub fn encode<R: Record>(record: &R) -> Result<Vec<u8>> {
-    let info = R::schema();
-    let mut out = Vec::with_capacity(256);
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&info.fingerprint);
+    let mut out = header::<R>(256);
     if record.write_binary(&mut Writer(&mut out)) {
         return Ok(out);
     }
-    general::encode(record)
+    general::write_body(record, &mut out)?;
+    Ok(out)
+}
+
+/// The single-object header of an `R`, in a buffer with room for `body` more bytes.
+fn header<R: Record>(body: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + body);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&R::schema().fingerprint);
+    out
 }
 
 /// The path every record can take, through `apache_avro`'s value tree: what
@@ -59,6 +65,13 @@ pub mod general {
 
     /// As [`super::encode`], through [`Record::to_avro`].
     pub fn encode<R: Record>(record: &R) -> Result<Vec<u8>> {
+        let mut out = header::<R>(256);
+        write_body(record, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends `record`'s body to `out`, through [`Record::to_avro`].
+    pub(super) fn write_body<R: Record>(record: &R, out: &mut Vec<u8>) -> Result<()> {
         let info = R::schema();
         // A self-contained schema needs no name table: `to_avro_datum` would build it from
         // the schema twice per record (to validate, then to encode).
@@ -71,11 +84,8 @@ pub mod general {
             name: R::NAME,
             problem: e.to_string(),
         })?;
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
-        out.extend_from_slice(&MAGIC);
-        out.extend_from_slice(&info.fingerprint);
         out.extend_from_slice(&body);
-        Ok(out)
+        Ok(())
     }
 
     /// As [`super::decode_any`], through [`AnyRecord::from_avro`].
