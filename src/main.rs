@@ -9,6 +9,11 @@ mod shutdown;
 /// across the roles, and glibc's malloc took about a tenth of the CPU of a 2,000 msgs/s
 /// run; with mimalloc the process used about 3% less (docs/benchmarks.md, *Less CPU
 /// per message*).
+///
+/// Built without transparent huge pages (`no_thp`): with them, mimalloc asked the kernel
+/// for 2 MiB pages, and the kernel zeroing them took 7 to 10% of the samples of one
+/// session posting as fast as acked; without, 1%, and `parley dev` holds a third less
+/// memory before any connection and 15% less with 10,000 open (docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

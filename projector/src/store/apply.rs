@@ -710,12 +710,21 @@ impl Batch<'_> {
                 None => wb.delete_cf(cf, id.as_bytes()),
             }
         }
-        for ((conv, id), seq) in self.ov.message_ids {
-            wb.put_cf(
-                s.cf(CF_MESSAGE_IDS)?,
-                keys::message_id(&conv, &id),
-                seq.to_be_bytes(),
-            );
+        // In key order, not the map's: message ids are random, so each insert searches
+        // the memtable's skip list from the top, and in key order successive searches
+        // walk the same upper nodes, still in the cache (those searches: 5.9% of the
+        // process's samples in a one-session burst before, 4.5% after; with the smaller
+        // memtable of `store::cf_options`, 2.8%: docs/benchmarks.md).
+        let mut ids: Vec<(Vec<u8>, i64)> = self
+            .ov
+            .message_ids
+            .into_iter()
+            .map(|((conv, id), seq)| (keys::message_id(&conv, &id), seq))
+            .collect();
+        ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let cf = s.cf(CF_MESSAGE_IDS)?;
+        for (key, seq) in ids {
+            wb.put_cf(cf, key, seq.to_be_bytes());
         }
         let touched = if s.searchable() {
             &self.ov.touched[..]
