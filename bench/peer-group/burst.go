@@ -4,7 +4,9 @@ package main
 // at most -burst-window unacknowledged, on each system in turn. Reported: acked
 // messages per second (first write to last acknowledgement), acknowledgement latency
 // p50/p99 (write to ack), errors, and acks out of send order (Parley: `sent` frames in
-// client_msg_id order with rising seqs; Centrifugo: publish replies in id order).
+// client_msg_id order with rising seqs; Centrifugo: publish replies in id order), and
+// with -parley-pid (plus -parley-extra-pids) and -centrifugo-pid, each system's CPU per
+// acked message over its burst, from /proc/<pid>/stat, and the ratio of the two.
 //
 //   Parley:     a direct conversation of <run>-ba with <run>-bb; <run>-ba's WebSocket
 //               sends {"type":"send",…} and reads {"type":"sent"|"error",…}; <run>-bb
@@ -41,7 +43,11 @@ type BurstResult struct {
 	Seconds    float64     `json:"seconds"`
 	PerSecond  float64     `json:"acked_per_second"`
 	Ack        Percentiles `json:"ack_latency"`
-	Error      string      `json:"error,omitempty"`
+	// CPU of the system's processes (-parley-pid and -parley-extra-pids, or
+	// -centrifugo-pid) from the first send to the last answer, in ms per acked message;
+	// 0 when no pid was given.
+	CPUPerMessage float64 `json:"cpu_ms_per_message,omitempty"`
+	Error         string  `json:"error,omitempty"`
 }
 
 // burstConn is what a burst needs of a connection: send message i, and the answers an
@@ -63,8 +69,9 @@ type answer struct {
 	disorder bool
 }
 
-func runBurst(ctx context.Context, name string, c *burstConn, n, window int) BurstResult {
+func runBurst(ctx context.Context, name string, c *burstConn, n, window int, pids []int) BurstResult {
 	res := BurstResult{System: name, Messages: n, Window: window}
+	ticksBefore := ticksOf(pids)
 	slots := make(chan struct{}, window)
 	sentAt := make([]int64, n)
 	hist := newLockedHist()
@@ -128,6 +135,7 @@ func runBurst(ctx context.Context, name string, c *burstConn, n, window int) Bur
 	for wait := 0; wait < 50 && c.received.Load() < acked.Load(); wait++ {
 		time.Sleep(100 * time.Millisecond)
 	}
+	ticksAfter := ticksOf(pids)
 	res.Received = c.received.Load()
 	c.peer.CloseNow()
 	end := time.Unix(0, last.Load())
@@ -137,8 +145,28 @@ func runBurst(ctx context.Context, name string, c *burstConn, n, window int) Bur
 		res.PerSecond = float64(res.Acked) / res.Seconds
 	}
 	res.Ack = hist.summary()
+	if len(pids) > 0 && ticksBefore >= 0 && ticksAfter >= ticksBefore && res.Acked > 0 {
+		res.CPUPerMessage = float64(ticksAfter-ticksBefore) * 1000 / clockTicks / float64(res.Acked)
+	}
 	c.ws.CloseNow()
 	return res
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/<pid>/stat's CPU times (100 on
+// every Linux this runs on).
+const clockTicks = 100
+
+// ticksOf sums the CPU ticks of pids (-1 if one cannot be read).
+func ticksOf(pids []int) int64 {
+	var sum int64
+	for _, p := range pids {
+		t := cpuTicks(p)
+		if t < 0 {
+			return -1
+		}
+		sum += t
+	}
+	return sum
 }
 
 func burstBody(i, size int) string {
@@ -320,7 +348,8 @@ func centrifugoSubscriber(ctx context.Context, base, secret, user, channel strin
 }
 
 // runBursts runs the burst on each system (-only picks one) and prints both rows.
-func runBursts(ctx context.Context, only, parleyURL, cfURL, cfSecret, id string, n, window, body int, jsonOut string) {
+// pids: the processes whose CPU counts for each system (none: no CPU column).
+func runBursts(ctx context.Context, only, parleyURL, cfURL, cfSecret, id string, n, window, body int, pids map[string][]int, jsonOut string) {
 	logf("machine: %s; load average %s", machine(), loadAvg())
 	var results []BurstResult
 	for _, name := range []string{"parley", "centrifugo"} {
@@ -340,21 +369,32 @@ func runBursts(ctx context.Context, only, parleyURL, cfURL, cfSecret, id string,
 			r = BurstResult{System: name, Messages: n, Window: window, Error: err.Error()}
 		} else {
 			logf("%s: one session posts %d messages, at most %d unacknowledged", name, n, window)
-			r = runBurst(sctx, name, c, n, window)
+			r = runBurst(sctx, name, c, n, window, pids[name])
 		}
 		cancel()
-		logf("%s: %d acked in %.2f s: %.0f/s (errors %d, out of order %d) %s", name, r.Acked, r.Seconds, r.PerSecond, r.Errors, r.OutOfOrder, r.Error)
+		logf("%s: %d acked in %.2f s: %.0f/s (errors %d, out of order %d; CPU %s ms per message) %s", name, r.Acked, r.Seconds, r.PerSecond, r.Errors, r.OutOfOrder, cpuCell(r.CPUPerMessage), r.Error)
 		results = append(results, r)
 	}
-	fmt.Printf("\n| system | messages | window | acked/s | ack p50 ms | ack p99 ms | errors | out of order | received by the other | note |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
+	fmt.Printf("\n| system | messages | window | acked/s | ack p50 ms | ack p99 ms | CPU ms per message | errors | out of order | received by the other | note |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n")
 	for _, r := range results {
-		fmt.Printf("| %s | %d | %d | %.0f | %.1f | %.1f | %d | %d | %d | %s |\n", r.System, r.Messages, r.Window, r.PerSecond,
-			r.Ack.P50, r.Ack.P99, r.Errors, r.OutOfOrder, r.Received, r.Error)
+		fmt.Printf("| %s | %d | %d | %.0f | %.1f | %.1f | %s | %d | %d | %d | %s |\n", r.System, r.Messages, r.Window, r.PerSecond,
+			r.Ack.P50, r.Ack.P99, cpuCell(r.CPUPerMessage), r.Errors, r.OutOfOrder, r.Received, r.Error)
 	}
 	if len(results) == 2 && results[1].PerSecond > 0 {
 		fmt.Printf("\nParley / Centrifugo acked/s: %.2f\n", results[0].PerSecond/results[1].PerSecond)
 	}
+	if len(results) == 2 && results[0].CPUPerMessage > 0 && results[1].CPUPerMessage > 0 {
+		fmt.Printf("Parley / Centrifugo CPU per message: %.2f\n", results[0].CPUPerMessage/results[1].CPUPerMessage)
+	}
 	if jsonOut != "" {
 		writeJSON(jsonOut, map[string]any{"machine": machine(), "bursts": results})
 	}
+}
+
+// cpuCell formats a CPU figure, "-" when it was not measured.
+func cpuCell(ms float64) string {
+	if ms <= 0 {
+		return "-"
+	}
+	return strconv.FormatFloat(ms, 'f', 4, 64)
 }

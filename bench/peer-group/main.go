@@ -95,9 +95,9 @@ func main() {
 		idleSrc   = flag.Int("idle-sources", 8, "-idle: source addresses 127.0.0.2 … 127.0.0.(1+N)")
 		idleWait  = flag.Duration("idle-settle", 15*time.Second, "-idle: pause between the last connection and the RSS reading")
 		pSecret   = flag.String("parley-secret", "", "-idle: the gateway's PARLEY_JWT_SECRET (tokens are minted here)")
-		pPID      = flag.Int("parley-pid", 0, "-idle: pid of the Parley process whose RSS is read (0: skip Parley)")
-		cfPID     = flag.Int("centrifugo-pid", 0, "-idle: pid of Centrifugo (0: skip it)")
-		pExtra    = flag.String("parley-extra-pids", "", "-idle: comma list of other pids whose CPU counts for Parley (the broker's)")
+		pPID      = flag.Int("parley-pid", 0, "-idle: pid of the Parley process whose RSS is read (0: skip Parley); -burst: whose CPU per message is reported")
+		cfPID     = flag.Int("centrifugo-pid", 0, "-idle: pid of Centrifugo (0: skip it); -burst: whose CPU per message is reported")
+		pExtra    = flag.String("parley-extra-pids", "", "-idle and -burst: comma list of other pids whose CPU counts for Parley (the broker's)")
 		idleCPU   = flag.Duration("idle-cpu", 30*time.Second, "-idle: after settling, how long to measure CPU with the connections idle (0: skip)")
 		presence  = flag.Int("presence", 0, "instead of the group phases: this many users in groups of -presence-group connect, and the presence items each receives are counted (see presence.go)")
 		presGroup = flag.Int("presence-group", 50, "-presence: users per group")
@@ -152,18 +152,7 @@ func main() {
 		if *pPID > 0 && *pSecret == "" {
 			fatal(fmt.Errorf("-idle with -parley-pid needs -parley-secret (the gateway's PARLEY_JWT_SECRET)"))
 		}
-		var extra []int
-		for _, f := range strings.Split(*pExtra, ",") {
-			if f = strings.TrimSpace(f); f == "" {
-				continue
-			}
-			n, err := strconv.Atoi(f)
-			if err != nil || n <= 0 {
-				fatal(fmt.Errorf("-parley-extra-pids: %q is not a pid", f))
-			}
-			extra = append(extra, n)
-		}
-		runIdles(ctx, *only, parleyURLs[0], *pSecret, *pPID, extra, *cfURL, *cfSecret, *cfPID, id, *idle, *idleSrc, *idleWait, *idleCPU, *jsonOut)
+		runIdles(ctx, *only, parleyURLs[0], *pSecret, *pPID, parsePIDs(*pExtra), *cfURL, *cfSecret, *cfPID, id, *idle, *idleSrc, *idleWait, *idleCPU, *jsonOut)
 		return
 	}
 	if *presence > 0 {
@@ -177,7 +166,14 @@ func main() {
 		return
 	}
 	if *burst > 0 {
-		runBursts(ctx, *only, parleyURLs[0], *cfURL, *cfSecret, id, *burst, *burstWin, *body, *jsonOut)
+		pids := map[string][]int{}
+		if *pPID > 0 {
+			pids["parley"] = append([]int{*pPID}, parsePIDs(*pExtra)...)
+		}
+		if *cfPID > 0 {
+			pids["centrifugo"] = []int{*cfPID}
+		}
+		runBursts(ctx, *only, parleyURLs[0], *cfURL, *cfSecret, id, *burst, *burstWin, *body, pids, *jsonOut)
 		return
 	}
 
@@ -399,4 +395,20 @@ func writeJSON(path string, v any) {
 	if err := os.WriteFile(path, data, 0o644); err != nil {
 		logf("writing %s: %v", path, err)
 	}
+}
+
+// parsePIDs reads -parley-extra-pids (a comma list of pids); a bad entry is fatal.
+func parsePIDs(list string) []int {
+	var pids []int
+	for _, f := range strings.Split(list, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			fatal(fmt.Errorf("-parley-extra-pids: %q is not a pid", f))
+		}
+		pids = append(pids, n)
+	}
+	return pids
 }
