@@ -10,10 +10,12 @@ mod shutdown;
 /// run; with mimalloc the process used about 3% less (docs/benchmarks.md, *Less CPU
 /// per message*).
 ///
-/// Built without transparent huge pages (`no_thp`): with them, mimalloc asked the kernel
-/// for 2 MiB pages, and the kernel zeroing them took 7 to 10% of the samples of one
-/// session posting as fast as acked; without, 1%, and `parley dev` holds a third less
-/// memory before any connection and 15% less with 10,000 open (docs/benchmarks.md).
+/// Built without transparent huge pages (`no_thp`: mimalloc no longer advises the kernel
+/// to back its memory with 2 MiB pages; a kernel set to THP `always` still may). With
+/// them, the kernel zeroing fresh huge pages was 8 and 9% of the samples of two profiles
+/// of one session posting as fast as acked; without, 1%. CPU per message did not move
+/// outside its noise, but `parley dev` holds a third less memory before any connection
+/// and 15 to 19% less with 10,000 open (docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -44,8 +44,8 @@ type BurstResult struct {
 	PerSecond  float64     `json:"acked_per_second"`
 	Ack        Percentiles `json:"ack_latency"`
 	// CPU of the system's processes (-parley-pid and -parley-extra-pids, or
-	// -centrifugo-pid) from the first send to the last answer, in ms per acked message;
-	// 0 when no pid was given.
+	// -centrifugo-pid) from the first send until the other member has every acked
+	// message, in ms per acked message; 0 when no pid was given.
 	CPUPerMessage float64 `json:"cpu_ms_per_message,omitempty"`
 	Error         string  `json:"error,omitempty"`
 }
@@ -151,10 +151,6 @@ func runBurst(ctx context.Context, name string, c *burstConn, n, window int, pid
 	c.ws.CloseNow()
 	return res
 }
-
-// clockTicks is the kernel's USER_HZ, the unit of /proc/<pid>/stat's CPU times (100 on
-// every Linux this runs on).
-const clockTicks = 100
 
 // ticksOf sums the CPU ticks of pids (-1 if one cannot be read).
 func ticksOf(pids []int) int64 {

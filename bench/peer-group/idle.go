@@ -48,6 +48,10 @@ type IdleResult struct {
 	Error      string  `json:"error,omitempty"`
 }
 
+// clockTicks is the kernel's USER_HZ, the unit of /proc/<pid>/stat's CPU times (100 on
+// every Linux this runs on).
+const clockTicks = 100
+
 // cpuTicks is a process's user+system CPU time in clock ticks (/proc/<pid>/stat), -1 if
 // it cannot be read.
 func cpuTicks(pid int) int64 {
@@ -70,8 +74,7 @@ func cpuTicks(pid int) int64 {
 	return u + k
 }
 
-// cpuShare measures, over window, the CPU of each pid as a share of one core (clock
-// ticks are 100 per second on Linux).
+// cpuShare measures, over window, the CPU of each pid as a share of one core.
 func cpuShare(ctx context.Context, pids []int, window time.Duration) []float64 {
 	before := make([]int64, len(pids))
 	for i, p := range pids {
@@ -87,7 +90,7 @@ func cpuShare(ctx context.Context, pids []int, window time.Duration) []float64 {
 			out[i] = -1
 			continue
 		}
-		out[i] = float64(after-before[i]) / 100 / secs * 100
+		out[i] = float64(after-before[i]) / clockTicks / secs * 100
 	}
 	return out
 }

@@ -712,9 +712,9 @@ impl Batch<'_> {
         }
         // In key order, not the map's: message ids are random, so each insert searches
         // the memtable's skip list from the top, and in key order successive searches
-        // walk the same upper nodes, still in the cache (those searches: 5.9% of the
-        // process's samples in a one-session burst before, 4.5% after; with the smaller
-        // memtable of `store::cf_options`, 2.8%: docs/benchmarks.md).
+        // walk the same upper nodes, still in the cache (those searches, one profiled
+        // one-session burst each: 5.9% of the process's samples before, 4.5% after, 2.8%
+        // with the smaller memtable of `store::cf_options`: docs/benchmarks.md).
         let mut ids: Vec<(Vec<u8>, i64)> = self
             .ov
             .message_ids
