@@ -390,13 +390,23 @@ impl Writer {
     /// Makes the message at (`conversation`, `seq`) read as `row` says: indexed with its
     /// current body, or gone if it is deleted or absent. Seen by searches once committed.
     pub fn put(&self, conversation: &str, seq: i64, row: Option<&MessageRow>) -> Result<()> {
-        let f = self.f;
-        let writer = self.writer();
         let id = key(conversation, seq);
-        writer.delete_term(Term::from_field_text(f.key, &id));
+        self.writer()
+            .delete_term(Term::from_field_text(self.f.key, &id));
+        self.add(conversation, seq, row)
+    }
+
+    /// As [`Writer::put`], for a message no commit and no `put` since has indexed (one
+    /// the batch that touched it posted): its document is added without a deletion of
+    /// an earlier one first. A deletion is a term every segment is searched for at the
+    /// next commit.
+    pub fn add(&self, conversation: &str, seq: i64, row: Option<&MessageRow>) -> Result<()> {
+        let f = self.f;
         let Some(row) = row.filter(|r| !r.deleted) else {
             return Ok(());
         };
+        let id = key(conversation, seq);
+        let writer = self.writer();
         let mut doc = TantivyDocument::new();
         doc.add_text(f.key, &id);
         doc.add_text(f.conversation, conversation);

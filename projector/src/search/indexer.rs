@@ -28,8 +28,8 @@ use tracing::{error, info};
 use super::index::{Payload, SearchIndex, Writer};
 use super::writer::WriterThread;
 use crate::error::{Error, Result};
-use crate::store::rows::MessageRow;
-use crate::store::Store;
+use crate::store::apply::Touch;
+use crate::store::{Store, Stream};
 
 /// Uncommitted changes are committed after this long.
 pub const COMMIT_EVERY: Duration = Duration::from_secs(5);
@@ -41,9 +41,9 @@ const CHUNK: usize = 5_000;
 /// What one applied batch touched.
 #[derive(Debug, Default)]
 pub struct Touched {
-    /// (conversation, seq, its row as the batch left it: none or deleted, it leaves the
+    /// Each message with its row as the batch left it (none or deleted: it leaves the
     /// index).
-    pub messages: Vec<(String, i64, Option<MessageRow>)>,
+    pub messages: Vec<Touch>,
     /// Per partition of `events`, the next offset after the batch.
     pub offsets: BTreeMap<i32, i64>,
 }
@@ -100,6 +100,7 @@ impl Indexer {
             uncommitted: 0,
             dirty_since: None,
             applied: applied_tx,
+            recovered: BTreeMap::new(),
         };
         let task = tokio::spawn(work.run(rx, shutdown));
         Ok((indexer, task))
@@ -141,6 +142,10 @@ struct Work {
     uncommitted: usize,
     dirty_since: Option<Instant>,
     applied: watch::Sender<BTreeMap<i32, i64>>,
+    /// Per partition of `events`, the views' next offset once [`Work::recover`] had read
+    /// them. It read the views while batches went on being applied, so a message
+    /// posted before that offset may be in the index already, through it.
+    recovered: BTreeMap<i32, i64>,
 }
 
 impl Work {
@@ -206,7 +211,7 @@ impl Work {
                     index.clear()?;
                     store.each_message(|c, seq, row| {
                         n += 1;
-                        index.put(c, seq, Some(row))
+                        index.add(c, seq, Some(row))
                     })?;
                 } else {
                     for (c, seq) in store.touched()? {
@@ -217,6 +222,13 @@ impl Work {
                 Ok(n)
             })
             .await?;
+        let store = self.store.clone();
+        self.recovered = blocking(move || store.offsets())
+            .await?
+            .into_iter()
+            .filter(|((s, _), _)| *s == Stream::Events)
+            .map(|((_, p), o)| (p, o))
+            .collect();
         if fresh || n > 0 {
             self.uncommitted += n.max(1);
             self.commit().await?;
@@ -251,10 +263,17 @@ impl Work {
         self.uncommitted += messages.len();
         self.dirty_since.get_or_insert_with(Instant::now);
         let index = self.index.clone();
+        let recovered = self.recovered.clone();
         self.write(move |writer| {
-            for (c, seq, row) in messages {
-                writer.put(&c, seq, row.as_ref())?;
-                index.remember(&c, seq, row.as_ref());
+            for t in messages {
+                let row = t.row.as_ref();
+                let unread = t.seq >= recovered.get(&t.partition).copied().unwrap_or(0);
+                if t.posted && unread {
+                    writer.add(&t.conversation, t.seq, row)?;
+                } else {
+                    writer.put(&t.conversation, t.seq, row)?;
+                }
+                index.remember(&t.conversation, t.seq, row);
             }
             Ok(())
         })

@@ -36,9 +36,34 @@ pub struct Applied {
     pub offsets: BTreeMap<(Stream, i32), i64>,
     pub messages: usize,
     pub skipped: usize,
-    /// (conversation, seq, row as the batch leaves it) of the messages posted, edited or
-    /// deleted, for the search index, each once (none when search is off).
-    pub touched: Vec<(String, i64, Option<MessageRow>)>,
+    /// The messages posted, edited or deleted, for the search index, each once (none
+    /// when search is off).
+    pub touched: Vec<Touch>,
+}
+
+/// A message a batch touched, as the batch leaves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Touch {
+    pub conversation: String,
+    pub seq: i64,
+    /// None: deleted, or gone.
+    pub row: Option<MessageRow>,
+    /// Posted by this batch: no batch before it touched the message, so only a reading
+    /// of the views that ran since may have indexed it (the search index adds it
+    /// without deleting an earlier copy first when none did).
+    pub posted: bool,
+    /// The partition of `events` that holds the conversation.
+    pub partition: i32,
+}
+
+/// A message (`conversation`, `seq`) whose text the record at (`partition`, `offset`)
+/// set: its post (`posted`), or a change to it.
+pub(super) struct TouchedBy {
+    partition: i32,
+    offset: i64,
+    conversation: String,
+    seq: i64,
+    posted: bool,
 }
 
 /// Changes of one batch, read through before the database.
@@ -54,9 +79,8 @@ pub(super) struct Overlay {
     pub(super) reactions: BTreeMap<(String, i64, String, String), bool>,
     /// (conversation, seq of the change) → the kept change.
     pub(super) changes: BTreeMap<(String, i64), MessageChange>,
-    /// (partition, offset, conversation, seq): a message whose text the record at
-    /// (partition, offset) set, for the search index.
-    pub(super) touched: Vec<(i32, i64, String, i64)>,
+    /// A message whose text a record set, for the search index.
+    pub(super) touched: Vec<TouchedBy>,
     /// Data keys read (`None`: a tombstone erased it).
     pub(super) data_keys: BTreeMap<String, Option<parley_schemas::DataKey>>,
     /// Data key id → the (conversation, seq) of the message it seals.
@@ -298,9 +322,13 @@ impl Batch<'_> {
                 let Some(mut conv) = self.conversation(&m.conversation_id)? else {
                     return Ok(false);
                 };
-                self.ov
-                    .touched
-                    .push((partition, offset, m.conversation_id.clone(), offset));
+                self.ov.touched.push(TouchedBy {
+                    partition,
+                    offset,
+                    conversation: m.conversation_id.clone(),
+                    seq: offset,
+                    posted: true,
+                });
                 if conv.kind == ConversationKind::Direct {
                     // The first message since they joined: they consent to being seen.
                     if let Some(mut row) = self.member(&m.conversation_id, m.sender())? {
@@ -369,8 +397,13 @@ impl Batch<'_> {
                 Ok(true)
             }
             Effect::Edit(e) => {
-                let t = (partition, offset, e.conversation_id.clone(), e.target_seq);
-                self.ov.touched.push(t);
+                self.ov.touched.push(TouchedBy {
+                    partition,
+                    offset,
+                    conversation: e.conversation_id.clone(),
+                    seq: e.target_seq,
+                    posted: false,
+                });
                 // The text it replaces is shown nowhere again: its key goes (unless its
                 // files' names are sealed under it too: it goes with the message).
                 if let Some(row) = self.message_row(&e.conversation_id, e.target_seq)? {
@@ -455,9 +488,13 @@ impl Batch<'_> {
         for user in self.reactors(conv, seq, &row)? {
             self.ov.reactions.insert(user, false);
         }
-        self.ov
-            .touched
-            .push((partition, offset, conv.to_string(), seq));
+        self.ov.touched.push(TouchedBy {
+            partition,
+            offset,
+            conversation: conv.to_string(),
+            seq,
+            posted: false,
+        });
         self.change_message(conv, seq, |row| {
             if changed {
                 row.changed_seq = Some(offset);
@@ -567,7 +604,13 @@ impl Batch<'_> {
         };
         if let Some((conv, seq)) = at {
             let next = self.store.next_offset(Stream::Events, partition)?;
-            self.ov.touched.push((partition, next, conv, seq));
+            self.ov.touched.push(TouchedBy {
+                partition,
+                offset: next,
+                conversation: conv,
+                seq,
+                posted: false,
+            });
         }
         Ok(())
     }
@@ -736,10 +779,12 @@ impl Batch<'_> {
         // before its offsets).
         type FirstAndMessages<'a> = (i64, Vec<(&'a String, i64)>);
         let mut by_partition: BTreeMap<i32, FirstAndMessages> = BTreeMap::new();
-        for (p, offset, conv, seq) in touched {
-            let entry = by_partition.entry(*p).or_insert((*offset, Vec::new()));
-            entry.0 = entry.0.min(*offset);
-            entry.1.push((conv, *seq));
+        for t in touched {
+            let entry = by_partition
+                .entry(t.partition)
+                .or_insert((t.offset, Vec::new()));
+            entry.0 = entry.0.min(t.offset);
+            entry.1.push((&t.conversation, t.seq));
         }
         for (p, (first, messages)) in by_partition {
             let key = keys::touched_from(p, first);
@@ -816,24 +861,35 @@ impl Store {
         }
         if self.searchable() {
             // Each message once, as the batch leaves it.
-            let keys: std::collections::BTreeSet<(&String, i64)> = batch
-                .ov
-                .touched
-                .iter()
-                .map(|(_, _, c, s)| (c, *s))
-                .collect();
+            let mut keys: BTreeMap<(&String, i64), (bool, i32)> = BTreeMap::new();
+            for t in &batch.ov.touched {
+                let e = keys
+                    .entry((&t.conversation, t.seq))
+                    .or_insert((false, t.partition));
+                if t.posted {
+                    *e = (true, t.partition);
+                }
+            }
             applied.touched = keys
                 .into_iter()
-                .map(|(c, s)| Ok((c.clone(), s, batch.message_row(c, s)?)))
+                .map(|((c, s), (posted, partition))| {
+                    Ok(Touch {
+                        conversation: c.clone(),
+                        seq: s,
+                        row: batch.message_row(c, s)?,
+                        posted,
+                        partition,
+                    })
+                })
                 .collect::<Result<_>>()?;
         }
         let (wb, changed) = batch.into_write_batch(&applied.offsets)?;
         self.db().write(wb)?;
         changed.keep(&self.rows);
         // The index takes each message's text as readers see it.
-        for (c, _, row) in applied.touched.iter_mut() {
-            if let Some(row) = row {
-                self.open_row(c, row)?;
+        for t in applied.touched.iter_mut() {
+            if let Some(row) = &mut t.row {
+                self.open_row(&t.conversation, row)?;
             }
         }
         Ok(applied)
