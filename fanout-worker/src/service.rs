@@ -4,7 +4,7 @@
 //! acknowledged by the log.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::stream::FuturesOrdered;
@@ -260,7 +260,9 @@ async fn dispatch(
 ) {
     let (p, next) = (record.partition, record.offset + 1);
     let outputs = router.route(&record);
-    metrics::counter!(parley_ops::metrics::ROUTED).increment(outputs.len() as u64);
+    static ROUTED: OnceLock<metrics::Counter> = OnceLock::new();
+    parley_ops::metrics::kept(&ROUTED, || metrics::counter!(parley_ops::metrics::ROUTED))
+        .increment(outputs.len() as u64);
     let source = Source::of(&record);
     let mut started = Vec::with_capacity(outputs.len());
     for o in outputs {

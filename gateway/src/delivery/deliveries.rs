@@ -13,7 +13,7 @@
 //! members' sessions (offline members catch up by sync, not by inbox), a receipt is
 //! counted, and a typing indicator goes to the members here but the typist.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -161,7 +161,11 @@ pub(crate) fn observe_latency(occurred_at: i64) {
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0);
     let ms = (now - occurred_at).max(0);
-    metrics::histogram!(parley_ops::metrics::DELIVER_SECONDS).record(ms as f64 / 1000.0);
+    static DELIVER: OnceLock<metrics::Histogram> = OnceLock::new();
+    parley_ops::metrics::kept(&DELIVER, || {
+        metrics::histogram!(parley_ops::metrics::DELIVER_SECONDS)
+    })
+    .record(ms as f64 / 1000.0);
 }
 
 /// Writes the inbox entry and push job of a message routed to a user who has no

@@ -22,7 +22,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use parley_schemas::frames::ServerFrame;
 use tokio::sync::oneshot;
@@ -82,7 +82,11 @@ impl Drop for EchoWait {
 }
 
 fn gauge(n: usize) {
-    metrics::gauge!(parley_ops::metrics::ECHO_WAITERS).set(n as f64);
+    static WAITERS: OnceLock<metrics::Gauge> = OnceLock::new();
+    parley_ops::metrics::kept(&WAITERS, || {
+        metrics::gauge!(parley_ops::metrics::ECHO_WAITERS)
+    })
+    .set(n as f64);
 }
 
 impl Echoes {

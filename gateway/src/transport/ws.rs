@@ -5,12 +5,13 @@
 //! them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
+use parley_ops::metrics::CountersBy;
 use parley_projector::views::HistoryQuery;
 use parley_schemas::frames::{ClientFrame, ErrorCode, ServerFrame};
 use parley_schemas::{ids, ReceiptKind};
@@ -393,7 +394,8 @@ impl Drop for Open {
 }
 
 fn count_in(kind: &'static str) {
-    metrics::counter!(parley_ops::metrics::FRAMES_IN, "type" => kind).increment(1);
+    static IN: CountersBy = CountersBy::new(parley_ops::metrics::FRAMES_IN, "type");
+    IN.increment(kind, 1);
 }
 
 fn request_id_of(frame: &ClientFrame) -> Option<String> {
@@ -493,8 +495,8 @@ async fn write(
 
 /// A frame for the socket, counted by type.
 fn text_out(frame: &Frame) -> Message {
-    metrics::counter!(parley_ops::metrics::FRAMES_OUT, "type" => ServerFrame::kind_of(frame.as_ref()))
-        .increment(1);
+    static OUT: CountersBy = CountersBy::new(parley_ops::metrics::FRAMES_OUT, "type");
+    OUT.increment(ServerFrame::kind_of(frame.as_ref()), 1);
     Message::Text(Utf8Bytes::from(frame.as_ref()))
 }
 
@@ -793,7 +795,12 @@ async fn sender(state: Shared, session: Arc<Session>, mut rx: mpsc::Receiver<Sen
             };
             match sent {
                 Ok(sent) => {
-                    metrics::counter!(parley_ops::metrics::SENDS, "result" => "sent").increment(1);
+                    static SENT: OnceLock<metrics::Counter> = OnceLock::new();
+                    parley_ops::metrics::kept(
+                        &SENT,
+                        || metrics::counter!(parley_ops::metrics::SENDS, "result" => "sent"),
+                    )
+                    .increment(1);
                     encode(&sent.frame(&client_msg_id, &conversation_id))
                 }
                 Err(e) => {
