@@ -369,6 +369,38 @@ mod tests {
         shard.close().await;
     }
 
+    /// A batch applied while the index's recovery reads the views: the recovery indexes
+    /// its messages, then the batch's touches arrive too. Each message stays one
+    /// document (a touch of a post the recovery may have read deletes the copy first).
+    #[tokio::test]
+    async fn a_post_the_recovery_read_too_is_indexed_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let all = log();
+        let early = store.apply(&records(0, &all)[..6]).unwrap();
+        let shard = open(dir.path(), store).await;
+        let offsets = early.offsets.iter().map(|((_, p), o)| (*p, *o)).collect();
+        shard.indexer.touched(Touched {
+            messages: early.touched,
+            offsets,
+        });
+        // A later batch, whose search waits until the indexer has taken both.
+        shard.apply(&records(6, &all));
+        let mut seen = shard.find("amy", "launch", Sort::Newest).await;
+        seen.sort();
+        assert_eq!(seen, [at("g", &[2, 3]), at("h", &[4])].concat());
+        let store = shard.store.clone();
+        shard.close().await;
+
+        // Committed, without the overlay: one document per message.
+        let shard = open(dir.path(), store).await;
+        assert_eq!(shard.indexer.index.documents(), 4);
+        let mut seen = shard.find("amy", "launch", Sort::Newest).await;
+        seen.sort();
+        assert_eq!(seen, [at("g", &[2, 3]), at("h", &[4])].concat());
+        shard.close().await;
+    }
+
     /// Views that were built with no index (an upgrade from a version without search, or
     /// an index directory lost): the index is built from every message they hold.
     #[tokio::test]
