@@ -27,6 +27,17 @@ pub struct LogArgs {
     /// Producer linger: how long an append may wait to share a batch (ms).
     #[arg(long, global = true, env = "PARLEY_LINGER_MS", default_value_t = 0)]
     pub linger_ms: u32,
+    /// Embedded log: the longest an append waits for others to share its fsync while
+    /// appends come steadily (µs; 0: never). At low rates nothing waits; nothing is
+    /// acknowledged before its fsync either way.
+    #[arg(
+        long = "log-commit-delay-us",
+        global = true,
+        env = "PARLEY_LOG_COMMIT_DELAY_US",
+        default_value_t = 500,
+        value_parser = clap::value_parser!(u32).range(0..=100_000)
+    )]
+    pub commit_delay_us: u32,
     /// Consumer fetch wait: how long the broker may hold a fetch while no new data
     /// comes (ms). New data answers a held fetch at once, so this is the cost of an idle
     /// reader (one fetch per wait per reader), not a latency.

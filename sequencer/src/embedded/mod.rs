@@ -43,6 +43,9 @@ use crate::error::{Error, Result};
 use crate::log::{Appending, EventLog, Lease, Position, RecordStream, StartAt, Subscription};
 use crate::topics::{TopicReport, TopicSpec, TopicStatus};
 
+/// [`EmbeddedConfig::commit_delay`] unless told otherwise.
+pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_micros(500);
+
 /// How an embedded log is opened.
 #[derive(Clone, Debug)]
 pub struct EmbeddedConfig {
@@ -50,6 +53,9 @@ pub struct EmbeddedConfig {
     pub dir: PathBuf,
     /// How often retention and compaction run.
     pub maintenance_every: Duration,
+    /// The longest an append waits for others to share its fsync, under a steady
+    /// stream of appends (see the writer's module documentation). Zero: never.
+    pub commit_delay: Duration,
 }
 
 impl EmbeddedConfig {
@@ -57,6 +63,7 @@ impl EmbeddedConfig {
         EmbeddedConfig {
             dir: dir.into(),
             maintenance_every: Duration::from_secs(60),
+            commit_delay: DEFAULT_COMMIT_DELAY,
         }
     }
 }
@@ -236,7 +243,7 @@ impl EmbeddedLog {
         let dir = config.dir.clone();
         let shared = off_thread(move || Shared::open(&dir)).await?;
         let shared = Arc::new(shared);
-        let appends = writer::start(shared.clone())?;
+        let appends = writer::start(shared.clone(), config.commit_delay)?;
         maintenance::start(Arc::downgrade(&shared), config.maintenance_every);
         Ok(EmbeddedLog { shared, appends })
     }

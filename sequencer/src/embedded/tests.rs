@@ -1,5 +1,5 @@
 //! The embedded log's own rules, beyond the conformance suite: its fsync policy by topic,
-//! and the configs of topics kept from an earlier run.
+//! its commit delay, and the configs of topics kept from an earlier run.
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
@@ -50,6 +50,53 @@ async fn appends_sync_unless_their_topic_flushes_lazily() {
     // Unsynced or not, the records are in the log, in order.
     assert_eq!(log.end_offsets("lazy").await.unwrap(), vec![2]);
     assert_eq!(log.end_offsets("strict").await.unwrap(), vec![1]);
+}
+
+#[tokio::test]
+async fn a_steady_stream_of_appends_shares_fsyncs_and_a_lone_append_does_not_wait() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = EmbeddedConfig::new(dir.path());
+    config.commit_delay = Duration::from_millis(100);
+    let log = EmbeddedLog::open(config).await.unwrap();
+    log.provision(&[TopicSpec::plain("strict", 1, 1)])
+        .await
+        .unwrap();
+
+    // One append a millisecond for half a second, each awaited on its own.
+    let before = syncs(&log);
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let mut pending = Vec::new();
+    for i in 0..500u32 {
+        tick.tick().await;
+        let log = log.clone();
+        pending.push(tokio::spawn(async move {
+            log.append("strict", b"k", Some(&i.to_be_bytes())).await
+        }));
+    }
+    let mut offsets = Vec::new();
+    for p in pending {
+        offsets.push(p.await.unwrap().unwrap().offset);
+    }
+    assert_eq!(offsets, (0..500).collect::<Vec<i64>>(), "acked in order");
+    let streamed = syncs(&log) - before;
+    // The first rate window (100 ms) has no estimate yet; after it, about one fsync per
+    // delay. Without the delay, nearly every append has its own.
+    assert!(
+        streamed * 3 < 500,
+        "{streamed} fsyncs for 500 appends in a steady stream"
+    );
+
+    // After a quiet spell the rate is low again: an append is written at once.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = syncs(&log);
+    let started = std::time::Instant::now();
+    log.append("strict", b"k", Some(b"lone")).await.unwrap();
+    let took = started.elapsed();
+    assert_eq!(syncs(&log), before + 1);
+    assert!(
+        took < Duration::from_millis(100),
+        "a lone append waited {took:?}"
+    );
 }
 
 #[tokio::test]

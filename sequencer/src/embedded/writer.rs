@@ -8,6 +8,15 @@
 //! opening the log reads them off each partition's last record. A batch
 //! that fails answers each of its appends with an error, and no offset moves.
 //!
+//! The commit delay: under a steady stream of appends, most batches would hold one or
+//! two appends, and each would pay its own fsync, write and wake-ups. So when the rate
+//! of the last moments says at least one more append will come within the delay
+//! ([`super::EmbeddedConfig::commit_delay`], default 0.5 ms), the batch's first append
+//! came within the delay of the last batch's write, and the batch is still small, the
+//! writer waits out the delay (asleep: appends queued meanwhile wake nobody) and takes
+//! what came with the batch. An append waits at most the delay longer; nothing is
+//! acknowledged before its fsync. At low rates, and after a quiet spell, nothing waits.
+//!
 //! The fsync policy: a batch is synced if any of its appends is to a topic that syncs
 //! (every topic but those with `flush.messages` above 1, i.e. `deliveries`). A batch of
 //! the others only is written to the write-ahead log (the operating system has it: it
@@ -22,6 +31,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use rocksdb::{WriteBatch, WriteOptions};
@@ -33,6 +43,10 @@ use crate::log::{LogRecord, Position};
 
 /// The most appends one fsync covers.
 const MAX_BATCH: usize = 4096;
+/// A batch this large already shares its fsync well: it is written without waiting.
+const FULL_ENOUGH: usize = 32;
+/// How long the append rate is counted over before it is estimated again.
+const RATE_WINDOW: Duration = Duration::from_millis(100);
 
 pub(crate) struct Append {
     pub topic: Arc<Topic>,
@@ -42,25 +56,76 @@ pub(crate) struct Append {
     pub reply: oneshot::Sender<Result<Position>>,
 }
 
-pub(crate) fn start(shared: Arc<Shared>) -> Result<Sender<Append>> {
+pub(crate) fn start(shared: Arc<Shared>, commit_delay: Duration) -> Result<Sender<Append>> {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("parley-log-writer".into())
-        .spawn(move || run(&shared, &rx))
+        .spawn(move || run(&shared, &rx, commit_delay))
         .map_err(|e| Error::Unavailable(format!("embedded log: no writer thread: {e}")))?;
     Ok(tx)
 }
 
-fn run(shared: &Shared, rx: &Receiver<Append>) {
+/// The rate of appends, counted over [`RATE_WINDOW`]s.
+struct Rate {
+    since: Instant,
+    count: usize,
+    /// Appends a second over the last full window.
+    per_second: f64,
+}
+
+impl Rate {
+    fn new() -> Rate {
+        Rate {
+            since: Instant::now(),
+            count: 0,
+            per_second: 0.0,
+        }
+    }
+
+    /// Ends the window if it is over (a long quiet one estimates a low rate).
+    fn roll(&mut self, now: Instant) {
+        let elapsed = now.duration_since(self.since);
+        if elapsed >= RATE_WINDOW {
+            self.per_second = self.count as f64 / elapsed.as_secs_f64();
+            self.since = now;
+            self.count = 0;
+        }
+    }
+
+    /// Whether at least one more append is expected within `delay`.
+    fn expects_more_within(&self, delay: Duration) -> bool {
+        self.per_second * delay.as_secs_f64() >= 1.0
+    }
+}
+
+/// Takes what is queued, up to [`MAX_BATCH`] in all.
+fn drain(rx: &Receiver<Append>, batch: &mut Vec<Append>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(a) => batch.push(a),
+            Err(_) => break,
+        }
+    }
+}
+
+fn run(shared: &Shared, rx: &Receiver<Append>, commit_delay: Duration) {
+    let mut rate = Rate::new();
+    let mut written = Instant::now();
     // Ends once every sender (every clone of the log) is gone.
     while let Ok(first) = rx.recv() {
+        let arrived = Instant::now();
+        rate.roll(arrived);
         let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(a) => batch.push(a),
-                Err(_) => break,
-            }
+        drain(rx, &mut batch);
+        // Steady: the last moments' rate expects more within the delay, and this append
+        // came within the delay of the last batch (after a quiet spell it does not).
+        let steady = arrived.duration_since(written) < commit_delay
+            && rate.expects_more_within(commit_delay);
+        if batch.len() < FULL_ENOUGH && steady {
+            std::thread::sleep(commit_delay.saturating_sub(arrived.elapsed()));
+            drain(rx, &mut batch);
         }
+        rate.count += batch.len();
         match write(shared, &batch) {
             Ok(positions) => {
                 for (a, pos) in batch.into_iter().zip(positions) {
@@ -74,6 +139,7 @@ fn run(shared: &Shared, rx: &Receiver<Append>) {
                 }
             }
         }
+        written = Instant::now();
     }
 }
 

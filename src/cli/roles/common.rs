@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use parley_projector::directory::Directory;
 use parley_projector::{HttpViews, ProjectorConfig, ShardedViews, Views};
-use parley_sequencer::{EventLog, KafkaLog, TopicSpec};
+use parley_sequencer::{EventLog, KafkaLog};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -117,7 +117,7 @@ pub async fn connect_tuned(
     tune: impl FnOnce(&mut parley_sequencer::KafkaConfig),
 ) -> anyhow::Result<Arc<dyn EventLog>> {
     if let Some(dir) = log.embedded_dir()? {
-        return open_embedded(dir, &log.settings().spec()).await;
+        return open_embedded(dir, log).await;
     }
     let mut config = log.kafka_config()?;
     tune(&mut config);
@@ -128,9 +128,11 @@ pub async fn connect_tuned(
 }
 
 /// The embedded log in `dir`: for one process (`parley dev`, benchmarks). Topics kept
-/// there by an earlier version take this version's configs (`specs`).
-pub async fn open_embedded(dir: PathBuf, specs: &[TopicSpec]) -> anyhow::Result<Arc<dyn EventLog>> {
+/// there by an earlier version take this version's configs (those `log` names).
+pub async fn open_embedded(dir: PathBuf, log: &LogArgs) -> anyhow::Result<Arc<dyn EventLog>> {
+    let specs = log.settings().spec();
     let mut config = parley_sequencer::EmbeddedConfig::new(&dir);
+    config.commit_delay = Duration::from_micros(log.commit_delay_us.into());
     // How often retention and compaction run (default a minute).
     if let Some(ms) = std::env::var("PARLEY_EMBEDDED_MAINTENANCE_MS")
         .ok()
@@ -138,7 +140,7 @@ pub async fn open_embedded(dir: PathBuf, specs: &[TopicSpec]) -> anyhow::Result<
     {
         config.maintenance_every = std::time::Duration::from_millis(ms.max(100));
     }
-    let log = parley_sequencer::EmbeddedLog::open(config)
+    let embedded = parley_sequencer::EmbeddedLog::open(config)
         .await
         .with_context(|| {
             format!(
@@ -146,10 +148,10 @@ pub async fn open_embedded(dir: PathBuf, specs: &[TopicSpec]) -> anyhow::Result<
                 dir.display()
             )
         })?;
-    for topic in log.adopt_configs(specs).await? {
+    for topic in embedded.adopt_configs(&specs).await? {
         info!(%topic, "embedded log: the topic's configs brought to this version's");
     }
-    Ok(Arc::new(log))
+    Ok(Arc::new(embedded))
 }
 
 pub(super) fn projector_config(

@@ -86,14 +86,14 @@ impl DevArgs {
         };
         let (log, log_said) = match (&self.log.url, self.log.embedded_dir()?) {
             (None, _) => (
-                open_embedded(self.log_dir.clone(), &self.log.settings().spec()).await?,
+                open_embedded(self.log_dir.clone(), &self.log).await?,
                 format!(
                     "embedded, in {} (a broker instead: --log kafka://HOST:PORT)",
                     self.log_dir.display()
                 ),
             ),
             (Some(_), Some(dir)) => (
-                open_embedded(dir.clone(), &self.log.settings().spec()).await?,
+                open_embedded(dir.clone(), &self.log).await?,
                 format!("embedded, in {}", dir.display()),
             ),
             (Some(url), None) => (connect(&self.log, None).await?, url.clone()),
