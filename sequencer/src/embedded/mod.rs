@@ -82,6 +82,8 @@ pub(crate) struct Shared {
     groups: Mutex<groups::Groups>,
     /// Batches the writer has synced.
     syncs: AtomicU64,
+    /// Commit delays waited out (the writer's).
+    commit_waits: AtomicU64,
 }
 
 /// Kafka's topic config for "fsync after this many messages". The embedded log reads it
@@ -338,6 +340,7 @@ impl Shared {
             topics: RwLock::new(BTreeMap::new()),
             groups: Mutex::new(groups::Groups::default()),
             syncs: AtomicU64::new(0),
+            commit_waits: AtomicU64::new(0),
         };
         let mut topics = BTreeMap::new();
         let meta = shared.cf(codec::META)?;

@@ -100,6 +100,35 @@ async fn a_steady_stream_of_appends_shares_fsyncs_and_a_lone_append_does_not_wai
 }
 
 #[tokio::test]
+async fn a_client_that_waits_for_each_ack_is_not_kept_waiting_by_the_delay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = EmbeddedConfig::new(dir.path());
+    config.commit_delay = Duration::from_millis(2);
+    let log = EmbeddedLog::open(config).await.unwrap();
+    log.provision(&[TopicSpec::plain("strict", 1, 1)])
+        .await
+        .unwrap();
+    let waits = |log: &EmbeddedLog| log.shared.commit_waits.load(Ordering::Relaxed);
+
+    // One client, each append after the last one's ack, faster than one per delay: the
+    // rate says more will come, but waiting gathers nothing. Without the writer giving
+    // up on such waits, every other rate window would be spent waiting (tens of waits
+    // each); with it, a few fruitless waits per window at most.
+    let started = std::time::Instant::now();
+    for i in 0..1_000u32 {
+        log.append("strict", b"k", Some(&i.to_be_bytes()))
+            .await
+            .unwrap();
+    }
+    let windows = started.elapsed().as_millis() as u64 / 100 + 1;
+    let waited = waits(&log);
+    assert!(
+        waited <= 5 * windows + 5,
+        "{waited} waits for 1,000 appends one after another over {windows} rate windows"
+    );
+}
+
+#[tokio::test]
 async fn a_kept_topic_adopts_the_specs_configs_but_never_its_partitions() {
     let dir = tempfile::tempdir().unwrap();
     {

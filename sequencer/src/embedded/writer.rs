@@ -16,6 +16,10 @@
 //! writer waits out the delay (asleep: appends queued meanwhile wake nobody) and takes
 //! what came with the batch. An append waits at most the delay longer; nothing is
 //! acknowledged before its fsync. At low rates, and after a quiet spell, nothing waits.
+//! Nor does it when waiting gathers nothing: a client that sends its next append only
+//! once the last is acknowledged keeps the rate up and adds nothing while the writer
+//! sleeps, so after [`FRUITLESS`] waits in a row that took no append, the writer does
+//! not wait for a [`RATE_WINDOW`].
 //!
 //! The fsync policy: a batch is synced if any of its appends is to a topic that syncs
 //! (every topic but those with `flush.messages` above 1, i.e. `deliveries`). A batch of
@@ -47,6 +51,8 @@ const MAX_BATCH: usize = 4096;
 const FULL_ENOUGH: usize = 32;
 /// How long the append rate is counted over before it is estimated again.
 const RATE_WINDOW: Duration = Duration::from_millis(100);
+/// Waits in a row that took no append before the writer stops waiting for a while.
+const FRUITLESS: u32 = 5;
 
 pub(crate) struct Append {
     pub topic: Arc<Topic>,
@@ -111,6 +117,8 @@ fn drain(rx: &Receiver<Append>, batch: &mut Vec<Append>) {
 fn run(shared: &Shared, rx: &Receiver<Append>, commit_delay: Duration) {
     let mut rate = Rate::new();
     let mut written = Instant::now();
+    let mut fruitless = 0;
+    let mut no_wait_until = Instant::now();
     // Ends once every sender (every clone of the log) is gone.
     while let Ok(first) = rx.recv() {
         let arrived = Instant::now();
@@ -121,9 +129,20 @@ fn run(shared: &Shared, rx: &Receiver<Append>, commit_delay: Duration) {
         // came within the delay of the last batch (after a quiet spell it does not).
         let steady = arrived.duration_since(written) < commit_delay
             && rate.expects_more_within(commit_delay);
-        if batch.len() < FULL_ENOUGH && steady {
+        if batch.len() < FULL_ENOUGH && steady && arrived >= no_wait_until {
+            let before = batch.len();
             std::thread::sleep(commit_delay.saturating_sub(arrived.elapsed()));
             drain(rx, &mut batch);
+            shared.commit_waits.fetch_add(1, Ordering::Relaxed);
+            fruitless = if batch.len() == before {
+                fruitless + 1
+            } else {
+                0
+            };
+            if fruitless >= FRUITLESS {
+                fruitless = 0;
+                no_wait_until = Instant::now() + RATE_WINDOW;
+            }
         }
         rate.count += batch.len();
         match write(shared, &batch) {
