@@ -52,7 +52,7 @@ const FULL_ENOUGH: usize = 32;
 /// How long the append rate is counted over before it is estimated again.
 const RATE_WINDOW: Duration = Duration::from_millis(100);
 /// Waits in a row that took no append before the writer stops waiting for a while.
-const FRUITLESS: u32 = 5;
+pub(super) const FRUITLESS: u32 = 5;
 
 pub(crate) struct Append {
     pub topic: Arc<Topic>,
@@ -134,6 +134,7 @@ fn run(shared: &Shared, rx: &Receiver<Append>, commit_delay: Duration) {
             std::thread::sleep(commit_delay.saturating_sub(arrived.elapsed()));
             drain(rx, &mut batch);
             shared.commit_waits.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("parley_append_commit_waits_total").increment(1);
             fruitless = if batch.len() == before {
                 fruitless + 1
             } else {
