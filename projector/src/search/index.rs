@@ -1,9 +1,9 @@
 //! One shard's full-text index (tantivy), in `<data dir>/search`.
 //!
 //! A document per message the views hold and have not deleted, its body as it reads
-//! now (the last edit's). Fields: `key` (conversation and seq: what an update replaces),
-//! `conversation`, `sender`, `seq`, `ts`, `order` (the conversation's place among equal
-//! times, [`super::conversation_order`]), `message_id` and `body`.
+//! now (the last edit's). Fields: `conversation`, `sender`, `seq` (with the conversation,
+//! what an update replaces), `ts`, `order` (the conversation's place among equal times,
+//! [`super::conversation_order`]) and `body`.
 //!
 //! A search is filtered inside the query by what the caller may read: the union, over
 //! their conversations in this shard, of (that conversation and seq after the offset they
@@ -12,14 +12,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use serde::{Deserialize, Serialize};
+use tantivy::indexer::UserOperation;
 use tantivy::query::{BooleanQuery, PhraseQuery, Query, RangeQuery, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STRING,
 };
 use tantivy::snippet::SnippetGenerator;
+use tantivy::tokenizer::PreTokenizedString;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use super::collect::{Best, Rank};
@@ -45,7 +47,6 @@ pub struct Payload {
 
 #[derive(Clone, Copy)]
 struct Fields {
-    key: Field,
     conversation: Field,
     sender: Field,
     seq: Field,
@@ -62,8 +63,11 @@ fn schema() -> (Schema, Fields) {
             .set_tokenizer(ANALYZER)
             .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
+    // A message's document is found again (to replace it) by its conversation and its
+    // seq, both indexed: a key field of the two would add a term per document to
+    // write, and to merge again at each merge, for what only an edit or a deletion
+    // looks up.
     let fields = Fields {
-        key: s.add_text_field("key", STRING),
         conversation: s.add_text_field("conversation", STRING | FAST),
         sender: s.add_text_field("sender", STRING),
         seq: s.add_i64_field("seq", INDEXED | FAST),
@@ -78,9 +82,16 @@ fn err(e: impl std::fmt::Display) -> Error {
     Error::Store(format!("search index: {e}"))
 }
 
-/// A message's identity in the index.
-fn key(conversation: &str, seq: i64) -> String {
-    format!("{seq}@{conversation}")
+impl Fields {
+    /// The document of the message at (`conversation`, `seq`), if it is indexed.
+    fn message(&self, conversation: &str, seq: i64) -> Box<dyn Query> {
+        let term =
+            |t: Term| -> Box<dyn Query> { Box::new(TermQuery::new(t, IndexRecordOption::Basic)) };
+        Box::new(BooleanQuery::intersection(vec![
+            term(Term::from_field_text(self.conversation, conversation)),
+            term(Term::from_field_i64(self.seq, seq)),
+        ]))
+    }
 }
 
 /// The index as searches read it.
@@ -105,7 +116,18 @@ impl SearchIndex {
     pub fn open(dir: &Path) -> Result<(Self, Writer)> {
         std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
         let (schema, f) = schema();
-        let directory = tantivy::directory::MmapDirectory::open(dir).map_err(err)?;
+        let mut directory = tantivy::directory::MmapDirectory::open(dir).map_err(err)?;
+        if Index::exists(&directory).map_err(err)?
+            && Index::open(directory.clone()).map_err(err)?.schema() != schema
+        {
+            // An index of another layout (an older Parley's): it is built again from
+            // the views, as a new one is.
+            tracing::warn!(dir = %dir.display(), "the search index has another layout: building it again");
+            drop(directory);
+            std::fs::remove_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+            directory = tantivy::directory::MmapDirectory::open(dir).map_err(err)?;
+        }
         let index = Index::open_or_create(directory, schema).map_err(err)?;
         index.tokenizers().register(ANALYZER, words::analyzer());
         // One indexing thread and one merging thread: the index must leave the views'
@@ -144,11 +166,16 @@ impl SearchIndex {
         }
     }
 
-    /// Searchable at once: the message at (`conversation`, `seq`) as `row` says, until
-    /// the commit holding it is visible.
-    pub fn remember(&self, conversation: &str, seq: i64, row: Option<&MessageRow>) {
+    /// Searchable at once: the message at (`conversation`, `seq`) as [`Changes::set`]
+    /// indexed it, until the commit holding it is visible.
+    pub fn remember(
+        &self,
+        conversation: &str,
+        seq: i64,
+        indexed: Option<(&MessageRow, Vec<String>)>,
+    ) {
         let mut recent = self.recent.write().unwrap_or_else(|p| p.into_inner());
-        recent.remember(conversation, seq, row);
+        recent.remember(conversation, seq, indexed);
     }
 
     /// Shows the last commit to searches, and forgets the overlay it makes redundant.
@@ -387,36 +414,13 @@ impl Writer {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Makes the message at (`conversation`, `seq`) read as `row` says: indexed with its
-    /// current body, or gone if it is deleted or absent. Seen by searches once committed.
-    pub fn put(&self, conversation: &str, seq: i64, row: Option<&MessageRow>) -> Result<()> {
-        let id = key(conversation, seq);
-        self.writer()
-            .delete_term(Term::from_field_text(self.f.key, &id));
-        self.add(conversation, seq, row)
-    }
-
-    /// As [`Writer::put`], for a message no commit and no `put` since has indexed (one
-    /// the batch that touched it posted): its document is added without a deletion of
-    /// an earlier one first. A deletion is a term every segment is searched for at the
-    /// next commit.
-    pub fn add(&self, conversation: &str, seq: i64, row: Option<&MessageRow>) -> Result<()> {
-        let f = self.f;
-        let Some(row) = row.filter(|r| !r.deleted) else {
-            return Ok(());
-        };
-        let id = key(conversation, seq);
-        let writer = self.writer();
-        let mut doc = TantivyDocument::new();
-        doc.add_text(f.key, &id);
-        doc.add_text(f.conversation, conversation);
-        doc.add_text(f.sender, &row.sender_id);
-        doc.add_i64(f.seq, seq);
-        doc.add_i64(f.ts, row.ts);
-        doc.add_u64(f.order, super::conversation_order(conversation));
-        doc.add_text(f.body, &row.body);
-        writer.add_document(doc).map_err(err)?;
-        Ok(())
+    /// Changes to the index, handed to its indexing thread together.
+    pub fn changes(&self) -> Changes<'_> {
+        Changes {
+            writer: self.writer(),
+            f: self.f,
+            adds: Vec::new(),
+        }
     }
 
     /// Drops every document (before indexing the views again from nothing).
@@ -436,6 +440,76 @@ impl Writer {
             prepared.commit().map_err(err)?;
         }
         index.reload()
+    }
+}
+
+/// Changes to the index ([`Writer::changes`]): the documents added go to tantivy's
+/// indexing thread in one hand-over when [`Changes::send`] is called (or before a
+/// deletion, which must follow them), not one by one. Seen by searches once committed.
+pub struct Changes<'w> {
+    writer: MutexGuard<'w, IndexWriter>,
+    f: Fields,
+    adds: Vec<UserOperation>,
+}
+
+impl Changes<'_> {
+    /// Makes the message at (`conversation`, `seq`) read as `row` says: indexed with its
+    /// current body, or gone if it is deleted or absent. `replaces`: an earlier version
+    /// may be indexed (by a commit, or earlier in these changes) and is deleted first.
+    /// A deletion is a query every segment is searched for at the next commit, so a
+    /// message first posted in the batch that touched it is added without one.
+    ///
+    /// Returns the row and the body's words, as the overlay of what is not committed
+    /// yet keeps them ([`SearchIndex::remember`]): the body is split once for both.
+    pub fn set<'r>(
+        &mut self,
+        conversation: &str,
+        seq: i64,
+        row: Option<&'r MessageRow>,
+        replaces: bool,
+    ) -> Result<Option<(&'r MessageRow, Vec<String>)>> {
+        let f = self.f;
+        if replaces {
+            self.send_adds()?;
+            self.writer
+                .delete_query(f.message(conversation, seq))
+                .map_err(err)?;
+        }
+        let Some(row) = row.filter(|r| !r.deleted) else {
+            return Ok(None);
+        };
+        let tokens = words::tokens(&row.body);
+        let words = tokens.iter().map(|t| t.text.clone()).collect();
+        let mut doc = TantivyDocument::new();
+        doc.add_text(f.conversation, conversation);
+        doc.add_text(f.sender, &row.sender_id);
+        doc.add_i64(f.seq, seq);
+        doc.add_i64(f.ts, row.ts);
+        doc.add_u64(f.order, super::conversation_order(conversation));
+        // Not stored: the text itself is read from the views.
+        doc.add_pre_tokenized_text(
+            f.body,
+            PreTokenizedString {
+                text: String::new(),
+                tokens,
+            },
+        );
+        self.adds.push(UserOperation::Add(doc));
+        Ok(Some((row, words)))
+    }
+
+    /// Hands the documents added over to the indexing thread.
+    pub fn send(mut self) -> Result<()> {
+        self.send_adds()
+    }
+
+    fn send_adds(&mut self) -> Result<()> {
+        if !self.adds.is_empty() {
+            self.writer
+                .run(std::mem::take(&mut self.adds))
+                .map_err(err)?;
+        }
+        Ok(())
     }
 }
 

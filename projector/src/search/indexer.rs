@@ -35,6 +35,8 @@ use crate::store::{Store, Stream};
 pub const COMMIT_EVERY: Duration = Duration::from_secs(5);
 /// … or once there are this many.
 pub const COMMIT_DOCS: usize = 20_000;
+/// Messages handed to the indexing thread together while the index is built again.
+const RECOVER_CHUNK: usize = 1024;
 /// The most touches read in one go.
 const CHUNK: usize = 5_000;
 
@@ -209,15 +211,23 @@ impl Work {
                 if fresh {
                     // A new index, or one of views rebuilt since: every message again.
                     index.clear()?;
+                    let mut changes = index.changes();
                     store.each_message(|c, seq, row| {
                         n += 1;
-                        index.add(c, seq, Some(row))
+                        changes.set(c, seq, Some(row), false)?;
+                        if n % RECOVER_CHUNK == 0 {
+                            std::mem::replace(&mut changes, index.changes()).send()?;
+                        }
+                        Ok(())
                     })?;
+                    changes.send()?;
                 } else {
+                    let mut changes = index.changes();
                     for (c, seq) in store.touched()? {
                         n += 1;
-                        index.put(&c, seq, store.message_at(&c, seq)?.as_ref())?;
+                        changes.set(&c, seq, store.message_at(&c, seq)?.as_ref(), true)?;
                     }
+                    changes.send()?;
                 }
                 Ok(n)
             })
@@ -265,17 +275,15 @@ impl Work {
         let index = self.index.clone();
         let recovered = self.recovered.clone();
         self.write(move |writer| {
+            let mut changes = writer.changes();
             for t in messages {
-                let row = t.row.as_ref();
+                // A message this batch posted, past what recovery read, was never indexed.
                 let unread = t.seq >= recovered.get(&t.partition).copied().unwrap_or(0);
-                if t.posted && unread {
-                    writer.add(&t.conversation, t.seq, row)?;
-                } else {
-                    writer.put(&t.conversation, t.seq, row)?;
-                }
-                index.remember(&t.conversation, t.seq, row);
+                let replaces = !(t.posted && unread);
+                let indexed = changes.set(&t.conversation, t.seq, t.row.as_ref(), replaces)?;
+                index.remember(&t.conversation, t.seq, indexed);
             }
-            Ok(())
+            changes.send()
         })
         .await?;
         // Searchable now, through the overlay of what is not committed yet.

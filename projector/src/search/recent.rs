@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use super::collect::Rank;
 use super::syntax::Parsed;
-use super::{conversation_order, words, OrderKey};
+use super::{conversation_order, OrderKey};
 use crate::store::rows::MessageRow;
 
 /// BM25's parameters (tantivy's), and the body length assumed as the average.
@@ -49,14 +49,20 @@ pub struct RecentHit {
 }
 
 impl Recent {
-    /// Keeps the message at (`conversation`, `seq`) as `row` says (deleted or absent:
-    /// hidden).
-    pub fn remember(&mut self, conversation: &str, seq: i64, row: Option<&MessageRow>) {
-        let doc = match row.filter(|r| !r.deleted) {
-            Some(r) => Doc {
+    /// Keeps the message at (`conversation`, `seq`): its row and its body's words as
+    /// the index takes them ([`super::words::tokens`]), or `None` if it is deleted or absent
+    /// (hidden).
+    pub fn remember(
+        &mut self,
+        conversation: &str,
+        seq: i64,
+        indexed: Option<(&MessageRow, Vec<String>)>,
+    ) {
+        let doc = match indexed {
+            Some((r, words)) => Doc {
                 sender: r.sender_id.clone(),
                 ts: r.ts,
-                words: Some(words::words(&r.body)),
+                words: Some(words),
             },
             None => Doc {
                 sender: String::new(),
@@ -173,6 +179,7 @@ fn bm25(words: &[String], clauses: &[Vec<String>], idf: &HashMap<String, f32>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::search::words;
 
     fn row(sender: &str, body: &str, deleted: bool) -> MessageRow {
         MessageRow {
@@ -195,12 +202,17 @@ mod tests {
         }
     }
 
+    /// What the indexer gives the overlay for `row`.
+    fn seen(row: &MessageRow) -> Option<(&MessageRow, Vec<String>)> {
+        (!row.deleted).then(|| (row, words::words(&row.body)))
+    }
+
     #[test]
     fn recent_messages_match_as_the_index_would_and_shadow_it() {
         let mut r = Recent::default();
-        r.remember("c", 3, Some(&row("amy", "The launch DATE moved", false)));
-        r.remember("c", 4, Some(&row("bob", "launch", true)));
-        r.remember("d", 5, Some(&row("amy", "launch date", false)));
+        r.remember("c", 3, seen(&row("amy", "The launch DATE moved", false)));
+        r.remember("c", 4, seen(&row("bob", "launch", true)));
+        r.remember("d", 5, seen(&row("amy", "launch date", false)));
         let allowed: HashMap<&str, i64> = [("c", 0)].into_iter().collect();
         let parsed = crate::search::syntax::parse("\"launch date\"").unwrap();
         let clauses = vec![words::words("launch date")];
@@ -219,10 +231,10 @@ mod tests {
     fn a_caller_reads_only_what_follows_its_offset_and_a_message_counts_once() {
         let mut r = Recent::default();
         for seq in 1..=5 {
-            r.remember("c", seq, Some(&row("amy", "launch", false)));
+            r.remember("c", seq, seen(&row("amy", "launch", false)));
         }
         // Indexed again (an edit): still one message, shadowed once.
-        r.remember("c", 5, Some(&row("amy", "launch moved", false)));
+        r.remember("c", 5, seen(&row("amy", "launch moved", false)));
         assert_eq!((r.len(), r.shadow().len()), (5, 5));
         let parsed = crate::search::syntax::parse("launch").unwrap();
         let clauses = vec![words::words("launch")];
@@ -241,7 +253,7 @@ mod tests {
         assert_eq!(seqs(i64::MAX), Vec::<i64>::new());
         // A search holding the shadow set keeps it as it was; the overlay moves on.
         let held = r.shadow();
-        r.remember("c", 6, Some(&row("amy", "launch", false)));
+        r.remember("c", 6, seen(&row("amy", "launch", false)));
         assert_eq!((held.len(), r.shadow().len()), (5, 6));
     }
 }

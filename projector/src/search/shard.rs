@@ -401,6 +401,42 @@ mod tests {
         shard.close().await;
     }
 
+    /// An index of another layout (an upgrade from a version whose documents had other
+    /// fields), even one whose commit says it is up to date with the views: it is built
+    /// again from them, not refused.
+    #[tokio::test]
+    async fn an_index_of_another_layout_is_built_again_from_the_views() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.apply(&records(0, &log())).unwrap();
+        let shard = open(dir.path(), store).await;
+        assert_eq!(shard.find("amy", "launch", Sort::Newest).await.len(), 3);
+        assert_eq!(shard.indexer.index.documents(), 4);
+        let payload = shard.indexer.index.payload().unwrap().unwrap();
+        let store = shard.store.clone();
+        shard.close().await;
+
+        let search = dir.path().join("search");
+        std::fs::remove_dir_all(&search).unwrap();
+        std::fs::create_dir_all(&search).unwrap();
+        let mut old = tantivy::schema::Schema::builder();
+        let key = old.add_text_field("key", tantivy::schema::STRING);
+        let index = tantivy::Index::create_in_dir(&search, old.build()).unwrap();
+        let mut writer: tantivy::IndexWriter = index.writer(15_000_000).unwrap();
+        writer.add_document(tantivy::doc!(key => "2@g")).unwrap();
+        let mut commit = writer.prepare_commit().unwrap();
+        commit.set_payload(&serde_json::to_string(&payload).unwrap());
+        commit.commit().unwrap();
+        drop(writer);
+
+        let shard = open(dir.path(), store).await;
+        let mut seen = shard.find("amy", "launch", Sort::Newest).await;
+        seen.sort();
+        assert_eq!(seen, [at("g", &[2, 3]), at("h", &[4])].concat());
+        assert_eq!(shard.indexer.index.documents(), 4);
+        shard.close().await;
+    }
+
     /// Views that were built with no index (an upgrade from a version without search, or
     /// an index directory lost): the index is built from every message they hold.
     #[tokio::test]
