@@ -4,7 +4,7 @@
 //! - Words are split by the Unicode word boundaries of UAX #29 (`unicode-segmentation`):
 //!   spaces and punctuation separate words in every script that has them; "don't" and
 //!   "3.14" stay one word. ASCII text is cut without the tables, by the same rules
-//!   written out for ASCII ([`AsciiWords`]; a property test holds it to the tables).
+//!   written out for ASCII (`AsciiWords`; a property test holds it to the tables).
 //! - Han ideographs and Hiragana have no spaces between words, and UAX #29 makes each
 //!   character a word of its own. A query word in those scripts is therefore searched as
 //!   the phrase of its characters: "東京" finds "東京都に行く" (and also "東京" inside a
