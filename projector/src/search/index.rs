@@ -21,7 +21,6 @@ use tantivy::schema::{
     Field, IndexRecordOption, Schema, TextFieldIndexing, TextOptions, FAST, INDEXED, STRING,
 };
 use tantivy::snippet::SnippetGenerator;
-use tantivy::tokenizer::PreTokenizedString;
 use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
 
 use super::collect::{Best, Rank};
@@ -460,7 +459,7 @@ impl Changes<'_> {
     /// message first posted in the batch that touched it is added without one.
     ///
     /// Returns the row and the body's words, as the overlay of what is not committed
-    /// yet keeps them ([`SearchIndex::remember`]): the body is split once for both.
+    /// yet keeps them ([`SearchIndex::remember`]).
     pub fn set<'r>(
         &mut self,
         conversation: &str,
@@ -478,24 +477,15 @@ impl Changes<'_> {
         let Some(row) = row.filter(|r| !r.deleted) else {
             return Ok(None);
         };
-        let tokens = words::tokens(&row.body);
-        let words = tokens.iter().map(|t| t.text.clone()).collect();
         let mut doc = TantivyDocument::new();
         doc.add_text(f.conversation, conversation);
         doc.add_text(f.sender, &row.sender_id);
         doc.add_i64(f.seq, seq);
         doc.add_i64(f.ts, row.ts);
         doc.add_u64(f.order, super::conversation_order(conversation));
-        // Not stored: the text itself is read from the views.
-        doc.add_pre_tokenized_text(
-            f.body,
-            PreTokenizedString {
-                text: String::new(),
-                tokens,
-            },
-        );
+        doc.add_text(f.body, &row.body);
         self.adds.push(UserOperation::Add(doc));
-        Ok(Some((row, words)))
+        Ok(Some((row, words::words(&row.body))))
     }
 
     /// Hands the documents added over to the indexing thread.

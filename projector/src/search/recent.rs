@@ -50,7 +50,7 @@ pub struct RecentHit {
 
 impl Recent {
     /// Keeps the message at (`conversation`, `seq`): its row and its body's words as
-    /// the index takes them ([`super::words::tokens`]), or `None` if it is deleted or absent
+    /// the index takes them ([`super::words::words`]), or `None` if it is deleted or absent
     /// (hidden).
     pub fn remember(
         &mut self,

@@ -36,20 +36,17 @@ pub fn analyzer() -> TextAnalyzer {
 
 /// The words of `text`, as the index holds them.
 pub fn words(text: &str) -> Vec<String> {
-    tokens(text).into_iter().map(|t| t.text).collect()
-}
-
-/// The words of `text` with their positions and offsets: what the index takes for a
-/// body, so that a body is split once for the index and for the overlay of what is not
-/// committed yet.
-pub fn tokens(text: &str) -> Vec<Token> {
-    let mut analyzer = analyzer();
-    let mut stream = analyzer.token_stream(text);
-    let mut out = Vec::new();
-    while stream.advance() {
-        out.push(stream.token().clone());
+    thread_local! {
+        static ANALYZER: std::cell::RefCell<TextAnalyzer> = std::cell::RefCell::new(analyzer());
     }
-    out
+    ANALYZER.with_borrow_mut(|analyzer| {
+        let mut stream = analyzer.token_stream(text);
+        let mut out = Vec::new();
+        while stream.advance() {
+            out.push(stream.token().text.clone());
+        }
+        out
+    })
 }
 
 /// Splits text at UAX #29 word boundaries, keeping the words that hold a letter or a
