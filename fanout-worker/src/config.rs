@@ -1,5 +1,6 @@
 //! What a fanout-worker needs to know.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use parley_sequencer::TopicNames;
@@ -8,7 +9,8 @@ use crate::state::Limits;
 
 #[derive(Clone, Debug)]
 pub struct FanoutConfig {
-    pub topics: TopicNames,
+    /// Shared: each record's outputs hold it until they are appended.
+    pub topics: Arc<TopicNames>,
     /// The consumer group all fanout-workers share.
     pub group: String,
     /// This worker's name, as `actor` of the records it writes.
@@ -35,7 +37,7 @@ pub struct FanoutConfig {
 impl FanoutConfig {
     pub fn new(topics: TopicNames, group: impl Into<String>, worker_id: impl Into<String>) -> Self {
         FanoutConfig {
-            topics,
+            topics: Arc::new(topics),
             group: group.into(),
             worker_id: worker_id.into(),
             max_in_flight: 2048,
