@@ -238,7 +238,24 @@ mod tests {
         }
     }
 
+    /// Views of all of [`log`] in `dir`, applied before the index opens, and a shard of
+    /// them.
+    async fn open_over_the_log(dir: &std::path::Path) -> Shard {
+        let store = Store::open(dir).unwrap();
+        store.apply(&records(0, &log())).unwrap();
+        open(dir, store).await
+    }
+
     impl Shard {
+        /// Finds what [`log`] leaves amy to find for "launch", and holds one document
+        /// per message it keeps.
+        async fn finds_the_launches(&self) {
+            let mut seen = self.find("amy", "launch", Sort::Newest).await;
+            seen.sort();
+            assert_eq!(seen, [at("g", &[2, 3]), at("h", &[4])].concat());
+            assert_eq!(self.indexer.index.documents(), 4);
+        }
+
         fn apply(&self, batch: &[(Stream, LogRecord)]) {
             let done = self.store.apply(batch).unwrap();
             let offsets = done.offsets.iter().map(|((_, p), o)| (*p, *o)).collect();
@@ -407,11 +424,8 @@ mod tests {
     #[tokio::test]
     async fn an_index_of_another_layout_is_built_again_from_the_views() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store.apply(&records(0, &log())).unwrap();
-        let shard = open(dir.path(), store).await;
-        assert_eq!(shard.find("amy", "launch", Sort::Newest).await.len(), 3);
-        assert_eq!(shard.indexer.index.documents(), 4);
+        let shard = open_over_the_log(dir.path()).await;
+        shard.finds_the_launches().await;
         let payload = shard.indexer.index.payload().unwrap().unwrap();
         let store = shard.store.clone();
         shard.close().await;
@@ -430,10 +444,7 @@ mod tests {
         drop(writer);
 
         let shard = open(dir.path(), store).await;
-        let mut seen = shard.find("amy", "launch", Sort::Newest).await;
-        seen.sort();
-        assert_eq!(seen, [at("g", &[2, 3]), at("h", &[4])].concat());
-        assert_eq!(shard.indexer.index.documents(), 4);
+        shard.finds_the_launches().await;
         shard.close().await;
     }
 
@@ -442,14 +453,9 @@ mod tests {
     #[tokio::test]
     async fn an_index_missing_beside_existing_views_is_built_from_them() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        store.apply(&records(0, &log())).unwrap();
-        let shard = open(dir.path(), store).await;
+        let shard = open_over_the_log(dir.path()).await;
         // A search waits for the build (its barrier), then finds what the views hold.
-        let mut seen = shard.find("amy", "launch", Sort::Newest).await;
-        seen.sort();
-        assert_eq!(seen, [at("g", &[2, 3]), at("h", &[4])].concat());
-        assert_eq!(shard.indexer.index.documents(), 4);
+        shard.finds_the_launches().await;
         assert!(shard.find("amy", "friday", Sort::Newest).await.is_empty());
         shard.close().await;
     }
