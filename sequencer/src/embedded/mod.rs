@@ -72,7 +72,7 @@ impl EmbeddedConfig {
 #[derive(Clone)]
 pub struct EmbeddedLog {
     shared: Arc<Shared>,
-    appends: std::sync::mpsc::Sender<writer::Append>,
+    appends: Arc<writer::Writer>,
 }
 
 pub(crate) struct Shared {
@@ -245,7 +245,7 @@ impl EmbeddedLog {
         let dir = config.dir.clone();
         let shared = off_thread(move || Shared::open(&dir)).await?;
         let shared = Arc::new(shared);
-        let appends = writer::start(shared.clone(), config.commit_delay)?;
+        let appends = Arc::new(writer::start(shared.clone(), config.commit_delay)?);
         maintenance::start(Arc::downgrade(&shared), config.maintenance_every);
         Ok(EmbeddedLog { shared, appends })
     }
@@ -297,15 +297,13 @@ impl EmbeddedLog {
         };
         t.check_partition(p)?;
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.appends
-            .send(writer::Append {
-                topic: t,
-                partition: p,
-                key: key.to_vec(),
-                value: value.map(<[u8]>::to_vec),
-                reply,
-            })
-            .map_err(|_| Error::Unavailable("embedded log: the writer has stopped".into()))?;
+        self.appends.send(writer::Append {
+            topic: t,
+            partition: p,
+            key: key.to_vec(),
+            value: value.map(<[u8]>::to_vec),
+            reply,
+        })?;
         Ok(Box::pin(async move {
             answer.await.unwrap_or_else(|_| {
                 Err(Error::Unavailable(

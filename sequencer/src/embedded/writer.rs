@@ -62,13 +62,45 @@ pub(crate) struct Append {
     pub reply: oneshot::Sender<Result<Position>>,
 }
 
-pub(crate) fn start(shared: Arc<Shared>, commit_delay: Duration) -> Result<Sender<Append>> {
+/// The writer's queue, and its thread. Dropping it (with the last clone of the log)
+/// closes the queue and waits for the thread to end: nothing of the log runs after it is
+/// gone. A process that exits just after dropping its log would otherwise tear RocksDB's
+/// statics down under a writer still finishing its last batch ("pthread lock: Invalid
+/// argument", and an abort).
+pub(crate) struct Writer {
+    appends: Option<Sender<Append>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    /// Queues an append; an error if the writer has stopped.
+    pub fn send(&self, append: Append) -> Result<()> {
+        self.appends
+            .as_ref()
+            .and_then(|a| a.send(append).ok())
+            .ok_or_else(|| Error::Unavailable("embedded log: the writer has stopped".into()))
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.appends = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+pub(crate) fn start(shared: Arc<Shared>, commit_delay: Duration) -> Result<Writer> {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("parley-log-writer".into())
         .spawn(move || run(&shared, &rx, commit_delay))
         .map_err(|e| Error::Unavailable(format!("embedded log: no writer thread: {e}")))?;
-    Ok(tx)
+    Ok(Writer {
+        appends: Some(tx),
+        thread: Some(thread),
+    })
 }
 
 /// The rate of appends, counted over [`RATE_WINDOW`]s.
