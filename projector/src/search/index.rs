@@ -445,6 +445,7 @@ impl Writer {
 /// Changes to the index ([`Writer::changes`]): the documents added go to tantivy's
 /// indexing thread in one hand-over when [`Changes::send`] is called (or before a
 /// deletion, which must follow them), not one by one. Seen by searches once committed.
+#[must_use = "the documents added are handed over only by `send`"]
 pub struct Changes<'w> {
     writer: MutexGuard<'w, IndexWriter>,
     f: Fields,
@@ -469,7 +470,7 @@ impl Changes<'_> {
     ) -> Result<Option<(&'r MessageRow, Vec<String>)>> {
         let f = self.f;
         if replaces {
-            self.send_adds()?;
+            self.flush()?;
             self.writer
                 .delete_query(f.message(conversation, seq))
                 .map_err(err)?;
@@ -490,10 +491,11 @@ impl Changes<'_> {
 
     /// Hands the documents added over to the indexing thread.
     pub fn send(mut self) -> Result<()> {
-        self.send_adds()
+        self.flush()
     }
 
-    fn send_adds(&mut self) -> Result<()> {
+    /// Hands the documents added so far over, and goes on taking changes.
+    pub fn flush(&mut self) -> Result<()> {
         if !self.adds.is_empty() {
             self.writer
                 .run(std::mem::take(&mut self.adds))

@@ -36,7 +36,7 @@ pub const COMMIT_EVERY: Duration = Duration::from_secs(5);
 /// … or once there are this many.
 pub const COMMIT_DOCS: usize = 20_000;
 /// Messages handed to the indexing thread together while the index is built again.
-const RECOVER_CHUNK: usize = 1024;
+pub(crate) const RECOVER_CHUNK: usize = 1024;
 /// The most touches read in one go.
 const CHUNK: usize = 5_000;
 
@@ -216,7 +216,7 @@ impl Work {
                         n += 1;
                         changes.set(c, seq, Some(row), false)?;
                         if n % RECOVER_CHUNK == 0 {
-                            std::mem::replace(&mut changes, index.changes()).send()?;
+                            changes.flush()?;
                         }
                         Ok(())
                     })?;

@@ -448,6 +448,27 @@ mod tests {
         shard.close().await;
     }
 
+    /// A build from views holding more messages than one hand-over to tantivy takes:
+    /// every one is indexed, over several hand-overs.
+    #[tokio::test]
+    async fn an_index_built_from_many_messages_holds_them_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let many = 2 * crate::search::indexer::RECOVER_CHUNK + 1;
+        let posts = (0..many).map(|i| post("amy", "g", 1_000 + i as u128, "recap"));
+        let all: Vec<AnyRecord> = log().into_iter().chain(posts).collect();
+        store.apply(&records(0, &all)).unwrap();
+        let built = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            let shard = open(dir.path(), store).await;
+            assert_eq!(shard.find("amy", "recap", Sort::Newest).await.len(), 10);
+            shard
+        })
+        .await
+        .expect("the build finished");
+        assert_eq!(built.indexer.index.documents(), 4 + many as u64);
+        built.close().await;
+    }
+
     /// Views that were built with no index (an upgrade from a version without search, or
     /// an index directory lost): the index is built from every message they hold.
     #[tokio::test]
