@@ -260,8 +260,9 @@ impl Roles {
         Ok(roles)
     }
 
-    /// Waits until `role` answers `/healthz` (a fanout-worker serves no HTTP: started
-    /// is enough); fails at once if it exits.
+    /// Waits until `role` answers `/healthz` while its process runs (a fanout-worker
+    /// listens on a port of the kernel's choosing: started is enough); fails at once
+    /// if it exits.
     async fn wait_up(&mut self, role: Role) -> anyhow::Result<()> {
         let url = match role {
             Role::Gateway(i) => self.gateway_urls[i].clone(),
@@ -270,11 +271,13 @@ impl Roles {
         };
         let deadline = tokio::time::Instant::now() + HEALTHY_WITHIN;
         loop {
-            if let Ok(Some(_)) = get(&url, "/healthz", "").await {
+            let healthy = matches!(get(&url, "/healthz", "").await, Ok(Some(_)));
+            let p = self.proc_mut(role);
+            let exited = p.exited();
+            if healthy && exited.is_none() {
                 return Ok(());
             }
-            let p = self.proc_mut(role);
-            if let Some(status) = p.exited() {
+            if let Some(status) = exited {
                 let name = p.name.clone();
                 let log = self.env.dir.join("logs").join(format!("{name}.log"));
                 bail!(
@@ -386,10 +389,12 @@ impl Roles {
     }
 }
 
-/// A port nothing listens on right now.
+/// A port for a role to listen on, below the kernel's ephemeral range: a port from
+/// `bind(0)` could be handed out again before the role binds it, to a fanout-worker's
+/// `--http 127.0.0.1:0`, whose `/healthz` would then answer for a gateway that never
+/// started.
 pub fn free_port() -> anyhow::Result<SocketAddr> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free port")?;
-    Ok(l.local_addr()?)
+    parley_ops::ports::free_port().context("no free port below the kernel's ephemeral range")
 }
 
 /// GET `base` + `path` with `token` (the service token, for the projector's query

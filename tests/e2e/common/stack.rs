@@ -212,40 +212,9 @@ pub async fn projector_get(url: impl reqwest::IntoUrl) -> reqwest::Result<reqwes
 }
 
 /// A free address on 127.0.0.1 for a child process to listen on, possibly again after a
-/// restart.
-///
-/// The port is taken below the kernel's ephemeral range (`ip_local_port_range`): a port
-/// from `bind(0)` is free only until the kernel hands it out again, to another test's
-/// `bind(0)` or to an outgoing connection, and a child binds its port some seconds after
-/// it was picked (and again when it restarts). Below that range the kernel never picks a
-/// port by itself, and each port is handed out once per test process (a counter from a
-/// start that differs between processes), checked free when picked.
+/// restart: [`parley_ops::ports::free_port`].
 pub fn free_port() -> SocketAddr {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32768);
-    let (low, high) = (
-        ephemeral_low.saturating_sub(12_000).max(10_000),
-        ephemeral_low,
-    );
-    assert!(
-        high > low + 1000,
-        "no room below the ephemeral ports ({ephemeral_low})"
-    );
-    let span = high - low;
-    let start = std::process::id() * 211 % span;
-    for _ in 0..span {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = low + (start + n) % span;
-        let addr = SocketAddr::from(([127, 0, 0, 1], port as u16));
-        if std::net::TcpListener::bind(addr).is_ok() {
-            return addr;
-        }
-    }
-    panic!("no free port in {low}..{high}");
+    parley_ops::ports::free_port().expect("no free port below the ephemeral range")
 }
 
 /// A `parley` process, killed when dropped.
