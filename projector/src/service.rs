@@ -3,16 +3,18 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use axum::serve::ListenerExt;
 use futures::{FutureExt, StreamExt};
+use parley_sequencer::rate::Rate;
 use parley_sequencer::{EventLog, StartAt};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::config::ProjectorConfig;
+use crate::config::{ProjectorConfig, GATHER_WORTH};
 use crate::error::{Error, Result};
 use crate::store::{Store, Stream};
 use crate::views::LocalViews;
@@ -349,22 +351,29 @@ async fn consume(
     indexer: Option<crate::search::indexer::Indexer>,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    let mut rate = Rate::new();
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
             next = stream.next() => next,
         };
         let Some(first) = first else { return Ok(()) };
+        rate.roll(Instant::now());
         let mut batch = vec![first?];
         // Whatever else is ready now joins the batch.
         drain_ready(&mut stream, &mut batch, config.batch_max)?;
-        if batch.len() < config.batch_max && !config.gather.is_zero() {
+        // Under a stream of records, wait for more (a quiet log's record goes at once).
+        if batch.len() < config.batch_max
+            && !config.gather.is_zero()
+            && rate.expected_within(config.gather) >= GATHER_WORTH
+        {
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(()),
                 _ = tokio::time::sleep(config.gather) => {}
             }
             drain_ready(&mut stream, &mut batch, config.batch_max)?;
         }
+        rate.count(batch.len());
         if !config.apply_delay.is_zero() {
             tokio::time::sleep(config.apply_delay).await;
         }

@@ -11,6 +11,7 @@
 //! - [`handoff`]: an [`EventLog`] in front of another that keeps some partitions of one
 //!   topic in memory, for a writer and reader in one process (`deliveries` in
 //!   `parley dev`).
+//! - [`rate`]: a rate of arrivals, for batchers deciding whether to wait for more.
 //! - [`error`]: the crate's error, which says whether a retry can help.
 //!
 //! **seq_no.** A message's seq_no is the offset of its `MessagePosted` record in its
@@ -25,6 +26,7 @@ pub mod handoff;
 pub mod kafka;
 pub mod log;
 pub mod partition;
+pub mod rate;
 pub mod topics;
 
 pub use embedded::{EmbeddedConfig, EmbeddedLog};

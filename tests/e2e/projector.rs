@@ -369,3 +369,43 @@ async fn a_joined_projector_has_released_its_views() {
         p.join().await.unwrap();
     }
 }
+
+/// The views gather a batch only under a stream of records: with a gather of 30 s, a
+/// quiet log's record is still applied at once (before, every record waited out the
+/// gather).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quiet_logs_record_does_not_wait_for_a_gather() {
+    use parley_projector::{Projector, ProjectorConfig, Views};
+    let log = kafka().await;
+    let prefix = common::fresh_prefix("gather");
+    provision(&*log, &prefix).await;
+    let topics = settings(&prefix).names();
+    let data = tempfile::tempdir().unwrap();
+    let mut config = ProjectorConfig::new(data.path().join("views"), &topics);
+    config.gather = Duration::from_secs(30);
+    let stop = tokio_util::sync::CancellationToken::new();
+    let p = Projector::start(config, log.clone(), stop.clone())
+        .await
+        .unwrap();
+    let create = |id: &str| ConversationCreated {
+        meta: Meta::new("alice"),
+        conversation_id: id.into(),
+        kind: ConversationKind::Group,
+        title: None,
+        members: vec!["alice".into()],
+    };
+    let pos = log
+        .append(&topics.events, b"c", Some(&encode(&create("c")).unwrap()))
+        .await
+        .unwrap();
+    assert!(
+        p.views()
+            .wait_applied(&[(pos.partition, pos.offset + 1)], Duration::from_secs(10))
+            .await
+            .unwrap(),
+        "a lone record waited for the gather"
+    );
+    assert!(p.views().conversation("c").await.unwrap().is_some());
+    stop.cancel();
+    p.join().await.unwrap();
+}

@@ -44,13 +44,12 @@ use tokio::sync::oneshot;
 use super::{codec, store_error, Shared, Topic};
 use crate::error::{Error, Result};
 use crate::log::{LogRecord, Position};
+use crate::rate::{Rate, RATE_WINDOW};
 
 /// The most appends one fsync covers.
 const MAX_BATCH: usize = 4096;
 /// A batch this large already shares its fsync well: it is written without waiting.
 const FULL_ENOUGH: usize = 32;
-/// How long the append rate is counted over before it is estimated again.
-const RATE_WINDOW: Duration = Duration::from_millis(100);
 /// Waits in a row that took no append before the writer stops waiting for a while.
 pub(super) const FRUITLESS: u32 = 5;
 
@@ -103,39 +102,6 @@ pub(crate) fn start(shared: Arc<Shared>, commit_delay: Duration) -> Result<Write
     })
 }
 
-/// The rate of appends, counted over [`RATE_WINDOW`]s.
-struct Rate {
-    since: Instant,
-    count: usize,
-    /// Appends a second over the last full window.
-    per_second: f64,
-}
-
-impl Rate {
-    fn new() -> Rate {
-        Rate {
-            since: Instant::now(),
-            count: 0,
-            per_second: 0.0,
-        }
-    }
-
-    /// Ends the window if it is over (a long quiet one estimates a low rate).
-    fn roll(&mut self, now: Instant) {
-        let elapsed = now.duration_since(self.since);
-        if elapsed >= RATE_WINDOW {
-            self.per_second = self.count as f64 / elapsed.as_secs_f64();
-            self.since = now;
-            self.count = 0;
-        }
-    }
-
-    /// Whether at least one more append is expected within `delay`.
-    fn expects_more_within(&self, delay: Duration) -> bool {
-        self.per_second * delay.as_secs_f64() >= 1.0
-    }
-}
-
 /// Takes what is queued, up to [`MAX_BATCH`] in all.
 fn drain(rx: &Receiver<Append>, batch: &mut Vec<Append>) {
     while batch.len() < MAX_BATCH {
@@ -160,7 +126,7 @@ fn run(shared: &Shared, rx: &Receiver<Append>, commit_delay: Duration) {
         // Steady: the last moments' rate expects more within the delay, and this append
         // came within the delay of the last batch (after a quiet spell it does not).
         let steady = arrived.duration_since(written) < commit_delay
-            && rate.expects_more_within(commit_delay);
+            && rate.expected_within(commit_delay) >= 1.0;
         if batch.len() < FULL_ENOUGH && steady && arrived >= no_wait_until {
             let before = batch.len();
             std::thread::sleep(commit_delay.saturating_sub(arrived.elapsed()));
@@ -177,7 +143,7 @@ fn run(shared: &Shared, rx: &Receiver<Append>, commit_delay: Duration) {
                 no_wait_until = Instant::now() + RATE_WINDOW;
             }
         }
-        rate.count += batch.len();
+        rate.count(batch.len());
         match write(shared, &batch) {
             Ok(positions) => {
                 for (a, pos) in batch.into_iter().zip(positions) {
@@ -229,10 +195,15 @@ fn write(shared: &Shared, batch: &[Append]) -> Result<Vec<Position>> {
     let sync = batch.iter().any(|a| a.topic.syncs());
     let mut wo = WriteOptions::default();
     wo.set_sync(sync);
+    let started = Instant::now();
     shared.db.write_opt(wb, &wo).map_err(store_error)?;
+    let took = started.elapsed().as_secs_f64();
     if sync {
         shared.syncs.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("parley_append_syncs_total").increment(1);
+        metrics::histogram!("parley_append_sync_seconds").record(took);
+    } else {
+        metrics::histogram!("parley_append_write_seconds").record(took);
     }
     // Written: live readers may take these from memory, once the ends below say so.
     for (a, record) in batch.iter().zip(kept) {

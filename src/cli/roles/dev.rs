@@ -37,9 +37,10 @@ pub struct DevArgs {
     #[arg(long, env = "PARLEY_NO_SEARCH")]
     pub(super) no_search: bool,
     /// How long the views wait, after a record, for more to apply in the same write (ms;
-    /// 0: each as it comes). They trail the log by at most this much more; no message
-    /// waits for them on its way to its recipients.
-    #[arg(long, env = "PARLEY_VIEWS_GATHER_MS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    /// 0: each as it comes), when records come faster than two per wait; a quiet log's
+    /// record is applied at once. They trail the log by at most this much more; no
+    /// message waits for them on its way to its recipients.
+    #[arg(long, env = "PARLEY_VIEWS_GATHER_MS", default_value_t = parley_projector::config::GATHER.as_millis() as u64, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub(super) views_gather_ms: u64,
     /// Where the embedded log lives, when no `--log` is given.
     #[arg(long, env = "PARLEY_LOG_DIR", default_value = "parley-data/log")]

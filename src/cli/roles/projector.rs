@@ -34,9 +34,10 @@ pub struct ProjectorArgs {
     #[arg(long, hide = true, default_value_t = 0)]
     pub(super) debug_apply_delay_ms: u64,
     /// How long the views wait, after a record, for more to apply in the same write (ms;
-    /// 0: each as it comes). They trail the log by at most this much more; no message
-    /// waits for them on its way to its recipients.
-    #[arg(long, env = "PARLEY_VIEWS_GATHER_MS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    /// 0: each as it comes), when records come faster than two per wait; a quiet log's
+    /// record is applied at once. They trail the log by at most this much more; no
+    /// message waits for them on its way to its recipients.
+    #[arg(long, env = "PARLEY_VIEWS_GATHER_MS", default_value_t = parley_projector::config::GATHER.as_millis() as u64, value_parser = clap::value_parser!(u64).range(0..=1000))]
     pub(super) views_gather_ms: u64,
     /// Wipe the views in --data-dir and rebuild them from what the log holds now: for
     /// views that no longer fit the log (ahead of its end, or behind its start because
