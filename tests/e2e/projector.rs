@@ -13,6 +13,17 @@ async fn get(url: &str) -> Value {
     projector_get(url).await.unwrap().json().await.unwrap()
 }
 
+/// Alice creates group `id`, alone in it.
+fn create(id: &str) -> ConversationCreated {
+    ConversationCreated {
+        meta: Meta::new("alice"),
+        conversation_id: id.into(),
+        kind: ConversationKind::Group,
+        title: None,
+        members: vec!["alice".into()],
+    }
+}
+
 /// Waits until the projector at `url` has applied everything up to `ends`.
 async fn caught_up(url: &str, ends: &[i64]) -> Value {
     for _ in 0..600 {
@@ -187,13 +198,7 @@ async fn views_ahead_of_the_log_are_refused_or_rebuilt() {
     provision(&*log, &old).await;
     provision(&*log, &new).await;
     let old_topics = settings(&old).names();
-    let created = ConversationCreated {
-        meta: Meta::new("alice"),
-        conversation_id: "c".into(),
-        kind: ConversationKind::Group,
-        title: None,
-        members: vec!["alice".into()],
-    };
+    let created = create("c");
     let pos = log
         .append(&old_topics.events, b"c", Some(&encode(&created).unwrap()))
         .await
@@ -252,13 +257,6 @@ async fn views_behind_the_log_start_are_refused_unless_told_to_rebuild() {
     let prefix = common::fresh_prefix("behind");
     provision(&*log, &prefix).await;
     let topics = settings(&prefix).names();
-    let create = |id: &str| ConversationCreated {
-        meta: Meta::new("alice"),
-        conversation_id: id.into(),
-        kind: ConversationKind::Group,
-        title: None,
-        members: vec!["alice".into()],
-    };
     let first = log
         .append(&topics.events, b"c", Some(&encode(&create("c")).unwrap()))
         .await
@@ -387,13 +385,6 @@ async fn a_quiet_logs_record_does_not_wait_for_a_gather() {
     let p = Projector::start(config, log.clone(), stop.clone())
         .await
         .unwrap();
-    let create = |id: &str| ConversationCreated {
-        meta: Meta::new("alice"),
-        conversation_id: id.into(),
-        kind: ConversationKind::Group,
-        title: None,
-        members: vec!["alice".into()],
-    };
     let pos = log
         .append(&topics.events, b"c", Some(&encode(&create("c")).unwrap()))
         .await
