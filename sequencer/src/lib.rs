@@ -11,6 +11,7 @@
 //! - [`handoff`]: an [`EventLog`] in front of another that keeps some partitions of one
 //!   topic in memory, for a writer and reader in one process (`deliveries` in
 //!   `parley dev`).
+//! - [`background`]: RocksDB's background threads, below the delivery path in priority.
 //! - [`rate`]: a rate of arrivals, for batchers deciding whether to wait for more.
 //! - [`error`]: the crate's error, which says whether a retry can help.
 //!
@@ -19,6 +20,7 @@
 //! partition (key = conversation id), so seq_no is strictly increasing per conversation,
 //! but not dense: other conversations and membership events take offsets in between.
 
+pub mod background;
 pub mod embedded;
 pub mod error;
 pub mod follow;

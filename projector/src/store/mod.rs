@@ -207,6 +207,7 @@ impl Store {
     pub fn open(dir: &Path) -> Result<Self> {
         std::fs::create_dir_all(dir)
             .map_err(|e| Error::Store(format!("{}: {e}", dir.display())))?;
+        parley_sequencer::background::lower_rocksdb_background_priority();
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);

@@ -322,6 +322,7 @@ impl Shared {
                 dir.display()
             ))
         })?;
+        crate::background::lower_rocksdb_background_priority();
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
