@@ -16,10 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 /// processes), checked free when picked.
 pub fn free_port() -> Option<SocketAddr> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32768);
+    let ephemeral_low = ephemeral_low();
     let (low, high) = (
         ephemeral_low.saturating_sub(12_000).max(10_000),
         ephemeral_low,
@@ -40,22 +37,29 @@ pub fn free_port() -> Option<SocketAddr> {
     None
 }
 
+/// The first port of the kernel's ephemeral range (Linux's default if unreadable).
+fn ephemeral_low() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn ports_are_below_the_ephemeral_range_and_never_repeat() {
-        let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .ok()
-            .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
-            .unwrap_or(32768);
-        let ports: Vec<u16> = (0..200).map(|_| free_port().unwrap().port()).collect();
+        let low = ephemeral_low();
+        let ports: Vec<u32> = (0..200)
+            .map(|_| u32::from(free_port().unwrap().port()))
+            .collect();
         assert!(
             ports.iter().all(|&p| p < low),
             "{ports:?} (ephemeral from {low})"
         );
-        let distinct: std::collections::HashSet<u16> = ports.iter().copied().collect();
+        let distinct: std::collections::HashSet<u32> = ports.iter().copied().collect();
         assert_eq!(distinct.len(), ports.len(), "a port handed out twice");
     }
 }

@@ -62,9 +62,9 @@ pub struct ProjectorConfig {
 }
 
 /// The default of [`ProjectorConfig::gather`]. At 6,000 messages/s over 500
-/// conversations, 20 ms instead of 2 took a sixth off `parley dev`'s CPU per message
-/// and most of its p99 (docs/benchmarks.md): each batch's inserts land closer together
-/// in the views' memtables, and a batch's fixed costs are paid a tenth as often.
+/// conversations, 20 ms instead of 2 took about a tenth off `parley dev`'s CPU per
+/// message (docs/benchmarks.md): each batch's inserts land closer together in the
+/// views' memtables, and a batch's fixed costs are paid a tenth as often.
 pub const GATHER: Duration = Duration::from_millis(20);
 
 /// How many more records the recent rate must expect within [`ProjectorConfig::gather`]
