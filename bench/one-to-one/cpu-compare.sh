@@ -42,12 +42,7 @@ export PARLEY_RATE_SENDS=0 PARLEY_RATE_TYPING=0 PARLEY_RATE_CREATES=0 PARLEY_RAT
 if [[ $MODE == kafka ]]; then
   LOG=kafka://127.0.0.1:9092; export PARLEY_TOPIC_PREFIX="cpu$(date +%s)."
   BROKER=$(pgrep -f kafka.Kafka | head -1) || { echo "cpu-compare.sh: no broker (scripts/kafka.sh start)" >&2; exit 1; }
-  # Every run makes fresh topics. A broker that holds thousands of partitions from
-  # earlier runs spends CPU and latency on them (docs/benchmarks.md).
-  HELD=$(ls "$(scripts/kafka.sh data-dir)" 2>/dev/null | wc -l)
-  if (( HELD > 1000 )); then
-    echo "cpu-compare.sh: warning: the broker holds $HELD partitions from earlier runs; for comparable figures: scripts/kafka.sh reset; scripts/kafka.sh start" >&2
-  fi
+  scripts/kafka.sh crowded   # every run makes fresh topics: warns of thousands held
 else
   LOG="embedded://$RUN/log"; BROKER=""
 fi

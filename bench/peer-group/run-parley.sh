@@ -90,6 +90,7 @@ case "${1:-start}" in
     export PARLEY_RATE_SENDS=0 PARLEY_RATE_TYPING=0 PARLEY_RATE_CREATES=0 PARLEY_RATE_ADDS=0 \
       PARLEY_RATE_CONNECTS=0 PARLEY_RATE_UPGRADES_PER_IP=0 PARLEY_RATE_READS=0 PARLEY_RATE_SETTINGS=0
     ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    [[ $LOG == kafka://127.0.0.1:9092 ]] && "$ROOT/scripts/kafka.sh" crowded
     "$BIN" topics create --log "$LOG" --topic-prefix "$PREFIX" --partitions 8 --gateway-slots 8 >&2
     pp="$(free_port)"
     nohup "$BIN" projector --log "$LOG" --topic-prefix "$PREFIX" --http "127.0.0.1:$pp" \
