@@ -18,9 +18,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 [[ $# -eq 3 && ( $1 == kafka || $1 == embedded ) ]] || { sed -n 2,17p "$0" >&2; exit 2; }
 MODE=$1 RATE=$2 PAIRS=$3
-BIN="${PARLEY_BIN:-$ROOT/target/release/parley}"
 COMPARE="$ROOT/../shared/peer-bench/compare.sh"
-[[ -x $BIN ]] || { echo "cpu-compare.sh: no $BIN (cargo build --release)" >&2; exit 1; }
 [[ -x $COMPARE ]] || { echo "cpu-compare.sh: no $COMPARE" >&2; exit 1; }
 CF=$(pgrep -x centrifugo | head -1) || { echo "cpu-compare.sh: Centrifugo is not running" >&2; exit 1; }
 TCK=$(getconf CLK_TCK)
@@ -33,31 +31,10 @@ share() {
   for p in "$@"; do b=$((b + $(ticks "$p"))); done
   echo "scale=1; 100 * ($b - $a) / $TCK / 15" | bc
 }
-if curl -fsS -m 2 http://127.0.0.1:8085/healthz >/dev/null 2>&1; then
-  echo "cpu-compare.sh: something already serves 127.0.0.1:8085; stop it first" >&2; exit 1
-fi
-RUN=$(mktemp -d)
-export PARLEY_RATE_SENDS=0 PARLEY_RATE_TYPING=0 PARLEY_RATE_CREATES=0 PARLEY_RATE_ADDS=0 \
-       PARLEY_RATE_CONNECTS=0 PARLEY_RATE_UPGRADES_PER_IP=0 PARLEY_RATE_READS=0 PARLEY_RATE_SETTINGS=0
-if [[ $MODE == kafka ]]; then
-  LOG=kafka://127.0.0.1:9092; export PARLEY_TOPIC_PREFIX="cpu$(date +%s)."
-  BROKER=$(pgrep -f kafka.Kafka | head -1) || { echo "cpu-compare.sh: no broker (scripts/kafka.sh start)" >&2; exit 1; }
-  scripts/kafka.sh crowded   # every run makes fresh topics: warns of thousands held
-else
-  LOG="embedded://$RUN/log"; BROKER=""
-fi
-RUST_LOG=warn "$BIN" dev --http 127.0.0.1:8085 --dev-auth --data-dir "$RUN/projector" --log "$LOG" >"$RUN/parley.log" 2>&1 &
-PARLEY=$!
-cleanup() { kill $PARLEY 2>/dev/null || true; wait $PARLEY 2>/dev/null || true; rm -rf "$RUN"; }
-trap cleanup EXIT
-trap 'echo cpu-compare.sh: interrupted >&2; exit 130' INT
-trap 'echo cpu-compare.sh: terminated >&2; exit 143' TERM
-# compare.sh signals its whole process group when it ends: each runs in a session of its own.
-for _ in $(seq 1 300); do curl -fsS -m 2 http://127.0.0.1:8085/readyz >/dev/null 2>&1 && break; sleep 0.2; done
-if ! kill -0 $PARLEY 2>/dev/null || ! curl -fsS -m 2 http://127.0.0.1:8085/readyz >/dev/null 2>&1; then
-  echo "cpu-compare.sh: parley dev did not become ready; its log:" >&2; tail -20 "$RUN/parley.log" >&2; exit 1
-fi
+NAME=cpu-compare.sh; source "$ROOT/bench/one-to-one/fresh-parley.sh"
+fresh_parley "$MODE"
 echo "parley dev ($MODE, $BIN) pid $PARLEY${BROKER:+, broker pid $BROKER}; centrifugo pid $CF; $(nproc) cores; $PAIRS pairs at $RATE msgs/s" >&2
+# compare.sh signals its whole process group when it ends: each runs in a session of its own.
 setsid -w "$COMPARE" --only parley --pairs "$PAIRS" --rates 1k --duration 5s --warmup 3s >/dev/null 2>&1 || true
 ( sleep 16; share $PARLEY >"$RUN/cpu-parley" ) &
 SAMPLER=$!

@@ -27,6 +27,7 @@ COMPARE="$ROOT/../shared/peer-bench/compare.sh"
 [[ -x $COMPARE ]] || { echo "kafka-floor.sh: no $COMPARE" >&2; exit 1; }
 CF=$(pgrep -x centrifugo | head -1) || { echo "kafka-floor.sh: Centrifugo is not running (../shared/peer-bench/run-centrifugo.sh)" >&2; exit 1; }
 BROKER=$(pgrep -f kafka.Kafka | head -1) || { echo "kafka-floor.sh: no broker (scripts/kafka.sh start)" >&2; exit 1; }
+scripts/kafka.sh crowded   # every run makes fresh topics: warns of thousands held
 TCK=$(getconf CLK_TCK)
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 OUT=$(mktemp -d)
