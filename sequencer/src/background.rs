@@ -25,3 +25,48 @@ pub fn lower_rocksdb_background_priority() {
         Err(e) => tracing::warn!(error = %e, "cannot lower RocksDB's background priority"),
     });
 }
+
+#[cfg(test)]
+mod tests {
+    /// The niceness in a thread's `/proc/…/stat` (field 19; after the name's closing
+    /// parenthesis, fields start at the state, field 3).
+    fn nice_in(stat: &str) -> i64 {
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        rest.split(' ').nth(19 - 3).unwrap().parse().unwrap()
+    }
+
+    /// The niceness of each of this process's threads named `name`.
+    fn nice_of_threads(name: &str) -> Vec<i64> {
+        let mut nices = Vec::new();
+        for task in std::fs::read_dir("/proc/self/task").unwrap() {
+            let dir = task.unwrap().path();
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if comm.trim_end() == name {
+                nices.push(nice_in(&std::fs::read_to_string(dir.join("stat")).unwrap()));
+            }
+        }
+        nices
+    }
+
+    #[test]
+    fn rocksdbs_flush_thread_runs_at_the_lowest_priority() {
+        let own = nice_in(&std::fs::read_to_string("/proc/thread-self/stat").unwrap());
+        assert!(
+            own < 19,
+            "the test already runs at nice {own}: it could not tell"
+        );
+        super::lower_rocksdb_background_priority();
+        let dir = tempfile::tempdir().unwrap();
+        let db = rocksdb::DB::open_default(dir.path()).unwrap();
+        db.put(b"k", b"v").unwrap();
+        // A flush is a job of the high-priority pool: its thread takes the priority
+        // before it runs the job, and the call returns once the job is done.
+        db.flush().unwrap();
+        let nices = nice_of_threads("rocksdb:high");
+        assert!(!nices.is_empty(), "no rocksdb:high thread");
+        assert!(
+            nices.iter().all(|&n| n == 19),
+            "rocksdb:high at nice {nices:?}"
+        );
+    }
+}
