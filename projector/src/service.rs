@@ -89,7 +89,12 @@ impl Projector {
             for p in &owned {
                 ready_at.insert((stream, *p), ends.get(*p as usize).copied().unwrap_or(0));
             }
-            let records = log.read(topic, &from).await?;
+            // Every message passes the events reader: it may take them in bulk.
+            let records = if stream == Stream::Events {
+                log.read_bulk(topic, &from).await?
+            } else {
+                log.read(topic, &from).await?
+            };
             streams.push(records.map(move |r| r.map(|r| (stream, r))).boxed());
         }
         let (tx, rx) = watch::channel(stored);

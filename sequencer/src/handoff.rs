@@ -217,6 +217,13 @@ impl EventLog for Handoff {
         }
     }
 
+    async fn read_bulk(&self, topic: &str, from: &[(i32, StartAt)]) -> Result<RecordStream> {
+        if topic != self.topic {
+            return self.inner.read_bulk(topic, from).await;
+        }
+        self.read(topic, from).await
+    }
+
     async fn read(&self, topic: &str, from: &[(i32, StartAt)]) -> Result<RecordStream> {
         if topic != self.topic {
             return self.inner.read(topic, from).await;

@@ -101,6 +101,14 @@ pub trait EventLog: Send + Sync + 'static {
     /// stop reading.
     async fn read(&self, topic: &str, from: &[(i32, StartAt)]) -> Result<RecordStream>;
 
+    /// [`EventLog::read`] for a reader every message passes that may take its records in
+    /// bulk: on Kafka with `--bulk-fetch-bytes` set, the broker answers its fetches once
+    /// that many bytes wait or after the bulk wait (fewer fetches under load, each record
+    /// up to the wait later). Elsewhere the same as `read`.
+    async fn read_bulk(&self, topic: &str, from: &[(i32, StartAt)]) -> Result<RecordStream> {
+        self.read(topic, from).await
+    }
+
     /// For each partition (index = partition), the offset the next record will get.
     async fn end_offsets(&self, topic: &str) -> Result<Vec<i64>>;
 

@@ -23,6 +23,23 @@ async fn kafka() -> KafkaLog {
 
 conformance_suite!(kafka, kafka());
 
+/// The whole suite again with bulk readers on (`--bulk-fetch-bytes`): consumer groups and
+/// `read_bulk` then wait for 64 KiB or 20 ms per fetch, and must keep every property.
+async fn kafka_bulk() -> KafkaLog {
+    let bootstrap = std::env::var("PARLEY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let config = KafkaConfig {
+        delivery_timeout_ms: 3_000,
+        bulk_fetch_bytes: 65_536,
+        bulk_fetch_wait_ms: 20,
+        ..KafkaConfig::with_bootstrap(bootstrap)
+    };
+    KafkaLog::connect(config)
+        .await
+        .expect("a Kafka broker for the conformance suite (scripts/kafka.sh start)")
+}
+
+conformance_suite!(kafka_bulk, kafka_bulk());
+
 async fn embedded() -> EmbeddedLog {
     // Kept for the test's life: the log's files are what it tests.
     let dir = tempfile::tempdir().expect("a scratch directory").keep();

@@ -11,6 +11,12 @@ pub struct KafkaConfig {
     pub linger_ms: u32,
     /// Consumer `fetch.wait.max.ms`: how long the broker may hold a fetch for new data.
     pub fetch_wait_ms: u32,
+    /// Bulk readers (consumer groups and [`crate::EventLog::read_bulk`]): the broker
+    /// answers their fetch once this many bytes wait (`fetch.min.bytes`), or after
+    /// `bulk_fetch_wait_ms`. 0: off, they fetch as every other reader does.
+    pub bulk_fetch_bytes: u32,
+    /// Bulk readers' `fetch.wait.max.ms` while `bulk_fetch_bytes` is on.
+    pub bulk_fetch_wait_ms: u32,
     /// Producer `compression.type`: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
     pub compression: String,
     /// Producer `message.timeout.ms`: an append not confirmed by then fails.
@@ -34,6 +40,8 @@ impl Default for KafkaConfig {
             bootstrap: "127.0.0.1:9092".into(),
             linger_ms: 0,
             fetch_wait_ms: 500,
+            bulk_fetch_bytes: 0,
+            bulk_fetch_wait_ms: 5,
             compression: "none".into(),
             delivery_timeout_ms: 10_000,
             request_timeout_ms: 10_000,
@@ -90,6 +98,33 @@ impl KafkaConfig {
         c
     }
 
+    /// A reader of records every message passes, which may wait for them in bulk: with
+    /// `bulk_fetch_bytes` on, the broker answers its fetch once that many bytes wait or
+    /// after `bulk_fetch_wait_ms`, so under load one fetch carries many records.
+    pub(crate) fn bulk_consumer(&self, role: &str) -> ClientConfig {
+        let mut c = self.consumer(role);
+        self.bulk(&mut c);
+        c
+    }
+
+    fn bulk(&self, c: &mut ClientConfig) {
+        if self.bulk_fetch_bytes > 0 {
+            c.set("fetch.min.bytes", self.bulk_fetch_bytes.to_string())
+                .set(
+                    "fetch.wait.max.ms",
+                    self.bulk_fetch_wait_ms.max(1).to_string(),
+                );
+        }
+    }
+
+    /// A consumer group's member that reads records in bulk (the fanout-worker's and
+    /// the push role's groups), unlike a lease's, which only holds its group.
+    pub(crate) fn bulk_group_consumer(&self, group: &str) -> ClientConfig {
+        let mut c = self.group_consumer(group);
+        self.bulk(&mut c);
+        c
+    }
+
     pub(crate) fn group_consumer(&self, group: &str) -> ClientConfig {
         let mut c = self.consumer("group");
         c.set("group.id", group)
@@ -106,5 +141,51 @@ impl KafkaConfig {
             )
             .set("partition.assignment.strategy", "cooperative-sticky");
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetch(c: &ClientConfig) -> (Option<&str>, Option<&str>) {
+        (c.get("fetch.min.bytes"), c.get("fetch.wait.max.ms"))
+    }
+
+    #[test]
+    fn bulk_fetches_are_off_by_default() {
+        let config = KafkaConfig::default();
+        assert_eq!(
+            fetch(&config.bulk_consumer("reader")),
+            (Some("1"), Some("500"))
+        );
+        assert_eq!(
+            fetch(&config.bulk_group_consumer("g")),
+            (Some("1"), Some("500"))
+        );
+    }
+
+    #[test]
+    fn bulk_fetches_reach_bulk_readers_only() {
+        let config = KafkaConfig {
+            bulk_fetch_bytes: 16_384,
+            bulk_fetch_wait_ms: 5,
+            ..KafkaConfig::default()
+        };
+        assert_eq!(
+            fetch(&config.bulk_consumer("reader")),
+            (Some("16384"), Some("5"))
+        );
+        assert_eq!(
+            fetch(&config.bulk_group_consumer("g")),
+            (Some("16384"), Some("5"))
+        );
+        // Other readers (presence, signals, a gateway's slot) and leases, which hold a
+        // group without reading, answer at once and ask once per fetch wait when idle.
+        assert_eq!(fetch(&config.consumer("reader")), (Some("1"), Some("500")));
+        assert_eq!(
+            fetch(&config.group_consumer("lease")),
+            (Some("1"), Some("500"))
+        );
     }
 }

@@ -117,7 +117,7 @@ impl KafkaSubscription {
             shared: shared.clone(),
         };
         let consumer: StreamConsumer<GroupContext> = config
-            .group_consumer(group)
+            .bulk_group_consumer(group)
             .create_with_context(context)
             .map_err(config_error)?;
         consumer.subscribe(&[topic]).map_err(config_error)?;

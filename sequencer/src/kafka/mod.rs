@@ -125,7 +125,11 @@ impl EventLog for KafkaLog {
     }
 
     async fn read(&self, topic: &str, from: &[(i32, StartAt)]) -> Result<RecordStream> {
-        reader::read(&self.inner.config, &self.inner.meta, topic, from).await
+        reader::read(&self.inner.config, &self.inner.meta, topic, from, false).await
+    }
+
+    async fn read_bulk(&self, topic: &str, from: &[(i32, StartAt)]) -> Result<RecordStream> {
+        reader::read(&self.inner.config, &self.inner.meta, topic, from, true).await
     }
 
     async fn end_offsets(&self, topic: &str) -> Result<Vec<i64>> {

@@ -23,6 +23,7 @@ pub(crate) async fn read(
     meta: &Arc<BaseConsumer>,
     topic: &str,
     from: &[(i32, StartAt)],
+    bulk: bool,
 ) -> Result<RecordStream> {
     // librdkafka resolves "end" only when it first fetches, which may be well after this
     // call: pin it now, so that nothing appended after `read` returns is skipped.
@@ -31,7 +32,12 @@ pub(crate) async fn read(
     } else {
         Vec::new()
     };
-    let consumer: StreamConsumer = config.consumer("reader").create().map_err(config_error)?;
+    let settings = if bulk {
+        config.bulk_consumer("reader")
+    } else {
+        config.consumer("reader")
+    };
+    let consumer: StreamConsumer = settings.create().map_err(config_error)?;
     let mut tpl = TopicPartitionList::new();
     for &(partition, start) in from {
         let offset = match start {

@@ -26,7 +26,12 @@ pub async fn read_n(
     from: &[(i32, StartAt)],
     n: usize,
 ) -> Vec<LogRecord> {
-    let mut stream = log.read(topic, from).await.expect("read");
+    let stream = log.read(topic, from).await.expect("read");
+    collect_n(stream, n).await
+}
+
+/// Takes exactly `n` records off `stream`, failing after a generous bound.
+async fn collect_n(mut stream: parley_sequencer::RecordStream, n: usize) -> Vec<LogRecord> {
     let mut out = Vec::with_capacity(n);
     while out.len() < n {
         match tokio::time::timeout(Duration::from_secs(20), stream.next()).await {
@@ -96,6 +101,38 @@ pub async fn per_key_order(log: &dyn EventLog) {
     }
     for k in &keys {
         assert_eq!(seen[k], (0..per_key).collect::<Vec<_>>(), "order of {k}");
+    }
+}
+
+/// A bulk reader ([`EventLog::read_bulk`]) gets every record, per partition in offset
+/// order, the same as [`EventLog::read`]; and, from the end, everything appended after.
+pub async fn bulk_reads_get_every_record_in_order(log: &dyn EventLog) {
+    let topic = fresh_topic(log, 3).await;
+    let from_end: Vec<(i32, StartAt)> = (0..3).map(|p| (p, StartAt::End)).collect();
+    let tail = log.read_bulk(&topic, &from_end).await.expect("read_bulk");
+    let mut appended: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+    for i in 0..300 {
+        let key = format!("conversation-{}", i % 7);
+        let value = format!("{key}:{i}");
+        let pos = log
+            .append(&topic, key.as_bytes(), Some(value.as_bytes()))
+            .await
+            .expect("append");
+        appended
+            .entry(pos.partition)
+            .or_default()
+            .push((pos.offset, value));
+    }
+    let from: Vec<(i32, StartAt)> = (0..3).map(|p| (p, StartAt::Beginning)).collect();
+    let whole = log.read_bulk(&topic, &from).await.expect("read_bulk");
+    for records in [collect_n(whole, 300).await, collect_n(tail, 300).await] {
+        let mut read: BTreeMap<i32, Vec<(i64, String)>> = BTreeMap::new();
+        for r in &records {
+            read.entry(r.partition)
+                .or_default()
+                .push((r.offset, value_of(r)));
+        }
+        assert_eq!(read, appended);
     }
 }
 
@@ -544,7 +581,7 @@ macro_rules! conformance_suite {
                 provisioning_is_idempotent_and_reports_mismatches,
                 group_resumes_from_committed_offsets, group_members_share_partitions,
                 started_appends_keep_their_order, start_offsets_are_the_oldest_retained,
-                a_newer_lease_holder_fences_the_older);
+                a_newer_lease_holder_fences_the_older, bulk_reads_get_every_record_in_order);
         }
     };
     (@case $make:expr, $($case:ident),*) => {
