@@ -9,11 +9,15 @@ mod suite;
 use parley_sequencer::{EmbeddedConfig, EmbeddedLog, KafkaConfig, KafkaLog};
 use suite as conformance;
 
-async fn kafka() -> KafkaLog {
+/// The broker of `scripts/kafka.sh start`, with bulk readers on when `bulk_fetch_bytes`
+/// is not 0.
+async fn kafka_with(bulk_fetch_bytes: u32) -> KafkaLog {
     let bootstrap = std::env::var("PARLEY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
     let config = KafkaConfig {
         // Short, so that an append that cannot be persisted fails within the test.
         delivery_timeout_ms: 3_000,
+        bulk_fetch_bytes,
+        bulk_fetch_wait_ms: 20,
         ..KafkaConfig::with_bootstrap(bootstrap)
     };
     KafkaLog::connect(config)
@@ -21,21 +25,16 @@ async fn kafka() -> KafkaLog {
         .expect("a Kafka broker for the conformance suite (scripts/kafka.sh start)")
 }
 
+async fn kafka() -> KafkaLog {
+    kafka_with(0).await
+}
+
 conformance_suite!(kafka, kafka());
 
 /// The whole suite again with bulk readers on (`--bulk-fetch-bytes`): consumer groups and
 /// `read_bulk` then wait for 64 KiB or 20 ms per fetch, and must keep every property.
 async fn kafka_bulk() -> KafkaLog {
-    let bootstrap = std::env::var("PARLEY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let config = KafkaConfig {
-        delivery_timeout_ms: 3_000,
-        bulk_fetch_bytes: 65_536,
-        bulk_fetch_wait_ms: 20,
-        ..KafkaConfig::with_bootstrap(bootstrap)
-    };
-    KafkaLog::connect(config)
-        .await
-        .expect("a Kafka broker for the conformance suite (scripts/kafka.sh start)")
+    kafka_with(65_536).await
 }
 
 conformance_suite!(kafka_bulk, kafka_bulk());
