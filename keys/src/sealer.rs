@@ -156,8 +156,12 @@ impl Sealer {
             .await?;
         self.ring.insert(&id, key.clone(), expires_at);
         own.insert(hour, (id.clone(), key.clone()));
-        // Older hours are not sealed with any more.
-        own.retain(|h, _| *h >= hour);
+        // Hours gone by are not sealed with any more. The current hour's key stays when
+        // the upkeep makes the next one: made again, it would go out under the same id
+        // with other bytes, and a gateway still holding the first would deliver the
+        // hour's next messages without their text.
+        let current = now_millis().div_euclid(HOUR_MS);
+        own.retain(|h, _| *h >= current.min(hour));
         Ok((id, key))
     }
 
@@ -187,5 +191,57 @@ impl Sealer {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use parley_sequencer::{EmbeddedConfig, EmbeddedLog, TopicSpec};
+
+    use super::*;
+
+    /// The upkeep makes the next hour's transit key while the hour's own is in use. The
+    /// hour's key must stay: made again, it would go out under the same id with other
+    /// bytes, and a gateway that still held the first would deliver the next messages
+    /// without their text.
+    #[tokio::test]
+    async fn making_the_next_hours_transit_key_keeps_this_hours() {
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn EventLog> = Arc::new(
+            EmbeddedLog::open(EmbeddedConfig::new(dir.path()))
+                .await
+                .unwrap(),
+        );
+        log.provision(&[
+            TopicSpec::plain("transit-keys", 1, 1),
+            TopicSpec::plain("keys", 1, 1),
+        ])
+        .await
+        .unwrap();
+        let kek = Kek::parse(&"k".repeat(32)).unwrap();
+        let shutdown = CancellationToken::new();
+        let ring = TransitRing::start(log.clone(), "transit-keys", kek.clone(), shutdown.clone())
+            .await
+            .unwrap();
+        let sealer = Sealer::new(
+            kek,
+            0,
+            log.clone(),
+            "keys".into(),
+            "transit-keys".into(),
+            1,
+            ring,
+        );
+        let hour = now_millis().div_euclid(HOUR_MS);
+        let (first, _) = sealer.transit(hour).await.unwrap();
+        sealer.transit(hour + 1).await.unwrap(); // the upkeep's round
+        let (again, _) = sealer.transit(hour).await.unwrap();
+        assert_eq!(first, again);
+        assert_eq!(
+            log.end_offsets("transit-keys").await.unwrap(),
+            vec![2],
+            "one transit key appended per hour"
+        );
+        shutdown.cancel();
     }
 }
