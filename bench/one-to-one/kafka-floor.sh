@@ -7,7 +7,8 @@
 # - `parley bench append --followers 2`: RATE appends/s for 20 s to a fresh topic with
 #   acks=all, each read back by two followers (as the fanout-worker and the projector
 #   read every message), with no other Parley code on the way: append→ack and
-#   append→read latency, and the broker's CPU per append;
+#   append→read latency, and the broker's CPU per append (the followers read in bulk,
+#   as those two do, under PARLEY_BULK_FETCH_BYTES);
 # - Centrifugo's 1:1 workload at the same rate (500 pairs, 20 s) through
 #   ../shared/peer-bench/compare.sh: send→receive latency and its CPU per message.
 # Then it prints, per run, the floor's p99s and CPU beside Centrifugo's, with ratios.

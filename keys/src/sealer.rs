@@ -233,10 +233,11 @@ mod tests {
             ring,
         );
         let hour = now_millis().div_euclid(HOUR_MS);
-        let (first, _) = sealer.transit(hour).await.unwrap();
+        let first = sealer.transit(hour).await.unwrap();
         sealer.transit(hour + 1).await.unwrap(); // the upkeep's round
-        let (again, _) = sealer.transit(hour).await.unwrap();
-        assert_eq!(first, again);
+        let again = sealer.transit(hour).await.unwrap();
+        assert_eq!(first.0, again.0, "one id per hour and process");
+        assert!(first.1 == again.1, "the hour's key made again under its id");
         assert_eq!(
             log.end_offsets("transit-keys").await.unwrap(),
             vec![2],

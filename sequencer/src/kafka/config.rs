@@ -98,16 +98,10 @@ impl KafkaConfig {
         c
     }
 
-    /// A reader of records every message passes, which may wait for them in bulk: with
-    /// `bulk_fetch_bytes` on, the broker answers its fetch once that many bytes wait or
-    /// after `bulk_fetch_wait_ms`, so under load one fetch carries many records.
-    pub(crate) fn bulk_consumer(&self, role: &str) -> ClientConfig {
-        let mut c = self.consumer(role);
-        self.bulk(&mut c);
-        c
-    }
-
-    fn bulk(&self, c: &mut ClientConfig) {
+    /// `c` as a reader of records every message passes, which may wait for them in bulk:
+    /// with `bulk_fetch_bytes` on, the broker answers its fetch once that many bytes
+    /// wait or after `bulk_fetch_wait_ms`, so under load one fetch carries many records.
+    pub(crate) fn bulk(&self, mut c: ClientConfig) -> ClientConfig {
         if self.bulk_fetch_bytes > 0 {
             c.set("fetch.min.bytes", self.bulk_fetch_bytes.to_string())
                 .set(
@@ -115,13 +109,6 @@ impl KafkaConfig {
                     self.bulk_fetch_wait_ms.max(1).to_string(),
                 );
         }
-    }
-
-    /// A consumer group's member that reads records in bulk (the fanout-worker's and
-    /// the push role's groups), unlike a lease's, which only holds its group.
-    pub(crate) fn bulk_group_consumer(&self, group: &str) -> ClientConfig {
-        let mut c = self.group_consumer(group);
-        self.bulk(&mut c);
         c
     }
 
@@ -156,11 +143,11 @@ mod tests {
     fn bulk_fetches_are_off_by_default() {
         let config = KafkaConfig::default();
         assert_eq!(
-            fetch(&config.bulk_consumer("reader")),
+            fetch(&config.bulk(config.consumer("reader"))),
             (Some("1"), Some("500"))
         );
         assert_eq!(
-            fetch(&config.bulk_group_consumer("g")),
+            fetch(&config.bulk(config.group_consumer("g"))),
             (Some("1"), Some("500"))
         );
     }
@@ -173,11 +160,11 @@ mod tests {
             ..KafkaConfig::default()
         };
         assert_eq!(
-            fetch(&config.bulk_consumer("reader")),
+            fetch(&config.bulk(config.consumer("reader"))),
             (Some("16384"), Some("5"))
         );
         assert_eq!(
-            fetch(&config.bulk_group_consumer("g")),
+            fetch(&config.bulk(config.group_consumer("g"))),
             (Some("16384"), Some("5"))
         );
         // Other readers (presence, signals, a gateway's slot) and leases, which hold a

@@ -32,10 +32,9 @@ pub(crate) async fn read(
     } else {
         Vec::new()
     };
-    let settings = if bulk {
-        config.bulk_consumer("reader")
-    } else {
-        config.consumer("reader")
+    let settings = match bulk {
+        true => config.bulk(config.consumer("reader")),
+        false => config.consumer("reader"),
     };
     let consumer: StreamConsumer = settings.create().map_err(config_error)?;
     let mut tpl = TopicPartitionList::new();

@@ -156,7 +156,9 @@ impl AppendArgs {
             .collect();
         let mut followers = Vec::new();
         for _ in 0..self.followers {
-            let mut records = log.read(topic, &partitions).await?;
+            // Each stands for a reader every message passes (the router, the projector):
+            // with --bulk-fetch-bytes they read in bulk, as those do.
+            let mut records = log.read_bulk(topic, &partitions).await?;
             followers.push(tokio::spawn(async move {
                 let mut lat = report::histogram();
                 let mut seen = 0u64;
