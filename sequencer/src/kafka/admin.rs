@@ -9,6 +9,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, ResourceSpecifier, Top
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
 use tracing::info;
 
 use super::config::KafkaConfig;
@@ -127,6 +128,11 @@ pub(crate) async fn broker_count(meta: &Arc<BaseConsumer>, config: &KafkaConfig)
     .await
 }
 
+/// The first (`high` false) or next (`high` true) offset of every partition of `topic`:
+/// one ListOffsets request per partition leader, not one or two per partition. An idle
+/// process asks this every few seconds (lag gauges, readiness, the projector's rounds) and
+/// every session asks it once (the read-your-log barrier), so with a request per
+/// partition its round trips were most of what an idle deployment sent the broker.
 async fn watermarks(
     meta: &Arc<BaseConsumer>,
     config: &KafkaConfig,
@@ -137,22 +143,55 @@ async fn watermarks(
     let (meta, t, name) = (meta.clone(), timeout(config), topic.to_string());
     blocking(move || {
         let deadline = Instant::now() + t;
-        (0..n)
-            .map(|p| loop {
-                match meta.fetch_watermarks(&name, p, t) {
-                    Ok((low, hi)) => return Ok(if high { hi } else { low }),
-                    // A partition just created or moving has no leader for a moment.
-                    Err(e) if Instant::now() < deadline && is_transient(&e) => {
-                        std::thread::sleep(Duration::from_millis(50));
-                    }
-                    Err(e) => {
-                        return Err(Error::Unavailable(format!("watermarks of {name}/{p}: {e}")))
-                    }
+        let at = if high { Offset::End } else { Offset::Beginning };
+        loop {
+            match list_offsets(&meta, &name, n, at, t) {
+                Ok(offsets) => return Ok(offsets),
+                // A partition just created or moving has no leader for a moment.
+                Err(e) if Instant::now() < deadline && is_transient(&e) => {
+                    std::thread::sleep(Duration::from_millis(50));
                 }
-            })
-            .collect()
+                Err(e) => return Err(Error::Unavailable(format!("offsets of {name}: {e}"))),
+            }
+        }
     })
     .await
+}
+
+/// One round of [`watermarks`]: the broker's answer for partitions `0..n` of `topic`, in
+/// partition order. `at` is `End` (the high watermark, as a reader that does not see
+/// uncommitted transactions would) or `Beginning`.
+fn list_offsets(
+    meta: &BaseConsumer,
+    topic: &str,
+    n: i32,
+    at: Offset,
+    t: Duration,
+) -> std::result::Result<Vec<i64>, rdkafka::error::KafkaError> {
+    let mut asked = TopicPartitionList::with_capacity(n as usize);
+    for p in 0..n {
+        asked.add_partition_offset(topic, p, at)?;
+    }
+    let answer = meta.offsets_for_times(asked, t)?;
+    let mut offsets = vec![None; n as usize];
+    for e in answer.elements_for_topic(topic) {
+        e.error()?;
+        if let (Offset::Offset(o), Some(slot)) =
+            (e.offset(), offsets.get_mut(e.partition() as usize))
+        {
+            *slot = Some(o);
+        }
+    }
+    offsets
+        .into_iter()
+        .enumerate()
+        .map(|(p, o)| {
+            o.ok_or(rdkafka::error::KafkaError::MetadataFetch(
+                RDKafkaErrorCode::UnknownPartition,
+            ))
+            .inspect_err(|_| tracing::debug!(topic, partition = p, "no offset in the answer"))
+        })
+        .collect()
 }
 
 pub(crate) async fn end_offsets(

@@ -21,7 +21,6 @@ use async_trait::async_trait;
 use rdkafka::admin::AdminClient;
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::BaseConsumer;
-use rdkafka::producer::FutureProducer;
 
 pub use config::KafkaConfig;
 
@@ -38,7 +37,7 @@ pub struct KafkaLog {
 
 struct Inner {
     config: KafkaConfig,
-    producer: FutureProducer,
+    producer: producer::Producer,
     admin: AdminClient<DefaultClientContext>,
     meta: Arc<BaseConsumer>,
     ends: ends::EndOffsets,

@@ -546,6 +546,17 @@ pub async fn start_offsets_are_the_oldest_retained(log: &dyn EventLog) {
     assert_eq!(starts, vec![0, 0]);
     assert_eq!(ends, vec![0, 1]);
     assert!(log.broker_count().await.unwrap() >= 1);
+
+    // A topic that does not exist has no offsets: an error naming it, not zeros.
+    let missing = format!("no-such-topic-{}", uuid::Uuid::new_v4().simple());
+    for err in [
+        log.start_offsets(&missing)
+            .await
+            .expect_err("start offsets"),
+        log.end_offsets(&missing).await.expect_err("end offsets"),
+    ] {
+        assert!(err.to_string().contains(&missing), "{err}");
+    }
 }
 
 /// A lease taken a second time passes to the newer holder; the older one learns it
