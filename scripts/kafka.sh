@@ -28,6 +28,11 @@
 #                          on a small heap its young collections pause the broker for less
 #                          than G1's, and each pause stalls every append and fetch; see
 #                          docs/benchmarks.md, "Parley against Centrifugo, the morning of 2026-12-05")
+#   PARLEY_KAFKA_PROPS     extra broker properties, comma-separated (key=value,key=value),
+#                          written after the defaults, so they override them. The defaults
+#                          include one network thread and two request handlers (Kafka's
+#                          own: 3 and 8), sized for the few cores beside Parley; see
+#                          docs/benchmarks.md, "Parley against Centrifugo, today"
 #
 # start and stop are idempotent. State (data, logs, pid) lives outside the repository.
 set -euo pipefail
@@ -38,6 +43,7 @@ CACHE="${PARLEY_CACHE:-$HOME/.cache/parley}"
 LIBS="$CACHE/kafka-$VERSION/libs"
 HEAP="${PARLEY_KAFKA_HEAP:-512m}"
 JVM_OPTS="${PARLEY_KAFKA_JVM_OPTS:--XX:+UseParallelGC}"
+PROPS="${PARLEY_KAFKA_PROPS:-}"
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 READY_TIMEOUT="${PARLEY_KAFKA_READY_TIMEOUT:-90}"
 
@@ -112,6 +118,9 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.segment.bytes=67108864
 log.retention.check.interval.ms=60000
+num.network.threads=1
+num.io.threads=2
+$(tr ',' '\n' <<<"$PROPS")
 EOF
   cat >"$dir/log4j2.properties" <<EOF
 status = error
