@@ -32,7 +32,7 @@
 #                          written after the defaults, so they override them. The defaults
 #                          include one network thread and two request handlers (Kafka's
 #                          own: 3 and 8), sized for the few cores beside Parley; see
-#                          docs/benchmarks.md, "Parley against Centrifugo, today"
+#                          docs/benchmarks.md, "Parley against Centrifugo, … 2026-12-07, late night"
 #
 # start and stop are idempotent. State (data, logs, pid) lives outside the repository.
 set -euo pipefail
