@@ -29,9 +29,9 @@
 #                          than G1's, and each pause stalls every append and fetch; see
 #                          docs/benchmarks.md, "Parley against Centrifugo, the morning of 2026-12-05")
 #   PARLEY_KAFKA_PROPS     extra broker properties, comma-separated (key=value,key=value),
-#                          written after the defaults, so they override them. The defaults
-#                          include one network thread and two request handlers (Kafka's
-#                          own: 3 and 8), sized for the few cores beside Parley; see
+#                          written after the defaults, so they override them. E.g.
+#                          num.network.threads=1,num.io.threads=2 costs less CPU on two
+#                          shared cores but lengthened the tail under load; see
 #                          docs/benchmarks.md, "Parley against Centrifugo, … 2026-12-07, late night"
 #
 # start and stop are idempotent. State (data, logs, pid) lives outside the repository.
@@ -118,8 +118,6 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.segment.bytes=67108864
 log.retention.check.interval.ms=60000
-num.network.threads=1
-num.io.threads=2
 $(tr ',' '\n' <<<"$PROPS")
 EOF
   cat >"$dir/log4j2.properties" <<EOF
