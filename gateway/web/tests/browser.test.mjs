@@ -248,8 +248,15 @@ test("edit, delete for everyone, react and reply: live, after a reload, and afte
   await item(ivy, "helo").locator(".act-edit").click();
   await ivy.fill("#messages .edit-input", "hello");
   await ivy.press("#messages .edit-input", "Enter");
-  for (const page of [ivy, jon]) {
-    await item(page, "hello").locator(".edited").waitFor();
+  for (const [name, page] of [["ivy", ivy], ["jon", jon]]) {
+    // Which page missed it, and what it showed instead, if one does.
+    await item(page, "hello")
+      .locator(".edited")
+      .waitFor()
+      .catch(async (e) => {
+        const shown = await page.locator("#messages").innerText().catch(() => "?");
+        throw new Error(`${name}'s page never marked the edit (it shows: ${shown}): ${e.message}`);
+      });
   }
   // A reaction: counted on both pages, jon's own highlighted on his.
   await item(jon, "hello").locator('.act-react[data-emoji="👍"]').click();
