@@ -52,31 +52,16 @@ impl ProducerContext for Reports {
     }
 }
 
-/// The process's producer: cheap to clone, shared by every append.
-#[derive(Clone)]
+/// The process's producer, shared by every append (`KafkaLog` holds one). Dropping it
+/// stops its delivery-report thread within [`REPORT_WAIT`].
 pub(crate) struct Producer {
     base: Arc<BaseProducer<Reports>>,
-    /// Held for its drop only.
-    _stop: Arc<Handle>,
+    stop: Arc<AtomicBool>,
 }
 
-/// Stops the delivery-report thread once the last clone of a [`Producer`] is dropped.
-struct Handle(Arc<AtomicBool>);
-
-impl Drop for Handle {
+impl Drop for Producer {
     fn drop(&mut self) {
-        self.0.store(true, Ordering::Relaxed);
-    }
-}
-
-impl Producer {
-    /// Enqueues a record; `Err` gives the record back when librdkafka refuses it now.
-    #[allow(clippy::result_large_err)]
-    fn send<'a>(
-        &self,
-        record: Outgoing<'a>,
-    ) -> std::result::Result<(), (KafkaError, Outgoing<'a>)> {
-        self.base.send(record)
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -97,10 +82,7 @@ pub(crate) fn create(config: &KafkaConfig) -> Result<Producer> {
             }
         })
         .map_err(|e| Error::Unavailable(format!("cannot start the producer's thread: {e}")))?;
-    Ok(Producer {
-        base,
-        _stop: Arc::new(Handle(stop)),
-    })
+    Ok(Producer { base, stop })
 }
 
 pub(crate) async fn append(
@@ -117,7 +99,7 @@ pub(crate) async fn append(
     let (tx, rx) = oneshot::channel();
     let mut next = record(topic, partition, key, value, tx);
     let delivered = loop {
-        match producer.send(next) {
+        match producer.base.send(next) {
             Ok(()) => break rx.await,
             Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
                 if Instant::now() < deadline =>
@@ -194,6 +176,7 @@ pub(crate) fn start(
 ) -> Option<crate::log::Appending> {
     let (tx, rx) = oneshot::channel();
     producer
+        .base
         .send(record(topic, partition, key, value, tx))
         .ok()?;
     let (topic, config) = (topic.to_string(), config.clone());
