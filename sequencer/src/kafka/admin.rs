@@ -210,6 +210,10 @@ pub(crate) async fn start_offsets(
     watermarks(meta, config, topic, false).await
 }
 
+/// Whether an offsets request may succeed if asked again: the partition has no leader
+/// for a moment, or its new leader does not know the high watermark yet (Kafka answers
+/// ListOffsets with OFFSET_NOT_AVAILABLE until the followers catch up after an election,
+/// and librdkafka hands that answer back rather than retrying it).
 fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
     use RDKafkaErrorCode as C;
     matches!(
@@ -217,6 +221,12 @@ fn is_transient(e: &rdkafka::error::KafkaError) -> bool {
         Some(
             C::NotLeaderForPartition
                 | C::LeaderNotAvailable
+                | C::OffsetNotAvailable
+                | C::FencedLeaderEpoch
+                | C::UnknownLeaderEpoch
+                | C::ReplicaNotAvailable
+                | C::KafkaStorageError
+                | C::UnknownTopic
                 | C::UnknownPartition
                 | C::UnknownTopicOrPartition
                 | C::BrokerNotAvailable

@@ -281,8 +281,9 @@ impl Roles {
                 let name = p.name.clone();
                 let log = self.env.dir.join("logs").join(format!("{name}.log"));
                 bail!(
-                    "{role} exited while starting ({status}); see {}",
-                    log.display()
+                    "{role} exited while starting ({status}); see {}; it ended with:\n{}",
+                    log.display(),
+                    log_tail(&log, 20)
                 );
             }
             if tokio::time::Instant::now() >= deadline {
@@ -431,5 +432,17 @@ async fn wait_ok(base: &str, path: &str, within: Duration) -> anyhow::Result<()>
             bail!("{base} did not answer {path} with 200 within {within:?} (see its log)");
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The last `lines` lines of the log at `path`, for an error that should say why a
+/// process died without sending the reader to a file a CI run does not keep.
+fn log_tail(path: &std::path::Path, lines: usize) -> String {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("(its log could not be read: {e})"),
     }
 }
