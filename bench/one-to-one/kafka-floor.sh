@@ -2,13 +2,15 @@
 # What the broker alone costs a message, beside Centrifugo's whole 1:1 path, in one run.
 #
 #   bench/one-to-one/kafka-floor.sh [RUNS] [RATE]     # default 3 runs at 1000 msgs/s
+#   FOLLOWERS=1 bench/one-to-one/kafka-floor.sh …     # readers per append (default 2)
 #
 # Each run alternates:
 # - `parley bench append --followers 2`: RATE appends/s for 20 s to a fresh topic with
 #   acks=all, each read back by two followers (as the fanout-worker and the projector
 #   read every message), with no other Parley code on the way: append→ack and
-#   append→read latency, and the broker's CPU per append (the followers read in bulk,
-#   as those two do, under PARLEY_BULK_FETCH_BYTES);
+#   append→read latency, the broker's CPU per append and the client's own (its producer
+#   and followers: what librdkafka costs the process that appends and reads; the
+#   followers read in bulk, as those two do, under PARLEY_BULK_FETCH_BYTES);
 # - Centrifugo's 1:1 workload at the same rate (500 pairs, 20 s) through
 #   ../shared/peer-bench/compare.sh: send→receive latency and its CPU per message.
 # Then it prints, per run, the floor's p99s and CPU beside Centrifugo's, with ratios.
@@ -21,7 +23,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
-RUNS=${1:-3} RATE=${2:-1000}
+RUNS=${1:-3} RATE=${2:-1000} FOLLOWERS=${FOLLOWERS:-2}
 BIN="${PARLEY_BIN:-$ROOT/target/release/parley}"
 COMPARE="$ROOT/../shared/peer-bench/compare.sh"
 [[ -x $BIN ]] || { echo "kafka-floor.sh: no $BIN (cargo build --release)" >&2; exit 1; }
@@ -33,16 +35,17 @@ TCK=$(getconf CLK_TCK)
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
-echo "broker pid $BROKER, centrifugo pid $CF; $(nproc) cores; $RUNS runs at $RATE msgs/s" >&2
+echo "broker pid $BROKER, centrifugo pid $CF; $(nproc) cores; $RUNS runs at $RATE msgs/s, $FOLLOWERS followers" >&2
 ROWS=()
 for i in $(seq 1 "$RUNS"); do
-  echo "run $i: the broker alone (parley bench append --followers 2)…" >&2
+  echo "run $i: the broker alone (parley bench append --followers $FOLLOWERS)…" >&2
   "$BIN" bench append --log kafka://127.0.0.1:9092 --topic-prefix "floor$(date +%s)." \
-    --records 2000 --rate "$RATE" --seconds 20 --followers 2 --cpu-pid "$BROKER" \
+    --records 2000 --rate "$RATE" --seconds 20 --followers "$FOLLOWERS" --cpu-pid "$BROKER" \
     >"$OUT/append" 2>&1 || { cat "$OUT/append" >&2; exit 1; }
   ACK=$(grep -oP '^latency at .* p99=\K[0-9.]+' "$OUT/append")
   READ=$(grep -oP 'append→read .* p99=\K[0-9.]+' "$OUT/append" | sort -g | tail -1)
   BCPU=$(grep -oP ', \K[0-9.]+(?= ms per append)' "$OUT/append")
+  OWN=$(grep -oP 'this client .*: \K[0-9.]+(?= ms per append)' "$OUT/append")
   echo "run $i: Centrifugo, 500 pairs…" >&2
   # Centrifugo's CPU over 15 s inside its measured window, as cpu-compare.sh takes it.
   ( sleep 13; a=$(ticks "$CF"); sleep 15; b=$(ticks "$CF"); echo "$a $b" >"$OUT/cf-cpu" ) &
@@ -53,8 +56,8 @@ for i in $(seq 1 "$RUNS"); do
   CP99=$(echo "$ROW" | awk -F'|' '{gsub(/ /,"",$14); print $14}')   # the p99 column
   read -r a b <"$OUT/cf-cpu"
   CCPU=$(echo "scale=3; ($b - $a) * 1000 / $TCK / 15 / $RATE" | bc)
-  ROWS+=("| $i | $ACK | $READ | $CP99 | ×$(echo "scale=1; $ACK / $CP99" | bc) | ×$(echo "scale=1; $READ / $CP99" | bc) | $BCPU | $CCPU | ×$(echo "scale=1; $BCPU / $CCPU" | bc) |")
+  ROWS+=("| $i | $ACK | $READ | $CP99 | ×$(echo "scale=1; $ACK / $CP99" | bc) | ×$(echo "scale=1; $READ / $CP99" | bc) | $BCPU | $OWN | $CCPU | ×$(echo "scale=1; $BCPU / $CCPU" | bc) | ×$(echo "scale=1; ($BCPU + $OWN) / $CCPU" | bc) |")
 done
-echo "| run | broker append→ack p99 (ms) | append→read p99, slower follower | Centrifugo send→receive p99 | ack ÷ Centrifugo | read ÷ Centrifugo | broker CPU per append (ms) | Centrifugo CPU per message | broker ÷ Centrifugo |"
-echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| run | broker append→ack p99 (ms) | append→read p99, slower follower | Centrifugo send→receive p99 | ack ÷ Centrifugo | read ÷ Centrifugo | broker CPU per append (ms) | the client's | Centrifugo CPU per message | broker ÷ Centrifugo | broker + client ÷ Centrifugo |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 printf '%s\n' "${ROWS[@]}"

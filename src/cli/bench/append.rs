@@ -5,9 +5,9 @@
 //! whatever the previous ones are doing, and reports append→ack latency. With
 //! `--followers N`, N readers follow the topic from its end meanwhile (as a
 //! fanout-worker and a projector follow `events`), and it reports append→read latency;
-//! with `--cpu-pid`, the CPU those processes used per append (the broker's, say): the
-//! floor under what any design that appends each message once and reads it N times
-//! can cost.
+//! with `--cpu-pid`, the CPU those processes used per append (the broker's, say), and
+//! its own: the floor under what any design that appends each message once and reads
+//! it N times can cost.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -177,6 +177,7 @@ impl AppendArgs {
             }));
         }
         let cpu_before = cpu_seconds(&self.cpu_pid);
+        let own_before = cpu_seconds(&[std::process::id()]);
         let started = Instant::now();
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(self.rate)));
@@ -214,6 +215,14 @@ impl AppendArgs {
             println!(
                 "  follower {i}: read {seen} of {total}; append→read {}",
                 report::summary(&lat)
+            );
+        }
+        // This process: the producer, the followers and librdkafka's threads for them,
+        // what any client of the log pays beside the broker to append and read back.
+        if let (Some(before), Some(after)) = (own_before, cpu_seconds(&[std::process::id()])) {
+            println!(
+                "  CPU of this client (appends and followers): {:.3} ms per append",
+                1000.0 * (after - before) / total as f64
             );
         }
         if let (Some(before), Some(after)) = (cpu_before, cpu_seconds(&self.cpu_pid)) {
