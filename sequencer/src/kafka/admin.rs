@@ -406,3 +406,30 @@ async fn wait_visible(
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
+
+    use super::is_transient;
+
+    /// A partition's answer in an offsets request arrives as `OffsetFetch(code)`; those
+    /// Kafka gives while a leader changes are asked again, and a refusal is not.
+    #[test]
+    fn answers_during_a_leader_change_are_asked_again() {
+        for code in [
+            C::OffsetNotAvailable,
+            C::FencedLeaderEpoch,
+            C::UnknownLeaderEpoch,
+            C::ReplicaNotAvailable,
+            C::KafkaStorageError,
+            C::NotLeaderForPartition,
+            C::LeaderNotAvailable,
+        ] {
+            assert!(is_transient(&KafkaError::OffsetFetch(code)), "{code:?}");
+        }
+        for code in [C::TopicAuthorizationFailed, C::InvalidRequest] {
+            assert!(!is_transient(&KafkaError::OffsetFetch(code)), "{code:?}");
+        }
+    }
+}

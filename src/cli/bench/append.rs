@@ -6,8 +6,9 @@
 //! `--followers N`, N readers follow the topic from its end meanwhile (as a
 //! fanout-worker and a projector follow `events`), and it reports append→read latency;
 //! with `--cpu-pid`, the CPU those processes used per append (the broker's, say), and
-//! its own: the floor under what any design that appends each message once and reads
-//! it N times can cost.
+//! its own. The latency is a floor under any design that appends each message and reads
+//! it back; the CPU is not (the appends go one per tick, where a gateway's share
+//! requests), so it compares settings with each other.
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -217,8 +218,8 @@ impl AppendArgs {
                 report::summary(&lat)
             );
         }
-        // This process: the producer, the followers and librdkafka's threads for them,
-        // what any client of the log pays beside the broker to append and read back.
+        // This process: its producer, its followers, librdkafka's threads for them and
+        // its own task per append (a client of the log beside the broker).
         if let (Some(before), Some(after)) = (own_before, cpu_seconds(&[std::process::id()])) {
             println!(
                 "  CPU of this client (appends and followers): {:.3} ms per append",
