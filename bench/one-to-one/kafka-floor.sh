@@ -16,9 +16,12 @@
 # Then it prints, per run, the floor's p99s and CPU beside Centrifugo's, with ratios.
 # Parley on Kafka cannot deliver a message before the router has read it back: if the
 # latency ratios exceed a target, no code of Parley's above the broker meets it on this
-# machine. The CPU columns are not such a floor: the appends go one per tick, and at
-# 4,000/s `parley dev`'s broker spent less per message than this one's (docs/benchmarks.md,
-# "what a second reader costs"). They compare settings (readers, bulk) with each other.
+# machine. The CPU columns are not such a floor: at 4,000/s `parley dev`'s broker spent
+# less per message than this one's. The appends share produce requests as a gateway's
+# do, but the followers, which do nothing with what they read, ask the broker about twice
+# as often per message as a busy router or projector (kafka-requests.sh counts them;
+# docs/benchmarks.md, "what the broker is asked"). They compare settings (readers, bulk)
+# with each other.
 #
 # Needs: the broker (scripts/kafka.sh start), Centrifugo
 # (../shared/peer-bench/run-centrifugo.sh), $PARLEY_BIN (default target/release/parley).

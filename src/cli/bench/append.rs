@@ -7,8 +7,10 @@
 //! fanout-worker and a projector follow `events`), and it reports append→read latency;
 //! with `--cpu-pid`, the CPU those processes used per append (the broker's, say), and
 //! its own. The latency is a floor under any design that appends each message and reads
-//! it back; the CPU is not (the appends go one per tick, where a gateway's share
-//! requests), so it compares settings with each other.
+//! it back; the CPU is not (the followers do nothing with what they read and ask the
+//! broker again sooner than a busy router or projector: about twice the fetches per
+//! message, counted by `bench/one-to-one/kafka-requests.sh`), so it compares settings
+//! with each other.
 
 use std::process::ExitCode;
 use std::sync::Arc;
