@@ -399,9 +399,12 @@ async fn wait_visible(
             return Ok(());
         }
         if Instant::now() > deadline {
-            return Err(Error::Unavailable(
-                "created topics did not get partition leaders in time".into(),
-            ));
+            return Err(Error::Unavailable(format!(
+                "created topics did not get partition leaders within {} ms; a broker \
+                 that has just started may still be loading the partitions it holds: \
+                 try again once it has",
+                timeout(config).as_millis()
+            )));
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
