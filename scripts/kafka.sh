@@ -5,6 +5,7 @@
 #   scripts/kafka.sh stop             stop it (clean shutdown, then SIGKILL after a grace period)
 #   scripts/kafka.sh status           is it running, where is its log
 #   scripts/kafka.sh data-dir         print where the single broker keeps its log segments
+#   scripts/kafka.sh libs             print where the broker's jars are (for Kafka's own tools)
 #   scripts/kafka.sh crowded          warn (stderr) when it holds over 1,000 partitions of earlier runs
 #   scripts/kafka.sh reset            stop it and delete its state (every topic): the next
 #                                     start formats a new one
@@ -315,6 +316,7 @@ usage() {
 case "${1:-}" in
   start|stop|status|reset) single "$1" ;;
   data-dir) echo "$(single_dir)/data" ;;
+  libs) echo "$LIBS" ;;
   crowded)
     # Benchmarks make fresh topics each run; a broker holding thousands of partitions
     # spends CPU and latency on them (docs/benchmarks.md: a p99 of 10.35 ms against

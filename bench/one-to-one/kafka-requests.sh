@@ -23,7 +23,7 @@ SECONDS_=${1:-5} RATE=${2:-0}
 [[ $SECONDS_ =~ ^[1-9][0-9]*$ && $RATE =~ ^[0-9]+$ ]] || { sed -n 2,19p "$0" >&2; exit 2; }
 DIR="$(dirname "$("$ROOT/scripts/kafka.sh" data-dir)")"
 LOG="$DIR/logs/server.log"
-LIBS="${PARLEY_CACHE:-$HOME/.cache/parley}/kafka-${PARLEY_KAFKA_VERSION:-4.1.1}/libs"
+LIBS="$("$ROOT/scripts/kafka.sh" libs)"
 BROKER=$(pgrep -f "kafka.Kafka $DIR/server.properties" | head -1) \
   || { echo "kafka-requests.sh: the broker of scripts/kafka.sh start is not running" >&2; exit 1; }
 [[ -f $LOG ]] || { echo "kafka-requests.sh: no broker log at $LOG" >&2; exit 1; }
@@ -46,7 +46,7 @@ tail -c +"$((from + 1))" "$LOG" | head -c "$((to - from))" | python3 -c '
 import json, sys, collections
 seconds, cpu, rate = float(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 requests = collections.Counter()
-batches, records = collections.Counter(), collections.Counter()
+batches = collections.Counter()
 for line in sys.stdin:
     at = line.find("Completed request:")
     if at < 0:
