@@ -48,6 +48,16 @@ impl Rate {
     pub fn expected_within(&self, wait: Duration) -> f64 {
         self.per_second * wait.as_secs_f64()
     }
+
+    /// How long the last window's rate takes to bring `n` arrivals (`Duration::MAX` at
+    /// a rate of zero).
+    pub fn time_for(&self, n: f64) -> Duration {
+        if self.per_second > 0.0 {
+            Duration::try_from_secs_f64(n / self.per_second).unwrap_or(Duration::MAX)
+        } else {
+            Duration::MAX
+        }
+    }
 }
 
 #[cfg(test)]
@@ -69,9 +79,12 @@ mod tests {
         r.roll(t0 + RATE_WINDOW);
         let per_s = r.expected_within(Duration::from_secs(1));
         assert!((per_s - 500.0).abs() < 1.0, "{per_s}");
+        let two = r.time_for(2.0).as_secs_f64();
+        assert!((two - 0.004).abs() < 0.0001, "two arrivals in {two} s");
         // A quiet spell of 10 s, then one arrival: a low rate.
         r.count(1);
         r.roll(t0 + RATE_WINDOW + Duration::from_secs(10));
         assert!(r.expected_within(Duration::from_secs(1)) < 0.2);
+        assert_eq!(Rate::new().time_for(1.0), Duration::MAX, "no rate yet");
     }
 }

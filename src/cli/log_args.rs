@@ -28,13 +28,14 @@ pub struct LogArgs {
     #[arg(long, global = true, env = "PARLEY_LINGER_MS", default_value_t = 0)]
     pub linger_ms: u32,
     /// Embedded log: the longest an append waits for others to share its fsync while
-    /// appends come steadily (µs; 0: never). At low rates nothing waits; nothing is
-    /// acknowledged before its fsync either way.
+    /// appends come steadily (µs; 0: never). The wait is what the rate needs to bring two
+    /// more, at least 500 µs and at most this; below one append per delay nothing waits,
+    /// and nothing is acknowledged before its fsync either way.
     #[arg(
         long = "log-commit-delay-us",
         global = true,
         env = "PARLEY_LOG_COMMIT_DELAY_US",
-        default_value_t = 500,
+        default_value_t = parley_sequencer::embedded::DEFAULT_COMMIT_DELAY.as_micros() as u32,
         value_parser = clap::value_parser!(u32).range(0..=100_000)
     )]
     pub commit_delay_us: u32,

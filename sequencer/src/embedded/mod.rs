@@ -44,7 +44,7 @@ use crate::log::{Appending, EventLog, Lease, Position, RecordStream, StartAt, Su
 use crate::topics::{TopicReport, TopicSpec, TopicStatus};
 
 /// [`EmbeddedConfig::commit_delay`] unless told otherwise.
-pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_micros(500);
+pub const DEFAULT_COMMIT_DELAY: Duration = Duration::from_millis(2);
 
 /// How an embedded log is opened.
 #[derive(Clone, Debug)]

@@ -3,11 +3,12 @@
 
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::writer::FRUITLESS;
-use super::{EmbeddedConfig, EmbeddedLog};
+use super::writer::{wait, FRUITLESS};
+use super::{EmbeddedConfig, EmbeddedLog, DEFAULT_COMMIT_DELAY};
 use crate::log::EventLog;
+use crate::rate::{Rate, RATE_WINDOW};
 use crate::topics::{TopicSpec, TopicStatus};
 
 fn lazy(name: &str, partitions: i32) -> TopicSpec {
@@ -74,11 +75,12 @@ async fn a_steady_stream_of_appends_shares_fsyncs_and_a_lone_append_does_not_wai
     let dir = tempfile::tempdir().unwrap();
     let log = open_delayed(dir.path(), Duration::from_millis(100)).await;
 
-    // One append a millisecond for half a second, each awaited on its own.
+    // One append a millisecond for a second, each awaited on its own: the writer waits
+    // for what the rate brings two more in (2 ms), well within the delay.
     let before = syncs(&log);
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     let mut pending = Vec::new();
-    for i in 0..500u32 {
+    for i in 0..1_000u32 {
         tick.tick().await;
         let log = log.clone();
         pending.push(tokio::spawn(async move {
@@ -89,13 +91,13 @@ async fn a_steady_stream_of_appends_shares_fsyncs_and_a_lone_append_does_not_wai
     for p in pending {
         offsets.push(p.await.unwrap().unwrap().offset);
     }
-    assert_eq!(offsets, (0..500).collect::<Vec<i64>>(), "acked in order");
+    assert_eq!(offsets, (0..1_000).collect::<Vec<i64>>(), "acked in order");
     let streamed = syncs(&log) - before;
     // The first rate window (100 ms) has no estimate yet; after it, about one fsync per
-    // delay. Without the delay, nearly every append has its own.
+    // three appends. Without the delay, nearly every append has its own.
     assert!(
-        streamed * 3 < 500,
-        "{streamed} fsyncs for 500 appends in a steady stream"
+        streamed * 2 < 1_000,
+        "{streamed} fsyncs for 1,000 appends in a steady stream"
     );
 
     // After a quiet spell the rate is low again: an append is written at once.
@@ -109,6 +111,43 @@ async fn a_steady_stream_of_appends_shares_fsyncs_and_a_lone_append_does_not_wai
         took < Duration::from_millis(100),
         "a lone append waited {took:?}"
     );
+}
+
+#[test]
+fn the_wait_is_what_the_rate_needs_for_two_more_within_the_delay() {
+    // A rate of `per_100ms` * 10 appends a second.
+    let at = |per_100ms: usize| {
+        let mut rate = Rate::new();
+        rate.count(per_100ms);
+        rate.roll(Instant::now() + RATE_WINDOW);
+        rate
+    };
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let delay = DEFAULT_COMMIT_DELAY;
+    assert!(
+        (ms(wait(&at(100), delay)) - 2.0).abs() < 0.01,
+        "1,000/s: 2 ms"
+    );
+    assert!(
+        (ms(wait(&at(200), delay)) - 1.0).abs() < 0.01,
+        "2,000/s: 1 ms"
+    );
+    assert!(
+        (ms(wait(&at(400), delay)) - 0.5).abs() < 0.01,
+        "4,000/s: 0.5 ms"
+    );
+    assert_eq!(
+        wait(&at(800), delay),
+        Duration::from_micros(500),
+        "never shorter"
+    );
+    assert_eq!(wait(&at(20), delay), delay, "never longer than the delay");
+    assert_eq!(
+        wait(&at(100), Duration::from_micros(500)),
+        Duration::from_micros(500)
+    );
+    assert_eq!(wait(&Rate::new(), delay), delay, "no rate yet");
+    assert_eq!(wait(&at(100), Duration::ZERO), Duration::ZERO, "no delay");
 }
 
 #[tokio::test]
