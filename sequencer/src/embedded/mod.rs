@@ -303,6 +303,7 @@ impl EmbeddedLog {
             key: key.to_vec(),
             value: value.map(<[u8]>::to_vec),
             reply,
+            queued: std::time::Instant::now(),
         })?;
         Ok(Box::pin(async move {
             answer.await.unwrap_or_else(|_| {

@@ -16,8 +16,10 @@
 //! writer waits (asleep: appends queued meanwhile wake nobody) and takes what came with
 //! the batch. The wait is what the rate needs to bring [`GATHER`] more appends, but not
 //! shorter than [`SHORTEST_WAIT`] nor longer than the delay ([`wait`]): 0.5 ms from
-//! 4,000 appends a second up, 2 ms at 1,000 a second, none below 500. An append waits
-//! at most the delay longer; nothing is acknowledged before its fsync. At low rates,
+//! 4,000 appends a second up, 2 ms at 1,000 a second, none below 500. The wait counts
+//! from when the batch's first append was queued, so time it spent queued behind the
+//! last write is part of it: an append waits at most the delay longer; nothing is
+//! acknowledged before its fsync. At low rates,
 //! and after a quiet spell, nothing waits. Nor does it when waiting gathers nothing: a
 //! client that sends its next append only once the last is acknowledged keeps the rate
 //! up and adds nothing while the writer sleeps, so after [`FRUITLESS`] waits in a row
@@ -76,6 +78,8 @@ pub(crate) struct Append {
     pub key: Vec<u8>,
     pub value: Option<Vec<u8>>,
     pub reply: oneshot::Sender<Result<Position>>,
+    /// When it was queued: time it spent queued behind the last write counts as waiting.
+    pub queued: Instant,
 }
 
 /// The writer's queue, and its thread. Dropping it (with the last clone of the log)
@@ -140,6 +144,7 @@ fn run(shared: &Shared, rx: &Receiver<Append>, commit_delay: Duration) {
     while let Ok(first) = rx.recv() {
         let arrived = Instant::now();
         rate.roll(arrived);
+        let queued = first.queued;
         let mut batch = vec![first];
         drain(rx, &mut batch);
         let wait = wait(&rate, commit_delay);
@@ -147,9 +152,12 @@ fn run(shared: &Shared, rx: &Receiver<Append>, commit_delay: Duration) {
         // came within the wait of the last batch (after a quiet spell it does not).
         let steady =
             arrived.duration_since(written) < wait && rate.expected_within(commit_delay) >= 1.0;
-        if batch.len() < FULL_ENOUGH && steady && arrived >= no_wait_until {
+        // What is left of the wait once the time the first append spent queued (behind
+        // the last write, say) is counted: an append never waits more than the wait.
+        let left = wait.saturating_sub(queued.elapsed());
+        if batch.len() < FULL_ENOUGH && steady && !left.is_zero() && arrived >= no_wait_until {
             let before = batch.len();
-            std::thread::sleep(wait.saturating_sub(arrived.elapsed()));
+            std::thread::sleep(left);
             drain(rx, &mut batch);
             shared.commit_waits.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("parley_append_commit_waits_total").increment(1);
