@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::writer::{wait, FRUITLESS};
+use super::writer::{left_to_wait, pause, wait, FRUITLESS};
 use super::{EmbeddedConfig, EmbeddedLog, DEFAULT_COMMIT_DELAY};
 use crate::log::EventLog;
 use crate::rate::{Rate, RATE_WINDOW};
@@ -158,19 +158,53 @@ async fn a_client_that_waits_for_each_ack_is_not_kept_waiting_by_the_delay() {
     // One client, each append after the last one's ack, faster than one per delay: the
     // rate says more will come, but waiting gathers nothing. Without the writer giving
     // up on such waits, every other rate window would be spent waiting (tens of waits
-    // each); with it, a few fruitless waits per window at most.
+    // each). It gives up after a few fruitless waits, for longer each time: over the
+    // run, only as many give-ups as their growing pauses leave room for.
     let started = std::time::Instant::now();
-    for i in 0..1_000u32 {
+    for i in 0..3_000u32 {
         log.append("strict", b"k", Some(&i.to_be_bytes()))
             .await
             .unwrap();
     }
-    let windows = started.elapsed().as_millis() as u64 / 100 + 1;
+    let took = started.elapsed();
     let waited = commit_waits(&log);
-    let most = u64::from(FRUITLESS);
+    // The k-th give-up (from 0) comes after the pauses of the k before it.
+    let (mut give_ups, mut paused) = (0u32, Duration::ZERO);
+    while paused <= took {
+        paused += pause(give_ups);
+        give_ups += 1;
+    }
+    let most = u64::from(FRUITLESS) * (u64::from(give_ups) + 1);
     assert!(
-        waited <= most * windows + most,
-        "{waited} waits for 1,000 appends one after another over {windows} rate windows"
+        waited <= most,
+        "{waited} waits for 3,000 appends one after another in {took:?}: at most {most}"
+    );
+}
+
+#[test]
+fn each_give_up_in_a_row_pauses_twice_as_long_up_to_sixteen_windows() {
+    assert_eq!(pause(0), RATE_WINDOW);
+    assert_eq!(pause(1), RATE_WINDOW * 2);
+    assert_eq!(pause(3), RATE_WINDOW * 8);
+    assert_eq!(pause(4), RATE_WINDOW * 16);
+    assert_eq!(pause(40), RATE_WINDOW * 16, "no longer than 1.6 s");
+}
+
+#[test]
+fn time_spent_queued_counts_as_waiting() {
+    let wait = Duration::from_millis(2);
+    let now = Instant::now();
+    let queued = |ago_us: u64| now - Duration::from_micros(ago_us);
+    assert_eq!(left_to_wait(wait, queued(0), now), wait, "taken at once");
+    assert_eq!(
+        left_to_wait(wait, queued(500), now),
+        Duration::from_micros(1_500),
+        "queued 0.5 ms behind the last write: 1.5 ms left"
+    );
+    assert_eq!(
+        left_to_wait(wait, queued(3_000), now),
+        Duration::ZERO,
+        "queued longer than the wait: no wait at all"
     );
 }
 

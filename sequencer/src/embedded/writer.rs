@@ -16,15 +16,16 @@
 //! writer waits (asleep: appends queued meanwhile wake nobody) and takes what came with
 //! the batch. The wait is what the rate needs to bring [`GATHER`] more appends, but not
 //! shorter than [`SHORTEST_WAIT`] nor longer than the delay ([`wait`]): 0.5 ms from
-//! 4,000 appends a second up, 2 ms at 1,000 a second, none below 500. The wait counts
-//! from when the batch's first append was queued, so time it spent queued behind the
-//! last write is part of it: an append waits at most the delay longer; nothing is
-//! acknowledged before its fsync. At low rates,
-//! and after a quiet spell, nothing waits. Nor does it when waiting gathers nothing: a
-//! client that sends its next append only once the last is acknowledged keeps the rate
-//! up and adds nothing while the writer sleeps, so after [`FRUITLESS`] waits in a row
-//! that took no append, the writer does not wait for a [`RATE_WINDOW`], and for twice as
-//! long each time it gives up again with no fruitful wait between (up to 1.6 s).
+//! 4,000 appends a second up, 2 ms at 1,000 a second, and no wait below 500 a second or
+//! after a quiet spell. The wait counts from when the batch's first append was queued
+//! ([`left_to_wait`]): time it spent queued behind the last write is part of it. So an
+//! append waits at most the delay longer, and nothing is acknowledged before its fsync.
+//!
+//! Nor does the writer wait where waiting gathers nothing: a client that sends its next
+//! append only once the last is acknowledged keeps the rate up and adds nothing while
+//! the writer sleeps. After [`FRUITLESS`] waits in a row that took no append, the writer
+//! gives up waiting for a while ([`pause`]): one [`RATE_WINDOW`], twice as long each
+//! time it gives up again with no fruitful wait between, up to 1.6 s.
 //!
 //! The fsync policy: a batch is synced if any of its appends is to a topic that syncs
 //! (every topic but those with `flush.messages` above 1, i.e. `deliveries`). A batch of
@@ -57,8 +58,8 @@ const MAX_BATCH: usize = 4096;
 const FULL_ENOUGH: usize = 32;
 /// Waits in a row that took no append before the writer stops waiting for a while.
 pub(super) const FRUITLESS: u32 = 5;
-/// Giving up again and again (nothing but fruitless waits between) doubles how long the
-/// writer does not wait, from one [`RATE_WINDOW`] to 2^this of them (1.6 s).
+/// Giving up again and again (nothing but fruitless waits between) doubles the
+/// [`pause`], from one [`RATE_WINDOW`] to 2^this of them (1.6 s).
 const MOST_GIVE_UPS: u32 = 4;
 /// How many more appends a wait is for: what the rate needs to bring them is how long
 /// the writer waits, within [`SHORTEST_WAIT`] and the commit delay.
@@ -70,6 +71,18 @@ const SHORTEST_WAIT: Duration = Duration::from_micros(500);
 /// How long a steady stream's batch waits for more at `rate`, at most `delay`.
 pub(super) fn wait(rate: &Rate, delay: Duration) -> Duration {
     rate.time_for(GATHER).max(SHORTEST_WAIT).min(delay)
+}
+
+/// What is left of `wait` at `now` for a batch whose first append was queued at
+/// `queued`: the time it spent queued (behind the last write, say) counts as waiting.
+pub(super) fn left_to_wait(wait: Duration, queued: Instant, now: Instant) -> Duration {
+    wait.saturating_sub(now.saturating_duration_since(queued))
+}
+
+/// How long the writer does not wait after giving up for the `given_up`-th time in a
+/// row (from 0) with no fruitful wait between.
+pub(super) fn pause(given_up: u32) -> Duration {
+    RATE_WINDOW * (1 << given_up.min(MOST_GIVE_UPS))
 }
 
 pub(crate) struct Append {
@@ -152,9 +165,7 @@ fn run(shared: &Shared, rx: &Receiver<Append>, commit_delay: Duration) {
         // came within the wait of the last batch (after a quiet spell it does not).
         let steady =
             arrived.duration_since(written) < wait && rate.expected_within(commit_delay) >= 1.0;
-        // What is left of the wait once the time the first append spent queued (behind
-        // the last write, say) is counted: an append never waits more than the wait.
-        let left = wait.saturating_sub(queued.elapsed());
+        let left = left_to_wait(wait, queued, Instant::now());
         if batch.len() < FULL_ENOUGH && steady && !left.is_zero() && arrived >= no_wait_until {
             let before = batch.len();
             std::thread::sleep(left);
@@ -169,7 +180,7 @@ fn run(shared: &Shared, rx: &Receiver<Append>, commit_delay: Duration) {
             }
             if fruitless >= FRUITLESS {
                 fruitless = 0;
-                no_wait_until = Instant::now() + RATE_WINDOW * (1 << given_up.min(MOST_GIVE_UPS));
+                no_wait_until = Instant::now() + pause(given_up);
                 given_up += 1;
             }
         }
