@@ -24,6 +24,9 @@ pub const SENDS: &str = "parley_sends_total";
 pub const RECEIPTS: &str = "parley_receipts_total";
 /// Time from an append's start to the broker's acknowledgement, by `topic`.
 pub const APPEND_SECONDS: &str = "parley_append_seconds";
+/// Records this process's readers took from the loopback (its own acknowledged appends,
+/// `parley dev` on Kafka) rather than from the broker, by `topic`.
+pub const LOOPBACK_RECORDS: &str = "parley_log_loopback_records_total";
 /// Time from a message's append (its log timestamp) to its write to a recipient's
 /// session queue (gateway).
 pub const DELIVER_SECONDS: &str = "parley_deliver_latency_seconds";
@@ -167,6 +170,10 @@ fn describe() {
         APPEND_SECONDS,
         Unit::Seconds,
         "append until the broker acknowledged it"
+    );
+    describe_counter!(
+        LOOPBACK_RECORDS,
+        "records read from this process's own acknowledged appends, not the broker"
     );
     describe_histogram!(
         DELIVER_SECONDS,

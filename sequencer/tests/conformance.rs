@@ -6,6 +6,7 @@
 
 mod suite;
 
+use parley_sequencer::kafka::LoopbackTopics;
 use parley_sequencer::{EmbeddedConfig, EmbeddedLog, KafkaConfig, KafkaLog};
 use suite as conformance;
 
@@ -38,6 +39,24 @@ async fn kafka_bulk() -> KafkaLog {
 }
 
 conformance_suite!(kafka_bulk, kafka_bulk());
+
+/// The whole suite again with every topic looped (`parley dev` loops back `events`): bulk
+/// readers and group members take this process's appends from memory, and fetch only
+/// the rest, 1 MiB or 200 ms at a time; they must keep every property.
+async fn kafka_loopback() -> KafkaLog {
+    let bootstrap = std::env::var("PARLEY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let config = KafkaConfig {
+        delivery_timeout_ms: 3_000,
+        loopback: LoopbackTopics::All,
+        loopback_fetch_wait_ms: 200,
+        ..KafkaConfig::with_bootstrap(bootstrap)
+    };
+    KafkaLog::connect(config)
+        .await
+        .expect("a Kafka broker for the conformance suite (scripts/kafka.sh start)")
+}
+
+conformance_suite!(kafka_loopback, kafka_loopback());
 
 async fn embedded() -> EmbeddedLog {
     // Kept for the test's life: the log's files are what it tests.

@@ -13,6 +13,7 @@ mod attachments;
 mod authz;
 mod embedded_dev;
 mod faults;
+mod kafka_dev;
 mod large_groups;
 mod message_changes;
 mod never_missing;

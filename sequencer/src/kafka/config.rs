@@ -3,6 +3,12 @@
 
 use rdkafka::ClientConfig;
 
+use super::loopback::LoopbackTopics;
+
+/// `fetch.min.bytes` of a reader whose topic is looped: the broker holds its fetch until
+/// this much waits or `loopback_fetch_wait_ms` has passed.
+pub const LOOPBACK_FETCH_BYTES: u32 = 1 << 20;
+
 #[derive(Clone, Debug)]
 pub struct KafkaConfig {
     /// `host:port[,host:port…]`.
@@ -17,6 +23,13 @@ pub struct KafkaConfig {
     pub bulk_fetch_bytes: u32,
     /// Bulk readers' `fetch.wait.max.ms` while `bulk_fetch_bytes` is on.
     pub bulk_fetch_wait_ms: u32,
+    /// Topics whose appends this process hands to its own bulk readers and group members
+    /// once the broker has acknowledged them (`super::loopback`), ahead of the broker's copy.
+    pub loopback: LoopbackTopics,
+    /// `fetch.wait.max.ms` of the bulk readers and group members of looped-back topics, which
+    /// then fetch only what other processes append (or the loopback no longer holds): how
+    /// late those records may be, and, while idle, one fetch per wait.
+    pub loopback_fetch_wait_ms: u32,
     /// Producer `compression.type`: `none`, `gzip`, `snappy`, `lz4` or `zstd`.
     pub compression: String,
     /// Producer `message.timeout.ms`: an append not confirmed by then fails.
@@ -42,6 +55,8 @@ impl Default for KafkaConfig {
             fetch_wait_ms: 500,
             bulk_fetch_bytes: 0,
             bulk_fetch_wait_ms: 5,
+            loopback: LoopbackTopics::Off,
+            loopback_fetch_wait_ms: 250,
             compression: "none".into(),
             delivery_timeout_ms: 10_000,
             request_timeout_ms: 10_000,
@@ -112,6 +127,21 @@ impl KafkaConfig {
         c
     }
 
+    /// `c` as a bulk reader (see [`KafkaConfig::bulk`]) of `topic`. A reader of a
+    /// looped-back topic takes most records from the loopback: it fetches in large,
+    /// late batches.
+    pub(crate) fn bulk_of(&self, topic: &str, mut c: ClientConfig) -> ClientConfig {
+        if !self.loopback.covers(topic) {
+            return self.bulk(c);
+        }
+        c.set("fetch.min.bytes", LOOPBACK_FETCH_BYTES.to_string())
+            .set(
+                "fetch.wait.max.ms",
+                self.loopback_fetch_wait_ms.max(1).to_string(),
+            );
+        c
+    }
+
     pub(crate) fn group_consumer(&self, group: &str) -> ClientConfig {
         let mut c = self.consumer("group");
         c.set("group.id", group)
@@ -173,6 +203,24 @@ mod tests {
         assert_eq!(
             fetch(&config.group_consumer("lease")),
             (Some("1"), Some("500"))
+        );
+    }
+
+    #[test]
+    fn readers_of_looped_back_topics_fetch_late_and_much() {
+        let config = KafkaConfig {
+            bulk_fetch_bytes: 16_384,
+            loopback: LoopbackTopics::Only(vec!["events".into()]),
+            loopback_fetch_wait_ms: 250,
+            ..KafkaConfig::default()
+        };
+        assert_eq!(
+            fetch(&config.bulk_of("events", config.group_consumer("g"))),
+            (Some("1048576"), Some("250"))
+        );
+        assert_eq!(
+            fetch(&config.bulk_of("push", config.group_consumer("g"))),
+            (Some("16384"), Some("5"))
         );
     }
 }

@@ -119,7 +119,7 @@ impl KafkaSubscription {
         // A member of a consumer group reads records every message passes (the
         // fanout-worker's, the push role's), unlike a lease, which only holds its group.
         let consumer: StreamConsumer<GroupContext> = config
-            .bulk(config.group_consumer(group))
+            .bulk_of(topic, config.group_consumer(group))
             .create_with_context(context)
             .map_err(config_error)?;
         consumer.subscribe(&[topic]).map_err(config_error)?;

@@ -5,6 +5,8 @@
 //! - [`reader`]: partition streams from an offset, one assigned consumer per stream.
 //! - [`admin`]: provisioning, description, metadata and end offsets.
 //! - [`group`]: consumer-group membership with our own offset commits.
+//! - [`loopback`]: this process's acknowledged appends, handed to its own readers of the
+//!   same topic ahead of the broker's copy (`parley dev`).
 
 pub mod admin;
 pub mod config;
@@ -12,6 +14,7 @@ mod ends;
 mod errors;
 pub mod group;
 mod lease;
+pub mod loopback;
 pub mod producer;
 pub mod reader;
 
@@ -23,6 +26,7 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::BaseConsumer;
 
 pub use config::KafkaConfig;
+pub use loopback::LoopbackTopics;
 
 use crate::error::Result;
 use crate::log::{EventLog, Lease, Position, RecordStream, StartAt, Subscription};
@@ -41,12 +45,14 @@ struct Inner {
     admin: AdminClient<DefaultClientContext>,
     meta: Arc<BaseConsumer>,
     ends: ends::EndOffsets,
+    loopback: Arc<loopback::Loopback>,
 }
 
 impl KafkaLog {
     /// Connects and checks that a broker answers, so a wrong address fails now and clearly.
     pub async fn connect(config: KafkaConfig) -> Result<Self> {
-        let producer = producer::create(&config)?;
+        let loopback = Arc::new(loopback::Loopback::new(config.loopback.clone()));
+        let producer = producer::create(&config, loopback.clone())?;
         let admin = admin::create(&config)?;
         let meta = Arc::new(admin::metadata_consumer(&config)?);
         let log = KafkaLog {
@@ -56,6 +62,7 @@ impl KafkaLog {
                 admin,
                 meta,
                 ends: ends::EndOffsets::default(),
+                loopback,
             }),
         };
         admin::check_reachable(&log.inner.meta, &log.inner.config).await?;
@@ -128,7 +135,33 @@ impl EventLog for KafkaLog {
     }
 
     async fn read_bulk(&self, topic: &str, from: &[(i32, StartAt)]) -> Result<RecordStream> {
-        reader::read(&self.inner.config, &self.inner.meta, topic, from, true).await
+        let Some(looped) = self.inner.loopback.topic(topic) else {
+            return reader::read(&self.inner.config, &self.inner.meta, topic, from, true).await;
+        };
+        // The merge must know where the broker's reading starts: pinned to offsets here.
+        let needs = |s: StartAt| from.iter().any(|(_, at)| *at == s);
+        let ends = match needs(StartAt::End) {
+            true => self.end_offsets(topic).await?,
+            false => Vec::new(),
+        };
+        let oldest = match needs(StartAt::Beginning) {
+            true => self.start_offsets(topic).await?,
+            false => Vec::new(),
+        };
+        let mut merge = loopback::Merge::new(looped);
+        let mut pinned = Vec::with_capacity(from.len());
+        for &(p, at) in from {
+            let known = match at {
+                StartAt::Offset(o) => Some(o),
+                StartAt::End => ends.get(p as usize).copied(),
+                StartAt::Beginning => oldest.get(p as usize).copied(),
+            };
+            merge.add(p, known);
+            pinned.push((p, known.map_or(at, StartAt::Offset)));
+        }
+        let inner =
+            reader::read(&self.inner.config, &self.inner.meta, topic, &pinned, true).await?;
+        Ok(loopback::stream(inner, merge))
     }
 
     async fn end_offsets(&self, topic: &str) -> Result<Vec<i64>> {
@@ -178,10 +211,27 @@ impl EventLog for KafkaLog {
     }
 
     async fn subscribe(&self, group: &str, topic: &str) -> Result<Box<dyn Subscription>> {
-        Ok(Box::new(group::KafkaSubscription::new(
+        let member = Box::new(group::KafkaSubscription::new(
             &self.inner.config,
             group,
             topic,
-        )?))
+        )?);
+        let Some(looped) = self.inner.loopback.topic(topic) else {
+            return Ok(member);
+        };
+        let (log, name) = (self.clone(), topic.to_string());
+        let oldest: loopback::Starts = Box::new(move |parts: Vec<i32>| {
+            let (log, name) = (log.clone(), name.clone());
+            Box::pin(async move {
+                let starts = log.start_offsets(&name).await.ok();
+                parts
+                    .into_iter()
+                    .map(|p| (p, starts.as_ref().and_then(|s| s.get(p as usize).copied())))
+                    .collect()
+            })
+        });
+        Ok(Box::new(loopback::LoopbackSubscription::new(
+            member, looped, oldest,
+        )))
     }
 }

@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 
 use super::config::KafkaConfig;
 use super::errors::{classify, config as config_error};
+use super::loopback::Loopback;
 use crate::error::{Error, Result};
 use crate::log::Position;
 
@@ -33,8 +34,11 @@ type Delivered = std::result::Result<(i32, i64), KafkaError>;
 /// A record on its way, carrying the sender its append waits on.
 type Outgoing<'a> = BaseRecord<'a, [u8], [u8], Box<oneshot::Sender<Delivered>>>;
 
-/// Hands each delivery report to the append waiting for it.
-struct Reports;
+/// Hands each delivery report to the append waiting for it, and each acknowledged
+/// record of a looped-back topic to the loopback.
+struct Reports {
+    loopback: Arc<Loopback>,
+}
 
 impl ClientContext for Reports {}
 
@@ -44,7 +48,12 @@ impl ProducerContext for Reports {
     fn delivery(&self, result: &DeliveryResult<'_>, waiter: Self::DeliveryOpaque) {
         use rdkafka::Message as _;
         let delivered = match result {
-            Ok(m) => Ok((m.partition(), m.offset())),
+            Ok(m) => {
+                if self.loopback.topic(m.topic()).is_some() {
+                    self.loopback.put(super::reader::to_record(m));
+                }
+                Ok((m.partition(), m.offset()))
+            }
             Err((e, _)) => Err(e.clone()),
         };
         // An append dropped before its record was confirmed no longer waits: nothing to do.
@@ -65,11 +74,11 @@ impl Drop for Producer {
     }
 }
 
-pub(crate) fn create(config: &KafkaConfig) -> Result<Producer> {
+pub(crate) fn create(config: &KafkaConfig, loopback: Arc<Loopback>) -> Result<Producer> {
     let base: Arc<BaseProducer<Reports>> = Arc::new(
         config
             .producer()
-            .create_with_context(Reports)
+            .create_with_context(Reports { loopback })
             .map_err(config_error)?,
     );
     let stop = Arc::new(AtomicBool::new(false));

@@ -33,7 +33,7 @@ pub(crate) async fn read(
         Vec::new()
     };
     let settings = match bulk {
-        true => config.bulk(config.consumer("reader")),
+        true => config.bulk_of(topic, config.consumer("reader")),
         false => config.consumer("reader"),
     };
     let consumer: StreamConsumer = settings.create().map_err(config_error)?;

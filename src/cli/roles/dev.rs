@@ -10,12 +10,13 @@ use clap::Args;
 use parley_fanout::FanoutConfig;
 use parley_gateway::GatewayConfig;
 use parley_projector::{Projector, ProjectorConfig, Views};
+use parley_sequencer::kafka::LoopbackTopics;
 use parley_sequencer::{EventLog, Handoff};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use super::common::{
-    axum_serve, bind, connect, default_worker_id, open_embedded, random_secret, OpsArgs,
+    axum_serve, bind, connect_tuned, default_worker_id, open_embedded, random_secret, OpsArgs,
 };
 use super::gateway::ClientArgs;
 use super::presence::presence_store;
@@ -61,6 +62,13 @@ pub struct DevArgs {
           value_parser = clap::builder::BoolishValueParser::new(),
           action = clap::ArgAction::SetTrue)]
     pub(super) deliveries_via_log: bool,
+    /// On Kafka: let the router and the views of this process fetch the messages it
+    /// appends from the broker, as separate processes do, instead of taking each from
+    /// memory once the broker has acknowledged it.
+    #[arg(long, env = "PARLEY_EVENTS_FROM_LOG",
+          value_parser = clap::builder::BoolishValueParser::new(),
+          action = clap::ArgAction::SetTrue)]
+    pub(super) events_from_log: bool,
 }
 
 impl DevArgs {
@@ -97,7 +105,19 @@ impl DevArgs {
                 open_embedded(dir.clone(), &self.log).await?,
                 format!("embedded, in {}", dir.display()),
             ),
-            (Some(url), None) => (connect(&self.log, None).await?, url.clone()),
+            (Some(url), None) => {
+                // What this process appends to `events`, its router and views take from
+                // memory once acknowledged (docs/ARCHITECTURE.md, "One process").
+                let events = self.log.settings().names().events;
+                let loopback = !self.events_from_log;
+                let log = connect_tuned(&self.log, |c| {
+                    if loopback {
+                        c.loopback = LoopbackTopics::Only(vec![events]);
+                    }
+                })
+                .await?;
+                (log, url.clone())
+            }
         };
         let shutdown = crate::shutdown::on_signal();
         let listener = bind(self.http).await?;
