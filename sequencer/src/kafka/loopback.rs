@@ -107,10 +107,13 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// One partition's looped-back records by offset, each with when it was put.
+type Kept = BTreeMap<i64, (Instant, LogRecord)>;
+
 /// One looped-back topic: per partition, its newest acknowledged appends by offset.
 pub(crate) struct Topic {
     name: String,
-    parts: Mutex<HashMap<i32, BTreeMap<i64, (Instant, LogRecord)>>>,
+    parts: Mutex<HashMap<i32, Kept>>,
     /// Bumped after each put: readers wait on it.
     changed: watch::Sender<u64>,
 }
