@@ -4,6 +4,9 @@
 //! the broker, all in the broker's order with nothing twice. (The conformance suite
 //! runs whole against an looping log too: `kafka_loopback`.)
 
+#[allow(dead_code)] // The conformance suite's bodies: only its helpers are used here.
+mod suite;
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
@@ -11,19 +14,7 @@ use futures::StreamExt;
 use parley_sequencer::kafka::LoopbackTopics;
 use parley_sequencer::{
     EventLog, GroupEvent, KafkaConfig, KafkaLog, LogRecord, RecordStream, StartAt, Subscription,
-    TopicSpec,
 };
-
-/// A topic of this test only.
-async fn fresh_topic(log: &dyn EventLog, partitions: i32) -> String {
-    let name = format!("loopback-{}", uuid::Uuid::new_v4().simple());
-    let reports = log
-        .provision(&[TopicSpec::plain(&name, partitions, 1)])
-        .await
-        .expect("provisioning a test topic");
-    assert!(reports[0].is_ok(), "{:?}", reports[0]);
-    name
-}
 
 fn bootstrap() -> String {
     std::env::var("PARLEY_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into())
@@ -55,37 +46,36 @@ async fn records(stream: &mut RecordStream, n: usize, within: Duration) -> Vec<L
     out
 }
 
-/// Waits for the member's first assignment, then collects `n` records.
+/// The member's next event, failing as `what` after `within`.
+async fn event(sub: &mut Box<dyn Subscription>, within: Duration, what: &str) -> GroupEvent {
+    tokio::time::timeout(within, sub.next())
+        .await
+        .unwrap_or_else(|_| panic!("{what} in time"))
+        .expect("the membership goes on")
+        .expect("no error")
+}
+
+/// Collects `n` records of the member.
 async fn group_records(
     sub: &mut Box<dyn Subscription>,
     n: usize,
     within: Duration,
-) -> (Vec<i32>, Vec<LogRecord>) {
-    let (mut owned, mut out) = (Vec::new(), Vec::new());
+) -> Vec<LogRecord> {
+    let mut out = Vec::new();
     while out.len() < n {
-        let ev = tokio::time::timeout(within, sub.next())
-            .await
-            .unwrap_or_else(|_| panic!("{} of {n} records in time", out.len()))
-            .expect("the membership goes on")
-            .expect("no error");
-        match ev {
-            GroupEvent::Assigned(ps) => owned.extend(ps),
-            GroupEvent::Revoked(ps) => owned.retain(|p| !ps.contains(p)),
-            GroupEvent::Record(r) => out.push(r),
+        let what = format!("{} of {n} records", out.len());
+        if let GroupEvent::Record(r) = event(sub, within, &what).await {
+            out.push(r);
         }
     }
-    (owned, out)
+    out
 }
 
+/// Waits until the member owns `partitions` partitions.
 async fn assigned(sub: &mut Box<dyn Subscription>, partitions: usize) {
     let mut owned = BTreeSet::new();
     while owned.len() < partitions {
-        let ev = tokio::time::timeout(Duration::from_secs(30), sub.next())
-            .await
-            .expect("an assignment in time")
-            .expect("the membership goes on")
-            .expect("no error");
-        match ev {
+        match event(sub, Duration::from_secs(30), "an assignment").await {
             GroupEvent::Assigned(ps) => owned.extend(ps),
             GroupEvent::Revoked(ps) => ps.iter().for_each(|p| {
                 owned.remove(p);
@@ -110,7 +100,7 @@ fn values(records: &[LogRecord]) -> Vec<(i32, i64, String)> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn this_processs_appends_reach_its_readers_without_waiting_for_a_fetch() {
     let log = looping(30_000).await;
-    let topic = fresh_topic(&log, 2).await;
+    let topic = suite::fresh_topic(&log, 2).await;
     let mut tail = log
         .read_bulk(&topic, &[(0, StartAt::End), (1, StartAt::End)])
         .await
@@ -132,7 +122,7 @@ async fn this_processs_appends_reach_its_readers_without_waiting_for_a_fetch() {
     let mut read = values(&records(&mut tail, 20, within).await);
     read.sort();
     assert_eq!(read, appended);
-    let (_, got) = group_records(&mut sub, 20, within).await;
+    let got = group_records(&mut sub, 20, within).await;
     let mut got = values(&got);
     got.sort();
     assert_eq!(got, appended);
@@ -155,7 +145,7 @@ async fn other_processes_appends_come_from_the_broker_in_order_and_nothing_twice
     let other = KafkaLog::connect(KafkaConfig::with_bootstrap(bootstrap()))
         .await
         .expect("a Kafka broker (scripts/kafka.sh start)");
-    let topic = fresh_topic(&log, 1).await;
+    let topic = suite::fresh_topic(&log, 1).await;
     let mut tail = log.read_bulk(&topic, &[(0, StartAt::End)]).await.unwrap();
     let group = format!("loopback-{}", uuid::Uuid::new_v4().simple());
     let mut sub = log.subscribe(&group, &topic).await.unwrap();
@@ -172,7 +162,7 @@ async fn other_processes_appends_come_from_the_broker_in_order_and_nothing_twice
     }
     let within = Duration::from_secs(10);
     assert_eq!(values(&records(&mut tail, 40, within).await), appended);
-    let (_, got) = group_records(&mut sub, 40, within).await;
+    let got = group_records(&mut sub, 40, within).await;
     assert_eq!(values(&got), appended);
     for stream in [&mut tail] {
         let more = tokio::time::timeout(Duration::from_millis(700), stream.next()).await;
