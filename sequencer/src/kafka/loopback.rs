@@ -32,10 +32,12 @@ use crate::log::{GroupEvent, LogRecord, RecordStream, Subscription};
 
 /// Records the loopback keeps per partition for readers that are behind; older ones come
 /// from the broker.
-pub const KEPT: usize = 4096;
+pub const KEPT: usize = 1024;
 
-/// How long the loopback keeps a record (readers further behind fetch it).
-pub const KEPT_FOR: Duration = Duration::from_secs(5);
+/// How long the loopback keeps a record (readers further behind fetch it). Each put
+/// drops its partition's older records, and at most once per `KEPT_FOR` every
+/// partition's: a burst's records do not stay after it.
+pub const KEPT_FOR: Duration = Duration::from_secs(2);
 
 /// The counter of records readers took from the loopback rather than from the broker
 /// (`parley_ops::metrics::LOOPBACK_RECORDS`; this crate is below that one).
@@ -110,10 +112,27 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One partition's looped-back records by offset, each with when it was put.
 type Kept = BTreeMap<i64, (Instant, LogRecord)>;
 
+/// A topic's partitions, and when all were last swept of old records.
+struct Parts {
+    kept: HashMap<i32, Kept>,
+    swept: Instant,
+}
+
+/// Drops `kept`'s records older than [`KEPT_FOR`], and its oldest beyond [`KEPT`].
+fn prune(kept: &mut Kept, now: Instant) {
+    while let Some(first) = kept.first_entry() {
+        let old = now.duration_since(first.get().0) > KEPT_FOR;
+        if !old && kept.len() <= KEPT {
+            break;
+        }
+        kept.pop_first();
+    }
+}
+
 /// One looped-back topic: per partition, its newest acknowledged appends by offset.
 pub(crate) struct Topic {
     name: String,
-    parts: Mutex<HashMap<i32, Kept>>,
+    parts: Mutex<Parts>,
     /// Bumped after each put: readers wait on it.
     changed: watch::Sender<u64>,
 }
@@ -122,7 +141,10 @@ impl Topic {
     fn new(name: &str) -> Self {
         Topic {
             name: name.to_string(),
-            parts: Mutex::default(),
+            parts: Mutex::new(Parts {
+                kept: HashMap::new(),
+                swept: Instant::now(),
+            }),
             changed: watch::channel(0).0,
         }
     }
@@ -133,14 +155,13 @@ impl Topic {
         let now = Instant::now();
         {
             let mut parts = lock(&self.parts);
-            let kept = parts.entry(record.partition).or_default();
+            let kept = parts.kept.entry(record.partition).or_default();
             kept.insert(record.offset, (now, record));
-            while let Some(first) = kept.first_entry() {
-                let old = now.duration_since(first.get().0) > KEPT_FOR;
-                if !old && kept.len() <= KEPT {
-                    break;
-                }
-                kept.pop_first();
+            prune(kept, now);
+            if now.duration_since(parts.swept) > KEPT_FOR {
+                parts.swept = now;
+                parts.kept.values_mut().for_each(|kept| prune(kept, now));
+                parts.kept.retain(|_, kept| !kept.is_empty());
             }
         }
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
@@ -189,7 +210,7 @@ impl Merge {
             if skip.contains(p) {
                 continue;
             }
-            if let Some((_, r)) = parts.get(p).and_then(|kept| kept.get(n)) {
+            if let Some((_, r)) = parts.kept.get(p).and_then(|kept| kept.get(n)) {
                 *n += 1;
                 self.taken.increment(1);
                 return Some(r.clone());
@@ -483,6 +504,24 @@ mod tests {
         assert_eq!(offsets(&[merge.take(&paused).unwrap()]), [(1, 0)]);
         assert!(merge.take(&paused).is_none());
         assert_eq!(offsets(&[merge.take(&BTreeSet::new()).unwrap()]), [(0, 0)]);
+    }
+
+    #[test]
+    fn records_older_than_kept_for_go_from_every_partition() {
+        let loopback = Loopback::new(LoopbackTopics::All);
+        loopback.put(record(0, 0));
+        let topic = loopback.topic("t").unwrap();
+        let long_ago = Instant::now() - KEPT_FOR * 2;
+        {
+            let mut parts = lock(&topic.parts);
+            parts.kept.get_mut(&0).unwrap().get_mut(&0).unwrap().0 = long_ago;
+            parts.swept = long_ago;
+        }
+        // A put to another partition sweeps partition 0's old record away.
+        loopback.put(record(1, 0));
+        let parts = lock(&topic.parts);
+        assert!(!parts.kept.contains_key(&0), "partition 0 swept");
+        assert_eq!(parts.kept[&1].len(), 1);
     }
 
     #[test]
