@@ -66,7 +66,6 @@ impl LoopbackTopics {
 }
 
 /// The acknowledged appends of this process to looped-back topics.
-#[derive(Default)]
 pub(crate) struct Loopback {
     topics: LoopbackTopics,
     by_topic: Mutex<HashMap<String, Arc<Topic>>>,
@@ -78,6 +77,12 @@ impl Loopback {
             topics,
             by_topic: Mutex::default(),
         }
+    }
+
+    /// Whether `topic` is looped back (no lock taken: for the delivery report, to copy
+    /// only records [`Loopback::put`] keeps).
+    pub(crate) fn covers(&self, topic: &str) -> bool {
+        self.topics.covers(topic)
     }
 
     /// The loopback of `topic`, if it is looped.
@@ -535,5 +540,88 @@ mod tests {
         assert!(merge.take(&BTreeSet::new()).is_none(), "2 is gone");
         merge.add(0, Some(3));
         assert_eq!(merge.take(&BTreeSet::new()).map(|r| r.offset), Some(3));
+    }
+
+    /// A member of group `g` on the embedded log's one-partition topic `t` (its group
+    /// machinery is the inner membership), merged with `looped`; its `oldest` answers
+    /// offset 0 after `delay`, and sets `asked` when asked.
+    async fn member(
+        looped: Arc<Topic>,
+        delay: Duration,
+        asked: Arc<std::sync::atomic::AtomicBool>,
+    ) -> (tempfile::TempDir, LoopbackSubscription) {
+        use crate::log::EventLog;
+        let dir = tempfile::tempdir().unwrap();
+        let log = crate::EmbeddedLog::open(crate::EmbeddedConfig::new(dir.path()))
+            .await
+            .unwrap();
+        log.provision(&[crate::TopicSpec::plain("t", 1, 1)])
+            .await
+            .unwrap();
+        let inner = log.subscribe("g", "t").await.unwrap();
+        let oldest: Starts = Box::new(move |parts: Vec<i32>| {
+            let asked = asked.clone();
+            Box::pin(async move {
+                asked.store(true, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(delay).await;
+                parts.into_iter().map(|p| (p, Some(0))).collect()
+            })
+        });
+        (dir, LoopbackSubscription::new(inner, looped, oldest))
+    }
+
+    async fn event(sub: &mut LoopbackSubscription, within: Duration) -> Option<GroupEvent> {
+        let ev = tokio::time::timeout(within, sub.next()).await.ok()?;
+        Some(ev.expect("the membership goes on").expect("no error"))
+    }
+
+    #[tokio::test]
+    async fn a_paused_partition_gets_nothing_from_the_loopback_until_resumed() {
+        let loopback = Loopback::new(LoopbackTopics::All);
+        let looped = loopback.topic("t").unwrap();
+        let (_dir, mut sub) = member(looped, Duration::ZERO, Default::default()).await;
+        let second = Duration::from_secs(5);
+        assert_eq!(
+            event(&mut sub, second).await,
+            Some(GroupEvent::Assigned(vec![0]))
+        );
+        sub.pause(&[0]).unwrap();
+        loopback.put(record(0, 0));
+        loopback.put(record(0, 1));
+        let held = event(&mut sub, Duration::from_millis(300)).await;
+        assert!(held.is_none(), "a paused partition's record came: {held:?}");
+        sub.resume(&[0]).unwrap();
+        for o in 0..2 {
+            match event(&mut sub, second).await {
+                Some(GroupEvent::Record(r)) => assert_eq!(r.offset, o),
+                other => panic!("record {o}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_assignment_survives_a_next_cancelled_while_its_start_is_asked() {
+        let loopback = Loopback::new(LoopbackTopics::All);
+        let looped = loopback.topic("t").unwrap();
+        let asked: Arc<std::sync::atomic::AtomicBool> = Default::default();
+        let (_dir, mut sub) = member(looped, Duration::from_millis(300), asked.clone()).await;
+        // Calls cut short after 50 ms, as a caller racing `next` against a timer does,
+        // until one was cut short while the assignment's start was being asked.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !asked.load(std::sync::atomic::Ordering::SeqCst) {
+            assert!(tokio::time::Instant::now() < deadline, "the start asked");
+            let early = event(&mut sub, Duration::from_millis(50)).await;
+            assert!(early.is_none(), "the start took 300 ms, yet: {early:?}");
+        }
+        let second = Duration::from_secs(5);
+        assert_eq!(
+            event(&mut sub, second).await,
+            Some(GroupEvent::Assigned(vec![0]))
+        );
+        loopback.put(record(0, 0));
+        match event(&mut sub, second).await {
+            Some(GroupEvent::Record(r)) => assert_eq!(r.offset, 0),
+            other => panic!("the record: {other:?}"),
+        }
     }
 }

@@ -49,7 +49,7 @@ impl ProducerContext for Reports {
         use rdkafka::Message as _;
         let delivered = match result {
             Ok(m) => {
-                if self.loopback.topic(m.topic()).is_some() {
+                if self.loopback.covers(m.topic()) {
                     self.loopback.put(super::reader::to_record(m));
                 }
                 Ok((m.partition(), m.offset()))
