@@ -19,7 +19,7 @@
 //! exactly the broker's sequence, only sooner, and nothing is acknowledged sooner: a
 //! record reaches the loopback only after the broker confirmed it (acks=all).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -91,12 +91,12 @@ impl Loopback {
             return None;
         }
         let mut by_topic = lock(&self.by_topic);
-        let looped = by_topic.entry(topic.to_string());
-        Some(
-            looped
-                .or_insert_with(|| Arc::new(Topic::new(topic)))
-                .clone(),
-        )
+        if let Some(looped) = by_topic.get(topic) {
+            return Some(looped.clone());
+        }
+        let looped = Arc::new(Topic::new(topic));
+        by_topic.insert(topic.to_string(), looped.clone());
+        Some(looped)
     }
 
     /// An acknowledged append (from the producer's delivery report).
@@ -114,24 +114,61 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// One partition's looped-back records by offset, each with when it was put.
-type Kept = BTreeMap<i64, (Instant, LogRecord)>;
+/// One partition's looped-back records in offset order, each with when it was put.
+/// A producer's reports come in offset order, so a put goes to the back, and a
+/// partition's offsets are dense unless another process appended between them.
+#[derive(Default)]
+struct Kept(VecDeque<(Instant, LogRecord)>);
 
-/// A topic's partitions, and when all were last swept of old records.
-struct Parts {
-    kept: HashMap<i32, Kept>,
-    swept: Instant,
+impl Kept {
+    fn insert(&mut self, now: Instant, record: LogRecord) {
+        match self.0.back() {
+            Some((_, last)) if last.offset >= record.offset => {
+                match self
+                    .0
+                    .binary_search_by_key(&record.offset, |(_, r)| r.offset)
+                {
+                    Ok(i) => self.0[i] = (now, record),
+                    Err(i) => self.0.insert(i, (now, record)),
+                }
+            }
+            _ => self.0.push_back((now, record)),
+        }
+    }
+
+    fn get(&self, offset: i64) -> Option<&LogRecord> {
+        let first = self.0.front()?.1.offset;
+        // Where it is when the offsets are dense; else searched for.
+        let at = usize::try_from(offset.checked_sub(first)?).ok()?;
+        match self.0.get(at) {
+            Some((_, r)) if r.offset == offset => Some(r),
+            _ => self
+                .0
+                .binary_search_by_key(&offset, |(_, r)| r.offset)
+                .ok()
+                .map(|i| &self.0[i].1),
+        }
+    }
+
+    /// Drops the records older than [`KEPT_FOR`], and the oldest beyond [`KEPT`].
+    fn prune(&mut self, now: Instant) {
+        while let Some((put, _)) = self.0.front() {
+            if now.duration_since(*put) <= KEPT_FOR && self.0.len() <= KEPT {
+                break;
+            }
+            self.0.pop_front();
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
-/// Drops `kept`'s records older than [`KEPT_FOR`], and its oldest beyond [`KEPT`].
-fn prune(kept: &mut Kept, now: Instant) {
-    while let Some(first) = kept.first_entry() {
-        let old = now.duration_since(first.get().0) > KEPT_FOR;
-        if !old && kept.len() <= KEPT {
-            break;
-        }
-        kept.pop_first();
-    }
+/// A topic's partitions (by number), and when all were last swept of old records.
+struct Parts {
+    kept: Vec<Kept>,
+    swept: Instant,
 }
 
 /// One looped-back topic: per partition, its newest acknowledged appends by offset.
@@ -147,7 +184,7 @@ impl Topic {
         Topic {
             name: name.to_string(),
             parts: Mutex::new(Parts {
-                kept: HashMap::new(),
+                kept: Vec::new(),
                 swept: Instant::now(),
             }),
             changed: watch::channel(0).0,
@@ -157,16 +194,27 @@ impl Topic {
 
 impl Topic {
     fn put(&self, record: LogRecord) {
+        let Ok(partition) = usize::try_from(record.partition) else {
+            return;
+        };
         let now = Instant::now();
         {
             let mut parts = lock(&self.parts);
-            let kept = parts.kept.entry(record.partition).or_default();
-            kept.insert(record.offset, (now, record));
-            prune(kept, now);
+            if parts.kept.len() <= partition {
+                parts.kept.resize_with(partition + 1, Kept::default);
+            }
+            let kept = &mut parts.kept[partition];
+            kept.insert(now, record);
+            kept.prune(now);
             if now.duration_since(parts.swept) > KEPT_FOR {
                 parts.swept = now;
-                parts.kept.values_mut().for_each(|kept| prune(kept, now));
-                parts.kept.retain(|_, kept| !kept.is_empty());
+                for kept in parts.kept.iter_mut() {
+                    kept.prune(now);
+                    if kept.len() == 0 {
+                        // A burst's records are gone: so is the room they took.
+                        *kept = Kept::default();
+                    }
+                }
             }
         }
         self.changed.send_modify(|n| *n = n.wrapping_add(1));
@@ -215,7 +263,8 @@ impl Merge {
             if skip.contains(p) {
                 continue;
             }
-            if let Some((_, r)) = parts.kept.get(p).and_then(|kept| kept.get(n)) {
+            let kept = usize::try_from(*p).ok().and_then(|p| parts.kept.get(p));
+            if let Some(r) = kept.and_then(|kept| kept.get(*n)) {
                 *n += 1;
                 self.taken.increment(1);
                 return Some(r.clone());
@@ -519,14 +568,27 @@ mod tests {
         let long_ago = Instant::now() - KEPT_FOR * 2;
         {
             let mut parts = lock(&topic.parts);
-            parts.kept.get_mut(&0).unwrap().get_mut(&0).unwrap().0 = long_ago;
+            parts.kept[0].0[0].0 = long_ago;
             parts.swept = long_ago;
         }
         // A put to another partition sweeps partition 0's old record away.
         loopback.put(record(1, 0));
         let parts = lock(&topic.parts);
-        assert!(!parts.kept.contains_key(&0), "partition 0 swept");
-        assert_eq!(parts.kept[&1].len(), 1);
+        assert_eq!(parts.kept[0].len(), 0, "partition 0 swept");
+        assert_eq!(parts.kept[1].len(), 1);
+    }
+
+    #[test]
+    fn records_are_found_by_offset_across_gaps_and_late_puts() {
+        // Offsets 3 and 6 went to another process; 5 is reported after 7.
+        let loopback = loopback_of(&[(0, 2), (0, 4), (0, 7), (0, 5), (0, 8)]);
+        let parts = lock(&loopback.parts);
+        let kept = &parts.kept[0];
+        let held: Vec<i64> = (0..10).filter(|o| kept.get(*o).is_some()).collect();
+        assert_eq!(held, [2, 4, 5, 7, 8]);
+        assert_eq!(kept.get(5).unwrap().value, record(0, 5).value);
+        let in_order: Vec<i64> = kept.0.iter().map(|(_, r)| r.offset).collect();
+        assert_eq!(in_order, [2, 4, 5, 7, 8]);
     }
 
     #[test]
